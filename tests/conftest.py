@@ -1,0 +1,3 @@
+"""Shared pytest set-up. Fixture modules under tests/support/ are registered here as plugins."""
+
+pytest_plugins: list[str] = []
