@@ -1,0 +1,636 @@
+"""The encrypted store: the async face the daemon uses, over one writer thread and reader connections.
+
+Every item gets its ``(lane, seq)`` in the same transaction that stores it. A write's awaitable resolves only after
+its commit returned (``synchronous=FULL``): that is what *accepted* means everywhere in kotihub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway import crypto
+from gateway.errors import StoreClosedError, StoreCorruptError, StoreFullError
+from gateway.model import DeviceInfo, Event, Lane, Reading
+from gateway.store import engine as engines
+from gateway.store import frames, schema
+from gateway.store.writer import WriteOp, Writer
+
+log = logging.getLogger(__name__)
+
+# Device records and the audit trail's own key live under this epoch: it is not a day, so retention never shreds
+# it; erasing everything does.
+REGISTRY_EPOCH: Final = 0xFFFF_FFFF
+DB_NAME: Final = "kotihub.db"
+
+
+class OutboxItem(msgspec.Struct, frozen=True):
+    seq: int
+    ts: float
+    body: dict[str, Any]
+
+
+class DeviceRecord(msgspec.Struct, frozen=True):
+    info: DeviceInfo
+    first_seen: float
+    last_seen: float
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    ts: float
+    actor: str
+    action: str
+    subject: str
+    detail: dict[str, Any]
+
+
+_json = msgspec.json.Encoder()
+
+
+class Store:
+    """Open with :meth:`open` (a context manager); close flushes everything queued."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        master_key: bytes,
+        algorithm: crypto.Algorithm,
+        *,
+        commit_interval: float = 1.0,
+        commit_max_items: int = 5_000,
+        max_pending_readings: int = 200_000,
+        journal_size_limit: int = 4 * 1024 * 1024,
+        min_free_bytes: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = state_dir / DB_NAME
+        self.state_dir = state_dir
+        self._clock = clock
+        self._max_pending = max_pending_readings
+        self._min_free = min_free_bytes
+        self._journal_size_limit = journal_size_limit
+        self.quarantined: Path | None = None
+        self._open_db()
+        self.keyring = crypto.KeyRing(master_key, algorithm, self._load_wrapped, self._save_wrapped)
+        self._tag_key = self.keyring.derive_tag_key()
+        self._writer = Writer(
+            self._engine,
+            commit_interval=commit_interval,
+            commit_max_items=commit_max_items,
+            finish_batch=self._finish_batch,
+            after_commit=self._after_commit,
+            after_rollback=self._after_rollback,
+        )
+        self._reader = engines.make_engine(self.path, journal_size_limit=journal_size_limit)
+        self._seq: dict[str, int] = {}
+        self._synced: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._frame_buffer: list[Reading] = []
+        self._frame_first_seq = 0
+        self._open_readings: list[Reading] | None = None
+        self._open_future: asyncio.Future[Any] | None = None
+        self._commit_max_items = commit_max_items
+        self._audit_id = 0
+        with self._engine.connect() as conn:
+            self._after_rollback(conn)
+        self._pending_readings = 0
+        self._space_ok = asyncio.Event()
+        self._space_ok.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lane_waiters: dict[str, asyncio.Event] = {lane.value: asyncio.Event() for lane in Lane}
+        self.rejected_full = 0
+        self._closed = False
+        self._writer.start()
+
+    # ---- opening -------------------------------------------------------------------------------------------------
+
+    def _open_db(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            engines.check_integrity(self.path)
+        except StoreCorruptError as exc:
+            self.quarantined = engines.quarantine(self.path, str(exc))
+        self._engine = engines.make_engine(self.path, journal_size_limit=self._journal_size_limit)
+        with self._engine.begin() as conn:
+            schema.migrate(conn)
+        self.path.chmod(0o600)
+
+    @classmethod
+    def open(cls, state_dir: Path, master_key: bytes, algorithm: crypto.Algorithm, **kw: Any) -> Store:
+        return cls(state_dir, master_key, algorithm, **kw)
+
+    async def __aenter__(self) -> Store:
+        self._loop = asyncio.get_running_loop()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Commits everything queued, then closes; later writes fail with StoreClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._writer.stop)
+        self._engine.dispose()
+        self._reader.dispose()
+
+    # ---- keys ----------------------------------------------------------------------------------------------------
+
+    def _load_wrapped(self, epoch: int) -> bytes | None:
+        stmt = sa.select(schema.epoch_keys.c.wrapped).where(schema.epoch_keys.c.epoch == epoch)
+        if self._writer.in_writer_thread:
+            value = self._writer.connection.execute(stmt).scalar_one_or_none()
+        else:
+            with self._reader.connect() as conn:
+                value = conn.execute(stmt).scalar_one_or_none()
+        return bytes(value) if value is not None else None
+
+    def _save_wrapped(self, epoch: int, wrapped: bytes) -> None:
+        # Only the writer creates keys, inside the batch that first uses them: the key commits with its data or not
+        # at all (a rollback drops it from the cache, see _after_rollback).
+        assert self._writer.in_writer_thread
+        self._writer.connection.execute(sa.insert(schema.epoch_keys).values(epoch=epoch, wrapped=wrapped))
+
+    def device_tag(self, device_id: str) -> str:
+        return hmac.new(self._tag_key, device_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    # ---- writer hooks (writer thread) ----------------------------------------------------------------------------
+
+    def _alloc(self, lane: str, count: int) -> int:
+        first = self._seq[lane]
+        self._seq[lane] = first + count
+        self._dirty.add(lane)
+        return first
+
+    def _finish_batch(self, conn: Connection) -> None:
+        if self._frame_buffer:
+            self._write_frames(conn, self._frame_buffer, self._frame_first_seq)
+            self._frame_buffer = []
+        for lane in self._dirty:
+            conn.execute(
+                sa.update(schema.lanes)
+                .where(schema.lanes.c.lane == lane)
+                .values(next_seq=self._seq[lane], synced_seq=self._synced[lane])
+            )
+        self._dirty.clear()
+
+    def _after_commit(self, batch: list[WriteOp]) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        lanes = {op.result[0] for op in batch if isinstance(op.result, tuple) and op.result and op.result[0]}
+        for lane in lanes:
+            waiter = self._lane_waiters.get(lane)
+            if waiter is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(waiter.set)
+
+    def _after_rollback(self, conn: Connection) -> None:
+        # Reload what the database really holds: counters and keys of a failed batch must not survive it.
+        if conn.in_transaction():
+            conn.rollback()
+        with conn.begin():
+            existing = {row.lane: row for row in conn.execute(sa.select(schema.lanes))}
+            missing = [lane.value for lane in Lane if lane.value not in existing]
+            if missing:
+                conn.execute(sa.insert(schema.lanes), [{"lane": n, "next_seq": 1, "synced_seq": 0} for n in missing])
+                existing = {row.lane: row for row in conn.execute(sa.select(schema.lanes))}
+            self._seq = {lane: int(row.next_seq) for lane, row in existing.items()}
+            self._synced = {lane: int(row.synced_seq) for lane, row in existing.items()}
+            self._audit_id = int(
+                conn.execute(sa.select(sa.func.coalesce(sa.func.max(schema.audit.c.id), 0))).scalar_one()
+            )
+        self._dirty.clear()
+        self._frame_buffer = []
+        if hasattr(self, "keyring"):
+            self.keyring.forget_all()
+
+    # ---- submitting ----------------------------------------------------------------------------------------------
+
+    def _submit(self, fn: Callable[[Connection], Any], *, weight: int = 1, urgent: bool = False) -> asyncio.Future[Any]:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._writer.submit(WriteOp(fn=fn, weight=weight, urgent=urgent, future=fut, loop=loop))
+        return fut
+
+    def _check_space(self) -> None:
+        if self._min_free and shutil.disk_usage(self.state_dir).free < self._min_free:
+            raise StoreFullError(f"less than {self._min_free} bytes free on the state disk; readings refused")
+
+    def submit_readings(self, readings: Sequence[Reading]) -> asyncio.Future[Any]:
+        """Queues readings for the next group commit; the future resolves to ``(lane, last_seq)`` when accepted.
+
+        Readings submitted in the same event-loop tick share one write op (and one future), so a driver handing over
+        a few readings per message costs a list extend, not a thread hand-off. Raises StoreFullError at once when the
+        disk is below its reserve (the readings are not accepted).
+        """
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        try:
+            self._check_space()
+        except StoreFullError:
+            self.rejected_full += len(readings)
+            raise
+        if self._open_readings is None or self._open_future is None:
+            loop = asyncio.get_running_loop()
+            self._open_readings = []
+            self._open_future = loop.create_future()
+            loop.call_soon(self._dispatch_readings)
+        fut = self._open_future
+        self._open_readings.extend(readings)
+        self._pending_readings += len(readings)
+        if self._pending_readings >= self._max_pending:
+            self._space_ok.clear()
+        if len(self._open_readings) >= self._commit_max_items:
+            self._dispatch_readings()
+        return fut
+
+    def _dispatch_readings(self) -> None:
+        batch, fut = self._open_readings, self._open_future
+        self._open_readings = self._open_future = None
+        if not batch or fut is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        count = len(batch)
+        fut.add_done_callback(lambda f: self._readings_done(count, f))
+        op = WriteOp(fn=lambda conn: self._buffer_readings(batch), weight=count, future=fut, loop=loop)
+        self._writer.submit(op)
+
+    def _readings_done(self, count: int, fut: asyncio.Future[Any]) -> None:
+        self._pending_readings -= count
+        if not fut.cancelled() and isinstance(fut.exception(), StoreFullError):
+            self.rejected_full += count
+        if self._pending_readings < self._max_pending:
+            self._space_ok.set()
+
+    async def add_readings(self, readings: Sequence[Reading]) -> int:
+        """Stores readings and returns the last sequence of their commit once they are accepted (committed)."""
+        await self._space_ok.wait()
+        _, last = await self.submit_readings(readings)
+        return int(last)
+
+    async def wait_for_room(self) -> None:
+        """Back-pressure: returns when fewer than ``max_pending_readings`` wait for a commit."""
+        await self._space_ok.wait()
+
+    def _buffer_readings(self, readings: list[Reading]) -> tuple[str, int]:
+        # Sequences are allocated now, in submission order; the frame itself is written once per batch, in
+        # _finish_batch, so all readings of a commit share one compressed, encrypted row.
+        lane = Lane.READINGS.value
+        first = self._alloc(lane, len(readings))
+        if not self._frame_buffer:
+            self._frame_first_seq = first
+        self._frame_buffer.extend(readings)
+        return lane, first + len(readings) - 1
+
+    def _write_frames(self, conn: Connection, readings: list[Reading], first_seq: int) -> None:
+        stamps = [r.ts for r in readings]
+        epochs = (crypto.epoch_of(min(stamps)), crypto.epoch_of(max(stamps)))
+        if epochs[0] == epochs[1]:
+            self._write_frame(conn, readings, stamps, first_seq, epochs[0])
+            return
+        # Readings spanning midnight: each run of one UTC day becomes a frame under that day's key.
+        start = 0
+        while start < len(readings):
+            epoch = crypto.epoch_of(stamps[start])
+            end = start + 1
+            while end < len(readings) and crypto.epoch_of(stamps[end]) == epoch:
+                end += 1
+            self._write_frame(conn, readings[start:end], stamps[start:end], first_seq + start, epoch)
+            start = end
+
+    def _write_frame(self, conn: Connection, run: list[Reading], stamps: list[float], first: int, epoch: int) -> None:
+        blob = self.keyring.seal(epoch, frames.encode(run), frames.context(first, len(run)))
+        conn.execute(
+            sa.insert(schema.reading_frames).values(
+                first_seq=first, n=len(run), epoch=epoch, ts_min=min(stamps), ts_max=max(stamps), blob=blob
+            )
+        )
+
+    async def add_event(self, event: Event) -> int:
+        """Stores an event, committed at once (alarms never wait for a group commit); returns its sequence."""
+        body: dict[str, Any] = {
+            "device_id": event.device_id,
+            "kind": event.kind.value,
+            "state": event.state,
+            "ts": event.ts,
+            "attrs": dict(event.attrs),
+        }
+        return await self.add_item(event.lane, event.ts, body, urgent=True)
+
+    async def add_item(
+        self, lane: Lane | str, ts: float, body: dict[str, Any], *, ref: str | None = None, urgent: bool = True
+    ) -> int:
+        """Stores one outbox item (event, clip record, diagnostics) encrypted; returns its sequence when accepted."""
+        lane_name = Lane(lane).value
+        plaintext = _json.encode(body)
+
+        def write(conn: Connection) -> tuple[str, int]:
+            seq = self._alloc(lane_name, 1)
+            epoch = crypto.epoch_of(ts)
+            blob = self.keyring.seal(epoch, plaintext, _item_context(lane_name, seq))
+            conn.execute(
+                sa.insert(schema.items).values(lane=lane_name, seq=seq, epoch=epoch, ts=ts, ref=ref, blob=blob)
+            )
+            return lane_name, seq
+
+        _, seq = await self._submit(write, urgent=urgent)
+        return int(seq)
+
+    async def upsert_device(self, info: DeviceInfo, *, seen: float | None = None) -> bool:
+        """Registers or updates a device; returns True if it was new."""
+        tag = self.device_tag(info.device_id)
+        now = seen if seen is not None else self._clock()
+        blob_plain = msgspec.msgpack.encode(info)
+
+        def write(conn: Connection) -> tuple[str, bool]:
+            blob = self.keyring.seal(REGISTRY_EPOCH, blob_plain, b"devices|" + tag.encode())
+            existing = conn.execute(sa.select(schema.devices.c.tag).where(schema.devices.c.tag == tag)).first()
+            if existing is None:
+                conn.execute(sa.insert(schema.devices).values(tag=tag, first_seen=now, last_seen=now, blob=blob))
+                return "", True
+            conn.execute(sa.update(schema.devices).where(schema.devices.c.tag == tag).values(last_seen=now, blob=blob))
+            return "", False
+
+        _, new = await self._submit(write)
+        return bool(new)
+
+    async def touch_devices(self, last_seen: dict[str, float]) -> None:
+        """Persists last-seen times (the hub batches these: writing one per message would wear the card)."""
+        rows = [{"t": self.device_tag(d), "s": s} for d, s in last_seen.items()]
+
+        def write(conn: Connection) -> tuple[str, None]:
+            if rows:
+                conn.execute(
+                    sa.update(schema.devices)
+                    .where(schema.devices.c.tag == sa.bindparam("t"))
+                    .values(last_seen=sa.bindparam("s")),
+                    rows,
+                )
+            return "", None
+
+        await self._submit(write)
+
+    async def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None) -> None:
+        """Records a change to personal data (who, what, when), encrypted; committed at once."""
+        ts = self._clock()
+        entry = msgspec.msgpack.encode(AuditEntry(ts, actor, action, subject, detail or {}))
+
+        def write(conn: Connection) -> tuple[str, None]:
+            self._audit_id += 1
+            blob = self.keyring.seal(REGISTRY_EPOCH, entry, b"audit|%d" % self._audit_id)
+            conn.execute(sa.insert(schema.audit).values(id=self._audit_id, epoch=crypto.epoch_of(ts), ts=ts, blob=blob))
+            return "", None
+
+        await self._submit(write, urgent=True)
+
+    def mark_synced(self, lane: Lane | str, upto_seq: int) -> asyncio.Future[Any]:
+        """Moves the lane's synced cursor forward (never back). Not urgent: the uplink keeps its own cursor in memory,
+        and a cursor lost in a crash only means a resend that the register deduplicates."""
+        lane_name = Lane(lane).value
+        now = self._clock()
+
+        def write(conn: Connection) -> tuple[str, None]:
+            if upto_seq > self._synced[lane_name]:
+                self._synced[lane_name] = upto_seq
+                self._dirty.add(lane_name)
+                conn.execute(sa.update(schema.lanes).where(schema.lanes.c.lane == lane_name).values(last_sync=now))
+            return "", None
+
+        return self._submit(write)
+
+    async def dead_letter(self, lane: Lane | str, seq: int, reason: str) -> None:
+        lane_name = Lane(lane).value
+        now = self._clock()
+
+        def write(conn: Connection) -> tuple[str, None]:
+            conn.execute(
+                sa.insert(schema.dead_letters)
+                .prefix_with("OR REPLACE")
+                .values(lane=lane_name, seq=seq, ts=now, reason=reason[:500])
+            )
+            return "", None
+
+        await self._submit(write, urgent=True)
+
+    async def set_setting(self, key: str, value: Any) -> None:
+        text = _json.encode(value).decode()
+
+        def write(conn: Connection) -> tuple[str, None]:
+            conn.execute(sa.insert(schema.settings).prefix_with("OR REPLACE").values(key=key, value=text))
+            return "", None
+
+        await self._submit(write, urgent=True)
+
+    async def run_write(self, fn: Callable[[Connection], Any], *, urgent: bool = True) -> Any:
+        """Runs ``fn(conn)`` in the writer's transaction (retention, erasure); returns its result when committed."""
+
+        def wrapped(conn: Connection) -> tuple[str, Any]:
+            return "", fn(conn)
+
+        _, result = await self._submit(wrapped, urgent=urgent)
+        return result
+
+    async def flush(self) -> None:
+        """Returns when everything queued before it is committed."""
+        await self._submit(lambda conn: ("", None), urgent=True)
+
+    # ---- reading -------------------------------------------------------------------------------------------------
+
+    def lane_waiter(self, lane: Lane | str) -> asyncio.Event:
+        """Set after a commit that added to ``lane``; the uplink clears it before looking for work."""
+        return self._lane_waiters[Lane(lane).value]
+
+    def synced_seq(self, lane: Lane | str) -> int:
+        return self._synced[Lane(lane).value]
+
+    async def pending(self, lane: Lane | str, *, after: int | None = None, limit: int = 1000) -> list[OutboxItem]:
+        """Unsynced items of ``lane`` after ``after`` (default: the durable cursor), oldest first."""
+        lane_name = Lane(lane).value
+        start = self._synced[lane_name] if after is None else after
+        return await asyncio.to_thread(self._pending_sync, lane_name, start, limit)
+
+    def _pending_sync(self, lane: str, after: int, limit: int) -> list[OutboxItem]:
+        with self._reader.connect() as conn, conn.begin():
+            if lane == Lane.READINGS.value:
+                return self._pending_readings_sync(conn, after, limit)
+            rows = conn.execute(
+                sa.select(schema.items.c.seq, schema.items.c.ts, schema.items.c.blob)
+                .where(schema.items.c.lane == lane, schema.items.c.seq > after)
+                .order_by(schema.items.c.seq)
+                .limit(limit)
+            ).all()
+            out = []
+            for row in rows:
+                body = msgspec.json.decode(self.keyring.open(row.blob, _item_context(lane, row.seq)))
+                out.append(OutboxItem(int(row.seq), float(row.ts), body))
+            return out
+
+    def _pending_readings_sync(self, conn: Connection, after: int, limit: int) -> list[OutboxItem]:
+        f = schema.reading_frames
+        out: list[OutboxItem] = []
+        containing = conn.execute(
+            sa.select(f).where(f.c.first_seq <= after).order_by(f.c.first_seq.desc()).limit(1)
+        ).first()
+        rows = [containing] if containing is not None and containing.first_seq + containing.n - 1 > after else []
+        for row in rows + list(conn.execute(sa.select(f).where(f.c.first_seq > after).order_by(f.c.first_seq))):
+            if len(out) >= limit:
+                break
+            readings = frames.decode(self.keyring.open(row.blob, frames.context(row.first_seq, row.n)))
+            for offset, r in enumerate(readings):
+                seq = row.first_seq + offset
+                if seq > after and len(out) < limit:
+                    body = {"device_id": r.device_id, "quantity": r.quantity.value, "value": r.value, "ts": r.ts}
+                    out.append(OutboxItem(seq, r.ts, body))
+        return out
+
+    def iter_readings(self, *, since_seq: int = 0) -> Iterator[tuple[int, Reading]]:
+        """Every stored reading with its sequence, decrypted, oldest first (export, tests). Runs in the caller's
+        thread: call it from a worker thread in async code."""
+        f = schema.reading_frames
+        with self._reader.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(
+                sa.select(f).where(f.c.first_seq + f.c.n > since_seq).order_by(f.c.first_seq)
+            )
+            for row in result:
+                readings = frames.decode(self.keyring.open(row.blob, frames.context(row.first_seq, row.n)))
+                for offset, r in enumerate(readings):
+                    if row.first_seq + offset >= since_seq:
+                        yield row.first_seq + offset, r
+
+    def iter_items(self, lane: Lane | str) -> Iterator[OutboxItem]:
+        lane_name = Lane(lane).value
+        with self._reader.connect() as conn:
+            result = conn.execute(
+                sa.select(schema.items.c.seq, schema.items.c.ts, schema.items.c.blob)
+                .where(schema.items.c.lane == lane_name)
+                .order_by(schema.items.c.seq)
+            )
+            for row in result:
+                body = msgspec.json.decode(self.keyring.open(row.blob, _item_context(lane_name, row.seq)))
+                yield OutboxItem(int(row.seq), float(row.ts), body)
+
+    def iter_audit(self) -> Iterator[AuditEntry]:
+        with self._reader.connect() as conn:
+            for row in conn.execute(sa.select(schema.audit).order_by(schema.audit.c.id)):
+                yield msgspec.msgpack.decode(self.keyring.open(row.blob, b"audit|%d" % row.id), type=AuditEntry)
+
+    async def devices(self) -> list[DeviceRecord]:
+        def read() -> list[DeviceRecord]:
+            with self._reader.connect() as conn:
+                rows = conn.execute(sa.select(schema.devices)).all()
+            out = []
+            for row in rows:
+                info = msgspec.msgpack.decode(
+                    self.keyring.open(row.blob, b"devices|" + row.tag.encode()), type=DeviceInfo
+                )
+                out.append(DeviceRecord(info, float(row.first_seen), float(row.last_seen)))
+            return out
+
+        return await asyncio.to_thread(read)
+
+    async def depth(self) -> dict[str, int]:
+        """Items waiting to be synced, per lane."""
+
+        def read() -> dict[str, int]:
+            out: dict[str, int] = {}
+            with self._reader.connect() as conn:
+                for lane in Lane:
+                    synced = self._synced[lane.value]
+                    if lane is Lane.READINGS:
+                        f = schema.reading_frames
+                        count = conn.execute(
+                            sa.select(sa.func.coalesce(sa.func.sum(f.c.n), 0)).where(f.c.first_seq > synced)
+                        ).scalar_one()
+                        straddle = conn.execute(
+                            sa.select(f.c.first_seq, f.c.n)
+                            .where(f.c.first_seq <= synced)
+                            .order_by(f.c.first_seq.desc())
+                            .limit(1)
+                        ).first()
+                        if straddle is not None:
+                            count += max(0, straddle.first_seq + straddle.n - 1 - synced)
+                    else:
+                        count = conn.execute(
+                            sa.select(sa.func.count())
+                            .select_from(schema.items)
+                            .where(schema.items.c.lane == lane.value, schema.items.c.seq > synced)
+                        ).scalar_one()
+                    out[lane.value] = int(count)
+            return out
+
+        return await asyncio.to_thread(read)
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            with self._reader.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(sa.select(schema.dead_letters))]
+
+        return await asyncio.to_thread(read)
+
+    async def get_setting(self, key: str, default: Any = None) -> Any:
+        def read() -> Any:
+            with self._reader.connect() as conn:
+                value = conn.execute(
+                    sa.select(schema.settings.c.value).where(schema.settings.c.key == key)
+                ).scalar_one_or_none()
+            return default if value is None else msgspec.json.decode(value)
+
+        return await asyncio.to_thread(read)
+
+    def health(self) -> dict[str, Any]:
+        writer = self._writer
+        return {
+            "writer_alive": writer.alive,
+            "writer_heartbeat_age": time.monotonic() - writer.heartbeat,
+            "commits": writer.commits,
+            "last_commit": writer.last_commit,
+            "last_error": writer.last_error,
+            "pending_readings": self._pending_readings,
+            "rejected_full": self.rejected_full,
+            "quarantined": str(self.quarantined) if self.quarantined else None,
+        }
+
+    @property
+    def healthy(self) -> bool:
+        return self._writer.alive and not self._closed
+
+    def disk_usage(self) -> dict[str, int]:
+        usage = shutil.disk_usage(self.state_dir)
+        db_bytes = sum(
+            p.stat().st_size for p in (self.path, *(Path(str(self.path) + s) for s in engines.SIDE_FILES)) if p.exists()
+        )
+        return {"db_bytes": db_bytes, "free_bytes": usage.free, "total_bytes": usage.total}
+
+    async def iter_readings_async(
+        self, *, since_seq: int = 0, chunk: int = 5_000
+    ) -> AsyncIterator[tuple[int, Reading]]:
+        """Streams readings without holding them all in memory (export)."""
+        it = self.iter_readings(since_seq=since_seq)
+        while True:
+            part = await asyncio.to_thread(lambda: [x for _, x in zip(range(chunk), it, strict=False)])
+            if not part:
+                return
+            for pair in part:
+                yield pair
+
+
+def _item_context(lane: str, seq: int) -> bytes:
+    return b"items|%s|%d" % (lane.encode(), seq)
