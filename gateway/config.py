@@ -16,6 +16,7 @@ import msgspec
 from gateway.errors import ConfigError
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+LongSeconds = Annotated[float, msgspec.Meta(gt=0, le=30 * 86_400)]
 
 
 class HubSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -68,7 +69,7 @@ class ControlSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class DeviceSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    offline_after: dict[str, Seconds] = msgspec.field(
+    offline_after: dict[str, LongSeconds] = msgspec.field(
         default_factory=lambda: {
             "sensor": 90_000.0,
             "smoke_detector": 90_000.0,

@@ -20,26 +20,37 @@ log = logging.getLogger(__name__)
 SIDE_FILES = ("-wal", "-shm")
 
 
-def make_engine(path: Path, *, journal_size_limit: int, readonly: bool = False) -> Engine:
-    """An engine whose connections carry the store's pragmas and whose transactions are ``BEGIN IMMEDIATE``.
+def create_database(path: Path) -> None:
+    """Creates an empty database with the settings that persist in the file (WAL, incremental auto-vacuum).
+
+    ``auto_vacuum`` only takes effect before the first table exists, so it is set here, once, not on every connect.
+    """
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("VACUUM")
+    finally:
+        conn.close()
+
+
+def make_engine(path: Path, *, journal_size_limit: int, writer: bool = True) -> Engine:
+    """An engine whose connections carry the store's pragmas.
 
     pysqlite's own implicit transactions are turned off (``isolation_level=None``) so that a commit is exactly where
-    we say it is: *accepted* means that COMMIT has returned with ``synchronous=FULL``.
+    we say it is: *accepted* means that COMMIT has returned with ``synchronous=FULL``. The writer's transactions are
+    ``BEGIN IMMEDIATE`` (it is the only writer, and must not fail late on a lock); readers use deferred ``BEGIN``
+    and see a consistent WAL snapshot without blocking the writer.
     """
-    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
     engine = sa.create_engine(
         "sqlite+pysqlite:///",
-        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30),
+        creator=lambda: sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30),
         poolclass=NullPool,
     )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        if not readonly:
-            # auto_vacuum only takes effect before the first table exists; harmless afterwards.
-            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA secure_delete=ON")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -49,7 +60,7 @@ def make_engine(path: Path, *, journal_size_limit: int, readonly: bool = False) 
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
 

@@ -93,7 +93,7 @@ class Store:
             after_commit=self._after_commit,
             after_rollback=self._after_rollback,
         )
-        self._reader = engines.make_engine(self.path, journal_size_limit=journal_size_limit)
+        self._reader = engines.make_engine(self.path, journal_size_limit=journal_size_limit, writer=False)
         self._seq: dict[str, int] = {}
         self._synced: dict[str, int] = {}
         self._dirty: set[str] = set()
@@ -122,6 +122,8 @@ class Store:
             engines.check_integrity(self.path)
         except StoreCorruptError as exc:
             self.quarantined = engines.quarantine(self.path, str(exc))
+        if not self.path.exists():
+            engines.create_database(self.path)
         self._engine = engines.make_engine(self.path, journal_size_limit=self._journal_size_limit)
         with self._engine.begin() as conn:
             schema.migrate(conn)
@@ -249,8 +251,11 @@ class Store:
             raise
         if self._open_readings is None or self._open_future is None:
             loop = asyncio.get_running_loop()
-            self._open_readings = []
+            holder: list[Reading] = []
+            self._open_readings = holder
             self._open_future = loop.create_future()
+            # Registered before any caller awaits it, so the counts are right when the caller resumes.
+            self._open_future.add_done_callback(lambda f: self._readings_done(len(holder), f))
             loop.call_soon(self._dispatch_readings)
         fut = self._open_future
         self._open_readings.extend(readings)
@@ -268,9 +273,7 @@ class Store:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
-        count = len(batch)
-        fut.add_done_callback(lambda f: self._readings_done(count, f))
-        op = WriteOp(fn=lambda conn: self._buffer_readings(batch), weight=count, future=fut, loop=loop)
+        op = WriteOp(fn=lambda conn: self._buffer_readings(batch), weight=len(batch), future=fut, loop=loop)
         self._writer.submit(op)
 
     def _readings_done(self, count: int, fut: asyncio.Future[Any]) -> None:
