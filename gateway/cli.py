@@ -3,12 +3,143 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import config as configuration
-from gateway.errors import ConfigError
+from gateway.control import ControlError, DaemonUnreachable, call
+from gateway.errors import ConfigError, KotihubError
+
+EXIT_UNREACHABLE = 2
+
+
+def _load_config(args: argparse.Namespace) -> configuration.Config:
+    return configuration.load(args.config)
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return Path(args.socket)
+    return _load_config(args).socket_path
+
+
+def _ask(args: argparse.Namespace, cmd: str, payload: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
+    return call(_socket(args), cmd, payload, timeout=timeout)
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=False))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, result: Any, human: str) -> None:
+    print(json.dumps(result, indent=2, default=str) if args.json else human)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.daemon import Daemon
+
+    cfg = _load_config(args)
+    logging.basicConfig(
+        level=cfg.hub.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    asyncio.run(Daemon(cfg).run())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    s = _ask(args, "status")
+    depth = s["store"]["depth"]
+    lines = [
+        f"hub {s['hub']['name']}: up {s['uptime_s'] / 3600:.1f} h",
+        f"devices: {s['devices']['online']} online, {s['devices']['offline']} offline, {s['devices']['known']} known",
+        "store: "
+        + ", ".join(f"{lane} {n}" for lane, n in depth.items())
+        + f" waiting to sync; {s['store']['dead_letters']} dead letters; "
+        + f"{s['store']['db_bytes'] / 1e6:.1f} MB used, {s['store']['free_bytes'] / 1e9:.1f} GB free",
+        f"retention: {s['retention']['days']} days (horizon {_when(s['retention']['horizon'])})",
+        f"restricted: {', '.join(s['restricted']) or 'nothing'}",
+        "drivers:",
+    ]
+    for name, d in s["drivers"].items():
+        error = f", last error: {d['last_error']}" if d.get("last_error") else ""
+        lines.append(f"  {name}: {d['state']}, {d['restarts']} restarts, {d.get('malformed', 0)} malformed{error}")
+    if "uplink" in s:
+        for lane, u in s["uplink"].get("lanes", {}).items():
+            lines.append(
+                f"  sync {lane}: last ok {_when(u.get('last_success'))}, last error {u.get('last_error') or '-'}"
+            )
+    _emit(args, s, "\n".join(lines))
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    devices = _ask(args, "devices")
+    rows = [
+        [
+            d["device_id"],
+            d["kind"],
+            d["name"] or "-",
+            d["room"] or "-",
+            "online" if d["online"] else "OFFLINE",
+            "-" if d["battery"] is None else f"{d['battery']:.0f}%",
+            _when(d["last_seen"]),
+        ]
+        for d in devices
+    ]
+    _emit(args, devices, _table(rows, ["device", "kind", "name", "room", "state", "battery", "last seen"]))
+    return 0
+
+
+def _discover(args: argparse.Namespace) -> int:
+    found = _ask(args, "discover", {"timeout": args.timeout}, timeout=args.timeout + 30)
+    rows = [
+        [
+            f.get("device_id", "-"),
+            f.get("driver", "-"),
+            f.get("kind", f.get("error", "-")),
+            f.get("model") or "-",
+            f.get("address") or "-",
+            "-" if f.get("rssi") is None else f"{f['rssi']:.0f} dBm",
+            "known" if f.get("known") else "NEW",
+        ]
+        for f in found
+    ]
+    _emit(args, found, _table(rows, ["device", "driver", "kind", "model", "address", "signal", ""]))
+    return 0
+
+
+def _restrict(args: argparse.Namespace) -> int:
+    result = _ask(args, "restrict", {"category": args.category, "on": args.state == "on", "actor": "cli"})
+    _emit(args, result, "restricted now: " + (", ".join(result) or "nothing"))
+    return 0
+
+
+def _rename(args: argparse.Namespace) -> int:
+    result = _ask(args, "rename", {"device_id": args.device, "name": args.name, "room": args.room, "actor": "cli"})
+    _emit(args, result, f"{result['device_id']}: name {result['name']!r}, room {result['room']!r}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(duration=args.duration, with_register=not args.no_register)
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -24,8 +155,31 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=None, help="configuration file (default: embedded defaults)")
+    common.add_argument("--socket", default="", help="control socket (default: from the configuration)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = argparse.ArgumentParser(prog="kotihub", description="kotihub home hub")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", parents=[common], help="run the daemon").set_defaults(func=_run)
+    demo = sub.add_parser("demo", help="hub, register and simulated devices on this machine, no hardware")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    demo.add_argument("--no-register", action="store_true", help="do not start a local register")
+    demo.set_defaults(func=_demo)
+    sub.add_parser("status", parents=[common], help="the daemon's health at a glance").set_defaults(func=_status)
+    sub.add_parser("devices", parents=[common], help="known devices").set_defaults(func=_devices)
+    discover = sub.add_parser("discover", parents=[common], help="look for devices now, known or not")
+    discover.add_argument("--timeout", type=float, default=5.0)
+    discover.set_defaults(func=_discover)
+    restrict = sub.add_parser("restrict", parents=[common], help="restrict processing of a category")
+    restrict.add_argument("category")
+    restrict.add_argument("state", choices=["on", "off"])
+    restrict.set_defaults(func=_restrict)
+    rename = sub.add_parser("rename", parents=[common], help="correct a device's name or room (audited)")
+    rename.add_argument("device")
+    rename.add_argument("--name")
+    rename.add_argument("--room")
+    rename.set_defaults(func=_rename)
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     check = cfg_sub.add_parser("check", help="validate a configuration file")
@@ -36,7 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except DaemonUnreachable as exc:
+        print(f"kotihub: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except ConfigError as exc:
+        print(f"kotihub: configuration: {exc}", file=sys.stderr)
+        return 1
+    except (ControlError, KotihubError) as exc:
+        print(f"kotihub: {exc}", file=sys.stderr)
+        return 1
     return result
 
 

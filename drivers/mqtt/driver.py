@@ -1,0 +1,210 @@
+"""The MQTT driver: one broker connection, decoded messages fed to the hub, reconnect with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import aiomqtt
+
+from drivers.base import Credentials, Discovered, Driver, HubPort
+from drivers.mqtt.backoff import Backoff
+from drivers.mqtt.config import MqttConfig
+from drivers.mqtt.decoders import MqttDecoder
+from gateway.errors import ConfigError, TransientError
+
+__all__ = ["MqttConfig", "MqttDriver"]
+
+log = logging.getLogger(__name__)
+
+PASSWORD_CREDENTIAL = "mqtt.password"  # noqa: S105 -- the name of the credential, not a secret
+# A connection that stayed up this long counts as healthy: the next failure starts over at reconnect_min.
+STABLE_AFTER_S = 10.0
+
+
+class MqttDriver(Driver):
+    """Subscribes to the topics its config implies and hands decoded devices, events and readings to the hub."""
+
+    name: ClassVar[str] = "mqtt"
+    Config: ClassVar[type[MqttConfig]] = MqttConfig
+
+    def __init__(self, config: MqttConfig, credentials: Credentials, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(config, credentials)
+        self.config: MqttConfig = config
+        self._clock = clock
+        self._decoder = self._new_decoder()
+        self._connected = False
+        self._changed = asyncio.Condition()
+        self._subscribed: list[str] = []
+        self.connects = 0
+        self.disconnects = 0
+        self.ignored = 0
+        self.last_error = ""
+
+    def _new_decoder(self) -> MqttDecoder:
+        c = self.config
+        return MqttDecoder(
+            c.families(), dedupe_window=c.dedupe_window, seen_interval=c.seen_interval, max_payload=c.max_payload
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def wait_connected(self, timeout: float, *, connects: int = 1) -> None:
+        """Returns once connected and subscribed for at least the ``connects``-th time (2: reconnected once);
+        ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: self._connected and self.connects >= connects)
+
+    async def _set_connected(self, connected: bool) -> None:
+        async with self._changed:
+            if connected:
+                self.connects += 1
+            elif self._connected:
+                self.disconnects += 1
+            self._connected = connected
+            self._changed.notify_all()
+
+    async def run(self, hub: HubPort) -> None:
+        client = await self._client(self.config.client_id, clean_session=not self.config.persistent_session)
+        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
+        loop = asyncio.get_running_loop()
+        # The aiomqtt reconnect idiom: one client, re-entered after every failure.
+        while True:
+            connected_at: float | None = None
+            try:
+                async with client, asyncio.TaskGroup() as tg:
+                    connected_at = loop.time()
+                    await self._subscribe(client)
+                    await self._set_connected(True)
+                    log.info("connected to the MQTT broker, %d subscriptions", len(self._subscribed))
+                    # Subscribing waits for the broker's SUBACK: do it beside the message loop, not in it.
+                    new_topics: asyncio.Queue[str] = asyncio.Queue()
+                    tg.create_task(self._subscriber(client, new_topics), name="mqtt-subscriber")
+                    async for message in client.messages:
+                        await self._handle(hub, new_topics, message)
+            except* aiomqtt.MqttError as group:
+                self.last_error = str(group.exceptions[0])
+            finally:
+                # Shielded so that a cancelled driver still records that it is no longer connected.
+                await asyncio.shield(self._set_connected(False))
+            if connected_at is not None and loop.time() - connected_at >= STABLE_AFTER_S:
+                backoff.reset()
+            delay = backoff.next()
+            log.warning("MQTT broker connection failed or lost (%s); retrying in %.1f s", self.last_error, delay)
+            await asyncio.sleep(delay)
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        self._subscribed = self._decoder.subscriptions()
+        for topic in self._subscribed:
+            await client.subscribe(topic, qos=1)
+
+    async def _subscriber(self, client: aiomqtt.Client, topics: asyncio.Queue[str]) -> None:
+        while True:
+            topic = await topics.get()
+            await client.subscribe(topic, qos=1)
+            self._subscribed.append(topic)
+
+    async def _handle(self, hub: HubPort, new_topics: asyncio.Queue[str], message: aiomqtt.Message) -> None:
+        self.stats.seen()
+        payload = message.payload
+        if not isinstance(payload, bytes):
+            payload = bytes(payload) if isinstance(payload, bytearray) else str(payload or "").encode()
+        decoded = self._decoder.decode(message.topic.value, payload, self._clock())
+        if not decoded.handled:
+            self.ignored += 1
+            return
+        if decoded.bad is not None:
+            self.stats.bad_payload(decoded.hint, decoded.bad)
+        self.stats.duplicates += decoded.duplicates
+        for info in decoded.devices:
+            await hub.device_seen(info)
+        # Events before readings: a smoke alarm must not wait behind a batch of readings.
+        for event in decoded.events:
+            await hub.event(event)
+        if decoded.readings:
+            await hub.readings(decoded.readings)
+        for topic in decoded.subscribe:
+            new_topics.put_nowait(topic)
+
+    async def discover(self, timeout: float) -> list[Discovered]:
+        """Listens on a separate connection for ``timeout`` seconds (retained device lists and states arrive at
+        once) and lists every device heard, known to the hub or not."""
+        decoder = self._new_decoder()
+        found: dict[str, Discovered] = {}
+        client = await self._client(f"{self.config.client_id}-discover-{os.urandom(3).hex()}", clean_session=True)
+        try:
+            async with client:
+                for topic in decoder.subscriptions():
+                    await client.subscribe(topic)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        async for message in client.messages:
+                            payload = message.payload
+                            if not isinstance(payload, bytes):
+                                continue
+                            decoded = decoder.decode(message.topic.value, payload, self._clock())
+                            for info in decoded.devices:
+                                found[info.device_id] = Discovered(
+                                    device_id=info.device_id,
+                                    driver=self.name,
+                                    kind=info.kind,
+                                    model=info.model,
+                                    address=info.address,
+                                )
+                            for topic in decoded.subscribe:
+                                await client.subscribe(topic)
+        except aiomqtt.MqttError as exc:
+            raise TransientError(f"MQTT broker unreachable: {exc}") from exc
+        return sorted(found.values(), key=lambda d: d.device_id)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            **self.stats.as_dict(),
+            "connected": self.connected,
+            "broker": f"{self.config.host}:{self.config.port}",
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "ignored": self.ignored,
+            "subscriptions": len(self._subscribed),
+            "devices": len(self._decoder.state.last_seen),
+            "last_error": self.last_error,
+        }
+
+    def _password(self) -> str | None:
+        secret = self.credentials.get(PASSWORD_CREDENTIAL)
+        if secret is None:
+            return None
+        try:
+            return secret.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError([(f"credential {PASSWORD_CREDENTIAL}", "is not UTF-8")]) from None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=self.config.ca_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError([("drivers.mqtt.ca_file", f"cannot load: {exc.__class__.__name__}")]) from exc
+
+    async def _client(self, identifier: str, *, clean_session: bool) -> aiomqtt.Client:
+        # Loading a CA bundle reads files: keep it off the event loop.
+        tls = await asyncio.to_thread(self._tls_context) if self.config.tls else None
+        password = self._password()
+        return aiomqtt.Client(
+            self.config.host,
+            self.config.port,
+            username=self.config.username or None,
+            password=password,
+            identifier=identifier,
+            keepalive=self.config.keepalive,
+            clean_session=clean_session,
+            tls_context=tls,
+            logger=logging.getLogger(f"{__name__}.client"),
+        )

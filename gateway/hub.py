@@ -1,0 +1,277 @@
+"""The hub: the port drivers talk to, the device registry, restriction of processing, and driver supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from drivers.base import Driver
+from gateway.errors import StoreError, StoreFullError
+from gateway.model import Category, DeviceInfo, Event, EventKind, Quantity, Reading, SmokeState
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+# How often last-seen times are written to the store: one write per message would wear the SD card.
+LAST_SEEN_FLUSH_S = 300.0
+ACTIVITY_QUEUE = 1000
+
+
+@dataclass(slots=True)
+class DeviceState:
+    info: DeviceInfo
+    first_seen: float
+    last_seen: float
+    online: bool = True
+    battery: float | None = None
+
+
+@dataclass(slots=True)
+class DriverHealth:
+    name: str
+    state: str = "starting"
+    restarts: int = 0
+    last_error: str | None = None
+    since: float = field(default_factory=time.time)
+
+
+class Hub:
+    """Implements :class:`drivers.base.HubPort`: normalised values in, policy applied, the store fed."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        offline_after: dict[str, float],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._offline_after = offline_after
+        self.devices: dict[str, DeviceState] = {}
+        self.restricted: set[Category] = set()
+        self.counters: dict[str, int] = {
+            "readings_accepted": 0,
+            "readings_refused": 0,
+            "readings_restricted": 0,
+            "events_accepted": 0,
+            "events_restricted": 0,
+            "alarms": 0,
+        }
+        self.driver_health: dict[str, DriverHealth] = {}
+        self.drivers: dict[str, Driver] = {}
+        self._unsaved_seen: dict[str, float] = {}
+        self._subscribers: list[asyncio.Queue[tuple[str, Any]]] = []
+        self.started = clock()
+        self.clip_handler: Callable[[str, str], Any] | None = None
+
+    async def load(self) -> None:
+        """Loads the device registry from the store (after a restart devices keep their first-seen time)."""
+        for record in await self.store.devices():
+            self.devices[record.info.device_id] = DeviceState(record.info, record.first_seen, record.last_seen)
+        self.restricted = {Category(c) for c in await self.store.get_setting("restricted", [])}
+
+    # ---- activity feed (demo, live CLI) --------------------------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue[tuple[str, Any]]:
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(ACTIVITY_QUEUE)
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        self._subscribers.remove(queue)
+
+    def _publish(self, kind: str, payload: Any) -> None:
+        for queue in self._subscribers:
+            if not queue.full():  # a slow watcher loses activity lines, never data
+                queue.put_nowait((kind, payload))
+
+    # ---- the driver port -----------------------------------------------------------------------------------------
+
+    def _seen(self, device_id: str, now: float) -> DeviceState | None:
+        state = self.devices.get(device_id)
+        if state is not None:
+            state.last_seen = now
+            self._unsaved_seen[device_id] = now
+            if not state.online:
+                state.online = True
+                log.info("a %s came back online", state.info.kind.value)
+        return state
+
+    async def device_seen(self, info: DeviceInfo) -> None:
+        now = self._clock()
+        state = self.devices.get(info.device_id)
+        if state is None:
+            self.devices[info.device_id] = DeviceState(info, now, now)
+            await self.store.upsert_device(info, seen=now)
+            log.info("new %s found by the %s driver", info.kind.value, info.driver)
+            self._publish("device", info)
+            return
+        # Keep a name the household gave over whatever the device announces.
+        merged = _merge(state.info, info)
+        self._seen(info.device_id, now)
+        if merged != state.info:
+            state.info = merged
+            await self.store.upsert_device(merged, seen=now)
+
+    async def readings(self, readings: Sequence[Reading]) -> None:
+        if Category.SENSORS in self.restricted:
+            self.counters["readings_restricted"] += len(readings)
+            return
+        now = self._clock()
+        for r in readings:
+            state = self._seen(r.device_id, now)
+            if state is not None and r.quantity is Quantity.BATTERY:
+                state.battery = r.value
+        await self.store.wait_for_room()
+        try:
+            fut = self.store.submit_readings(readings)
+        except StoreFullError:
+            self.counters["readings_refused"] += len(readings)
+            return
+        count = len(readings)
+        fut.add_done_callback(lambda f: self._readings_committed(f, count))
+        self._publish("readings", readings)
+
+    def _readings_committed(self, fut: asyncio.Future[Any], count: int) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self.counters["readings_refused"] += count
+        else:
+            self.counters["readings_accepted"] += count
+
+    async def event(self, event: Event) -> None:
+        if event.category in self.restricted:
+            self.counters["events_restricted"] += 1
+            return
+        self._seen(event.device_id, self._clock())
+        await self.store.add_event(event)
+        self.counters["events_accepted"] += 1
+        if event.kind is EventKind.SMOKE and event.state == SmokeState.SMOKE:
+            self.counters["alarms"] += 1
+            log.warning("SMOKE ALARM raised by a smoke detector; it is stored and on the alarm lane")
+            if self.clip_handler is not None:
+                await self.clip_requested(event.device_id, "smoke")
+        self._publish("event", event)
+
+    async def clip_requested(self, device_id: str, reason: str) -> None:
+        if Category.CAMERA in self.restricted or self.clip_handler is None:
+            return
+        result = self.clip_handler(device_id, reason)
+        if asyncio.iscoroutine(result):
+            await result
+
+    # ---- policy --------------------------------------------------------------------------------------------------
+
+    async def set_restricted(self, category: Category, on: bool, *, actor: str) -> None:
+        if on:
+            self.restricted.add(category)
+        else:
+            self.restricted.discard(category)
+        await self.store.set_setting("restricted", sorted(c.value for c in self.restricted))
+        await self.store.audit(actor, "restrict" if on else "unrestrict", category.value)
+        for driver in self.drivers.values():
+            setter = getattr(driver, "set_restricted", None)
+            if setter is not None and category is Category.CAMERA:
+                setter(on)
+
+    async def rename(self, device_id: str, *, name: str | None, room: str | None, actor: str) -> None:
+        state = self.devices.get(device_id)
+        if state is None:
+            raise KeyError(device_id)
+        old = state.info
+        new = _with(old, name=name, room=room)
+        state.info = new
+        await self.store.upsert_device(new, seen=state.last_seen)
+        await self.store.audit(
+            actor,
+            "rectify",
+            device_id,
+            {"old": {"name": old.name, "room": old.room}, "new": {"name": new.name, "room": new.room}},
+        )
+
+    # ---- housekeeping --------------------------------------------------------------------------------------------
+
+    async def watch_devices(self, *, interval: float = 30.0) -> None:
+        """Marks silent devices offline (per-kind timeout) and writes last-seen times in batches."""
+        last_flush = self._clock()
+        while True:
+            await asyncio.sleep(interval)
+            now = self._clock()
+            for device_id, state in self.devices.items():
+                timeout = self._offline_after.get(state.info.kind.value, self._offline_after.get("other", 90_000.0))
+                if state.online and now - state.last_seen > timeout:
+                    state.online = False
+                    log.info("a %s went offline (silent for %.0f s)", state.info.kind.value, now - state.last_seen)
+                    event = Event(device_id=device_id, kind=EventKind.AVAILABILITY, state="offline", ts=now)
+                    await self.event(event)
+            if now - last_flush >= LAST_SEEN_FLUSH_S:
+                await self.flush_last_seen()
+                last_flush = now
+
+    async def flush_last_seen(self) -> None:
+        if self._unsaved_seen:
+            pending, self._unsaved_seen = self._unsaved_seen, {}
+            await self.store.touch_devices(pending)
+
+    async def supervise(self, driver: Driver, *, backoff_initial: float = 1.0, backoff_max: float = 300.0) -> None:
+        """Runs a driver forever: a crash is logged, shown in status and retried with capped, jittered backoff. A
+        driver never takes the daemon down."""
+        health = self.driver_health.setdefault(driver.name, DriverHealth(driver.name))
+        self.drivers[driver.name] = driver
+        delay = backoff_initial
+        while True:
+            health.state, health.since = "running", self._clock()
+            started = time.monotonic()
+            try:
+                await driver.run(self)
+                health.last_error = "run() returned"
+            except asyncio.CancelledError:
+                health.state = "stopped"
+                raise
+            except (StoreError, Exception) as exc:  # a driver bug must not stop the hub
+                health.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.exception("driver %s crashed; restarting with backoff", driver.name)
+            if time.monotonic() - started > 60:
+                delay = backoff_initial  # it ran for a while: this is a new failure, not a crash loop
+            health.state, health.restarts = "restarting", health.restarts + 1
+            await asyncio.sleep(random.uniform(0, delay))
+            delay = min(backoff_max, delay * 2)
+
+    def summary(self) -> dict[str, Any]:
+        online = sum(1 for d in self.devices.values() if d.online)
+        return {
+            "uptime_s": self._clock() - self.started,
+            "devices": {"known": len(self.devices), "online": online, "offline": len(self.devices) - online},
+            "counters": dict(self.counters),
+            "restricted": sorted(c.value for c in self.restricted),
+            "drivers": {
+                name: {
+                    "state": h.state,
+                    "restarts": h.restarts,
+                    "last_error": h.last_error,
+                    **(self.drivers[name].health() if name in self.drivers else {}),
+                }
+                for name, h in self.driver_health.items()
+            },
+        }
+
+
+def _merge(known: DeviceInfo, announced: DeviceInfo) -> DeviceInfo:
+    return _with(
+        announced,
+        name=known.name or announced.name,
+        room=known.room or announced.room,
+    )
+
+
+def _with(info: DeviceInfo, *, name: str | None, room: str | None) -> DeviceInfo:
+    return msgspec.structs.replace(
+        info, name=info.name if name is None else name, room=info.room if room is None else room
+    )
