@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from drivers import driver_class
@@ -36,7 +36,7 @@ class Daemon:
         self.store: Store | None = None
         self.hub: Hub | None = None
         self.drivers: list[Driver] = []
-        self.extra_tasks: list[tuple[str, Callable[[Daemon], Awaitable[None]]]] = []
+        self.extra_tasks: list[tuple[str, Callable[[Daemon], Coroutine[Any, Any, None]]]] = []
         self.status_extras: dict[str, Callable[[], Awaitable[Any]]] = {}
         self.extra_handlers: dict[str, Handler] = {}
 

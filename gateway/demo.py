@@ -51,7 +51,8 @@ async def _demo(duration: float) -> int:
         token_file.write_text(token.hex())
         token_file.chmod(0o600)
         with start_mosquitto(root / "mqtt") as broker:
-            async with MiioSimulator(SimulatedGateway.demo(token), host="127.0.0.1", port=0) as miio:
+            gateway = SimulatedGateway.demo(token)
+            async with MiioSimulator(gateway, host="127.0.0.1", port=0) as miio:
                 raw: dict[str, Any] = {
                     "hub": {"name": "demo", "state_dir": str(root / "state"), "runtime_dir": str(root / "run")},
                     "store": {"commit_interval": 0.5},
@@ -68,9 +69,9 @@ async def _demo(duration: float) -> int:
                 async def smoke_in_the_kitchen() -> None:
                     await asyncio.sleep(duration * 0.6)
                     _say("the Xiaomi smoke detector sees smoke ...")
-                    miio.device.smoke(DEMO_SMOKE_SID, SmokeState.SMOKE)
+                    gateway.smoke(DEMO_SMOKE_SID, SmokeState.SMOKE)
                     await asyncio.sleep(duration * 0.15)
-                    miio.device.smoke(DEMO_SMOKE_SID, SmokeState.CLEAR)
+                    gateway.smoke(DEMO_SMOKE_SID, SmokeState.CLEAR)
 
                 async def timer() -> None:
                     await asyncio.sleep(duration)
