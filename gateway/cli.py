@@ -136,6 +136,52 @@ def _rename(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    s = _ask(args, "sync", {"now": args.now})
+    rows = [
+        [
+            lane,
+            str(s["depth"].get(lane, 0)),
+            _when(u["last_success"]),
+            (u["last_error"] or "-")[:60],
+            _when(u["next_retry"]),
+            str(u["dead_lettered"]),
+        ]
+        for lane, u in s["lanes"].items()
+    ]
+    human = f"register {s['register']}\n" + _table(
+        rows, ["lane", "waiting", "last success", "last error", "next retry", "dead letters"]
+    )
+    _emit(args, s, human)
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from cloud_sync.enroll import EnrollError, enroll
+
+    cfg = _load_config(args)
+    state = cfg.state_path
+    print(f"provisioning this hub with {args.register}: a private key is made here and never leaves {state};")
+    print("the register signs a certificate for it and hands over the household members' public keys.")
+    try:
+        result = enroll(args.register, args.token, state, ca_file=args.ca_file, force=args.force)
+    except EnrollError as exc:
+        print(f"kotihub: provisioning failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"hub {result.hub_id} enrolled in household {result.household_id}")
+    for member in result.member_keys:
+        print(f"  clip key of {member.member_id}: {_fingerprint(member.recipient)}")
+    print("set [uplink] enabled = true and register_url in the config, then restart kotihub")
+    return 0
+
+
+def _fingerprint(recipient: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
+    return ":".join(digest[i : i + 4] for i in range(0, 16, 4))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -180,6 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     rename.add_argument("--name")
     rename.add_argument("--room")
     rename.set_defaults(func=_rename)
+    sync = sub.add_parser("sync", parents=[common], help="the uplink's lanes: waiting items, last success and errors")
+    sync.add_argument("--now", action="store_true", help="retry every lane at once")
+    sync.set_defaults(func=_sync)
+    provision = sub.add_parser("provision", parents=[common], help="enroll this hub with the register")
+    provision.add_argument("--register", required=True, help="https:// URL of the register")
+    provision.add_argument("--token", required=True, help="the one-time enrollment token")
+    provision.add_argument("--ca-file", type=Path, default=None, help="the register's CA certificate")
+    provision.add_argument("--force", action="store_true", help="replace an existing enrollment")
+    provision.set_defaults(func=_provision)
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     check = cfg_sub.add_parser("check", help="validate a configuration file")

@@ -10,6 +10,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from cloud_sync import protocol as p
+from cloud_sync.uplink import CommandHandler, HubIdentity, Uplink
 from drivers import driver_class
 from drivers.base import Driver
 from gateway import config as configuration
@@ -39,6 +41,8 @@ class Daemon:
         self.extra_tasks: list[tuple[str, Callable[[Daemon], Coroutine[Any, Any, None]]]] = []
         self.status_extras: dict[str, Callable[[], Awaitable[Any]]] = {}
         self.extra_handlers: dict[str, Handler] = {}
+        self.command_handlers: dict[str, CommandHandler] = {}
+        self.uplink: Uplink | None = None
 
     def _open_store(self) -> Store:
         cfg = self.config
@@ -83,6 +87,9 @@ class Daemon:
                     ]
                     for driver in self.drivers:
                         tasks.append(tg.create_task(hub.supervise(driver), name=f"driver:{driver.name}"))
+                    uplink = self._make_uplink()
+                    if uplink is not None:
+                        tasks.append(tg.create_task(uplink.run(), name="uplink"))
                     for name, factory in self.extra_tasks:
                         tasks.append(tg.create_task(factory(self), name=name))
                     await control.listening.wait()
@@ -97,6 +104,42 @@ class Daemon:
             finally:
                 await hub.flush_last_seen()
         log.info("stopped; the store is flushed and closed")
+
+    def _make_uplink(self) -> Uplink | None:
+        if not self.config.uplink.enabled:
+            return None
+        identity = HubIdentity(self.config.state_path)
+        if not identity.provisioned:
+            log.error("the uplink is enabled but this hub is not provisioned: run `kotihub provision`")
+            return None
+        assert self.store is not None and self.hub is not None
+        hub = self.hub
+
+        async def restrict(command: p.Command) -> dict[str, Any]:
+            category = Category(str(command.args["category"]))
+            await hub.set_restricted(category, bool(command.args.get("on", True)), actor="register")
+            return {"restricted": sorted(c.value for c in hub.restricted)}
+
+        self.uplink = Uplink(
+            self.store,
+            self.config.uplink,
+            identity,
+            command_handlers={"restrict": restrict, **self.command_handlers},
+            spool_dir=self.config.state_path / "spool",
+        )
+        self.status_extras["uplink"] = self._uplink_status
+        return self.uplink
+
+    async def _uplink_status(self) -> dict[str, Any]:
+        return self.uplink.summary() if self.uplink is not None else {}
+
+    async def _sync(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.uplink is None:
+            raise ControlError("the uplink is not running (not enabled in the config, or the hub is not provisioned)")
+        if args.get("now"):
+            self.uplink.kick()
+        assert self.store is not None
+        return {**self.uplink.summary(), "depth": await self.store.depth()}
 
     def status_line(self) -> str:
         assert self.hub is not None
@@ -127,6 +170,7 @@ class Daemon:
             "discover": self._discover,
             "restrict": self._restrict,
             "rename": self._rename,
+            "sync": self._sync,
             **self.extra_handlers,
         }
 

@@ -417,7 +417,9 @@ class Store:
                 conn.execute(sa.update(schema.lanes).where(schema.lanes.c.lane == lane_name).values(last_sync=now))
             return "", None
 
-        return self._submit(write)
+        fut = self._submit(write)
+        fut.add_done_callback(_log_cursor_failure)
+        return fut
 
     async def dead_letter(self, lane: Lane | str, seq: int, reason: str) -> None:
         lane_name = Lane(lane).value
@@ -633,6 +635,11 @@ class Store:
                 return
             for pair in part:
                 yield pair
+
+
+def _log_cursor_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("could not save a sync cursor (the batch will be resent): %s", fut.exception())
 
 
 def _item_context(lane: str, seq: int) -> bytes:

@@ -1,0 +1,436 @@
+"""The hub's uplink: every lane of the outbox to the register, exactly once in effect, in order per lane.
+
+Each lane has its own task and its own HTTPS connection, so a smoke alarm goes out at once even while a week of
+readings drains. A batch is sent, the register commits it and acknowledges the highest sequence it now holds, and
+only then does the lane's cursor move. A reply lost after the register committed means a resend, which the register
+recognises by ``(hub, lane, seq)``. Retries use capped exponential backoff with full jitter (tenacity), honour
+``Retry-After``, and always have connect and read timeouts. A batch the register refuses for good is split until
+the refused items are isolated; those go to the dead-letter table with the register's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+import requests
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+
+from cloud_sync import protocol as p
+from gateway.config import UplinkSection
+from gateway.errors import PermanentError, TransientError
+from gateway.model import Lane
+from gateway.store import OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 30.0
+CLIP_CHUNK = 1024 * 1024
+ITEM_LANES = (Lane.ALARM, Lane.EVENTS, Lane.READINGS, Lane.DIAGNOSTICS)
+
+
+class RegisterUnavailable(TransientError):
+    """Network trouble, a timeout, 5xx or 429: try again later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RegisterRejected(PermanentError):
+    """The register refused the request itself (4xx): resending the same bytes cannot help."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class HubIdentity:
+    """The files ``kotihub provision`` wrote: the hub's key and certificate, and the register's CA."""
+
+    state_dir: Path
+
+    @property
+    def cert(self) -> Path:
+        return self.state_dir / "hub.crt"
+
+    @property
+    def key(self) -> Path:
+        return self.state_dir / "hub.key"
+
+    @property
+    def ca(self) -> Path:
+        return self.state_dir / "register-ca.crt"
+
+    @property
+    def provisioned(self) -> bool:
+        return self.cert.exists() and self.key.exists() and self.ca.exists()
+
+    def hub_id(self) -> str:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
+        return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+@dataclass
+class LaneStatus:
+    last_success: float | None = None
+    last_error: str | None = None
+    next_retry: float | None = None
+    sent: int = 0
+    dead_lettered: int = 0
+    cursor: int = 0
+    latency_ms: float | None = None
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class RegisterClient:
+    """Blocking HTTPS calls to the register with the hub's certificate; one instance (one connection) per lane."""
+
+    def __init__(self, base_url: str, identity: HubIdentity, *, connect_timeout: float, read_timeout: float) -> None:
+        self.base = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxies or CA bundles from the environment: only the register's CA
+        self.session.cert = (str(identity.cert), str(identity.key))
+        self.session.verify = str(identity.ca)
+        self.timeout = (connect_timeout, read_timeout)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(self, method: str, path: str, *, read_timeout: float | None = None, **kw: Any) -> requests.Response:
+        timeout = self.timeout if read_timeout is None else (self.timeout[0], read_timeout)
+        try:
+            resp = self.session.request(method, self.base + path, timeout=timeout, **kw)
+        except requests.RequestException as exc:
+            raise RegisterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise RegisterUnavailable(f"register answered {resp.status_code}", retry_after=_retry_after(resp.headers))
+        if resp.status_code in (401, 403):
+            # Our certificate was refused (revoked or expired): keep buffering and keep trying; a person must act.
+            raise RegisterUnavailable(f"register refused the hub's certificate ({resp.status_code}): {_detail(resp)}")
+        if resp.status_code == 408:
+            raise RegisterUnavailable("register timed out reading the request")
+        if resp.status_code >= 400:
+            raise RegisterRejected(f"{resp.status_code}: {_detail(resp)}", status=resp.status_code)
+        return resp
+
+    def ingest(self, hub_id: str, lane: str, items: list[OutboxItem]) -> p.IngestAck:
+        batch = p.IngestBatch(
+            hub_id=hub_id, lane=cast(p.LaneName, lane), items=[p.Item(i.seq, i.ts, i.body) for i in items]
+        )
+        resp = self.request(
+            "POST",
+            f"/v1/ingest/{lane}",
+            data=p.encode_batch(batch),
+            headers={"Content-Type": p.MSGPACK_CONTENT_TYPE, "Content-Encoding": p.ZSTD_ENCODING},
+        )
+        return msgspec.json.decode(resp.content, type=p.IngestAck)
+
+
+def _detail(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+        return str(body.get("detail") or body.get("error") or body)[:300]
+    except ValueError:
+        return resp.text[:300]
+
+
+def _wait_with_retry_after(base: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
+    """Full-jitter backoff, but never sooner than the register's Retry-After."""
+
+    def wait(state: RetryCallState) -> float:
+        delay = base(state)
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, RegisterUnavailable) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    return wait
+
+
+CommandHandler = Callable[[p.Command], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Uplink:
+    """Runs until cancelled: one task per lane, the clip uploader and the command poller."""
+
+    store: Store
+    config: UplinkSection
+    identity: HubIdentity
+    command_handlers: dict[str, CommandHandler] = field(default_factory=dict)
+    spool_dir: Path | None = None
+    status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
+    _kick: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def _client(self) -> RegisterClient:
+        return RegisterClient(
+            self.config.register_url,
+            self.identity,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+        )
+
+    def _retrying(self, lane: str) -> AsyncRetrying:
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            status = self.status[lane]
+            status.last_error = str(exc)[:300]
+            sleep = state.next_action.sleep if state.next_action is not None else 0.0
+            status.next_retry = time.time() + sleep
+            log.warning("sync of %s failed (%s); retrying in %.1f s", lane, exc, sleep)
+
+        return AsyncRetrying(
+            retry=retry_if_exception_type(RegisterUnavailable),
+            wait=_wait_with_retry_after(
+                wait_random_exponential(multiplier=self.config.backoff_initial, max=self.config.backoff_max)
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    def kick(self) -> None:
+        """``kotihub sync --now``: stop waiting and retry every lane at once."""
+        for event in self._kick.values():
+            event.set()
+        for lane in Lane:
+            self.store.lane_waiter(lane).set()
+
+    async def run(self) -> None:
+        hub_id = await asyncio.to_thread(self.identity.hub_id)
+        async with asyncio.TaskGroup() as tg:
+            for lane in ITEM_LANES:
+                tg.create_task(self._lane_loop(hub_id, lane.value), name=f"uplink:{lane.value}")
+            tg.create_task(self._clip_loop(hub_id), name="uplink:clips")
+            tg.create_task(self._command_loop(), name="uplink:commands")
+
+    # ---- item lanes ----------------------------------------------------------------------------------------------
+
+    async def _lane_loop(self, hub_id: str, lane: str) -> None:
+        client = self._client()
+        status = self.status[lane]
+        status.cursor = self.store.synced_seq(lane)
+        waiter = self.store.lane_waiter(lane)
+        delay = self.config.backoff_initial
+        try:
+            while True:
+                waiter.clear()
+                try:
+                    await self._drain(client, hub_id, lane)
+                    delay = self.config.backoff_initial
+                except (TransientError, PermanentError, OSError) as exc:
+                    # Anything the retry loop did not absorb (a short acknowledgement, a broken spool file, a store
+                    # error): the lane waits and starts again from its cursor; nothing is lost, at worst resent.
+                    status.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                    log.error("sync of %s interrupted: %s", lane, status.last_error)
+                    await asyncio.sleep(random.uniform(0, delay))
+                    delay = min(self.config.backoff_max, delay * 2)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), timeout=IDLE_POLL_S)
+        finally:
+            client.close()
+
+    async def _drain(self, client: RegisterClient, hub_id: str, lane: str) -> None:
+        """Sends batches until the lane is empty, reading the next batch from the store while one is on the wire."""
+        status = self.status[lane]
+        limit = self.config.batch_items
+        items = await self.store.pending(lane, after=status.cursor, limit=limit)
+        while items:
+            prefetch = asyncio.create_task(self.store.pending(lane, after=items[-1].seq, limit=limit))
+            try:
+                await self._deliver(client, hub_id, lane, items)
+            except BaseException:
+                prefetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await prefetch
+                raise
+            items = await prefetch
+
+    async def _deliver(self, client: RegisterClient, hub_id: str, lane: str, items: list[OutboxItem]) -> None:
+        """Sends ``items`` until acknowledged; isolates and dead-letters what the register refuses for good."""
+        status = self.status[lane]
+        for chunk in _split_by_bytes(items, self.config.batch_bytes):
+            started = time.monotonic()
+            try:
+                async for attempt in self._retrying(lane):
+                    with attempt:
+                        ack = await asyncio.to_thread(client.ingest, hub_id, lane, chunk)
+            except RegisterRejected as exc:
+                if len(chunk) > 1:
+                    half = len(chunk) // 2
+                    await self._deliver(client, hub_id, lane, chunk[:half])
+                    await self._deliver(client, hub_id, lane, chunk[half:])
+                    continue
+                await self.store.dead_letter(lane, chunk[0].seq, str(exc))
+                status.dead_lettered += 1
+                log.error("the register refused item %d of %s for good; kept as a dead letter", chunk[0].seq, lane)
+                ack = p.IngestAck(lane=lane, acked_seq=chunk[0].seq, stored=0, duplicates=0)
+            if ack.acked_seq < chunk[-1].seq:
+                raise RegisterUnavailable(f"register acknowledged only up to {ack.acked_seq} of {chunk[-1].seq}")
+            status.cursor = max(status.cursor, ack.acked_seq)
+            # The durable cursor follows at the next group commit; if it is lost in a crash the batch is resent and
+            # the register ignores it as a duplicate.
+            self.store.mark_synced(lane, status.cursor)
+            status.sent += len(chunk)
+            status.last_success = time.time()
+            status.last_error = status.next_retry = None
+            status.latency_ms = (time.monotonic() - started) * 1000
+
+    # ---- clips ---------------------------------------------------------------------------------------------------
+
+    async def _clip_loop(self, hub_id: str) -> None:
+        lane = Lane.CLIPS.value
+        client = self._client()
+        status = self.status[lane]
+        status.cursor = self.store.synced_seq(lane)
+        waiter = self.store.lane_waiter(lane)
+        try:
+            while True:
+                waiter.clear()
+                items = await self.store.pending(lane, after=status.cursor, limit=10)
+                if not items:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.wait(), timeout=IDLE_POLL_S)
+                    continue
+                for item in items:
+                    try:
+                        async for attempt in self._retrying(lane):
+                            with attempt:
+                                await self._upload_clip(client, item)
+                    except RegisterRejected as exc:
+                        await self.store.dead_letter(lane, item.seq, str(exc))
+                        status.dead_lettered += 1
+                    else:
+                        await self._deliver(client, hub_id, lane, [item])
+                        continue
+                    status.cursor = item.seq
+                    self.store.mark_synced(lane, item.seq)
+        finally:
+            client.close()
+
+    async def _upload_clip(self, client: RegisterClient, item: OutboxItem) -> None:
+        """Resumable upload: ask the register how much it holds, send the rest in chunks, bandwidth-capped."""
+        record = item.body
+        clip_id = str(record["clip_id"])
+        if self.spool_dir is None:
+            raise RegisterRejected("no clip spool configured", status=0)
+        path = self.spool_dir / f"{clip_id}.age"
+        resp = await asyncio.to_thread(
+            client.request, "PUT", f"/v1/clips/{clip_id}", data=json.dumps(record), headers=_JSON_HEADERS
+        )
+        state = msgspec.json.decode(resp.content, type=p.ClipUploadStatus)
+        cap = self.config.clip_bandwidth_bytes_per_s
+        offset = state.offset
+        while not state.complete and offset < int(record["size"]):
+            chunk = await asyncio.to_thread(_read_chunk, path, offset, CLIP_CHUNK)
+            started = time.monotonic()
+            resp = await asyncio.to_thread(
+                client.request,
+                "PATCH",
+                f"/v1/clips/{clip_id}",
+                params={"offset": offset},
+                data=chunk,
+                headers={"Content-Type": p.CLIP_CONTENT_TYPE},
+            )
+            state = msgspec.json.decode(resp.content, type=p.ClipUploadStatus)
+            offset = state.offset
+            if cap:
+                await asyncio.sleep(max(0.0, len(chunk) / cap - (time.monotonic() - started)))
+
+    # ---- commands ------------------------------------------------------------------------------------------------
+
+    async def _command_loop(self) -> None:
+        client = self._client()
+        wait = self.config.command_poll_wait
+        try:
+            while True:
+                try:
+                    async for attempt in self._retrying("diagnostics"):
+                        with attempt:
+                            resp = await asyncio.to_thread(
+                                client.request, "GET", "/v1/commands", params={"wait": wait}, read_timeout=wait + 15
+                            )
+                    commands = msgspec.json.decode(resp.content, type=list[p.Command])
+                except (RegisterRejected, msgspec.DecodeError) as exc:
+                    log.error("could not read commands from the register: %s", exc)
+                    await asyncio.sleep(self.config.backoff_max)
+                    continue
+                for command in commands:
+                    await self._run_command(client, command)
+        finally:
+            client.close()
+
+    async def _run_command(self, client: RegisterClient, command: p.Command) -> None:
+        handler = self.command_handlers.get(command.kind)
+        if handler is None:
+            result = p.CommandResult(status="failed", detail={"error": f"this hub cannot {command.kind}"})
+        else:
+            try:
+                result = p.CommandResult(status="done", detail=await handler(command))
+            except Exception as exc:  # a failed command is reported to the register, not fatal to the hub
+                log.exception("command %s failed", command.kind)
+                result = p.CommandResult(status="failed", detail={"error": str(exc)[:300]})
+        async for attempt in self._retrying("diagnostics"):
+            with attempt:
+                await asyncio.to_thread(
+                    client.request,
+                    "POST",
+                    f"/v1/commands/{command.id}/result",
+                    data=msgspec.json.encode(result),
+                    headers=_JSON_HEADERS,
+                )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "register": self.config.register_url,
+            "lanes": {lane: vars(s).copy() for lane, s in self.status.items()},
+        }
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _read_chunk(path: Path, offset: int, size: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def _split_by_bytes(items: list[OutboxItem], limit: int) -> list[list[OutboxItem]]:
+    """Batches under ``limit`` bytes of (uncompressed) body; one oversized item still goes alone."""
+    out: list[list[OutboxItem]] = []
+    current: list[OutboxItem] = []
+    size = 0
+    for item in items:
+        estimate = 32 + sum(len(str(k)) + len(str(v)) for k, v in item.body.items())
+        if current and size + estimate > limit:
+            out.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += estimate
+    if current:
+        out.append(current)
+    return out

@@ -1,0 +1,245 @@
+"""The uplink against the real register over mTLS on loopback: exactly once, in order per lane, whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud_sync.register.server import ReadyServer, build_config
+from cloud_sync.uplink import HubIdentity, Uplink
+from gateway.config import UplinkSection
+from gateway.model import Event, EventKind, Lane, Quantity, Reading
+from gateway.store import Store
+from tests.support.register import RunningRegister
+from tests.support.stores import open_store
+from tests.support.tcpproxy import fault_proxy
+
+T0 = 1_790_000_000.0
+
+
+class FaultInjector:
+    """ASGI wrapper: answers the next ingest requests with the planned statuses instead of the register."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.plan: list[int] = []
+        self.injected = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/ingest") and self.plan:
+            status = self.plan.pop(0)
+            self.injected += 1
+            headers = [(b"content-type", b"application/json")]
+            if status == 429:
+                headers.append((b"retry-after", b"0.2"))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b'{"error":"injected","detail":"test fault"}'})
+            return
+        await self.app(scope, receive, send)
+
+
+class FaultyRegister(RunningRegister):
+    injector: FaultInjector
+
+    def start(self) -> None:
+        config = build_config(self.settings, port=self.port, registry=self.reg, graceful_s=1)
+        self.injector = getattr(self, "injector", None) or FaultInjector(config.app)
+        self.injector.app = config.app
+        config.app = self.injector
+        self._server = ReadyServer(config)
+        self._thread = threading.Thread(target=self._server.run, name="register", daemon=True)
+        self._thread.start()
+        if not self._server.ready.wait(30):
+            raise RuntimeError("register did not start")
+
+
+@pytest.fixture
+def faulty_register(tmp_path: Path) -> Iterator[FaultyRegister]:
+    (tmp_path / "register").mkdir()
+    r = FaultyRegister(tmp_path / "register")
+    r.start()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def uplink_config(url: str, **kw: Any) -> UplinkSection:
+    base: dict[str, Any] = {
+        "enabled": True,
+        "register_url": url,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.5,
+        "read_timeout": 10.0,
+        "command_poll_wait": 1.0,
+    }
+    base.update(kw)
+    return UplinkSection(**base)
+
+
+@contextlib.asynccontextmanager
+async def running(uplink: Uplink) -> AsyncIterator[None]:
+    task = asyncio.create_task(uplink.run(), name="uplink-under-test")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def readings(n: int, start: int = 0) -> list[Reading]:
+    return [Reading("mqtt:0x1", Quantity.TEMPERATURE, float(v), T0 + v) for v in range(start, start + n)]
+
+
+def assert_exactly_once(register: RunningRegister, hub_id: str, lane: str, expected: list[int]) -> None:
+    got = [seq for seq, _ in register.items(hub_id, lane)]
+    assert got == expected, f"{lane}: register holds {len(got)} items, expected {len(expected)} once each, in order"
+
+
+async def produce(store: Store, n_readings: int, n_events: int) -> None:
+    for i in range(0, n_readings, 500):
+        await store.add_readings(readings(min(500, n_readings - i), i))
+    for i in range(n_events):
+        await store.add_event(
+            Event(device_id="mqtt:s", kind=EventKind.SMOKE, state="smoke" if i % 2 else "clear", ts=T0 + i)
+        )
+
+
+async def test_everything_arrives_exactly_once_and_the_cursor_follows(
+    tmp_path: Path, register: RunningRegister
+) -> None:
+    hub = register.enroll()
+    async with open_store(hub.state_dir) as store:
+        await produce(store, 3000, 5)
+        uplink = Uplink(store, uplink_config(register.url, batch_items=700), HubIdentity(hub.state_dir))
+        async with running(uplink):
+            await until(lambda: len(register.items(hub.hub_id, "readings")) == 3000, what="readings")
+            await until(lambda: len(register.items(hub.hub_id, "alarm")) == 5, what="alarms")
+            await store.flush()
+            await until(lambda: store.synced_seq(Lane.READINGS) == 3000, what="cursor")
+        assert (await store.depth())["readings"] == 0
+    assert_exactly_once(register, hub.hub_id, "readings", list(range(1, 3001)))
+    assert_exactly_once(register, hub.hub_id, "alarm", list(range(1, 6)))
+    bodies = [b for _, b in register.items(hub.hub_id, "readings")]
+    assert bodies[41]["value"] == 41.0
+
+
+async def test_register_down_then_back(tmp_path: Path, register: RunningRegister) -> None:
+    hub = register.enroll()
+    register.stop()
+    async with open_store(hub.state_dir) as store:
+        uplink = Uplink(store, uplink_config(register.url), HubIdentity(hub.state_dir))
+        async with running(uplink):
+            await produce(store, 1000, 3)
+            await until(lambda: uplink.status["readings"].last_error is not None, what="a connection error")
+            assert uplink.status["readings"].next_retry is not None
+            register.start()
+            await until(lambda: len(register.items(hub.hub_id, "readings")) == 1000, what="readings after outage")
+            await until(lambda: len(register.items(hub.hub_id, "alarm")) == 3, what="alarms after outage")
+    assert_exactly_once(register, hub.hub_id, "readings", list(range(1, 1001)))
+
+
+async def test_500_and_429_with_retry_after_are_retried(tmp_path: Path, faulty_register: FaultyRegister) -> None:
+    register = faulty_register
+    hub = register.enroll()
+    register.injector.plan = [500, 503, 429, 500, 429]
+    async with open_store(hub.state_dir) as store:
+        await produce(store, 2000, 4)
+        uplink = Uplink(store, uplink_config(register.url, batch_items=400), HubIdentity(hub.state_dir))
+        async with running(uplink):
+            await until(lambda: len(register.items(hub.hub_id, "readings")) == 2000, what="readings")
+            await until(lambda: len(register.items(hub.hub_id, "alarm")) == 4, what="alarms")
+    assert register.injector.injected == 5
+    assert_exactly_once(register, hub.hub_id, "readings", list(range(1, 2001)))
+    assert_exactly_once(register, hub.hub_id, "alarm", list(range(1, 5)))
+
+
+async def test_a_permanent_rejection_is_isolated_and_dead_lettered(
+    tmp_path: Path, faulty_register: FaultyRegister
+) -> None:
+    register = faulty_register
+    hub = register.enroll()
+    async with open_store(hub.state_dir) as store:
+        await produce(store, 0, 4)
+        # An event the register must refuse (state longer than the protocol allows), between good ones.
+        await store.add_event(Event(device_id="mqtt:s", kind=EventKind.SMOKE, state="x" * 100, ts=T0))
+        await store.add_event(Event(device_id="mqtt:s", kind=EventKind.SMOKE, state="clear", ts=T0))
+        uplink = Uplink(store, uplink_config(register.url), HubIdentity(hub.state_dir))
+        async with running(uplink):
+            await until(lambda: len(register.items(hub.hub_id, "alarm")) == 5, what="the good alarms")
+            await until(lambda: uplink.status["alarm"].dead_lettered == 1, what="the dead letter")
+        dead = await store.dead_letters()
+    assert [(d["lane"], d["seq"]) for d in dead] == [("alarm", 5)]
+    assert "422" in dead[0]["reason"]
+    assert_exactly_once(register, hub.hub_id, "alarm", [1, 2, 3, 4, 6])
+
+
+async def test_connections_cut_after_commit_and_delayed_never_duplicate(
+    tmp_path: Path, register: RunningRegister
+) -> None:
+    hub = register.enroll()
+    with fault_proxy(register.port) as proxy:
+        proxy.cut_replies = 4
+        proxy.delay = 0.002
+        async with open_store(hub.state_dir) as store:
+            await produce(store, 4000, 0)
+            uplink = Uplink(store, uplink_config(proxy.url, batch_items=500), HubIdentity(hub.state_dir))
+            async with running(uplink):
+                await until(lambda: len(register.items(hub.hub_id, "readings")) == 4000, what="readings")
+                await until(lambda: uplink.status["readings"].cursor == 4000, what="the acknowledgement")
+        assert proxy.cut_count == 4
+    assert_exactly_once(register, hub.hub_id, "readings", list(range(1, 4001)))
+
+
+async def test_alarm_is_not_queued_behind_a_backlog(tmp_path: Path, register: RunningRegister) -> None:
+    hub = register.enroll()
+    async with open_store(hub.state_dir) as store:
+        await produce(store, 60_000, 0)
+        uplink = Uplink(store, uplink_config(register.url, batch_items=5000), HubIdentity(hub.state_dir))
+        async with running(uplink):
+            await until(lambda: uplink.status["readings"].sent > 0, what="the backlog to start draining")
+            await store.add_event(Event(device_id="mqtt:s", kind=EventKind.SMOKE, state="smoke", ts=T0))
+            await until(lambda: len(register.items(hub.hub_id, "alarm")) == 1, what="the alarm")
+            backlog_left = (await store.depth())["readings"]
+    assert backlog_left > 0, "the alarm only arrived after the whole backlog"
+
+
+async def test_commands_are_fetched_run_and_reported(tmp_path: Path, register: RunningRegister) -> None:
+    hub = register.enroll()
+    ran: list[dict[str, Any]] = []
+
+    async def restrict(command: Any) -> dict[str, Any]:
+        ran.append(command.args)
+        return {"restricted": [command.args["category"]]}
+
+    async with open_store(hub.state_dir) as store:
+        uplink = Uplink(
+            store, uplink_config(register.url), HubIdentity(hub.state_dir), command_handlers={"restrict": restrict}
+        )
+        async with running(uplink):
+            register.queue_command(hub.household_id, "restrict", {"category": "camera", "on": True})
+            register.queue_command(hub.household_id, "export", {})
+            await until(lambda: len(ran) == 1, what="the command to run")
+            await until(
+                lambda: all(c["status"] != "pending" for c in register.reg.commands(hub.household_id)),
+                what="both results reported",
+            )
+        results = {c["kind"]: c["status"] for c in register.reg.commands(hub.household_id)}
+    assert ran == [{"category": "camera", "on": True}]
+    assert results == {"restrict": "done", "export": "failed"}

@@ -1,0 +1,112 @@
+"""A TCP proxy on 127.0.0.1 that injects network faults between the hub and the register.
+
+TLS stays end to end (the proxy only moves bytes), so mTLS is exercised for real. Faults:
+``cut_replies`` — the next N replies are dropped and the connection closed: the register has committed and
+answered, the hub never hears it (an ambiguous acknowledgement). A reply is server→client data on a connection that
+has already carried ``request_bytes`` from the client, which the TLS handshake alone does not reach, so handshakes
+pass and the cut lands on the answer to a real request; ``delay`` — every chunk is held
+back; ``down`` — new connections are refused (closed at once) and existing ones are cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+
+class FaultProxy:
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.cut_replies = 0
+        self.cut_count = 0
+        self.request_bytes = 6000
+        self.delay = 0.0
+        self.down = False
+        self._loop = asyncio.new_event_loop()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        self._ready.set()
+        self._loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self) -> None:
+        def shutdown() -> None:
+            self._server.close()
+            for w in list(self._writers):
+                w.close()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(shutdown)
+        self._thread.join(10)
+
+    def cut_all(self) -> None:
+        self._loop.call_soon_threadsafe(lambda: [w.close() for w in list(self._writers)])
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        sent = [0]
+        try:
+            await asyncio.gather(
+                self._pipe(reader, up_writer, sent, reply=False), self._pipe(up_reader, writer, sent, reply=True)
+            )
+        finally:
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                w.close()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: list[int], *, reply: bool
+    ) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while True:
+                data = await reader.read(65536)
+                if not data or self.down:
+                    break
+                if not reply:
+                    sent[0] += len(data)
+                if reply and self.cut_replies > 0 and sent[0] >= self.request_bytes:
+                    self.cut_replies -= 1
+                    self.cut_count += 1
+                    break
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+
+@contextlib.contextmanager
+def fault_proxy(target_port: int) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(target_port)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
