@@ -453,6 +453,27 @@ class Store:
         _, result = await self._submit(wrapped, urgent=urgent)
         return result
 
+    async def scrub(self) -> dict[str, int]:
+        """Truncates the WAL after a checkpoint and returns free pages to the filesystem.
+
+        With ``secure_delete`` deleted content is already zeroed in the database file; the WAL still holds old page
+        images until it is checkpointed and truncated, which is what this does.
+        """
+
+        def raw(conn: Connection) -> tuple[str, dict[str, int]]:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            busy, wal_pages, moved = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            driver.execute("PRAGMA incremental_vacuum")
+            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return "", {"busy": int(busy), "wal_pages": int(wal_pages), "checkpointed": int(moved)}
+
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._writer.submit(WriteOp(fn=raw, urgent=True, raw=True, future=fut, loop=loop))
+        _, result = await fut
+        return dict(result)
+
     async def flush(self) -> None:
         """Returns when everything queued before it is committed."""
         await self._submit(lambda conn: ("", None), urgent=True)
@@ -536,6 +557,11 @@ class Store:
         with self._reader.connect() as conn:
             for row in conn.execute(sa.select(schema.audit).order_by(schema.audit.c.id)):
                 yield msgspec.msgpack.decode(self.keyring.open(row.blob, b"audit|%d" % row.id), type=AuditEntry)
+
+    def read(self, fn: Callable[[Connection], Any]) -> Any:
+        """Runs ``fn`` on a reader connection (a consistent snapshot); call from a worker thread in async code."""
+        with self._reader.connect() as conn:
+            return fn(conn)
 
     async def devices(self) -> list[DeviceRecord]:
         def read() -> list[DeviceRecord]:

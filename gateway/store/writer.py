@@ -38,6 +38,8 @@ class WriteOp:
     future: asyncio.Future[Any] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     on_failure: Callable[[], None] | None = None
+    raw: bool = False
+    """Run after the batch commits, outside any transaction (checkpoints, vacuum)."""
     result: Any = field(default=None)
 
 
@@ -143,14 +145,23 @@ class Writer:
     def _commit(self, batch: list[WriteOp]) -> None:
         assert self._conn is not None
         conn = self._conn
+        txn_ops = [op for op in batch if not op.raw]
         try:
             with conn.begin():
-                for op in batch:
+                for op in txn_ops:
                     op.result = op.fn(conn)
                 self._finish_batch(conn)
         except Exception as exc:  # every failure must reach the waiting futures, never kill the writer
             self._fail(batch, exc)
             return
+        for op in batch:
+            if op.raw:
+                try:
+                    op.result = op.fn(conn)
+                except Exception as exc:
+                    log.error("store maintenance failed: %s", exc)
+                    _resolve(op, None, StoreError(f"maintenance failed: {exc}"))
+                    op.future = None
         self.commits += 1
         self.last_commit = time.time()
         self.last_error = None

@@ -1,0 +1,271 @@
+"""Retention: personal data is destroyed when its period ends (privacy notice: 6 months), and never early.
+
+A run, when the clock is trusted:
+
+1. **crypto-shred** — the data keys of every UTC day wholly older than the horizon are destroyed first, so from that
+   moment every copy of that day's ciphertext (free pages, the WAL, worn-out flash blocks) is unreadable;
+2. **delete** the rows and clip files of those days in small, time-boxed batches through the store's single writer,
+   so ingest never waits behind a purge for more than a few tens of milliseconds;
+3. **scrub** — checkpoint and truncate the WAL (``secure_delete`` has already zeroed deleted content in the file).
+
+Clock safety: a hub must not purge on a clock it cannot trust — before the first NTP sync, at a date before this
+release was built, or after a jump of more than a day that nothing has confirmed. It waits, says so in status, and
+purges once a trusted source (NTP, or the register's own clock seen by the uplink) agrees with the local clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.store import Store, schema
+from gateway.store.store import REGISTRY_EPOCH
+
+log = logging.getLogger(__name__)
+
+# No clock reading before this can be real: the release cannot have been built in the past of its own build.
+BUILD_TIME: Final = 1_793_491_200.0  # 2026-11-01T00:00:00Z
+JUMP_TOLERANCE_S: Final = 86_400.0
+AGREEMENT_S: Final = 300.0
+NTP_MARKER: Final = Path("/run/systemd/timesync/synchronized")
+SLICE_S: Final = 0.02
+"""Longest a single delete batch may hold the writer; keeps ingest stalls far under 50 ms."""
+
+
+@dataclass
+class ClockTrust:
+    """Decides whether the wall clock may be used to destroy data."""
+
+    wall: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    ntp_marker: Path = NTP_MARKER
+    build_time: float = BUILD_TIME
+    _offset: float | None = None
+    _confirmed_offset: float | None = None
+    reason: str = "not yet checked"
+
+    def confirm(self, reference_time: float, *, source: str) -> None:
+        """A trusted source (the register's clock, an NTP sync) says what time it is now."""
+        if abs(reference_time - self.wall()) <= AGREEMENT_S:
+            self._confirmed_offset = self.wall() - self.monotonic()
+            log.info("clock confirmed by %s", source)
+        else:
+            log.warning("clock disagrees with %s by %.0f s; retention waits", source, reference_time - self.wall())
+
+    def trusted(self) -> bool:
+        now = self.wall()
+        offset = now - self.monotonic()
+        jumped = self._offset is not None and abs(offset - self._offset) > JUMP_TOLERANCE_S
+        self._offset = offset
+        if jumped:
+            self._confirmed_offset = None
+            log.warning("the wall clock jumped by more than a day; retention waits until the time is confirmed")
+        if now < self.build_time:
+            self.reason = "the clock is before this release's build date (no NTP sync yet?)"
+            return False
+        if self._confirmed_offset is not None and abs(offset - self._confirmed_offset) <= JUMP_TOLERANCE_S:
+            self.reason = "confirmed"
+            return True
+        if not jumped and self._ntp_synced_since_boot():
+            self._confirmed_offset = offset
+            self.reason = "NTP synchronised"
+            return True
+        self.reason = "the clock jumped and is not confirmed yet" if jumped else "waiting for NTP or the register"
+        return False
+
+    def _ntp_synced_since_boot(self) -> bool:
+        try:
+            return self.ntp_marker.exists()
+        except OSError:
+            return False
+
+
+@dataclass
+class RetentionReport:
+    ran_at: float | None = None
+    horizon: float | None = None
+    epochs_shredded: int = 0
+    frames_deleted: int = 0
+    items_deleted: int = 0
+    audit_deleted: int = 0
+    clip_files_deleted: int = 0
+    longest_batch_ms: float = 0.0
+    waiting: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Retention:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        days: int,
+        clock: ClockTrust | None = None,
+        spool_dir: Path | None = None,
+        slice_s: float = SLICE_S,
+    ) -> None:
+        self.store = store
+        self.days = days
+        self.clock = clock or ClockTrust()
+        self.spool_dir = spool_dir
+        self.slice_s = slice_s
+        self.last = RetentionReport()
+
+    def horizon(self, now: float) -> float:
+        return now - self.days * 86_400
+
+    async def due(self, now: float | None = None) -> dict[str, int]:
+        """What a run would destroy now: expired days, frames and items (for ``kotihub retention``)."""
+        horizon = self.horizon(self.clock.wall() if now is None else now)
+        last_epoch = _last_expired_epoch(horizon)
+
+        def count(conn: Connection) -> dict[str, int]:
+            f, i, k = schema.reading_frames, schema.items, schema.epoch_keys
+            return {
+                "days": conn.execute(
+                    sa.select(sa.func.count()).select_from(k).where(k.c.epoch <= last_epoch)
+                ).scalar_one(),
+                "readings": conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(f.c.n), 0)).where(f.c.epoch <= last_epoch)
+                ).scalar_one(),
+                "items": conn.execute(
+                    sa.select(sa.func.count()).select_from(i).where(i.c.epoch <= last_epoch)
+                ).scalar_one(),
+            }
+
+        return await asyncio.to_thread(self.store.read, count)
+
+    async def run_once(
+        self, *, force_time: bool = False, progress: Callable[[str, int], None] | None = None
+    ) -> RetentionReport:
+        """One retention pass. Without a trusted clock it only records why it waits (``force_time`` is for tests
+        and for a technician who has checked the clock by other means)."""
+        report = RetentionReport(history=self.last.history[-9:])
+        if not force_time and not self.clock.trusted():
+            report.waiting = self.clock.reason
+            report.ran_at = self.last.ran_at
+            self.last = report
+            log.warning("retention is waiting: %s", self.clock.reason)
+            return report
+        now = self.clock.wall()
+        horizon = self.horizon(now)
+        last_epoch = _last_expired_epoch(horizon)
+        report.horizon = horizon
+
+        # 1. Crypto-shred: one small transaction destroys every expired day's key.
+        def shred(conn: Connection) -> list[int]:
+            k = schema.epoch_keys
+            epochs = list(
+                conn.execute(sa.select(k.c.epoch).where(k.c.epoch <= last_epoch, k.c.epoch != REGISTRY_EPOCH)).scalars()
+            )
+            if epochs:
+                conn.execute(sa.delete(k).where(k.c.epoch.in_(epochs)))
+            return epochs
+
+        shredded = await self.store.run_write(shred)
+        for epoch in shredded:
+            self.store.keyring.forget(epoch)
+        report.epochs_shredded = len(shredded)
+        if progress:
+            progress("shred", len(shredded))
+
+        # 2. Delete what the destroyed keys protected, a time-boxed batch at a time.
+        clip_refs: list[str] = []
+        for table, column in (
+            (schema.reading_frames, "frames_deleted"),
+            (schema.items, "items_deleted"),
+            (schema.audit, "audit_deleted"),
+        ):
+            while True:
+                started = time.perf_counter()
+                deleted, refs = await self.store.run_write(
+                    functools.partial(_delete_slice, table=table, last_epoch=last_epoch, budget_s=self.slice_s),
+                    urgent=False,
+                )
+                report.longest_batch_ms = max(report.longest_batch_ms, (time.perf_counter() - started) * 1000)
+                clip_refs.extend(refs)
+                setattr(report, column, getattr(report, column) + deleted)
+                if progress:
+                    progress(column, deleted)
+                if deleted == 0:
+                    break
+        report.clip_files_deleted = await asyncio.to_thread(self._delete_clip_files, clip_refs)
+
+        # 3. Scrub: the WAL still holds old page images until it is checkpointed and truncated.
+        await self.store.scrub()
+        report.ran_at = now
+        report.history.append(
+            {"ran_at": now, "horizon": horizon, "days": len(shredded), "frames": report.frames_deleted}
+        )
+        self.last = report
+        if shredded:
+            log.info("retention destroyed %d day(s) of data older than %d days", len(shredded), self.days)
+        return report
+
+    def _delete_clip_files(self, refs: list[str]) -> int:
+        if self.spool_dir is None:
+            return 0
+        removed = 0
+        for ref in refs:
+            path = self.spool_dir / f"{ref}.age"
+            if path.exists():
+                path.unlink()
+                removed += 1
+        return removed
+
+    async def run_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # retention must keep trying; the store reports its own health
+                log.exception("retention run failed")
+            await asyncio.sleep(interval)
+
+    def summary(self) -> dict[str, Any]:
+        r = self.last
+        return {
+            "days": self.days,
+            "clock_trusted": self.clock.reason in ("confirmed", "NTP synchronised"),
+            "clock": self.clock.reason,
+            "waiting": r.waiting,
+            "last_run": r.ran_at,
+            "horizon": r.horizon,
+            "last_shredded_days": r.epochs_shredded,
+            "longest_batch_ms": round(r.longest_batch_ms, 1),
+        }
+
+
+def _last_expired_epoch(horizon: float) -> int:
+    """The newest UTC day that lies wholly before the horizon."""
+    return int(horizon // 86_400) - 1
+
+
+def _delete_slice(conn: Connection, table: sa.Table, last_epoch: int, budget_s: float) -> tuple[int, list[str]]:
+    """Deletes expired rows of ``table`` in chunks until ``budget_s`` is spent; returns (rows, clip refs)."""
+    started = time.perf_counter()
+    deleted = 0
+    refs: list[str] = []
+    key = list(table.primary_key.columns)
+    chunk = 8 if table is schema.reading_frames else 200
+    while time.perf_counter() - started < budget_s:
+        cols = [*key, table.c.ref] if table is schema.items else key
+        rows = conn.execute(sa.select(*cols).where(table.c.epoch <= last_epoch).limit(chunk)).all()
+        if not rows:
+            break
+        if table is schema.items:
+            refs.extend(r.ref for r in rows if r.ref and r.lane == "clips")
+        if len(key) == 1:
+            conn.execute(sa.delete(table).where(key[0].in_([r[0] for r in rows])))
+        else:
+            conn.execute(sa.delete(table).where(sa.tuple_(*key).in_([tuple(r[: len(key)]) for r in rows])))
+        deleted += len(rows)
+    return deleted, refs
