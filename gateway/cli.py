@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from gateway import config as configuration
 from gateway.control import ControlError, DaemonUnreachable, call
 from gateway.errors import ConfigError, KotihubError
+from gateway.model import Category
 
 EXIT_UNREACHABLE = 2
 
@@ -182,6 +184,88 @@ def _fingerprint(recipient: str) -> str:
     return ":".join(digest[i : i + 4] for i in range(0, 16, 4))
 
 
+def _follow(args: argparse.Namespace, job_id: str, label: str) -> dict[str, Any]:
+    """Polls a daemon job until it ends, drawing a progress bar for people (nothing for --json or a pipe)."""
+    show = not args.json and sys.stderr.isatty()
+    while True:
+        job: dict[str, Any] = _ask(args, "job", {"id": job_id})
+        if show:
+            total = max(job["total"], 1)
+            filled = min(30, int(30 * job["done"] / total))
+            print(
+                f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {job['done']}/{job['total']}", end="", file=sys.stderr
+            )
+        if job["finished"]:
+            if show:
+                print(file=sys.stderr)
+            if job["error"]:
+                raise ControlError(f"{label} failed: {job['error']}")
+            return job
+        time.sleep(0.2)
+
+
+def _retention(args: argparse.Namespace) -> int:
+    if args.run:
+        started = _ask(args, "retention", {"run": True, "force": args.force})
+        job = _follow(args, started["job"], "retention")
+        r = job["result"]
+        human = (
+            f"retention is waiting: {r['waiting']}"
+            if r.get("waiting")
+            else f"destroyed {r['epochs_shredded']} day(s): {r['frames_deleted']} reading frames, "
+            f"{r['items_deleted']} events, {r['clip_files_deleted']} clips; "
+            f"longest pause {r['longest_batch_ms']:.0f} ms"
+        )
+        _emit(args, r, human)
+        return 0 if not r.get("waiting") else 3
+    s = _ask(args, "retention")
+    due = s["due"]
+    human = "\n".join(
+        [
+            f"retention period: {s['days']} days; clock: {s['clock']}",
+            f"last run: {_when(s['last_run'])}" + (f" (waiting: {s['waiting']})" if s["waiting"] else ""),
+            f"due now: {due['days']} day(s), {due['readings']} readings, {due['items']} events and clips",
+        ]
+    )
+    _emit(args, s, human)
+    return 0
+
+
+def _erase(args: argparse.Namespace) -> int:
+    if args.all:
+        scope, target, what = "all", "", "ALL data on this hub"
+    elif args.device:
+        scope, target, what = "device", args.device, f"all data of device {args.device}"
+    else:
+        scope, target, what = "category", args.category, f"all {args.category} data"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("kotihub: erasure needs --yes when not run interactively", file=sys.stderr)
+            return 1
+        answer = input(f"This destroys {what}, here and (when synced) in the register. Type ERASE to confirm: ")
+        if answer.strip() != "ERASE":
+            print("nothing erased")
+            return 1
+    started = _ask(args, "erase", {"scope": scope, "target": target, "confirm": True, "actor": "cli"})
+    receipt = _follow(args, started["job"], "erasing")["result"]
+    r = receipt["receipt"]
+    _emit(args, receipt, f"erased {what} at {_when(r['completed_at'])}; receipt {r['receipt_id']}: {r['erased']}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import shutil
+
+    started = _ask(args, "export", {"actor": "cli"})
+    result = _follow(args, started["job"], "exporting")["result"]
+    source = Path(result["path"])
+    shutil.copyfile(source, args.out)
+    args.out.chmod(0o600)
+    source.unlink()
+    _emit(args, {**result, "path": str(args.out)}, f"export written to {args.out}: {result['counts']}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -229,6 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", parents=[common], help="the uplink's lanes: waiting items, last success and errors")
     sync.add_argument("--now", action="store_true", help="retry every lane at once")
     sync.set_defaults(func=_sync)
+    retention = sub.add_parser("retention", parents=[common], help="retention horizon, what is due, last run")
+    retention.add_argument("--run", action="store_true", help="run retention now")
+    retention.add_argument("--force", action="store_true", help="run even if the clock is not confirmed (check it!)")
+    retention.set_defaults(func=_retention)
+    erase = sub.add_parser("erase", parents=[common], help="erase the household's data (Poista tietoni)")
+    which = erase.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true")
+    which.add_argument("--device")
+    which.add_argument("--category", choices=[c.value for c in Category])
+    erase.add_argument("--yes", action="store_true", help="confirm without asking")
+    erase.set_defaults(func=_erase)
+    export = sub.add_parser("export", parents=[common], help="export the household's data (Näytä tietoni)")
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(func=_export)
     provision = sub.add_parser("provision", parents=[common], help="enroll this hub with the register")
     provision.add_argument("--register", required=True, help="https:// URL of the register")
     provision.add_argument("--token", required=True, help="the one-time enrollment token")

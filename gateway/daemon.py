@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from cloud_sync import protocol as p
@@ -20,10 +23,46 @@ from gateway.config import Config
 from gateway.control import ControlError, ControlServer, Handler
 from gateway.hub import Hub
 from gateway.model import Category
+from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_archive
+from gateway.retention import Retention, RetentionReport
 from gateway.secrets import CredentialStore
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    kind: str
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started: float = field(default_factory=time.time)
+    done: int = 0
+    total: int = 0
+    step: str = ""
+    finished: bool = False
+    error: str | None = None
+    result: Any = None
+    progress: ExportProgress | None = None
+    task: asyncio.Task[None] | None = None
+
+    def view(self) -> dict[str, Any]:
+        done, total = (self.progress.done, self.progress.total) if self.progress else (self.done, self.total)
+        return {
+            "id": self.job_id,
+            "kind": self.kind,
+            "done": done,
+            "total": total,
+            "step": self.step,
+            "finished": self.finished,
+            "error": self.error,
+            "result": self.result,
+        }
+
+
+async def _report(coro: Awaitable[RetentionReport]) -> dict[str, Any]:
+    report = await coro
+    return {k: v for k, v in vars(report).items() if k != "history"}
+
 
 WATCHDOG_STALL_S = 30.0
 
@@ -43,10 +82,16 @@ class Daemon:
         self.extra_handlers: dict[str, Handler] = {}
         self.command_handlers: dict[str, CommandHandler] = {}
         self.uplink: Uplink | None = None
+        self.jobs: dict[str, Job] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._master_key = b""
+        self.retention: Retention | None = None
+        self.eraser: Eraser | None = None
 
     def _open_store(self) -> Store:
         cfg = self.config
         key = crypto.load_master_key(cfg.state_path)
+        self._master_key = key
         return Store.open(
             cfg.state_path,
             key,
@@ -77,6 +122,11 @@ class Daemon:
             self.hub = hub
             await hub.load()
             self.drivers = self._make_drivers()
+            spool = self.config.state_path / "spool"
+            spool.mkdir(mode=0o700, exist_ok=True)
+            self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool)
+            self.eraser = Eraser(store, self._master_key, spool_dir=spool, hub_name=self.config.hub.name)
+            self.eraser.on_erased.append(self._forget_erased)
             control = ControlServer(self.config.socket_path, self._handlers(), group=self.config.control.group)
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -84,7 +134,11 @@ class Daemon:
                         tg.create_task(control.serve(), name="control"),
                         tg.create_task(hub.watch_devices(), name="devices"),
                         tg.create_task(self._watchdog(), name="watchdog"),
+                        tg.create_task(self.retention.run_forever(self.config.retention.interval), name="retention"),
                     ]
+                    self._tg = tg
+                    if await store.get_setting(JOB_KEY):
+                        self._start_job("erase", self.eraser.resume)
                     for driver in self.drivers:
                         tasks.append(tg.create_task(hub.supervise(driver), name=f"driver:{driver.name}"))
                     uplink = self._make_uplink()
@@ -99,7 +153,7 @@ class Daemon:
                     await self.stop.wait()
                     sdnotify.notify("STOPPING=1")
                     log.info("stopping")
-                    for task in tasks:
+                    for task in [*tasks, *(j.task for j in self.jobs.values() if j.task is not None)]:
                         task.cancel()
             finally:
                 await hub.flush_last_seen()
@@ -120,11 +174,37 @@ class Daemon:
             await hub.set_restricted(category, bool(command.args.get("on", True)), actor="register")
             return {"restricted": sorted(c.value for c in hub.restricted)}
 
+        eraser = self.eraser
+        assert eraser is not None
+
+        async def erase(command: p.Command) -> dict[str, Any]:
+            scope, target = str(command.args.get("scope", "all")), str(command.args.get("target", ""))
+            return await eraser.request(scope, target, requested_by="register")
+
+        async def member_keys(command: p.Command) -> dict[str, Any]:
+            members = command.args.get("members")
+            if not isinstance(members, list):
+                raise ValueError("member_keys needs a list of members")
+            path = self.config.state_path / "members.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(members, indent=2))
+            tmp.replace(path)
+            for driver in self.drivers:
+                setter = getattr(driver, "set_recipients", None)
+                if setter is not None:
+                    setter([str(m["recipient"]) for m in members])
+            return {"members": len(members)}
+
         self.uplink = Uplink(
             self.store,
             self.config.uplink,
             identity,
-            command_handlers={"restrict": restrict, **self.command_handlers},
+            command_handlers={
+                "restrict": restrict,
+                "erase": erase,
+                "member_keys": member_keys,
+                **self.command_handlers,
+            },
             spool_dir=self.config.state_path / "spool",
         )
         self.status_extras["uplink"] = self._uplink_status
@@ -140,6 +220,103 @@ class Daemon:
             self.uplink.kick()
         assert self.store is not None
         return {**self.uplink.summary(), "depth": await self.store.depth()}
+
+    # ---- jobs: long operations the CLI follows with a progress bar ----------------------------------------------
+
+    def _start_job(self, kind: str, factory: Callable[[], Awaitable[Any]], job: Job | None = None) -> Job:
+        assert self._tg is not None
+        job = job or Job(kind)
+        self.jobs = {k: v for k, v in self.jobs.items() if not v.finished or time.time() - v.started < 3600}
+        self.jobs[job.job_id] = job
+
+        async def run() -> None:
+            try:
+                job.result = await factory()
+            except Exception as exc:  # reported to whoever follows the job; the daemon goes on
+                log.exception("%s failed", kind)
+                job.error = f"{type(exc).__name__}: {exc}"
+            finally:
+                job.finished = True
+
+        job.task = self._tg.create_task(run(), name=f"job:{kind}")
+        return job
+
+    async def _job(self, args: dict[str, Any]) -> dict[str, Any]:
+        job = self.jobs.get(str(args.get("id", "")))
+        if job is None:
+            raise ControlError("no such job")
+        return job.view()
+
+    async def _retention(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.retention is not None
+        retention = self.retention
+        if args.get("run"):
+            job = Job("retention")
+
+            def progress(step: str, n: int) -> None:
+                job.done += n
+                job.step = step
+
+            job.total = sum((await retention.due()).values())
+            self._start_job(
+                "retention",
+                lambda: _report(retention.run_once(force_time=bool(args.get("force")), progress=progress)),
+                job,
+            )
+            return {"job": job.job_id}
+        return {**retention.summary(), "due": await retention.due()}
+
+    async def _erase(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.eraser is not None
+        eraser = self.eraser
+        if args.get("confirm") is not True:
+            raise ControlError("erasure needs an explicit confirmation")
+        if any(j.kind == "erase" and not j.finished for j in self.jobs.values()):
+            raise ControlError("an erasure is already running")
+        scope, target = str(args.get("scope", "")), str(args.get("target", ""))
+        if scope == "device" and self.hub is not None and target not in self.hub.devices:
+            raise ControlError(f"no such device: {target}")
+        if scope == "category" and target not in {c.value for c in Category}:
+            raise ControlError(f"category must be one of {', '.join(c.value for c in Category)}")
+        if scope not in ("all", "device", "category"):
+            raise ControlError("erase --all, --device ID or --category C")
+        actor = str(args.get("actor", "household"))
+        job = self._start_job("erase", lambda: eraser.request(scope, target, requested_by=actor))
+        return {"job": job.job_id}
+
+    async def _export(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.store is not None
+        store = self.store
+        exports = self.config.state_path / "exports"
+        exports.mkdir(mode=0o700, exist_ok=True)
+        out = exports / f"kotihub-export-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.zip"
+        job = Job("export")
+        progress = ExportProgress()
+        job.progress = progress
+
+        async def run() -> dict[str, Any]:
+            await store.flush()
+            await asyncio.to_thread(
+                export_archive,
+                store,
+                out,
+                hub_name=self.config.hub.name,
+                spool_dir=self.config.state_path / "spool",
+                progress=progress,
+            )
+            await store.audit(str(args.get("actor", "household")), "export", "all", {"counts": progress.counts})
+            return {"path": str(out), "counts": progress.counts}
+
+        self._start_job("export", run, job)
+        return {"job": job.job_id}
+
+    def _forget_erased(self, job: ErasureJob) -> None:
+        if self.hub is None:
+            return
+        if job.scope == "all":
+            self.hub.devices.clear()
+        elif job.scope == "device":
+            self.hub.devices.pop(job.target, None)
 
     def status_line(self) -> str:
         assert self.hub is not None
@@ -171,6 +348,10 @@ class Daemon:
             "restrict": self._restrict,
             "rename": self._rename,
             "sync": self._sync,
+            "retention": self._retention,
+            "erase": self._erase,
+            "export": self._export,
+            "job": self._job,
             **self.extra_handlers,
         }
 
@@ -185,8 +366,8 @@ class Daemon:
             **store.disk_usage(),
         }
         summary["retention"] = {
-            "days": self.config.retention.days,
             "horizon": time.time() - self.config.retention.days * 86_400,
+            **(self.retention.summary() if self.retention is not None else {"days": self.config.retention.days}),
         }
         summary["hub"] = {"name": self.config.hub.name}
         for name, fn in self.status_extras.items():

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway import crypto
-from gateway.errors import StoreClosedError, StoreCorruptError, StoreFullError
+from gateway.errors import KeyDestroyedError, StoreClosedError, StoreCorruptError, StoreFullError
 from gateway.model import DeviceInfo, Event, Lane, Reading
 from gateway.store import engine as engines
 from gateway.store import frames, schema
@@ -474,6 +474,18 @@ class Store:
         _, result = await fut
         return dict(result)
 
+    async def settle_cursors(self) -> None:
+        """Marks every lane synced up to its last sequence (after erasing everything: nothing is left to send;
+        sequences are never reused, since the register deduplicates on them)."""
+
+        def write(conn: Connection) -> tuple[str, None]:
+            for lane, nxt in self._seq.items():
+                self._synced[lane] = nxt - 1
+                self._dirty.add(lane)
+            return "", None
+
+        await self._submit(write, urgent=True)
+
     async def flush(self) -> None:
         """Returns when everything queued before it is committed."""
         await self._submit(lambda conn: ("", None), urgent=True)
@@ -522,26 +534,34 @@ class Store:
             readings = frames.decode(self.keyring.open(row.blob, frames.context(row.first_seq, row.n)))
             for offset, r in enumerate(readings):
                 seq = row.first_seq + offset
+                if r.device_id == "":  # a tombstone left by erasure: its sequence is spent, its content gone
+                    continue
                 if seq > after and len(out) < limit:
                     body = {"device_id": r.device_id, "quantity": r.quantity.value, "value": r.value, "ts": r.ts}
                     out.append(OutboxItem(seq, r.ts, body))
         return out
 
-    def iter_readings(self, *, since_seq: int = 0) -> Iterator[tuple[int, Reading]]:
+    def iter_readings(self, *, since_seq: int = 0, skip_destroyed: bool = False) -> Iterator[tuple[int, Reading]]:
         """Every stored reading with its sequence, decrypted, oldest first (export, tests). Runs in the caller's
-        thread: call it from a worker thread in async code."""
+        thread: call it from a worker thread in async code. ``skip_destroyed`` passes over frames whose day key
+        retention or erasure destroyed, instead of raising KeyDestroyedError."""
         f = schema.reading_frames
         with self._reader.connect() as conn:
             result = conn.execution_options(stream_results=True).execute(
                 sa.select(f).where(f.c.first_seq + f.c.n > since_seq).order_by(f.c.first_seq)
             )
             for row in result:
-                readings = frames.decode(self.keyring.open(row.blob, frames.context(row.first_seq, row.n)))
-                for offset, r in enumerate(readings):
+                try:
+                    plain = self.keyring.open(row.blob, frames.context(row.first_seq, row.n))
+                except KeyDestroyedError:
+                    if skip_destroyed:
+                        continue
+                    raise
+                for offset, r in enumerate(frames.decode(plain)):
                     if row.first_seq + offset >= since_seq:
                         yield row.first_seq + offset, r
 
-    def iter_items(self, lane: Lane | str) -> Iterator[OutboxItem]:
+    def iter_items(self, lane: Lane | str, *, skip_destroyed: bool = False) -> Iterator[OutboxItem]:
         lane_name = Lane(lane).value
         with self._reader.connect() as conn:
             result = conn.execute(
@@ -550,13 +570,24 @@ class Store:
                 .order_by(schema.items.c.seq)
             )
             for row in result:
-                body = msgspec.json.decode(self.keyring.open(row.blob, _item_context(lane_name, row.seq)))
-                yield OutboxItem(int(row.seq), float(row.ts), body)
+                try:
+                    plain = self.keyring.open(row.blob, _item_context(lane_name, row.seq))
+                except KeyDestroyedError:
+                    if skip_destroyed:
+                        continue
+                    raise
+                yield OutboxItem(int(row.seq), float(row.ts), msgspec.json.decode(plain))
 
-    def iter_audit(self) -> Iterator[AuditEntry]:
+    def iter_audit(self, *, skip_destroyed: bool = False) -> Iterator[AuditEntry]:
         with self._reader.connect() as conn:
             for row in conn.execute(sa.select(schema.audit).order_by(schema.audit.c.id)):
-                yield msgspec.msgpack.decode(self.keyring.open(row.blob, b"audit|%d" % row.id), type=AuditEntry)
+                try:
+                    plain = self.keyring.open(row.blob, b"audit|%d" % row.id)
+                except KeyDestroyedError:
+                    if skip_destroyed:
+                        continue
+                    raise
+                yield msgspec.msgpack.decode(plain, type=AuditEntry)
 
     def read(self, fn: Callable[[Connection], Any]) -> Any:
         """Runs ``fn`` on a reader connection (a consistent snapshot); call from a worker thread in async code."""

@@ -170,3 +170,25 @@ def test_sigkill_loses_nothing_accepted_and_broker_restart_is_survived(
     readings, _ = stored(hub.state)
     assert len(readings) >= accepted
     assert os.path.exists(hub.state / "kotihub.db")
+
+
+def test_export_erase_and_retention_from_the_cli(hub: HubProcess, mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    import zipfile
+
+    asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
+    devices = wait_until(lambda: len(hub.cli_json("devices")) >= 4 and hub.cli_json("devices"), what="devices")
+    wait_until(lambda: hub.cli_json("status")["counters"]["readings_accepted"] > 0, what="readings")
+    out = tmp_path / "minun-tietoni.zip"
+    exported = hub.cli_json("export", "--out", str(out))
+    assert exported["counts"]["devices"] >= len(devices)
+    with zipfile.ZipFile(out) as zf:
+        assert "manifest.json" in zf.namelist()
+    target = devices[0]["device_id"]
+    refused = hub.cli("erase", "--device", target)  # no terminal, no --yes: nothing happens
+    assert refused.returncode == 1
+    receipt = hub.cli_json("erase", "--device", target, "--yes")
+    assert receipt["receipt"]["target"] == target
+    assert target not in [d["device_id"] for d in hub.cli_json("devices")]
+    retention = hub.cli_json("retention")
+    assert retention["days"] == 183
+    assert set(retention["due"]) == {"days", "readings", "items"}

@@ -1,0 +1,464 @@
+"""The household's rights on the hub: erasure ("Poista tietoni") and export ("Näytä tietoni").
+
+**Erasure** is a job recorded durably before it starts and resumed after a crash or power cut until it completes;
+every step is idempotent. Erasing everything destroys every data key first, so the data is unreadable from the
+first step on. Erasing one device or one category cannot destroy keys other data shares: its readings are replaced
+by tombstones (same sequence, no content) and its records deleted, with ``secure_delete`` zeroing the old pages and
+a WAL truncation at the end; the old ciphertext that may remain on worn flash blocks is under day keys that
+retention destroys when those days expire. The requester gets a receipt signed with the hub's Ed25519 receipt key.
+
+**Export** writes a zip archive, streamed (a large export never needs its size in memory): ``manifest.json`` (format,
+counts, time range, SHA-256 of each member), ``devices.json``, ``readings.jsonl``, ``events.jsonl``, ``audit.json``,
+``clips.json`` and ``clips/<id>.age`` (clip ciphertext; its age header carries the file key wrapped to each
+member's key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import math
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+import msgspec
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy.engine import Connection
+
+from gateway.errors import DecryptError, KeyDestroyedError, PermanentError
+from gateway.model import Category, Lane, Reading
+from gateway.store import Store, frames, schema
+from gateway.store.store import _item_context
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT: Final = "kotihub-export/1"
+JOB_KEY: Final = "erasure_job"
+RECEIPTS_KEY: Final = "erasure_receipts"
+TOMBSTONE_DEVICE: Final = ""
+SLICE_ROWS: Final = 50
+
+# Which item lanes and event kinds belong to each category.
+CATEGORY_LANES: Final[dict[Category, tuple[str, ...]]] = {
+    Category.SENSORS: (),
+    Category.ALARMS: (Lane.ALARM.value,),
+    Category.CAMERA: (Lane.CLIPS.value,),
+    Category.PRESENCE: (),
+    Category.DIAGNOSTICS: (Lane.DIAGNOSTICS.value,),
+}
+PRESENCE_KINDS: Final = ("motion", "contact")
+
+
+class ErasureJob(msgspec.Struct):
+    job_id: str
+    scope: str
+    """``all``, ``device`` or ``category``."""
+    target: str
+    requested_by: str
+    requested_at: float
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+def receipt_key(master_key: bytes) -> Ed25519PrivateKey:
+    """The hub's receipt-signing key, derived from the master key so that it needs no storage of its own."""
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"kotihub/receipt-signing/v1").derive(master_key)
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def sign_receipt(key: Ed25519PrivateKey, receipt: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps(receipt, sort_keys=True, separators=(",", ":")).encode()
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {
+        "receipt": receipt,
+        "signature": base64.b64encode(key.sign(body)).decode(),
+        "public_key": base64.b64encode(public).decode(),
+        "algorithm": "Ed25519 over the receipt as canonical JSON (sorted keys, no spaces)",
+    }
+
+
+def verify_receipt(signed: dict[str, Any]) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    body = json.dumps(signed["receipt"], sort_keys=True, separators=(",", ":")).encode()
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(signed["public_key"]))
+    try:
+        public.verify(base64.b64decode(signed["signature"]), body)
+    except InvalidSignature:
+        return False
+    return True
+
+
+class Eraser:
+    """Runs erasure jobs to completion; :meth:`resume` finishes one a crash interrupted."""
+
+    def __init__(self, store: Store, master_key: bytes, *, spool_dir: Path | None, hub_name: str) -> None:
+        self.store = store
+        self.spool_dir = spool_dir
+        self.hub_name = hub_name
+        self._signer = receipt_key(master_key)
+        self.on_erased: list[Callable[[ErasureJob], None]] = []
+
+    async def request(self, scope: str, target: str = "", *, requested_by: str) -> dict[str, Any]:
+        if scope not in ("all", "device", "category"):
+            raise PermanentError("erasure scope is all, device or category")
+        if scope == "category":
+            Category(target)  # raises ValueError for an unknown category
+        job = ErasureJob(uuid.uuid4().hex, scope, target, requested_by, time.time())
+        # Recorded and committed before anything is touched: a crash from here on resumes the job.
+        await self.store.set_setting(JOB_KEY, msgspec.to_builtins(job))
+        return await self._run(job)
+
+    async def resume(self) -> dict[str, Any] | None:
+        pending = await self.store.get_setting(JOB_KEY)
+        if not pending:
+            return None
+        job = msgspec.convert(pending, ErasureJob)
+        log.warning("resuming an erasure interrupted by a restart")
+        return await self._run(job)
+
+    async def _run(self, job: ErasureJob) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        if job.scope == "all":
+            counts = await self._erase_all()
+        elif job.scope == "device":
+            counts = await self._erase_where(device=job.target)
+        else:
+            counts = await self._erase_where(category=Category(job.target))
+        await self.store.scrub()
+        receipt = sign_receipt(
+            self._signer,
+            {
+                "receipt_id": job.job_id,
+                "hub": self.hub_name,
+                "scope": job.scope,
+                "target": job.target,
+                "requested_by": job.requested_by,
+                "requested_at": job.requested_at,
+                "completed_at": time.time(),
+                "erased": counts,
+            },
+        )
+        receipts = list(await self.store.get_setting(RECEIPTS_KEY, []))[-49:]
+        receipts.append(receipt)
+
+        def finish(conn: Connection) -> None:
+            for key, value in ((RECEIPTS_KEY, receipts), (JOB_KEY, None)):
+                conn.execute(sa.delete(schema.settings).where(schema.settings.c.key == key))
+                if value is not None:
+                    conn.execute(sa.insert(schema.settings).values(key=key, value=json.dumps(value)))
+
+        await self.store.run_write(finish)
+        await self.store.audit(job.requested_by, "erase", f"{job.scope}:{job.target}", {"receipt": job.job_id})
+        for callback in self.on_erased:
+            callback(job)
+        log.info("erasure of %s completed", job.scope)
+        return receipt
+
+    async def _erase_all(self) -> dict[str, int]:
+        def shred(conn: Connection) -> int:
+            result = conn.execute(sa.delete(schema.epoch_keys))
+            return int(result.rowcount)
+
+        shredded = await self.store.run_write(shred)
+        self.store.keyring.forget_all()
+        counts = {"keys_destroyed": shredded}
+        for table in (schema.reading_frames, schema.items, schema.devices, schema.audit, schema.dead_letters):
+            counts[table.name] = await self._delete_all(table)
+
+        await self.store.settle_cursors()
+        counts["clip_files"] = self._delete_spool(None)
+        return counts
+
+    async def _delete_all(self, table: sa.Table) -> int:
+        total = 0
+        key = list(table.primary_key.columns)
+        while True:
+
+            def slice_(conn: Connection) -> int:
+                rows = conn.execute(sa.select(*key).limit(SLICE_ROWS)).all()
+                if not rows:
+                    return 0
+                if len(key) == 1:
+                    conn.execute(sa.delete(table).where(key[0].in_([r[0] for r in rows])))
+                else:
+                    conn.execute(sa.delete(table).where(sa.tuple_(*key).in_([tuple(r) for r in rows])))
+                return len(rows)
+
+            n = int(await self.store.run_write(slice_, urgent=False))
+            total += n
+            if n == 0:
+                return total
+
+    async def _erase_where(self, *, device: str | None = None, category: Category | None = None) -> dict[str, int]:
+        store = self.store
+        counts = {"readings": 0, "items": 0, "devices": 0, "clip_files": 0}
+        readings_too = device is not None or category is Category.SENSORS
+        if readings_too:
+            counts["readings"] = await self._tombstone_readings(device)
+        lanes = CATEGORY_LANES.get(category, ()) if category is not None else tuple(lane.value for lane in Lane)
+        kinds = PRESENCE_KINDS if category is Category.PRESENCE else None
+        if category is Category.SENSORS:
+            lanes, kinds = (Lane.EVENTS.value,), ("water_leak", "availability")
+        clip_refs: list[str] = []
+        for lane in lanes or ((Lane.EVENTS.value,) if kinds else ()):
+            deleted, refs = await self._delete_items(lane, device=device, kinds=kinds)
+            counts["items"] += deleted
+            clip_refs += refs
+        if device is not None:
+            tag = store.device_tag(device)
+            counts["devices"] = await store.run_write(
+                lambda conn: int(conn.execute(sa.delete(schema.devices).where(schema.devices.c.tag == tag)).rowcount)
+            )
+        counts["clip_files"] = self._delete_spool(clip_refs)
+        return counts
+
+    async def _tombstone_readings(self, device: str | None) -> int:
+        """Rewrites every frame holding the device's readings with those readings blanked; sequences stay."""
+        store = self.store
+        replaced = 0
+        after = 0
+        while True:
+            query = (
+                sa.select(schema.reading_frames)
+                .where(schema.reading_frames.c.first_seq > after)
+                .order_by(schema.reading_frames.c.first_seq)
+                .limit(SLICE_ROWS)
+            )
+            rows = await _run_read(store, _fetch(query))
+            if not rows:
+                return replaced
+            for row in rows:
+                after = row.first_seq
+                try:
+                    readings = frames.decode(store.keyring.open(row.blob, frames.context(row.first_seq, row.n)))
+                except KeyDestroyedError:
+                    continue  # already unreadable: retention got there first
+                hit = [i for i, r in enumerate(readings) if device is None or r.device_id == device]
+                hit = [i for i in hit if readings[i].device_id != TOMBSTONE_DEVICE]
+                if not hit:
+                    continue
+                for i in hit:
+                    readings[i] = Reading(TOMBSTONE_DEVICE, readings[i].quantity, math.nan, row.ts_min)
+                blob = store.keyring.seal(row.epoch, frames.encode(readings), frames.context(row.first_seq, row.n))
+                update = (
+                    sa.update(schema.reading_frames)
+                    .where(schema.reading_frames.c.first_seq == row.first_seq)
+                    .values(blob=blob)
+                )
+                await store.run_write(_execute(update))
+                replaced += len(hit)
+
+    async def _delete_items(
+        self, lane: str, *, device: str | None, kinds: tuple[str, ...] | None
+    ) -> tuple[int, list[str]]:
+        store = self.store
+        deleted = 0
+        refs: list[str] = []
+        after = 0
+        while True:
+            query = (
+                sa.select(schema.items)
+                .where(schema.items.c.lane == lane, schema.items.c.seq > after)
+                .order_by(schema.items.c.seq)
+                .limit(SLICE_ROWS)
+            )
+            rows = await _run_read(store, _fetch(query))
+            if not rows:
+                return deleted, refs
+            doomed: list[int] = []
+            for row in rows:
+                after = row.seq
+                try:
+                    body = msgspec.json.decode(store.keyring.open(row.blob, _item_context(lane, row.seq)))
+                except DecryptError:
+                    continue
+                if device is not None and body.get("device_id") != device:
+                    continue
+                if kinds is not None and body.get("kind") not in kinds:
+                    continue
+                doomed.append(row.seq)
+                if row.ref:
+                    refs.append(row.ref)
+            if doomed:
+                await store.run_write(
+                    _execute(sa.delete(schema.items).where(schema.items.c.lane == lane, schema.items.c.seq.in_(doomed)))
+                )
+                deleted += len(doomed)
+
+    def _delete_spool(self, refs: list[str] | None) -> int:
+        if self.spool_dir is None or not self.spool_dir.exists():
+            return 0
+        paths = list(self.spool_dir.glob("*.age")) if refs is None else [self.spool_dir / f"{r}.age" for r in refs]
+        removed = 0
+        for path in paths:
+            if path.exists():
+                path.unlink()
+                removed += 1
+        return removed
+
+
+def _fetch(query: sa.Select[Any]) -> Callable[[Connection], list[Any]]:
+    return lambda conn: list(conn.execute(query).all())
+
+
+def _execute(statement: sa.Executable) -> Callable[[Connection], Any]:
+    return lambda conn: conn.execute(statement)
+
+
+async def _run_read(store: Store, fn: Callable[[Connection], Any]) -> Any:
+    return await asyncio.to_thread(store.read, fn)
+
+
+# ---- export --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportProgress:
+    done: int = 0
+    total: int = 0
+    finished: bool = False
+    error: str | None = None
+    path: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class _HashingWriter:
+    """Wraps a zip member stream, hashing and counting what passes through."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.stream.write(data)
+
+
+def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | None, progress: ExportProgress) -> None:
+    """Writes the household's export to ``out`` (blocking; run it in a worker thread)."""
+    depth_total = store.read(
+        lambda c: (
+            int(c.execute(sa.select(sa.func.coalesce(sa.func.sum(schema.reading_frames.c.n), 0))).scalar_one())
+            + int(c.execute(sa.select(sa.func.count()).select_from(schema.items)).scalar_one())
+        )
+    )
+    progress.total = depth_total
+    digests: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    def member(zf: zipfile.ZipFile, name: str, lines: Iterator[bytes]) -> int:
+        n = 0
+        with zf.open(name, "w", force_zip64=True) as raw:
+            w = _HashingWriter(raw)
+            for line in lines:
+                w.write(line)
+                n += 1
+        digests[name] = w.sha.hexdigest()
+        return n
+
+    tmp = out.with_name(out.name + ".part")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+
+        def reading_lines() -> Iterator[bytes]:
+            nonlocal first_ts, last_ts
+            for seq, r in store.iter_readings(skip_destroyed=True):
+                progress.done += 1
+                if r.device_id == TOMBSTONE_DEVICE:
+                    continue
+                first_ts = r.ts if first_ts is None else min(first_ts, r.ts)
+                last_ts = r.ts if last_ts is None else max(last_ts, r.ts)
+                yield (
+                    json.dumps(
+                        {
+                            "seq": seq,
+                            "device_id": r.device_id,
+                            "quantity": r.quantity.value,
+                            "value": r.value,
+                            "ts": r.ts,
+                        }
+                    ).encode()
+                    + b"\n"
+                )
+
+        counts["readings"] = member(zf, "readings.jsonl", reading_lines())
+
+        def event_lines() -> Iterator[bytes]:
+            for lane in (Lane.ALARM, Lane.EVENTS, Lane.DIAGNOSTICS):
+                for item in _readable_items(store, lane):
+                    progress.done += 1
+                    yield json.dumps({"lane": lane.value, "seq": item.seq, **item.body}).encode() + b"\n"
+
+        counts["events"] = member(zf, "events.jsonl", event_lines())
+        devices = [
+            {**msgspec.to_builtins(d.info), "first_seen": d.first_seen, "last_seen": d.last_seen}
+            for d in _devices_direct(store)
+        ]
+        counts["devices"] = member(zf, "devices.json", iter([json.dumps(devices, indent=1).encode()])) and len(devices)
+        audit = [msgspec.to_builtins(a) for a in _readable_audit(store)]
+        counts["audit"] = member(zf, "audit.json", iter([json.dumps(audit, indent=1).encode()])) and len(audit)
+        clips = []
+        for item in _readable_items(store, Lane.CLIPS):
+            progress.done += 1
+            clips.append(item.body)
+            path = spool_dir / f"{item.body.get('clip_id')}.age" if spool_dir else None
+            if path is not None and path.exists():
+                name = f"clips/{path.name}"
+                with zf.open(name, "w", force_zip64=True) as raw, path.open("rb") as src:
+                    w = _HashingWriter(raw)
+                    while chunk := src.read(1 << 20):
+                        w.write(chunk)
+                digests[name] = w.sha.hexdigest()
+        counts["clips"] = len(clips)
+        member(zf, "clips.json", iter([json.dumps(clips, indent=1).encode()]))
+        manifest = {
+            "format": EXPORT_FORMAT,
+            "created": time.time(),
+            "hub": hub_name,
+            "counts": counts,
+            "time_range": {"first": first_ts, "last": last_ts},
+            "files": digests,
+            "notes": "readings and events are JSON lines; clips are age ciphertext decryptable only with a"
+            " household member's identity (kotihub clip decrypt)",
+        }
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(out)
+    progress.counts = counts
+    progress.path = str(out)
+    progress.finished = True
+
+
+def _readable_items(store: Store, lane: Lane) -> Iterator[Any]:
+    yield from store.iter_items(lane, skip_destroyed=True)
+
+
+def _readable_audit(store: Store) -> Iterator[Any]:
+    yield from store.iter_audit(skip_destroyed=True)
+
+
+def _devices_direct(store: Store) -> list[Any]:
+    from gateway.model import DeviceInfo
+    from gateway.store import DeviceRecord
+
+    out = []
+    for row in store.read(lambda c: c.execute(sa.select(schema.devices)).all()):
+        try:
+            info = msgspec.msgpack.decode(store.keyring.open(row.blob, b"devices|" + row.tag.encode()), type=DeviceInfo)
+        except KeyDestroyedError:
+            continue
+        out.append(DeviceRecord(info, float(row.first_seen), float(row.last_seen)))
+    return out
