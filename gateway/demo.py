@@ -1,9 +1,9 @@
 """``kotihub demo``: the hub on one machine with no hardware and no root.
 
 It starts a private mosquitto, the daemon with a temporary state directory, simulated MQTT devices (real Zigbee2MQTT,
-Tasmota, Shelly and Home Assistant payloads, and a smoke detector that goes into alarm and back), and a simulated
-Xiaomi gateway speaking the real miio protocol over UDP on 127.0.0.1; prints what happens live and a summary at
-the end.
+Tasmota, Shelly and Home Assistant payloads, and a smoke detector that goes into alarm and back), a simulated
+Xiaomi gateway speaking the real miio protocol over UDP on 127.0.0.1, and recorded Bluetooth advertisements of real
+sensors fed through the BLE driver's scanner callback; prints what happens live and a summary at the end.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def run_demo(*, duration: float = 60.0, with_register: bool = True) -> int:
 
 
 async def _demo(duration: float) -> int:
+    from drivers.ble.driver import BleConfig, BleDriver
+    from drivers.ble.replay import RecordedCredentials, replay
     from drivers.miio.simulator import DEMO_SMOKE_SID, MiioSimulator, SimulatedGateway, demo_table
     from drivers.mqtt.broker import start_mosquitto
     from drivers.mqtt.simulator import run_simulator
@@ -88,6 +90,10 @@ async def _demo(duration: float) -> int:
                         name="mqtt-simulator",
                     )
                     tg.create_task(smoke_in_the_kitchen(), name="miio-scenario")
+                    ble = BleDriver(BleConfig(availability_events=False), RecordedCredentials())
+                    assert daemon.hub is not None
+                    daemon.hub.drivers["ble"] = ble
+                    tg.create_task(replay(ble, daemon.hub, stop=stop, interval=1.0), name="ble-replay")
                     tg.create_task(timer(), name="timer")
                     await stop.wait()
                     for task in tg._tasks:  # the scenario tasks end with the demo
