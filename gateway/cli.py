@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import config as configuration
+from gateway import i18n
 from gateway.control import ControlError, DaemonUnreachable, call
 from gateway.errors import ConfigError, KotihubError
 from gateway.model import Category
@@ -266,6 +267,46 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selftest(args: argparse.Namespace) -> int:
+    lang = i18n.choose_language(args.lang)
+    marks = {
+        "ok": i18n.text("status.ok", lang),
+        "warn": i18n.text("status.warn", lang),
+        "fail": i18n.text("status.fail", lang),
+    }
+    try:
+        checks: list[dict[str, Any]] = _ask(args, "selftest", {"alarm_test": args.alarm_test}, timeout=60)
+    except DaemonUnreachable:
+        checks = [
+            {"check": "daemon", "status": "fail", "message": "daemon.down", "advice": "daemon.down.fix", "params": {}}
+        ]
+    for c in checks:
+        c["text"] = i18n.text(c["message"], lang, **c["params"])
+        c["advice_text"] = i18n.text(c["advice"], lang, **c["params"]) if c["advice"] else None
+    width = max(len(m) for m in marks.values())
+    lines = [i18n.text("selftest.title", lang), ""]
+    for c in checks:
+        lines.append(f"  {marks[c['status']]:<{width}}  {c['text']}")
+        if c["advice_text"]:
+            lines.append(f"  {'':<{width}}  → {c['advice_text']}")
+    counts = {s: sum(1 for c in checks if c["status"] == s) for s in ("ok", "warn", "fail")}
+    lines += ["", i18n.text("selftest.summary", lang, **counts)]
+    _emit(args, checks, "\n".join(lines))
+    return 1 if counts["fail"] else 0
+
+
+def _diag(args: argparse.Namespace) -> int:
+    import zipfile
+
+    bundle = _ask(args, "diag")
+    with zipfile.ZipFile(args.out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bundle.json", json.dumps({k: v for k, v in bundle.items() if k != "logs"}, indent=2, default=str))
+        zf.writestr("logs.txt", "\n".join(bundle["logs"]) + "\n")
+    args.out.chmod(0o600)
+    print(f"support bundle written to {args.out} (personal data redacted)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -327,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", parents=[common], help="export the household's data (Näytä tietoni)")
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(func=_export)
+    test = sub.add_parser("selftest", parents=[common], help="the technician's checks: OK / WARN / FAIL")
+    test.add_argument("--alarm-test", action="store_true", help="send a test alarm end to end to the register")
+    test.add_argument("--lang", choices=list(i18n.LANGUAGES), help="fi or en (default: from the locale)")
+    test.set_defaults(func=_selftest)
+    diag = sub.add_parser("diag", parents=[common], help="a support bundle with personal data redacted")
+    diag.add_argument("--out", type=Path, required=True)
+    diag.set_defaults(func=_diag)
     provision = sub.add_parser("provision", parents=[common], help="enroll this hub with the register")
     provision.add_argument("--register", required=True, help="https:// URL of the register")
     provision.add_argument("--token", required=True, help="the one-time enrollment token")

@@ -18,7 +18,7 @@ from cloud_sync.uplink import CommandHandler, HubIdentity, Uplink
 from drivers import driver_class
 from drivers.base import Driver
 from gateway import config as configuration
-from gateway import crypto, sdnotify
+from gateway import crypto, diag, sdnotify, selftest
 from gateway.config import Config
 from gateway.control import ControlError, ControlServer, Handler
 from gateway.hub import Hub
@@ -85,6 +85,7 @@ class Daemon:
         self.jobs: dict[str, Job] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._master_key = b""
+        self.recent_logs = diag.RecentLogs()
         self.retention: Retention | None = None
         self.eraser: Eraser | None = None
 
@@ -111,6 +112,7 @@ class Daemon:
         ]
 
     async def run(self) -> None:
+        logging.getLogger().addHandler(self.recent_logs)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -158,6 +160,7 @@ class Daemon:
             finally:
                 await hub.flush_last_seen()
         log.info("stopped; the store is flushed and closed")
+        logging.getLogger().removeHandler(self.recent_logs)
 
     def _make_uplink(self) -> Uplink | None:
         if not self.config.uplink.enabled:
@@ -310,6 +313,12 @@ class Daemon:
         self._start_job("export", run, job)
         return {"job": job.job_id}
 
+    async def _selftest(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return await selftest.run_checks(self, alarm_test=bool(args.get("alarm_test")))
+
+    async def _diag(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await diag.bundle(self, self.recent_logs)
+
     def _forget_erased(self, job: ErasureJob) -> None:
         if self.hub is None:
             return
@@ -352,6 +361,8 @@ class Daemon:
             "erase": self._erase,
             "export": self._export,
             "job": self._job,
+            "selftest": self._selftest,
+            "diag": self._diag,
             **self.extra_handlers,
         }
 

@@ -192,3 +192,49 @@ def test_export_erase_and_retention_from_the_cli(hub: HubProcess, mosquitto: Mos
     retention = hub.cli_json("retention")
     assert retention["days"] == 183
     assert set(retention["due"]) == {"days", "readings", "items"}
+
+
+def test_selftest_speaks_finnish_and_english(hub: HubProcess, mosquitto: MosquittoBroker) -> None:
+    wait_until(lambda: hub.cli_json("status")["drivers"]["mqtt"].get("connected"), what="MQTT connection")
+    fi = hub.cli("selftest", "--lang", "fi")
+    en = hub.cli("selftest", "--lang", "en")
+    assert fi.returncode == 0, fi.stdout
+    assert "kotihubin itsetestaus" in fi.stdout
+    assert "MQTT-välittäjä tavoitettavissa" in fi.stdout
+    assert "MQTT broker reachable" in en.stdout
+    assert "kotihub provision" in en.stdout  # not provisioned: a warning with what to do
+    checks = {c["check"]: c["status"] for c in hub.cli_json("selftest")}
+    assert checks["master_key"] == "ok"
+    assert checks["mqtt"] == "ok"
+    assert checks["register"] == "warn"
+    mosquitto.stop()
+    down = wait_until(
+        lambda: (r := hub.cli("selftest", "--lang", "en")).returncode == 1 and r, what="the broker failure"
+    )
+    assert "MQTT broker not reachable" in down.stdout
+
+
+def test_diag_bundle_holds_no_personal_data(hub: HubProcess, mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    import zipfile
+
+    asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
+    devices = wait_until(lambda: len(hub.cli_json("devices")) >= 4 and hub.cli_json("devices"), what="devices")
+    planted = {"Matti Meikäläinen": devices[0]["device_id"], "Makuuhuone 2": devices[1]["device_id"]}
+    hub.cli_json("rename", devices[0]["device_id"], "--name", "Matti Meikäläinen")
+    hub.cli_json("rename", devices[1]["device_id"], "--room", "Makuuhuone 2")
+    out = tmp_path / "diag.zip"
+    result = hub.cli("diag", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out) as zf:
+        text = "".join(zf.read(n).decode() for n in zf.namelist())
+    bundle = json.loads(zipfile.ZipFile(out).read("bundle.json"))
+    assert bundle["status"]["counters"]["readings_accepted"] >= 0
+    assert len(bundle["devices"]) == len(hub.cli_json("devices"))
+    forbidden = [*planted, "127.0.0.1", str(hub.state)]
+    for d in devices:
+        forbidden += [d["device_id"], d["device_id"].split(":", 1)[1]]
+        if d["name"]:
+            forbidden.append(d["name"])
+    for secret in forbidden:
+        assert secret not in text, f"{secret!r} leaked into the support bundle"
+    assert "<device:" in text, "devices should appear as keyed hashes"
