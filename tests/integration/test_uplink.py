@@ -17,7 +17,7 @@ from cloud_sync.uplink import HubIdentity, Uplink
 from gateway.config import UplinkSection
 from gateway.model import Event, EventKind, Lane, Quantity, Reading
 from gateway.store import Store
-from tests.support.register import RunningRegister
+from tests.support.register import RunningRegister, start_register
 from tests.support.stores import open_store
 from tests.support.tcpproxy import fault_proxy
 
@@ -60,10 +60,24 @@ class FaultyRegister(RunningRegister):
             raise RuntimeError("register did not start")
 
 
-@pytest.fixture
-def faulty_register(tmp_path: Path) -> Iterator[FaultyRegister]:
+def _db_url(request: pytest.FixtureRequest) -> str | None:
+    return str(request.getfixturevalue("postgres_url")) if request.param == "postgresql" else None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def register(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningRegister]:
+    """The whole suite runs against the register on SQLite (the default) and on PostgreSQL (production)."""
+    r = start_register(tmp_path / "register", _db_url(request))
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def faulty_register(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaultyRegister]:
     (tmp_path / "register").mkdir()
-    r = FaultyRegister(tmp_path / "register")
+    r = FaultyRegister(tmp_path / "register", _db_url(request))
     r.start()
     try:
         yield r
