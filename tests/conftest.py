@@ -1,3 +1,7 @@
 """Shared pytest set-up. Fixture modules under tests/support/ are registered here as plugins."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.support.postgres",
+    "tests.support.register",
+    "tests.support.mosquitto",
+]

@@ -1,0 +1,187 @@
+"""Hub-side enrollment: make the hub's key and CSR, trade a one-time token for a certificate, save the identity.
+
+The private key is created here and never leaves the hub (only the CSR is sent). Files written to ``state_dir``:
+``hub.key`` (0600), ``hub.crt``, ``register-ca.crt`` and ``members.json`` (the household's age recipients).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import msgspec
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cloud_sync.protocol import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse
+
+log = logging.getLogger(__name__)
+
+FILES = ("hub.key", "hub.crt", "register-ca.crt", "members.json")
+TIMEOUT = (10.0, 30.0)
+
+
+class EnrollError(Exception):
+    """Enrollment failed; ``permanent`` says whether retrying as-is can help (a refused token cannot)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _new_key_and_csr() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kotihub")]))
+        .sign(key, hashes.SHA256())
+    )
+    return key, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _refusal(resp: requests.Response) -> EnrollError:
+    try:
+        detail = resp.json().get("detail", resp.text)
+    except ValueError:
+        detail = resp.text[:200]
+    return EnrollError(f"register refused ({resp.status_code}): {detail}", permanent=resp.status_code < 500)
+
+
+def enroll(
+    register_url: str,
+    token: str,
+    state_dir: Path,
+    *,
+    ca_file: Path | None = None,
+    force: bool = False,
+    hub_name: str = "",
+) -> EnrollResponse:
+    """Enroll this hub with the register at ``register_url`` using a one-time ``token``.
+
+    ``ca_file`` is the register CA the operator ships for the first contact; without it the system trust store
+    verifies the register. Refuses to overwrite an existing identity unless ``force``. Raises
+    :class:`EnrollError`.
+    """
+    existing = [name for name in FILES if (state_dir / name).exists()]
+    if existing and not force:
+        raise EnrollError(f"already enrolled ({', '.join(existing)} exist in {state_dir}); use force", permanent=True)
+    key, csr_pem = _new_key_and_csr()
+    body = msgspec.json.encode(EnrollRequest(token=token, csr_pem=csr_pem, hub_name=hub_name))
+    url = register_url.rstrip("/") + "/v1/enroll"
+    try:
+        resp = requests.post(
+            url,
+            data=body,
+            headers={"Content-Type": "application/json"},
+            verify=str(ca_file) if ca_file is not None else True,
+            timeout=TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        raise EnrollError(f"cannot reach the register: {exc}", permanent=False) from exc
+    if resp.status_code != 200:
+        raise _refusal(resp)
+    try:
+        result = msgspec.json.decode(resp.content, type=EnrollResponse)
+        cert = x509.load_pem_x509_certificate(result.cert_pem.encode())
+        x509.load_pem_x509_certificate(result.ca_pem.encode())
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise EnrollError(f"register sent a malformed enrollment response: {exc}", permanent=False) from exc
+    if cert.public_key() != key.public_key():
+        raise EnrollError("register returned a certificate for a different key", permanent=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _write(state_dir / "hub.key", _key_pem(key), 0o600)
+    _write(state_dir / "hub.crt", result.cert_pem.encode(), 0o644)
+    _write(state_dir / "register-ca.crt", result.ca_pem.encode(), 0o644)
+    members = [msgspec.structs.asdict(m) for m in result.member_keys]
+    _write(state_dir / "members.json", json.dumps(members, indent=2).encode(), 0o644)
+    log.info("enrolled as hub %s", result.hub_id)
+    return result
+
+
+def renew(register_url: str, state_dir: Path) -> float:
+    """Replace the hub's key and certificate before the certificate expires; returns the new expiry (epoch s).
+
+    Authenticates with the current certificate. The new key and certificate replace the old ones only after the
+    register answered, each by an atomic rename, so an interrupted renewal leaves the old identity working.
+    """
+    finish_renewal(state_dir)
+    key, csr_pem = _new_key_and_csr()
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise override the register CA set below
+    session.verify = str(state_dir / "register-ca.crt")
+    session.cert = (str(state_dir / "hub.crt"), str(state_dir / "hub.key"))
+    try:
+        resp = session.post(
+            register_url.rstrip("/") + "/v1/renew",
+            data=msgspec.json.encode(RenewRequest(csr_pem=csr_pem)),
+            headers={"Content-Type": "application/json"},
+            timeout=TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        raise EnrollError(f"cannot reach the register: {exc}", permanent=False) from exc
+    finally:
+        session.close()
+    if resp.status_code != 200:
+        raise _refusal(resp)
+    try:
+        result = msgspec.json.decode(resp.content, type=RenewResponse)
+        cert = x509.load_pem_x509_certificate(result.cert_pem.encode())
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise EnrollError(f"register sent a malformed renewal response: {exc}", permanent=False) from exc
+    if cert.public_key() != key.public_key():
+        raise EnrollError("register returned a certificate for a different key", permanent=True)
+    # Both new files are durable before either replaces the old pair; finish_renewal() completes a renewal
+    # that a crash interrupted between the two renames.
+    _write(state_dir / "hub.key.new", _key_pem(key), 0o600)
+    _write(state_dir / "hub.crt.new", result.cert_pem.encode(), 0o644)
+    os.replace(state_dir / "hub.key.new", state_dir / "hub.key")
+    finish_renewal(state_dir)
+    log.info("renewed the hub certificate")
+    return result.not_after
+
+
+def finish_renewal(state_dir: Path) -> None:
+    """Make ``hub.key``/``hub.crt`` a matching pair after an interrupted :func:`renew`; call before loading them.
+
+    A leftover ``hub.key.new`` means the crash came before the key was replaced: the old pair is intact and the
+    leftovers go. A leftover ``hub.crt.new`` that matches ``hub.key`` is moved into place.
+    """
+    key_new, crt_new = state_dir / "hub.key.new", state_dir / "hub.crt.new"
+    if key_new.exists():
+        key_new.unlink()
+        crt_new.unlink(missing_ok=True)
+    elif crt_new.exists():
+        key = serialization.load_pem_private_key((state_dir / "hub.key").read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate(crt_new.read_bytes())
+        if cert.public_key() == key.public_key():
+            os.replace(crt_new, state_dir / "hub.crt")
+        else:
+            crt_new.unlink()
+    fd = os.open(state_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the renames themselves must survive a power cut
+    finally:
+        os.close(fd)

@@ -1,0 +1,426 @@
+"""The hub ↔ register wire contract, version 1: message schemas, limits and the ingest codec.
+
+Both ends import this module and nothing else of each other, so it depends only on msgspec and zstandard. Lane
+names are plain strings here (the hub's ``gateway.model.Lane`` has the same values) to keep the register free of
+``gateway``.
+
+Transport, in short:
+
+* every hub endpoint is under ``/v1`` over HTTPS; the hub authenticates with an mTLS client certificate issued
+  at enrollment whose subject carries its hub id (CN) and household id (O), and the SAN URI :func:`hub_uri`;
+* ``POST /v1/ingest/{lane}`` takes an :class:`IngestBatch` as msgpack compressed with zstd
+  (``Content-Type: application/msgpack``, ``Content-Encoding: zstd``; see :func:`encode_batch`) and answers an
+  :class:`IngestAck` as JSON, sent only after the batch is committed;
+* everything else is JSON; errors are :class:`ErrorBody` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+import zstandard
+
+PROTOCOL_VERSION: Final = 1
+API_PREFIX: Final = "/v1"
+
+LANES: Final[tuple[str, ...]] = ("alarm", "events", "readings", "clips", "diagnostics")
+LaneName = Literal["alarm", "events", "readings", "clips", "diagnostics"]
+
+MSGPACK_CONTENT_TYPE: Final = "application/msgpack"
+ZSTD_ENCODING: Final = "zstd"
+
+# Limits the register enforces; the hub sizes its batches to stay under them.
+MAX_BATCH_ITEMS: Final = 20_000
+MAX_INGEST_COMPRESSED_BYTES: Final = 16 * 1024 * 1024
+MAX_INGEST_DECOMPRESSED_BYTES: Final = 64 * 1024 * 1024
+"""Decompression-bomb limit: a batch that inflates beyond this is refused (413)."""
+MAX_JSON_BODY_BYTES: Final = 1024 * 1024
+MAX_CLIP_CHUNK_BYTES: Final = 8 * 1024 * 1024
+MAX_CLIP_SIZE_BYTES: Final = 2 * 1024 * 1024 * 1024
+MAX_COMMAND_WAIT_S: Final = 30.0
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00-\x1f\x7f]+\\Z")]
+"""Device and hub ids (``driver:native-id``): any text without control characters."""
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern="^[a-z0-9_]+\\Z")]
+"""Quantity and event-kind names: lower-case identifiers, as in ``gateway.model``."""
+_Text = Annotated[str, msgspec.Meta(max_length=256, pattern="^[^\x00-\x1f]*\\Z")]
+_Finite = Annotated[float, msgspec.Meta(ge=-1e300, le=1e300)]
+"""Rejects NaN and infinities, which no database column should hold."""
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+_Ts = Annotated[float, msgspec.Meta(ge=0.0, le=2.0**40)]
+_Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}\\Z")]
+_ClipId = Annotated[str, msgspec.Meta(pattern="^(?=.*[A-Za-z0-9])[A-Za-z0-9_.-]{1,128}\\Z")]
+"""Safe as a file name: at least one letter or digit, so never ``.`` or ``..``."""
+_AgeRecipient = Annotated[str, msgspec.Meta(pattern="^age1[02-9ac-hj-np-z]{58}\\Z")]
+_Scalar = Annotated[str, msgspec.Meta(max_length=1024)] | _Finite | int | bool
+_Attrs = Annotated[dict[Annotated[str, msgspec.Meta(max_length=64)], _Scalar], msgspec.Meta(max_length=64)]
+
+
+class ProtocolError(ValueError):
+    """A message does not follow this contract; ``status`` is the HTTP status the register answers with."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+# --------------------------------------------------------------------------------------------------- identity
+
+
+_HUB_URI = re.compile(r"^urn:kotihub:household:([A-Za-z0-9_-]{1,64}):hub:([A-Za-z0-9_-]{1,64})$")
+
+
+def hub_uri(household_id: str, hub_id: str) -> str:
+    """The SAN URI the register puts in a hub certificate."""
+    return f"urn:kotihub:household:{household_id}:hub:{hub_id}"
+
+
+def parse_hub_uri(uri: str) -> tuple[str, str] | None:
+    """``(household_id, hub_id)`` from a SAN URI made by :func:`hub_uri`, or None if it is not one."""
+    m = _HUB_URI.fullmatch(uri)
+    return (m.group(1), m.group(2)) if m else None
+
+
+# -------------------------------------------------------------------------------------------------- enrollment
+
+
+class EnrollRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/enroll`` (no client certificate): a one-time token and the hub's CSR (PEM, EC P-256)."""
+
+    token: Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
+    csr_pem: Annotated[str, msgspec.Meta(min_length=64, max_length=16_384)]
+    hub_name: Annotated[str, msgspec.Meta(max_length=128, pattern="^[^\x00-\x1f]*\\Z")] = ""
+
+
+class MemberKey(msgspec.Struct, frozen=True):
+    """A household member's age X25519 recipient; the hub encrypts clips to all of them."""
+
+    member_id: str
+    name: str
+    recipient: str
+
+
+class RenewRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/renew`` (client certificate): a CSR for a fresh key, before the current certificate expires."""
+
+    csr_pem: Annotated[str, msgspec.Meta(min_length=64, max_length=16_384)]
+
+
+class RenewResponse(msgspec.Struct, frozen=True):
+    cert_pem: str
+    ca_pem: str
+    not_after: float
+
+
+class EnrollResponse(msgspec.Struct, frozen=True):
+    hub_id: str
+    household_id: str
+    cert_pem: str
+    ca_pem: str
+    member_keys: list[MemberKey]
+
+
+# ------------------------------------------------------------------------------------------------------ ingest
+
+
+class Item(msgspec.Struct, frozen=True):
+    """One outbox item; ``(hub, lane, seq)`` identifies it forever, so a resend is recognised as a duplicate."""
+
+    seq: _Seq
+    ts: _Ts
+    body: dict[str, Any]
+
+
+INGEST_HEADERS: Final = {"Content-Type": MSGPACK_CONTENT_TYPE, "Content-Encoding": ZSTD_ENCODING}
+
+
+class IngestBatch(msgspec.Struct, frozen=True):
+    """What the hub sends; ``items`` in strictly ascending ``seq``."""
+
+    hub_id: _Id
+    lane: LaneName
+    items: list[Item]
+
+
+class IngestAck(msgspec.Struct, frozen=True):
+    """Sent only after commit. ``acked_seq`` is the highest seq of the batch now durably held by the register."""
+
+    lane: str
+    acked_seq: int
+    stored: int
+    duplicates: int
+
+
+# Typed bodies: the register decodes a batch straight into these, so validation is msgspec's typed decode.
+
+
+class ReadingBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    device_id: _Id
+    quantity: _Name
+    value: _Finite
+    ts: _Ts
+
+
+class EventBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Events and alarms (smoke-detector states ride the alarm lane)."""
+
+    device_id: _Id
+    kind: _Name
+    state: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[\x21-\x7e]+\\Z")]
+    ts: _Ts
+    attrs: _Attrs = msgspec.field(default_factory=dict)
+
+
+class ClipRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A clip's index record (clips lane, and the body of ``PUT /v1/clips/{clip_id}``); ``sha256`` of the
+    ciphertext, so the register checks an upload without being able to read it."""
+
+    clip_id: _ClipId
+    device_id: _Id
+    started: _Ts
+    duration_s: Annotated[float, msgspec.Meta(ge=0.0, le=86_400.0)]
+    size: Annotated[int, msgspec.Meta(ge=0, le=MAX_CLIP_SIZE_BYTES)]
+    sha256: _Sha256
+    reason: Annotated[str, msgspec.Meta(max_length=64, pattern="^[\x21-\x7e]*\\Z")] = ""
+
+
+_Key = Annotated[str, msgspec.Meta(max_length=64)]
+_DiagValue = (
+    _Scalar
+    | None
+    | Annotated[list[_Scalar], msgspec.Meta(max_length=256)]
+    | Annotated[dict[_Key, _Scalar], msgspec.Meta(max_length=64)]
+)
+DiagnosticsBody = Annotated[dict[_Key, _DiagValue], msgspec.Meta(max_length=256)]
+"""Free-form but bounded: up to 256 keys of scalars, short lists or flat maps; no deeper nesting."""
+
+
+class ReadingItem(msgspec.Struct, frozen=True):
+    seq: _Seq
+    ts: _Ts
+    body: ReadingBody
+
+
+class EventItem(msgspec.Struct, frozen=True):
+    seq: _Seq
+    ts: _Ts
+    body: EventBody
+
+
+class ClipItem(msgspec.Struct, frozen=True):
+    seq: _Seq
+    ts: _Ts
+    body: ClipRecord
+
+
+class DiagnosticsItem(msgspec.Struct, frozen=True):
+    seq: _Seq
+    ts: _Ts
+    body: DiagnosticsBody
+
+
+class ReadingsBatch(msgspec.Struct, frozen=True):
+    hub_id: _Id
+    lane: LaneName
+    items: Annotated[list[ReadingItem], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
+
+
+class EventsBatch(msgspec.Struct, frozen=True):
+    hub_id: _Id
+    lane: LaneName
+    items: Annotated[list[EventItem], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
+
+
+class ClipsBatch(msgspec.Struct, frozen=True):
+    hub_id: _Id
+    lane: LaneName
+    items: Annotated[list[ClipItem], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
+
+
+class DiagnosticsBatch(msgspec.Struct, frozen=True):
+    hub_id: _Id
+    lane: LaneName
+    items: Annotated[list[DiagnosticsItem], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
+
+
+TypedBatch = ReadingsBatch | EventsBatch | ClipsBatch | DiagnosticsBatch
+
+_BATCH_TYPES: Final[dict[str, type[TypedBatch]]] = {
+    "alarm": EventsBatch,
+    "events": EventsBatch,
+    "readings": ReadingsBatch,
+    "clips": ClipsBatch,
+    "diagnostics": DiagnosticsBatch,
+}
+_DECODERS: Final[dict[str, msgspec.msgpack.Decoder[Any]]] = {
+    lane: msgspec.msgpack.Decoder(t) for lane, t in _BATCH_TYPES.items()
+}
+_ENCODER: Final = msgspec.msgpack.Encoder()
+
+
+def encode_batch(batch: IngestBatch, *, level: int = 3) -> bytes:
+    """The ingest request body: msgpack of ``batch``, zstd-compressed (with the content size in the frame)."""
+    return zstandard.ZstdCompressor(level=level).compress(_ENCODER.encode(batch))
+
+
+def decompress_bounded(data: bytes, limit: int = MAX_INGEST_DECOMPRESSED_BYTES) -> bytes:
+    """Inflate a zstd body, refusing (413) anything that would exceed ``limit`` bytes — whatever the frame
+    header claims — so a decompression bomb costs at most ``limit`` bytes of memory."""
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+        out = reader.read(limit + 1)
+        while len(out) <= limit:
+            more = reader.read(limit + 1 - len(out))
+            if not more:
+                break
+            out += more
+    except zstandard.ZstdError as exc:
+        raise ProtocolError(f"body is not valid zstd: {exc}", code="bad_encoding") from exc
+    if len(out) > limit:
+        raise ProtocolError(f"decompressed body exceeds {limit} bytes", status=413, code="too_large")
+    return bytes(out)
+
+
+def decode_batch(lane: str, payload: bytes) -> TypedBatch:
+    """Decode an uncompressed msgpack batch for ``lane`` into its typed form, or raise :class:`ProtocolError`
+    (422) naming the offending field. Checks that the batch's lane matches and seqs strictly ascend."""
+    decoder = _DECODERS.get(lane)
+    if decoder is None:
+        raise ProtocolError(f"unknown lane {lane!r}; expected one of {', '.join(LANES)}", status=404, code="no_lane")
+    try:
+        batch: TypedBatch = decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid batch: {exc}", status=422, code="invalid") from exc
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"body is not msgpack: {exc}", status=400, code="bad_encoding") from exc
+    if batch.lane != lane:
+        raise ProtocolError(f"batch lane {batch.lane!r} does not match URL lane {lane!r}", status=422, code="invalid")
+    items: Sequence[ReadingItem | EventItem | ClipItem | DiagnosticsItem] = batch.items
+    prev = -1
+    for i, item in enumerate(items):
+        if item.seq <= prev:
+            raise ProtocolError(
+                f"items[{i}].seq {item.seq} is not greater than the previous seq {prev}", status=422, code="invalid"
+            )
+        prev = item.seq
+    return batch
+
+
+# ----------------------------------------------------------------------------------------------------- devices
+
+
+class DeviceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/devices`` takes a JSON list of these (at most :data:`MAX_DEVICES` items)."""
+
+    device_id: _Id
+    kind: _Name
+    name: _Text = ""
+    model: _Text = ""
+    room: _Text = ""
+
+
+MAX_DEVICES: Final = 1000
+
+
+class DevicesAck(msgspec.Struct, frozen=True):
+    upserted: int
+
+
+# ------------------------------------------------------------------------------------------------------- clips
+
+
+class ClipUploadStatus(msgspec.Struct, frozen=True):
+    """``PUT``/``PATCH /v1/clips/{id}`` and ``GET .../status``: bytes held so far and whether verified."""
+
+    offset: int
+    complete: bool = False
+
+
+CLIP_CONTENT_TYPE: Final = "application/octet-stream"
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+
+CommandKind = Literal["erase", "export", "restrict", "member_keys", "config"]
+COMMAND_KINDS: Final[tuple[str, ...]] = ("erase", "export", "restrict", "member_keys", "config")
+
+
+class Command(msgspec.Struct, frozen=True):
+    """A command queued for a hub; ``GET /v1/commands?wait=25`` returns a list of these."""
+
+    id: str
+    kind: CommandKind
+    args: dict[str, Any]
+    issued_at: float
+
+
+class CommandResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/commands/{id}/result``."""
+
+    status: Literal["done", "failed"]
+    detail: Annotated[dict[str, Any], msgspec.Meta(max_length=256)] = msgspec.field(default_factory=dict)
+
+
+class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/households/{h}/commands`` (household app / admin): queue a command for the household's hubs
+    (or one hub)."""
+
+    kind: CommandKind
+    args: Annotated[dict[str, Any], msgspec.Meta(max_length=64)] = msgspec.field(default_factory=dict)
+    hub_id: str | None = None
+
+
+# ------------------------------------------------------------------------------------------- household & admin
+
+
+class MemberCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00-\x1f]+\\Z")]
+    recipient: _AgeRecipient
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern="^([^@\\s]+@[^@\\s]+)?\\Z")] = ""
+    phone: Annotated[str, msgspec.Meta(max_length=32, pattern="^[+0-9 ()-]*\\Z")] = ""
+
+
+class MemberUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Rectification of a member's details; fields left out stay as they are."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00-\x1f]+\\Z")] | None = None
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern="^([^@\\s]+@[^@\\s]+)?\\Z")] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32, pattern="^[+0-9 ()-]*\\Z")] | None = None
+
+
+class Member(msgspec.Struct, frozen=True):
+    member_id: str
+    name: str
+    recipient: str
+    email: str = ""
+    phone: str = ""
+
+
+class ConsentUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Marketing consent and direct-marketing ban of the household (privacy notice)."""
+
+    marketing: bool
+    marketing_ban: bool = False
+
+
+class Consent(msgspec.Struct, frozen=True):
+    marketing: bool
+    marketing_ban: bool
+    updated_at: float
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    """Every error reply: a stable machine code and a sentence saying exactly what was wrong."""
+
+    error: str
+    detail: str
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+    version: int = PROTOCOL_VERSION

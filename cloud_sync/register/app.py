@@ -1,0 +1,417 @@
+"""The register's HTTP API (FastAPI): hub endpoints (mTLS) and household/operator endpoints (bearer tokens).
+
+Bodies are decoded with msgspec from a size-bounded read, so every error names the offending field and no
+request can make the register buffer more than its limit. Blocking database work runs in the thread pool.
+"""
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.exc import DataError
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud_sync import protocol as p
+from cloud_sync.register import clips, export, ingest, retention
+from cloud_sync.register.auth import HubIdentity, Principal, require
+from cloud_sync.register.errors import Invalid, RegisterError, TooLarge, Unauthenticated
+from cloud_sync.register.registry import Registry
+from cloud_sync.register.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_CLIP_ID = re.compile(r"(?=.*[A-Za-z0-9])[A-Za-z0-9_.-]{1,128}")
+_JSON = "application/json"
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(content=msgspec.json.encode(obj), status_code=status, media_type=_JSON)
+
+
+def _error(status: int, code: str, detail: str, **extra: Any) -> Response:
+    body: dict[str, Any] = {"error": code, "detail": detail, **extra}
+    return Response(content=msgspec.json.encode(body), status_code=status, media_type=_JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes before buffering them."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise Invalid("Content-Length is not a number", status=400) from None
+        if length > limit:
+            raise TooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_json(data: bytes, typ: type[T]) -> T:
+    try:
+        return msgspec.json.decode(data, type=typ)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"invalid body: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"body is not valid JSON: {exc}", status=400, code="bad_json") from exc
+
+
+def _clip_id(clip_id: str) -> str:
+    if not _CLIP_ID.fullmatch(clip_id):
+        raise Invalid(
+            "clip_id must be 1-128 characters of A-Z a-z 0-9 _ . -, at least one a letter or digit", status=400
+        )
+    return clip_id
+
+
+class _Notifier:
+    """Wakes long-polls when this process queues a command (other processes are seen by periodic re-reads)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _doc(
+    body: str | None = None, resp: str | None = None, *, media: str = _JSON, array: bool = False
+) -> dict[str, Any]:
+    """OpenAPI fragments for msgspec-typed bodies (FastAPI cannot see them since we decode by hand)."""
+    extra: dict[str, Any] = {}
+    if body is not None:
+        schema = {"type": "array", "items": _ref(body)} if array else _ref(body)
+        extra["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
+    if resp is not None:
+        extra["responses"] = {"200": {"description": "OK", "content": {_JSON: {"schema": _ref(resp)}}}}
+    return extra
+
+
+_SCHEMA_TYPES: tuple[Any, ...] = (
+    p.EnrollRequest,
+    p.EnrollResponse,
+    p.RenewRequest,
+    p.RenewResponse,
+    p.IngestBatch,
+    p.IngestAck,
+    p.DeviceRecord,
+    p.DevicesAck,
+    p.ClipRecord,
+    p.ClipUploadStatus,
+    p.Command,
+    p.CommandResult,
+    p.CommandRequest,
+    p.MemberCreate,
+    p.MemberUpdate,
+    p.Member,
+    p.ConsentUpdate,
+    p.Consent,
+    p.ErrorBody,
+    p.Health,
+)
+
+
+def create_app(settings: Settings, *, registry: Registry | None = None) -> FastAPI:
+    """The register app. Hub endpoints need the verified client certificate in the ASGI TLS extension
+    (``scope["extensions"]["tls"]["client_cert_chain"]``), which :mod:`cloud_sync.register.server` provides."""
+    reg = registry or Registry(settings)
+    notifier = _Notifier()
+    app = FastAPI(
+        title="kotihub register",
+        version=str(p.PROTOCOL_VERSION),
+        openapi_url=f"{p.API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.registry = reg
+
+    # ------------------------------------------------------------------------------------------- errors
+
+    @app.exception_handler(RegisterError)
+    async def _register_error(_: Request, exc: RegisterError) -> Response:
+        extra = {"offset": exc.offset} if isinstance(exc, clips.OffsetConflict) else {}
+        return _error(exc.status, exc.code, str(exc), **extra)
+
+    @app.exception_handler(p.ProtocolError)
+    async def _protocol_error(_: Request, exc: p.ProtocolError) -> Response:
+        return _error(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(DataError)
+    async def _data_error(_: Request, exc: DataError) -> Response:
+        # A value msgspec let through but the database refuses; the value itself is not echoed (personal data).
+        log.warning("database rejected a value: %s", type(exc.orig).__name__)
+        return _error(422, "invalid", f"a value was rejected by the database ({type(exc.orig).__name__})")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+        return _error(422, "invalid", "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    # -------------------------------------------------------------------------------------- who is calling
+
+    def hub(request: Request) -> HubIdentity:
+        tls = request.scope.get("extensions", {}).get("tls") or {}
+        chain = tls.get("client_cert_chain") or []
+        if not chain:
+            raise Unauthenticated("a client certificate issued at enrollment is required", code="no_client_cert")
+        household_id, hub_id = reg.ca.hub_identity(chain[0].encode())
+        identity = HubIdentity(hub_id=hub_id, household_id=household_id)
+        reg.check_hub(identity)
+        return identity
+
+    def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("an 'Authorization: Bearer <token>' header is required", code="no_token")
+        if len(token) > 256:
+            raise Unauthenticated("unknown or revoked API token", code="bad_token")
+        return reg.principal(token.strip())
+
+    Hub = Annotated[HubIdentity, Depends(hub)]
+    Who = Annotated[Principal, Depends(principal)]
+
+    def scoped(permission: str) -> Callable[[str, Principal], Principal]:
+        def dep(h: str, who: Who) -> Principal:
+            require(who, permission, h)
+            return who
+
+        return dep
+
+    # ---------------------------------------------------------------------------------------------- hubs
+
+    @app.get("/v1/health", openapi_extra=_doc(resp="Health"))
+    async def health() -> Response:
+        return _json(p.Health(status="ok"))
+
+    @app.post("/v1/enroll", openapi_extra=_doc("EnrollRequest", "EnrollResponse"))
+    async def enroll(request: Request) -> Response:
+        req = decode_json(await read_body(request, 64 * 1024), p.EnrollRequest)
+        return _json(await run_in_threadpool(reg.enroll, req))
+
+    @app.post("/v1/ingest/{lane}", openapi_extra=_doc("IngestBatch", "IngestAck", media=p.MSGPACK_CONTENT_TYPE))
+    async def ingest_lane(lane: str, request: Request, who: Hub) -> Response:
+        if lane not in p.LANES:
+            raise Invalid(f"unknown lane {lane!r}; expected one of {', '.join(p.LANES)}", status=404, code="no_lane")
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        if encoding != p.ZSTD_ENCODING:
+            raise Invalid("ingest bodies must be sent with 'Content-Encoding: zstd'", status=415, code="encoding")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != p.MSGPACK_CONTENT_TYPE:
+            raise Invalid(f"ingest bodies must be {p.MSGPACK_CONTENT_TYPE}", status=415, code="content_type")
+        body = await read_body(request, p.MAX_INGEST_COMPRESSED_BYTES)
+        return _json(await run_in_threadpool(ingest.ingest_body, reg, who, lane, body))
+
+    @app.post("/v1/renew", openapi_extra=_doc("RenewRequest", "RenewResponse"))
+    async def renew(request: Request, who: Hub) -> Response:
+        req = decode_json(await read_body(request, 64 * 1024), p.RenewRequest)
+        return _json(await run_in_threadpool(reg.renew, who, req.csr_pem))
+
+    @app.post("/v1/devices", openapi_extra=_doc("DeviceRecord", "DevicesAck", array=True))
+    async def post_devices(request: Request, who: Hub) -> Response:
+        records: list[p.DeviceRecord] = decode_json(
+            await read_body(request, p.MAX_JSON_BODY_BYTES),
+            Annotated[list[p.DeviceRecord], msgspec.Meta(max_length=p.MAX_DEVICES)],  # type: ignore[arg-type]
+        )
+        n = await run_in_threadpool(ingest.upsert_devices, reg, who, records)
+        return _json(p.DevicesAck(upserted=n))
+
+    @app.get("/v1/member-keys")
+    def hub_member_keys(who: Hub) -> Response:
+        return _json(reg.member_keys(who.household_id))
+
+    @app.put("/v1/clips/{clip_id}", openapi_extra=_doc("ClipRecord", "ClipUploadStatus"))
+    async def clip_create(clip_id: str, request: Request, who: Hub) -> Response:
+        clip_id = _clip_id(clip_id)
+        rec = decode_json(await read_body(request, 16 * 1024), p.ClipRecord)
+        return _json(await run_in_threadpool(clips.create, reg, who, clip_id, rec))
+
+    @app.patch("/v1/clips/{clip_id}", openapi_extra=_doc(resp="ClipUploadStatus"))
+    async def clip_append(
+        clip_id: str, request: Request, who: Hub, offset: Annotated[int, Query(ge=0, le=p.MAX_CLIP_SIZE_BYTES)]
+    ) -> Response:
+        clip_id = _clip_id(clip_id)
+        data = await read_body(request, p.MAX_CLIP_CHUNK_BYTES)
+        return _json(await run_in_threadpool(clips.append, reg, who, clip_id, offset, data))
+
+    @app.get("/v1/clips/{clip_id}/status", openapi_extra=_doc(resp="ClipUploadStatus"))
+    def clip_status(clip_id: str, who: Hub) -> Response:
+        return _json(clips.status(reg, who, _clip_id(clip_id)))
+
+    @app.get("/v1/commands")
+    async def get_commands(who: Hub, wait: Annotated[float, Query(ge=0, le=p.MAX_COMMAND_WAIT_S)] = 0.0) -> Response:
+        deadline = time.monotonic() + wait
+        while True:
+            pending = await run_in_threadpool(reg.pending_commands, who)
+            remaining = deadline - time.monotonic()
+            if pending or remaining <= 0:
+                return _json(pending)
+            await notifier.wait(min(remaining, settings.command_poll_interval_s))
+
+    @app.post("/v1/commands/{command_id}/result", openapi_extra=_doc("CommandResult"))
+    async def command_result(command_id: str, request: Request, who: Hub) -> Response:
+        result = decode_json(await read_body(request, p.MAX_JSON_BODY_BYTES), p.CommandResult)
+        await run_in_threadpool(reg.command_result, who, command_id, result)
+        return _json({"ok": True})
+
+    # ------------------------------------------------------------------------------- household & operators
+
+    @app.get("/v1/households/{h}")
+    def household(h: str, who: Annotated[Principal, Depends(scoped("household.read"))]) -> Response:
+        row = reg.household(h)
+        if who.is_operator:
+            reg.audit(who.actor, "household.read", h)
+        return _json(row)
+
+    @app.get("/v1/households/{h}/members")
+    def list_members(h: str, who: Annotated[Principal, Depends(scoped("members.read"))]) -> Response:
+        return _json(reg.members(h, reader=who))
+
+    @app.post("/v1/households/{h}/members", openapi_extra=_doc("MemberCreate", "Member"))
+    async def add_member(
+        h: str, request: Request, who: Annotated[Principal, Depends(scoped("members.change"))]
+    ) -> Response:
+        m = decode_json(await read_body(request, 16 * 1024), p.MemberCreate)
+        member = await run_in_threadpool(
+            lambda: reg.add_member(h, m.name, m.recipient, email=m.email, phone=m.phone, actor=who.actor)
+        )
+        notifier.notify()
+        return _json(member, 201)
+
+    @app.patch("/v1/households/{h}/members/{member_id}", openapi_extra=_doc("MemberUpdate"))
+    async def rectify_member(
+        h: str, member_id: str, request: Request, who: Annotated[Principal, Depends(scoped("members.change"))]
+    ) -> Response:
+        u = decode_json(await read_body(request, 16 * 1024), p.MemberUpdate)
+        changes = {k: v for k, v in msgspec.structs.asdict(u).items() if v is not None}
+        await run_in_threadpool(lambda: reg.update_member(h, member_id, changes, actor=who.actor))
+        return Response(status_code=204)
+
+    @app.delete("/v1/households/{h}/members/{member_id}")
+    async def remove_member(
+        h: str, member_id: str, who: Annotated[Principal, Depends(scoped("members.change"))]
+    ) -> Response:
+        await run_in_threadpool(lambda: reg.remove_member(h, member_id, actor=who.actor))
+        notifier.notify()
+        return Response(status_code=204)
+
+    @app.get("/v1/households/{h}/consents", openapi_extra=_doc(resp="Consent"))
+    def get_consents(h: str, who: Annotated[Principal, Depends(scoped("consents.read"))]) -> Response:
+        return _json(reg.consent(h, reader=who))
+
+    @app.put("/v1/households/{h}/consents", openapi_extra=_doc("ConsentUpdate", "Consent"))
+    async def put_consents(
+        h: str, request: Request, who: Annotated[Principal, Depends(scoped("consents.change"))]
+    ) -> Response:
+        c = decode_json(await read_body(request, 4096), p.ConsentUpdate)
+        return _json(
+            await run_in_threadpool(
+                lambda: reg.set_consent(h, marketing=c.marketing, marketing_ban=c.marketing_ban, actor=who.actor)
+            )
+        )
+
+    @app.get("/v1/households/{h}/hubs")
+    def list_hubs(h: str, who: Annotated[Principal, Depends(scoped("hubs.read"))]) -> Response:
+        return _json(reg.hubs(h))
+
+    @app.get("/v1/households/{h}/devices")
+    def list_devices(h: str, who: Annotated[Principal, Depends(scoped("data.read"))]) -> Response:
+        return _json(ingest.devices(reg, h, who))
+
+    def _query(kind: str) -> Callable[..., Response]:
+        def handler(
+            h: str,
+            who: Annotated[Principal, Depends(scoped("data.read"))],
+            device_id: Annotated[str | None, Query(max_length=128)] = None,
+            since: float | None = None,
+            until: float | None = None,
+            limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        ) -> Response:
+            return _json(ingest.query(reg, kind, h, who, device_id=device_id, since=since, until=until, limit=limit))
+
+        return handler
+
+    app.get("/v1/households/{h}/readings")(_query("readings"))
+    app.get("/v1/households/{h}/events")(_query("events"))
+
+    @app.get("/v1/households/{h}/commands")
+    def list_commands(h: str, who: Annotated[Principal, Depends(scoped("commands.read"))]) -> Response:
+        return _json(reg.commands(h))
+
+    @app.post("/v1/households/{h}/commands", openapi_extra=_doc("CommandRequest"))
+    async def post_command(
+        h: str, request: Request, who: Annotated[Principal, Depends(scoped("commands.change"))]
+    ) -> Response:
+        c = decode_json(await read_body(request, 64 * 1024), p.CommandRequest)
+        ids = await run_in_threadpool(lambda: reg.queue_command(h, c.kind, c.args, hub_id=c.hub_id, actor=who.actor))
+        notifier.notify()
+        return _json({"ids": ids}, 201)
+
+    @app.get("/v1/households/{h}/clips")
+    def list_clips(h: str, who: Annotated[Principal, Depends(scoped("data.read"))]) -> Response:
+        return _json(clips.list_clips(reg, h))
+
+    @app.get("/v1/households/{h}/clips/{clip_id}")
+    def get_clip(h: str, clip_id: str, who: Annotated[Principal, Depends(scoped("clips.read"))]) -> Response:
+        chunks = clips.open_ciphertext(reg, h, _clip_id(clip_id), who)
+        return StreamingResponse(iterate_in_threadpool(chunks), media_type=p.CLIP_CONTENT_TYPE)
+
+    @app.get("/v1/households/{h}/audit")
+    def get_audit(
+        h: str,
+        who: Annotated[Principal, Depends(scoped("audit.read"))],
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> Response:
+        return _json(reg.audit_entries(h, limit=limit))
+
+    @app.get("/v1/households/{h}/export")
+    async def export_data(h: str, who: Annotated[Principal, Depends(scoped("data.read"))]) -> Response:
+        records = await run_in_threadpool(lambda: export.export_household(reg, h, actor=who.actor))
+        return StreamingResponse(iterate_in_threadpool(export.ndjson(records)), media_type="application/x-ndjson")
+
+    @app.post("/v1/households/{h}/erase")
+    async def erase(h: str, who: Annotated[Principal, Depends(scoped("erase"))], close: bool = False) -> Response:
+        summary = await run_in_threadpool(lambda: retention.erase_household(reg, h, actor=who.actor, close=close))
+        notifier.notify()
+        return _json(summary)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            _, components = msgspec.json.schema_components(_SCHEMA_TYPES, ref_template="#/components/schemas/{name}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,331 @@
+"""The register's tables (SQLAlchemy Core) and engine set-up for SQLite (default) and PostgreSQL.
+
+Every row of personal data carries ``household_id`` so that a household's erasure and the scoping of every query
+are one indexed predicate. Lane items are unique on ``(hub_id, [lane,] seq)``: that constraint *is* the
+register's exactly-once guarantee, so it lives in the schema, not in code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Connection,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+households = Table(
+    "households",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("household_id", String(64), ForeignKey("households.id"), nullable=False, index=True),
+    Column("name", String(128), nullable=False),
+    Column("email", String(254), nullable=False, default=""),
+    Column("phone", String(32), nullable=False, default=""),
+    Column("created_at", Double, nullable=False),
+)
+
+member_keys = Table(
+    "member_keys",
+    metadata,
+    Column("member_id", String(64), ForeignKey("members.id"), primary_key=True),
+    Column("household_id", String(64), ForeignKey("households.id"), nullable=False, index=True),
+    Column("recipient", String(128), nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("household_id", String(64), ForeignKey("households.id"), primary_key=True),
+    Column("marketing", Boolean, nullable=False, default=False),
+    Column("marketing_ban", Boolean, nullable=False, default=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+hubs = Table(
+    "hubs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("household_id", String(64), ForeignKey("households.id"), nullable=False, index=True),
+    Column("name", String(128), nullable=False, default=""),
+    Column("cert_sha256", String(64), nullable=False),
+    Column("enrolled_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+enroll_tokens = Table(
+    "enroll_tokens",
+    metadata,
+    # Only the SHA-256 of the token is kept; the token itself is shown once to the operator.
+    Column("token_hash", String(64), primary_key=True),
+    Column("household_id", String(64), ForeignKey("households.id"), nullable=False, index=True),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("used_at", Double, nullable=True),
+    Column("hub_id", String(64), nullable=True),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("household_id", String(64), ForeignKey("households.id"), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("hub_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(256), nullable=False, default=""),
+    Column("model", String(256), nullable=False, default=""),
+    Column("room", String(256), nullable=False, default=""),
+    Column("updated_at", Double, nullable=False),
+    PrimaryKeyConstraint("household_id", "device_id"),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("hub_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("household_id", String(64), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("quantity", String(32), nullable=False),
+    Column("value", Double, nullable=False),
+    Column("ts", Double, nullable=False),
+    Column("received_at", Double, nullable=False),
+    PrimaryKeyConstraint("hub_id", "seq", name="readings_pk"),
+    Index("readings_household_ts", "household_id", "ts"),
+    Index("readings_received", "received_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("hub_id", String(64), nullable=False),
+    Column("lane", String(16), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("household_id", String(64), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("attrs", JSON, nullable=False),
+    Column("ts", Double, nullable=False),
+    Column("received_at", Double, nullable=False),
+    PrimaryKeyConstraint("hub_id", "lane", "seq", name="events_pk"),
+    Index("events_household_ts", "household_id", "ts"),
+    Index("events_received", "received_at"),
+)
+
+clip_records = Table(
+    "clip_records",
+    metadata,
+    # The clips lane: index records, deduplicated like any lane item.
+    Column("hub_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("household_id", String(64), nullable=False),
+    Column("clip_id", String(128), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("started", Double, nullable=False),
+    Column("duration_s", Double, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("received_at", Double, nullable=False),
+    PrimaryKeyConstraint("hub_id", "seq", name="clip_records_pk"),
+    Index("clip_records_household", "household_id", "started"),
+    Index("clip_records_received", "received_at"),
+)
+
+clips = Table(
+    "clips",
+    metadata,
+    # Resumable uploads of clip ciphertext; the bytes live in the blob store under ``blob_key``.
+    Column("household_id", String(64), nullable=False),
+    Column("clip_id", String(128), nullable=False),
+    Column("hub_id", String(64), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("started", Double, nullable=False),
+    Column("duration_s", Double, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("complete", Boolean, nullable=False, default=False),
+    Column("created_at", Double, nullable=False),
+    Column("completed_at", Double, nullable=True),
+    PrimaryKeyConstraint("household_id", "clip_id"),
+    Index("clips_created", "created_at"),
+)
+
+diagnostics = Table(
+    "diagnostics",
+    metadata,
+    Column("hub_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("household_id", String(64), nullable=False),
+    Column("ts", Double, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("received_at", Double, nullable=False),
+    PrimaryKeyConstraint("hub_id", "seq", name="diagnostics_pk"),
+    Index("diagnostics_received", "received_at"),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("household_id", String(64), nullable=False, index=True),
+    Column("hub_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("issued_at", Double, nullable=False),
+    Column("issued_by", String(128), nullable=False),
+    Column("delivered_at", Double, nullable=True),
+    # "pending" until the hub reports "done" or "failed".
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("detail", JSON, nullable=True),
+    Column("completed_at", Double, nullable=True),
+    Index("commands_pending", "hub_id", "status"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("household_id", String(64), nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("household_id", String(64), nullable=True, index=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(256), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+LANE_TABLES: dict[str, Table] = {
+    "alarm": events,
+    "events": events,
+    "readings": readings,
+    "clips": clip_records,
+    "diagnostics": diagnostics,
+}
+"""Where each lane's items go; ``events`` holds both the alarm and the events lanes, told apart by ``lane``."""
+
+
+def default_url(state_dir: str) -> str:
+    return f"sqlite:///{state_dir}/register.db"
+
+
+def open_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine for ``url`` with the register's pragmas (SQLite: WAL, synchronous=FULL, foreign keys), and
+    the schema created if missing."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        kwargs["pool_size"] = 8
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if create:
+        metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # FULL: an ack is sent after commit, and that commit must survive a power cut (reliability_security §1.2).
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+        cur.execute(f"PRAGMA {pragma}")
+    cur.close()
+
+
+def insert_ignore(engine: Engine, table: Table) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING`` on the table's primary key, in the engine's dialect."""
+    keys = [c.name for c in table.primary_key.columns]
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+def insert_many_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows`` skipping those whose primary key exists; returns how many were inserted. One statement
+    per batch where the dialect allows it: the ingest hot path."""
+    if not rows:
+        return 0
+    keys = [c.name for c in table.primary_key.columns]
+    if conn.dialect.name != "postgresql":
+        # sqlite3's executemany rowcount counts inserted rows, conflicts excluded.
+        lite = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+        return int(conn.execute(lite.execution_options(preserve_rowcount=True), rows).rowcount)
+    # One statement per batch: PostgreSQL expands a JSON array of the rows into records itself, which is several
+    # times faster than executemany or array parameters (both format every value in Python).
+    names = [c.name for c in table.c]
+    row_type: ColumnElement[Any] = literal_column("NULL::" + conn.dialect.identifier_preparer.quote(table.name))
+    source = (
+        func.json_populate_recordset(row_type, cast(bindparam("rows", type_=Text), JSON))
+        .table_valued(*names)
+        .render_derived(name="batch")
+    )
+    stmt = (
+        postgresql.insert(table)
+        .from_select(names, select(*(source.c[n] for n in names)))
+        .on_conflict_do_nothing(index_elements=keys)
+    )
+    payload = msgspec.json.encode(rows).decode()
+    return int(conn.execute(stmt.execution_options(preserve_rowcount=True), {"rows": payload}).rowcount)
+
+
+def upsert(engine: Engine, table: Table, update_columns: list[str]) -> Insert:
+    """``INSERT … ON CONFLICT (pk) DO UPDATE SET`` the given columns from the proposed row."""
+    keys = [c.name for c in table.primary_key.columns]
+    if engine.dialect.name == "postgresql":
+        pg = postgresql.insert(table)
+        return pg.on_conflict_do_update(index_elements=keys, set_={c: pg.excluded[c] for c in update_columns})
+    lite = sqlite.insert(table)
+    return lite.on_conflict_do_update(index_elements=keys, set_={c: lite.excluded[c] for c in update_columns})

@@ -1,0 +1,36 @@
+"""The register's settings: where it keeps its state and its policy numbers. No secrets live here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloud_sync.register.db import default_url
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    state_dir: Path
+    """Holds the CA (0600 key), the server certificate, the SQLite database (default) and the blob store."""
+    db_url: str | None = None
+    """SQLAlchemy URL; default SQLite in ``state_dir``. PostgreSQL: ``postgresql+psycopg://…``."""
+    retention_days: int = 183
+    enroll_token_ttl_s: int = 600
+    hub_cert_days: int = 397
+    blob_dir: Path | None = None
+    command_poll_interval_s: float = 2.0
+    """How often a waiting long-poll re-reads the database, for commands queued by another process (the CLI)."""
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 1:
+            raise ValueError("retention_days must be at least 1")
+        if not 1 <= self.enroll_token_ttl_s <= 86_400:
+            raise ValueError("enroll_token_ttl_s must be between 1 and 86400")
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or default_url(str(self.state_dir))
+
+    @property
+    def blob_path(self) -> Path:
+        return self.blob_dir or self.state_dir / "blobs"

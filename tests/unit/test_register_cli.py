@@ -1,0 +1,129 @@
+"""The kotihub-register CLI against a real (SQLite) register state directory."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pyrage
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from cloud_sync.protocol import EnrollRequest
+from cloud_sync.register.auth import hash_token
+from cloud_sync.register.cli import main
+from cloud_sync.register.registry import Registry
+from cloud_sync.register.settings import Settings
+
+
+def run(capsys: pytest.CaptureFixture[str], state: Path, *args: str) -> tuple[int, str, str]:
+    code = main(["--state", str(state), *args])
+    out, err = capsys.readouterr()
+    return code, out.strip(), err.strip()
+
+
+def test_household_member_tokens_and_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "reg"
+    code, hid, _ = run(capsys, state, "household", "create", "Virtanen")
+    assert code == 0
+    assert hid.startswith("hh_")
+    assert stat.S_IMODE((state / "ca.key").stat().st_mode) == 0o600
+    code, out, _ = run(capsys, state, "--json", "household", "list")
+    assert [h["id"] for h in json.loads(out)] == [hid]
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    code, mid, _ = run(capsys, state, "member", "add", hid, "Aino", "--recipient", recipient)
+    assert code == 0
+    assert mid.startswith("m_")
+    code, out, err = run(capsys, state, "member", "add", hid, "Eero", "--recipient", "age1short")
+    assert code == 1
+    assert "recipient" in err
+    code, token, _ = run(capsys, state, "enroll-token", "--household", hid, "--ttl", "60")
+    assert code == 0
+    code, api, _ = run(capsys, state, "api-token", "--role", "support")
+    assert code == 0
+    code, _, err = run(capsys, state, "api-token", "--role", "household")
+    assert code == 1
+    assert "--household" in err
+    code, _, err = run(capsys, state, "enroll-token", "--household", "hh_nope")
+    assert code == 1
+    assert "no household" in err
+    reg = Registry(Settings(state_dir=state))
+    try:
+        # Tokens are stored hashed only, and resolve to the right principal.
+        assert reg.principal(api).role == "support"
+        dump = (state / "register.db").read_bytes()
+        assert token.encode() not in dump
+        assert api.encode() not in dump
+        assert hash_token(api).encode() in dump
+        assert [m.name for m in reg.members(hid)] == ["Aino"]
+    finally:
+        reg.close()
+    code, out, _ = run(capsys, state, "--json", "audit", "--household", hid)
+    actions = [a["action"] for a in json.loads(out)]
+    assert {"household.create", "member.add", "enroll_token.create"} <= set(actions)
+    assert all(a["actor"].startswith("cli:") for a in json.loads(out))
+
+
+def test_erase_needs_confirmation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "reg"
+    _, hid, _ = run(capsys, state, "household", "create", "Korhonen")
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    run(capsys, state, "member", "add", hid, "Aino", "--recipient", recipient)
+    code, _, err = run(capsys, state, "household", "erase", hid)
+    assert code == 2
+    assert "--yes" in err
+    code, out, _ = run(capsys, state, "--json", "household", "erase", hid, "--yes")
+    assert code == 0
+    assert json.loads(out)["members"] == 1
+    code, out, _ = run(capsys, state, "--json", "household", "show", hid)
+    assert json.loads(out)["members"] == []
+    code, out, _ = run(capsys, state, "--json", "retention")
+    assert code == 0
+    assert json.loads(out)["readings"] == 0
+
+
+def test_export_to_file_and_options_after_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "reg"
+    code, hid, _ = run(capsys, tmp_path / "unused", "household", "create", "Nieminen", "--state", str(state))
+    assert code == 0
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    assert main(["member", "add", hid, "Aino", "--recipient", recipient, "--state", str(state)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "export.ndjson"
+    code, _, _ = run(capsys, state, "export", hid, "--out", str(out))
+    assert code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    types = [json.loads(line)["type"] for line in out.read_text().splitlines()]
+    assert types.count("household") == 1
+    assert types.count("member") == 1
+    assert "audit" in types
+    assert not (tmp_path / "unused").exists()
+    code, _, err = run(capsys, state, "export", "hh_nope")
+    assert code == 1
+    assert "no household" in err
+
+
+def test_hub_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "reg"
+    _, hid, _ = run(capsys, state, "household", "create", "Mäkinen")
+    _, token, _ = run(capsys, state, "enroll-token", "--household", hid)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
+    reg = Registry(Settings(state_dir=state))
+    try:
+        hub_id = reg.enroll(
+            EnrollRequest(token=token, csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode())
+        ).hub_id
+    finally:
+        reg.close()
+    code, out, _ = run(capsys, state, "hub", "revoke", hub_id)
+    assert code == 0
+    assert hub_id in out
+    code, out, _ = run(capsys, state, "--json", "household", "show", hid)
+    assert [h["revoked"] for h in json.loads(out)["hubs"]] == [True]
+    code, _, err = run(capsys, state, "hub", "revoke", "hub_nope")
+    assert code == 1
+    assert "no hub" in err
