@@ -34,6 +34,7 @@ from gateway.store import OutboxItem, Store
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 30.0
+DEVICES_INTERVAL_S = 60.0
 CLIP_CHUNK = 1024 * 1024
 ITEM_LANES = (Lane.ALARM, Lane.EVENTS, Lane.READINGS, Lane.DIAGNOSTICS)
 
@@ -47,11 +48,13 @@ class RegisterUnavailable(TransientError):
 
 
 class RegisterRejected(PermanentError):
-    """The register refused the request itself (4xx): resending the same bytes cannot help."""
+    """The register refused the request itself (4xx): resending the same bytes cannot help. A clip upload's 409
+    carries the ``offset`` the register holds, to resume from."""
 
-    def __init__(self, message: str, *, status: int) -> None:
+    def __init__(self, message: str, *, status: int, offset: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.offset = offset
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,11 @@ class RegisterClient:
         if resp.status_code == 408:
             raise RegisterUnavailable("register timed out reading the request")
         if resp.status_code >= 400:
-            raise RegisterRejected(f"{resp.status_code}: {_detail(resp)}", status=resp.status_code)
+            offset = None
+            if resp.status_code == 409:
+                with contextlib.suppress(ValueError, AttributeError):
+                    offset = resp.json().get("offset")
+            raise RegisterRejected(f"{resp.status_code}: {_detail(resp)}", status=resp.status_code, offset=offset)
         return resp
 
     def ingest(self, hub_id: str, lane: str, items: list[OutboxItem]) -> p.IngestAck:
@@ -182,6 +189,8 @@ class Uplink:
     identity: HubIdentity
     command_handlers: dict[str, CommandHandler] = field(default_factory=dict)
     spool_dir: Path | None = None
+    devices_source: Callable[[], list[dict[str, str]]] | None = None
+    """The hub's device registry as register ``DeviceRecord`` dicts; sent whenever it changes."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
     _kick: dict[str, asyncio.Event] = field(default_factory=dict)
 
@@ -225,6 +234,8 @@ class Uplink:
                 tg.create_task(self._lane_loop(hub_id, lane.value), name=f"uplink:{lane.value}")
             tg.create_task(self._clip_loop(hub_id), name="uplink:clips")
             tg.create_task(self._command_loop(), name="uplink:commands")
+            if self.devices_source is not None:
+                tg.create_task(self._devices_loop(self.devices_source), name="uplink:devices")
 
     # ---- item lanes ----------------------------------------------------------------------------------------------
 
@@ -347,18 +358,45 @@ class Uplink:
         while not state.complete and offset < int(record["size"]):
             chunk = await asyncio.to_thread(_read_chunk, path, offset, CLIP_CHUNK)
             started = time.monotonic()
-            resp = await asyncio.to_thread(
-                client.request,
-                "PATCH",
-                f"/v1/clips/{clip_id}",
-                params={"offset": offset},
-                data=chunk,
-                headers={"Content-Type": p.CLIP_CONTENT_TYPE},
-            )
+            try:
+                resp = await asyncio.to_thread(
+                    client.request,
+                    "PATCH",
+                    f"/v1/clips/{clip_id}",
+                    params={"offset": offset},
+                    data=chunk,
+                    headers={"Content-Type": p.CLIP_CONTENT_TYPE},
+                )
+            except RegisterRejected as exc:
+                if exc.status != 409 or exc.offset is None:
+                    raise
+                offset = int(exc.offset)  # the register holds a different amount (a lost reply): resume there
+                continue
             state = msgspec.json.decode(resp.content, type=p.ClipUploadStatus)
             offset = state.offset
             if cap:
                 await asyncio.sleep(max(0.0, len(chunk) / cap - (time.monotonic() - started)))
+
+    async def _devices_loop(self, source: Callable[[], list[dict[str, str]]]) -> None:
+        client = self._client()
+        sent: bytes | None = None
+        try:
+            while True:
+                records = sorted(source(), key=lambda d: d["device_id"])[: p.MAX_DEVICES]
+                body = msgspec.json.encode(records)
+                if body != sent:
+                    try:
+                        async for attempt in self._retrying("diagnostics"):
+                            with attempt:
+                                await asyncio.to_thread(
+                                    client.request, "POST", "/v1/devices", data=body, headers=_JSON_HEADERS
+                                )
+                        sent = body
+                    except RegisterRejected as exc:
+                        log.error("the register refused the device list: %s", exc)
+                await asyncio.sleep(DEVICES_INTERVAL_S)
+        finally:
+            client.close()
 
     # ---- commands ------------------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud_sync import protocol as p
+from cloud_sync.enroll import finish_renewal
 from cloud_sync.uplink import CommandHandler, HubIdentity, Uplink
 from drivers import driver_class
 from drivers.base import Driver
@@ -166,6 +167,7 @@ class Daemon:
         if not self.config.uplink.enabled:
             return None
         identity = HubIdentity(self.config.state_path)
+        finish_renewal(self.config.state_path)  # a certificate renewal cut off by a crash is finished or undone
         if not identity.provisioned:
             log.error("the uplink is enabled but this hub is not provisioned: run `kotihub provision`")
             return None
@@ -185,9 +187,9 @@ class Daemon:
             return await eraser.request(scope, target, requested_by="register")
 
         async def member_keys(command: p.Command) -> dict[str, Any]:
-            members = command.args.get("members")
+            members = command.args.get("member_keys")
             if not isinstance(members, list):
-                raise ValueError("member_keys needs a list of members")
+                raise ValueError("member_keys needs a list of member keys")
             path = self.config.state_path / "members.json"
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(members, indent=2))
@@ -209,6 +211,16 @@ class Daemon:
                 **self.command_handlers,
             },
             spool_dir=self.config.state_path / "spool",
+            devices_source=lambda: [
+                {
+                    "device_id": d.info.device_id,
+                    "kind": d.info.kind.value,
+                    "name": d.info.name[:256],
+                    "model": d.info.model[:256],
+                    "room": d.info.room[:256],
+                }
+                for d in hub.devices.values()
+            ],
         )
         self.status_extras["uplink"] = self._uplink_status
         return self.uplink

@@ -1,0 +1,129 @@
+"""The daemon and the register together, as in a home: provisioning, sync, commands, and a hub that was offline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud_sync.uplink import HubIdentity
+from drivers.mqtt.broker import MosquittoBroker
+from drivers.mqtt.simulator import publish_scene
+from tests.integration.test_daemon import REPO, wait_until
+from tests.support.register import RunningRegister
+from tests.support.tcpproxy import FaultProxy, fault_proxy
+
+
+class SyncedHub:
+    def __init__(self, root: Path, broker: MosquittoBroker, register_url: str) -> None:
+        self.root = root
+        self.state = root / "state"
+        self.config = root / "kotihub.toml"
+        self.config.write_text(
+            f'[hub]\nstate_dir = "{self.state}"\nruntime_dir = "{root / "run"}"\n'
+            "[store]\ncommit_interval = 0.2\n"
+            f'[uplink]\nenabled = true\nregister_url = "{register_url}"\nbackoff_initial = 0.05\n'
+            "backoff_max = 0.5\ncommand_poll_wait = 1.0\n"
+            f'[drivers.mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        )
+        self.proc: subprocess.Popen[str] | None = None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args, "--config", str(self.config)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def cli_json(self, *args: str) -> Any:
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
+            cwd=REPO,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        wait_until(lambda: self.cli("status").returncode == 0, what="the daemon")
+
+
+@pytest.fixture
+def proxy(register: RunningRegister) -> Iterator[FaultProxy]:
+    with fault_proxy(register.port) as p:
+        yield p
+
+
+@pytest.fixture
+def synced_hub(
+    tmp_path: Path, mosquitto: MosquittoBroker, register: RunningRegister, proxy: FaultProxy
+) -> Iterator[tuple[SyncedHub, str]]:
+    household = register.create_household("Virtanen")
+    register.add_member(household, "Aino")
+    hub = SyncedHub(tmp_path, mosquitto, proxy.url)
+    token = register.enroll_token(household)
+    first = hub.cli("provision", "--register", proxy.url, "--token", token, "--ca-file", str(register.ca_file))
+    assert first.returncode == 0, first.stderr
+    assert "clip key of" in first.stdout  # the members' key fingerprints are shown
+    again = hub.cli(
+        "provision",
+        "--register",
+        proxy.url,
+        "--token",
+        register.enroll_token(household),
+        "--ca-file",
+        str(register.ca_file),
+    )
+    assert again.returncode == 1  # refuses to run twice without --force
+    hub.start()
+    yield hub, household
+    if hub.proc is not None and hub.proc.poll() is None:
+        hub.proc.send_signal(signal.SIGTERM)
+        hub.proc.wait(15)
+
+
+def test_readings_alarms_devices_and_commands_reach_the_register(
+    synced_hub: tuple[SyncedHub, str], register: RunningRegister, mosquitto: MosquittoBroker
+) -> None:
+    hub, household = synced_hub
+    hub_id = HubIdentity(hub.state).hub_id()
+    asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
+    wait_until(lambda: register.items(hub_id, "readings"), what="readings in the register")
+    wait_until(lambda: [b for _, b in register.items(hub_id, "alarm") if b["kind"] == "smoke"], what="alarms")
+    sync = hub.cli_json("sync")
+    assert sync["lanes"]["readings"]["last_success"] is not None
+    assert hub.cli("sync", "--now").returncode == 0
+    register.queue_command(household, "restrict", {"category": "presence", "on": True})
+    wait_until(lambda: "presence" in hub.cli_json("status")["restricted"], what="the restrict command")
+    wait_until(lambda: all(c["status"] == "done" for c in register.reg.commands(household)), what="the command result")
+
+
+def test_a_hub_offline_during_an_erasure_request_carries_it_out_when_back(
+    synced_hub: tuple[SyncedHub, str], register: RunningRegister, mosquitto: MosquittoBroker, proxy: FaultProxy
+) -> None:
+    hub, household = synced_hub
+    asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
+    wait_until(lambda: len(hub.cli_json("devices")) >= 4, what="devices")
+    proxy.down = True
+    proxy.cut_all()
+    register.queue_command(household, "erase", {"scope": "all"})
+    # While offline nothing reaches the hub: its data stays.
+    wait_until(lambda: hub.cli_json("sync")["lanes"]["diagnostics"]["last_error"], what="the hub to notice")
+    assert len(hub.cli_json("devices")) >= 4
+    proxy.down = False
+    wait_until(lambda: hub.cli_json("devices") == [], timeout=60, what="the erasure after reconnecting")
+    wait_until(
+        lambda: [c for c in register.reg.commands(household) if c["kind"] == "erase" and c["status"] == "done"],
+        what="the erasure receipt to reach the register",
+    )
