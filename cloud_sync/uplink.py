@@ -227,8 +227,10 @@ class Uplink:
         for lane in Lane:
             self.store.lane_waiter(lane).set()
 
+    hub_id: str = ""
+
     async def run(self) -> None:
-        hub_id = await asyncio.to_thread(self.identity.hub_id)
+        hub_id = self.hub_id = await asyncio.to_thread(self.identity.hub_id)
         async with asyncio.TaskGroup() as tg:
             for lane in ITEM_LANES:
                 tg.create_task(self._lane_loop(hub_id, lane.value), name=f"uplink:{lane.value}")

@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,45 @@ def run_demo(*, duration: float = 60.0, with_register: bool = True) -> int:
         print("kotihub demo needs mosquitto: sudo apt-get install mosquitto (scripts/demo does it for you)")
         return 1
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s  %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    return asyncio.run(_demo(duration))
+    return asyncio.run(_demo(duration, with_register))
 
 
-async def _demo(duration: float) -> int:
+@contextlib.contextmanager
+def _local_register(root: Path, enabled: bool) -> Iterator[Any]:
+    """The cloud register on 127.0.0.1 over TLS, in this process; a household with one member; yields the server
+    (or None when the demo runs without it)."""
+    if not enabled:
+        yield None
+        return
+    from cloud_sync.register.server import BackgroundServer
+    from cloud_sync.register.settings import Settings
+    from drivers.mqtt.broker import free_port
+
+    server = BackgroundServer(Settings(state_dir=root / "register"), port=free_port(), graceful_s=1)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def _provision(server: Any, state: Path) -> str:
+    """Enrolls the demo hub with the local register, as a technician would with ``kotihub provision``."""
+    import pyrage
+
+    from cloud_sync.enroll import enroll
+
+    reg = server.registry
+    household = reg.create_household("Demo home", actor="demo")
+    reg.add_member(household, "Aino", str(pyrage.x25519.Identity.generate().to_public()), actor="demo")
+    token = reg.create_enroll_token(household, actor="demo")
+    result = await asyncio.to_thread(
+        enroll, server.url, token, state, ca_file=server.settings.state_dir / "ca.crt", hub_name="demo"
+    )
+    return str(result.hub_id)
+
+
+async def _demo(duration: float, with_register: bool) -> int:
     from drivers.ble.driver import BleConfig, BleDriver
     from drivers.ble.replay import RecordedCredentials, replay
     from drivers.miio.simulator import DEMO_SMOKE_SID, MiioSimulator, SimulatedGateway, demo_table
@@ -52,7 +88,7 @@ async def _demo(duration: float) -> int:
         token_file = credentials / "miio.token.127.0.0.1"
         token_file.write_text(token.hex())
         token_file.chmod(0o600)
-        with start_mosquitto(root / "mqtt") as broker:
+        with start_mosquitto(root / "mqtt") as broker, _local_register(root, with_register) as register:
             gateway = SimulatedGateway.demo(token)
             async with MiioSimulator(gateway, host="127.0.0.1", port=0) as miio:
                 raw: dict[str, Any] = {
@@ -63,6 +99,10 @@ async def _demo(duration: float) -> int:
                         "miio": demo_table(miio.port, poll_interval=2.0),
                     },
                 }
+                if register is not None:
+                    hub_id = await _provision(register, root / "state")
+                    raw["uplink"] = {"enabled": True, "register_url": register.url, "command_poll_wait": 5.0}
+                    _say(f"register on {register.url} (TLS); hub {hub_id} enrolled with a one-time token")
                 cfg = configuration.parse(raw)
                 _say(f"hub state in {root / 'state'} (encrypted); mosquitto on {broker.host}:{broker.port}")
                 stop = asyncio.Event()
@@ -84,7 +124,7 @@ async def _demo(duration: float) -> int:
                     tg.create_task(daemon.run(), name="daemon")
                     await daemon.ready.wait()
                     _say("daemon ready; simulated devices start talking")
-                    tg.create_task(_narrate(daemon, stop, summary), name="narrator")
+                    tg.create_task(_narrate(daemon, stop, summary, register), name="narrator")
                     tg.create_task(
                         run_simulator(broker.host, broker.port, stop=stop, interval=2.0, alarm_after=duration * 0.3),
                         name="mqtt-simulator",
@@ -103,7 +143,13 @@ async def _demo(duration: float) -> int:
     return 0
 
 
-async def _narrate(daemon: Daemon, stop: asyncio.Event, summary: dict[str, Any]) -> None:
+def _register_counts(register: Any, hub_id: str) -> dict[str, int]:
+    from cloud_sync.register import ingest
+
+    return {lane: len(ingest.items(register.registry, hub_id, lane)) for lane in ("readings", "alarm", "events")}
+
+
+async def _narrate(daemon: Daemon, stop: asyncio.Event, summary: dict[str, Any], register: Any) -> None:
     assert daemon.hub is not None and daemon.store is not None
     hub, store = daemon.hub, daemon.store
     feed = hub.subscribe()
@@ -123,10 +169,16 @@ async def _narrate(daemon: Daemon, stop: asyncio.Event, summary: dict[str, Any])
                 _say(f"{mark:5}       {payload.device_id}: {what} (stored, {payload.lane.value} lane)")
         if time.monotonic() - last_report > 5:
             depth = await store.depth()
-            _say(f"readings    {readings} received so far; {depth['readings']} stored waiting to sync")
+            line = f"readings    {readings} received so far; {depth['readings']} stored waiting to sync"
+            if register is not None and daemon.uplink is not None:
+                counts = await asyncio.to_thread(_register_counts, register, daemon.uplink.hub_id)
+                line += f"; the register holds {counts['readings']} readings, {counts['alarm']} alarm-lane events"
+            _say(line)
             last_report = time.monotonic()
     status = await daemon._status({})
     summary.update(status)
+    if register is not None and daemon.uplink is not None:
+        summary["register"] = await asyncio.to_thread(_register_counts, register, daemon.uplink.hub_id)
     hub.unsubscribe(feed)
 
 
@@ -140,3 +192,6 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"outbox: {', '.join(f'{k} {v}' for k, v in s['store']['depth'].items())}",
         file=sys.stdout,
     )
+    if "register" in s:
+        r = s["register"]
+        print(f"register: {r['readings']} readings, {r['alarm']} alarm-lane and {r['events']} other events synced")
