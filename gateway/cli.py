@@ -307,6 +307,16 @@ def _diag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clip_decrypt(args: argparse.Namespace) -> int:
+    """What the household's phone app does: decrypt a clip with a member's own age identity."""
+    from drivers.camera.clipcrypt import decrypt_clip
+
+    out = args.out or args.clip.with_suffix(".ts")
+    size = decrypt_clip(args.identity, args.clip, out)
+    print(f"decrypted {args.clip.name}: {size} bytes of video in {out}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -375,6 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
     diag = sub.add_parser("diag", parents=[common], help="a support bundle with personal data redacted")
     diag.add_argument("--out", type=Path, required=True)
     diag.set_defaults(func=_diag)
+    clip = sub.add_parser("clip", help="camera clips")
+    clip_sub = clip.add_subparsers(dest="clip_command", required=True)
+    decrypt = clip_sub.add_parser("decrypt", help="decrypt a clip with a household member's identity (as the app does)")
+    decrypt.add_argument(
+        "--identity", type=Path, required=True, help="the member's age identity file (AGE-SECRET-KEY-1...)"
+    )
+    decrypt.add_argument("--out", type=Path, default=None, help="where to write the video (default: CLIP with .ts)")
+    decrypt.add_argument("clip", type=Path)
+    decrypt.set_defaults(func=_clip_decrypt)
     provision = sub.add_parser("provision", parents=[common], help="enroll this hub with the register")
     provision.add_argument("--register", required=True, help="https:// URL of the register")
     provision.add_argument("--token", required=True, help="the one-time enrollment token")

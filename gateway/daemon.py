@@ -11,7 +11,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from cloud_sync import protocol as p
 from cloud_sync.enroll import finish_renewal
@@ -23,7 +26,7 @@ from gateway import crypto, diag, sdnotify, selftest
 from gateway.config import Config
 from gateway.control import ControlError, ControlServer, Handler
 from gateway.hub import Hub
-from gateway.model import Category
+from gateway.model import Category, Clip, Lane
 from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_archive
 from gateway.retention import Retention, RetentionReport
 from gateway.secrets import CredentialStore
@@ -140,6 +143,8 @@ class Daemon:
                         tg.create_task(self.retention.run_forever(self.config.retention.interval), name="retention"),
                     ]
                     self._tg = tg
+                    hub.spawn = lambda coro, name: tg.create_task(coro, name=name)
+                    self._attach_cameras(spool)
                     if await store.get_setting(JOB_KEY):
                         self._start_job("erase", self.eraser.resume)
                     for driver in self.drivers:
@@ -330,6 +335,37 @@ class Daemon:
 
     async def _diag(self, args: dict[str, Any]) -> dict[str, Any]:
         return await diag.bundle(self, self.recent_logs)
+
+    def _attach_cameras(self, spool: Path) -> None:
+        """Gives camera drivers the spool, the household's keys, the store and the restriction state."""
+        assert self.hub is not None
+        cameras = [d for d in self.drivers if d.name == "camera"]
+        if not cameras:
+            return
+        from drivers.camera.clipcrypt import remove_partials
+
+        removed = remove_partials(spool)
+        if removed:
+            log.warning("removed %d clip(s) left unfinished by a crash", removed)
+        recipients = self._member_recipients()
+        for camera in cameras:
+            camera.set_spool(spool)  # type: ignore[attr-defined]
+            if recipients:
+                camera.set_recipients(recipients)  # type: ignore[attr-defined]
+            camera.set_on_clip(self._store_clip)  # type: ignore[attr-defined]
+            camera.set_restricted(Category.CAMERA in self.hub.restricted)  # type: ignore[attr-defined]
+            self.hub.clip_handler = camera.handle_clip_request  # type: ignore[attr-defined]
+
+    def _member_recipients(self) -> list[str]:
+        path = self.config.state_path / "members.json"
+        if not path.exists():
+            log.warning("no household member keys yet (not provisioned): clips cannot be recorded")
+            return []
+        return [str(m["recipient"]) for m in json.loads(path.read_text())]
+
+    async def _store_clip(self, clip: Clip, path: Path) -> None:
+        assert self.store is not None
+        await self.store.add_item(Lane.CLIPS, clip.started, msgspec.to_builtins(clip), ref=clip.clip_id)
 
     def _forget_erased(self, job: ErasureJob) -> None:
         if self.hub is None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,13 +64,18 @@ class Hub:
             "events_accepted": 0,
             "events_restricted": 0,
             "alarms": 0,
+            "clips": 0,
+            "clips_failed": 0,
         }
         self.driver_health: dict[str, DriverHealth] = {}
         self.drivers: dict[str, Driver] = {}
         self._unsaved_seen: dict[str, float] = {}
         self._subscribers: list[asyncio.Queue[tuple[str, Any]]] = []
         self.started = clock()
-        self.clip_handler: Callable[[str, str], Any] | None = None
+        self.clip_handler: Callable[[str, str], Awaitable[Any]] | None = None
+        self.spawn: Callable[[Coroutine[Any, Any, None], str], Any] | None = None
+        """Starts a supervised background task (the daemon's TaskGroup); clips are recorded this way so that
+        neither an alarm nor a driver ever waits for a recording."""
 
     async def load(self) -> None:
         """Loads the device registry from the store (after a restart devices keep their first-seen time)."""
@@ -156,16 +161,23 @@ class Hub:
         if event.kind is EventKind.SMOKE and event.state == SmokeState.SMOKE:
             self.counters["alarms"] += 1
             log.warning("SMOKE ALARM raised by a smoke detector; it is stored and on the alarm lane")
-            if self.clip_handler is not None:
-                await self.clip_requested(event.device_id, "smoke")
+            await self.clip_requested(event.device_id, "smoke")
         self._publish("event", event)
 
     async def clip_requested(self, device_id: str, reason: str) -> None:
-        if Category.CAMERA in self.restricted or self.clip_handler is None:
+        """Starts recording (a camera's id records that camera; any other id, e.g. a smoke detector's, records
+        every camera) and returns at once."""
+        if Category.CAMERA in self.restricted or self.clip_handler is None or self.spawn is None:
             return
-        result = self.clip_handler(device_id, reason)
-        if asyncio.iscoroutine(result):
-            await result
+        self.spawn(self._record(self.clip_handler, device_id, reason), f"clip:{reason}")
+
+    async def _record(self, handler: Callable[[str, str], Awaitable[Any]], device_id: str, reason: str) -> None:
+        try:
+            await handler(device_id, reason)
+            self.counters["clips"] += 1
+        except Exception as exc:  # a failed recording is counted and logged; it never stops the hub
+            self.counters["clips_failed"] += 1
+            log.warning("a clip (%s) was not recorded: %s", reason, type(exc).__name__)
 
     # ---- policy --------------------------------------------------------------------------------------------------
 

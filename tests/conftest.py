@@ -3,5 +3,6 @@
 pytest_plugins: list[str] = [
     "tests.support.postgres",
     "tests.support.register",
+    "tests.support.camera",
     "tests.support.mosquitto",
 ]

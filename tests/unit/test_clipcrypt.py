@@ -1,0 +1,172 @@
+"""Clip sealing with real age (pyrage) and real X25519 identities: round trip, refusal of tampering, spool hygiene."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from drivers.camera import clipcrypt
+from gateway.errors import DecryptError, PermanentError, TransientError
+from tests.support.camera import Member, make_member
+
+CHUNK = 64 * 1024  # age STREAM plaintext chunk size
+MARKER = b"KOTIHUB-PLAINTEXT-MARKER"
+
+
+def _seal(spool: Path, member: Member, plaintext: bytes, clip_id: str = "clip-1") -> Path:
+    clip, path = clipcrypt.encrypt_clip(
+        io.BytesIO(plaintext),
+        spool=spool,
+        clip_id=clip_id,
+        recipients=[member.recipient],
+        device_id="camera:00:40:8c:12:34:56",
+        started=1_700_000_000.0,
+        duration_s=4.0,
+        reason="motion",
+    )
+    assert path == spool / f"{clip_id}.age"
+    assert clip.size == path.stat().st_size
+    assert clip.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    return path
+
+
+def _plaintext(n: int) -> bytes:
+    # Marker repeated through the data so any leaked chunk would show it.
+    return (MARKER + os.urandom(100)) * (n // (len(MARKER) + 100)) + MARKER
+
+
+def test_round_trip_to_two_members_and_nothing_but_ciphertext_in_the_spool(tmp_path: Path, member: Member) -> None:
+    other = make_member(tmp_path / "household", "other")
+    spool = tmp_path / "spool"
+    plaintext = _plaintext(3 * CHUNK + 1234)
+    clip, path = clipcrypt.encrypt_clip(
+        io.BytesIO(plaintext),
+        spool=spool,
+        clip_id="c2",
+        recipients=[member.recipient, other.recipient],
+        device_id="camera:x",
+        started=1.0,
+        duration_s=2.0,
+        reason="smoke",
+    )
+    assert sorted(p.name for p in spool.iterdir()) == ["c2.age"]
+    assert MARKER not in path.read_bytes()
+    assert (path.stat().st_mode & 0o777) == 0o600
+    for who in (member, other):
+        out = io.BytesIO()
+        assert clipcrypt.decrypt_clip(who.identity_file, path, out, expected_sha256=clip.sha256) == len(plaintext)
+        assert out.getvalue() == plaintext
+
+
+def test_wrong_identity_is_refused(tmp_path: Path, member: Member) -> None:
+    path = _seal(tmp_path / "spool", member, _plaintext(10_000))
+    stranger = make_member(tmp_path / "elsewhere", "stranger")
+    with pytest.raises(DecryptError):
+        clipcrypt.decrypt_clip(stranger.identity_file, path, io.BytesIO())
+
+
+@pytest.mark.parametrize("where", ["header", "first-chunk", "middle", "last-byte"])
+def test_a_flipped_byte_is_refused(tmp_path: Path, member: Member, where: str) -> None:
+    path = _seal(tmp_path / "spool", member, _plaintext(2 * CHUNK + 500))
+    data = bytearray(path.read_bytes())
+    header_end = data.index(b"\n---") + 1
+    offset = {"header": 20, "first-chunk": header_end + 60, "middle": len(data) // 2, "last-byte": len(data) - 1}[where]
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    out = tmp_path / "plain.ts"
+    with pytest.raises(DecryptError):
+        clipcrypt.decrypt_clip(member.identity_file, path, out)
+    assert not out.exists(), "no partial plaintext is left behind"
+    assert list(out.parent.glob("*.partial")) == []
+
+
+@pytest.mark.parametrize("cut", [1, 16, CHUNK, CHUNK + 17])
+def test_a_truncated_file_is_refused(tmp_path: Path, member: Member, cut: int) -> None:
+    path = _seal(tmp_path / "spool", member, _plaintext(3 * CHUNK))
+    data = path.read_bytes()
+    path.write_bytes(data[:-cut])
+    with pytest.raises(DecryptError):
+        clipcrypt.decrypt_clip(member.identity_file, path, io.BytesIO())
+
+
+def test_reordered_chunks_are_refused(tmp_path: Path, member: Member) -> None:
+    path = _seal(tmp_path / "spool", member, _plaintext(4 * CHUNK))
+    data = path.read_bytes()
+    # Payload = 16-byte nonce, then chunks of 64 KiB + 16-byte tag; swap the first two full chunks.
+    body = data.index(b"\n---")
+    payload_start = data.index(b"\n", body + 1) + 1 + 16
+    size = CHUNK + 16
+    a = data[payload_start : payload_start + size]
+    b = data[payload_start + size : payload_start + 2 * size]
+    assert a != b
+    swapped = data[:payload_start] + b + a + data[payload_start + 2 * size :]
+    path.write_bytes(swapped)
+    with pytest.raises(DecryptError):
+        clipcrypt.decrypt_clip(member.identity_file, path, io.BytesIO())
+
+
+def test_sha256_mismatch_is_refused_before_decrypting(tmp_path: Path, member: Member) -> None:
+    path = _seal(tmp_path / "spool", member, b"x" * 100)
+    with pytest.raises(DecryptError):
+        clipcrypt.decrypt_clip(member.identity_file, path, io.BytesIO(), expected_sha256="00" * 32)
+
+
+def test_recipients_are_validated_and_secret_keys_refused(tmp_path: Path, member: Member) -> None:
+    with pytest.raises(clipcrypt.RecipientError):
+        clipcrypt.parse_recipients([])
+    with pytest.raises(clipcrypt.RecipientError):
+        clipcrypt.parse_recipients(["age1notakey"])
+    secret = member.identity_file.read_text().splitlines()[1]
+    assert secret.startswith("AGE-SECRET-KEY-")
+    with pytest.raises(clipcrypt.RecipientError):
+        clipcrypt.parse_recipients([secret])
+    assert len(clipcrypt.parse_recipients([member.recipient])) == 1
+
+
+def test_a_failing_source_leaves_nothing_in_the_spool(tmp_path: Path, member: Member) -> None:
+    class Failing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+            if self.sent > 3 * CHUNK:
+                raise clipcrypt.ClipAborted("camera lost")
+            n = len(buffer)
+            buffer[:n] = b"\x47" * n
+            self.sent += n
+            return n
+
+    spool = tmp_path / "spool"
+    with pytest.raises(TransientError, match="ClipAborted"):
+        clipcrypt.seal_stream(Failing(), spool=spool, clip_id="broken", recipients=[member.recipient])
+    assert list(spool.iterdir()) == []
+
+
+@pytest.mark.parametrize("clip_id", ["../escape", "a/b", "", ".", "x" * 200])
+def test_clip_ids_cannot_leave_the_spool(tmp_path: Path, member: Member, clip_id: str) -> None:
+    with pytest.raises(PermanentError):
+        clipcrypt.seal_stream(io.BytesIO(b"x"), spool=tmp_path, clip_id=clip_id, recipients=[member.recipient])
+
+
+def test_an_existing_clip_is_never_overwritten(tmp_path: Path, member: Member) -> None:
+    path = _seal(tmp_path / "spool", member, b"first")
+    before = path.read_bytes()
+    with pytest.raises(PermanentError):
+        _seal(tmp_path / "spool", member, b"second")
+    assert path.read_bytes() == before
+
+
+def test_partials_left_by_a_crash_are_removed(tmp_path: Path, member: Member) -> None:
+    spool = tmp_path / "spool"
+    kept = _seal(spool, member, b"sealed clip")
+    (spool / "crashed.age.tmp").write_bytes(b"half a ciphertext")
+    assert clipcrypt.remove_partials(spool) == 1
+    assert list(spool.iterdir()) == [kept]
+    assert clipcrypt.remove_partials(tmp_path / "missing") == 0
