@@ -1,0 +1,42 @@
+"""The bench harness itself: given a bench file, the hardware tests run against what it describes and pass; what
+it does not describe is reported as not run, with the reason. Here the "bench" is the simulators on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from drivers.mqtt.broker import MosquittoBroker
+from drivers.mqtt.simulator import AQARA_ID, run_simulator
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_file_drives_the_hardware_tests(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    bench = tmp_path / "bench.toml"
+    bench.write_text(
+        f'credentials_dir = "{tmp_path}"\n'
+        f'[mqtt]\nlisten_s = 30\ndevice_ids = ["{AQARA_ID}"]\n'
+        f'[mqtt.driver]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\n'
+    )
+
+    async def run() -> subprocess.CompletedProcess[str]:
+        stop = asyncio.Event()
+        sim = asyncio.create_task(run_simulator(mosquitto.host, mosquitto.port, stop=stop, interval=0.5))
+        try:
+            return await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/hil/test_bench.py"],
+                cwd=REPO, capture_output=True, text=True, timeout=120,
+                env={**os.environ, "KOTIHUB_BENCH_FILE": str(bench)},
+            )  # fmt: skip
+        finally:
+            stop.set()
+            await sim
+
+    result = asyncio.run(run())
+    assert "1 passed, 4 skipped" in result.stdout, result.stdout
+    assert "no [ble] hardware described" in result.stdout
