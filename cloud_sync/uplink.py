@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import logging
 import random
@@ -98,6 +99,16 @@ class LaneStatus:
     latency_ms: float | None = None
 
 
+def _server_time(headers: Any) -> tuple[float, float] | None:
+    value = headers.get("Date") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp(), time.monotonic()
+    except (TypeError, ValueError):
+        return None
+
+
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     if value is None:
@@ -118,6 +129,8 @@ class RegisterClient:
         self.session.cert = (str(identity.cert), str(identity.key))
         self.session.verify = str(identity.ca)
         self.timeout = (connect_timeout, read_timeout)
+        self.server_time: tuple[float, float] | None = None
+        """The register's clock from its last ``Date`` header, with our monotonic time when it arrived."""
 
     def close(self) -> None:
         self.session.close()
@@ -128,6 +141,7 @@ class RegisterClient:
             resp = self.session.request(method, self.base + path, timeout=timeout, **kw)
         except requests.RequestException as exc:
             raise RegisterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        self.server_time = _server_time(resp.headers) or self.server_time
         if resp.status_code == 429 or resp.status_code >= 500:
             raise RegisterUnavailable(f"register answered {resp.status_code}", retry_after=_retry_after(resp.headers))
         if resp.status_code in (401, 403):
@@ -190,6 +204,8 @@ class Uplink:
     command_handlers: dict[str, CommandHandler] = field(default_factory=dict)
     spool_dir: Path | None = None
     devices_source: Callable[[], list[dict[str, str]]] | None = None
+    on_server_time: Callable[[float], None] | None = None
+    """Told the register's clock after each acknowledged batch (retention trusts the hub's clock once they agree)."""
     """The hub's device registry as register ``DeviceRecord`` dicts; sent whenever it changes."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
     _kick: dict[str, asyncio.Event] = field(default_factory=dict)
@@ -285,7 +301,8 @@ class Uplink:
     async def _deliver(self, client: RegisterClient, hub_id: str, lane: str, items: list[OutboxItem]) -> None:
         """Sends ``items`` until acknowledged; isolates and dead-letters what the register refuses for good."""
         status = self.status[lane]
-        for chunk in _split_by_bytes(items, self.config.batch_bytes):
+        chunks = await asyncio.to_thread(_split_by_bytes, items, self.config.batch_bytes)
+        for chunk in chunks:
             started = time.monotonic()
             try:
                 async for attempt in self._retrying(lane):
@@ -311,6 +328,9 @@ class Uplink:
             status.last_success = time.time()
             status.last_error = status.next_retry = None
             status.latency_ms = (time.monotonic() - started) * 1000
+            if self.on_server_time is not None and client.server_time is not None:
+                at, seen = client.server_time
+                self.on_server_time(at + (time.monotonic() - seen))
 
     # ---- clips ---------------------------------------------------------------------------------------------------
 
@@ -451,6 +471,7 @@ class Uplink:
 
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
+_size_encoder = msgspec.msgpack.Encoder()
 
 
 def _read_chunk(path: Path, offset: int, size: int) -> bytes:
@@ -465,7 +486,7 @@ def _split_by_bytes(items: list[OutboxItem], limit: int) -> list[list[OutboxItem
     current: list[OutboxItem] = []
     size = 0
     for item in items:
-        estimate = 32 + sum(len(str(k)) + len(str(v)) for k, v in item.body.items())
+        estimate = 16 + len(_size_encoder.encode(item.body))
         if current and size + estimate > limit:
             out.append(current)
             current, size = [], 0

@@ -12,13 +12,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from cloud_sync import protocol as p
-from cloud_sync.enroll import finish_renewal
-from cloud_sync.uplink import CommandHandler, HubIdentity, Uplink
 from drivers import driver_class
 from drivers.base import Driver
 from gateway import config as configuration
@@ -31,6 +28,11 @@ from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_
 from gateway.retention import Retention, RetentionReport
 from gateway.secrets import CredentialStore
 from gateway.store import Store
+
+if TYPE_CHECKING:
+    # The uplink (requests, tenacity, x509) is imported only when it is enabled: a hub without it saves the memory.
+    from cloud_sync import protocol as p
+    from cloud_sync.uplink import CommandHandler, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,14 @@ class Daemon:
                         tg.create_task(self.retention.run_forever(self.config.retention.interval), name="retention"),
                     ]
                     self._tg = tg
-                    hub.spawn = lambda coro, name: tg.create_task(coro, name=name)
+                    spawned: set[asyncio.Task[None]] = set()
+
+                    def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+                        task = tg.create_task(coro, name=name)
+                        spawned.add(task)
+                        task.add_done_callback(spawned.discard)
+
+                    hub.spawn = spawn
                     self._attach_cameras(spool)
                     if await store.get_setting(JOB_KEY):
                         self._start_job("erase", self.eraser.resume)
@@ -161,7 +170,8 @@ class Daemon:
                     await self.stop.wait()
                     sdnotify.notify("STOPPING=1")
                     log.info("stopping")
-                    for task in [*tasks, *(j.task for j in self.jobs.values() if j.task is not None)]:
+                    # Everything in the group ends now: recordings and jobs too, or shutdown would wait for them.
+                    for task in [*tasks, *spawned, *(j.task for j in self.jobs.values() if j.task is not None)]:
                         task.cancel()
             finally:
                 await hub.flush_last_seen()
@@ -171,6 +181,9 @@ class Daemon:
     def _make_uplink(self) -> Uplink | None:
         if not self.config.uplink.enabled:
             return None
+        from cloud_sync.enroll import finish_renewal
+        from cloud_sync.uplink import HubIdentity, Uplink
+
         identity = HubIdentity(self.config.state_path)
         finish_renewal(self.config.state_path)  # a certificate renewal cut off by a crash is finished or undone
         if not identity.provisioned:
@@ -227,6 +240,9 @@ class Daemon:
                 for d in hub.devices.values()
             ],
         )
+        retention = self.retention
+        if retention is not None:
+            self.uplink.on_server_time = lambda t: retention.clock.confirm(t, source="the register")
         self.status_extras["uplink"] = self._uplink_status
         return self.uplink
 
@@ -307,8 +323,9 @@ class Daemon:
     async def _export(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.store is not None
         store = self.store
-        exports = self.config.state_path / "exports"
-        exports.mkdir(mode=0o700, exist_ok=True)
+        # The runtime directory is the kotihub group's (0750): a technician in the group can collect the file.
+        exports = Path(self.config.hub.runtime_dir) / "exports"
+        exports.mkdir(mode=0o750, exist_ok=True)
         out = exports / f"kotihub-export-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.zip"
         job = Job("export")
         progress = ExportProgress()

@@ -155,7 +155,13 @@ class Hub:
         if event.category in self.restricted:
             self.counters["events_restricted"] += 1
             return
-        self._seen(event.device_id, self._clock())
+        if event.kind is EventKind.AVAILABILITY:
+            # An availability report says whether the device is reachable; it is not activity of the device.
+            state = self.devices.get(event.device_id)
+            if state is not None:
+                state.online = event.state == "online"
+        else:
+            self._seen(event.device_id, self._clock())
         await self.store.add_event(event)
         self.counters["events_accepted"] += 1
         if event.kind is EventKind.SMOKE and event.state == SmokeState.SMOKE:

@@ -435,7 +435,7 @@ def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | 
             " household member's identity (kotihub clip decrypt)",
         }
         zf.writestr("manifest.json", json.dumps(manifest, indent=2))
-    tmp.chmod(0o600)
+    tmp.chmod(0o640)
     tmp.replace(out)
     progress.counts = counts
     progress.path = str(out)

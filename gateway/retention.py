@@ -56,8 +56,9 @@ class ClockTrust:
     def confirm(self, reference_time: float, *, source: str) -> None:
         """A trusted source (the register's clock, an NTP sync) says what time it is now."""
         if abs(reference_time - self.wall()) <= AGREEMENT_S:
+            if self._confirmed_offset is None:
+                log.info("clock confirmed by %s", source)
             self._confirmed_offset = self.wall() - self.monotonic()
-            log.info("clock confirmed by %s", source)
         else:
             log.warning("clock disagrees with %s by %.0f s; retention waits", source, reference_time - self.wall())
 

@@ -13,9 +13,12 @@ def notify(message: str) -> bool:
         return False
     if address.startswith("@"):  # abstract namespace socket
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError:
+        return False  # as sd_notify(3): a missing or closed notify socket is not the daemon's failure
     return True
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
 import logging
 import shutil
 import time
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 # it; erasing everything does.
 REGISTRY_EPOCH: Final = 0xFFFF_FFFF
 DB_NAME: Final = "kotihub.db"
+SPACE_CHECK_S: Final = 1.0
 
 
 class OutboxItem(msgspec.Struct, frozen=True):
@@ -80,6 +82,8 @@ class Store:
         self._clock = clock
         self._max_pending = max_pending_readings
         self._min_free = min_free_bytes
+        self._space_checked = -SPACE_CHECK_S
+        self._space_low = False
         self._journal_size_limit = journal_size_limit
         self.quarantined: Path | None = None
         self._open_db()
@@ -232,7 +236,13 @@ class Store:
         return fut
 
     def _check_space(self) -> None:
-        if self._min_free and shutil.disk_usage(self.state_dir).free < self._min_free:
+        if not self._min_free:
+            return
+        now = time.monotonic()
+        if now - self._space_checked > SPACE_CHECK_S:  # a statvfs per submit would cost more than the submit
+            self._space_checked = now
+            self._space_low = shutil.disk_usage(self.state_dir).free < self._min_free
+        if self._space_low:
             raise StoreFullError(f"less than {self._min_free} bytes free on the state disk; readings refused")
 
     def submit_readings(self, readings: Sequence[Reading]) -> asyncio.Future[Any]:
@@ -372,7 +382,9 @@ class Store:
             conn.execute(sa.update(schema.devices).where(schema.devices.c.tag == tag).values(last_seen=now, blob=blob))
             return "", False
 
-        _, new = await self._submit(write)
+        # Committed at once: discovery is rare, and a driver announcing forty devices must not wait forty group
+        # commits before its first reading.
+        _, new = await self._submit(write, urgent=True)
         return bool(new)
 
     async def touch_devices(self, last_seen: dict[str, float]) -> None:
@@ -528,7 +540,9 @@ class Store:
             sa.select(f).where(f.c.first_seq <= after).order_by(f.c.first_seq.desc()).limit(1)
         ).first()
         rows = [containing] if containing is not None and containing.first_seq + containing.n - 1 > after else []
-        for row in rows + list(conn.execute(sa.select(f).where(f.c.first_seq > after).order_by(f.c.first_seq))):
+        # Every frame holds at least one reading, so ``limit`` frames always suffice.
+        following = conn.execute(sa.select(f).where(f.c.first_seq > after).order_by(f.c.first_seq).limit(limit))
+        for row in itertools.chain(rows, following):
             if len(out) >= limit:
                 break
             readings = frames.decode(self.keyring.open(row.blob, frames.context(row.first_seq, row.n)))

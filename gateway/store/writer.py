@@ -125,10 +125,13 @@ class Writer:
                 break
             batch: list[WriteOp] = [first]
             weight = first.weight
+            urgent = first.urgent
             deadline = time.monotonic() + self._interval
             while weight < self._max_items:
                 try:
-                    if batch[-1].urgent:
+                    # Once anything urgent is in the batch, only what is already queued joins it: an alarm never
+                    # waits for the group-commit deadline, whatever was queued after it.
+                    if urgent:
                         nxt = self._queue.get_nowait()
                     else:
                         nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -139,6 +142,7 @@ class Writer:
                     break
                 batch.append(nxt)
                 weight += nxt.weight
+                urgent = urgent or nxt.urgent
             self._commit(batch)
             self.heartbeat = time.monotonic()
 

@@ -120,7 +120,7 @@ async def test_a_day_in_a_home(
                     what="devices of every driver",
                 )
                 assert drivers
-                await ble
+                await asyncio.wait_for(ble, timeout=60)
                 hub_id = daemon.uplink.hub_id
                 await until(lambda: register.items(hub_id, "readings"), what="readings at the register")
 
@@ -169,7 +169,7 @@ async def test_a_day_in_a_home(
                 # Evening: a reboot. Nothing known is forgotten.
                 known = set(hub.devices)
                 daemon.stop.set()
-                await running
+                await asyncio.wait_for(running, timeout=30)
                 daemon = Daemon(cfg)
                 running = tg.create_task(daemon.run())
                 await daemon.ready.wait()
@@ -192,7 +192,7 @@ async def test_a_day_in_a_home(
                 await until(lambda: daemon.hub is not None and not daemon.hub.devices, what="the hub's erasure")
                 assert [r for _, r in daemon.store.iter_readings(skip_destroyed=True)] == []
                 daemon.stop.set()
-                await running
+                await asyncio.wait_for(running, timeout=30)
 
 
 async def _waiting(store: Store) -> bool:

@@ -50,7 +50,7 @@ async def test_export_round_trip(tmp_path: Path) -> None:
         progress = ExportProgress()
         export_archive(store, out, hub_name="koti", spool_dir=spool, progress=progress)
     assert progress.finished
-    assert out.stat().st_mode & 0o777 == 0o600
+    assert out.stat().st_mode & 0o777 == 0o640  # readable by the kotihub group, no one else
     with zipfile.ZipFile(out) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         readings = [json.loads(line) for line in zf.read("readings.jsonl").splitlines()]

@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -240,3 +241,15 @@ async def test_store_is_usable_again_after_close_and_reopen_by_a_new_process_key
     with pytest.raises(DecryptError):
         # Another hub's master key cannot unwrap this hub's epoch keys.
         list(Store.open(tmp_path, os.urandom(32), crypto.Algorithm.CHACHA20_POLY1305).iter_readings())
+
+
+async def test_an_alarm_never_waits_for_the_group_commit_deadline(tmp_path: Path) -> None:
+    async with open_store(tmp_path, commit_interval=5.0) as store:
+        started = time.perf_counter()
+        alarm = asyncio.ensure_future(store.add_event(Event(device_id="s", kind=EventKind.SMOKE, state="smoke", ts=T0)))
+        await asyncio.sleep(0)  # the alarm is queued first ...
+        cursor = store.mark_synced(Lane.READINGS, 0)  # ... then something that may wait for the deadline
+        readings_done = store.submit_readings(readings(3))
+        await alarm
+        assert time.perf_counter() - started < 1.0, "the alarm waited for the 5 s group-commit deadline"
+        await asyncio.gather(cursor, readings_done)
