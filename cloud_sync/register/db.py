@@ -49,6 +49,9 @@ households = Table(
     Column("id", String(64), primary_key=True),
     Column("name", String(256), nullable=False),
     Column("created_at", Double, nullable=False),
+    # When the household last erased its data: items recorded before it that a hub still delivers afterwards (its
+    # outbox is emptied only when it carries out the erase command) are acknowledged but never stored again.
+    Column("erased_before", Double, nullable=False, default=0.0, server_default="0"),
 )
 
 members = Table(

@@ -156,6 +156,9 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
         return IngestAck(lane=batch.lane, acked_seq=-1, stored=0, duplicates=0)
     rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
     table = db.LANE_TABLES[batch.lane]
+    total = len(rows)
+    rows = _after_erasure(registry, hub.household_id, rows)
+    erased = total - len(rows)
     stored = 0
     if registry.engine.dialect.name != "sqlite":
         with registry.engine.begin() as conn:
@@ -169,8 +172,21 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
         for start in range(0, len(rows), SQLITE_CHUNK):
             with gate.hold(urgent=urgent), registry.engine.begin() as conn:
                 stored += db.insert_many_ignore(conn, table, rows[start : start + SQLITE_CHUNK])
-    # All items of the batch are now held: stored just now, or already stored by an earlier send.
-    return IngestAck(lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=len(rows) - stored)
+    # All items of the batch are now held (stored just now, or by an earlier send) or were erased by the household.
+    return IngestAck(
+        lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=len(rows) - stored + erased
+    )
+
+
+def _after_erasure(registry: Registry, household_id: str, rows: _Rows) -> _Rows:
+    """Drops items recorded before the household's last erasure (the hub may deliver them late)."""
+    with registry.engine.connect() as conn:
+        cutoff = conn.execute(
+            select(db.households.c.erased_before).where(db.households.c.id == household_id)
+        ).scalar_one_or_none()
+    if not cutoff:
+        return rows
+    return [r for r in rows if r.get("ts", r.get("started", 0.0)) >= cutoff]
 
 
 def upsert_devices(registry: Registry, hub: HubIdentity, records: list[DeviceRecord]) -> int:

@@ -101,6 +101,7 @@ def erase_household(
     """
     with registry.engine.begin() as conn:
         registry.require_household(conn, household_id)
+        conn.execute(db.households.update().where(db.households.c.id == household_id).values(erased_before=time.time()))
         revoked = 0
         if close:
             revoked = conn.execute(

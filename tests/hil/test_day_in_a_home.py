@@ -187,10 +187,18 @@ async def test_a_day_in_a_home(
                 # carries out the erasure it is sent.
                 from cloud_sync.register.retention import erase_household
 
+                erased_at = time.time()
                 erase_household(register.reg, household, actor="household-app")
-                assert register.items(hub_id, "readings") == []
-                await until(lambda: daemon.hub is not None and not daemon.hub.devices, what="the hub's erasure")
-                assert [r for _, r in daemon.store.iter_readings(skip_destroyed=True)] == []
+                await until(
+                    lambda: [
+                        c for c in register.reg.commands(household) if c["kind"] == "erase" and c["status"] == "done"
+                    ],
+                    what="the hub's erasure and its receipt",
+                )
+                assert [r for _, r in daemon.store.iter_readings(skip_destroyed=True) if r.ts < erased_at] == []
+                # What the hub still had in its outbox when the household erased is never stored again.
+                await until(lambda: _drained(daemon), what="the outbox to drain")
+                assert [b for _, b in register.items(hub_id, "readings") if b["ts"] < erased_at] == []
                 daemon.stop.set()
                 await asyncio.wait_for(running, timeout=30)
 
