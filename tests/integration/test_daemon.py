@@ -34,7 +34,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = 
 
 
 class HubProcess:
-    def __init__(self, root: Path, broker: MosquittoBroker) -> None:
+    def __init__(self, root: Path, broker: MosquittoBroker, extra_config: str = "") -> None:
         self.root = root
         self.state = root / "state"
         self.config = root / "kotihub.toml"
@@ -43,14 +43,17 @@ class HubProcess:
             f'[hub]\nstate_dir = "{self.state}"\nruntime_dir = "{root / "run"}"\nlog_level = "debug"\n'
             "[store]\ncommit_interval = 0.2\n"
             f'[drivers.mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nreconnect_min = 0.1\nreconnect_max = 0.5\n'
+            + extra_config
         )
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
+        # A file, not a pipe: a daemon logging at DEBUG would block once an unread pipe filled up.
+        self.log = self.root / "daemon.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
             cwd=REPO,
-            stderr=subprocess.PIPE,
+            stderr=self.log.open("w"),
             text=True,
         )
         wait_until(lambda: self.cli("status").returncode == 0, what="the daemon's control socket")
@@ -72,8 +75,8 @@ class HubProcess:
     def stop(self, sig: int) -> tuple[int, str]:
         assert self.proc is not None
         self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=15)
-        return self.proc.returncode, err
+        self.proc.wait(timeout=15)
+        return self.proc.returncode, self.log.read_text()
 
 
 @pytest.fixture

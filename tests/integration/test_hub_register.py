@@ -3,60 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cloud_sync.uplink import HubIdentity
 from drivers.mqtt.broker import MosquittoBroker
 from drivers.mqtt.simulator import publish_scene
-from tests.integration.test_daemon import REPO, wait_until
+from tests.integration.test_daemon import HubProcess, wait_until
 from tests.support.register import RunningRegister
 from tests.support.tcpproxy import FaultProxy, fault_proxy
 
 
-class SyncedHub:
+class SyncedHub(HubProcess):
+    """The daemon with its uplink on, towards ``register_url``."""
+
     def __init__(self, root: Path, broker: MosquittoBroker, register_url: str) -> None:
-        self.root = root
-        self.state = root / "state"
-        self.config = root / "kotihub.toml"
-        self.config.write_text(
-            f'[hub]\nstate_dir = "{self.state}"\nruntime_dir = "{root / "run"}"\n'
-            "[store]\ncommit_interval = 0.2\n"
+        super().__init__(
+            root,
+            broker,
             f'[uplink]\nenabled = true\nregister_url = "{register_url}"\nbackoff_initial = 0.05\n'
-            "backoff_max = 0.5\ncommand_poll_wait = 1.0\n"
-            f'[drivers.mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+            "backoff_max = 0.5\ncommand_poll_wait = 1.0\n",
         )
-        self.proc: subprocess.Popen[str] | None = None
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args, "--config", str(self.config)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def cli_json(self, *args: str) -> Any:
-        result = self.cli(*args, "--json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
-            cwd=REPO,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        wait_until(lambda: self.cli("status").returncode == 0, what="the daemon")
 
 
 @pytest.fixture
@@ -89,8 +59,7 @@ def synced_hub(
     hub.start()
     yield hub, household
     if hub.proc is not None and hub.proc.poll() is None:
-        hub.proc.send_signal(signal.SIGTERM)
-        hub.proc.wait(15)
+        hub.stop(signal.SIGTERM)
 
 
 def test_readings_alarms_devices_and_commands_reach_the_register(
