@@ -28,6 +28,24 @@ PASSWORD_CREDENTIAL = "mqtt.password"  # noqa: S105 -- the name of the credentia
 STABLE_AFTER_S = 10.0
 
 
+DISCONNECT_TIMEOUT_S = 5.0
+
+
+async def _leave(client: aiomqtt.Client) -> bool:
+    """Leaves the connection; False if the broker never acknowledged our DISCONNECT within the limit.
+
+    aiomqtt waits for that acknowledgement without a limit, so a driver stopped at the wrong moment (the daemon's
+    SIGTERM) would never finish; past the limit the client is abandoned and a fresh one is used.
+    """
+    try:
+        async with asyncio.timeout(DISCONNECT_TIMEOUT_S):
+            await client.__aexit__(None, None, None)
+    except TimeoutError:
+        log.warning("the MQTT broker did not acknowledge the disconnect within %.0f s", DISCONNECT_TIMEOUT_S)
+        return False
+    return True
+
+
 class MqttDriver(Driver):
     """Subscribes to the topics its config implies and hands decoded devices, events and readings to the hub."""
 
@@ -80,16 +98,23 @@ class MqttDriver(Driver):
         while True:
             connected_at: float | None = None
             try:
-                async with client, asyncio.TaskGroup() as tg:
-                    connected_at = loop.time()
-                    await self._subscribe(client)
-                    await self._set_connected(True)
-                    log.info("connected to the MQTT broker, %d subscriptions", len(self._subscribed))
-                    # Subscribing waits for the broker's SUBACK: do it beside the message loop, not in it.
-                    new_topics: asyncio.Queue[str] = asyncio.Queue()
-                    tg.create_task(self._subscriber(client, new_topics), name="mqtt-subscriber")
-                    async for message in client.messages:
-                        await self._handle(hub, new_topics, message)
+                await client.__aenter__()
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        connected_at = loop.time()
+                        await self._subscribe(client)
+                        await self._set_connected(True)
+                        log.info("connected to the MQTT broker, %d subscriptions", len(self._subscribed))
+                        # Subscribing waits for the broker's SUBACK: do it beside the message loop, not in it.
+                        new_topics: asyncio.Queue[str] = asyncio.Queue()
+                        tg.create_task(self._subscriber(client, new_topics), name="mqtt-subscriber")
+                        async for message in client.messages:
+                            await self._handle(hub, new_topics, message)
+                finally:
+                    if not await _leave(client):
+                        client = await self._client(
+                            self.config.client_id, clean_session=not self.config.persistent_session
+                        )
             except* aiomqtt.MqttError as group:
                 self.last_error = str(group.exceptions[0])
             finally:

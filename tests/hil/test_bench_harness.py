@@ -30,7 +30,7 @@ def test_bench_file_drives_the_hardware_tests(tmp_path: Path, mosquitto: Mosquit
             return await asyncio.to_thread(
                 subprocess.run,
                 [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/hil/test_bench.py"],
-                cwd=REPO, capture_output=True, text=True, timeout=120,
+                cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
                 env={**os.environ, "KOTIHUB_BENCH_FILE": str(bench)},
             )  # fmt: skip
         finally:
