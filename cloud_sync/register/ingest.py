@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection
 
 from cloud_sync.protocol import (
     ClipsBatch,
@@ -157,12 +158,13 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
     rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
     table = db.LANE_TABLES[batch.lane]
     total = len(rows)
-    rows = _after_erasure(registry, hub.household_id, rows)
-    erased = total - len(rows)
+    erased = 0
     stored = 0
     if registry.engine.dialect.name != "sqlite":
         with registry.engine.begin() as conn:
-            stored = db.insert_many_ignore(conn, table, rows)
+            kept = _after_erasure(conn, hub.household_id, rows)
+            erased = total - len(kept)
+            stored = db.insert_many_ignore(conn, table, kept)
     else:
         # SQLite has one writer: take turns through the gate instead of SQLite's busy back-off, alarms first, and
         # commit big batches in chunks so an alarm waits for at most one chunk. Chunks are idempotent like the
@@ -171,19 +173,25 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
         urgent = batch.lane == "alarm"
         for start in range(0, len(rows), SQLITE_CHUNK):
             with gate.hold(urgent=urgent), registry.engine.begin() as conn:
-                stored += db.insert_many_ignore(conn, table, rows[start : start + SQLITE_CHUNK])
+                kept = _after_erasure(conn, hub.household_id, rows[start : start + SQLITE_CHUNK])
+                erased += min(SQLITE_CHUNK, total - start) - len(kept)
+                stored += db.insert_many_ignore(conn, table, kept)
     # All items of the batch are now held (stored just now, or by an earlier send) or were erased by the household.
     return IngestAck(
         lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=len(rows) - stored + erased
     )
 
 
-def _after_erasure(registry: Registry, household_id: str, rows: _Rows) -> _Rows:
-    """Drops items recorded before the household's last erasure (the hub may deliver them late)."""
-    with registry.engine.connect() as conn:
-        cutoff = conn.execute(
-            select(db.households.c.erased_before).where(db.households.c.id == household_id)
-        ).scalar_one_or_none()
+def _after_erasure(conn: Connection, household_id: str, rows: _Rows) -> _Rows:
+    """Drops items recorded before the household's last erasure (the hub may deliver them late).
+
+    Read in the insert's own transaction: on PostgreSQL with FOR SHARE, so an erasure's watermark update waits for
+    batches in flight and later batches see it; on SQLite a watermark committed after this read makes the insert
+    fail (stale snapshot) and the hub resends, so a racing batch can never land after the erasure's deletes.
+    """
+    cutoff = conn.execute(
+        select(db.households.c.erased_before).where(db.households.c.id == household_id).with_for_update(read=True)
+    ).scalar_one_or_none()
     if not cutoff:
         return rows
     return [r for r in rows if r.get("ts", r.get("started", 0.0)) >= cutoff]

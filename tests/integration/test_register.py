@@ -720,7 +720,13 @@ def test_household_erasure_keeps_the_service(register_any: RunningRegister) -> N
     # The hub is told to erase its own copy, and goes on working.
     cmds = hub.session().get(f"{reg.url}/v1/commands").json()
     assert [(c["id"], c["kind"]) for c in cmds] == [(summary["hub_commands"][0], "erase")]
-    assert post(reg, hub.session(), "readings", batch(hub, "readings", range(5, 6))).json()["stored"] == 1
+    # A reading recorded after the erasure is stored; one recorded before it and delivered late is not.
+    late = p.encode_batch(p.IngestBatch(hub_id=hub.hub_id, lane="readings", items=[
+        p.Item(seq=5, ts=1_760_000_005.0, body=reading(5)),
+        p.Item(seq=6, ts=time.time() + 1, body={**reading(6), "ts": time.time() + 1}),
+    ]))  # fmt: skip
+    ack = post(reg, hub.session(), "readings", late).json()
+    assert (ack["acked_seq"], ack["stored"]) == (6, 1)
     assert bearer(reg, token).get(f"{reg.url}/v1/households/{h}/readings").status_code == 200
     assert "household.erase" in [a["action"] for a in reg.reg.audit_entries(h)]
 
