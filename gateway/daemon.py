@@ -32,7 +32,7 @@ from gateway.store import Store
 if TYPE_CHECKING:
     # The uplink (requests, tenacity, x509) is imported only when it is enabled: a hub without it saves the memory.
     from cloud_sync import protocol as p
-    from cloud_sync.uplink import CommandHandler, Uplink
+    from cloud_sync.uplink import Uplink
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,7 @@ class Daemon:
         self.store: Store | None = None
         self.hub: Hub | None = None
         self.drivers: list[Driver] = []
-        self.extra_tasks: list[tuple[str, Callable[[Daemon], Coroutine[Any, Any, None]]]] = []
         self.status_extras: dict[str, Callable[[], Awaitable[Any]]] = {}
-        self.extra_handlers: dict[str, Handler] = {}
-        self.command_handlers: dict[str, CommandHandler] = {}
         self.uplink: Uplink | None = None
         self.jobs: dict[str, Job] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -161,8 +158,6 @@ class Daemon:
                     uplink = self._make_uplink()
                     if uplink is not None:
                         tasks.append(tg.create_task(uplink.run(), name="uplink"))
-                    for name, factory in self.extra_tasks:
-                        tasks.append(tg.create_task(factory(self), name=name))
                     await control.listening.wait()
                     self.ready.set()
                     sdnotify.notify("READY=1\nSTATUS=" + self.status_line())
@@ -226,7 +221,6 @@ class Daemon:
                 "restrict": restrict,
                 "erase": erase,
                 "member_keys": member_keys,
-                **self.command_handlers,
             },
             spool_dir=self.config.state_path / "spool",
             devices_source=lambda: [
@@ -428,7 +422,6 @@ class Daemon:
             "job": self._job,
             "selftest": self._selftest,
             "diag": self._diag,
-            **self.extra_handlers,
         }
 
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from drivers.base import Driver
-from gateway.errors import StoreError, StoreFullError
+from gateway.errors import StoreFullError
 from gateway.model import Category, DeviceInfo, Event, EventKind, Quantity, Reading, SmokeState
 from gateway.store import Store
 
@@ -253,7 +253,7 @@ class Hub:
             except asyncio.CancelledError:
                 health.state = "stopped"
                 raise
-            except (StoreError, Exception) as exc:  # a driver bug must not stop the hub
+            except Exception as exc:  # a driver bug must not stop the hub
                 health.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.exception("driver %s crashed; restarting with backoff", driver.name)
             if time.monotonic() - started > 60:

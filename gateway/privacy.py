@@ -182,24 +182,8 @@ class Eraser:
         return counts
 
     async def _delete_all(self, table: sa.Table) -> int:
-        total = 0
-        key = list(table.primary_key.columns)
-        while True:
-
-            def slice_(conn: Connection) -> int:
-                rows = conn.execute(sa.select(*key).limit(SLICE_ROWS)).all()
-                if not rows:
-                    return 0
-                if len(key) == 1:
-                    conn.execute(sa.delete(table).where(key[0].in_([r[0] for r in rows])))
-                else:
-                    conn.execute(sa.delete(table).where(sa.tuple_(*key).in_([tuple(r) for r in rows])))
-                return len(rows)
-
-            n = int(await self.store.run_write(slice_, urgent=False))
-            total += n
-            if n == 0:
-                return total
+        deleted, _ = await self.store.delete_in_slices(table, sa.true())
+        return deleted
 
     async def _erase_where(self, *, device: str | None = None, category: Category | None = None) -> dict[str, int]:
         store = self.store
@@ -398,20 +382,20 @@ def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | 
 
         def event_lines() -> Iterator[bytes]:
             for lane in (Lane.ALARM, Lane.EVENTS, Lane.DIAGNOSTICS):
-                for item in _readable_items(store, lane):
+                for item in store.iter_items(lane, skip_destroyed=True):
                     progress.done += 1
                     yield json.dumps({"lane": lane.value, "seq": item.seq, **item.body}).encode() + b"\n"
 
         counts["events"] = member(zf, "events.jsonl", event_lines())
         devices = [
             {**msgspec.to_builtins(d.info), "first_seen": d.first_seen, "last_seen": d.last_seen}
-            for d in _devices_direct(store)
+            for d in store.iter_devices(skip_destroyed=True)
         ]
         counts["devices"] = member(zf, "devices.json", iter([json.dumps(devices, indent=1).encode()])) and len(devices)
-        audit = [msgspec.to_builtins(a) for a in _readable_audit(store)]
+        audit = [msgspec.to_builtins(a) for a in store.iter_audit(skip_destroyed=True)]
         counts["audit"] = member(zf, "audit.json", iter([json.dumps(audit, indent=1).encode()])) and len(audit)
         clips = []
-        for item in _readable_items(store, Lane.CLIPS):
+        for item in store.iter_items(Lane.CLIPS, skip_destroyed=True):
             progress.done += 1
             clips.append(item.body)
             path = spool_dir / f"{item.body.get('clip_id')}.age" if spool_dir else None
@@ -440,25 +424,3 @@ def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | 
     progress.counts = counts
     progress.path = str(out)
     progress.finished = True
-
-
-def _readable_items(store: Store, lane: Lane) -> Iterator[Any]:
-    yield from store.iter_items(lane, skip_destroyed=True)
-
-
-def _readable_audit(store: Store) -> Iterator[Any]:
-    yield from store.iter_audit(skip_destroyed=True)
-
-
-def _devices_direct(store: Store) -> list[Any]:
-    from gateway.model import DeviceInfo
-    from gateway.store import DeviceRecord
-
-    out = []
-    for row in store.read(lambda c: c.execute(sa.select(schema.devices)).all()):
-        try:
-            info = msgspec.msgpack.decode(store.keyring.open(row.blob, b"devices|" + row.tag.encode()), type=DeviceInfo)
-        except KeyDestroyedError:
-            continue
-        out.append(DeviceRecord(info, float(row.first_seen), float(row.last_seen)))
-    return out

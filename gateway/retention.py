@@ -16,7 +16,6 @@ purges once a trusted source (NTP, or the register's own clock seen by the uplin
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.store import Store, schema
-from gateway.store.store import REGISTRY_EPOCH
+from gateway.store.store import DELETE_SLICE_S, REGISTRY_EPOCH
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +36,6 @@ BUILD_TIME: Final = 1_793_491_200.0  # 2026-11-01T00:00:00Z
 JUMP_TOLERANCE_S: Final = 86_400.0
 AGREEMENT_S: Final = 300.0
 NTP_MARKER: Final = Path("/run/systemd/timesync/synchronized")
-SLICE_S: Final = 0.02
-"""Longest a single delete batch may hold the writer; keeps ingest stalls far under 50 ms."""
 
 
 @dataclass
@@ -112,7 +109,7 @@ class Retention:
         days: int,
         clock: ClockTrust | None = None,
         spool_dir: Path | None = None,
-        slice_s: float = SLICE_S,
+        slice_s: float = DELETE_SLICE_S,
     ) -> None:
         self.store = store
         self.days = days
@@ -186,19 +183,17 @@ class Retention:
             (schema.items, "items_deleted"),
             (schema.audit, "audit_deleted"),
         ):
-            while True:
-                started = time.perf_counter()
-                deleted, refs = await self.store.run_write(
-                    functools.partial(_delete_slice, table=table, last_epoch=last_epoch, budget_s=self.slice_s),
-                    urgent=False,
-                )
-                report.longest_batch_ms = max(report.longest_batch_ms, (time.perf_counter() - started) * 1000)
-                clip_refs.extend(refs)
-                setattr(report, column, getattr(report, column) + deleted)
+
+            def on_slice(rows: int, seconds: float, column: str = column) -> None:
+                report.longest_batch_ms = max(report.longest_batch_ms, seconds * 1000)
                 if progress:
-                    progress(column, deleted)
-                if deleted == 0:
-                    break
+                    progress(column, rows)
+
+            deleted, refs = await self.store.delete_in_slices(
+                table, table.c.epoch <= last_epoch, budget_s=self.slice_s, on_slice=on_slice
+            )
+            setattr(report, column, deleted)
+            clip_refs.extend(refs)
         report.clip_files_deleted = await asyncio.to_thread(self._delete_clip_files, clip_refs)
 
         # 3. Scrub: the WAL still holds old page images until it is checkpointed and truncated.
@@ -248,25 +243,3 @@ class Retention:
 def _last_expired_epoch(horizon: float) -> int:
     """The newest UTC day that lies wholly before the horizon."""
     return int(horizon // 86_400) - 1
-
-
-def _delete_slice(conn: Connection, table: sa.Table, last_epoch: int, budget_s: float) -> tuple[int, list[str]]:
-    """Deletes expired rows of ``table`` in chunks until ``budget_s`` is spent; returns (rows, clip refs)."""
-    started = time.perf_counter()
-    deleted = 0
-    refs: list[str] = []
-    key = list(table.primary_key.columns)
-    chunk = 8 if table is schema.reading_frames else 200
-    while time.perf_counter() - started < budget_s:
-        cols = [*key, table.c.ref] if table is schema.items else key
-        rows = conn.execute(sa.select(*cols).where(table.c.epoch <= last_epoch).limit(chunk)).all()
-        if not rows:
-            break
-        if table is schema.items:
-            refs.extend(r.ref for r in rows if r.ref and r.lane == "clips")
-        if len(key) == 1:
-            conn.execute(sa.delete(table).where(key[0].in_([r[0] for r in rows])))
-        else:
-            conn.execute(sa.delete(table).where(sa.tuple_(*key).in_([tuple(r[: len(key)]) for r in rows])))
-        deleted += len(rows)
-    return deleted, refs

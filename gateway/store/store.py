@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 REGISTRY_EPOCH: Final = 0xFFFF_FFFF
 DB_NAME: Final = "kotihub.db"
 SPACE_CHECK_S: Final = 1.0
+DELETE_SLICE_S: Final = 0.02
+"""Longest a single delete transaction may hold the writer; keeps ingest stalls far under 50 ms."""
 
 
 class OutboxItem(msgspec.Struct, frozen=True):
@@ -101,6 +104,8 @@ class Store:
         self._seq: dict[str, int] = {}
         self._synced: dict[str, int] = {}
         self._dirty: set[str] = set()
+        self._grown: set[str] = set()
+        """Lanes that got new items in the batch being written: their waiters are woken after the commit."""
         self._frame_buffer: list[Reading] = []
         self._frame_first_seq = 0
         self._open_readings: list[Reading] | None = None
@@ -179,6 +184,7 @@ class Store:
         first = self._seq[lane]
         self._seq[lane] = first + count
         self._dirty.add(lane)
+        self._grown.add(lane)
         return first
 
     def _finish_batch(self, conn: Connection) -> None:
@@ -194,15 +200,13 @@ class Store:
         self._dirty.clear()
 
     def _after_commit(self, batch: list[WriteOp]) -> None:
+        grown, self._grown = self._grown, set()
         loop = self._loop
         if loop is None:
             return
-        lanes = {op.result[0] for op in batch if isinstance(op.result, tuple) and op.result and op.result[0]}
-        for lane in lanes:
-            waiter = self._lane_waiters.get(lane)
-            if waiter is not None:
-                with contextlib.suppress(RuntimeError):  # the loop has closed
-                    loop.call_soon_threadsafe(waiter.set)
+        for lane in grown:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._lane_waiters[lane].set)
 
     def _after_rollback(self, conn: Connection) -> None:
         # Reload what the database really holds: counters and keys of a failed batch must not survive it.
@@ -220,9 +224,9 @@ class Store:
                 conn.execute(sa.select(sa.func.coalesce(sa.func.max(schema.audit.c.id), 0))).scalar_one()
             )
         self._dirty.clear()
+        self._grown.clear()
         self._frame_buffer = []
-        if hasattr(self, "keyring"):
-            self.keyring.forget_all()
+        self.keyring.forget_all()
 
     # ---- submitting ----------------------------------------------------------------------------------------------
 
@@ -296,14 +300,13 @@ class Store:
     async def add_readings(self, readings: Sequence[Reading]) -> int:
         """Stores readings and returns the last sequence of their commit once they are accepted (committed)."""
         await self._space_ok.wait()
-        _, last = await self.submit_readings(readings)
-        return int(last)
+        return int(await self.submit_readings(readings))
 
     async def wait_for_room(self) -> None:
         """Back-pressure: returns when fewer than ``max_pending_readings`` wait for a commit."""
         await self._space_ok.wait()
 
-    def _buffer_readings(self, readings: list[Reading]) -> tuple[str, int]:
+    def _buffer_readings(self, readings: list[Reading]) -> int:
         # Sequences are allocated now, in submission order; the frame itself is written once per batch, in
         # _finish_batch, so all readings of a commit share one compressed, encrypted row.
         lane = Lane.READINGS.value
@@ -311,7 +314,7 @@ class Store:
         if not self._frame_buffer:
             self._frame_first_seq = first
         self._frame_buffer.extend(readings)
-        return lane, first + len(readings) - 1
+        return first + len(readings) - 1
 
     def _write_frames(self, conn: Connection, readings: list[Reading], first_seq: int) -> None:
         stamps = [r.ts for r in readings]
@@ -355,17 +358,16 @@ class Store:
         lane_name = Lane(lane).value
         plaintext = _json.encode(body)
 
-        def write(conn: Connection) -> tuple[str, int]:
+        def write(conn: Connection) -> int:
             seq = self._alloc(lane_name, 1)
             epoch = crypto.epoch_of(ts)
             blob = self.keyring.seal(epoch, plaintext, _item_context(lane_name, seq))
             conn.execute(
                 sa.insert(schema.items).values(lane=lane_name, seq=seq, epoch=epoch, ts=ts, ref=ref, blob=blob)
             )
-            return lane_name, seq
+            return seq
 
-        _, seq = await self._submit(write, urgent=urgent)
-        return int(seq)
+        return int(await self._submit(write, urgent=urgent))
 
     async def upsert_device(self, info: DeviceInfo, *, seen: float | None = None) -> bool:
         """Registers or updates a device; returns True if it was new."""
@@ -373,25 +375,24 @@ class Store:
         now = seen if seen is not None else self._clock()
         blob_plain = msgspec.msgpack.encode(info)
 
-        def write(conn: Connection) -> tuple[str, bool]:
+        def write(conn: Connection) -> bool:
             blob = self.keyring.seal(REGISTRY_EPOCH, blob_plain, b"devices|" + tag.encode())
             existing = conn.execute(sa.select(schema.devices.c.tag).where(schema.devices.c.tag == tag)).first()
             if existing is None:
                 conn.execute(sa.insert(schema.devices).values(tag=tag, first_seen=now, last_seen=now, blob=blob))
-                return "", True
+                return True
             conn.execute(sa.update(schema.devices).where(schema.devices.c.tag == tag).values(last_seen=now, blob=blob))
-            return "", False
+            return False
 
         # Committed at once: discovery is rare, and a driver announcing forty devices must not wait forty group
         # commits before its first reading.
-        _, new = await self._submit(write, urgent=True)
-        return bool(new)
+        return bool(await self._submit(write, urgent=True))
 
     async def touch_devices(self, last_seen: dict[str, float]) -> None:
         """Persists last-seen times (the hub batches these: writing one per message would wear the card)."""
         rows = [{"t": self.device_tag(d), "s": s} for d, s in last_seen.items()]
 
-        def write(conn: Connection) -> tuple[str, None]:
+        def write(conn: Connection) -> None:
             if rows:
                 conn.execute(
                     sa.update(schema.devices)
@@ -399,7 +400,7 @@ class Store:
                     .values(last_seen=sa.bindparam("s")),
                     rows,
                 )
-            return "", None
+            return None
 
         await self._submit(write)
 
@@ -408,11 +409,11 @@ class Store:
         ts = self._clock()
         entry = msgspec.msgpack.encode(AuditEntry(ts, actor, action, subject, detail or {}))
 
-        def write(conn: Connection) -> tuple[str, None]:
+        def write(conn: Connection) -> None:
             self._audit_id += 1
             blob = self.keyring.seal(REGISTRY_EPOCH, entry, b"audit|%d" % self._audit_id)
             conn.execute(sa.insert(schema.audit).values(id=self._audit_id, epoch=crypto.epoch_of(ts), ts=ts, blob=blob))
-            return "", None
+            return None
 
         await self._submit(write, urgent=True)
 
@@ -422,12 +423,12 @@ class Store:
         lane_name = Lane(lane).value
         now = self._clock()
 
-        def write(conn: Connection) -> tuple[str, None]:
+        def write(conn: Connection) -> None:
             if upto_seq > self._synced[lane_name]:
                 self._synced[lane_name] = upto_seq
                 self._dirty.add(lane_name)
                 conn.execute(sa.update(schema.lanes).where(schema.lanes.c.lane == lane_name).values(last_sync=now))
-            return "", None
+            return None
 
         fut = self._submit(write)
         fut.add_done_callback(_log_cursor_failure)
@@ -437,33 +438,29 @@ class Store:
         lane_name = Lane(lane).value
         now = self._clock()
 
-        def write(conn: Connection) -> tuple[str, None]:
+        def write(conn: Connection) -> None:
             conn.execute(
                 sa.insert(schema.dead_letters)
                 .prefix_with("OR REPLACE")
                 .values(lane=lane_name, seq=seq, ts=now, reason=reason[:500])
             )
-            return "", None
+            return None
 
         await self._submit(write, urgent=True)
 
     async def set_setting(self, key: str, value: Any) -> None:
         text = _json.encode(value).decode()
 
-        def write(conn: Connection) -> tuple[str, None]:
+        def write(conn: Connection) -> None:
             conn.execute(sa.insert(schema.settings).prefix_with("OR REPLACE").values(key=key, value=text))
-            return "", None
+            return None
 
         await self._submit(write, urgent=True)
 
     async def run_write(self, fn: Callable[[Connection], Any], *, urgent: bool = True) -> Any:
         """Runs ``fn(conn)`` in the writer's transaction (retention, erasure); returns its result when committed."""
 
-        def wrapped(conn: Connection) -> tuple[str, Any]:
-            return "", fn(conn)
-
-        _, result = await self._submit(wrapped, urgent=urgent)
-        return result
+        return await self._submit(fn, urgent=urgent)
 
     async def scrub(self) -> dict[str, int]:
         """Truncates the WAL after a checkpoint and returns free pages to the filesystem.
@@ -472,35 +469,34 @@ class Store:
         images until it is checkpointed and truncated, which is what this does.
         """
 
-        def raw(conn: Connection) -> tuple[str, dict[str, int]]:
+        def raw(conn: Connection) -> dict[str, int]:
             driver = conn.connection.driver_connection
             assert driver is not None
             busy, wal_pages, moved = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             driver.execute("PRAGMA incremental_vacuum")
             driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return "", {"busy": int(busy), "wal_pages": int(wal_pages), "checkpointed": int(moved)}
+            return {"busy": int(busy), "wal_pages": int(wal_pages), "checkpointed": int(moved)}
 
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._writer.submit(WriteOp(fn=raw, urgent=True, raw=True, future=fut, loop=loop))
-        _, result = await fut
-        return dict(result)
+        return dict(await fut)
 
     async def settle_cursors(self) -> None:
         """Marks every lane synced up to its last sequence (after erasing everything: nothing is left to send;
         sequences are never reused, since the register deduplicates on them)."""
 
-        def write(conn: Connection) -> tuple[str, None]:
+        def write(conn: Connection) -> None:
             for lane, nxt in self._seq.items():
                 self._synced[lane] = nxt - 1
                 self._dirty.add(lane)
-            return "", None
+            return None
 
         await self._submit(write, urgent=True)
 
     async def flush(self) -> None:
         """Returns when everything queued before it is committed."""
-        await self._submit(lambda conn: ("", None), urgent=True)
+        await self._submit(lambda conn: None, urgent=True)
 
     # ---- reading -------------------------------------------------------------------------------------------------
 
@@ -608,19 +604,49 @@ class Store:
         with self._reader.connect() as conn:
             return fn(conn)
 
-    async def devices(self) -> list[DeviceRecord]:
-        def read() -> list[DeviceRecord]:
-            with self._reader.connect() as conn:
-                rows = conn.execute(sa.select(schema.devices)).all()
-            out = []
-            for row in rows:
-                info = msgspec.msgpack.decode(
-                    self.keyring.open(row.blob, b"devices|" + row.tag.encode()), type=DeviceInfo
-                )
-                out.append(DeviceRecord(info, float(row.first_seen), float(row.last_seen)))
-            return out
+    def iter_devices(self, *, skip_destroyed: bool = False) -> Iterator[DeviceRecord]:
+        """The device registry, decrypted (call from a worker thread in async code)."""
+        with self._reader.connect() as conn:
+            rows = conn.execute(sa.select(schema.devices)).all()
+        for row in rows:
+            try:
+                plain = self.keyring.open(row.blob, b"devices|" + row.tag.encode())
+            except KeyDestroyedError:
+                if skip_destroyed:
+                    continue
+                raise
+            yield DeviceRecord(
+                msgspec.msgpack.decode(plain, type=DeviceInfo), float(row.first_seen), float(row.last_seen)
+            )
 
-        return await asyncio.to_thread(read)
+    async def devices(self) -> list[DeviceRecord]:
+        return await asyncio.to_thread(lambda: list(self.iter_devices()))
+
+    async def delete_in_slices(
+        self,
+        table: sa.Table,
+        condition: sa.ColumnElement[bool],
+        *,
+        budget_s: float = DELETE_SLICE_S,
+        on_slice: Callable[[int, float], None] | None = None,
+    ) -> tuple[int, list[str]]:
+        """Deletes ``table``'s rows matching ``condition`` through the writer, holding it at most ``budget_s`` per
+        transaction so that ingest never stalls behind a purge. Returns the rows deleted and the clip references of
+        deleted items (their spool files are the caller's to remove). ``on_slice(rows, seconds)`` follows progress.
+        """
+        total = 0
+        refs: list[str] = []
+        while True:
+            started = time.perf_counter()
+            deleted, slice_refs = await self.run_write(
+                functools.partial(_delete_slice, table=table, condition=condition, budget_s=budget_s), urgent=False
+            )
+            total += deleted
+            refs += slice_refs
+            if on_slice is not None:
+                on_slice(deleted, time.perf_counter() - started)
+            if deleted == 0:
+                return total, refs
 
     async def depth(self) -> dict[str, int]:
         """Items waiting to be synced, per lane."""
@@ -695,17 +721,29 @@ class Store:
         )
         return {"db_bytes": db_bytes, "free_bytes": usage.free, "total_bytes": usage.total}
 
-    async def iter_readings_async(
-        self, *, since_seq: int = 0, chunk: int = 5_000
-    ) -> AsyncIterator[tuple[int, Reading]]:
-        """Streams readings without holding them all in memory (export)."""
-        it = self.iter_readings(since_seq=since_seq)
-        while True:
-            part = await asyncio.to_thread(lambda: [x for _, x in zip(range(chunk), it, strict=False)])
-            if not part:
-                return
-            for pair in part:
-                yield pair
+
+def _delete_slice(
+    conn: Connection, table: sa.Table, condition: sa.ColumnElement[bool], budget_s: float
+) -> tuple[int, list[str]]:
+    """Deletes matching rows in chunks until ``budget_s`` is spent; returns (rows, clip refs of deleted items)."""
+    started = time.perf_counter()
+    deleted = 0
+    refs: list[str] = []
+    key = list(table.primary_key.columns)
+    chunk = 8 if table is schema.reading_frames else 200  # frames are large: secure_delete zeroes every page
+    cols = [*key, table.c.ref] if table is schema.items else key
+    while time.perf_counter() - started < budget_s:
+        rows = conn.execute(sa.select(*cols).where(condition).limit(chunk)).all()
+        if not rows:
+            break
+        if table is schema.items:
+            refs.extend(r.ref for r in rows if r.ref and r.lane == Lane.CLIPS.value)
+        if len(key) == 1:
+            conn.execute(sa.delete(table).where(key[0].in_([r[0] for r in rows])))
+        else:
+            conn.execute(sa.delete(table).where(sa.tuple_(*key).in_([tuple(r[: len(key)]) for r in rows])))
+        deleted += len(rows)
+    return deleted, refs
 
 
 def _log_cursor_failure(fut: asyncio.Future[Any]) -> None:

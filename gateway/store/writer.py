@@ -37,7 +37,6 @@ class WriteOp:
     urgent: bool = False
     future: asyncio.Future[Any] | None = None
     loop: asyncio.AbstractEventLoop | None = None
-    on_failure: Callable[[], None] | None = None
     raw: bool = False
     """Run after the batch commits, outside any transaction (checkpoints, vacuum)."""
     result: Any = field(default=None)
@@ -188,8 +187,6 @@ class Writer:
         except sa.exc.SQLAlchemyError:
             log.exception("could not reload store counters after a rollback")
         for op in batch:
-            if op.on_failure is not None:
-                op.on_failure()
             _resolve(op, None, error)
 
 
