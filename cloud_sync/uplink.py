@@ -204,11 +204,12 @@ class Uplink:
     command_handlers: dict[str, CommandHandler] = field(default_factory=dict)
     spool_dir: Path | None = None
     devices_source: Callable[[], list[dict[str, str]]] | None = None
+    """The hub's device registry as register ``DeviceRecord`` dicts; sent whenever it changes."""
     on_server_time: Callable[[float], None] | None = None
     """Told the register's clock after each acknowledged batch (retention trusts the hub's clock once they agree)."""
-    """The hub's device registry as register ``DeviceRecord`` dicts; sent whenever it changes."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
-    _kick: dict[str, asyncio.Event] = field(default_factory=dict)
+    hub_id: str = ""
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def _client(self) -> RegisterClient:
         return RegisterClient(
@@ -233,17 +234,22 @@ class Uplink:
                 wait_random_exponential(multiplier=self.config.backoff_initial, max=self.config.backoff_max)
             ),
             before_sleep=before_sleep,
+            sleep=self._pause,
             reraise=True,
         )
 
+    async def _pause(self, seconds: float) -> None:
+        """A backoff pause that :meth:`kick` cuts short."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
     def kick(self) -> None:
-        """``kotihub sync --now``: stop waiting and retry every lane at once."""
-        for event in self._kick.values():
-            event.set()
+        """``kotihub sync --now``: end every backoff pause and idle wait, so each lane retries at once."""
+        # Releases whoever waits on the current event; later pauses wait on a fresh one.
+        self._wake.set()
+        self._wake = asyncio.Event()
         for lane in Lane:
             self.store.lane_waiter(lane).set()
-
-    hub_id: str = ""
 
     async def run(self) -> None:
         hub_id = self.hub_id = await asyncio.to_thread(self.identity.hub_id)
@@ -274,7 +280,7 @@ class Uplink:
                     # error): the lane waits and starts again from its cursor; nothing is lost, at worst resent.
                     status.last_error = f"{type(exc).__name__}: {exc}"[:300]
                     log.error("sync of %s interrupted: %s", lane, status.last_error)
-                    await asyncio.sleep(random.uniform(0, delay))
+                    await self._pause(random.uniform(0, delay))
                     delay = min(self.config.backoff_max, delay * 2)
                     continue
                 with contextlib.suppress(TimeoutError):

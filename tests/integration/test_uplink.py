@@ -257,3 +257,22 @@ async def test_commands_are_fetched_run_and_reported(tmp_path: Path, register: R
         results = {c["kind"]: c["status"] for c in register.reg.commands(hub.household_id)}
     assert ran == [{"category": "camera", "on": True}]
     assert results == {"restrict": "done", "export": "failed"}
+
+
+async def test_sync_now_cuts_a_long_backoff_short(tmp_path: Path, register: RunningRegister) -> None:
+    hub = register.enroll()
+    register.stop()
+    async with open_store(hub.state_dir) as store:
+        config = uplink_config(register.url, backoff_initial=120.0, backoff_max=300.0)
+        uplink = Uplink(store, config, HubIdentity(hub.state_dir))
+        async with running(uplink):
+            await produce(store, 100, 1)
+            # Wait for a pause with more than 30 s left: without the kick the alarm could not arrive within 20 s.
+            await until(
+                lambda: (uplink.status["alarm"].next_retry or 0) > time.time() + 30, what="a long backoff pause"
+            )
+            register.start()
+            started = time.monotonic()
+            uplink.kick()
+            await until(lambda: len(register.items(hub.hub_id, "alarm")) == 1, timeout=20, what="the alarm")
+            assert time.monotonic() - started < 20
