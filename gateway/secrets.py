@@ -27,11 +27,11 @@ class CredentialStore:
                 if path.stat().st_mode & 0o077 and not str(directory).startswith(
                     os.environ.get("CREDENTIALS_DIRECTORY", "\0")
                 ):
+                    # The name can hold a MAC or a host: it goes to DEBUG only.
                     log.error(
-                        "credential %s is readable by others (mode %04o); ignoring it",
-                        name,
-                        stat.S_IMODE(path.stat().st_mode),
+                        "a credential is readable by others (mode %04o); ignoring it", stat.S_IMODE(path.stat().st_mode)
                     )
+                    log.debug("the credential readable by others is %s", name)
                     return None
                 return path.read_bytes().strip()
         return None

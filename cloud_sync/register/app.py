@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cloud_sync import protocol as p
 from cloud_sync.register import clips, export, ingest, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
-from cloud_sync.register.errors import Invalid, RegisterError, TooLarge, Unauthenticated
+from cloud_sync.register.errors import Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _CLIP_ID = re.compile(r"(?=.*[A-Za-z0-9])[A-Za-z0-9_.-]{1,128}")
 _JSON = "application/json"
+
+
+# Commands a household app or an operator may queue; member_keys and config are the register's own.
+API_COMMAND_KINDS = ("erase", "export", "restrict")
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -373,6 +377,10 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         h: str, request: Request, who: Annotated[Principal, Depends(scoped("commands.change"))]
     ) -> Response:
         c = decode_json(await read_body(request, 64 * 1024), p.CommandRequest)
+        if c.kind not in API_COMMAND_KINDS:
+            # Member keys decide who can decrypt clips: only the register itself pushes them, from the member list,
+            # so no operator can make hubs encrypt to a key of its choosing.
+            raise Forbidden(f"only {', '.join(API_COMMAND_KINDS)} can be queued here", code="command_not_allowed")
         ids = await run_in_threadpool(lambda: reg.queue_command(h, c.kind, c.args, hub_id=c.hub_id, actor=who.actor))
         notifier.notify()
         return _json({"ids": ids}, 201)

@@ -62,7 +62,8 @@ class Principal:
 _PERMISSIONS: Final[dict[str, frozenset[Role]]] = {
     "household.read": frozenset({"household", "support", "admin"}),
     "members.read": frozenset({"household", "support", "admin"}),
-    "members.change": frozenset({"household", "admin"}),
+    # Members carry the keys clips are encrypted to: only the household itself may change them.
+    "members.change": frozenset({"household"}),
     "consents.read": frozenset({"household", "support", "admin"}),
     "consents.change": frozenset({"household", "support", "admin"}),
     "hubs.read": frozenset({"household", "support", "admin"}),

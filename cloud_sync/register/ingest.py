@@ -173,12 +173,21 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
         urgent = batch.lane == "alarm"
         for start in range(0, len(rows), SQLITE_CHUNK):
             with gate.hold(urgent=urgent), registry.engine.begin() as conn:
+                # Take SQLite's write lock before reading the watermark (pysqlite opens the transaction only at the
+                # first write): an erasure's watermark is then either seen here or committed after these rows.
+                _lock_household(conn, hub.household_id)
                 kept = _after_erasure(conn, hub.household_id, rows[start : start + SQLITE_CHUNK])
                 erased += min(SQLITE_CHUNK, total - start) - len(kept)
                 stored += db.insert_many_ignore(conn, table, kept)
     # All items of the batch are now held (stored just now, or by an earlier send) or were erased by the household.
-    return IngestAck(
-        lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=len(rows) - stored + erased
+    return IngestAck(lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=total - erased - stored)
+
+
+def _lock_household(conn: Connection, household_id: str) -> None:
+    conn.execute(
+        db.households.update()
+        .where(db.households.c.id == household_id)
+        .values(erased_before=db.households.c.erased_before)
     )
 
 
@@ -186,8 +195,8 @@ def _after_erasure(conn: Connection, household_id: str, rows: _Rows) -> _Rows:
     """Drops items recorded before the household's last erasure (the hub may deliver them late).
 
     Read in the insert's own transaction: on PostgreSQL with FOR SHARE, so an erasure's watermark update waits for
-    batches in flight and later batches see it; on SQLite a watermark committed after this read makes the insert
-    fail (stale snapshot) and the hub resends, so a racing batch can never land after the erasure's deletes.
+    batches in flight and later batches see it; on SQLite under the write lock (see :func:`_lock_household`), so a
+    racing batch can never land after the erasure's deletes.
     """
     cutoff = conn.execute(
         select(db.households.c.erased_before).where(db.households.c.id == household_id).with_for_update(read=True)

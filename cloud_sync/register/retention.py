@@ -111,13 +111,17 @@ def erase_household(
                 db.api_tokens.update().where(db.api_tokens.c.household_id == household_id).values(revoked=True)
             )
             conn.execute(db.households.update().where(db.households.c.id == household_id).values(name=""))
-    summary: dict[str, object] = {"blobs": registry.blobs.delete_household(household_id)}
+    summary: dict[str, object] = {}
     for table in _HOUSEHOLD_TABLES:
         summary[table.name] = _delete_batched(registry, table, table.c.household_id == household_id, batch)
+    # Blobs after their rows, so no request can find a clip row whose ciphertext is already gone.
+    summary["blobs"] = registry.blobs.delete_household(household_id)
     summary["hubs_revoked"] = revoked
     with registry.engine.begin() as conn:
-        write_audit(conn, actor, "household.erase", household_id, counts=summary, close=close)
+        counts = {k: v for k, v in summary.items() if k != "hub_commands"}
+        write_audit(conn, actor, "household.erase", household_id, counts=counts, close=close)
     if not close:
+        # After the deletes, which include the household's old commands.
         summary["hub_commands"] = registry.queue_command(household_id, "erase", {"scope": "all"}, actor=actor)
     log.info("erased household data (close=%s): %s", close, {k: v for k, v in summary.items() if k != "hub_commands"})
     return summary

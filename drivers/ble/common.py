@@ -67,8 +67,6 @@ class Decoded(msgspec.Struct, frozen=True, kw_only=True):
     """Set when part of the payload was skipped (e.g. an unknown object after known ones)."""
 
 
-Result = Decoded | Rejected
-
 _T = TypeVar("_T")
 
 

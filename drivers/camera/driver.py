@@ -222,7 +222,10 @@ class CameraDriver(Driver):
         device = camera_device_id(camera)
         secret = self.credentials.get(f"camera.password.{camera.name}")
         # Credential files usually end in a newline that is not part of the password.
-        password = secret.decode("utf-8").rstrip("\r\n") if secret else ""
+        try:
+            password = secret.decode("utf-8").rstrip("\r\n") if secret else ""
+        except UnicodeDecodeError:
+            raise ConfigError([(f"credential camera.password.{camera.name}", "not UTF-8 text")]) from None
         url = stream_url_with_credentials(camera.stream_url, camera.username, password)
         settings = RecorderSettings(
             segment_s=camera.segment_s,
@@ -354,7 +357,7 @@ class CameraDriver(Driver):
                 await capture.complete()
             except BaseException:
                 capture.feed.abort()
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):  # not BaseException: a cancellation must go on
                     await asyncio.shield(sealing)  # let the thread remove its partial file before we go on
                 raise
             try:

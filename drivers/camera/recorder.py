@@ -201,6 +201,9 @@ class Capture:
         settings = rec.settings
         until = self.trigger + settings.post_roll_s
         wait_s = settings.stall_s + 2 * settings.segment_s
+        # The highest buffered segment already looked at, taken or skipped: without it, skipped stale segments
+        # would count as fresh forever and this loop would spin without yielding.
+        seen = self.last_index
         try:
             while True:
                 if rec.restricted or self.feed.aborted:
@@ -210,11 +213,12 @@ class Capture:
                 if self.duration_s >= settings.max_clip_s:
                     self.truncated = True
                     break
-                fresh = [s for s in rec.segments if s.index > self.last_index]
+                fresh = [s for s in rec.segments if s.index > seen]
                 if fresh:
                     # Segments from before the trigger that were not pre-roll are skipped only if pre-roll was
                     # empty; otherwise the stream stays contiguous.
                     for segment in fresh:
+                        seen = segment.index
                         if self.segments or segment.end_wall > self.trigger - settings.pre_roll_s:
                             self._add(segment)
                         if segment.end_wall >= until:

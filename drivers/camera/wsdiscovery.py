@@ -252,14 +252,18 @@ class _Collector(asyncio.DatagramProtocol):
 
 def _probe_socket(interface: str | None) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-    if interface is not None:
-        # Pin multicast to one interface (loopback in tests) instead of the default route.
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
-        sock.bind((interface, 0))
-    else:
-        sock.bind(("", 0))
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+        if interface is not None:
+            # Pin multicast to one interface (loopback in tests) instead of the default route.
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
+            sock.bind((interface, 0))
+        else:
+            sock.bind(("", 0))
+    except BaseException:
+        sock.close()  # a retry loop must not leak a descriptor per failed attempt
+        raise
     return sock
 
 

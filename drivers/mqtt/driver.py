@@ -91,6 +91,9 @@ class MqttDriver(Driver):
             self._changed.notify_all()
 
     async def run(self, hub: HubPort) -> None:
+        # A fresh decoder: its last-state memory may hold a smoke state the hub never accepted (hub.event raised,
+        # which is why we are being restarted), and the broker's redelivery of it must not count as a duplicate.
+        self._decoder = self._new_decoder()
         client = await self._client(self.config.client_id, clean_session=not self.config.persistent_session)
         backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
         loop = asyncio.get_running_loop()
@@ -134,6 +137,8 @@ class MqttDriver(Driver):
     async def _subscriber(self, client: aiomqtt.Client, topics: asyncio.Queue[str]) -> None:
         while True:
             topic = await topics.get()
+            if topic in self._subscribed:
+                continue  # HA re-publishes discovery configs; one subscription per state topic is enough
             await client.subscribe(topic, qos=1)
             self._subscribed.append(topic)
 

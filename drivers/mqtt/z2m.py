@@ -29,7 +29,6 @@ _NUMERIC: Final[dict[str, tuple[Quantity, float]]] = {
 }
 
 # Bridge topics that carry nothing for the hub (info, groups, logs, request/response traffic).
-_BRIDGE_IGNORED: Final = ("info", "groups", "event", "logging", "config", "extensions", "definitions", "options")
 
 
 def bridge_id(prefix: str) -> str:

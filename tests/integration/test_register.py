@@ -885,3 +885,23 @@ def test_interrupted_renewal_is_finished_or_rolled_back(register: RunningRegiste
     finish_renewal(d)
     assert x509.load_pem_x509_certificate(hub.cert.read_bytes()) == issued
     assert post(register, hub.session(), "readings", batch(hub, "readings", range(2))).json()["stored"] == 2
+
+
+def test_no_operator_can_choose_the_keys_clips_are_encrypted_to(register: RunningRegister) -> None:
+    reg = register
+    hub = reg.enroll()
+    h = hub.household_id
+    admin = bearer(reg, reg.api_token("admin"))
+    household = bearer(reg, reg.api_token("household", h))
+    rogue = {"kind": "member_keys", "args": {"member_keys": [{"member_id": "x", "name": "x", "recipient": "age1x"}]}}
+    for who in (admin, household):
+        refused = who.post(f"{reg.url}/v1/households/{h}/commands", json=rogue)
+        assert refused.status_code == 403
+        assert refused.json()["error"] == "command_not_allowed"
+    assert hub.session().get(f"{reg.url}/v1/commands").json() == []
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    member = {"name": "Operaattori", "recipient": recipient}
+    assert admin.post(f"{reg.url}/v1/households/{h}/members", json=member).status_code == 403
+    assert household.post(f"{reg.url}/v1/households/{h}/members", json=member).status_code == 201
+    # The register pushes the new key itself, from the member list.
+    assert [c["kind"] for c in hub.session().get(f"{reg.url}/v1/commands").json()] == ["member_keys"]

@@ -143,3 +143,28 @@ def test_prepare_refuses_a_disk_directory_and_wipes_a_ram_one(tmp_path: Path, ra
     assert ringbuffer.prepare(ring) == ring
     assert list(ring.iterdir()) == []
     assert ring.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.timeout(20)  # before the fix this spun without yielding; the signal timeout turns that into a failure
+async def test_a_clip_with_only_stale_segments_buffered_waits_instead_of_spinning(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from drivers.camera.ffmpeg import FfmpegVersion
+    from drivers.camera.recorder import Recorder, RecorderSettings
+
+    settings = RecorderSettings(segment_s=0.1, pre_roll_s=2.0, post_roll_s=1.0, stall_s=0.2)
+    recorder = Recorder(
+        device_id="camera:x", url="http://127.0.0.1:9/", settings=settings, buffer_dir=tmp_path,
+        version=FfmpegVersion(5, 1, 59), require_ram=False,
+    )  # fmt: skip
+    trigger = time.time()
+    stale = tmp_path / "seg0000000000.ts"
+    stale.write_bytes(b"\0" * 188)
+    # The camera went quiet long ago: its last segment lies before the pre-roll window.
+    recorder.segments.append(Segment(index=0, path=stale, duration=0.1, end_wall=trigger - 8))
+    capture = recorder.start_capture("smoke", trigger)
+    assert capture.segments == []
+    await asyncio.wait_for(capture.complete(), timeout=5)
+    assert capture.truncated
+    assert capture.segments == []
