@@ -1,12 +1,13 @@
 """Hub-side enrollment: make the hub's key and CSR, trade a one-time token for a certificate, save the identity.
 
 The private key is created here and never leaves the hub (only the CSR is sent). Files written to ``state_dir``:
-``hub.key`` (0600), ``hub.crt``, ``register-ca.crt`` and ``members.json`` (the household's age recipients).
+``hub.key`` (0600), ``hub.crt`` and ``register-ca.crt``. With a pairing code, the household's root of trust is
+pinned too (``member-list.json``, see :mod:`gateway.members`): the register hands over the signed member list, but
+the hub takes it only if it is anchored in the key whose code the member's own device shows.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -18,11 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cloud_sync.protocol import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse
+from cloud_sync import memberlist as ml
+from cloud_sync.protocol import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse, SignedMemberList
+from gateway.members import HubMembers
 
 log = logging.getLogger(__name__)
 
-FILES = ("hub.key", "hub.crt", "register-ca.crt", "members.json")
+FILES = ("hub.key", "hub.crt", "register-ca.crt")
 TIMEOUT = (10.0, 30.0)
 
 
@@ -78,12 +81,14 @@ def enroll(
     ca_file: Path | None = None,
     force: bool = False,
     hub_name: str = "",
+    pairing_code: str | None = None,
 ) -> EnrollResponse:
     """Enroll this hub with the register at ``register_url`` using a one-time ``token``.
 
     ``ca_file`` is the register CA the operator ships for the first contact; without it the system trust store
     verifies the register. Refuses to overwrite an existing identity unless ``force``. Raises
-    :class:`EnrollError`.
+    :class:`EnrollError`. ``pairing_code`` (from a member's device) pins the household's root of trust; a member
+    list the register sends that is not anchored in it fails the enrollment before anything is written.
     """
     existing = [name for name in FILES if (state_dir / name).exists()]
     if existing and not force:
@@ -111,14 +116,29 @@ def enroll(
         raise EnrollError(f"register sent a malformed enrollment response: {exc}", permanent=False) from exc
     if cert.public_key() != key.public_key():
         raise EnrollError("register returned a certificate for a different key", permanent=True)
+    if pairing_code is not None and result.member_log:
+        try:
+            ml.verify_chain(None, result.member_log, pinned_code=ml.normalise_code(pairing_code))
+        except (ml.MemberListError, ValueError) as exc:
+            raise EnrollError(
+                f"the register's member list does not match the pairing code: {exc}", permanent=True
+            ) from exc
     state_dir.mkdir(parents=True, exist_ok=True)
     _write(state_dir / "hub.key", _key_pem(key), 0o600)
     _write(state_dir / "hub.crt", result.cert_pem.encode(), 0o644)
     _write(state_dir / "register-ca.crt", result.ca_pem.encode(), 0o644)
-    members = [msgspec.structs.asdict(m) for m in result.member_keys]
-    _write(state_dir / "members.json", json.dumps(members, indent=2).encode(), 0o644)
+    if pairing_code is not None:
+        pin_household(state_dir, pairing_code, result.member_log)
     log.info("enrolled as hub %s", result.hub_id)
     return result
+
+
+def pin_household(state_dir: Path, pairing_code: str, member_log: list[SignedMemberList]) -> None:
+    """Pins the household's root of trust (``member-list.json``, 0600) and anchors the member list in it."""
+    try:
+        HubMembers(state_dir).pin(pairing_code, member_log)
+    except (ml.MemberListError, ValueError) as exc:
+        raise EnrollError(f"cannot pin the household's root of trust: {exc}", permanent=True) from exc
 
 
 def renew(register_url: str, state_dir: Path) -> float:

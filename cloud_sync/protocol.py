@@ -96,12 +96,43 @@ class EnrollRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hub_name: Annotated[str, msgspec.Meta(max_length=128, pattern="^[^\x00-\x1f]*\\Z")] = ""
 
 
-class MemberKey(msgspec.Struct, frozen=True):
-    """A household member's age X25519 recipient; the hub encrypts clips to all of them."""
+class SignedMemberList(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One version of the household's signed member list (see :mod:`cloud_sync.memberlist` for its bytes and
+    rules): the exact body bytes in base64, the signing member's id and the Ed25519 signature in hex."""
 
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=24 * 1024)]
+    signer: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,64}\\Z")]
+    sig: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{128}\\Z")]
+
+
+class MemberLogEntry(msgspec.Struct, frozen=True):
+    """A version as the register's append-only log holds it: ``digest`` is the SHA-256 of the body, ``prev`` the
+    digest of the version before (empty for version 1), so a member can check the whole chain."""
+
+    version: int
+    digest: str
+    prev: str
+    signed: SignedMemberList
+    created_at: float
+
+
+class MemberRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST .../member-requests`` (operator) — a proposal that a member must sign into the list to take effect."""
+
+    member_id: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,64}\\Z")]
+    recipient: _AgeRecipient
+    ed25519: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}\\Z")]
+    note: Annotated[str, msgspec.Meta(max_length=256, pattern="^[^\x00-\x1f]*\\Z")] = ""
+
+
+class MemberRequestRecord(msgspec.Struct, frozen=True):
+    id: str
     member_id: str
-    name: str
     recipient: str
+    ed25519: str
+    note: str
+    requested_by: str
+    created_at: float
 
 
 class RenewRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -121,7 +152,9 @@ class EnrollResponse(msgspec.Struct, frozen=True):
     household_id: str
     cert_pem: str
     ca_pem: str
-    member_keys: list[MemberKey]
+    member_log: list[SignedMemberList]
+    """Every version of the household's signed member list, oldest first; the hub trusts none of it until it is
+    anchored in the pairing code confirmed at installation."""
 
 
 # ------------------------------------------------------------------------------------------------------ ingest

@@ -458,7 +458,11 @@ class Uplink:
                 result = p.CommandResult(status="done", detail=await handler(command))
             except Exception as exc:  # a failed command is reported to the register, not fatal to the hub
                 log.exception("command %s failed", command.kind)
-                result = p.CommandResult(status="failed", detail={"error": str(exc)[:300]})
+                # A handler may say more than its message, e.g. why a member list was refused.
+                extra = getattr(exc, "detail", None)
+                result = p.CommandResult(
+                    status="failed", detail={**(extra if isinstance(extra, dict) else {}), "error": str(exc)[:300]}
+                )
         async for attempt in self._retrying("diagnostics"):
             with attempt:
                 await asyncio.to_thread(

@@ -18,6 +18,7 @@ from gateway import i18n
 from gateway.control import ControlError, DaemonUnreachable, call
 from gateway.errors import ConfigError, KotihubError
 from gateway.model import Category
+from household import cli as member_cli
 
 EXIT_UNREACHABLE = 2
 
@@ -160,29 +161,49 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from cloud_sync.enroll import EnrollError, enroll
+    from cloud_sync import memberlist as ml
+    from cloud_sync.enroll import EnrollError, enroll, pin_household
 
     cfg = _load_config(args)
     state = cfg.state_path
     print(f"provisioning this hub with {args.register}: a private key is made here and never leaves {state};")
-    print("the register signs a certificate for it and hands over the household members' public keys.")
+    print("the register signs a certificate for it. The household's member list is taken only if it is signed by")
+    print("the member whose pairing code you confirm (shown by `kotihub member show` on the member's own device).")
+    code = args.pairing_code
+    if code is None and not sys.stdin.isatty():
+        print("kotihub: give --pairing-code (from the member's device) or run interactively", file=sys.stderr)
+        return 1
     try:
-        result = enroll(args.register, args.token, state, ca_file=args.ca_file, force=args.force)
+        result = enroll(args.register, args.token, state, ca_file=args.ca_file, force=args.force, pairing_code=code)
+        if code is None:
+            code = _confirm_code(result.member_log)
+            if code is None:
+                print("kotihub: not confirmed: the hub is enrolled but will encrypt no clip", file=sys.stderr)
+                print("run `kotihub provision --force --pairing-code CODE` with a new token", file=sys.stderr)
+                return 1
+            pin_household(state, code, result.member_log)
     except EnrollError as exc:
         print(f"kotihub: provisioning failed: {exc}", file=sys.stderr)
         return 1
-    print(f"hub {result.hub_id} enrolled in household {result.household_id}")
-    for member in result.member_keys:
-        print(f"  clip key of {member.member_id}: {_fingerprint(member.recipient)}")
+    print(f"hub {result.hub_id} enrolled in household {result.household_id}; pairing code {ml.normalise_code(code)}")
     print("set [uplink] enabled = true and register_url in the config, then restart kotihub")
     return 0
 
 
-def _fingerprint(recipient: str) -> str:
-    import hashlib
+def _confirm_code(member_log: list[Any]) -> str | None:
+    """Shows the pairing code of the member who signed the register's first version and asks to confirm it."""
+    from cloud_sync import memberlist as ml
 
-    digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
-    return ":".join(digest[i : i + 4] for i in range(0, 16, 4))
+    if not member_log:
+        typed = input("the household has no member list yet; type the pairing code from the member's device: ")
+        return ml.normalise_code(typed) if typed.strip() else None
+    body, _ = ml.open_signed(member_log[0])
+    signer = next((m for m in body.members if m.id == member_log[0].signer), None)
+    if signer is None:
+        return None
+    code = ml.pairing_code(signer.ed25519)
+    answer = input(f"does the member's device show the pairing code {code}? [y/N] ")
+    return code if answer.strip().lower() in ("y", "yes", "k", "kyllä") else None
 
 
 def _follow(args: argparse.Namespace, job_id: str, label: str) -> dict[str, Any]:
@@ -399,7 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--token", required=True, help="the one-time enrollment token")
     provision.add_argument("--ca-file", type=Path, default=None, help="the register's CA certificate")
     provision.add_argument("--force", action="store_true", help="replace an existing enrollment")
+    provision.add_argument(
+        "--pairing-code",
+        default=None,
+        help="the pairing code shown on a household member's device (pins the household)",
+    )
     provision.set_defaults(func=_provision)
+    member_cli.add_parser(sub)
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     check = cfg_sub.add_parser("check", help="validate a configuration file")

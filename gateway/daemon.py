@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import time
@@ -23,6 +22,7 @@ from gateway import crypto, diag, sdnotify, selftest
 from gateway.config import Config
 from gateway.control import ControlError, ControlServer, Handler
 from gateway.hub import Hub
+from gateway.members import HubMembers
 from gateway.model import Category, Clip, Lane
 from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_archive
 from gateway.retention import Retention, RetentionReport
@@ -91,6 +91,8 @@ class Daemon:
         self.recent_logs = diag.RecentLogs()
         self.retention: Retention | None = None
         self.eraser: Eraser | None = None
+        self.members = HubMembers(config.state_path, on_change=self._set_recipients)
+        self.status_extras["members"] = self._members_status
 
     def _open_store(self) -> Store:
         cfg = self.config
@@ -200,18 +202,7 @@ class Daemon:
             return await eraser.request(scope, target, requested_by="register")
 
         async def member_keys(command: p.Command) -> dict[str, Any]:
-            members = command.args.get("member_keys")
-            if not isinstance(members, list):
-                raise ValueError("member_keys needs a list of member keys")
-            path = self.config.state_path / "members.json"
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(members, indent=2))
-            tmp.replace(path)
-            for driver in self.drivers:
-                setter = getattr(driver, "set_recipients", None)
-                if setter is not None:
-                    setter([str(m["recipient"]) for m in members])
-            return {"members": len(members)}
+            return await asyncio.to_thread(self.members.apply_command, command.args)
 
         self.uplink = Uplink(
             self.store,
@@ -239,6 +230,9 @@ class Daemon:
             self.uplink.on_server_time = lambda t: retention.clock.confirm(t, source="the register")
         self.status_extras["uplink"] = self._uplink_status
         return self.uplink
+
+    async def _members_status(self) -> dict[str, Any]:
+        return self.members.summary()
 
     async def _uplink_status(self) -> dict[str, Any]:
         return self.uplink.summary() if self.uplink is not None else {}
@@ -368,11 +362,15 @@ class Daemon:
             self.hub.clip_handler = camera.handle_clip_request  # type: ignore[attr-defined]
 
     def _member_recipients(self) -> list[str]:
-        path = self.config.state_path / "members.json"
-        if not path.exists():
-            log.warning("no household member keys yet (not provisioned): clips cannot be recorded")
-            return []
-        return [str(m["recipient"]) for m in json.loads(path.read_text())]
+        if not self.members.recipients:
+            log.warning("no verified household member list yet: clips cannot be recorded")
+        return self.members.recipients
+
+    def _set_recipients(self, recipients: list[str]) -> None:
+        for driver in self.drivers:
+            setter = getattr(driver, "set_recipients", None)
+            if setter is not None:
+                setter(recipients)
 
     async def _store_clip(self, clip: Clip, path: Path) -> None:
         assert self.store is not None
@@ -383,6 +381,7 @@ class Daemon:
             return
         if job.scope == "all":
             self.hub.devices.clear()
+            self.members.erase()
         elif job.scope == "device":
             self.hub.devices.pop(job.target, None)
 

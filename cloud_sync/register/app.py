@@ -22,7 +22,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_sync import protocol as p
-from cloud_sync.register import clips, export, ingest, retention
+from cloud_sync.register import clips, export, ingest, memberlog, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.errors import Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
 from cloud_sync.register.registry import Registry
@@ -105,15 +105,29 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 def _doc(
-    body: str | None = None, resp: str | None = None, *, media: str = _JSON, array: bool = False
+    body: str | None = None,
+    resp: str | None = None,
+    *,
+    media: str = _JSON,
+    array: bool = False,
+    resp_array: bool = False,
+    status: int = 200,
+    errors: dict[int, str] | None = None,
 ) -> dict[str, Any]:
-    """OpenAPI fragments for msgspec-typed bodies (FastAPI cannot see them since we decode by hand)."""
+    """OpenAPI fragments for msgspec-typed bodies (FastAPI cannot see them since we decode by hand); ``errors``
+    documents 4xx replies (each an ``ErrorBody``; the text lists the ``error`` codes)."""
     extra: dict[str, Any] = {}
     if body is not None:
         schema = {"type": "array", "items": _ref(body)} if array else _ref(body)
         extra["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
+    responses: dict[str, Any] = {}
     if resp is not None:
-        extra["responses"] = {"200": {"description": "OK", "content": {_JSON: {"schema": _ref(resp)}}}}
+        schema = {"type": "array", "items": _ref(resp)} if resp_array else _ref(resp)
+        responses[str(status)] = {"description": "OK", "content": {_JSON: {"schema": schema}}}
+    for code, text in (errors or {}).items():
+        responses[str(code)] = {"description": text, "content": {_JSON: {"schema": _ref("ErrorBody")}}}
+    if responses:
+        extra["responses"] = responses
     return extra
 
 
@@ -132,6 +146,10 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     p.CommandResult,
     p.CommandRequest,
     p.MemberCreate,
+    p.SignedMemberList,
+    p.MemberLogEntry,
+    p.MemberRequest,
+    p.MemberRequestRecord,
     p.MemberUpdate,
     p.Member,
     p.ConsentUpdate,
@@ -250,9 +268,10 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         n = await run_in_threadpool(ingest.upsert_devices, reg, who, records)
         return _json(p.DevicesAck(upserted=n))
 
-    @app.get("/v1/member-keys")
-    def hub_member_keys(who: Hub) -> Response:
-        return _json(reg.member_keys(who.household_id))
+    @app.get("/v1/member-log", openapi_extra=_doc(resp="MemberLogEntry", resp_array=True))
+    def hub_member_log(who: Hub, after: Annotated[int, Query(ge=0, le=2**31)] = 0) -> Response:
+        """The household's signed member list versions after ``after`` (the hub verifies them itself)."""
+        return _json(memberlog.entries(reg, who.household_id, after=after, limit=memberlog.MAX_PAGE))
 
     @app.put("/v1/clips/{clip_id}", openapi_extra=_doc("ClipRecord", "ClipUploadStatus"))
     async def clip_create(clip_id: str, request: Request, who: Hub) -> Response:
@@ -328,6 +347,65 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         await run_in_threadpool(lambda: reg.remove_member(h, member_id, actor=who.actor))
         notifier.notify()
         return Response(status_code=204)
+
+    # The signed member list: only a member's key can extend it; see docs/members.md.
+    @app.get(
+        "/v1/households/{h}/member-log",
+        openapi_extra=_doc(resp="MemberLogEntry", resp_array=True, errors={404: "no such household"}),
+    )
+    def get_member_log(
+        h: str,
+        who: Annotated[Principal, Depends(scoped("members.read"))],
+        after: Annotated[int, Query(ge=0, le=2**31)] = 0,
+        limit: Annotated[int, Query(ge=1, le=memberlog.MAX_PAGE)] = 100,
+    ) -> Response:
+        out = memberlog.entries(reg, h, after=after, limit=limit)
+        if who.is_operator:
+            reg.audit(who.actor, "member_log.read", h)
+        return _json(out)
+
+    @app.post(
+        "/v1/households/{h}/member-log",
+        status_code=201,
+        openapi_extra=_doc(
+            "SignedMemberList",
+            "MemberLogEntry",
+            status=201,
+            errors={
+                404: "no such household",
+                409: "not the next version: member_list_stale (that number exists), member_list_gap, member_list_fork",
+                422: "member_list_malformed, member_list_bad_signature (not signed by a current member), "
+                "member_list_household",
+            },
+        ),
+    )
+    async def append_member_log(
+        h: str, request: Request, who: Annotated[Principal, Depends(scoped("members.change"))]
+    ) -> Response:
+        signed = decode_json(await read_body(request, 32 * 1024), p.SignedMemberList)
+        entry = await run_in_threadpool(lambda: memberlog.append(reg, h, signed, actor=who.actor))
+        notifier.notify()
+        return _json(entry, 201)
+
+    @app.get("/v1/households/{h}/member-requests", openapi_extra=_doc(resp="MemberRequestRecord", resp_array=True))
+    def get_member_requests(h: str, who: Annotated[Principal, Depends(scoped("members.read"))]) -> Response:
+        return _json(memberlog.requests(reg, h))
+
+    @app.post(
+        "/v1/households/{h}/member-requests",
+        status_code=201,
+        openapi_extra=_doc(
+            "MemberRequest",
+            "MemberRequestRecord",
+            status=201,
+            errors={404: "no such household", 409: "too_many_requests"},
+        ),
+    )
+    async def post_member_request(
+        h: str, request: Request, who: Annotated[Principal, Depends(scoped("members.request"))]
+    ) -> Response:
+        req = decode_json(await read_body(request, 4096), p.MemberRequest)
+        return _json(await run_in_threadpool(lambda: memberlog.file_request(reg, h, req, actor=who.actor)), 201)
 
     @app.get("/v1/households/{h}/consents", openapi_extra=_doc(resp="Consent"))
     def get_consents(h: str, who: Annotated[Principal, Depends(scoped("consents.read"))]) -> Response:

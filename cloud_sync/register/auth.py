@@ -64,6 +64,8 @@ _PERMISSIONS: Final[dict[str, frozenset[Role]]] = {
     "members.read": frozenset({"household", "support", "admin"}),
     # Members carry the keys clips are encrypted to: only the household itself may change them.
     "members.change": frozenset({"household"}),
+    # An operator may only propose a member; the proposal does nothing until a member signs it into the list.
+    "members.request": frozenset({"support", "admin"}),
     "consents.read": frozenset({"household", "support", "admin"}),
     "consents.change": frozenset({"household", "support", "admin"}),
     "hubs.read": frozenset({"household", "support", "admin"}),

@@ -16,7 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cloud_sync.register import export, retention, server
+import msgspec
+
+from cloud_sync.protocol import MemberRequest
+from cloud_sync.register import export, memberlog, retention, server
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import RegisterError
 from cloud_sync.register.registry import Registry
@@ -56,10 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     he.add_argument("--close", action="store_true", help="also end the service: revoke the hubs and API tokens")
 
     m = sub.add_parser("member", help="household members").add_subparsers(dest="sub", required=True)
-    ma = m.add_parser("add", parents=[common])
-    ma.add_argument("household")
-    ma.add_argument("name")
-    ma.add_argument("--recipient", required=True, help="the member's age X25519 public key (age1…)")
+    # No "add": only a member's signature changes who clips are encrypted to (docs/members.md).
+    mr = m.add_parser("request", help="propose a member; a member must sign it to take effect", parents=[common])
+    mr.add_argument("household")
+    mr.add_argument("member_id")
+    mr.add_argument("--recipient", required=True, help="the member's age X25519 public key (age1…)")
+    mr.add_argument("--ed25519", required=True, help="the member's Ed25519 signing key (hex)")
+    mr.add_argument("--note", default="", help="why (shown to the household)")
+    m.add_parser("log", help="the household's signed member list versions", parents=[common]).add_argument("household")
 
     hb = sub.add_parser("hub", help="enrolled hubs").add_subparsers(dest="sub", required=True)
     hb.add_parser("revoke", help="refuse this hub from now on", parents=[common]).add_argument("hub")
@@ -118,9 +125,18 @@ def main(argv: list[str] | None = None) -> int:
                     print("refusing to erase without --yes", file=sys.stderr)
                     return 2
                 out = retention.erase_household(reg, args.household, actor=actor, close=args.close)
+        elif args.cmd == "member" and args.sub == "request":
+            req = msgspec.convert(
+                {"member_id": args.member_id, "recipient": args.recipient, "ed25519": args.ed25519, "note": args.note},
+                MemberRequest,
+            )
+            out = memberlog.file_request(reg, args.household, req, actor=actor).id
         elif args.cmd == "member":
-            member = reg.add_member(args.household, args.name, args.recipient, actor=actor)
-            out = member.member_id
+            reg.audit(actor, "member_log.read", args.household)
+            out = [
+                {"version": e.version, "digest": e.digest, "signer": e.signed.signer}
+                for e in memberlog.entries(reg, args.household, limit=memberlog.MAX_PAGE)
+            ]
         elif args.cmd == "hub":
             reg.revoke_hub(args.hub, actor=actor)
             out = f"revoked {args.hub}"
@@ -148,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     except RegisterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except msgspec.ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         reg.close()
 

@@ -249,6 +249,42 @@ audit = Table(
     Column("detail", Text, nullable=False, default=""),
 )
 
+# The household's signed member list (cloud_sync/memberlist.py), append-only: a version is inserted once and
+# never updated; (household, version) is unique so two members signing "the next version" at once cannot both win.
+member_log = Table(
+    "member_log",
+    metadata,
+    Column("household_id", String(64), ForeignKey("households.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("prev", String(64), nullable=False),
+    Column("signed", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    PrimaryKeyConstraint("household_id", "version", name="member_log_pk"),
+)
+
+# The newest member-list version each hub reported holding, so a command carries only the versions it lacks.
+hub_member_versions = Table(
+    "hub_member_versions",
+    metadata,
+    Column("hub_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+# Changes an operator proposes (the operator cannot change the list): they take effect only if a member signs them.
+member_requests = Table(
+    "member_requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("household_id", String(64), ForeignKey("households.id"), nullable=False, index=True),
+    Column("member_id", String(64), nullable=False),
+    Column("recipient", String(128), nullable=False),
+    Column("ed25519", String(64), nullable=False),
+    Column("note", String(256), nullable=False, default=""),
+    Column("requested_by", String(128), nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
 LANE_TABLES: dict[str, Table] = {
     "alarm": events,
     "events": events,

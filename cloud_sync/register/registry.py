@@ -25,7 +25,6 @@ from cloud_sync.protocol import (
     EnrollResponse,
     Member,
     MemberCreate,
-    MemberKey,
     RenewResponse,
 )
 from cloud_sync.register import db
@@ -127,16 +126,9 @@ class Registry:
                     member_id=mid, household_id=household_id, recipient=recipient, created_at=now
                 )
             )
+            # A directory entry (name, contacts) only: the key reaches no hub until a member signs it into the
+            # household's member list (cloud_sync/register/memberlog.py).
             write_audit(conn, actor, "member.add", household_id, mid)
-            # Hubs must learn the new recipient before they encrypt the next clip.
-            self._queue(
-                conn,
-                household_id,
-                "member_keys",
-                {"member_keys": self._member_keys_json(conn, household_id)},
-                None,
-                actor,
-            )
         return Member(member_id=mid, name=name, recipient=recipient, email=email, phone=phone)
 
     def remove_member(self, household_id: str, member_id: str, *, actor: str) -> None:
@@ -147,14 +139,6 @@ class Registry:
             conn.execute(delete(db.member_keys).where(db.member_keys.c.member_id == member_id))
             conn.execute(delete(db.members).where(where))
             write_audit(conn, actor, "member.remove", household_id, member_id)
-            self._queue(
-                conn,
-                household_id,
-                "member_keys",
-                {"member_keys": self._member_keys_json(conn, household_id)},
-                None,
-                actor,
-            )
 
     def update_member(self, household_id: str, member_id: str, changes: dict[str, str], *, actor: str) -> None:
         """Rectify a member's name, email or phone; audited with the names of the changed fields only."""
@@ -183,20 +167,6 @@ class Registry:
             if reader is not None and reader.is_operator:
                 write_audit(conn, reader.actor, "members.read", household_id)
         return out
-
-    def member_keys(self, household_id: str) -> list[MemberKey]:
-        with self.engine.connect() as conn:
-            return [MemberKey(**m) for m in self._member_keys_json(conn, household_id)]
-
-    @staticmethod
-    def _member_keys_json(conn: Connection, household_id: str) -> list[dict[str, str]]:
-        rows = conn.execute(
-            select(db.members.c.id, db.members.c.name, db.member_keys.c.recipient)
-            .join(db.member_keys, db.member_keys.c.member_id == db.members.c.id)
-            .where(db.members.c.household_id == household_id)
-            .order_by(db.members.c.created_at)
-        )
-        return [{"member_id": r.id, "name": r.name, "recipient": r.recipient} for r in rows]
 
     # -------------------------------------------------------------------------------------------- consents
 
@@ -271,6 +241,8 @@ class Registry:
     # ------------------------------------------------------------------------------------------ enrollment
 
     def enroll(self, req: EnrollRequest) -> EnrollResponse:
+        from cloud_sync.register import memberlog
+
         now = time.time()
         token_hash = hash_token(req.token)
         hub_id = new_id("hub")
@@ -310,14 +282,14 @@ class Registry:
                 )
             )
             write_audit(conn, f"hub:{hub_id}", "hub.enroll", household_id, hub_id)
-            keys = [MemberKey(**m) for m in self._member_keys_json(conn, household_id)]
+            member_log = memberlog.chain(conn, household_id)
         log.info("enrolled hub %s", hub_id)
         return EnrollResponse(
             hub_id=hub_id,
             household_id=household_id,
             cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
             ca_pem=self.ca.cert_pem.decode(),
-            member_keys=keys,
+            member_log=member_log,
         )
 
     def renew(self, hub: HubIdentity, csr_pem: str) -> RenewResponse:
@@ -445,6 +417,12 @@ class Registry:
             row = conn.execute(select(db.commands).where(db.commands.c.id == command_id)).mappings().first()
             if row is None or row["hub_id"] != hub.hub_id:
                 raise NotFound(f"no command {command_id!r} for this hub", code="no_command")
+            if row["kind"] == "member_keys":
+                from cloud_sync.register import memberlog
+
+                memberlog.on_hub_result(self, conn, hub, result)
+            if row["status"] == "superseded":
+                return  # a newer member list was queued meanwhile; the hub's report still counted above
             if row["status"] != "pending":
                 if row["status"] == result.status:
                     return  # a resent result: same effect as the first

@@ -156,8 +156,10 @@ class CameraDriver(Driver):
     # -- what the daemon sets --------------------------------------------------------------------------------------
 
     def set_recipients(self, recipients: list[str]) -> None:
-        """The household's ``age1...`` keys; validated now, so a bad key fails the command, not a later clip."""
-        parse_recipients(recipients)
+        """The household's ``age1...`` keys; validated now, so a bad key fails the command, not a later clip. An
+        empty list (after an erasure) means no clip is recorded until the household signs a new member list."""
+        if recipients:
+            parse_recipients(recipients)
         self._recipients = list(recipients)
 
     def set_spool(self, spool: Path) -> None:
