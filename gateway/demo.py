@@ -58,16 +58,26 @@ def _local_register(root: Path, enabled: bool) -> Iterator[Any]:
 
 async def _provision(server: Any, state: Path) -> str:
     """Enrolls the demo hub with the local register, as a technician would with ``kotihub provision``."""
-    import pyrage
-
     from cloud_sync.enroll import enroll
+    from cloud_sync.register import memberlog
+    from household import edit, keys
 
     reg = server.registry
     household = reg.create_household("Demo home", actor="demo")
-    reg.add_member(household, "Aino", str(pyrage.x25519.Identity.generate().to_public()), actor="demo")
+    # What the first member's app does on their phone: make keys there and sign the household's first member list.
+    aino = keys.generate()
+    reg.add_member(household, "Aino", aino.recipient, actor="demo")
+    memberlog.append(reg, household, edit.genesis(household, aino), actor="demo")
     token = reg.create_enroll_token(household, actor="demo")
+    # The technician confirms the pairing code Aino's phone shows.
     result = await asyncio.to_thread(
-        enroll, server.url, token, state, ca_file=server.settings.state_dir / "ca.crt", hub_name="demo"
+        enroll,
+        server.url,
+        token,
+        state,
+        ca_file=server.settings.state_dir / "ca.crt",
+        hub_name="demo",
+        pairing_code=aino.pairing_code,
     )
     return str(result.hub_id)
 

@@ -23,6 +23,8 @@ _SMALL: list[tuple[str, Table]] = [
     ("household", db.households),
     ("member", db.members),
     ("member_key", db.member_keys),
+    ("member_list_version", db.member_log),
+    ("member_request", db.member_requests),
     ("consent", db.consents),
     ("hub", db.hubs),
     ("device", db.devices),

@@ -84,6 +84,7 @@ _HOUSEHOLD_TABLES: list[Table] = [
     db.commands,
     db.member_keys,
     db.members,
+    db.member_requests,
     db.enroll_tokens,
     db.consents,
 ]
@@ -112,7 +113,9 @@ def erase_household(
             )
             conn.execute(db.households.update().where(db.households.c.id == household_id).values(name=""))
     summary: dict[str, object] = {}
-    for table in _HOUSEHOLD_TABLES:
+    # The signed member list (ids and public keys, no names) stays while the household does: its hubs need the
+    # next version to follow the one they hold; a closed household's goes too.
+    for table in [*_HOUSEHOLD_TABLES, *([db.member_log] if close else [])]:
         summary[table.name] = _delete_batched(registry, table, table.c.household_id == household_id, batch)
     # Blobs after their rows, so no request can find a clip row whose ciphertext is already gone.
     summary["blobs"] = registry.blobs.delete_household(household_id)

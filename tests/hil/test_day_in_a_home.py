@@ -83,7 +83,13 @@ async def test_a_day_in_a_home(
 
     with fault_proxy(register.port) as proxy:
         await asyncio.to_thread(
-            enroll, proxy.url, register.enroll_token(household), state, ca_file=register.ca_file, hub_name="koti"
+            enroll,
+            proxy.url,
+            register.enroll_token(household),
+            state,
+            ca_file=register.ca_file,
+            hub_name="koti",
+            pairing_code=register.pairing_code(household),
         )
         gateway = SimulatedGateway.demo(token)
         async with MiioSimulator(gateway, host="127.0.0.1", port=0) as miio, SimulatedCamera(mdns_enabled=False) as cam:

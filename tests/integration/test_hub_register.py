@@ -43,9 +43,12 @@ def synced_hub(
     register.add_member(household, "Aino")
     hub = SyncedHub(tmp_path, mosquitto, proxy.url)
     token = register.enroll_token(household)
-    first = hub.cli("provision", "--register", proxy.url, "--token", token, "--ca-file", str(register.ca_file))
+    code = register.pairing_code(household)
+    assert code is not None
+    ca = str(register.ca_file)
+    first = hub.cli("provision", "--register", proxy.url, "--token", token, "--ca-file", ca, "--pairing-code", code)
     assert first.returncode == 0, first.stderr
-    assert "clip key of" in first.stdout  # the members' key fingerprints are shown
+    assert code in first.stdout  # the pinned pairing code is shown
     again = hub.cli(
         "provision",
         "--register",
@@ -54,6 +57,8 @@ def synced_hub(
         register.enroll_token(household),
         "--ca-file",
         str(register.ca_file),
+        "--pairing-code",
+        code,
     )
     assert again.returncode == 1  # refuses to run twice without --force
     hub.start()

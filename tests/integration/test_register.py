@@ -26,6 +26,7 @@ from cloud_sync import protocol as p
 from cloud_sync.enroll import EnrollError, enroll, finish_renewal, renew
 from cloud_sync.register import db, retention
 from cloud_sync.register.ca import CertificateAuthority
+from gateway.members import HubMembers
 from tests.support.register import HubIdentity, RunningRegister
 
 INGEST_HEADERS = {"Content-Type": p.MSGPACK_CONTENT_TYPE, "Content-Encoding": "zstd"}
@@ -75,14 +76,22 @@ def error_of(resp: requests.Response) -> str:
 # --------------------------------------------------------------------------------------------------- enrollment
 
 
-def test_enrollment_writes_identity_and_member_keys(register: RunningRegister, tmp_path: Path) -> None:
+def test_enrollment_writes_identity_and_pins_the_household(register: RunningRegister, tmp_path: Path) -> None:
     h = register.create_household()
     _, secret = register.add_member(h, "Aino")
     state = tmp_path / "hubstate"
-    resp = enroll(register.url, register.enroll_token(h), state, ca_file=register.ca_file, hub_name="olohuone")
+    code = register.pairing_code(h)
+    resp = enroll(
+        register.url, register.enroll_token(h), state, ca_file=register.ca_file, hub_name="olohuone", pairing_code=code
+    )
     assert resp.household_id == h
-    assert [m.name for m in resp.member_keys] == ["Aino"]
-    assert resp.member_keys[0].recipient == str(pyrage.x25519.Identity.from_str(secret).to_public())
+    assert len(resp.member_log) == 1
+    recipient = str(pyrage.x25519.Identity.from_str(secret).to_public())
+    assert HubMembers(state).recipients == [recipient]
+    # The hub keeps keys, not names, and only for itself; the old members.json (names, 0644) is gone.
+    assert stat.S_IMODE((state / "member-list.json").stat().st_mode) == 0o600
+    assert b"Aino" not in (state / "member-list.json").read_bytes()
+    assert not (state / "members.json").exists()
     assert stat.S_IMODE((state / "hub.key").stat().st_mode) == 0o600
     cert = x509.load_pem_x509_certificate((state / "hub.crt").read_bytes())
     uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
@@ -92,7 +101,6 @@ def test_enrollment_writes_identity_and_member_keys(register: RunningRegister, t
     key = serialization.load_pem_private_key((state / "hub.key").read_bytes(), None)
     assert cert.public_key() == key.public_key()
     assert (state / "register-ca.crt").read_bytes() == register.ca_file.read_bytes()
-    assert msgspec.json.decode((state / "members.json").read_bytes())[0]["name"] == "Aino"
     # The register keeps only the token's hash.
     with register.reg.engine.connect() as conn:
         hashes_ = conn.execute(select(db.enroll_tokens.c.token_hash)).scalars().all()
@@ -399,10 +407,8 @@ def test_clip_resumable_upload_end_to_end_encrypted(register_any: RunningRegiste
     h = reg.create_household()
     _, secret = reg.add_member(h)
     hub = reg.enroll(h)
-    recipients = [
-        pyrage.x25519.Recipient.from_str(m["recipient"])
-        for m in msgspec.json.decode((hub.state_dir / "members.json").read_bytes())
-    ]
+    recipients = [pyrage.x25519.Recipient.from_str(r) for r in HubMembers(hub.state_dir).recipients]
+    assert len(recipients) == 1
     plaintext = os.urandom(300_000)
     ciphertext = pyrage.encrypt(plaintext, recipients)
     s = hub.session()
@@ -574,7 +580,7 @@ def test_command_queue_validation(register: RunningRegister) -> None:
     assert "wait" in r.json()["detail"]
 
 
-def test_new_member_queues_member_keys_for_hubs(register: RunningRegister) -> None:
+def test_a_directory_entry_reaches_no_hub_until_a_member_signs_it(register: RunningRegister) -> None:
     hub = register.enroll()
     token = register.api_token("household", hub.household_id)
     recipient = str(pyrage.x25519.Identity.generate().to_public())
@@ -582,15 +588,18 @@ def test_new_member_queues_member_keys_for_hubs(register: RunningRegister) -> No
         f"{register.url}/v1/households/{hub.household_id}/members", json={"name": "Eero", "recipient": recipient}
     )
     assert r.status_code == 201
-    cmds = hub.session().get(f"{register.url}/v1/commands").json()
-    assert [c["kind"] for c in cmds] == ["member_keys"]
-    assert [k["recipient"] for k in cmds[0]["args"]["member_keys"]] == [recipient]
-    assert [k["recipient"] for k in hub.session().get(f"{register.url}/v1/member-keys").json()] == [recipient]
+    assert hub.session().get(f"{register.url}/v1/commands").json() == []
+    assert hub.session().get(f"{register.url}/v1/member-log").json() == []
     r = bearer(register, token).post(
         f"{register.url}/v1/households/{hub.household_id}/members", json={"name": "X", "recipient": "age1nope"}
     )
     assert r.status_code == 422
     assert "recipient" in r.json()["detail"]
+    # A member's signature is what the hubs are sent.
+    register.add_member(hub.household_id, "Aino")
+    cmds = hub.session().get(f"{register.url}/v1/commands").json()
+    assert [c["kind"] for c in cmds] == ["member_keys"]
+    assert [v["version"] for v in hub.session().get(f"{register.url}/v1/member-log").json()] == [1]
 
 
 # ---------------------------------------------------------------------------------------------- roles and audit
@@ -903,5 +912,5 @@ def test_no_operator_can_choose_the_keys_clips_are_encrypted_to(register: Runnin
     member = {"name": "Operaattori", "recipient": recipient}
     assert admin.post(f"{reg.url}/v1/households/{h}/members", json=member).status_code == 403
     assert household.post(f"{reg.url}/v1/households/{h}/members", json=member).status_code == 201
-    # The register pushes the new key itself, from the member list.
-    assert [c["kind"] for c in hub.session().get(f"{reg.url}/v1/commands").json()] == ["member_keys"]
+    # A directory entry is not a recipient: nothing reaches the hub until a member signs a list that holds it.
+    assert hub.session().get(f"{reg.url}/v1/commands").json() == []

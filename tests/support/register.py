@@ -27,12 +27,16 @@ from typing import Any
 import pyrage
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cloud_sync import memberlist as ml
 from cloud_sync.enroll import enroll as hub_enroll
-from cloud_sync.register import ingest
+from cloud_sync.register import ingest, memberlog
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.server import ReadyServer, build_config
 from cloud_sync.register.settings import Settings
+from household import edit
+from household import keys as member_keys
 from tests.support.postgres import free_port
 
 ACTOR = "test:fixture"
@@ -72,6 +76,7 @@ class RunningRegister:
         self._server: ReadyServer | None = None
         self._thread: threading.Thread | None = None
         self._hubs = 0
+        self.members: dict[str, list[member_keys.MemberKeys]] = {}
 
     @property
     def url(self) -> str:
@@ -115,11 +120,28 @@ class RunningRegister:
     def create_household(self, name: str = "Testikoti") -> str:
         return self.reg.create_household(name, actor=ACTOR)
 
-    def add_member(self, household_id: str, name: str = "Aino", recipient: str | None = None) -> tuple[str, str]:
-        """Adds a member; returns ``(member_id, age identity secret)`` (the secret stays in the test)."""
+    def add_member(self, household_id: str, name: str = "Aino") -> tuple[str, str]:
+        """Adds a member as the household does: keys made "on the member's device", a directory entry with the
+        name, and a new version of the signed member list (the first member signs the first version and every
+        later one). Returns ``(member_id, age identity secret)`` (the secret stays in the test)."""
         identity = pyrage.x25519.Identity.generate()
-        rec = recipient or str(identity.to_public())
-        return self.reg.add_member(household_id, name, rec, actor=ACTOR).member_id, str(identity)
+        mid = self.reg.add_member(household_id, name, str(identity.to_public()), actor=ACTOR).member_id
+        member = member_keys.MemberKeys(mid, identity, Ed25519PrivateKey.generate())
+        signers = self.members.setdefault(household_id, [])
+        if not signers:
+            signed = edit.genesis(household_id, member)
+        else:
+            latest = memberlog.entries(self.reg, household_id, after=0, limit=memberlog.MAX_PAGE)[-1]
+            body, data = ml.open_signed(latest.signed)
+            signed = edit.add(ml.Verified(latest.signed, body, data), member.entry, signers[0])
+        memberlog.append(self.reg, household_id, signed, actor=ACTOR)
+        signers.append(member)
+        return member.member_id, str(member.identity)
+
+    def pairing_code(self, household_id: str) -> str | None:
+        """The code the first member's device shows; what a technician confirms at ``kotihub provision``."""
+        signers = self.members.get(household_id)
+        return signers[0].pairing_code if signers else None
 
     def enroll_token(self, household_id: str, ttl_s: int = 600) -> str:
         return self.reg.create_enroll_token(household_id, ttl_s=ttl_s, actor=ACTOR)
@@ -132,7 +154,8 @@ class RunningRegister:
         h = household_id or self.create_household()
         self._hubs += 1
         d = state_dir or self.settings.state_dir.parent / f"hub{self._hubs}"
-        resp = hub_enroll(self.url, self.enroll_token(h), d, ca_file=self.ca_file)
+        code = self.pairing_code(h)
+        resp = hub_enroll(self.url, self.enroll_token(h), d, ca_file=self.ca_file, pairing_code=code)
         return HubIdentity(
             hub_id=resp.hub_id,
             household_id=resp.household_id,

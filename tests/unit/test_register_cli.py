@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cloud_sync.protocol import EnrollRequest
+from cloud_sync.register import memberlog
 from cloud_sync.register.auth import hash_token
 from cloud_sync.register.cli import main
 from cloud_sync.register.registry import Registry
@@ -34,12 +35,21 @@ def test_household_member_tokens_and_audit(tmp_path: Path, capsys: pytest.Captur
     code, out, _ = run(capsys, state, "--json", "household", "list")
     assert [h["id"] for h in json.loads(out)] == [hid]
     recipient = str(pyrage.x25519.Identity.generate().to_public())
-    code, mid, _ = run(capsys, state, "member", "add", hid, "Aino", "--recipient", recipient)
+    # The operator can no longer add a recipient: at most propose one, which a member must sign.
+    with pytest.raises(SystemExit):
+        run(capsys, state, "member", "add", hid, "Aino", "--recipient", recipient)
+    code, rid, _ = run(
+        capsys, state, "member", "request", hid, "m_aino", "--recipient", recipient, "--ed25519", "ab" * 32
+    )
     assert code == 0
-    assert mid.startswith("m_")
-    code, out, err = run(capsys, state, "member", "add", hid, "Eero", "--recipient", "age1short")
-    assert code == 1
+    assert rid.startswith("mreq_")
+    code, out, err = run(
+        capsys, state, "member", "request", hid, "m_x", "--recipient", "age1short", "--ed25519", "ab" * 32
+    )
+    assert code == 2
     assert "recipient" in err
+    code, out, _ = run(capsys, state, "--json", "member", "log", hid)
+    assert json.loads(out) == []
     code, token, _ = run(capsys, state, "enroll-token", "--household", hid, "--ttl", "60")
     assert code == 0
     code, api, _ = run(capsys, state, "api-token", "--role", "support")
@@ -58,12 +68,13 @@ def test_household_member_tokens_and_audit(tmp_path: Path, capsys: pytest.Captur
         assert token.encode() not in dump
         assert api.encode() not in dump
         assert hash_token(api).encode() in dump
-        assert [m.name for m in reg.members(hid)] == ["Aino"]
+        assert reg.members(hid) == []
+        assert [r.member_id for r in memberlog.requests(reg, hid)] == ["m_aino"]
     finally:
         reg.close()
     code, out, _ = run(capsys, state, "--json", "audit", "--household", hid)
     actions = [a["action"] for a in json.loads(out)]
-    assert {"household.create", "member.add", "enroll_token.create"} <= set(actions)
+    assert {"household.create", "member.request", "member_log.read", "enroll_token.create"} <= set(actions)
     assert all(a["actor"].startswith("cli:") for a in json.loads(out))
 
 
@@ -71,13 +82,13 @@ def test_erase_needs_confirmation(tmp_path: Path, capsys: pytest.CaptureFixture[
     state = tmp_path / "reg"
     _, hid, _ = run(capsys, state, "household", "create", "Korhonen")
     recipient = str(pyrage.x25519.Identity.generate().to_public())
-    run(capsys, state, "member", "add", hid, "Aino", "--recipient", recipient)
+    run(capsys, state, "member", "request", hid, "m_aino", "--recipient", recipient, "--ed25519", "cd" * 32)
     code, _, err = run(capsys, state, "household", "erase", hid)
     assert code == 2
     assert "--yes" in err
     code, out, _ = run(capsys, state, "--json", "household", "erase", hid, "--yes")
     assert code == 0
-    assert json.loads(out)["members"] == 1
+    assert json.loads(out)["member_requests"] == 1
     code, out, _ = run(capsys, state, "--json", "household", "show", hid)
     assert json.loads(out)["members"] == []
     code, out, _ = run(capsys, state, "--json", "retention")
@@ -90,7 +101,8 @@ def test_export_to_file_and_options_after_subcommand(tmp_path: Path, capsys: pyt
     code, hid, _ = run(capsys, tmp_path / "unused", "household", "create", "Nieminen", "--state", str(state))
     assert code == 0
     recipient = str(pyrage.x25519.Identity.generate().to_public())
-    assert main(["member", "add", hid, "Aino", "--recipient", recipient, "--state", str(state)]) == 0
+    request = ["member", "request", hid, "m_aino", "--recipient", recipient, "--ed25519", "ef" * 32]
+    assert main([*request, "--state", str(state)]) == 0
     capsys.readouterr()
     out = tmp_path / "export.ndjson"
     code, _, _ = run(capsys, state, "export", hid, "--out", str(out))
@@ -98,7 +110,7 @@ def test_export_to_file_and_options_after_subcommand(tmp_path: Path, capsys: pyt
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     types = [json.loads(line)["type"] for line in out.read_text().splitlines()]
     assert types.count("household") == 1
-    assert types.count("member") == 1
+    assert types.count("member_request") == 1
     assert "audit" in types
     assert not (tmp_path / "unused").exists()
     code, _, err = run(capsys, state, "export", "hh_nope")
