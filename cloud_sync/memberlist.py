@@ -146,7 +146,7 @@ def decode_body(data: bytes) -> Body:
     """Parses and checks a body, refusing anything that is not exactly its canonical encoding."""
     try:
         body = msgspec.json.decode(data, type=Body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: bad UTF-8
         raise Malformed(f"member list body is invalid: {exc}") from exc
     if encode_body(body) != data:
         raise Malformed("member list body is not in canonical form")
@@ -198,7 +198,7 @@ def encode_signed(signed: SignedList) -> bytes:
 def decode_signed(data: bytes | str) -> SignedList:
     try:
         return msgspec.json.decode(data, type=SignedList)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: bad UTF-8
         raise Malformed(f"signed member list is invalid: {exc}") from exc
 
 

@@ -94,7 +94,7 @@ class HubMembers:
                 verified = ml.Verified(state.held, body, data)
         except FileNotFoundError:
             return
-        except (msgspec.DecodeError, msgspec.ValidationError, ml.MemberListError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, ml.MemberListError, UnicodeDecodeError) as exc:
             # Not silently "no members": the file was damaged; refuse everything until re-provisioned.
             log.error(
                 "%s is unreadable (%s): clips cannot be encrypted until the hub is provisioned again", self.path, exc

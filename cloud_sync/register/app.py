@@ -73,7 +73,7 @@ def decode_json(data: bytes, typ: type[T]) -> T:
         return msgspec.json.decode(data, type=typ)
     except msgspec.ValidationError as exc:
         raise Invalid(f"invalid body: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8 in a string
         raise Invalid(f"body is not valid JSON: {exc}", status=400, code="bad_json") from exc
 
 
