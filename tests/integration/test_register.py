@@ -193,7 +193,7 @@ def _csr(key: Any = None) -> str:
         ("PUT", "/v1/clips/c1"),
         ("PATCH", "/v1/clips/c1?offset=0"),
         ("GET", "/v1/clips/c1/status"),
-        ("GET", "/v1/member-keys"),
+        ("GET", "/v1/member-log"),
     ],
 )
 def test_hub_endpoints_require_client_certificate(register: RunningRegister, method: str, path: str) -> None:
