@@ -134,7 +134,8 @@ def queue_for_hub(reg: Registry, conn: Connection, household_id: str, hub_id: st
         .where(
             and_(db.commands.c.hub_id == hub_id, db.commands.c.kind == COMMAND_KIND, db.commands.c.status == "pending")
         )
-        .values(status="superseded", completed_at=time.time())
+        # The versions go with the superseded command: kept, they would add up to the quadratic history again.
+        .values(status="superseded", args={}, completed_at=time.time())
     )
     versions = [msgspec.json.decode(r["signed"]) for r in rows]
     reg._queue(conn, household_id, COMMAND_KIND, {"versions": versions}, hub_id, actor)
