@@ -4,7 +4,8 @@ The register checks each new version as a hub would (signature by a member of th
 higher, ``prev`` the digest of the version before) only to answer a member precisely; hubs check for themselves
 and trust none of this. A stored version is never updated or deleted by the API. Each append queues one
 ``member_keys`` command per hub carrying only the versions that hub has not reported holding, and supersedes the
-hub's older pending ones, so a hub offline through 300 changes is sent 300 versions once, not 300² of them.
+hub's older pending ones; a hub far behind is sent the versions it lacks 16 at a time as it reports progress, so
+per change the register does a bounded amount of work and stores each version once, in the log.
 
 Operators cannot append (they hold no member's key); they may file a :class:`~cloud_sync.protocol.MemberRequest`
 that a member can sign into the list with ``kotihub member add --request``.
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 COMMAND_KIND = "member_keys"
 MAX_PAGE = 500
+MAX_VERSIONS_PER_COMMAND = 16
+"""A command stays under about 120 KB even at the member cap; a hub further behind gets the rest in turns."""
 MAX_REQUESTS = 64
 """Open requests per household: an operator cannot flood a household's app with proposals."""
 
@@ -121,18 +124,27 @@ def _queue_for_hubs(reg: Registry, conn: Connection, household_id: str, actor: s
         queue_for_hub(reg, conn, household_id, hub_id, actor)
 
 
-def queue_for_hub(reg: Registry, conn: Connection, household_id: str, hub_id: str, actor: str) -> None:
-    """One pending ``member_keys`` command for ``hub_id`` with every version it has not reported holding."""
+def queue_for_hub(
+    reg: Registry, conn: Connection, household_id: str, hub_id: str, actor: str, *, keep: str | None = None
+) -> None:
+    """One pending ``member_keys`` command for ``hub_id`` with the next versions it has not reported holding (at
+    most :data:`MAX_VERSIONS_PER_COMMAND`; the rest follow as the hub reports progress). Supersedes the hub's
+    other pending ones (``keep``: the command whose result is being recorded)."""
     held = conn.execute(
         select(db.hub_member_versions.c.version).where(db.hub_member_versions.c.hub_id == hub_id)
     ).scalar()
-    rows = _versions_after(conn, household_id, held or 0)
+    rows = _versions_after(conn, household_id, held or 0, MAX_VERSIONS_PER_COMMAND)
     if not rows:
         return
     conn.execute(
         update(db.commands)
         .where(
-            and_(db.commands.c.hub_id == hub_id, db.commands.c.kind == COMMAND_KIND, db.commands.c.status == "pending")
+            and_(
+                db.commands.c.hub_id == hub_id,
+                db.commands.c.kind == COMMAND_KIND,
+                db.commands.c.status == "pending",
+                db.commands.c.id != (keep or ""),
+            )
         )
         # The versions go with the superseded command: kept, they would add up to the quadratic history again.
         .values(status="superseded", args={}, completed_at=time.time())
@@ -141,16 +153,20 @@ def queue_for_hub(reg: Registry, conn: Connection, household_id: str, hub_id: st
     reg._queue(conn, household_id, COMMAND_KIND, {"versions": versions}, hub_id, actor)
 
 
-def on_hub_result(reg: Registry, conn: Connection, hub: HubIdentity, result: p.CommandResult) -> None:
-    """Remembers the version a hub reports holding (done or refused), and resends what it lacks after a gap."""
+def on_hub_result(reg: Registry, conn: Connection, hub: HubIdentity, command_id: str, result: p.CommandResult) -> None:
+    """Remembers the version a hub reports holding (done or refused); sends the next versions if it is still
+    behind, or what it lacks after a gap. A delivered command keeps only the version it brought the hub to: the
+    log holds the versions once."""
     version = result.detail.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         return
     conn.execute(
         db.upsert(reg.engine, db.hub_member_versions, ["version"]), [{"hub_id": hub.hub_id, "version": version}]
     )
-    if result.status == "failed" and result.detail.get("reason") == "gap":
-        queue_for_hub(reg, conn, hub.household_id, hub.hub_id, f"hub:{hub.hub_id}")
+    if result.status == "done":
+        conn.execute(update(db.commands).where(db.commands.c.id == command_id).values(args={"version": version}))
+    if result.status == "done" or result.detail.get("reason") == "gap":
+        queue_for_hub(reg, conn, hub.household_id, hub.hub_id, f"hub:{hub.hub_id}", keep=command_id)
 
 
 def entries(reg: Registry, household_id: str, *, after: int = 0, limit: int = 100) -> list[p.MemberLogEntry]:

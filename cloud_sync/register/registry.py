@@ -417,10 +417,10 @@ class Registry:
             row = conn.execute(select(db.commands).where(db.commands.c.id == command_id)).mappings().first()
             if row is None or row["hub_id"] != hub.hub_id:
                 raise NotFound(f"no command {command_id!r} for this hub", code="no_command")
-            if row["kind"] == "member_keys":
+            if row["kind"] == "member_keys" and row["status"] in ("pending", "superseded"):
                 from cloud_sync.register import memberlog
 
-                memberlog.on_hub_result(self, conn, hub, result)
+                memberlog.on_hub_result(self, conn, hub, command_id, result)
             if row["status"] == "superseded":
                 return  # a newer member list was queued meanwhile; the hub's report still counted above
             if row["status"] != "pending":
