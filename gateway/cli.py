@@ -78,6 +78,7 @@ def _status(args: argparse.Namespace) -> int:
         + f"{s['store']['db_bytes'] / 1e6:.1f} MB used, {s['store']['free_bytes'] / 1e9:.1f} GB free",
         f"retention: {s['retention']['days']} days (horizon {_when(s['retention']['horizon'])})",
         f"restricted: {', '.join(s['restricted']) or 'nothing'}",
+        _members_line(s.get("members", {})),
         "drivers:",
     ]
     for name, d in s["drivers"].items():
@@ -90,6 +91,16 @@ def _status(args: argparse.Namespace) -> int:
             )
     _emit(args, s, "\n".join(lines))
     return 0
+
+
+def _members_line(m: dict[str, Any]) -> str:
+    if not m.get("pinned"):
+        return "members: not paired with the household (kotihub provision --pairing-code): no clip is encrypted"
+    refused = ", ".join(f"{k} {v}" for k, v in sorted(m.get("refused", {}).items()))
+    erased = " (erased: waiting for a newly signed list)" if m.get("erased") else ""
+    return f"members: signed list version {m['version']}, {m['recipients']} clip recipients{erased}" + (
+        f"; refused lists: {refused} (last: {m['last_refusal']})" if refused else ""
+    )
 
 
 def _devices(args: argparse.Namespace) -> int:

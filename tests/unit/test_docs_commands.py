@@ -19,7 +19,7 @@ from cloud_sync.register.cli import _parser as register_parser
 from gateway.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
-GUIDES = [REPO / "docs" / name for name in ("technician.md", "operator.md", "developer.md")]
+GUIDES = [REPO / "docs" / name for name in ("technician.md", "operator.md", "developer.md", "members.md")]
 PREFIX = re.compile(r"^(?:ExecStart=|sudo |runuser -u \S+ -- |/opt/kotihub/venv/bin/|\.venv/bin/)+")
 
 
