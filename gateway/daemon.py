@@ -91,7 +91,7 @@ class Daemon:
         self.recent_logs = diag.RecentLogs()
         self.retention: Retention | None = None
         self.eraser: Eraser | None = None
-        self.members = HubMembers(config.state_path, on_change=self._set_recipients)
+        self.members = HubMembers(config.state_path)
         self.status_extras["members"] = self._members_status
 
     def _open_store(self) -> Store:
@@ -202,7 +202,9 @@ class Daemon:
             return await eraser.request(scope, target, requested_by="register")
 
         async def member_keys(command: p.Command) -> dict[str, Any]:
-            return await asyncio.to_thread(self.members.apply_command, command.args)
+            result = await asyncio.to_thread(self.members.apply_command, command.args)
+            self._set_recipients(self.members.recipients)
+            return result
 
         self.uplink = Uplink(
             self.store,
@@ -382,6 +384,7 @@ class Daemon:
         if job.scope == "all":
             self.hub.devices.clear()
             self.members.erase()
+            self._set_recipients([])
         elif job.scope == "device":
             self.hub.devices.pop(job.target, None)
 

@@ -17,9 +17,9 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -69,11 +69,11 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 class HubMembers:
-    """The verified member list and its refusals; thread-safe (commands run in a worker thread)."""
+    """The verified member list and its refusals; thread-safe (commands run in a worker thread). The caller hands
+    :attr:`recipients` to the camera driver after a change, on its own thread."""
 
-    def __init__(self, state_dir: Path, *, on_change: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / STATE_FILE
-        self.on_change = on_change
         self.refused: Counter[str] = Counter()
         self.last_refusal = ""
         self._lock = threading.Lock()
@@ -125,7 +125,6 @@ class HubMembers:
                 self._verified = ml.verify_chain(None, chain, pinned_code=code)
                 self._state.held = self._verified.signed
             _write_private(self.path, msgspec.json.encode(self._state))
-        self._changed()
 
     def apply(self, versions: Sequence[SignedMemberList]) -> dict[str, Any]:
         """Takes the newest of ``versions`` if the chain verifies; raises :class:`MemberListRefused` otherwise."""
@@ -144,7 +143,6 @@ class HubMembers:
             _write_private(self.path, msgspec.json.encode(self._state))
             self._verified = verified
         log.info("member list version %d verified: %d recipient(s)", verified.version, len(verified.recipients))
-        self._changed()
         return {"version": verified.version, "changed": True, "members": len(verified.body.members)}
 
     def apply_command(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -164,17 +162,12 @@ class HubMembers:
             self._state.erased = True
             _write_private(self.path, msgspec.json.encode(self._state))
         log.info("member recipients erased; clips wait for a newly signed member list")
-        self._changed()
 
-    def _refuse(self, reason: str, message: str) -> Any:
+    def _refuse(self, reason: str, message: str) -> NoReturn:
         self.refused[reason] += 1
         self.last_refusal = f"{reason}: {message}"[:300]
         log.warning("refused a member list (%s): %s", reason, message)
         raise MemberListRefused(message, {"reason": reason, "version": self.version})
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self.recipients)
 
     def summary(self) -> dict[str, Any]:
         return {

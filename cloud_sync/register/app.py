@@ -389,7 +389,10 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     @app.get("/v1/households/{h}/member-requests", openapi_extra=_doc(resp="MemberRequestRecord", resp_array=True))
     def get_member_requests(h: str, who: Annotated[Principal, Depends(scoped("members.read"))]) -> Response:
-        return _json(memberlog.requests(reg, h))
+        out = memberlog.requests(reg, h)
+        if who.is_operator:
+            reg.audit(who.actor, "member_requests.read", h)
+        return _json(out)
 
     @app.post(
         "/v1/households/{h}/member-requests",

@@ -74,7 +74,8 @@ def test_a_member_creates_signs_rotates_removes_and_audits_with_the_cli(
     assert "rolled back or substituted" in capsys.readouterr().err
 
 
-def test_the_register_api_appends_only_signed_next_versions(register: RunningRegister) -> None:
+def test_the_register_api_appends_only_signed_next_versions(register_any: RunningRegister) -> None:
+    register = register_any
     h = register.create_household()
     aino, eero, op = keys.generate("m_aino"), keys.generate("m_eero"), keys.generate("m_op")
     household = bearer(register, register.api_token("household", h))
