@@ -1,7 +1,7 @@
 """Hub-side enrollment: make the hub's key and CSR, trade a one-time token for a certificate, save the identity.
 
 The private key is created here and never leaves the hub (only the CSR is sent). Files written to ``state_dir``:
-``hub.key`` (0600), ``hub.crt`` and ``register-ca.crt``. With a pairing code, the household's root of trust is
+``hub.key``, ``hub.crt`` and ``register-ca.crt``, each 0600. With a pairing code, the household's root of trust is
 pinned too (``member-list.json``, see :mod:`gateway.members`): the register hands over the signed member list, but
 the hub takes it only if it is anchored in the key whose code the member's own device shows.
 """
@@ -125,8 +125,8 @@ def enroll(
             ) from exc
     state_dir.mkdir(parents=True, exist_ok=True)
     _write(state_dir / "hub.key", _key_pem(key), 0o600)
-    _write(state_dir / "hub.crt", result.cert_pem.encode(), 0o644)
-    _write(state_dir / "register-ca.crt", result.ca_pem.encode(), 0o644)
+    _write(state_dir / "hub.crt", result.cert_pem.encode(), 0o600)
+    _write(state_dir / "register-ca.crt", result.ca_pem.encode(), 0o600)
     if pairing_code is not None:
         pin_household(state_dir, pairing_code, result.member_log)
     log.info("enrolled as hub %s", result.hub_id)
@@ -176,7 +176,7 @@ def renew(register_url: str, state_dir: Path) -> float:
     # Both new files are durable before either replaces the old pair; finish_renewal() completes a renewal
     # that a crash interrupted between the two renames.
     _write(state_dir / "hub.key.new", _key_pem(key), 0o600)
-    _write(state_dir / "hub.crt.new", result.cert_pem.encode(), 0o644)
+    _write(state_dir / "hub.crt.new", result.cert_pem.encode(), 0o600)
     os.replace(state_dir / "hub.key.new", state_dir / "hub.key")
     finish_renewal(state_dir)
     log.info("renewed the hub certificate")

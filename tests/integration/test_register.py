@@ -92,7 +92,9 @@ def test_enrollment_writes_identity_and_pins_the_household(register: RunningRegi
     assert stat.S_IMODE((state / "member-list.json").stat().st_mode) == 0o600
     assert b"Aino" not in (state / "member-list.json").read_bytes()
     assert not (state / "members.json").exists()
-    assert stat.S_IMODE((state / "hub.key").stat().st_mode) == 0o600
+    # Everything the hub keeps of its enrollment is for the service user only.
+    for name in ("hub.key", "hub.crt", "register-ca.crt"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
     cert = x509.load_pem_x509_certificate((state / "hub.crt").read_bytes())
     uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.UniformResourceIdentifier
