@@ -188,3 +188,24 @@ def test_edits_refuse_what_would_break_the_list(household: Household) -> None:
     stale = keys.MemberKeys(aino.member_id, aino.identity, Ed25519PrivateKey.generate())
     with pytest.raises(edit.EditError, match="with these keys"):
         edit.remove(household.latest, "m_1", stale)
+
+
+def test_provision_shows_the_first_members_code_and_pins_only_what_is_confirmed(
+    household: Household, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.cli import _confirm_code
+
+    code = household.members[0].pairing_code
+    asked: list[str] = []
+    answers = iter(["y", "n", "  7gut d6xk f7gh iflt fccz "])
+
+    def answer(prompt: str) -> str:
+        asked.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr("builtins.input", answer)
+    assert _confirm_code(household.versions) == code
+    assert code in asked[0]
+    assert _confirm_code(household.versions) is None
+    # No list yet: the code is typed from the member's device, in any case and spacing.
+    assert _confirm_code([]) == "7GUT-D6XK-F7GH-IFLT-FCCZ"
