@@ -261,3 +261,21 @@ def _decoded(state: str) -> str:
     """The recipients inside the held version's base64 body."""
     held = json.loads(state)["held"]
     return ml.open_signed(msgspec.convert(held, ml.SignedList))[1].decode()
+
+
+def test_an_erasure_leaves_the_hub_no_recipient_until_the_household_signs_again(
+    paired_hub: tuple[SyncedHub, str], register: RunningRegister
+) -> None:
+    hub, household = paired_hub
+    wait_until(lambda: hub.cli_json("status")["members"]["recipients"] == 2, what="the hub's verified list")
+    register.queue_command(household, "erase", {"scope": "all"})
+    wait_until(lambda: hub.cli_json("status")["members"]["erased"], timeout=60, what="the erasure")
+    members = hub.cli_json("status")["members"]
+    assert (members["recipients"], members["version"]) == (0, 2)
+    assert "erased" in hub.cli("status").stdout  # the technician sees why no clip is recorded
+    held = json.loads((hub.state / "member-list.json").read_text())
+    assert held["erased"] is True
+    # The household signs its list again (a new version); the hub encrypts to it from then on.
+    register.add_member(household, "Liisa")
+    wait_until(lambda: hub.cli_json("status")["members"]["recipients"] == 3, timeout=30, what="the new version")
+    assert hub.cli_json("status")["members"]["erased"] is False
