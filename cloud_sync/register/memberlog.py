@@ -160,13 +160,17 @@ def on_hub_result(reg: Registry, conn: Connection, hub: HubIdentity, command_id:
     version = result.detail.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         return
-    conn.execute(
-        db.upsert(reg.engine, db.hub_member_versions, ["version"]), [{"hub_id": hub.hub_id, "version": version}]
-    )
+    record_hub_version(reg, conn, hub.hub_id, version)
     if result.status == "done":
         conn.execute(update(db.commands).where(db.commands.c.id == command_id).values(args={"version": version}))
     if result.status == "done" or result.detail.get("reason") == "gap":
         queue_for_hub(reg, conn, hub.household_id, hub.hub_id, f"hub:{hub.hub_id}", keep=command_id)
+
+
+def record_hub_version(reg: Registry, conn: Connection, hub_id: str, version: int) -> None:
+    """The version ``hub_id`` holds: reported in a command's result, or the newest one handed over at enrollment
+    (a hub that could not anchor it holds nothing and refuses every list anyway until it is provisioned again)."""
+    conn.execute(db.upsert(reg.engine, db.hub_member_versions, ["version"]), [{"hub_id": hub_id, "version": version}])
 
 
 def entries(reg: Registry, household_id: str, *, after: int = 0, limit: int = 100) -> list[p.MemberLogEntry]:

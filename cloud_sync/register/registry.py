@@ -283,6 +283,7 @@ class Registry:
             )
             write_audit(conn, f"hub:{hub_id}", "hub.enroll", household_id, hub_id)
             member_log = memberlog.chain(conn, household_id)
+            memberlog.record_hub_version(self, conn, hub_id, len(member_log))
         log.info("enrolled hub %s", hub_id)
         return EnrollResponse(
             hub_id=hub_id,
