@@ -457,9 +457,10 @@ class Uplink:
             try:
                 result = p.CommandResult(status="done", detail=await handler(command))
             except Exception as exc:  # a failed command is reported to the register, not fatal to the hub
-                log.exception("command %s failed", command.kind)
-                # A handler may say more than its message, e.g. why a member list was refused.
+                # A handler may say more than its message, e.g. why a member list was refused (it logs that itself).
                 extra = getattr(exc, "detail", None)
+                if extra is None:
+                    log.exception("command %s failed", command.kind)
                 result = p.CommandResult(
                     status="failed", detail={**(extra if isinstance(extra, dict) else {}), "error": str(exc)[:300]}
                 )

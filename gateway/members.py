@@ -166,7 +166,9 @@ class HubMembers:
     def _refuse(self, reason: str, message: str) -> NoReturn:
         self.refused[reason] += 1
         self.last_refusal = f"{reason}: {message}"[:300]
-        log.warning("refused a member list (%s): %s", reason, message)
+        # Once per reason and then every 100th: a hostile register must not be able to flood the log.
+        if self.refused[reason] % 100 == 1:
+            log.warning("refused a member list (%s, %d so far): %s", reason, self.refused[reason], message)
         raise MemberListRefused(message, {"reason": reason, "version": self.version})
 
     def summary(self) -> dict[str, Any]:

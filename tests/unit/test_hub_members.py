@@ -89,7 +89,7 @@ def test_next_versions_add_rotate_and_remove(tmp_path: Path, household: Househol
 
 
 def test_forged_unsigned_rolled_back_and_gapped_lists_are_refused_counted_and_the_last_valid_kept(
-    tmp_path: Path, household: Household
+    tmp_path: Path, household: Household, caplog: pytest.LogCaptureFixture
 ) -> None:
     hub = pinned(tmp_path, household)
     before = hub.recipients
@@ -122,6 +122,8 @@ def test_forged_unsigned_rolled_back_and_gapped_lists_are_refused_counted_and_th
         hub.apply_command({"versions": "everyone"})
     assert refused.value.detail["reason"] == "malformed"
     assert hub.refused == {"forged": 3, "rollback": 1, "gap": 1, "malformed": 1}
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 4  # once per reason: a hostile register cannot flood the log
     assert hub.recipients == before
     assert HubMembers(tmp_path).recipients == before  # nothing of it reached the disk
     summary = hub.summary()
