@@ -119,7 +119,8 @@ def test_the_register_api_appends_only_signed_next_versions(register_any: Runnin
     assert {"201", "409", "422"} <= set(paths["/v1/households/{h}/member-log"]["post"]["responses"])
 
 
-def test_each_hub_is_sent_only_the_versions_it_lacks_in_bounded_commands(register: RunningRegister) -> None:
+def test_each_hub_is_sent_only_the_versions_it_lacks_in_bounded_commands(register_any: RunningRegister) -> None:
+    register = register_any
     h = register.create_household()
     register.add_member(h, "Aino")
     hub = register.enroll(h)
