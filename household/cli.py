@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -124,9 +125,20 @@ def _rotate(args: argparse.Namespace) -> int:
     client = _client(args)
     new = keys.generate(old.member_id)
     signed = edit.rotate(_latest(client, args.keys), old, new)
-    status = _publish(client, args.keys, signed)
-    # Only once the register holds the version that names the new keys do they replace the old ones here.
+    # The new keys are on disk before the register can hold the version naming them: a crash in between leaves
+    # them in DIR.next (`kotihub member show --keys DIR.next`), never a list this device cannot sign for.
+    pending = args.keys.with_name(args.keys.name + ".next")
+    keys.save(new, pending, overwrite=True)
+    try:
+        status = _publish(client, args.keys, signed)
+    except RegisterRefused as exc:
+        if exc.status:  # refused: the version was not stored, the old keys stay valid
+            shutil.rmtree(pending)
+            raise
+        # No answer: the register may hold the version anyway. Keep both; `verify` shows which one is current.
+        raise MemberToolError(f"{exc}; the new keys are kept in {pending} until you know which are current") from exc
     keys.save(new, args.keys, overwrite=True)
+    shutil.rmtree(pending)
     _describe(new)
     return status
 

@@ -57,6 +57,7 @@ def test_a_member_creates_signs_rotates_removes_and_audits_with_the_cli(
     assert member_cli(register, h, token, aino, *add, "--expect-code", e.pairing_code) == 0
     assert member_cli(register, h, token, eero, "rotate") == 0
     assert keys.load(eero).ed25519 != e.ed25519  # the new key replaced the old one on the device
+    assert not (tmp_path / "eero.next").exists()
     assert member_cli(register, h, token, eero, "remove", "m_aino") == 0
     # Aino is no longer a member: her device cannot sign any more.
     assert member_cli(register, h, token, aino, "remove", "m_eero") == 1
