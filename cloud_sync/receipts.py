@@ -11,7 +11,8 @@ certificate it carries. The signer is bound to an identity by that certificate:
 Both verify against the register's CA certificate alone (``register-ca.crt``, which every hub and the household's
 app hold). A hub that was never enrolled signs with an Ed25519 key derived from its master key and carries only
 the public key: such a receipt proves integrity but not issuer, and :func:`verify` says so.
-A receipt's body may embed the other side's signed receipt (``"register"``), which is verified too.
+A hub's receipt may carry the register's signed receipt for the same erasure — inside its body (``"register"``)
+when the register asked first, beside it (``"register_receipt"``) when the hub did — which is verified too.
 """
 
 from __future__ import annotations
@@ -93,9 +94,12 @@ def verify(signed: dict[str, Any], ca_pem: bytes | None) -> Verified:
     else:
         raise ReceiptInvalid("the receipt names no signer")
     embedded: list[str] = []
-    inner = body.get("register")
-    if isinstance(inner, dict) and "signature" in inner:
-        embedded.append(verify(inner, ca_pem).signer)
+    # The register's receipt: inside the body when the register asked first, beside it when the hub did.
+    for inner in (body.get("register"), signed.get("register_receipt")):
+        if inner is not None:
+            if not isinstance(inner, dict):
+                raise ReceiptInvalid("the register's receipt is not an object")
+            embedded.append(verify(inner, ca_pem).signer)
     return Verified(signer, tuple(embedded))
 
 
