@@ -133,7 +133,8 @@ def erase_household(
     # Blobs after their rows, so no request can find a clip row whose ciphertext is already gone.
     summary["blobs"] = registry.blobs.delete_household(household_id)
     summary["hubs_revoked"] = revoked
-    summary["scrub"] = scrub(registry.engine, db.HOUSEHOLD_TABLES)
+    summary["audit_targets_blanked"] = _blank_audit_targets(registry, household_id)
+    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.audit])
     counts = {k: v for k, v in summary.items() if k != "scrub"}
     receipt = _receipt(registry, household_id, receipt_id, "all", "", actor, asked, counts, summary["scrub"])
     summary["receipt"] = receipt
@@ -146,6 +147,21 @@ def erase_household(
         )
     log.info("erased household data (close=%s): %s", close, counts)
     return summary
+
+
+def _blank_audit_targets(registry: Registry, household_id: str) -> int:
+    """The audit trail stays (who did what, when) but stops naming what no longer exists: the ids of erased clips,
+    members and commands. Hub ids stay: they name the enrollment, which the household keeps."""
+    with registry.engine.begin() as conn:
+        return int(
+            conn.execute(
+                db.audit.update()
+                .where(
+                    db.audit.c.household_id == household_id, db.audit.c.target != "", ~db.audit.c.action.like("hub.%")
+                )
+                .values(target="")
+            ).rowcount
+        )
 
 
 def _receipt(
