@@ -129,13 +129,15 @@ class Daemon:
             self.drivers = self._make_drivers()
             spool = self.config.state_path / "spool"
             spool.mkdir(mode=0o700, exist_ok=True)
-            self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool)
+            exports = Path(self.config.hub.runtime_dir) / "exports"
+            self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool, exports_dir=exports)
             self.eraser = Eraser(
                 store,
                 self._master_key,
                 spool_dir=spool,
                 hub_name=self.config.hub.name,
                 state_dir=self.config.state_path,
+                exports_dir=exports,
                 carry=self.config.uplink.enabled,
             )
             self.eraser.on_erased.append(self._forget_erased)

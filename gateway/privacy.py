@@ -170,11 +170,14 @@ class Eraser:
         spool_dir: Path | None,
         hub_name: str,
         state_dir: Path | None = None,
+        exports_dir: Path | None = None,
         carry: bool = False,
     ) -> None:
         """``carry``: erasures asked here go on to the register (the hub syncs); ``state_dir`` holds the hub's
-        enrollment key and certificate, which sign receipts."""
+        enrollment key and certificate, which sign receipts; ``exports_dir`` holds export archives (plaintext), which
+        every erasure deletes."""
         self.store = store
+        self.exports_dir = exports_dir
         self.spool_dir = spool_dir
         self.hub_name = hub_name
         self._signer = hub_signer(state_dir, master_key)
@@ -215,6 +218,7 @@ class Eraser:
             counts = await self._erase_where(device=job.target)
         else:
             counts = await self._erase_where(category=Category(job.target))
+        counts["exports"] = await asyncio.to_thread(self._delete_exports)
         await self.store.scrub()
         body: dict[str, Any] = {
             "receipt_id": job.job_id,
@@ -370,6 +374,16 @@ class Eraser:
                     _execute(sa.delete(schema.items).where(schema.items.c.lane == lane, schema.items.c.seq.in_(doomed)))
                 )
                 deleted += len(doomed)
+
+    def _delete_exports(self) -> int:
+        """Export archives are the household's data in plaintext: any erasure makes every earlier one untrue."""
+        if self.exports_dir is None or not self.exports_dir.exists():
+            return 0
+        removed = 0
+        for path in self.exports_dir.glob("kotihub-export-*"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def _delete_spool(self, refs: list[str] | None) -> int:
         if self.spool_dir is None or not self.spool_dir.exists():

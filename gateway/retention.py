@@ -36,6 +36,8 @@ BUILD_TIME: Final = 1_793_491_200.0  # 2026-11-01T00:00:00Z
 JUMP_TOLERANCE_S: Final = 86_400.0
 AGREEMENT_S: Final = 300.0
 NTP_MARKER: Final = Path("/run/systemd/timesync/synchronized")
+EXPORT_KEEP_S: Final = 7 * 86_400.0
+"""Export archives (plaintext, for the household to collect) are deleted a week after they were written."""
 
 
 @dataclass
@@ -96,6 +98,7 @@ class RetentionReport:
     items_deleted: int = 0
     audit_deleted: int = 0
     clip_files_deleted: int = 0
+    exports_deleted: int = 0
     longest_batch_ms: float = 0.0
     waiting: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -109,9 +112,11 @@ class Retention:
         days: int,
         clock: ClockTrust | None = None,
         spool_dir: Path | None = None,
+        exports_dir: Path | None = None,
         slice_s: float = DELETE_SLICE_S,
     ) -> None:
         self.store = store
+        self.exports_dir = exports_dir
         self.days = days
         self.clock = clock or ClockTrust()
         self.spool_dir = spool_dir
@@ -195,6 +200,7 @@ class Retention:
             setattr(report, column, deleted)
             clip_refs.extend(refs)
         report.clip_files_deleted = await asyncio.to_thread(self._delete_clip_files, clip_refs)
+        report.exports_deleted = await asyncio.to_thread(self._delete_old_exports, now)
 
         # 3. Scrub: the WAL still holds old page images until it is checkpointed and truncated.
         await self.store.scrub()
@@ -216,6 +222,19 @@ class Retention:
             if path.exists():
                 path.unlink()
                 removed += 1
+        return removed
+
+    def _delete_old_exports(self, now: float) -> int:
+        if self.exports_dir is None or not self.exports_dir.exists():
+            return 0
+        removed = 0
+        for path in self.exports_dir.glob("kotihub-export-*"):
+            try:
+                if now - path.stat().st_mtime > EXPORT_KEEP_S:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
         return removed
 
     async def run_forever(self, interval: float) -> None:

@@ -34,7 +34,7 @@ from cloud_sync.uplink import HubIdentity, Uplink
 from gateway import crypto
 from gateway.errors import DecryptError
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Lane, Quantity, Reading
-from gateway.privacy import Eraser
+from gateway.privacy import Eraser, ExportProgress, export_archive
 from gateway.store import Store, schema
 from tests.integration.test_uplink import running, until, uplink_config
 from tests.support.postgres import PostgresCluster
@@ -123,7 +123,7 @@ class Home:
     pg: PostgresCluster | None
 
     def roots(self) -> list[Path]:
-        roots = [self.state, self.register.settings.state_dir]
+        roots = [self.state, self.state.parent / "run", self.register.settings.state_dir]
         if self.pg is not None:
             roots.append(self.pg.directory / "data")
         return roots
@@ -156,7 +156,9 @@ async def home(register: RunningRegister, pg: PostgresCluster | None, tmp_path: 
     spool = state / "spool"
     spool.mkdir(mode=0o700)
     async with Store.open(state, key, crypto.Algorithm.CHACHA20_POLY1305, commit_interval=0.01) as store:
-        eraser = Eraser(store, key, spool_dir=spool, hub_name="koti", state_dir=state, carry=True)
+        exports = tmp_path / "run" / "exports"
+        exports.mkdir(parents=True)
+        eraser = Eraser(store, key, spool_dir=spool, hub_name="koti", state_dir=state, exports_dir=exports, carry=True)
         devices = [{"device_id": DEVICE_ID, "kind": "sensor", "name": DEVICE_NAME, "model": "", "room": ROOM}]
 
         async def erase(command: Any) -> dict[str, Any]:
@@ -177,6 +179,13 @@ async def home(register: RunningRegister, pg: PostgresCluster | None, tmp_path: 
         async with running(uplink):
             await _plant(h, spool)
             await until(lambda: _synced(h), timeout=30, what="every marker to reach the register")
+            # The household's export ("Näytä tietoni") waits in the runtime directory, in plaintext.
+            await store.flush()
+            out = exports / "kotihub-export-1.zip"
+            await asyncio.to_thread(
+                export_archive, store, out, hub_name="koti", spool_dir=spool, progress=ExportProgress()
+            )
+            assert out.exists()
             yield h
 
 
@@ -309,8 +318,10 @@ state, register_dir, url = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] or 
 async def hub() -> None:
     key = crypto.load_master_key(state, create=False)
     async with Store.open(state, key, crypto.Algorithm.CHACHA20_POLY1305) as store:
-        report = await Retention(store, days=183, spool_dir=state / "spool").run_once(force_time=True)
-        assert report.epochs_shredded >= 1, report
+        exports = state.parent / "run" / "exports"
+        retention = Retention(store, days=183, spool_dir=state / "spool", exports_dir=exports)
+        report = await retention.run_once(force_time=True)
+        assert report.epochs_shredded >= 1 and report.exports_deleted == 1, report
 
 asyncio.run(hub())
 registry = Registry(Settings(state_dir=register_dir, db_url=url))
