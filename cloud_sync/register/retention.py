@@ -290,3 +290,29 @@ def erase_from_hub(registry: Registry, hub: HubIdentity, req: ErasureRequest, *,
     for other in others:
         registry.queue_command(hub.household_id, "erase", args, hub_id=other, actor=hub.actor)
     return receipt
+
+
+def settle_hub_erasure(registry: Registry, hub: HubIdentity, detail: dict[str, Any]) -> dict[str, object]:
+    """A hub reports it erased everything (its receipt): what it recorded before it started — including what it
+    delivered between the register's erasure and its own — goes here too, so both sides end with the same."""
+    receipt = detail.get("receipt")
+    asked = receipt.get("requested_at") if isinstance(receipt, dict) else None
+    if not isinstance(receipt, dict) or receipt.get("scope") != "all" or not isinstance(asked, int | float):
+        return {}
+    with registry.engine.begin() as conn:
+        current = conn.execute(
+            select(db.households.c.erased_before).where(db.households.c.id == hub.household_id)
+        ).scalar_one()
+        conn.execute(
+            db.households.update()
+            .where(db.households.c.id == hub.household_id)
+            .values(erased_before=max(float(current), float(asked)))
+        )
+    counts: dict[str, object] = {}
+    for table, column in ((db.readings, "ts"), (db.events, "ts"), (db.clip_records, "started"), (db.diagnostics, "ts")):
+        where = (table.c.hub_id == hub.hub_id) & (table.c[column] < asked)
+        counts[table.name] = _delete_batched(registry, table, where, 5000)
+    counts["clips"] = _delete_clips(registry, (db.clips.c.hub_id == hub.hub_id) & (db.clips.c.started < asked), 5000)
+    if any(counts.values()):
+        counts["scrub"] = scrub(registry.engine, [db.readings, db.events, db.clip_records, db.diagnostics, db.clips])
+    return counts

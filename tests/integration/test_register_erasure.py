@@ -81,3 +81,25 @@ def test_a_hubs_narrow_erasure_is_carried_out_and_impostors_are_refused(register
     # The household's other hub is told to erase the same device, with the register's receipt.
     [command] = [c for c in register.reg.commands(hub.household_id) if c["kind"] == "erase"]
     assert command["hub_id"] == other.hub_id and command["args"]["target"] == "mqtt:a"
+
+
+def test_what_a_hub_sent_between_the_registers_erasure_and_its_own_goes_too(register_any: RunningRegister) -> None:
+    register = register_any
+    hub = register.enroll()
+    session = hub.session()
+    erase_household(register.reg, hub.household_id, actor="household-app")
+    t = time.time() + 1
+    # The hub has not seen the erase command yet: it still delivers what it recorded meanwhile, and its devices.
+    post(session, register.url, "readings", [reading(1, t)], hub.hub_id)
+    assert [s for s, _ in register.items(hub.hub_id, "readings")] == [1]
+    device = [{"device_id": "mqtt:a", "kind": "sensor", "name": "Olohuone", "room": "Olohuone"}]
+    assert session.post(f"{register.url}/v1/devices", json=device).json() == {"upserted": 0}
+    [command] = [c for c in register.reg.commands(hub.household_id) if c["kind"] == "erase"]
+    # Then the hub erases everything it held when it started (its receipt's requested_at) and reports.
+    detail = {"receipt": {"receipt_id": "r", "scope": "all", "requested_at": t + 1}}
+    done = session.post(f"{register.url}/v1/commands/{command['id']}/result", json={"status": "done", "detail": detail})
+    assert done.status_code == 200, done.text
+    assert register.items(hub.hub_id, "readings") == []
+    post(session, register.url, "readings", [reading(2, t + 2)], hub.hub_id)
+    assert [s for s, _ in register.items(hub.hub_id, "readings")] == [2]
+    assert session.post(f"{register.url}/v1/devices", json=device).json() == {"upserted": 1}
