@@ -10,12 +10,14 @@ import re
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from cloud_sync.register import db
 from drivers.camera.driver import new_clip_id
 from gateway import crypto
-from gateway.model import Lane
+from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Lane, Quantity, Reading
 from gateway.store import schema
-from gateway.store.store import COARSE_S, Store
+from gateway.store.store import COARSE_S, SEEN_S, Store
 
 SEALED = "AEAD record under a day key (or the device registry's key), opened only with the master key"
 
@@ -111,3 +113,26 @@ def test_a_clip_id_says_nothing_about_its_clip() -> None:
     assert len(ids) == 1000
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
     assert not any(time.strftime("%Y%m%d") in i for i in ids)
+
+
+async def test_plain_times_are_coarse_and_the_exact_time_is_sealed(tmp_path: Path) -> None:
+    exact = 1_795_000_123.456
+    async with Store.open(tmp_path, b"k" * 32, crypto.Algorithm.CHACHA20_POLY1305, commit_interval=0.01) as store:
+        await store.add_event(Event(device_id="mqtt:a", kind=EventKind.MOTION, state="on", ts=exact))
+        await store.add_readings([Reading("mqtt:a", Quantity.TEMPERATURE, 1.0, exact)])
+        await store.upsert_device(DeviceInfo(device_id="mqtt:a", driver="mqtt", kind=DeviceKind.SENSOR), seen=exact)
+        await store.audit("cli", "rename", "mqtt:a")
+        await store.flush()
+        plain = store.read(
+            lambda c: [
+                *c.execute(sa.select(schema.items.c.ts)).scalars(),
+                *c.execute(sa.select(schema.reading_frames.c.ts_min, schema.reading_frames.c.ts_max)).one(),
+                *c.execute(sa.select(schema.audit.c.ts)).scalars(),
+            ]
+        )
+        seen = store.read(lambda c: c.execute(sa.select(schema.devices.c.first_seen, schema.devices.c.last_seen)).one())
+        assert all(t % COARSE_S == 0 for t in plain), plain
+        assert seen[0] % 86_400 == 0 and seen[1] % SEEN_S == 0
+        # What the uplink sends carries the exact time, from inside the sealed record.
+        [item] = await store.pending(Lane.EVENTS)
+        assert item.ts == exact
