@@ -380,8 +380,8 @@ class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 ERASURE_SCOPES: Final = ("all", "device", "category")
 ERASURE_CATEGORIES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
-    # What each category of ``kotihub erase --category`` covers, as lanes and event kinds (the hub's
-    # ``gateway.privacy`` and the register both follow this). ``readings`` covers the whole readings lane.
+    # What each category of ``kotihub erase --category`` covers, as lanes and event kinds: the register follows
+    # this, and the hub's ``gateway.privacy`` agrees (tests/unit/test_privacy.py). ``readings`` is the whole lane.
     "sensors": {"lanes": ("readings",), "event_kinds": ("water_leak", "availability")},
     "alarms": {"lanes": ("alarm",), "event_kinds": ()},
     "camera": {"lanes": ("clips",), "event_kinds": ()},
