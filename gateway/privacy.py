@@ -5,7 +5,11 @@ every step is idempotent. Erasing everything destroys every data key first, so t
 first step on. Erasing one device or one category cannot destroy keys other data shares: its readings are replaced
 by tombstones (same sequence, no content) and its records deleted, with ``secure_delete`` zeroing the old pages and
 a WAL truncation at the end; the old ciphertext that may remain on worn flash blocks is under day keys that
-retention destroys when those days expire. The requester gets a receipt signed with the hub's Ed25519 receipt key.
+retention destroys when those days expire. Export archives waiting in the runtime directory are deleted too.
+
+The requester gets a receipt signed with the hub's enrolled key (``cloud_sync.receipts``). An erasure asked here
+also waits in the erasure outbox until the uplink has carried it to the register, whose signed receipt then joins
+ours; one the register asked for carries the register's receipt inside ours (docs/erasure.md).
 
 **Export** writes a zip archive, streamed (a large export never needs its size in memory): ``manifest.json`` (format,
 counts, time range, SHA-256 of each member), ``devices.json``, ``readings.jsonl``, ``events.jsonl``, ``audit.json``,
