@@ -26,13 +26,16 @@ from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
+LOCK_TIMEOUT_MS = 10_000
+LOCK_NOT_AVAILABLE = "55P03"
 
-def scrub(engine: Engine, tables: Iterable[Table]) -> dict[str, object]:
+
+def scrub(engine: Engine, tables: Iterable[Table], *, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> dict[str, object]:
     """Removes what deleted rows of ``tables`` left behind in the engine's files; returns what it did."""
     if engine.dialect.name == "sqlite":
         return _scrub_sqlite(engine)
     if engine.dialect.name == "postgresql":
-        return _scrub_postgresql(engine, tables)
+        return _scrub_postgresql(engine, tables, lock_timeout_ms)
     raise ValueError(f"no scrub procedure for {engine.dialect.name}")
 
 
@@ -47,15 +50,25 @@ def _scrub_sqlite(engine: Engine) -> dict[str, object]:
     return {"engine": "sqlite", "wal_truncated": not busy, "wal_pages": int(log_pages), "moved": int(checkpointed)}
 
 
-def _scrub_postgresql(engine: Engine, tables: Iterable[Table]) -> dict[str, object]:
+def _scrub_postgresql(engine: Engine, tables: Iterable[Table], lock_timeout_ms: int) -> dict[str, object]:
     vacuumed: list[str] = []
     done: dict[str, object] = {"engine": "postgresql"}
     # VACUUM and CHECKPOINT cannot run inside a transaction block.
+    skipped: list[str] = []
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         quote = conn.dialect.identifier_preparer.quote
+        # VACUUM FULL needs the table to itself, and ingest queues behind it while it waits: never wait long. A
+        # table skipped now is rewritten by the next scrub (the hourly retention run scrubs every table).
+        conn.execute(text(f"SET lock_timeout = '{int(lock_timeout_ms)}ms'"))
         for table in dict.fromkeys(tables):
-            conn.execute(text(f"VACUUM (FULL) {quote(table.name)}"))
-            vacuumed.append(str(table.name))
+            try:
+                conn.execute(text(f"VACUUM (FULL) {quote(table.name)}"))
+                vacuumed.append(str(table.name))
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                log.warning("%s is busy; it is rewritten at the next scrub", table.name)
+                skipped.append(str(table.name))
         try:
             conn.execute(text("CHECKPOINT"))
             conn.execute(text("SELECT pg_switch_wal()"))
@@ -65,4 +78,6 @@ def _scrub_postgresql(engine: Engine, tables: Iterable[Table]) -> dict[str, obje
             log.warning("could not force a checkpoint and WAL switch (grant pg_checkpoint and pg_switch_wal): %s", exc)
             done["wal_recycled"] = False
     done["vacuumed"] = vacuumed
+    if skipped:
+        done["busy"] = skipped
     return done
