@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Table, delete, false, insert, or_, select,
 from cloud_sync.protocol import ERASURE_CATEGORIES, ErasureRequest
 from cloud_sync.receipts import ReceiptInvalid, verify
 from cloud_sync.register import db
-from cloud_sync.register.auth import HubIdentity
+from cloud_sync.register.auth import HubIdentity, new_id
 from cloud_sync.register.errors import Invalid
 from cloud_sync.register.registry import Registry, write_audit
 from cloud_sync.register.scrub import scrub
@@ -175,8 +175,6 @@ def _receipt(
     counts: dict[str, object],
     scrubbed: object,
 ) -> dict[str, Any]:
-    from cloud_sync.register.auth import new_id
-
     rid = receipt_id or new_id("rcpt")
     body = {
         "receipt_id": rid,
