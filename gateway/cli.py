@@ -250,7 +250,10 @@ def _erase(args: argparse.Namespace) -> int:
     started = _ask(args, "erase", {"scope": scope, "target": target, "confirm": True, "actor": "cli"})
     receipt = _follow(args, started["job"], "erasing")["result"]
     r = receipt["receipt"]
-    _emit(args, receipt, f"erased {what} at {_when(r['completed_at'])}; receipt {r['receipt_id']}: {r['erased']}")
+    human = f"erased {what} at {_when(r['completed_at'])}; receipt {r['receipt_id']}: {r['erased']}"
+    if r["receipt_id"] in _ask(args, "receipts")["waiting_for_register"]:
+        human += "\nthe register erases its copy when the hub next reaches it (see: kotihub receipt list)"
+    _emit(args, receipt, human)
     return 0
 
 

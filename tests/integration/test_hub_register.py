@@ -118,6 +118,8 @@ def test_an_erasure_asked_on_the_hub_while_offline_reaches_the_register(
     hub.stop(signal.SIGKILL)
     hub.start()
     assert hub.cli_json("receipt", "list")["waiting_for_register"] == [receipt_id]
+    listed = hub.cli("receipt", "list")
+    assert receipt_id in listed.stdout and "waiting" in listed.stdout
     proxy.down = False
     wait_until(
         lambda: hub.cli_json("receipt", "list")["waiting_for_register"] == [], timeout=60, what="the register's receipt"
