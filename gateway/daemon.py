@@ -208,7 +208,11 @@ class Daemon:
             scope, target = str(command.args.get("scope", "all")), str(command.args.get("target", ""))
             theirs = command.args.get("register_receipt")
             return await eraser.request(
-                scope, target, requested_by=REGISTER, register_receipt=theirs if isinstance(theirs, dict) else None
+                scope,
+                target,
+                requested_by=REGISTER,
+                origin=REGISTER,
+                register_receipt=theirs if isinstance(theirs, dict) else None,
             )
 
         async def member_keys(command: p.Command) -> dict[str, Any]:

@@ -53,7 +53,7 @@ JOB_KEY: Final = "erasure_job"
 RECEIPTS_KEY: Final = "erasure_receipts"
 OUTBOX_KEY: Final = "erasure_outbox"
 REGISTER: Final = "register"
-"""``requested_by`` of an erasure the register asked for."""
+"""``origin`` (and ``requested_by``) of an erasure the register asked for."""
 TOMBSTONE_DEVICE: Final = ""
 SLICE_ROWS: Final = 50
 
@@ -81,6 +81,8 @@ class ErasureJob(msgspec.Struct):
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     register_receipt: dict[str, Any] | None = None
     """Set when the register asked: its signed receipt of what it erased, which ours then includes."""
+    origin: str = "hub"
+    """``hub`` (carried on to the register) or :data:`REGISTER` (never sent back to it)."""
 
 
 def receipt_key(master_key: bytes) -> Ed25519PrivateKey:
@@ -195,13 +197,16 @@ class Eraser:
         target: str = "",
         *,
         requested_by: str,
+        origin: str = "hub",
         register_receipt: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         if scope not in ("all", "device", "category"):
             raise PermanentError("erasure scope is all, device or category")
         if scope == "category":
             Category(target)  # raises ValueError for an unknown category
-        job = ErasureJob(uuid.uuid4().hex, scope, target, requested_by, time.time(), register_receipt=register_receipt)
+        job = ErasureJob(
+            uuid.uuid4().hex, scope, target, requested_by, time.time(), register_receipt=register_receipt, origin=origin
+        )
         # Recorded and committed before anything is touched: a crash from here on resumes the job.
         await self.store.set_setting(JOB_KEY, msgspec.to_builtins(job))
         return await self._run(job)
@@ -239,7 +244,7 @@ class Eraser:
             body["register"] = job.register_receipt
         receipt = await asyncio.to_thread(sign_receipt, self._signer, body)
         # An erasure the register asked for is never sent back to it, with its receipt or without.
-        carry = self.carry and job.register_receipt is None and job.requested_by != REGISTER
+        carry = self.carry and job.origin != REGISTER
 
         def finish(conn: Connection) -> None:
             # The receipt, the request to the register and the end of the job commit together.

@@ -163,7 +163,7 @@ async def home(register: RunningRegister, pg: PostgresCluster | None, tmp_path: 
 
         async def erase(command: Any) -> dict[str, Any]:
             theirs = command.args.get("register_receipt")
-            return await eraser.request("all", requested_by="register", register_receipt=theirs)
+            return await eraser.request("all", requested_by="register", origin="register", register_receipt=theirs)
 
         eraser.on_erased.append(lambda job: devices.clear())
         uplink = Uplink(
