@@ -408,6 +408,33 @@ class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hub_id: str | None = None
 
 
+# ---------------------------------------------------------------------------------------------------- erasure
+
+
+ERASURE_SCOPES: Final = ("all", "device", "category")
+ERASURE_CATEGORIES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    # What each category of ``kotihub erase --category`` covers, as lanes and event kinds: the register follows
+    # this, and the hub's ``gateway.privacy`` agrees (tests/unit/test_privacy.py). ``readings`` is the whole lane.
+    "sensors": {"lanes": ("readings",), "event_kinds": ("water_leak", "availability")},
+    "alarms": {"lanes": ("alarm",), "event_kinds": ()},
+    "camera": {"lanes": ("clips",), "event_kinds": ()},
+    "presence": {"lanes": (), "event_kinds": ("motion", "contact")},
+    "diagnostics": {"lanes": ("diagnostics",), "event_kinds": ()},
+}
+
+
+class ErasureRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/erasures`` (client certificate): an erasure asked on the hub, carried to the register. The hub
+    has already erased its own copy; ``hub_receipt`` is its signed receipt. Resending the same ``receipt_id``
+    returns the register's first receipt again. The answer is the register's signed receipt (JSON)."""
+
+    receipt_id: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}\\Z")]
+    scope: Literal["all", "device", "category"]
+    requested_at: _Ts
+    hub_receipt: Annotated[dict[str, Any], msgspec.Meta(max_length=16)]
+    target: Annotated[str, msgspec.Meta(max_length=128, pattern="^[^\x00-\x1f\x7f]*\\Z")] = ""
+
+
 # ------------------------------------------------------------------------------------------- household & admin
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import msgspec
 import requests
@@ -194,6 +194,18 @@ def _wait_with_retry_after(base: Callable[[RetryCallState], float]) -> Callable[
 CommandHandler = Callable[[p.Command], Awaitable[dict[str, Any]]]
 
 
+class Erasures(Protocol):
+    """Erasures asked on the hub, waiting to be carried to the register (``gateway.privacy.ErasureOutbox``)."""
+
+    waiter: asyncio.Event
+
+    async def pending(self) -> list[dict[str, Any]]: ...
+
+    async def carried(self, receipt_id: str, register_receipt: dict[str, Any]) -> None: ...
+
+    async def refused(self, receipt_id: str, reason: str) -> None: ...
+
+
 @dataclass
 class Uplink:
     """Runs until cancelled: one task per lane, the clip uploader and the command poller."""
@@ -203,6 +215,8 @@ class Uplink:
     identity: HubIdentity
     command_handlers: dict[str, CommandHandler] = field(default_factory=dict)
     spool_dir: Path | None = None
+    erasures: Erasures | None = None
+    """Erasures asked on the hub: each is posted to ``/v1/erasures`` until the register has carried it out."""
     devices_source: Callable[[], list[dict[str, str]]] | None = None
     """The hub's device registry as register ``DeviceRecord`` dicts; sent whenever it changes."""
     on_server_time: Callable[[float], None] | None = None
@@ -260,6 +274,8 @@ class Uplink:
             tg.create_task(self._command_loop(), name="uplink:commands")
             if self.devices_source is not None:
                 tg.create_task(self._devices_loop(self.devices_source), name="uplink:devices")
+            if self.erasures is not None:
+                tg.create_task(self._erasure_loop(self.erasures), name="uplink:erasures")
 
     # ---- item lanes ----------------------------------------------------------------------------------------------
 
@@ -423,6 +439,38 @@ class Uplink:
                     except RegisterRejected as exc:
                         log.error("the register refused the device list: %s", exc)
                 await asyncio.sleep(DEVICES_INTERVAL_S)
+        finally:
+            client.close()
+
+    # ---- erasures ------------------------------------------------------------------------------------------------
+
+    async def _erasure_loop(self, erasures: Erasures) -> None:
+        """Carries each erasure asked on the hub to the register, in order, until it answers with its receipt. The
+        requests wait in the store, so an erasure asked while offline (or before a power cut) still arrives."""
+        client = self._client()
+        try:
+            while True:
+                erasures.waiter.clear()
+                for request in await erasures.pending():
+                    receipt_id = str(request.get("receipt_id", ""))
+                    try:
+                        async for attempt in self._retrying("diagnostics"):
+                            with attempt:
+                                resp = await asyncio.to_thread(
+                                    client.request,
+                                    "POST",
+                                    "/v1/erasures",
+                                    data=msgspec.json.encode(request),
+                                    headers=_JSON_HEADERS,
+                                )
+                        await erasures.carried(receipt_id, resp.json())
+                        log.info("the register carried out an erasure asked on this hub")
+                    except RegisterRejected as exc:
+                        await erasures.refused(receipt_id, str(exc))
+                    except ValueError as exc:  # a reply that is not JSON: try again later
+                        log.error("the register's answer to an erasure was unreadable: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(erasures.waiter.wait(), timeout=IDLE_POLL_S)
         finally:
             client.close()
 

@@ -282,7 +282,45 @@ def _erase(args: argparse.Namespace) -> int:
     started = _ask(args, "erase", {"scope": scope, "target": target, "confirm": True, "actor": "cli"})
     receipt = _follow(args, started["job"], "erasing")["result"]
     r = receipt["receipt"]
-    _emit(args, receipt, f"erased {what} at {_when(r['completed_at'])}; receipt {r['receipt_id']}: {r['erased']}")
+    human = f"erased {what} at {_when(r['completed_at'])}; receipt {r['receipt_id']}: {r['erased']}"
+    if r["receipt_id"] in _ask(args, "receipts")["waiting_for_register"]:
+        human += "\nthe register erases its copy when the hub next reaches it (see: kotihub receipt list)"
+    _emit(args, receipt, human)
+    return 0
+
+
+def _receipt_list(args: argparse.Namespace) -> int:
+    out = _ask(args, "receipts")
+    rows = []
+    for signed in out["receipts"]:
+        r = signed["receipt"]
+        if "register" in r or "register_receipt" in signed:
+            register = "erased"
+        elif r["receipt_id"] in out["waiting_for_register"]:
+            register = "waiting"
+        else:
+            register = signed.get("register_error", "-")
+        rows.append([r["receipt_id"], _when(r["completed_at"]), f"{r['scope']}:{r['target']}", register])
+    _emit(args, out, _table(rows, ["receipt", "completed", "what", "register"]) if rows else "no erasures yet")
+    return 0
+
+
+def _receipt_verify(args: argparse.Namespace) -> int:
+    """Checks a receipt offline: a member needs only the file and the register's CA certificate."""
+    from cloud_sync.receipts import ReceiptInvalid, verify
+
+    ca_path: Path | None = args.ca
+    if ca_path is None:
+        default = _load_config(args).state_path / "register-ca.crt"
+        ca_path = default if default.exists() else None
+    signed = json.loads(args.file.read_text())
+    try:
+        found = verify(signed, ca_path.read_bytes() if ca_path is not None else None)
+    except ReceiptInvalid as exc:
+        print(f"kotihub: the receipt does NOT verify: {exc}", file=sys.stderr)
+        return 1
+    signers = [found.signer, *found.embedded]
+    _emit(args, {"valid": True, "signers": signers}, "valid receipt, signed by " + " and ".join(signers))
     return 0
 
 
@@ -407,6 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--category", choices=[c.value for c in Category])
     erase.add_argument("--yes", action="store_true", help="confirm without asking")
     erase.set_defaults(func=_erase)
+    receipt = sub.add_parser("receipt", help="erasure receipts: list them, verify one")
+    receipt_sub = receipt.add_subparsers(dest="receipt_command", required=True)
+    receipt_sub.add_parser("list", parents=[common], help="this hub's erasure receipts").set_defaults(
+        func=_receipt_list
+    )
+    verify = receipt_sub.add_parser("verify", parents=[common], help="check a receipt's signatures (offline)")
+    verify.add_argument("file", type=Path, help="the receipt as JSON (kotihub erase --json, or the app)")
+    verify.add_argument("--ca", type=Path, default=None, help="the register's CA certificate (default: the hub's)")
+    verify.set_defaults(func=_receipt_verify)
     export = sub.add_parser("export", parents=[common], help="export the household's data (Näytä tietoni)")
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(func=_export)

@@ -24,7 +24,7 @@ from gateway.control import ControlError, ControlServer, Handler
 from gateway.hub import Hub
 from gateway.members import HubMembers
 from gateway.model import Category, Clip, Lane
-from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_archive
+from gateway.privacy import JOB_KEY, RECEIPTS_KEY, REGISTER, Eraser, ErasureJob, ExportProgress, export_archive
 from gateway.retention import Retention, RetentionReport
 from gateway.secrets import CredentialStore
 from gateway.store import Store
@@ -131,8 +131,17 @@ class Daemon:
             self.drivers = self._make_drivers()
             spool = self.config.state_path / "spool"
             spool.mkdir(mode=0o700, exist_ok=True)
-            self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool)
-            self.eraser = Eraser(store, self._master_key, spool_dir=spool, hub_name=self.config.hub.name)
+            exports = Path(self.config.hub.runtime_dir) / "exports"
+            self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool, exports_dir=exports)
+            self.eraser = Eraser(
+                store,
+                self._master_key,
+                spool_dir=spool,
+                hub_name=self.config.hub.name,
+                state_dir=self.config.state_path,
+                exports_dir=exports,
+                carry=self.config.uplink.enabled,
+            )
             self.eraser.on_erased.append(self._forget_erased)
             control = ControlServer(self.config.socket_path, self._handlers(), group=self.config.control.group)
             try:
@@ -199,7 +208,14 @@ class Daemon:
 
         async def erase(command: p.Command) -> dict[str, Any]:
             scope, target = str(command.args.get("scope", "all")), str(command.args.get("target", ""))
-            return await eraser.request(scope, target, requested_by="register")
+            theirs = command.args.get("register_receipt")
+            return await eraser.request(
+                scope,
+                target,
+                requested_by=REGISTER,
+                origin=REGISTER,
+                register_receipt=theirs if isinstance(theirs, dict) else None,
+            )
 
         async def member_keys(command: p.Command) -> dict[str, Any]:
             result = await asyncio.to_thread(self.members.apply_command, command.args)
@@ -216,6 +232,7 @@ class Daemon:
                 "member_keys": member_keys,
             },
             spool_dir=self.config.state_path / "spool",
+            erasures=eraser.outbox,
             devices_source=lambda: [
                 {
                     "device_id": d.info.device_id,
@@ -309,6 +326,11 @@ class Daemon:
         actor = str(args.get("actor", "household"))
         job = self._start_job("erase", lambda: eraser.request(scope, target, requested_by=actor))
         return {"job": job.job_id}
+
+    async def _receipts(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.store is not None and self.eraser is not None
+        waiting = [r["receipt_id"] for r in await self.eraser.outbox.pending()]
+        return {"receipts": await self.store.get_setting(RECEIPTS_KEY, []), "waiting_for_register": waiting}
 
     async def _export(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.store is not None
@@ -420,6 +442,7 @@ class Daemon:
             "sync": self._sync,
             "retention": self._retention,
             "erase": self._erase,
+            "receipts": self._receipts,
             "export": self._export,
             "job": self._job,
             "selftest": self._selftest,

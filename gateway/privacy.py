@@ -5,7 +5,11 @@ every step is idempotent. Erasing everything destroys every data key first, so t
 first step on. Erasing one device or one category cannot destroy keys other data shares: its readings are replaced
 by tombstones (same sequence, no content) and its records deleted, with ``secure_delete`` zeroing the old pages and
 a WAL truncation at the end; the old ciphertext that may remain on worn flash blocks is under day keys that
-retention destroys when those days expire. The requester gets a receipt signed with the hub's Ed25519 receipt key.
+retention destroys when those days expire. Export archives waiting in the runtime directory are deleted too.
+
+The requester gets a receipt signed with the hub's enrolled key (``cloud_sync.receipts``). An erasure asked here
+also waits in the erasure outbox until the uplink has carried it to the register, whose signed receipt then joins
+ours; one the register asked for carries the register's receipt inside ours (docs/erasure.md).
 
 **Export** writes a zip archive, streamed (a large export never needs its size in memory): ``manifest.json`` (format,
 counts, time range, SHA-256 of each member), ``devices.json``, ``readings.jsonl``, ``events.jsonl``, ``audit.json``,
@@ -16,7 +20,6 @@ member's key).
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -32,10 +35,12 @@ from typing import IO, Any, Final
 import msgspec
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import Connection
 
+from cloud_sync import receipts
 from gateway.errors import DecryptError, KeyDestroyedError, PermanentError
 from gateway.model import Category, Lane, Reading
 from gateway.store import Store, frames, schema
@@ -46,6 +51,9 @@ log = logging.getLogger(__name__)
 EXPORT_FORMAT: Final = "kotihub-export/1"
 JOB_KEY: Final = "erasure_job"
 RECEIPTS_KEY: Final = "erasure_receipts"
+OUTBOX_KEY: Final = "erasure_outbox"
+REGISTER: Final = "register"
+"""``origin`` (and ``requested_by``) of an erasure the register asked for."""
 TOMBSTONE_DEVICE: Final = ""
 SLICE_ROWS: Final = 50
 
@@ -60,6 +68,9 @@ CATEGORY_LANES: Final[dict[Category, tuple[str, ...]]] = {
 PRESENCE_KINDS: Final = ("motion", "contact")
 
 
+Signer = Callable[[], tuple[ec.EllipticCurvePrivateKey | Ed25519PrivateKey, str | None]]
+
+
 class ErasureJob(msgspec.Struct):
     job_id: str
     scope: str
@@ -68,54 +79,134 @@ class ErasureJob(msgspec.Struct):
     requested_by: str
     requested_at: float
     counts: dict[str, int] = msgspec.field(default_factory=dict)
+    register_receipt: dict[str, Any] | None = None
+    """Set when the register asked: its signed receipt of what it erased, which ours then includes."""
+    origin: str = "hub"
+    """``hub`` (carried on to the register) or :data:`REGISTER` (never sent back to it)."""
 
 
 def receipt_key(master_key: bytes) -> Ed25519PrivateKey:
-    """The hub's receipt-signing key, derived from the master key so that it needs no storage of its own."""
+    """The signing key of a hub that was never enrolled, derived from the master key (it needs no storage). Its
+    receipts prove integrity but not which hub issued them; an enrolled hub signs with its certificate's key."""
     seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"kotihub/receipt-signing/v1").derive(master_key)
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 
-def sign_receipt(key: Ed25519PrivateKey, receipt: dict[str, Any]) -> dict[str, Any]:
-    body = json.dumps(receipt, sort_keys=True, separators=(",", ":")).encode()
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {
-        "receipt": receipt,
-        "signature": base64.b64encode(key.sign(body)).decode(),
-        "public_key": base64.b64encode(public).decode(),
-        "algorithm": "Ed25519 over the receipt as canonical JSON (sorted keys, no spaces)",
-    }
+def hub_signer(state_dir: Path | None, master_key: bytes) -> Signer:
+    """The hub's receipt signer: its mTLS key and the certificate the register issued at enrollment, read at each
+    signing (a renewal replaces them); the derived key while the hub is not enrolled."""
+
+    def signer() -> tuple[ec.EllipticCurvePrivateKey | Ed25519PrivateKey, str | None]:
+        if state_dir is not None and (state_dir / "hub.key").exists() and (state_dir / "hub.crt").exists():
+            key = serialization.load_pem_private_key((state_dir / "hub.key").read_bytes(), password=None)
+            if isinstance(key, ec.EllipticCurvePrivateKey):
+                return key, (state_dir / "hub.crt").read_text()
+        return receipt_key(master_key), None
+
+    return signer
 
 
-def verify_receipt(signed: dict[str, Any]) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+def sign_receipt(signer: Signer, body: dict[str, Any]) -> dict[str, Any]:
+    key, cert = signer()
+    return receipts.sign(key, body, cert_pem=cert)
 
-    body = json.dumps(signed["receipt"], sort_keys=True, separators=(",", ":")).encode()
-    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(signed["public_key"]))
+
+def verify_receipt(signed: dict[str, Any], ca_pem: bytes | None = None) -> bool:
+    """True if the receipt (and any receipt of the register it carries) is intact and, given the register's CA
+    certificate, signed by whom it claims."""
     try:
-        public.verify(base64.b64decode(signed["signature"]), body)
-    except InvalidSignature:
+        receipts.verify(signed, ca_pem)
+    except receipts.ReceiptInvalid:
         return False
     return True
+
+
+class ErasureOutbox:
+    """Erasures asked on this hub that the register has yet to carry out, kept in the store (``settings``) and sent
+    by the uplink whenever the register is reachable: the same durability as every other outbox item."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.waiter = asyncio.Event()
+
+    async def pending(self) -> list[dict[str, Any]]:
+        return list(await self.store.get_setting(OUTBOX_KEY, []))
+
+    async def carried(self, receipt_id: str, register_receipt: dict[str, Any]) -> None:
+        """The register erased its copy: its signed receipt joins ours, and the request leaves the outbox."""
+        await self._settle(receipt_id, {"register_receipt": register_receipt})
+
+    async def refused(self, receipt_id: str, reason: str) -> None:
+        """The register refused the request for good (4xx): said in the receipt, not retried."""
+        log.error("the register refused to carry out an erasure: %s", reason)
+        await self._settle(receipt_id, {"register_error": reason[:300]})
+
+    async def _settle(self, receipt_id: str, extra: dict[str, Any]) -> None:
+        def write(conn: Connection) -> None:
+            outbox = [e for e in _get(conn, OUTBOX_KEY, []) if e.get("receipt_id") != receipt_id]
+            stored = _get(conn, RECEIPTS_KEY, [])
+            for signed in stored:
+                if signed.get("receipt", {}).get("receipt_id") == receipt_id:
+                    signed.update(extra)
+            _put(conn, OUTBOX_KEY, outbox)
+            _put(conn, RECEIPTS_KEY, stored)
+
+        await self.store.run_write(write)
+
+
+def _get(conn: Connection, key: str, default: Any) -> Any:
+    value = conn.execute(sa.select(schema.settings.c.value).where(schema.settings.c.key == key)).scalar_one_or_none()
+    return default if value is None else json.loads(value)
+
+
+def _put(conn: Connection, key: str, value: Any) -> None:
+    conn.execute(sa.delete(schema.settings).where(schema.settings.c.key == key))
+    if value is not None:
+        conn.execute(sa.insert(schema.settings).values(key=key, value=json.dumps(value)))
 
 
 class Eraser:
     """Runs erasure jobs to completion; :meth:`resume` finishes one a crash interrupted."""
 
-    def __init__(self, store: Store, master_key: bytes, *, spool_dir: Path | None, hub_name: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        master_key: bytes,
+        *,
+        spool_dir: Path | None,
+        hub_name: str,
+        state_dir: Path | None = None,
+        exports_dir: Path | None = None,
+        carry: bool = False,
+    ) -> None:
+        """``carry``: erasures asked here go on to the register (the hub syncs); ``state_dir`` holds the hub's
+        enrollment key and certificate, which sign receipts; ``exports_dir`` holds export archives (plaintext), which
+        every erasure deletes."""
         self.store = store
+        self.exports_dir = exports_dir
         self.spool_dir = spool_dir
         self.hub_name = hub_name
-        self._signer = receipt_key(master_key)
+        self._signer = hub_signer(state_dir, master_key)
+        self.carry = carry
+        self.outbox = ErasureOutbox(store)
         self.on_erased: list[Callable[[ErasureJob], None]] = []
 
-    async def request(self, scope: str, target: str = "", *, requested_by: str) -> dict[str, Any]:
+    async def request(
+        self,
+        scope: str,
+        target: str = "",
+        *,
+        requested_by: str,
+        origin: str = "hub",
+        register_receipt: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         if scope not in ("all", "device", "category"):
             raise PermanentError("erasure scope is all, device or category")
         if scope == "category":
             Category(target)  # raises ValueError for an unknown category
-        job = ErasureJob(uuid.uuid4().hex, scope, target, requested_by, time.time())
+        job = ErasureJob(
+            uuid.uuid4().hex, scope, target, requested_by, time.time(), register_receipt=register_receipt, origin=origin
+        )
         # Recorded and committed before anything is touched: a crash from here on resumes the job.
         await self.store.set_setting(JOB_KEY, msgspec.to_builtins(job))
         return await self._run(job)
@@ -136,30 +227,42 @@ class Eraser:
             counts = await self._erase_where(device=job.target)
         else:
             counts = await self._erase_where(category=Category(job.target))
+        counts["exports"] = await asyncio.to_thread(self._delete_exports)
         await self.store.scrub()
-        receipt = sign_receipt(
-            self._signer,
-            {
-                "receipt_id": job.job_id,
-                "hub": self.hub_name,
-                "scope": job.scope,
-                "target": job.target,
-                "requested_by": job.requested_by,
-                "requested_at": job.requested_at,
-                "completed_at": time.time(),
-                "erased": counts,
-            },
-        )
-        receipts = list(await self.store.get_setting(RECEIPTS_KEY, []))[-49:]
-        receipts.append(receipt)
+        body: dict[str, Any] = {
+            "receipt_id": job.job_id,
+            "side": "hub",
+            "hub": self.hub_name,
+            "scope": job.scope,
+            "target": job.target,
+            "requested_by": job.requested_by,
+            "requested_at": job.requested_at,
+            "completed_at": time.time(),
+            "erased": counts,
+        }
+        if job.register_receipt is not None:
+            body["register"] = job.register_receipt
+        receipt = await asyncio.to_thread(sign_receipt, self._signer, body)
+        # An erasure the register asked for is never sent back to it, with its receipt or without.
+        carry = self.carry and job.origin != REGISTER
 
         def finish(conn: Connection) -> None:
-            for key, value in ((RECEIPTS_KEY, receipts), (JOB_KEY, None)):
-                conn.execute(sa.delete(schema.settings).where(schema.settings.c.key == key))
-                if value is not None:
-                    conn.execute(sa.insert(schema.settings).values(key=key, value=json.dumps(value)))
+            # The receipt, the request to the register and the end of the job commit together.
+            _put(conn, RECEIPTS_KEY, [*_get(conn, RECEIPTS_KEY, [])[-49:], receipt])
+            if carry:
+                request = {
+                    "receipt_id": job.job_id,
+                    "scope": job.scope,
+                    "target": job.target,
+                    "requested_at": job.requested_at,
+                    "hub_receipt": receipt,
+                }
+                _put(conn, OUTBOX_KEY, [*_get(conn, OUTBOX_KEY, []), request])
+            _put(conn, JOB_KEY, None)
 
         await self.store.run_write(finish)
+        if carry:
+            self.outbox.waiter.set()
         await self.store.audit(job.requested_by, "erase", f"{job.scope}:{job.target}", {"receipt": job.job_id})
         for callback in self.on_erased:
             callback(job)
@@ -280,6 +383,16 @@ class Eraser:
                     _execute(sa.delete(schema.items).where(schema.items.c.lane == lane, schema.items.c.seq.in_(doomed)))
                 )
                 deleted += len(doomed)
+
+    def _delete_exports(self) -> int:
+        """Export archives are the household's data in plaintext: any erasure makes every earlier one untrue."""
+        if self.exports_dir is None or not self.exports_dir.exists():
+            return 0
+        removed = 0
+        for path in self.exports_dir.glob("kotihub-export-*"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def _delete_spool(self, refs: list[str] | None) -> int:
         if self.spool_dir is None or not self.spool_dir.exists():

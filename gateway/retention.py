@@ -16,6 +16,8 @@ purges once a trusted source (NTP, or the register's own clock seen by the uplin
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,16 +28,20 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.privacy import RECEIPTS_KEY
 from gateway.store import Store, schema
 from gateway.store.store import DELETE_SLICE_S, REGISTRY_EPOCH
 
 log = logging.getLogger(__name__)
+
 
 # No clock reading before this can be real: the release cannot have been built in the past of its own build.
 BUILD_TIME: Final = 1_793_491_200.0  # 2026-11-01T00:00:00Z
 JUMP_TOLERANCE_S: Final = 86_400.0
 AGREEMENT_S: Final = 300.0
 NTP_MARKER: Final = Path("/run/systemd/timesync/synchronized")
+EXPORT_KEEP_S: Final = 7 * 86_400.0
+"""Export archives (plaintext, for the household to collect) are deleted a week after they were written."""
 
 
 @dataclass
@@ -96,6 +102,8 @@ class RetentionReport:
     items_deleted: int = 0
     audit_deleted: int = 0
     clip_files_deleted: int = 0
+    exports_deleted: int = 0
+    other_deleted: int = 0
     longest_batch_ms: float = 0.0
     waiting: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -109,9 +117,11 @@ class Retention:
         days: int,
         clock: ClockTrust | None = None,
         spool_dir: Path | None = None,
+        exports_dir: Path | None = None,
         slice_s: float = DELETE_SLICE_S,
     ) -> None:
         self.store = store
+        self.exports_dir = exports_dir
         self.days = days
         self.clock = clock or ClockTrust()
         self.spool_dir = spool_dir
@@ -195,6 +205,13 @@ class Retention:
             setattr(report, column, deleted)
             clip_refs.extend(refs)
         report.clip_files_deleted = await asyncio.to_thread(self._delete_clip_files, clip_refs)
+        # Records that are not sealed under a day key expire by their own time: dead letters, and erasure receipts
+        # (a device erasure's names the device).
+        report.other_deleted, _ = await self.store.delete_in_slices(
+            schema.dead_letters, schema.dead_letters.c.ts < horizon, budget_s=self.slice_s
+        )
+        report.other_deleted += await self.store.run_write(functools.partial(_expire_receipts, horizon=horizon))
+        report.exports_deleted = await asyncio.to_thread(self._delete_old_exports, now)
 
         # 3. Scrub: the WAL still holds old page images until it is checkpointed and truncated.
         await self.store.scrub()
@@ -218,6 +235,19 @@ class Retention:
                 removed += 1
         return removed
 
+    def _delete_old_exports(self, now: float) -> int:
+        if self.exports_dir is None or not self.exports_dir.exists():
+            return 0
+        removed = 0
+        for path in self.exports_dir.glob("kotihub-export-*"):
+            try:
+                if now - path.stat().st_mtime > EXPORT_KEEP_S:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
     async def run_forever(self, interval: float) -> None:
         while True:
             try:
@@ -238,6 +268,18 @@ class Retention:
             "last_shredded_days": r.epochs_shredded,
             "longest_batch_ms": round(r.longest_batch_ms, 1),
         }
+
+
+def _expire_receipts(conn: Connection, *, horizon: float) -> int:
+    key = schema.settings.c.key
+    value = conn.execute(sa.select(schema.settings.c.value).where(key == RECEIPTS_KEY)).scalar_one_or_none()
+    if value is None:
+        return 0
+    receipts = json.loads(value)
+    kept = [r for r in receipts if r.get("receipt", {}).get("completed_at", 0.0) >= horizon]
+    if len(kept) != len(receipts):
+        conn.execute(sa.update(schema.settings).where(key == RECEIPTS_KEY).values(value=json.dumps(kept)))
+    return len(receipts) - len(kept)
 
 
 def _last_expired_epoch(horizon: float) -> int:

@@ -140,6 +140,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     p.IngestAck,
     p.DeviceRecord,
     p.DevicesAck,
+    p.ErasureRequest,
     p.ClipRecord,
     p.ClipUploadStatus,
     p.Command,
@@ -306,6 +307,13 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         result = decode_json(await read_body(request, p.MAX_JSON_BODY_BYTES), p.CommandResult)
         await run_in_threadpool(reg.command_result, who, command_id, result)
         return _json({"ok": True})
+
+    @app.post("/v1/erasures", openapi_extra=_doc("ErasureRequest"))
+    async def hub_erasure(request: Request, who: Hub) -> Response:
+        req = decode_json(await read_body(request, p.MAX_JSON_BODY_BYTES), p.ErasureRequest)
+        receipt = await run_in_threadpool(retention.erase_from_hub, reg, who, req)
+        notifier.notify()
+        return _json(receipt)
 
     # ------------------------------------------------------------------------------- household & operators
 

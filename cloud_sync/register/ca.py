@@ -15,12 +15,14 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cloud_sync import receipts
 from cloud_sync.protocol import hub_uri, parse_hub_uri
 from cloud_sync.register.errors import Invalid, Unauthenticated
 
@@ -105,6 +107,10 @@ class CertificateAuthority:
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         log.info("created a new register CA in %s", state_dir)
         return cls(key, cert)
+
+    def sign_receipt(self, body: dict[str, Any]) -> dict[str, Any]:
+        """An erasure receipt signed by the register (the CA key: every hub and app already trusts its cert)."""
+        return receipts.sign(self._key, body, cert_pem=self.cert_pem.decode())
 
     def _builder(self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, days: int) -> x509.CertificateBuilder:
         now = _now()

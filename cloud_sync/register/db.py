@@ -285,6 +285,39 @@ member_requests = Table(
     Column("created_at", Double, nullable=False),
 )
 
+erasure_receipts = Table(
+    "erasure_receipts",
+    metadata,
+    # The register's signed receipts: what each erasure destroyed here (counts, never content). Kept so that a
+    # resent request gets the same receipt; they expire with the retention period like everything else.
+    Column("household_id", String(64), nullable=False),
+    Column("receipt_id", String(64), nullable=False),
+    Column("at", Double, nullable=False, index=True),
+    Column("body", JSON, nullable=False),
+    PrimaryKeyConstraint("household_id", "receipt_id"),
+)
+
+HOUSEHOLD_TABLES: dict[Table, tuple[str, ...]] = {
+    # Every table holding a household's data, with the columns whose age makes a row expire ("either clock": when
+    # it happened at the hub, when it arrived here). Erasure deletes every row of the household from each of
+    # them, retention every row older than the period by any listed column; a table listed without columns lives
+    # as long as the household's membership does. A new per-household table joins erasure and retention with one
+    # line here.
+    readings: ("received_at", "ts"),
+    events: ("received_at", "ts"),
+    clip_records: ("received_at", "started"),
+    clips: ("created_at", "started"),
+    diagnostics: ("received_at", "ts"),
+    devices: (),
+    commands: (),
+    member_keys: (),
+    members: (),
+    member_requests: (),
+    enroll_tokens: (),
+    consents: (),
+}
+"""Erasure and retention clear these (see ``cloud_sync.register.retention``); children before parents."""
+
 LANE_TABLES: dict[str, Table] = {
     "alarm": events,
     "events": events,
@@ -293,6 +326,10 @@ LANE_TABLES: dict[str, Table] = {
     "diagnostics": diagnostics,
 }
 """Where each lane's items go; ``events`` holds both the alarm and the events lanes, told apart by ``lane``."""
+
+
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
+"""The register's SQLite WAL is truncated to at most this after a checkpoint."""
 
 
 def default_url(state_dir: str) -> str:
@@ -319,7 +356,16 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # FULL: an ack is sent after commit, and that commit must survive a power cut (reliability_security §1.2).
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+    # secure_delete zeroes deleted rows in the file whatever the build's default; journal_size_limit truncates
+    # the WAL back to a bound after each checkpoint, so old page images do not linger in a large WAL file.
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=FULL",
+        "foreign_keys=ON",
+        "busy_timeout=30000",
+        "secure_delete=ON",
+        f"journal_size_limit={WAL_LIMIT_BYTES}",
+    ):
         cur.execute(f"PRAGMA {pragma}")
     cur.close()
 

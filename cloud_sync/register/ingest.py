@@ -225,6 +225,15 @@ def upsert_devices(registry: Registry, hub: HubIdentity, records: list[DeviceRec
     ]
     stmt = db.upsert(registry.engine, db.devices, ["hub_id", "kind", "name", "model", "room", "updated_at"])
     with registry.engine.begin() as conn:
+        erasing = conn.execute(
+            select(db.commands.c.id).where(
+                db.commands.c.hub_id == hub.hub_id, db.commands.c.kind == "erase", db.commands.c.status == "pending"
+            )
+        ).first()
+        if erasing is not None:
+            # The household erased its data and this hub has yet to erase its copy: a device list it sends now
+            # is from before, and would bring back names the erasure removed. The hub resends after it erased.
+            return 0
         conn.execute(stmt, rows)
         write_audit(conn, hub.actor, "devices.upsert", hub.household_id, count=len(rows))
     return len(rows)

@@ -434,6 +434,10 @@ class Registry:
                 .values(status=result.status, detail=result.detail, completed_at=time.time())
             )
             write_audit(conn, hub.actor, f"command.{row['kind']}.{result.status}", hub.household_id, command_id)
+        if row["kind"] == "erase" and result.status == "done":
+            from cloud_sync.register.retention import settle_hub_erasure  # retention builds on this module
+
+            settle_hub_erasure(self, hub, result.detail)
 
     def commands(self, household_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -107,10 +108,11 @@ def stream_url_with_credentials(url: str, username: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def new_clip_id(device: str, started: float) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
-    short = hashlib.sha256(device.encode()).hexdigest()[:8]
-    return f"{stamp}-{short}-{uuid.uuid4().hex[:12]}"
+def new_clip_id() -> str:
+    """128 random bits. The id names the spool file, ``items.ref``, the register's blob path and its audit, which
+    outlive the clip: so it says nothing of when or by which camera the clip was recorded (that is inside the
+    encrypted record), and unlike a keyed hash of those it does not even link two clips of one camera."""
+    return secrets.token_hex(16)
 
 
 class CameraDriver(Driver):
@@ -336,7 +338,7 @@ class CameraDriver(Driver):
         recorder = self._recorders[device]
         spool = self._spool
         capture = recorder.start_capture(reason)
-        clip_id = new_clip_id(device, capture.trigger)
+        clip_id = new_clip_id()
         check_clip_id(clip_id)
         loop = asyncio.get_running_loop()
 
@@ -398,7 +400,7 @@ class CameraDriver(Driver):
         parse_recipients(recipients)
         jpeg = await self._recorders[device].snapshot()
         taken = time.time()
-        clip_id = f"{new_clip_id(device, taken)}-jpeg"
+        clip_id = f"{new_clip_id()}-jpeg"
         spool = self._spool
         clip, path = await asyncio.to_thread(
             encrypt_clip,

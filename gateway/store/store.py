@@ -32,11 +32,17 @@ from gateway.store.writer import WriteOp, Writer
 
 log = logging.getLogger(__name__)
 
-# Device records and the audit trail's own key live under this epoch: it is not a day, so retention never shreds
-# it; erasing everything does.
+# Device records live under this epoch: it is not a day, so retention never shreds it; erasing everything does.
+# (Audit entries written before they moved to day keys are under it too; retention deletes those rows by age.)
 REGISTRY_EPOCH: Final = 0xFFFF_FFFF
 DB_NAME: Final = "kotihub.db"
 SPACE_CHECK_S: Final = 1.0
+COARSE_S: Final = 3600.0
+"""Times in the clear (``items.ts``, frames' ``ts_min``/``ts_max``) are kept to the hour; the exact time is inside
+the encrypted record."""
+SEEN_S: Final = 600.0
+"""Devices' ``last_seen`` in the clear is kept to ten minutes (offline detection across a restart needs no more);
+``first_seen`` to the day."""
 DELETE_SLICE_S: Final = 0.02
 """Longest a single delete transaction may hold the writer; keeps ingest stalls far under 50 ms."""
 
@@ -336,7 +342,12 @@ class Store:
         blob = self.keyring.seal(epoch, frames.encode(run), frames.context(first, len(run)))
         conn.execute(
             sa.insert(schema.reading_frames).values(
-                first_seq=first, n=len(run), epoch=epoch, ts_min=min(stamps), ts_max=max(stamps), blob=blob
+                first_seq=first,
+                n=len(run),
+                epoch=epoch,
+                ts_min=coarse(min(stamps)),
+                ts_max=coarse(max(stamps)),
+                blob=blob,
             )
         )
 
@@ -363,7 +374,7 @@ class Store:
             epoch = crypto.epoch_of(ts)
             blob = self.keyring.seal(epoch, plaintext, _item_context(lane_name, seq))
             conn.execute(
-                sa.insert(schema.items).values(lane=lane_name, seq=seq, epoch=epoch, ts=ts, ref=ref, blob=blob)
+                sa.insert(schema.items).values(lane=lane_name, seq=seq, epoch=epoch, ts=coarse(ts), ref=ref, blob=blob)
             )
             return seq
 
@@ -379,9 +390,17 @@ class Store:
             blob = self.keyring.seal(REGISTRY_EPOCH, blob_plain, b"devices|" + tag.encode())
             existing = conn.execute(sa.select(schema.devices.c.tag).where(schema.devices.c.tag == tag)).first()
             if existing is None:
-                conn.execute(sa.insert(schema.devices).values(tag=tag, first_seen=now, last_seen=now, blob=blob))
+                conn.execute(
+                    sa.insert(schema.devices).values(
+                        tag=tag, first_seen=coarse(now, 86_400.0), last_seen=coarse(now, SEEN_S), blob=blob
+                    )
+                )
                 return True
-            conn.execute(sa.update(schema.devices).where(schema.devices.c.tag == tag).values(last_seen=now, blob=blob))
+            conn.execute(
+                sa.update(schema.devices)
+                .where(schema.devices.c.tag == tag)
+                .values(last_seen=coarse(now, SEEN_S), blob=blob)
+            )
             return False
 
         # Committed at once: discovery is rare, and a driver announcing forty devices must not wait forty group
@@ -390,7 +409,7 @@ class Store:
 
     async def touch_devices(self, last_seen: dict[str, float]) -> None:
         """Persists last-seen times (the hub batches these: writing one per message would wear the card)."""
-        rows = [{"t": self.device_tag(d), "s": s} for d, s in last_seen.items()]
+        rows = [{"t": self.device_tag(d), "s": coarse(s, SEEN_S)} for d, s in last_seen.items()]
 
         def write(conn: Connection) -> None:
             if rows:
@@ -411,8 +430,10 @@ class Store:
 
         def write(conn: Connection) -> None:
             self._audit_id += 1
-            blob = self.keyring.seal(REGISTRY_EPOCH, entry, b"audit|%d" % self._audit_id)
-            conn.execute(sa.insert(schema.audit).values(id=self._audit_id, epoch=crypto.epoch_of(ts), ts=ts, blob=blob))
+            # Under the day's key, like the data it is about: retention shreds it with that day.
+            epoch = crypto.epoch_of(ts)
+            blob = self.keyring.seal(epoch, entry, b"audit|%d" % self._audit_id)
+            conn.execute(sa.insert(schema.audit).values(id=self._audit_id, epoch=epoch, ts=coarse(ts), blob=blob))
             return None
 
         await self._submit(write, urgent=True)
@@ -526,7 +547,7 @@ class Store:
             out = []
             for row in rows:
                 body = msgspec.json.decode(self.keyring.open(row.blob, _item_context(lane, row.seq)))
-                out.append(OutboxItem(int(row.seq), float(row.ts), body))
+                out.append(OutboxItem(int(row.seq), _exact_ts(body, row.ts), body))
             return out
 
     def _pending_readings_sync(self, conn: Connection, after: int, limit: int) -> list[OutboxItem]:
@@ -586,7 +607,8 @@ class Store:
                     if skip_destroyed:
                         continue
                     raise
-                yield OutboxItem(int(row.seq), float(row.ts), msgspec.json.decode(plain))
+                body = msgspec.json.decode(plain)
+                yield OutboxItem(int(row.seq), _exact_ts(body, row.ts), body)
 
     def iter_audit(self, *, skip_destroyed: bool = False) -> Iterator[AuditEntry]:
         with self._reader.connect() as conn:
@@ -749,6 +771,19 @@ def _delete_slice(
 def _log_cursor_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.warning("could not save a sync cursor (the batch will be resent): %s", fut.exception())
+
+
+def coarse(ts: float, step: float = COARSE_S) -> float:
+    return float(ts // step * step)
+
+
+def _exact_ts(body: dict[str, Any], stored: float) -> float:
+    """An item's exact time, from inside its record (events carry ``ts``, clip records ``started``)."""
+    for key in ("ts", "started"):
+        value = body.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return float(stored)
 
 
 def _item_context(lane: str, seq: int) -> bytes:

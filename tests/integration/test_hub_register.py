@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from cloud_sync.uplink import HubIdentity
 from drivers.mqtt.broker import MosquittoBroker
@@ -101,3 +103,60 @@ def test_a_hub_offline_during_an_erasure_request_carries_it_out_when_back(
         lambda: [c for c in register.reg.commands(household) if c["kind"] == "erase" and c["status"] == "done"],
         what="the erasure receipt to reach the register",
     )
+
+
+def test_an_erasure_asked_on_the_hub_while_offline_reaches_the_register(
+    synced_hub: tuple[SyncedHub, str], register: RunningRegister, mosquitto: MosquittoBroker, proxy: FaultProxy
+) -> None:
+    hub, household = synced_hub
+    hub_id = HubIdentity(hub.state).hub_id()
+    asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
+    wait_until(lambda: register.items(hub_id, "readings"), what="readings in the register")
+    proxy.down = True
+    proxy.cut_all()
+    erased = hub.cli_json("erase", "--all", "--yes")
+    receipt_id = erased["receipt"]["receipt_id"]
+    # Offline: the hub's copy is gone, the register's is not yet.
+    assert hub.cli_json("devices") == []
+    assert register.items(hub_id, "readings")
+    # The request waits in the store: a power cut before the register is reachable again loses nothing.
+    hub.stop(signal.SIGKILL)
+    hub.start()
+    assert hub.cli_json("receipt", "list")["waiting_for_register"] == [receipt_id]
+    listed = hub.cli("receipt", "list")
+    assert receipt_id in listed.stdout and "waiting" in listed.stdout
+    proxy.down = False
+    wait_until(
+        lambda: hub.cli_json("receipt", "list")["waiting_for_register"] == [], timeout=60, what="the register's receipt"
+    )
+    stored = hub.cli_json("receipt", "list")["receipts"][-1]
+    asked = stored["receipt"]["requested_at"]
+    # Only what the restarted hub measured after the erasure (the broker's retained states) may be there.
+    for lane in ("readings", "alarm", "events"):
+        assert [b for _, b in register.items(hub_id, lane) if b["ts"] <= asked] == []
+    assert stored["receipt"]["receipt_id"] == receipt_id
+    assert stored["register_receipt"]["receipt"]["erased"]["readings"] > 0
+    # Both signatures verify, each bound to its signer: this hub's enrolled key and the register's CA.
+    path = hub.root / "receipt.json"
+    path.write_text(json.dumps(stored))
+    checked = hub.cli_json("receipt", "verify", str(path), "--ca", str(register.ca_file))
+    assert checked["signers"] == [f"hub:{household}:{hub_id}", "register"]
+    stored["register_receipt"]["receipt"]["erased"]["readings"] = 0
+    path.write_text(json.dumps(stored))
+    tampered = hub.cli("receipt", "verify", str(path), "--ca", str(register.ca_file))
+    assert tampered.returncode == 1 and "does NOT verify" in tampered.stderr
+    # A resent request (as after a reply lost on the way back) gets the same receipt, and erases nothing twice.
+    session = requests.Session()
+    session.trust_env = False
+    session.cert = (str(hub.state / "hub.crt"), str(hub.state / "hub.key"))
+    session.verify = str(register.ca_file)
+    again = session.post(
+        f"{register.url}/v1/erasures",
+        json={
+            "receipt_id": receipt_id,
+            "scope": "all",
+            "requested_at": stored["receipt"]["requested_at"],
+            "hub_receipt": {k: v for k, v in stored.items() if k != "register_receipt"},
+        },
+    )
+    assert again.status_code == 200 and again.json()["signature"] == stored["register_receipt"]["signature"]

@@ -692,9 +692,15 @@ def test_retention_purges_old_data_in_batches(register_any: RunningRegister) -> 
     assert summary["readings"] == 25
     assert [seq for seq, _ in reg.items(hub.hub_id, "readings")] == list(range(25, 30))
     data = b"k" * 10
-    assert s.put(f"{reg.url}/v1/clips/old1", json=_clip_record("old1", data)).status_code == 200
+    recent = {**_clip_record("old1", data), "started": time.time() - 3600}
+    assert s.put(f"{reg.url}/v1/clips/old1", json=recent).status_code == 200
     assert s.patch(f"{reg.url}/v1/clips/old1", params={"offset": 0}, data=data).json()["complete"] is True
-    assert retention.purge_expired(reg.reg)["clips"] == 0
+    # Recorded 200 days ago, uploaded just now: its age is when it was recorded.
+    late = {**_clip_record("late1", data), "started": time.time() - 200 * 86_400}
+    assert s.put(f"{reg.url}/v1/clips/late1", json=late).status_code == 200
+    assert s.patch(f"{reg.url}/v1/clips/late1", params={"offset": 0}, data=data).json()["complete"] is True
+    assert retention.purge_expired(reg.reg)["clips"] == 1
+    assert reg.reg.blobs.size(hub.household_id, "late1") == 0
     # Everything is older than the period when "now" is a year ahead.
     summary = retention.purge_expired(reg.reg, now=time.time() + 366 * 86_400)
     assert (summary["readings"], summary["clips"]) == (5, 1)

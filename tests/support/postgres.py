@@ -52,7 +52,9 @@ class PostgresCluster:
             "-t",
             "60",
             "-o",
-            f"-p {self.port} -h 127.0.0.1 -k {self.directory} -c fsync=on -c max_connections=200",
+            # wal_recycle=off as docs/register.md prescribes: a WAL segment the register's scrub retires is removed,
+            # not renamed for reuse with its old contents (the forensic test scans the data directory).
+            f"-p {self.port} -h 127.0.0.1 -k {self.directory} -c fsync=on -c max_connections=200 -c wal_recycle=off",
             "start",
         )
 

@@ -134,3 +134,17 @@ async def test_erase_camera_category_removes_clips(tmp_path: Path) -> None:
         assert receipt["receipt"]["erased"]["clip_files"] == 1
         assert list(store.iter_items(Lane.CLIPS)) == []
         assert len(list(store.iter_readings())) == 60
+
+
+def test_the_hub_and_the_register_agree_on_what_each_category_covers() -> None:
+    from cloud_sync.protocol import ERASURE_CATEGORIES
+    from gateway.model import Category
+    from gateway.privacy import CATEGORY_LANES, PRESENCE_KINDS
+
+    assert set(ERASURE_CATEGORIES) == {c.value for c in Category}
+    for category in Category:
+        spec = ERASURE_CATEGORIES[category.value]
+        hub_lanes = set(CATEGORY_LANES[category]) | ({"readings"} if category is Category.SENSORS else set())
+        assert hub_lanes == set(spec["lanes"]), category
+    assert set(ERASURE_CATEGORIES["presence"]["event_kinds"]) == set(PRESENCE_KINDS)
+    assert set(ERASURE_CATEGORIES["sensors"]["event_kinds"]) == {"water_leak", "availability"}

@@ -160,3 +160,18 @@ async def test_due_counts_what_a_run_would_destroy(tmp_path: Path) -> None:
         assert due == {"days": 2, "readings": 100, "items": 2}
     with contextlib.closing(sqlite3.connect(tmp_path / "kotihub.db")) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+async def test_dead_letters_and_erasure_receipts_expire_by_their_own_time(tmp_path: Path) -> None:
+    clock = FakeClock(NOW - 200 * DAY)
+    async with open_store(tmp_path, clock=clock.wall) as store:
+        await store.dead_letter(Lane.EVENTS, 1, "refused")
+        receipts = [{"receipt": {"completed_at": NOW - 200 * DAY}}, {"receipt": {"completed_at": NOW - DAY}}]
+        await store.set_setting("erasure_receipts", receipts)
+        clock.advance(199 * DAY)
+        await store.dead_letter(Lane.EVENTS, 2, "refused")
+        clock.advance(DAY)
+        report = await Retention(store, days=183, clock=trust(clock, tmp_path)).run_once(force_time=True)
+        assert report.other_deleted == 2
+        assert [d["seq"] for d in await store.dead_letters()] == [2]
+        assert await store.get_setting("erasure_receipts") == receipts[1:]
