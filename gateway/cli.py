@@ -66,6 +66,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     s = _ask(args, "status")
+    _emit(args, s, _status_text(s))
+    return 0
+
+
+def _status_text(s: dict[str, Any]) -> str:
     depth = s["store"]["depth"]
     lines = [
         f"hub {s['hub']['name']}: up {s['uptime_s'] / 3600:.1f} h",
@@ -86,8 +91,7 @@ def _status(args: argparse.Namespace) -> int:
             lines.append(
                 f"  sync {lane}: last ok {_when(u.get('last_success'))}, last error {u.get('last_error') or '-'}"
             )
-    _emit(args, s, "\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 def _devices(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ once and never stored in the clear.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
 import logging
@@ -22,6 +23,16 @@ from cloud_sync.register.errors import RegisterError
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a command stopped by SIGPIPE (the reader, e.g. ``head``, went away)."""
+
+TIME_KEYS = frozenset({"at", "erased_before", "last_seen", "expires"})
+"""Keys (besides ``*_at``) whose values are Unix times; people read them as ISO 8601 UTC, ``--json`` keeps numbers."""
+
+
+class Refused(Exception):
+    """The command will not run as asked (exit status 2); the message says what to add."""
+
 
 def _common(defaults: bool) -> argparse.ArgumentParser:
     # The same options before or after the subcommand; only the top level carries defaults.
@@ -34,122 +45,206 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
     return ap
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kotihub")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
+    """One sub-parser per command with ``set_defaults(func=_command)``; ``reads=True`` marks a command that only
+    reads, which refuses to run where there is no register rather than create one. A new command is a function
+    below and a few lines here, every option with its help text (``tests/unit/test_cli_text.py`` checks that)."""
     common = _common(False)
     ap = argparse.ArgumentParser(
         prog="kotihub-register", description=__doc__.splitlines()[0] if __doc__ else None, parents=[_common(True)]
     )
-    ap.set_defaults(state=Path("/var/lib/kotihub-register"), db=None, retention_days=183, json=False)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    ap.set_defaults(state=Path("/var/lib/kotihub-register"), db=None, retention_days=183, json=False, reads=False)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="run the HTTPS register", parents=[common])
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8443)
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the name or address to listen on and name in the server certificate (default 127.0.0.1)",
+    )
+    s.add_argument("--port", type=int, default=8443, help="TCP port (default 8443)")
+    s.set_defaults(func=None)
 
-    h = sub.add_parser("household", help="households").add_subparsers(dest="sub", required=True)
-    h.add_parser("create", parents=[common]).add_argument("name")
-    h.add_parser("list", parents=[common])
-    h.add_parser("show", parents=[common]).add_argument("household")
+    h = sub.add_parser("household", help="households").add_subparsers(dest="sub", required=True, metavar="COMMAND")
+    hc = h.add_parser("create", help="a new household; prints its id", parents=[common])
+    hc.add_argument("name", help="a name for people (e.g. the family name)")
+    hc.set_defaults(func=_household_create)
+    h.add_parser("list", help="every household", parents=[common]).set_defaults(func=_household_list, reads=True)
+    hs = h.add_parser("show", help="one household with its hubs and members", parents=[common])
+    hs.add_argument("household", help="the household id (hh_…)")
+    hs.set_defaults(func=_household_show, reads=True)
     he = h.add_parser("erase", help="erase all data of a household", parents=[common])
-    he.add_argument("household")
+    he.add_argument("household", help="the household id (hh_…)")
     he.add_argument("--yes", action="store_true", help="confirm the erasure")
     he.add_argument("--close", action="store_true", help="also end the service: revoke the hubs and API tokens")
+    he.set_defaults(func=_household_erase)
 
-    m = sub.add_parser("member", help="household members").add_subparsers(dest="sub", required=True)
-    ma = m.add_parser("add", parents=[common])
-    ma.add_argument("household")
-    ma.add_argument("name")
+    m = sub.add_parser("member", help="household members").add_subparsers(dest="sub", required=True, metavar="COMMAND")
+    ma = m.add_parser("add", help="add a member and their clip key; prints the member id", parents=[common])
+    ma.add_argument("household", help="the household id (hh_…)")
+    ma.add_argument("name", help="the member's name")
     ma.add_argument("--recipient", required=True, help="the member's age X25519 public key (age1…)")
+    ma.set_defaults(func=_member_add)
 
-    hb = sub.add_parser("hub", help="enrolled hubs").add_subparsers(dest="sub", required=True)
-    hb.add_parser("revoke", help="refuse this hub from now on", parents=[common]).add_argument("hub")
+    hb = sub.add_parser("hub", help="enrolled hubs").add_subparsers(dest="sub", required=True, metavar="COMMAND")
+    hr = hb.add_parser("revoke", help="refuse this hub from now on", parents=[common])
+    hr.add_argument("hub", help="the hub id (hub_…)")
+    hr.set_defaults(func=_hub_revoke)
 
     e = sub.add_parser("enroll-token", help="a one-time enrollment token for a hub", parents=[common])
-    e.add_argument("--household", required=True)
+    e.add_argument("--household", required=True, help="the household the hub will belong to")
     e.add_argument("--ttl", type=int, default=600, help="seconds the token is valid (default 600)")
+    e.set_defaults(func=_enroll_token)
 
     t = sub.add_parser("api-token", help="a bearer token for the household app or an operator", parents=[common])
-    t.add_argument("--role", required=True, choices=ROLES)
-    t.add_argument("--household")
+    t.add_argument("--role", required=True, choices=ROLES, help="who uses it: " + ", ".join(ROLES))
+    t.add_argument("--household", help="the household a `household` token reaches")
+    t.set_defaults(func=_api_token)
 
     a = sub.add_parser("audit", help="show the audit log", parents=[common])
-    a.add_argument("--household")
-    a.add_argument("--limit", type=int, default=100)
+    a.add_argument("--household", help="only this household's entries")
+    a.add_argument("--limit", type=int, default=100, help="at most this many entries, newest first (default 100)")
+    a.set_defaults(func=_audit, reads=True)
 
     x = sub.add_parser("export", help="everything held about a household, as JSON lines", parents=[common])
-    x.add_argument("household")
+    x.add_argument("household", help="the household id (hh_…)")
     x.add_argument("--out", type=Path, help="write to this file (0600) instead of stdout")
+    x.set_defaults(func=_export, reads=True)
 
-    sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
+    r = sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
+    r.set_defaults(func=_retention)
     return ap
 
 
+# One function per command: (arguments, registry, actor) -> what to print (None: it printed itself).
+
+
+def _household_create(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.create_household(args.name, actor=actor)
+
+
+def _household_list(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.list_households()
+
+
+def _household_show(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.household(args.household)
+
+
+def _household_erase(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    if not args.yes:
+        raise Refused("refusing to erase without --yes")
+    return retention.erase_household(reg, args.household, actor=actor, close=args.close)
+
+
+def _member_add(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.add_member(args.household, args.name, args.recipient, actor=actor).member_id
+
+
+def _hub_revoke(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    reg.revoke_hub(args.hub, actor=actor)
+    return f"revoked {args.hub}"
+
+
+def _enroll_token(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.create_enroll_token(args.household, ttl_s=args.ttl, actor=actor)
+
+
+def _api_token(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.create_api_token(args.role, args.household, actor=actor)
+
+
+def _audit(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.audit_entries(args.household, limit=args.limit)
+
+
+def _export(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    lines = export.ndjson(export.export_household(reg, args.household, actor=actor))
+    if args.out is None:
+        for line in lines:
+            sys.stdout.buffer.write(line)
+    else:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.writelines(lines)
+    return None
+
+
+def _retention(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return retention.purge_expired(reg)
+
+
+def _readable(key: str, value: Any) -> Any:
+    """Unix times as ISO 8601 UTC (0 means never), nested tables as ``key=value`` pairs."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and (key in TIME_KEYS or key.endswith("_at")):
+        return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_readable(k, v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(_readable(key, v)) for v in value) + "]"
+    return value
+
+
 def _print(obj: Any, as_json: bool) -> None:
-    if as_json or not isinstance(obj, list | dict):
-        print(json.dumps(obj, indent=2, default=str) if as_json else obj)
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            print(f"{k}: {v}")
-    else:
+            print(f"{k}: {_readable(k, v)}")
+    elif isinstance(obj, list):
         for row in obj:
-            print("  ".join(f"{k}={v}" for k, v in row.items()))
+            print("  ".join(f"{k}={_readable(k, v)}" for k, v in row.items()))
+    else:
+        print(obj)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings(state_dir=args.state, db_url=args.db, retention_days=args.retention_days)
     if args.cmd == "serve":
         server.serve(settings, host=args.host, port=args.port)
         return 0
-    actor = f"cli:{getpass.getuser()}"
+    if args.reads and not (settings.state_dir / "ca.key").exists():
+        # A read must not set up a register (a new CA key, an empty database) where the operator mistyped --state.
+        print(f"error: no register in {settings.state_dir} (no ca.key there); check --state", file=sys.stderr)
+        return 1
     reg = Registry(settings)
     try:
-        out: Any
-        if args.cmd == "household":
-            if args.sub == "create":
-                out = reg.create_household(args.name, actor=actor)
-            elif args.sub == "list":
-                out = reg.list_households()
-            elif args.sub == "show":
-                out = reg.household(args.household)
-            else:
-                if not args.yes:
-                    print("refusing to erase without --yes", file=sys.stderr)
-                    return 2
-                out = retention.erase_household(reg, args.household, actor=actor, close=args.close)
-        elif args.cmd == "member":
-            member = reg.add_member(args.household, args.name, args.recipient, actor=actor)
-            out = member.member_id
-        elif args.cmd == "hub":
-            reg.revoke_hub(args.hub, actor=actor)
-            out = f"revoked {args.hub}"
-        elif args.cmd == "enroll-token":
-            out = reg.create_enroll_token(args.household, ttl_s=args.ttl, actor=actor)
-        elif args.cmd == "api-token":
-            out = reg.create_api_token(args.role, args.household, actor=actor)
-        elif args.cmd == "export":
-            lines = export.ndjson(export.export_household(reg, args.household, actor=actor))
-            if args.out is None:
-                for line in lines:
-                    sys.stdout.buffer.write(line)
-                sys.stdout.flush()
-            else:
-                fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.writelines(lines)
-            return 0
-        elif args.cmd == "audit":
-            out = reg.audit_entries(args.household, limit=args.limit)
-        else:
-            out = retention.purge_expired(reg)
-        _print(out, args.json)
-        return 0
+        out = args.func(args, reg, f"cli:{getpass.getuser()}")
+    except Refused as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     except RegisterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         reg.close()
+    if out is not None:
+        _print(out, args.json)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:  # also after --help and --version (SystemExit): a closed pipe shows up here, not at exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`kotihub-register audit | head`): stop quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -195,6 +196,16 @@ def test_export_erase_and_retention_from_the_cli(hub: HubProcess, mosquitto: Mos
     retention = hub.cli_json("retention")
     assert retention["days"] == 183
     assert set(retention["due"]) == {"days", "readings", "items"}
+    # What people read: counts in words, no Python dicts; sizes in the units selftest uses.
+    again = hub.cli("export", "--out", str(tmp_path / "again.zip"))
+    assert again.returncode == 0, again.stderr
+    assert re.search(r": \d+ readings, \d+ events, \d+ devices", again.stdout), again.stdout
+    erased = hub.cli("erase", "--device", devices[1]["device_id"], "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert re.search(r": \d+ readings, \d+ items, 1 devices, \d+ clip files\nreceipt ", erased.stdout), erased.stdout
+    for text in (again.stdout, erased.stdout, hub.cli("retention").stdout, hub.cli("status").stdout):
+        assert "{" not in text and "'" not in text, text
+    assert re.search(r"\d+\.\d (KiB|MiB|GiB) used, \d+\.\d (MiB|GiB|TiB) free", hub.cli("status").stdout)
 
 
 def test_selftest_speaks_finnish_and_english(hub: HubProcess, mosquitto: MosquittoBroker) -> None:
