@@ -188,7 +188,8 @@ def _secret_keys(table: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(table, dict):
         for key, value in table.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            if any(word in str(key).lower() for word in _SECRET_WORDS):
+            # Only text can be a secret: `bindkey_refresh_s = 300.0` names a bind key but holds a number.
+            if isinstance(value, str) and any(word in str(key).lower() for word in _SECRET_WORDS):
                 problems.append((path, "secrets do not belong in the config file; put them in credentials"))
             problems.extend(_secret_keys(value, path))
     return problems

@@ -203,3 +203,42 @@ def test_config_check_command_exit_status(tmp_path: Path) -> None:
     failed = subprocess.run([*run, str(bad)], capture_output=True, text=True)
     assert failed.returncode == 1
     assert "store.commit_interval" in failed.stderr
+
+
+def missing_keys(table: dict[str, object], struct: type, prefix: str) -> list[str]:
+    """Keys of ``struct`` (and of its sub-tables and arrays of tables) that ``table`` does not show."""
+    import typing
+
+    import msgspec
+
+    missing = []
+    for field in msgspec.structs.fields(struct):
+        path = f"{prefix}.{field.encode_name}"
+        if field.encode_name not in table:
+            missing.append(path)
+            continue
+        kind = field.type
+        while typing.get_origin(kind) is typing.Annotated:
+            kind = typing.get_args(kind)[0]
+        value = table[field.encode_name]
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and isinstance(value, dict):
+            missing += missing_keys(value, kind, path)
+        elif typing.get_origin(kind) is list and isinstance(value, list) and value:
+            item = typing.get_args(kind)[0]
+            if isinstance(item, type) and issubclass(item, msgspec.Struct):
+                missing += missing_keys(value[0], item, f"{path}[0]")
+    return missing
+
+
+@pytest.mark.parametrize("name", ["mqtt", "ble", "miio", "camera"])
+def test_every_driver_has_an_example_with_every_key(name: str) -> None:
+    import tomllib
+
+    from drivers import REGISTRY, driver_class
+
+    assert set(REGISTRY) == {"mqtt", "ble", "miio", "camera"}  # a new driver gets its example and a case here
+    example = SHIPPED.parent / "examples" / f"{name}.toml"
+    cfg = config.load(example)
+    assert set(cfg.drivers) == {name}
+    table = tomllib.loads(example.read_text(encoding="utf-8"))["drivers"][name]
+    assert missing_keys(table, driver_class(name).Config, f"drivers.{name}") == []
