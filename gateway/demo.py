@@ -170,7 +170,10 @@ async def _demo(duration: float, with_register: bool) -> int:
                     tg.create_task(replay(ble, daemon.hub, stop=stop, interval=1.0), name="ble-replay")
                     tg.create_task(timer(), name="timer")
                     await stop.wait()
-                    _say("stopping: the hub flushes its store, then the register and mosquitto stop")
+                    _say(
+                        "stopping: the hub flushes its store, then "
+                        + ("the register and mosquitto stop" if register else "mosquitto stops")
+                    )
                     for task in tg._tasks:  # the scenario tasks end with the demo
                         if task.get_name() in ("miio-scenario", "timer"):
                             task.cancel()
