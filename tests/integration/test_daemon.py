@@ -19,6 +19,7 @@ import pytest
 from drivers.mqtt.broker import MosquittoBroker
 from drivers.mqtt.simulator import publish_scene
 from gateway import crypto
+from gateway.control import ControlError, call
 from gateway.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,7 +138,11 @@ def test_socket_mode_and_restrict_and_rename_are_audited(hub: HubProcess, mosqui
     renamed = hub.cli_json("rename", target, "--name", "Keittiö", "--room", "keittiö")
     assert renamed["name"] == "Keittiö"
     assert hub.cli_json("restrict", "sensors", "on") == ["sensors"]
-    assert hub.cli("restrict", "nonsense", "on").returncode == 1
+    refused = hub.cli("restrict", "nonsense", "on")  # the CLI refuses it and lists what it accepts
+    assert refused.returncode == 2
+    assert "choose from 'sensors', 'alarms', 'camera'" in refused.stderr
+    with pytest.raises(ControlError):  # and so does the daemon, asked directly
+        call(hub.socket, "restrict", {"category": "nonsense", "on": True, "actor": "test"})
     before = hub.cli_json("status")["counters"]
     asyncio.run(publish_scene(mosquitto.host, mosquitto.port, seed=1))
     after = wait_until(
