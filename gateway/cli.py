@@ -6,13 +6,13 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import clitools
 from gateway import config as configuration
 from gateway import humanize, i18n
 from gateway.control import ControlError, DaemonUnreachable, call
@@ -20,8 +20,6 @@ from gateway.errors import ConfigError, KotihubError
 from gateway.model import Category
 
 EXIT_UNREACHABLE = 2
-EXIT_BROKEN_PIPE = 141
-"""What a shell reports for a command stopped by SIGPIPE (the reader, e.g. ``head``, went away)."""
 
 
 def _load_config(args: argparse.Namespace) -> configuration.Config:
@@ -360,15 +358,6 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kotihub")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """One sub-parser per command, each with ``set_defaults(func=_command)``: a new command is a function above and
     a few lines here, every option with its help text (``tests/unit/test_cli_text.py`` checks that)."""
@@ -377,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--socket", default="", help="control socket (default: from the configuration)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = argparse.ArgumentParser(prog="kotihub", description="kotihub home hub")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {clitools.version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[common], help="run the daemon").set_defaults(func=_run)
     demo = sub.add_parser("demo", help="hub, register and simulated devices on this machine, no hardware")
@@ -463,16 +452,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        try:
-            return _main(argv)
-        finally:  # also after --help and --version (SystemExit): a closed pipe shows up here, not at exit
-            sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`kotihub devices | head -1`): stop quietly, as other Unix tools do, and keep Python
-        # from failing again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+    return clitools.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import clitools
 from cloud_sync.register import export, retention, server
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import RegisterError
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
-
-EXIT_BROKEN_PIPE = 141
-"""What a shell reports for a command stopped by SIGPIPE (the reader, e.g. ``head``, went away)."""
 
 TIME_KEYS = frozenset({"at", "erased_before", "last_seen", "expires"})
 """Keys (besides ``*_at``) whose values are Unix times; people read them as ISO 8601 UTC, ``--json`` keeps numbers."""
@@ -45,15 +43,6 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
     return ap
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kotihub")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
-
-
 def _parser() -> argparse.ArgumentParser:
     """One sub-parser per command with ``set_defaults(func=_command)``; ``reads=True`` marks a command that only
     reads, which refuses to run where there is no register rather than create one. A new command is a function
@@ -62,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="kotihub-register", description=__doc__.splitlines()[0] if __doc__ else None, parents=[_common(True)]
     )
-    ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {clitools.version()}")
     ap.set_defaults(state=Path("/var/lib/kotihub-register"), db=None, retention_days=183, json=False, reads=False)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -236,15 +225,7 @@ def _main(argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        try:
-            return _main(argv)
-        finally:  # also after --help and --version (SystemExit): a closed pipe shows up here, not at exit
-            sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`kotihub-register audit | head`): stop quietly, as other Unix tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+    return clitools.run(_main, argv)
 
 
 if __name__ == "__main__":

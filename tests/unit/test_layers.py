@@ -33,9 +33,17 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "drivers": ("drivers.base", "gateway.model", "gateway.errors"),
     # The hub: its own package, the driver registry and port (not a driver's insides), and its side of the wire.
     # (`from drivers import REGISTRY, driver_class` is the registry; see crossings()).
-    "gateway": ("gateway", "drivers.base", "cloud_sync.protocol", "cloud_sync.uplink", "cloud_sync.enroll"),
-    # The wire contract depends on nothing of ours, so both ends can share it.
+    "gateway": (
+        "gateway",
+        "drivers.base",
+        "cloud_sync.protocol",
+        "cloud_sync.uplink",
+        "cloud_sync.enroll",
+        "cloud_sync.clitools",
+    ),
+    # The wire contract depends on nothing of ours, so both ends can share it; so do the CLIs' helpers.
     "cloud_sync.protocol": (),
+    "cloud_sync.clitools": (),
     "cloud_sync": ("cloud_sync",),
     # The hub's side of the wire: the protocol and the store's outbox.
     "cloud_sync.uplink": (
@@ -47,7 +55,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "cloud_sync.enroll": ("cloud_sync.protocol", "gateway.errors"),
     # The register sees the hub only through the protocol.
-    "cloud_sync.register": ("cloud_sync.register", "cloud_sync.protocol"),
+    "cloud_sync.register": ("cloud_sync.register", "cloud_sync.protocol", "cloud_sync.clitools"),
 }
 
 # Crossings that exist today: (importing module, imported module prefix) → why, and what removes it.
@@ -165,8 +173,8 @@ def _distributions(extras: tuple[str, ...]) -> set[str]:
 
 
 def _side(module: str) -> str | None:
-    if under(module, "cloud_sync.protocol"):
-        return "protocol"
+    if under(module, "cloud_sync.protocol") or under(module, "cloud_sync.clitools"):
+        return "protocol"  # shared by both sides: the base install only
     if under(module, "cloud_sync.register"):
         return "register"
     if module in BOTH_SIDES:
