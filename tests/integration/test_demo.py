@@ -8,8 +8,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
+
+from tests.support.lines import LineWatcher
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,28 +24,19 @@ def test_the_demo_narrates_and_stops_cleanly_on_ctrl_c() -> None:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    lines: list[str] = []
-    reached = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if "has reached the register" in line:
-                reached.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    assert proc.stdout is not None
+    watcher = LineWatcher(proc.stdout, "has reached the register")
     try:
         # The recorded BLE smoke detector raises its alarm a few seconds in.
-        assert reached.wait(90), "\n".join(lines)
+        assert watcher.seen.wait(90), watcher.text
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0, "\n".join(lines)
+        assert proc.wait(60) == 0, watcher.text
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    reader.join(10)
+    watcher.join(10)
+    lines = watcher.lines
     out = "\n".join(lines)
     assert "Traceback" not in out
     assert "ERROR" not in out
