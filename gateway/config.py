@@ -217,7 +217,12 @@ def parse(raw: dict[str, Any]) -> Config:
         for name, table in drivers_raw.items():
             problems.extend(_driver_problems(name, table))
     # A secret under a driver's table is also an unknown key there: one report per key is enough.
-    unique = list({key: (key, reason) for key, reason in reversed(problems)}.values())[::-1]
+    reported: set[str] = set()
+    unique: list[tuple[str, str]] = []
+    for key, reason in problems:
+        if key not in reported:
+            reported.add(key)
+            unique.append((key, reason))
     if unique:
         raise ConfigError(unique)
     return msgspec.convert(raw, Config)
