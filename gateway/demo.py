@@ -53,8 +53,8 @@ def run_demo(*, duration: float = 60.0, with_register: bool = True) -> int:
         handler.addFilter(_Narrated())
     try:
         return asyncio.run(_demo(duration, with_register))
-    except KeyboardInterrupt:  # Ctrl-C before the daemon took over SIGINT (it then stops the demo in order itself)
-        print("\ndemo stopped before it was set up; nothing is left behind")
+    except KeyboardInterrupt:  # Ctrl-C while the daemon does not hold SIGINT (it otherwise stops the demo in order)
+        print("\ndemo stopped; its temporary state is removed")
         return 130
 
 
@@ -136,7 +136,7 @@ async def _demo(duration: float, with_register: bool) -> int:
                 cfg = configuration.parse(raw)
                 _say(f"hub state in {root / 'state'} (encrypted); mosquitto on {broker.host}:{broker.port}")
                 _say(
-                    "retention (destroying data after 183 days) waits for a trusted clock: "
+                    f"retention (destroying data after {cfg.retention.days} days) waits for a trusted clock: "
                     + ("the register confirms the time at the first sync" if register else "NTP or the register")
                 )
                 stop = asyncio.Event()

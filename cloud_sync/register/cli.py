@@ -44,15 +44,16 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
-    """One sub-parser per command with ``set_defaults(func=_command)``; ``reads=True`` marks a command that only
-    reads, which refuses to run where there is no register rather than create one. A new command is a function
+    """One sub-parser per command with ``set_defaults(func=_command)``; ``existing=True`` marks a command that works
+    on what a register holds (reads, and changes to households), which refuses to run where there is no register
+    rather than set one up with a new CA key. A new command is a function
     below and a few lines here, every option with its help text (``tests/unit/test_cli_text.py`` checks that)."""
     common = _common(False)
     ap = argparse.ArgumentParser(
         prog="kotihub-register", description=__doc__.splitlines()[0] if __doc__ else None, parents=[_common(True)]
     )
     ap.add_argument("--version", action="version", version=f"%(prog)s {clitools.version()}")
-    ap.set_defaults(state=Path("/var/lib/kotihub-register"), db=None, retention_days=183, json=False, reads=False)
+    ap.set_defaults(state=Path("/var/lib/kotihub-register"), db=None, retention_days=183, json=False, existing=False)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="run the HTTPS register", parents=[common])
@@ -68,32 +69,32 @@ def _parser() -> argparse.ArgumentParser:
     hc = h.add_parser("create", help="a new household; prints its id", parents=[common])
     hc.add_argument("name", help="a name for people (e.g. the family name)")
     hc.set_defaults(func=_household_create)
-    h.add_parser("list", help="every household", parents=[common]).set_defaults(func=_household_list, reads=True)
+    h.add_parser("list", help="every household", parents=[common]).set_defaults(func=_household_list, existing=True)
     hs = h.add_parser("show", help="one household with its hubs and members", parents=[common])
     hs.add_argument("household", help="the household id (hh_…)")
-    hs.set_defaults(func=_household_show, reads=True)
+    hs.set_defaults(func=_household_show, existing=True)
     he = h.add_parser("erase", help="erase all data of a household", parents=[common])
     he.add_argument("household", help="the household id (hh_…)")
     he.add_argument("--yes", action="store_true", help="confirm the erasure")
     he.add_argument("--close", action="store_true", help="also end the service: revoke the hubs and API tokens")
-    he.set_defaults(func=_household_erase)
+    he.set_defaults(func=_household_erase, existing=True)
 
     m = sub.add_parser("member", help="household members").add_subparsers(dest="sub", required=True, metavar="COMMAND")
     ma = m.add_parser("add", help="add a member and their clip key; prints the member id", parents=[common])
     ma.add_argument("household", help="the household id (hh_…)")
     ma.add_argument("name", help="the member's name")
     ma.add_argument("--recipient", required=True, help="the member's age X25519 public key (age1…)")
-    ma.set_defaults(func=_member_add)
+    ma.set_defaults(func=_member_add, existing=True)
 
     hb = sub.add_parser("hub", help="enrolled hubs").add_subparsers(dest="sub", required=True, metavar="COMMAND")
     hr = hb.add_parser("revoke", help="refuse this hub from now on", parents=[common])
     hr.add_argument("hub", help="the hub id (hub_…)")
-    hr.set_defaults(func=_hub_revoke)
+    hr.set_defaults(func=_hub_revoke, existing=True)
 
     e = sub.add_parser("enroll-token", help="a one-time enrollment token for a hub", parents=[common])
     e.add_argument("--household", required=True, help="the household the hub will belong to")
     e.add_argument("--ttl", type=int, default=600, help="seconds the token is valid (default 600)")
-    e.set_defaults(func=_enroll_token)
+    e.set_defaults(func=_enroll_token, existing=True)
 
     t = sub.add_parser("api-token", help="a bearer token for the household app or an operator", parents=[common])
     t.add_argument("--role", required=True, choices=ROLES, help="who uses it: " + ", ".join(ROLES))
@@ -103,12 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="show the audit log", parents=[common])
     a.add_argument("--household", help="only this household's entries")
     a.add_argument("--limit", type=int, default=100, help="at most this many entries, newest first (default 100)")
-    a.set_defaults(func=_audit, reads=True)
+    a.set_defaults(func=_audit, existing=True)
 
     x = sub.add_parser("export", help="everything held about a household, as JSON lines", parents=[common])
     x.add_argument("household", help="the household id (hh_…)")
     x.add_argument("--out", type=Path, help="write to this file (0600) instead of stdout")
-    x.set_defaults(func=_export, reads=True)
+    x.set_defaults(func=_export, existing=True)
 
     r = sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
     r.set_defaults(func=_retention)
@@ -204,8 +205,8 @@ def _main(argv: list[str] | None) -> int:
     if args.cmd == "serve":
         server.serve(settings, host=args.host, port=args.port)
         return 0
-    if args.reads and not (settings.state_dir / "ca.key").exists():
-        # A read must not set up a register (a new CA key, an empty database) where the operator mistyped --state.
+    if args.existing and not (settings.state_dir / "ca.key").exists():
+        # Not a new register (a new CA key, an empty database) where the operator mistyped --state.
         print(f"error: no register in {settings.state_dir} (no ca.key there); check --state", file=sys.stderr)
         return 1
     reg = Registry(settings)

@@ -131,11 +131,23 @@ def test_hub_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["household", "list"], ["household", "show", "hh_x"], ["audit"], ["export", "hh_x"]],
+    [
+        ["household", "list"],
+        ["household", "show", "hh_x"],
+        ["audit"],
+        ["export", "hh_x"],
+        ["household", "erase", "hh_x", "--yes"],
+        ["member", "add", "hh_x", "Aino", "--recipient", "age1x"],
+        ["hub", "revoke", "hub_x"],
+        ["enroll-token", "--household", "hh_x"],
+    ],
     ids=lambda a: " ".join(a),
 )
-def test_a_read_sets_up_no_register(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    """A mistyped --state must not leave a new CA key and an empty database behind."""
+def test_a_command_on_what_a_register_holds_sets_up_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A mistyped --state must not leave a new CA key and an empty database behind (only `serve`, `household
+    create`, `api-token` and `retention` may start a register from nothing)."""
     state = tmp_path / "typo"
     code, out, err = run(capsys, state, *argv)
     assert code == 1
