@@ -1,5 +1,6 @@
 """What the two command-line tools (``kotihub``, ``kotihub-register``) share: the version they print and a quiet end
-when their reader goes away. It imports nothing of kotihub, so both sides of the wire may use it."""
+when their reader goes away or the person presses Ctrl-C. It imports nothing of kotihub, so both sides of the wire
+may use it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ T = TypeVar("T")
 
 EXIT_BROKEN_PIPE = 141
 """What a shell reports for a command stopped by SIGPIPE (the reader, e.g. ``head``, went away)."""
+EXIT_INTERRUPTED = 130
+"""What a shell reports for a command stopped by Ctrl-C (SIGINT)."""
 
 
 def version() -> str:
@@ -27,7 +30,8 @@ def version() -> str:
 
 def run(main: Callable[[T], int], argv: T) -> int:
     """``main(argv)``, ending quietly with :data:`EXIT_BROKEN_PIPE` when stdout's reader has gone
-    (``kotihub devices | head -1``) instead of a BrokenPipeError traceback, now or when Python flushes at exit."""
+    (``kotihub devices | head -1``) instead of a BrokenPipeError traceback, now or when Python flushes at exit, and
+    with :data:`EXIT_INTERRUPTED` on Ctrl-C."""
     try:
         try:
             return main(argv)
@@ -36,3 +40,6 @@ def run(main: Callable[[T], int], argv: T) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:  # Ctrl-C: the person asked it to stop; a traceback would read as a crash
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

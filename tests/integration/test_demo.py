@@ -51,3 +51,28 @@ def test_the_demo_narrates_and_stops_cleanly_on_ctrl_c() -> None:
     assert "stopping: the hub flushes its store" in out
     assert re.search(r"^summary: \d+ devices", out, re.M), out
     assert re.search(r"^register: \d+ readings", out, re.M), out
+
+
+def test_ctrl_c_while_the_demo_sets_up_leaves_nothing_behind(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "120"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)},
+    )
+    assert proc.stdout is not None
+    watcher = LineWatcher(proc.stdout, "starting a private mosquitto")
+    try:
+        assert watcher.seen.wait(90), watcher.text
+        proc.send_signal(signal.SIGINT)  # the daemon does not hold SIGINT yet
+        assert proc.wait(60) == 130, watcher.text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    watcher.join(10)
+    assert "Traceback" not in watcher.text
+    assert watcher.lines[-1] in ("demo stopped; its temporary state is removed", "interrupted"), watcher.text
+    assert list(tmp_path.iterdir()) == []  # the demo's temporary state, mosquitto's and the register's: all gone

@@ -119,3 +119,35 @@ def test_counts_and_times_are_words_not_python() -> None:
     assert humanize.counts({}) == "nothing"
     assert humanize.when(0) == "-"
     assert humanize.when(1_790_000_000) == "2026-09-21 14:13:20Z"
+
+
+def test_ctrl_c_ends_a_command_without_a_traceback(tmp_path: Path) -> None:
+    """`kotihub status` waiting on a daemon that never answers, then Ctrl-C: a word, exit status 130."""
+    import signal
+    import socket
+
+    path = tmp_path / "control.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    server.settimeout(60)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "status", "--socket", str(path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        conn, _ = server.accept()  # the command is now waiting for a reply that never comes
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        conn.close()
+    finally:
+        server.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip() == "interrupted"
