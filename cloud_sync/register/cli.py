@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     below and a few lines here, every option with its help text (``tests/unit/test_cli_text.py`` checks that)."""
     common = _common(False)
     ap = argparse.ArgumentParser(
-        prog="kotihub-register", description=__doc__.splitlines()[0] if __doc__ else None, parents=[_common(True)]
+        prog="kotihub-register",
+        description="the kotihub register: run it and administer it (households, members, tokens, audit, retention)",
+        parents=[_common(True)],
     )
     ap.add_argument("--version", action="version", version=f"%(prog)s {clitools.version()}")
     ap.set_defaults(state=Path("/var/lib/kotihub-register"), db=None, retention_days=183, json=False, existing=False)
