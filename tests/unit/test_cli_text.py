@@ -39,11 +39,17 @@ def test_every_option_argument_and_command_has_help_text(parser: type[argparse.A
     assert undocumented(parser()) == []
 
 
-@pytest.mark.parametrize("module", ["gateway.cli", "cloud_sync.register.cli"])
-def test_version(module: str) -> None:
+@pytest.mark.parametrize(
+    ("module", "prog"), [("gateway.cli", "kotihub"), ("cloud_sync.register.cli", "kotihub-register")]
+)
+def test_version(module: str, prog: str) -> None:
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
     run = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0
-    assert run.stdout.split()[1] == "0.1.0"  # the version setup.cfg gives the installed package
+    assert run.stdout.split() == [prog, cfg["metadata"]["version"]]  # the installed package's version
 
 
 def closed_pipe_run(argv: list[str]) -> subprocess.CompletedProcess[str]:
