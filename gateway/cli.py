@@ -36,9 +36,6 @@ def _ask(args: argparse.Namespace, cmd: str, payload: dict[str, Any] | None = No
     return call(_socket(args), cmd, payload, timeout=timeout)
 
 
-_when = humanize.when
-
-
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=False))]
@@ -77,7 +74,7 @@ def _status_text(s: dict[str, Any]) -> str:
         + ", ".join(f"{lane} {n}" for lane, n in depth.items())
         + f" waiting to sync; {s['store']['dead_letters']} dead letters; "
         + f"{humanize.size(s['store']['db_bytes'])} used, {humanize.size(s['store']['free_bytes'])} free",
-        f"retention: {s['retention']['days']} days (horizon {_when(s['retention']['horizon'])})",
+        f"retention: {s['retention']['days']} days (horizon {humanize.when(s['retention']['horizon'])})",
         f"restricted: {', '.join(s['restricted']) or 'nothing'}",
         "drivers:",
     ]
@@ -87,7 +84,8 @@ def _status_text(s: dict[str, Any]) -> str:
     if "uplink" in s:
         for lane, u in s["uplink"].get("lanes", {}).items():
             lines.append(
-                f"  sync {lane}: last ok {_when(u.get('last_success'))}, last error {u.get('last_error') or '-'}"
+                f"  sync {lane}: last ok {humanize.when(u.get('last_success'))}, "
+                f"last error {u.get('last_error') or '-'}"
             )
     return "\n".join(lines)
 
@@ -102,7 +100,7 @@ def _devices(args: argparse.Namespace) -> int:
             d["room"] or "-",
             "online" if d["online"] else "OFFLINE",
             "-" if d["battery"] is None else f"{d['battery']:.0f}%",
-            _when(d["last_seen"]),
+            humanize.when(d["last_seen"]),
         ]
         for d in devices
     ]
@@ -146,9 +144,9 @@ def _sync(args: argparse.Namespace) -> int:
         [
             lane,
             str(s["depth"].get(lane, 0)),
-            _when(u["last_success"]),
+            humanize.when(u["last_success"]),
             (u["last_error"] or "-")[:60],
-            _when(u["next_retry"]),
+            humanize.when(u["next_retry"]),
             str(u["dead_lettered"]),
         ]
         for lane, u in s["lanes"].items()
@@ -230,12 +228,12 @@ def _retention_text(s: dict[str, Any]) -> str:
     confirmed must not read as if the confirmed clock were still waiting."""
     trusted = bool(s.get("clock_trusted"))
     clock = f"trusted ({s['clock']})" if trusted else f"not trusted yet: {s['clock']}"
-    last = f"last run: {_when(s['last_run'])}"
+    last = f"last run: {humanize.when(s['last_run'])}"
     if s["waiting"]:
         last += (
             f" (it waited: {s['waiting']}; the clock is trusted now, so the next run goes ahead)"
             if trusted
-            else (" (waiting for a trusted clock)")
+            else " (waiting for a trusted clock)"
         )
     due = s["due"]
     return "\n".join(
@@ -268,7 +266,8 @@ def _erase(args: argparse.Namespace) -> int:
     _emit(
         args,
         receipt,
-        f"erased {what} at {_when(r['completed_at'])}: {humanize.counts(r['erased'])}\nreceipt {r['receipt_id']}",
+        f"erased {what} at {humanize.when(r['completed_at'])}: {humanize.counts(r['erased'])}\n"
+        f"receipt {r['receipt_id']}",
     )
     return 0
 
