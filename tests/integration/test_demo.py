@@ -15,27 +15,34 @@ from tests.support.lines import LineWatcher
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_narrates_and_stops_cleanly_on_ctrl_c() -> None:
+def ctrl_c_demo(marker: str, exit_status: int, **env: str) -> LineWatcher:
+    """`kotihub demo` (two minutes), Ctrl-C once its output shows ``marker``; its exit status must be
+    ``exit_status``. Returns what it printed."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "demo", "--duration", "120"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
     )
     assert proc.stdout is not None
-    watcher = LineWatcher(proc.stdout, "has reached the register")
+    watcher = LineWatcher(proc.stdout, marker)
     try:
-        # The recorded BLE smoke detector raises its alarm a few seconds in.
         assert watcher.seen.wait(90), watcher.text
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0, watcher.text
+        assert proc.wait(60) == exit_status, watcher.text
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     watcher.join(10)
+    return watcher
+
+
+def test_the_demo_narrates_and_stops_cleanly_on_ctrl_c() -> None:
+    # The recorded BLE smoke detector raises its alarm a few seconds in; the daemon then holds SIGINT.
+    watcher = ctrl_c_demo("has reached the register", 0)
     lines = watcher.lines
     out = "\n".join(lines)
     assert "Traceback" not in out
@@ -54,25 +61,7 @@ def test_the_demo_narrates_and_stops_cleanly_on_ctrl_c() -> None:
 
 
 def test_ctrl_c_while_the_demo_sets_up_leaves_nothing_behind(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "120"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)},
-    )
-    assert proc.stdout is not None
-    watcher = LineWatcher(proc.stdout, "starting a private mosquitto")
-    try:
-        assert watcher.seen.wait(90), watcher.text
-        proc.send_signal(signal.SIGINT)  # the daemon does not hold SIGINT yet
-        assert proc.wait(60) == 130, watcher.text
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    watcher.join(10)
+    watcher = ctrl_c_demo("starting a private mosquitto", 130, TMPDIR=str(tmp_path))  # before the daemon holds SIGINT
     assert "Traceback" not in watcher.text
     assert watcher.lines[-1] in ("demo stopped; its temporary state is removed", "interrupted"), watcher.text
     assert list(tmp_path.iterdir()) == []  # the demo's temporary state, mosquitto's and the register's: all gone
