@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import logging
 import sys
@@ -13,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import clitools
 from gateway import config as configuration
-from gateway import i18n
+from gateway import humanize, i18n
 from gateway.control import ControlError, DaemonUnreachable, call
 from gateway.errors import ConfigError, KotihubError
 from gateway.model import Category
@@ -35,12 +35,6 @@ def _socket(args: argparse.Namespace) -> Path:
 
 def _ask(args: argparse.Namespace, cmd: str, payload: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
     return call(_socket(args), cmd, payload, timeout=timeout)
-
-
-def _when(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -68,6 +62,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     s = _ask(args, "status")
+    _emit(args, s, _status_text(s))
+    return 0
+
+
+def _status_text(s: dict[str, Any]) -> str:
     depth = s["store"]["depth"]
     lines = [
         f"hub {s['hub']['name']}: up {s['uptime_s'] / 3600:.1f} h",
@@ -75,8 +74,8 @@ def _status(args: argparse.Namespace) -> int:
         "store: "
         + ", ".join(f"{lane} {n}" for lane, n in depth.items())
         + f" waiting to sync; {s['store']['dead_letters']} dead letters; "
-        + f"{s['store']['db_bytes'] / 1e6:.1f} MB used, {s['store']['free_bytes'] / 1e9:.1f} GB free",
-        f"retention: {s['retention']['days']} days (horizon {_when(s['retention']['horizon'])})",
+        + f"{humanize.size(s['store']['db_bytes'])} used, {humanize.size(s['store']['free_bytes'])} free",
+        f"retention: {s['retention']['days']} days (horizon {humanize.when(s['retention']['horizon'])})",
         f"restricted: {', '.join(s['restricted']) or 'nothing'}",
         _members_line(s.get("members", {})),
         "drivers:",
@@ -87,10 +86,10 @@ def _status(args: argparse.Namespace) -> int:
     if "uplink" in s:
         for lane, u in s["uplink"].get("lanes", {}).items():
             lines.append(
-                f"  sync {lane}: last ok {_when(u.get('last_success'))}, last error {u.get('last_error') or '-'}"
+                f"  sync {lane}: last ok {humanize.when(u.get('last_success'))}, "
+                f"last error {u.get('last_error') or '-'}"
             )
-    _emit(args, s, "\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 def _members_line(m: dict[str, Any]) -> str:
@@ -113,7 +112,7 @@ def _devices(args: argparse.Namespace) -> int:
             d["room"] or "-",
             "online" if d["online"] else "OFFLINE",
             "-" if d["battery"] is None else f"{d['battery']:.0f}%",
-            _when(d["last_seen"]),
+            humanize.when(d["last_seen"]),
         ]
         for d in devices
     ]
@@ -157,9 +156,9 @@ def _sync(args: argparse.Namespace) -> int:
         [
             lane,
             str(s["depth"].get(lane, 0)),
-            _when(u["last_success"]),
+            humanize.when(u["last_success"]),
             (u["last_error"] or "-")[:60],
-            _when(u["next_retry"]),
+            humanize.when(u["next_retry"]),
             str(u["dead_lettered"]),
         ]
         for lane, u in s["lanes"].items()
@@ -252,16 +251,30 @@ def _retention(args: argparse.Namespace) -> int:
         _emit(args, r, human)
         return 0 if not r.get("waiting") else 3
     s = _ask(args, "retention")
+    _emit(args, s, _retention_text(s))
+    return 0
+
+
+def _retention_text(s: dict[str, Any]) -> str:
+    """The clock as it is now, and what the last run did then: a run that waited for the clock before it was
+    confirmed must not read as if the confirmed clock were still waiting."""
+    trusted = bool(s.get("clock_trusted"))
+    clock = f"trusted ({s['clock']})" if trusted else f"not trusted yet: {s['clock']}"
+    last = f"last run: {humanize.when(s['last_run'])}"
+    if s["waiting"]:
+        last += (
+            f" (it waited: {s['waiting']}; the clock is trusted now, so the next run goes ahead)"
+            if trusted
+            else " (waiting for a trusted clock)"
+        )
     due = s["due"]
-    human = "\n".join(
+    return "\n".join(
         [
-            f"retention period: {s['days']} days; clock: {s['clock']}",
-            f"last run: {_when(s['last_run'])}" + (f" (waiting: {s['waiting']})" if s["waiting"] else ""),
+            f"retention period: {s['days']} days; clock: {clock}",
+            last,
             f"due now: {due['days']} day(s), {due['readings']} readings, {due['items']} events and clips",
         ]
     )
-    _emit(args, s, human)
-    return 0
 
 
 def _erase(args: argparse.Namespace) -> int:
@@ -282,7 +295,7 @@ def _erase(args: argparse.Namespace) -> int:
     started = _ask(args, "erase", {"scope": scope, "target": target, "confirm": True, "actor": "cli"})
     receipt = _follow(args, started["job"], "erasing")["result"]
     r = receipt["receipt"]
-    human = f"erased {what} at {_when(r['completed_at'])}; receipt {r['receipt_id']}: {r['erased']}"
+    human = f"erased {what} at {humanize.when(r['completed_at'])}: {humanize.counts(r['erased'])}\nreceipt {r['receipt_id']}"
     if r["receipt_id"] in _ask(args, "receipts")["waiting_for_register"]:
         human += "\nthe register erases its copy when the hub next reaches it (see: kotihub receipt list)"
     _emit(args, receipt, human)
@@ -300,7 +313,7 @@ def _receipt_list(args: argparse.Namespace) -> int:
             register = "waiting"
         else:
             register = signed.get("register_error", "-")
-        rows.append([r["receipt_id"], _when(r["completed_at"]), f"{r['scope']}:{r['target']}", register])
+        rows.append([r["receipt_id"], humanize.when(r["completed_at"]), f"{r['scope']}:{r['target']}", register])
     _emit(args, out, _table(rows, ["receipt", "completed", "what", "register"]) if rows else "no erasures yet")
     return 0
 
@@ -333,7 +346,7 @@ def _export(args: argparse.Namespace) -> int:
     shutil.copyfile(source, args.out)
     args.out.chmod(0o600)
     source.unlink()
-    _emit(args, {**result, "path": str(args.out)}, f"export written to {args.out}: {result['counts']}")
+    _emit(args, {**result, "path": str(args.out)}, f"export written to {args.out}: {humanize.counts(result['counts'])}")
     return 0
 
 
@@ -395,23 +408,30 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     try:
-        configuration.load(args.file)
+        raw = configuration.read(args.file)
+        notes = configuration.obsolete_keys(raw)
+        configuration.parse(raw)
     except ConfigError as exc:
         print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for key, reason in exc.problems:
             print(f"  {key}: {reason}", file=sys.stderr)
         return 1
     print(f"{args.file}: ok")
+    for key, advice in notes:
+        print(f"  note: {key}: {advice}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """One sub-parser per command, each with ``set_defaults(func=_command)``: a new command is a function above and
+    a few lines here, every option with its help text (``tests/unit/test_cli_text.py`` checks that)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=None, help="configuration file (default: embedded defaults)")
     common.add_argument("--socket", default="", help="control socket (default: from the configuration)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = argparse.ArgumentParser(prog="kotihub", description="kotihub home hub")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {clitools.version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[common], help="run the daemon").set_defaults(func=_run)
     demo = sub.add_parser("demo", help="hub, register and simulated devices on this machine, no hardware")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
@@ -420,16 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[common], help="the daemon's health at a glance").set_defaults(func=_status)
     sub.add_parser("devices", parents=[common], help="known devices").set_defaults(func=_devices)
     discover = sub.add_parser("discover", parents=[common], help="look for devices now, known or not")
-    discover.add_argument("--timeout", type=float, default=5.0)
+    discover.add_argument("--timeout", type=float, default=5.0, help="seconds each driver looks (default 5)")
     discover.set_defaults(func=_discover)
+    categories = [c.value for c in Category]
     restrict = sub.add_parser("restrict", parents=[common], help="restrict processing of a category")
-    restrict.add_argument("category")
-    restrict.add_argument("state", choices=["on", "off"])
+    restrict.add_argument("category", choices=categories, help="what to restrict: " + ", ".join(categories))
+    restrict.add_argument("state", choices=["on", "off"], help="on: stop collecting and syncing it; off: resume")
     restrict.set_defaults(func=_restrict)
     rename = sub.add_parser("rename", parents=[common], help="correct a device's name or room (audited)")
-    rename.add_argument("device")
-    rename.add_argument("--name")
-    rename.add_argument("--room")
+    rename.add_argument("device", help="the device id, as `kotihub devices` shows it")
+    rename.add_argument("--name", help="the new name (unchanged when left out)")
+    rename.add_argument("--room", help="the new room (unchanged when left out)")
     rename.set_defaults(func=_rename)
     sync = sub.add_parser("sync", parents=[common], help="the uplink's lanes: waiting items, last success and errors")
     sync.add_argument("--now", action="store_true", help="retry every lane at once")
@@ -440,9 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     retention.set_defaults(func=_retention)
     erase = sub.add_parser("erase", parents=[common], help="erase the household's data (Poista tietoni)")
     which = erase.add_mutually_exclusive_group(required=True)
-    which.add_argument("--all", action="store_true")
-    which.add_argument("--device")
-    which.add_argument("--category", choices=[c.value for c in Category])
+    which.add_argument("--all", action="store_true", help="everything the hub holds")
+    which.add_argument("--device", help="everything of one device (its id, as `kotihub devices` shows it)")
+    which.add_argument("--category", choices=categories, help="everything of one category")
     erase.add_argument("--yes", action="store_true", help="confirm without asking")
     erase.set_defaults(func=_erase)
     receipt = sub.add_parser("receipt", help="erasure receipts: list them, verify one")
@@ -455,23 +476,23 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--ca", type=Path, default=None, help="the register's CA certificate (default: the hub's)")
     verify.set_defaults(func=_receipt_verify)
     export = sub.add_parser("export", parents=[common], help="export the household's data (Näytä tietoni)")
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="the zip file to write (mode 0600)")
     export.set_defaults(func=_export)
     test = sub.add_parser("selftest", parents=[common], help="the technician's checks: OK / WARN / FAIL")
     test.add_argument("--alarm-test", action="store_true", help="send a test alarm end to end to the register")
     test.add_argument("--lang", choices=list(i18n.LANGUAGES), help="fi or en (default: from the locale)")
     test.set_defaults(func=_selftest)
     diag = sub.add_parser("diag", parents=[common], help="a support bundle with personal data redacted")
-    diag.add_argument("--out", type=Path, required=True)
+    diag.add_argument("--out", type=Path, required=True, help="the zip file to write (mode 0600)")
     diag.set_defaults(func=_diag)
     clip = sub.add_parser("clip", help="camera clips")
-    clip_sub = clip.add_subparsers(dest="clip_command", required=True)
+    clip_sub = clip.add_subparsers(dest="clip_command", required=True, metavar="COMMAND")
     decrypt = clip_sub.add_parser("decrypt", help="decrypt a clip with a household member's identity (as the app does)")
     decrypt.add_argument(
         "--identity", type=Path, required=True, help="the member's age identity file (AGE-SECRET-KEY-1...)"
     )
     decrypt.add_argument("--out", type=Path, default=None, help="where to write the video (default: CLIP with .ts)")
-    decrypt.add_argument("clip", type=Path)
+    decrypt.add_argument("clip", type=Path, help="the encrypted clip (.age)")
     decrypt.set_defaults(func=_clip_decrypt)
     provision = sub.add_parser("provision", parents=[common], help="enroll this hub with the register")
     provision.add_argument("--register", required=True, help="https:// URL of the register")
@@ -486,14 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     provision.set_defaults(func=_provision)
     member_cli.add_parser(sub)
     cfg = sub.add_parser("config", help="configuration tools")
-    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    check = cfg_sub.add_parser("check", help="validate a configuration file")
-    check.add_argument("file", type=Path)
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    check = cfg_sub.add_parser("check", help="validate a configuration file: every problem, with its key")
+    check.add_argument("file", type=Path, help="the TOML file, e.g. /etc/kotihub/kotihub.toml")
     check.set_defaults(func=_config_check)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
@@ -507,6 +528,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kotihub: {exc}", file=sys.stderr)
         return 1
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return clitools.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,18 @@ problems at once. Secrets never live here: keys, tokens and passwords come from 
 
 from __future__ import annotations
 
+import enum
+import logging
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
 from gateway.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 LongSeconds = Annotated[float, msgspec.Meta(gt=0, le=30 * 86_400)]
@@ -41,7 +45,6 @@ class CryptoSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class RetentionSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 183
     interval: Seconds = 3600.0
-    batch_rows: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 500
 
 
 class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -104,6 +107,12 @@ _PATH_RE = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _UNKNOWN_RE = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`")
 _SECRET_WORDS = ("password", "token", "secret", "bindkey", "bind_key", "private_key", "passphrase")
 
+OBSOLETE_KEYS = {
+    ("retention", "batch_rows"): "no longer used (retention deletes in time-boxed slices); remove this key",
+}
+"""Keys older releases shipped in ``config/kotihub.toml``: accepted, ignored and reported by ``config check`` so an
+upgrade does not stop a hub whose edited config still carries them."""
+
 
 def _problem(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
     """Turns msgspec's message into (dotted key path, reason)."""
@@ -111,14 +120,67 @@ def _problem(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
     path = ""
     match = _PATH_RE.search(message)
     if match:
-        path = re.sub(r"\[(\d+)\]", r"[\1]", match.group("path"))
+        path = match.group("path")
         message = message[: match.start()]
     unknown = _UNKNOWN_RE.match(message)
     if unknown:
         path = f"{path}.{unknown.group('field')}" if path else unknown.group("field")
         message = "unknown key"
-    full = ".".join(p for p in (prefix, path) if p)
-    return full or "(top level)", message
+    return _join(prefix, path) or "(top level)", message
+
+
+def _join(prefix: str, key: str) -> str:
+    if not key or key.startswith("["):
+        return prefix + key
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _allowed(typ: Any) -> list[str]:
+    """The values an enum-like type accepts, for the error message (empty when it is not one)."""
+    while get_origin(typ) is Annotated:
+        typ = get_args(typ)[0]
+    if get_origin(typ) is Literal:
+        return [str(v) for v in get_args(typ)]
+    if isinstance(typ, type) and issubclass(typ, enum.Enum):
+        return [str(m.value) for m in typ]
+    return []
+
+
+def problems_of(value: Any, typ: Any, prefix: str) -> list[tuple[str, str]]:
+    """Every problem of ``value`` as a ``typ``, one per key: msgspec stops at the first, so a table that fails is
+    checked again key by key (a table whose keys are each fine fails on a rule across keys, reported as is)."""
+    try:
+        msgspec.convert(value, typ)
+    except msgspec.ValidationError as exc:
+        first = _problem(exc, prefix)
+    else:
+        return []
+    base = typ
+    while get_origin(base) is Annotated:
+        base = get_args(base)[0]
+    found: list[tuple[str, str]] = []
+    if isinstance(base, type) and issubclass(base, msgspec.Struct) and isinstance(value, dict):
+        fields = {f.encode_name: f for f in msgspec.structs.fields(base)}
+        for key, item in value.items():
+            if key in fields:
+                found += problems_of(item, fields[key].type, _join(prefix, str(key)))
+            else:
+                found.append((_join(prefix, str(key)), "unknown key; known keys are " + ", ".join(fields)))
+        missing = [k for k, f in fields.items() if f.required and k not in value]
+        found += [(_join(prefix, k), "required key missing") for k in missing]
+    elif get_origin(base) in (list, tuple, set, frozenset) and isinstance(value, list) and get_args(base):
+        item_type = get_args(base)[0]  # list[X], set[X] and tuple[X, ...] alike
+        for i, item in enumerate(value):
+            found += problems_of(item, item_type, f"{prefix}[{i}]")
+    elif get_origin(base) is dict and isinstance(value, dict):
+        for key, item in value.items():
+            found += problems_of(item, get_args(base)[1], _join(prefix, str(key)))
+    if found:
+        return found
+    allowed = _allowed(base)
+    if allowed:
+        return [(first[0], f"{first[1]}; allowed values: {', '.join(allowed)}")]
+    return [first]
 
 
 def _secret_keys(table: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -126,29 +188,44 @@ def _secret_keys(table: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(table, dict):
         for key, value in table.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            if any(word in str(key).lower() for word in _SECRET_WORDS):
+            # Only text can be a secret: `bindkey_refresh_s = 300.0` names a bind key but holds a number.
+            if isinstance(value, str) and any(word in str(key).lower() for word in _SECRET_WORDS):
                 problems.append((path, "secrets do not belong in the config file; put them in credentials"))
             problems.extend(_secret_keys(value, path))
     return problems
 
 
+def obsolete_keys(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """The obsolete keys present in a parsed document, as (dotted key, what to do)."""
+    return [
+        (f"{section}.{key}", advice)
+        for (section, key), advice in OBSOLETE_KEYS.items()
+        if isinstance(raw.get(section), dict) and key in raw[section]
+    ]
+
+
 def parse(raw: dict[str, Any]) -> Config:
     """Validates a parsed TOML document; raises :class:`ConfigError` listing every problem found."""
+    raw = {k: ({**v} if isinstance(v, dict) else v) for k, v in raw.items()}
+    for section, key in OBSOLETE_KEYS:
+        if isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
     problems = _secret_keys(raw)
     drivers_raw = raw.get("drivers", {})
-    try:
-        config = msgspec.convert(raw, Config)
-    except msgspec.ValidationError as exc:
-        problems.append(_problem(exc, ""))
-        config = None
+    problems += problems_of(raw, Config, "")
     if isinstance(drivers_raw, dict):
         for name, table in drivers_raw.items():
             problems.extend(_driver_problems(name, table))
-    else:
-        problems.append(("drivers", "must be a table of [drivers.NAME] tables"))
-    if problems or config is None:
-        raise ConfigError(problems)
-    return config
+    # A secret under a driver's table is also an unknown key there: one report per key is enough.
+    reported: set[str] = set()
+    unique: list[tuple[str, str]] = []
+    for key, reason in problems:
+        if key not in reported:
+            reported.add(key)
+            unique.append((key, reason))
+    if unique:
+        raise ConfigError(unique)
+    return msgspec.convert(raw, Config)
 
 
 def _driver_problems(name: str, table: Any) -> list[tuple[str, str]]:
@@ -159,15 +236,14 @@ def _driver_problems(name: str, table: Any) -> list[tuple[str, str]]:
     if not isinstance(table, dict):
         return [(f"drivers.{name}", "must be a table")]
     options = {k: v for k, v in table.items() if k != "enabled"}
+    problems: list[tuple[str, str]] = []
     if not isinstance(table.get("enabled", True), bool):
-        return [(f"drivers.{name}.enabled", "expected a boolean")]
+        problems.append((f"drivers.{name}.enabled", "expected a boolean"))
     try:
-        msgspec.convert(options, driver_class(name).Config)
-    except msgspec.ValidationError as exc:
-        return [_problem(exc, f"drivers.{name}")]
+        config_type = driver_class(name).Config
     except ImportError as exc:
-        return [(f"drivers.{name}", f"driver cannot load: {exc}")]
-    return []
+        return [*problems, (f"drivers.{name}", f"driver cannot load: {exc}")]
+    return problems + problems_of(options, config_type, f"drivers.{name}")
 
 
 def driver_configs(config: Config) -> dict[str, msgspec.Struct]:
@@ -182,15 +258,31 @@ def driver_configs(config: Config) -> dict[str, msgspec.Struct]:
     return out
 
 
+def read(path: Path | str) -> dict[str, Any]:
+    """The file's TOML document; anything that keeps it from being read becomes a :class:`ConfigError` naming the
+    file (a directory, no permission, not UTF-8, not TOML), never a traceback."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError([(str(path), "file not found")]) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError([(str(path), "is a directory; give the configuration file")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([(str(path), f"not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})")]) from exc
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot be read: {exc.strerror or exc}")]) from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from exc
+
+
 def load(path: Path | str | None) -> Config:
     """Loads and validates the config file; ``None`` gives the embedded defaults."""
     if path is None:
         return parse({})
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError([(str(path), "file not found")]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from exc
+    raw = read(path)
+    for key, advice in obsolete_keys(raw):
+        log.warning("%s: %s: %s", path, key, advice)
     return parse(raw)

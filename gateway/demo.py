@@ -29,12 +29,33 @@ def _say(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True)
 
 
+REGISTER_POLL_S = 1.0
+"""The demo hub's command long-poll: short, so that stopping the register never waits on (or cuts) a held request."""
+
+
+class _Narrated(logging.Filter):
+    """Drops the log lines that the demo says in its own words, so each thing is said once: the hub's smoke-alarm
+    warning (the narrator prints the alarm and when it reached the register) and retention waiting for a trusted
+    clock (normal on a machine the register has not yet confirmed the time of; the demo explains it at start)."""
+
+    NARRATED = (("gateway.hub", "SMOKE ALARM"), ("gateway.retention", "retention is waiting"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(record.name == name and str(record.msg).startswith(start) for name, start in self.NARRATED)
+
+
 def run_demo(*, duration: float = 60.0, with_register: bool = True) -> int:
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         print("kotihub demo needs mosquitto: sudo apt-get install mosquitto (scripts/demo does it for you)")
         return 1
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s  %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    return asyncio.run(_demo(duration, with_register))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Narrated())
+    try:
+        return asyncio.run(_demo(duration, with_register))
+    except KeyboardInterrupt:  # Ctrl-C while the daemon does not hold SIGINT (it otherwise stops the demo in order)
+        print("\ndemo stopped; its temporary state is removed")
+        return 130
 
 
 @contextlib.contextmanager
@@ -48,7 +69,7 @@ def _local_register(root: Path, enabled: bool) -> Iterator[Any]:
     from cloud_sync.register.settings import Settings
     from drivers.mqtt.broker import free_port
 
-    server = BackgroundServer(Settings(state_dir=root / "register"), port=free_port(), graceful_s=1)
+    server = BackgroundServer(Settings(state_dir=root / "register"), port=free_port(), graceful_s=3)
     server.start()
     try:
         yield server
@@ -98,7 +119,12 @@ async def _demo(duration: float, with_register: bool) -> int:
         token_file = credentials / "miio.token.127.0.0.1"
         token_file.write_text(token.hex())
         token_file.chmod(0o600)
+        _say(
+            "starting a private mosquitto (MQTT broker) on 127.0.0.1"
+            + (", and a local register" if with_register else "")
+        )
         with start_mosquitto(root / "mqtt") as broker, _local_register(root, with_register) as register:
+            _say("starting a simulated Xiaomi gateway (miio over UDP on 127.0.0.1)")
             gateway = SimulatedGateway.demo(token)
             async with MiioSimulator(gateway, host="127.0.0.1", port=0) as miio:
                 raw: dict[str, Any] = {
@@ -111,10 +137,18 @@ async def _demo(duration: float, with_register: bool) -> int:
                 }
                 if register is not None:
                     hub_id = await _provision(register, root / "state")
-                    raw["uplink"] = {"enabled": True, "register_url": register.url, "command_poll_wait": 5.0}
+                    raw["uplink"] = {
+                        "enabled": True,
+                        "register_url": register.url,
+                        "command_poll_wait": REGISTER_POLL_S,
+                    }
                     _say(f"register on {register.url} (TLS); hub {hub_id} enrolled with a one-time token")
                 cfg = configuration.parse(raw)
                 _say(f"hub state in {root / 'state'} (encrypted); mosquitto on {broker.host}:{broker.port}")
+                _say(
+                    f"retention (destroying data after {cfg.retention.days} days) waits for a trusted clock: "
+                    + ("the register confirms the time at the first sync" if register else "NTP or the register")
+                )
                 stop = asyncio.Event()
                 daemon = Daemon(cfg, stop=stop)
 
@@ -146,11 +180,29 @@ async def _demo(duration: float, with_register: bool) -> int:
                     tg.create_task(replay(ble, daemon.hub, stop=stop, interval=1.0), name="ble-replay")
                     tg.create_task(timer(), name="timer")
                     await stop.wait()
+                    _say(
+                        "stopping: the hub flushes its store, then "
+                        + ("the register and mosquitto stop" if register else "mosquitto stops")
+                    )
                     for task in tg._tasks:  # the scenario tasks end with the demo
                         if task.get_name() in ("miio-scenario", "timer"):
                             task.cancel()
+                # The uplink's HTTP calls run in worker threads that cancelling cannot stop; wait for them to end
+                # and close their connections, or the register's shutdown waits on (and then cuts) them.
+                await asyncio.get_running_loop().shutdown_default_executor()
     _print_summary(summary)
     return 0
+
+
+def _register_alarms(register: Any, hub_id: str) -> set[tuple[str, float]]:
+    """The smoke alarms the register holds for the hub, as (device, time)."""
+    from cloud_sync.register import ingest
+
+    return {
+        (body["device_id"], body["ts"])
+        for _, body in ingest.items(register.registry, hub_id, "alarm")
+        if body["state"] == "smoke"
+    }
 
 
 def _register_counts(register: Any, hub_id: str) -> dict[str, int]:
@@ -165,6 +217,7 @@ async def _narrate(daemon: Daemon, stop: asyncio.Event, summary: dict[str, Any],
     feed = hub.subscribe()
     readings = 0
     last_report = time.monotonic()
+    alarms: list[Event] = []  # smoke alarms not yet seen in the register
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             kind, payload = await asyncio.wait_for(feed.get(), timeout=0.5)
@@ -177,6 +230,16 @@ async def _narrate(daemon: Daemon, stop: asyncio.Event, summary: dict[str, Any],
                 mark = "ALARM" if payload.kind is EventKind.SMOKE and payload.state == "smoke" else "event"
                 what = f"{payload.kind.value} → {payload.state}"
                 _say(f"{mark:5}       {payload.device_id}: {what} (stored, {payload.lane.value} lane)")
+                if mark == "ALARM" and register is not None:
+                    alarms.append(payload)
+        if alarms and daemon.uplink is not None:
+            held = await asyncio.to_thread(_register_alarms, register, daemon.uplink.hub_id)
+            for alarm in [a for a in alarms if (a.device_id, a.ts) in held]:
+                alarms.remove(alarm)
+                _say(
+                    f"REGISTER    the smoke alarm of {alarm.device_id} has reached the register "
+                    f"({time.time() - alarm.ts:.1f} s after the detector raised it)"
+                )
         if time.monotonic() - last_report > 5:
             depth = await store.depth()
             line = f"readings    {readings} received so far; {depth['readings']} stored waiting to sync"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway import crypto
+from gateway import crypto, humanize
 from gateway.model import Event, EventKind, Lane
 
 if TYPE_CHECKING:
@@ -27,14 +27,6 @@ ALARM_TEST_TIMEOUT_S = 10.0
 
 def check(check_id: str, status: str, message: str, advice: str | None = None, **params: Any) -> dict[str, Any]:
     return {"check": check_id, "status": status, "message": message, "advice": advice, "params": params}
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def card_wear(sys_block: Path = Path("/sys/block")) -> str | None:
@@ -66,7 +58,11 @@ async def run_checks(daemon: Daemon, *, alarm_test: bool = False) -> list[dict[s
     low = free < max(LOW_DISK_BYTES, cfg.store.min_free_bytes)
     results.append(
         check(
-            "disk", WARN if low else OK, "disk.low" if low else "disk.ok", "disk.fix" if low else None, free=_size(free)
+            "disk",
+            WARN if low else OK,
+            "disk.low" if low else "disk.ok",
+            "disk.fix" if low else None,
+            free=humanize.size(free),
         )
     )
     wear = card_wear()

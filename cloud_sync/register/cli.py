@@ -8,6 +8,7 @@ once and never stored in the clear.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
 import logging
@@ -18,12 +19,20 @@ from typing import Any
 
 import msgspec
 
+from cloud_sync import clitools
 from cloud_sync.protocol import MemberRequest
 from cloud_sync.register import export, memberlog, retention, server
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import RegisterError
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
+
+TIME_KEYS = frozenset({"at", "erased_before", "last_seen", "expires"})
+"""Keys (besides ``*_at``) whose values are Unix times; people read them as ISO 8601 UTC, ``--json`` keeps numbers."""
+
+
+class Refused(Exception):
+    """The command will not run as asked (exit status 2); the message says what to add."""
 
 
 def _common(defaults: bool) -> argparse.ArgumentParser:
@@ -38,137 +47,212 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """One sub-parser per command with ``set_defaults(func=_command)``; ``existing=True`` marks a command that works
+    on what a register holds (reads, and changes to households), which refuses to run where there is no register
+    rather than set one up with a new CA key. A new command is a function
+    below and a few lines here, every option with its help text (``tests/unit/test_cli_text.py`` checks that)."""
     common = _common(False)
     ap = argparse.ArgumentParser(
-        prog="kotihub-register", description=__doc__.splitlines()[0] if __doc__ else None, parents=[_common(True)]
+        prog="kotihub-register",
+        description="the kotihub register: run it and administer it (households, members, tokens, audit, retention)",
+        parents=[_common(True)],
     )
-    ap.set_defaults(state=Path("/var/lib/kotihub-register"), db=None, retention_days=183, json=False)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {clitools.version()}")
+    ap.set_defaults(state=Path("/var/lib/kotihub-register"), db=None, retention_days=183, json=False, existing=False)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="run the HTTPS register", parents=[common])
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8443)
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the name or address to listen on and name in the server certificate (default 127.0.0.1)",
+    )
+    s.add_argument("--port", type=int, default=8443, help="TCP port (default 8443)")
+    s.set_defaults(func=None)
 
-    h = sub.add_parser("household", help="households").add_subparsers(dest="sub", required=True)
-    h.add_parser("create", parents=[common]).add_argument("name")
-    h.add_parser("list", parents=[common])
-    h.add_parser("show", parents=[common]).add_argument("household")
+    h = sub.add_parser("household", help="households").add_subparsers(dest="sub", required=True, metavar="COMMAND")
+    hc = h.add_parser("create", help="a new household; prints its id", parents=[common])
+    hc.add_argument("name", help="a name for people (e.g. the family name)")
+    hc.set_defaults(func=_household_create)
+    h.add_parser("list", help="every household", parents=[common]).set_defaults(func=_household_list, existing=True)
+    hs = h.add_parser("show", help="one household with its hubs and members", parents=[common])
+    hs.add_argument("household", help="the household id (hh_…)")
+    hs.set_defaults(func=_household_show, existing=True)
     he = h.add_parser("erase", help="erase all data of a household", parents=[common])
-    he.add_argument("household")
+    he.add_argument("household", help="the household id (hh_…)")
     he.add_argument("--yes", action="store_true", help="confirm the erasure")
     he.add_argument("--close", action="store_true", help="also end the service: revoke the hubs and API tokens")
+    he.set_defaults(func=_household_erase, existing=True)
 
-    m = sub.add_parser("member", help="household members").add_subparsers(dest="sub", required=True)
+    m = sub.add_parser("member", help="household members").add_subparsers(dest="sub", required=True, metavar="COMMAND")
     # No "add": only a member's signature changes who clips are encrypted to (docs/members.md).
     mr = m.add_parser("request", help="propose a member; a member must sign it to take effect", parents=[common])
-    mr.add_argument("household")
-    mr.add_argument("member_id")
+    mr.add_argument("household", help="the household id (hh_…)")
+    mr.add_argument("member_id", help="an id for the proposed member (letters, digits, - and _)")
     mr.add_argument("--recipient", required=True, help="the member's age X25519 public key (age1…)")
     mr.add_argument("--ed25519", required=True, help="the member's Ed25519 signing key (hex)")
     mr.add_argument("--note", default="", help="why (shown to the household)")
-    m.add_parser("log", help="the household's signed member list versions", parents=[common]).add_argument("household")
+    mr.set_defaults(func=_member_request, existing=True)
+    ml = m.add_parser("log", help="the household's signed member list versions", parents=[common])
+    ml.add_argument("household", help="the household id (hh_…)")
+    ml.set_defaults(func=_member_log, existing=True)
 
-    hb = sub.add_parser("hub", help="enrolled hubs").add_subparsers(dest="sub", required=True)
-    hb.add_parser("revoke", help="refuse this hub from now on", parents=[common]).add_argument("hub")
+    hb = sub.add_parser("hub", help="enrolled hubs").add_subparsers(dest="sub", required=True, metavar="COMMAND")
+    hr = hb.add_parser("revoke", help="refuse this hub from now on", parents=[common])
+    hr.add_argument("hub", help="the hub id (hub_…)")
+    hr.set_defaults(func=_hub_revoke, existing=True)
 
     e = sub.add_parser("enroll-token", help="a one-time enrollment token for a hub", parents=[common])
-    e.add_argument("--household", required=True)
+    e.add_argument("--household", required=True, help="the household the hub will belong to")
     e.add_argument("--ttl", type=int, default=600, help="seconds the token is valid (default 600)")
+    e.set_defaults(func=_enroll_token, existing=True)
 
     t = sub.add_parser("api-token", help="a bearer token for the household app or an operator", parents=[common])
-    t.add_argument("--role", required=True, choices=ROLES)
-    t.add_argument("--household")
+    t.add_argument("--role", required=True, choices=ROLES, help="who uses it: " + ", ".join(ROLES))
+    t.add_argument("--household", help="the household a `household` token reaches")
+    t.set_defaults(func=_api_token)
 
     a = sub.add_parser("audit", help="show the audit log", parents=[common])
-    a.add_argument("--household")
-    a.add_argument("--limit", type=int, default=100)
+    a.add_argument("--household", help="only this household's entries")
+    a.add_argument("--limit", type=int, default=100, help="at most this many entries, newest first (default 100)")
+    a.set_defaults(func=_audit, existing=True)
 
     x = sub.add_parser("export", help="everything held about a household, as JSON lines", parents=[common])
-    x.add_argument("household")
+    x.add_argument("household", help="the household id (hh_…)")
     x.add_argument("--out", type=Path, help="write to this file (0600) instead of stdout")
+    x.set_defaults(func=_export, existing=True)
 
-    sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
+    r = sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
+    r.set_defaults(func=_retention)
     return ap
 
 
+# One function per command: (arguments, registry, actor) -> what to print (None: it printed itself).
+
+
+def _household_create(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.create_household(args.name, actor=actor)
+
+
+def _household_list(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.list_households()
+
+
+def _household_show(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.household(args.household)
+
+
+def _household_erase(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    if not args.yes:
+        raise Refused("refusing to erase without --yes")
+    return retention.erase_household(reg, args.household, actor=actor, close=args.close)
+
+
+def _member_request(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    req = msgspec.convert(
+        {"member_id": args.member_id, "recipient": args.recipient, "ed25519": args.ed25519, "note": args.note},
+        MemberRequest,
+    )
+    return memberlog.file_request(reg, args.household, req, actor=actor).id
+
+
+def _member_log(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    reg.audit(actor, "member_log.read", args.household)
+    return [
+        {"version": e.version, "digest": e.digest, "signer": e.signed.signer}
+        for e in memberlog.entries(reg, args.household, limit=memberlog.MAX_PAGE)
+    ]
+
+
+def _hub_revoke(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    reg.revoke_hub(args.hub, actor=actor)
+    return f"revoked {args.hub}"
+
+
+def _enroll_token(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.create_enroll_token(args.household, ttl_s=args.ttl, actor=actor)
+
+
+def _api_token(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.create_api_token(args.role, args.household, actor=actor)
+
+
+def _audit(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return reg.audit_entries(args.household, limit=args.limit)
+
+
+def _export(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    lines = export.ndjson(export.export_household(reg, args.household, actor=actor))
+    if args.out is None:
+        for line in lines:
+            sys.stdout.buffer.write(line)
+    else:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.writelines(lines)
+    return None
+
+
+def _retention(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    return retention.purge_expired(reg)
+
+
+def _readable(key: str, value: Any) -> Any:
+    """Unix times as ISO 8601 UTC (0 means never), nested tables as ``key=value`` pairs."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and (key in TIME_KEYS or key.endswith("_at")):
+        return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_readable(k, v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(_readable(key, v)) for v in value) + "]"
+    return value
+
+
 def _print(obj: Any, as_json: bool) -> None:
-    if as_json or not isinstance(obj, list | dict):
-        print(json.dumps(obj, indent=2, default=str) if as_json else obj)
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            print(f"{k}: {v}")
-    else:
+            print(f"{k}: {_readable(k, v)}")
+    elif isinstance(obj, list):
         for row in obj:
-            print("  ".join(f"{k}={v}" for k, v in row.items()))
+            print("  ".join(f"{k}={_readable(k, v)}" for k, v in row.items()))
+    else:
+        print(obj)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings(state_dir=args.state, db_url=args.db, retention_days=args.retention_days)
     if args.cmd == "serve":
         server.serve(settings, host=args.host, port=args.port)
         return 0
-    actor = f"cli:{getpass.getuser()}"
+    if args.existing and not (settings.state_dir / "ca.key").exists():
+        # Not a new register (a new CA key, an empty database) where the operator mistyped --state.
+        print(f"error: no register in {settings.state_dir} (no ca.key there); check --state", file=sys.stderr)
+        return 1
     reg = Registry(settings)
     try:
-        out: Any
-        if args.cmd == "household":
-            if args.sub == "create":
-                out = reg.create_household(args.name, actor=actor)
-            elif args.sub == "list":
-                out = reg.list_households()
-            elif args.sub == "show":
-                out = reg.household(args.household)
-            else:
-                if not args.yes:
-                    print("refusing to erase without --yes", file=sys.stderr)
-                    return 2
-                out = retention.erase_household(reg, args.household, actor=actor, close=args.close)
-        elif args.cmd == "member" and args.sub == "request":
-            req = msgspec.convert(
-                {"member_id": args.member_id, "recipient": args.recipient, "ed25519": args.ed25519, "note": args.note},
-                MemberRequest,
-            )
-            out = memberlog.file_request(reg, args.household, req, actor=actor).id
-        elif args.cmd == "member":
-            reg.audit(actor, "member_log.read", args.household)
-            out = [
-                {"version": e.version, "digest": e.digest, "signer": e.signed.signer}
-                for e in memberlog.entries(reg, args.household, limit=memberlog.MAX_PAGE)
-            ]
-        elif args.cmd == "hub":
-            reg.revoke_hub(args.hub, actor=actor)
-            out = f"revoked {args.hub}"
-        elif args.cmd == "enroll-token":
-            out = reg.create_enroll_token(args.household, ttl_s=args.ttl, actor=actor)
-        elif args.cmd == "api-token":
-            out = reg.create_api_token(args.role, args.household, actor=actor)
-        elif args.cmd == "export":
-            lines = export.ndjson(export.export_household(reg, args.household, actor=actor))
-            if args.out is None:
-                for line in lines:
-                    sys.stdout.buffer.write(line)
-                sys.stdout.flush()
-            else:
-                fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.writelines(lines)
-            return 0
-        elif args.cmd == "audit":
-            out = reg.audit_entries(args.household, limit=args.limit)
-        else:
-            out = retention.purge_expired(reg)
-        _print(out, args.json)
-        return 0
-    except RegisterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        out = args.func(args, reg, f"cli:{getpass.getuser()}")
+    except Refused as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     except msgspec.ValidationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RegisterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         reg.close()
+    if out is not None:
+        _print(out, args.json)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return clitools.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from drivers.mqtt.broker import MosquittoBroker
 from drivers.mqtt.simulator import publish_scene
 from gateway import crypto
+from gateway.control import ControlError, call
 from gateway.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,7 +138,11 @@ def test_socket_mode_and_restrict_and_rename_are_audited(hub: HubProcess, mosqui
     renamed = hub.cli_json("rename", target, "--name", "Keittiö", "--room", "keittiö")
     assert renamed["name"] == "Keittiö"
     assert hub.cli_json("restrict", "sensors", "on") == ["sensors"]
-    assert hub.cli("restrict", "nonsense", "on").returncode == 1
+    refused = hub.cli("restrict", "nonsense", "on")  # the CLI refuses it and lists what it accepts
+    assert refused.returncode == 2
+    assert "choose from 'sensors', 'alarms', 'camera'" in refused.stderr
+    with pytest.raises(ControlError):  # and so does the daemon, asked directly
+        call(hub.socket, "restrict", {"category": "nonsense", "on": True, "actor": "test"})
     before = hub.cli_json("status")["counters"]
     asyncio.run(publish_scene(mosquitto.host, mosquitto.port, seed=1))
     after = wait_until(
@@ -195,6 +201,16 @@ def test_export_erase_and_retention_from_the_cli(hub: HubProcess, mosquitto: Mos
     retention = hub.cli_json("retention")
     assert retention["days"] == 183
     assert set(retention["due"]) == {"days", "readings", "items"}
+    # What people read: counts in words, no Python dicts; sizes in the units selftest uses.
+    again = hub.cli("export", "--out", str(tmp_path / "again.zip"))
+    assert again.returncode == 0, again.stderr
+    assert re.search(r": \d+ readings, \d+ events, \d+ devices", again.stdout), again.stdout
+    erased = hub.cli("erase", "--device", devices[1]["device_id"], "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert re.search(r": \d+ readings, \d+ items, 1 devices, \d+ clip files\nreceipt ", erased.stdout), erased.stdout
+    for text in (again.stdout, erased.stdout, hub.cli("retention").stdout, hub.cli("status").stdout):
+        assert "{" not in text and "'" not in text, text
+    assert re.search(r"\d+\.\d (KiB|MiB|GiB) used, \d+\.\d (MiB|GiB|TiB) free", hub.cli("status").stdout)
 
 
 def test_selftest_speaks_finnish_and_english(hub: HubProcess, mosquitto: MosquittoBroker) -> None:

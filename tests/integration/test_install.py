@@ -98,6 +98,7 @@ def test_dry_run_changes_nothing_and_lists_the_steps(checkout: Path, tmp_path: P
     assert "creating " + str(root / KEY) in output
     assert "skipped (staging): apt-get install python3-venv ffmpeg bluez" in output
     assert "systemctl --root=" + str(root) + " --quiet enable kotihub-register.service" in output
+    assert "would pip install kotihub[hub,register] and its dependencies" in output
 
 
 def test_register_only_installs_no_hub(checkout: Path, tmp_path: Path) -> None:
@@ -108,6 +109,7 @@ def test_register_only_installs_no_hub(checkout: Path, tmp_path: Path) -> None:
     assert "kotihub.key" not in output
     assert "sysusers" not in output
     assert "apt-get install python3-venv\n" in output
+    assert "would pip install kotihub[register,postgres] and its dependencies" in output  # no hub libraries
     assert not root.exists()
 
 
@@ -150,7 +152,8 @@ def test_files_modes_user_and_units(installed: tuple[Path, str], checkout: Path)
         [root / "opt/kotihub/venv/bin/kotihub", "config", "check", config], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stderr
-    assert (root / "opt/kotihub/share/doc/technician.md").is_file()
+    for doc in (checkout / "docs").glob("*.md"):  # the guides refer to each other: all of them
+        assert (root / "opt/kotihub/share/doc" / doc.name).read_bytes() == doc.read_bytes(), doc.name
     assert "skipped (staging): systemctl start kotihub.service kotihub-register.service" in output
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import requests
 
 from cloud_sync.register.server import BackgroundServer
 from cloud_sync.register.settings import Settings
+from tests.support.lines import LineWatcher
 from tests.support.postgres import free_port
 
 
@@ -24,20 +24,10 @@ def test_serve_subprocess_health_and_sigterm(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    ready = threading.Event()
-    lines: list[str] = []
-
-    def watch() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if "register listening" in line:
-                ready.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    assert proc.stderr is not None
+    watcher = LineWatcher(proc.stderr, "register listening")
     try:
-        assert ready.wait(60), "".join(lines)
+        assert watcher.seen.wait(60), watcher.text
         s = requests.Session()
         s.trust_env = False
         s.verify = str(state / "ca.crt")
@@ -52,7 +42,7 @@ def test_serve_subprocess_health_and_sigterm(tmp_path: Path) -> None:
     assert code in (0, -signal.SIGTERM)
     assert (state / "ca.key").stat().st_mode & 0o077 == 0
     assert (state / "server.key").stat().st_mode & 0o077 == 0
-    assert not any("Traceback" in line for line in lines), "".join(lines)
+    assert "Traceback" not in watcher.text, watcher.text
 
 
 def test_background_server_restarts_on_the_same_port(tmp_path: Path) -> None:

@@ -139,3 +139,43 @@ def test_hub_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, state, "hub", "revoke", "hub_nope")
     assert code == 1
     assert "no hub" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["household", "list"],
+        ["household", "show", "hh_x"],
+        ["audit"],
+        ["export", "hh_x"],
+        ["household", "erase", "hh_x", "--yes"],
+        ["member", "add", "hh_x", "Aino", "--recipient", "age1x"],
+        ["hub", "revoke", "hub_x"],
+        ["enroll-token", "--household", "hh_x"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_a_command_on_what_a_register_holds_sets_up_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A mistyped --state must not leave a new CA key and an empty database behind (only `serve`, `household
+    create`, `api-token` and `retention` may start a register from nothing)."""
+    state = tmp_path / "typo"
+    code, out, err = run(capsys, state, *argv)
+    assert code == 1
+    assert f"no register in {state}" in err
+    assert out == ""
+    assert not state.exists()
+
+
+def test_people_read_times_as_iso_dates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    state = tmp_path / "reg"
+    _, hid, _ = run(capsys, state, "household", "create", "Virtanen")
+    _, out, _ = run(capsys, state, "household", "list")
+    assert re.fullmatch(rf"id={hid}  name=Virtanen  created_at=20\d\d-\d\d-\d\d \d\d:\d\d:\d\dZ  erased_before=-", out)
+    _, out, _ = run(capsys, state, "audit")
+    assert re.search(r"\bat=20\d\d-\d\d-\d\d \d\d:\d\d:\d\dZ", out)
+    _, out, _ = run(capsys, state, "--json", "household", "list")
+    assert isinstance(json.loads(out)[0]["created_at"], float)  # machines keep the number
