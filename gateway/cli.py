@@ -295,7 +295,10 @@ def _erase(args: argparse.Namespace) -> int:
     started = _ask(args, "erase", {"scope": scope, "target": target, "confirm": True, "actor": "cli"})
     receipt = _follow(args, started["job"], "erasing")["result"]
     r = receipt["receipt"]
-    human = f"erased {what} at {humanize.when(r['completed_at'])}: {humanize.counts(r['erased'])}\nreceipt {r['receipt_id']}"
+    human = (
+        f"erased {what} at {humanize.when(r['completed_at'])}: {humanize.counts(r['erased'])}\n"
+        f"receipt {r['receipt_id']}"
+    )
     if r["receipt_id"] in _ask(args, "receipts")["waiting_for_register"]:
         human += "\nthe register erases its copy when the hub next reaches it (see: kotihub receipt list)"
     _emit(args, receipt, human)

@@ -83,18 +83,11 @@ class Markers:
         return out
 
 
-# The hub's members.json (names of members in the clear) is removed by issue 13a's change, merged separately; until
-# then it is the one file this scan leaves out. Remove this exclusion once that change is in.
-OWNED_ELSEWHERE = frozenset({"members.json"})
-
-
 def scan(roots: list[Path], patterns: dict[str, bytes]) -> dict[str, list[str]]:
     """Every file under ``roots``, byte by byte (names included): pattern -> files that hold it."""
     hits: dict[str, list[str]] = {}
     for root in roots:
         for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
-            if path.name in OWNED_ELSEWHERE:
-                continue
             for what, needle in patterns.items():
                 if needle in path.name.encode():
                     hits.setdefault(what, []).append(f"name of {path}")

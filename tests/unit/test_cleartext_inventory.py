@@ -64,6 +64,7 @@ HUB_FILES: dict[str, str] = {
     r"hub\.key": "the hub's mTLS key (0600): also signs erasure receipts",
     r"hub\.crt|register-ca\.crt": "certificates: public",
     r"spool": "the clip spool (0700)",
+    r"member-list\.json": "the verified signed member list (0600): member ids and public keys, no names",
     r"spool/[0-9a-f]{32}(-jpeg)?\.age": "a clip: age ciphertext only members can open, named by its random id",
 }
 
@@ -74,6 +75,9 @@ REGISTER_CLEAR: dict[str, str] = {
     "audit": "who did what when, on which household; counts and flags, never content; targets blanked when the"
     " household erases; expires after the retention period",
     "erasure_receipts": "the register's signed receipts (counts, scope); expire after the retention period",
+    "member_log": "the signed member list's versions: member ids and public keys, no names; kept while the household"
+    " is a customer (its hubs need the chain), gone when it closes",
+    "hub_member_versions": "the member-list version each hub holds (a number)",
 }
 
 

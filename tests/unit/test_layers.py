@@ -22,7 +22,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
-FIRST_PARTY = ("gateway", "drivers", "cloud_sync")
+FIRST_PARTY = ("gateway", "drivers", "cloud_sync", "household")
 
 # Who may import whom (first-party), by module prefix. The most specific source prefix applies.
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -40,10 +40,27 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.uplink",
         "cloud_sync.enroll",
         "cloud_sync.clitools",
+        "cloud_sync.memberlist",
+        "cloud_sync.receipts",
+    ),
+    # The kotihub CLI also hosts a member's own commands (`kotihub member …`), which are the household's package.
+    "gateway.cli": (
+        "gateway",
+        "drivers.base",
+        "cloud_sync.protocol",
+        "cloud_sync.uplink",
+        "cloud_sync.enroll",
+        "cloud_sync.clitools",
+        "cloud_sync.memberlist",
+        "cloud_sync.receipts",
+        "household",
     ),
     # The wire contract depends on nothing of ours, so both ends can share it; so do the CLIs' helpers.
     "cloud_sync.protocol": (),
     "cloud_sync.clitools": (),
+    # Also wire contract: the signed member list and the signed erasure receipts, read by hub, register and household.
+    "cloud_sync.memberlist": ("cloud_sync.protocol",),
+    "cloud_sync.receipts": ("cloud_sync.protocol",),
     "cloud_sync": ("cloud_sync",),
     # The hub's side of the wire: the protocol and the store's outbox.
     "cloud_sync.uplink": (
@@ -53,9 +70,17 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "gateway.errors",
         "gateway.config",
     ),
-    "cloud_sync.enroll": ("cloud_sync.protocol", "gateway.errors"),
+    "cloud_sync.enroll": ("cloud_sync.protocol", "cloud_sync.memberlist", "gateway.errors", "gateway.members"),
     # The register sees the hub only through the protocol.
-    "cloud_sync.register": ("cloud_sync.register", "cloud_sync.protocol", "cloud_sync.clitools"),
+    "cloud_sync.register": (
+        "cloud_sync.register",
+        "cloud_sync.protocol",
+        "cloud_sync.memberlist",
+        "cloud_sync.receipts",
+        "cloud_sync.clitools",
+    ),
+    # The household is a third party: its own keys and tools, the wire contract, nothing of hub or register.
+    "household": ("household", "cloud_sync.protocol", "cloud_sync.memberlist"),
 }
 
 # Crossings that exist today: (importing module, imported module prefix) → why, and what removes it.
@@ -68,6 +93,8 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("gateway.demo", "drivers.miio.simulator"): "the demo is a tool (issue 15, item 7)",
     ("gateway.demo", "drivers.mqtt.broker"): "the demo is a tool (issue 15, item 7)",
     ("gateway.demo", "drivers.mqtt.simulator"): "the demo is a tool (issue 15, item 7)",
+    ("gateway.demo", "household.edit"): "the demo plays the household's member too (issue 15, item 7)",
+    ("gateway.demo", "household.keys"): "the demo plays the household's member too (issue 15, item 7)",
 }
 
 # Which extras each side may use besides the base install_requires.
@@ -173,7 +200,10 @@ def _distributions(extras: tuple[str, ...]) -> set[str]:
 
 
 def _side(module: str) -> str | None:
-    if under(module, "cloud_sync.protocol") or under(module, "cloud_sync.clitools"):
+    if any(
+        under(module, m)
+        for m in ("cloud_sync.protocol", "cloud_sync.clitools", "cloud_sync.memberlist", "cloud_sync.receipts")
+    ):
         return "protocol"  # shared by both sides: the base install only
     if under(module, "cloud_sync.register"):
         return "register"

@@ -149,7 +149,7 @@ def test_hub_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         ["audit"],
         ["export", "hh_x"],
         ["household", "erase", "hh_x", "--yes"],
-        ["member", "add", "hh_x", "Aino", "--recipient", "age1x"],
+        ["member", "request", "hh_x", "m_aino", "--recipient", "age1x", "--ed25519", "ab" * 32],
         ["hub", "revoke", "hub_x"],
         ["enroll-token", "--household", "hh_x"],
     ],
