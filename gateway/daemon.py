@@ -1,4 +1,5 @@
-"""``kotihub run``: the daemon. One TaskGroup with named tasks; SIGTERM/SIGINT stop it cleanly, flushing the store."""
+"""``kotihub run``: the daemon. One TaskGroup; every long-lived task in it runs under the one :class:`Supervisor`
+policy, so a failing part restarts alone. SIGTERM/SIGINT stop it cleanly, flushing the store."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_
 from gateway.retention import Retention, RetentionReport
 from gateway.secrets import CredentialStore
 from gateway.store import Store
+from gateway.supervisor import Supervisor
 
 if TYPE_CHECKING:
     # The uplink (requests, tenacity, x509) is imported only when it is enabled: a hub without it saves the memory.
@@ -70,9 +72,6 @@ async def _report(coro: Awaitable[RetentionReport]) -> dict[str, Any]:
     return {k: v for k, v in vars(report).items() if k != "history"}
 
 
-WATCHDOG_STALL_S = 30.0
-
-
 class Daemon:
     """Everything the hub runs, wired together. Use :meth:`run` (until ``stop`` is set)."""
 
@@ -91,6 +90,7 @@ class Daemon:
         self.recent_logs = diag.RecentLogs()
         self.retention: Retention | None = None
         self.eraser: Eraser | None = None
+        self.supervisor = Supervisor(config.supervision.backoff)
 
     def _open_store(self) -> Store:
         cfg = self.config
@@ -123,7 +123,7 @@ class Daemon:
         store = self._open_store()
         async with store:
             self.store = store
-            hub = Hub(store, offline_after=dict(self.config.devices.offline_after))
+            hub = Hub(store, offline_after=dict(self.config.devices.offline_after), supervisor=self.supervisor)
             self.hub = hub
             await hub.load()
             self.drivers = self._make_drivers()
@@ -133,14 +133,18 @@ class Daemon:
             self.eraser = Eraser(store, self._master_key, spool_dir=spool, hub_name=self.config.hub.name)
             self.eraser.on_erased.append(self._forget_erased)
             control = ControlServer(self.config.socket_path, self._handlers(), group=self.config.control.group)
+            retention = self.retention
             try:
                 async with asyncio.TaskGroup() as tg:
-                    tasks = [
-                        tg.create_task(control.serve(), name="control"),
-                        tg.create_task(hub.watch_devices(), name="devices"),
-                        tg.create_task(self._watchdog(), name="watchdog"),
-                        tg.create_task(self.retention.run_forever(self.config.retention.interval), name="retention"),
-                    ]
+                    tasks: list[asyncio.Task[None]] = []
+
+                    def keep(name: str, factory: Callable[[], Awaitable[None]]) -> None:
+                        tasks.append(tg.create_task(self.supervisor.run(name, factory), name=name))
+
+                    keep("control", control.serve)
+                    keep("devices", hub.watch_devices)
+                    keep("watchdog", self._watchdog)
+                    keep("retention", lambda: retention.run_forever(self.config.retention.interval))
                     self._tg = tg
                     spawned: set[asyncio.Task[None]] = set()
 
@@ -157,7 +161,8 @@ class Daemon:
                         tasks.append(tg.create_task(hub.supervise(driver), name=f"driver:{driver.name}"))
                     uplink = self._make_uplink()
                     if uplink is not None:
-                        tasks.append(tg.create_task(uplink.run(), name="uplink"))
+                        # The uplink supervises each of its loops; this only restarts it if it cannot start at all.
+                        keep("uplink", uplink.run)
                     await control.listening.wait()
                     self.ready.set()
                     sdnotify.notify("READY=1\nSTATUS=" + self.status_line())
@@ -217,6 +222,7 @@ class Daemon:
             self.store,
             self.config.uplink,
             identity,
+            supervisor=self.supervisor,
             command_handlers={
                 "restrict": restrict,
                 "erase": erase,
@@ -401,7 +407,7 @@ class Daemon:
             await asyncio.sleep(interval)
             assert self.store is not None
             health = self.store.health()
-            if self.store.healthy and health["writer_heartbeat_age"] < WATCHDOG_STALL_S:
+            if self.store.healthy and health["writer_heartbeat_age"] < self.config.supervision.writer_stall:
                 sdnotify.notify("WATCHDOG=1\nSTATUS=" + self.status_line())
             else:
                 log.error("store writer unhealthy (%s); withholding the watchdog ping", health["last_error"])
@@ -439,6 +445,7 @@ class Daemon:
             **(self.retention.summary() if self.retention is not None else {"days": self.config.retention.days}),
         }
         summary["hub"] = {"name": self.config.hub.name}
+        summary["tasks"] = self.supervisor.summary()
         for name, fn in self.status_extras.items():
             summary[name] = await fn()
         return summary

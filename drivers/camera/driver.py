@@ -34,6 +34,7 @@ from drivers.camera import mdns, ringbuffer, wsdiscovery
 from drivers.camera.clipcrypt import ClipAborted, check_clip_id, encrypt_clip, parse_recipients
 from drivers.camera.ffmpeg import FfmpegVersion, detect
 from drivers.camera.recorder import Recorder, RecorderSettings
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError, PermanentError
 from gateway.model import Clip, DeviceInfo, DeviceKind, device_id
 
@@ -265,18 +266,18 @@ class CameraDriver(Driver):
     async def _keep_running(self, what: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Discovery is a convenience; recording is the job. A failing discovery loop (no multicast route, port
         in use) is retried with backoff here instead of taking the recorders down with the driver."""
-        delay = 5.0
+        backoff = Backoff(5.0, 600.0)
         while True:
             try:
                 await loop()
                 return
             except Exception as exc:
                 self.discovery_errors[what] = self.discovery_errors.get(what, 0) + 1
+                delay = backoff.next()
                 log.warning("camera %s discovery failed (%s); retrying in %.0f s", what, type(exc).__name__, delay)
                 log.debug("camera %s discovery failure", what, exc_info=True)
             # The retry delay of a failed discovery loop, not synchronisation.
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 600.0)
 
     async def _watch_mdns(self, hub: HubPort) -> None:
         async def on_camera(camera: mdns.CameraAnnouncement) -> None:

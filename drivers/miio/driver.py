@@ -1,16 +1,15 @@
 """The miio driver: polls configured Xiaomi miIO devices and lumi gateways through python-miio, in worker threads.
 
 One task per configured device, all in one TaskGroup that lives as long as :meth:`MiioDriver.run`. A device that
-does not answer is shown in :meth:`MiioDriver.health` and retried with capped exponential backoff (full jitter); a
-failing device never stops the others or the driver. Smoke detectors become :class:`Event` s on every state change,
-sent before the poll's readings so an alarm never waits behind them.
+does not answer is shown in :meth:`MiioDriver.health` and retried with the hub's one backoff policy
+(:mod:`gateway.backoff`); a failing device never stops the others or the driver. Smoke detectors become
+:class:`Event` s on every state change, sent before the poll's readings so an alarm never waits behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from drivers.base import Credentials, Discovered, Driver, HubPort
 from drivers.miio import discovery
 from drivers.miio.config import DeviceConfig, MiioConfig
 from drivers.miio.poller import DevicePoller, DeviceUnreachable, PollResult
+from gateway.backoff import Backoff
 from gateway.model import DeviceKind, Event, EventKind, SmokeState, device_id
 
 log = logging.getLogger(__name__)
@@ -59,24 +59,6 @@ class LinkHealth:
             "last_error": self.last_error,
             "retry_at": self.retry_at,
         }
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, base·2ⁿ)]."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = max(cap, base)
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 30))
-        self.attempt += 1
-        # Never zero: a retry storm against a dead device helps nobody.
-        return max(self.base / 2, random.uniform(0, ceiling))
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class MiioDriver(Driver):
