@@ -31,6 +31,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import msgspec
 import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from cloud_sync import protocol as p
@@ -38,7 +40,7 @@ from gateway.backoff import Backoff, BackoffPolicy
 from gateway.config import UplinkSection
 from gateway.errors import PermanentError, TransientError
 from gateway.model import Lane
-from gateway.store import OutboxItem, Store
+from gateway.store import OutboxItem, Store, schema
 from gateway.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,14 @@ class RegisterUnavailable(TransientError):
 class RegisterBadReply(RegisterUnavailable):
     """A 2xx reply that is not what the protocol promises (HTML, a truncated body, a wrong type or shape): a
     register bug, a proxy or version skew. Retried with backoff like an outage; counted in ``kotihub status``."""
+
+
+class ClipNotReady(RegisterUnavailable):
+    """The clip is indexed but not yet renamed into the spool (a moment's window): try again shortly."""
+
+
+class ClipGone(PermanentError):
+    """The clip's file and index are gone (erased or expired on the hub while it uploaded)."""
 
 
 class RegisterRejected(PermanentError):
@@ -233,15 +243,16 @@ class RegisterClient:
         what = f"{resp.request.method} {resp.request.path_url.split('?')[0]}" if resp.request else "reply"
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype not in _JSON_TYPES:
-            raise self._bad(f"{what}: content type {ctype or 'missing'!r}, not JSON")
+            raise self.bad_reply(f"{what}: content type {ctype or 'missing'!r}, not JSON")
         try:
             return msgspec.json.decode(resp.content, type=typ)
         except msgspec.ValidationError as exc:
-            raise self._bad(f"{what}: unexpected reply ({exc})") from None
+            raise self.bad_reply(f"{what}: unexpected reply ({exc})") from None
         except msgspec.DecodeError as exc:
-            raise self._bad(f"{what}: malformed JSON ({exc})") from None
+            raise self.bad_reply(f"{what}: malformed JSON ({exc})") from None
 
-    def _bad(self, what: str) -> RegisterBadReply:
+    def bad_reply(self, what: str) -> RegisterBadReply:
+        """Counts a reply that breaks the protocol and returns the error to raise."""
         self.replies.bad(what)
         return RegisterBadReply(f"bad reply from the register: {what}")
 
@@ -465,6 +476,8 @@ class Uplink:
                     except RegisterRejected as exc:
                         await self.store.dead_letter(lane, item.seq, str(exc))
                         status.dead_lettered += 1
+                    except ClipGone:
+                        await self._abandon_clip(client, lane, item)
                     else:
                         await self._deliver(client, hub_id, lane, [item])
                         continue
@@ -474,20 +487,33 @@ class Uplink:
             client.close()
 
     async def _upload_clip(self, client: RegisterClient, item: OutboxItem) -> None:
-        """Resumable upload: ask the register how much it holds, send the rest in chunks, bandwidth-capped."""
+        """Resumable upload: ask the register how much it holds, send the rest in chunks, bandwidth-capped. Done
+        only when the register says the clip is complete *and* the digest it verified is ours; with every byte
+        held but the completion lost (a register killed in between), an empty chunk at the end completes it."""
         record = item.body
         clip_id = str(record["clip_id"])
         if self.spool_dir is None:
             raise RegisterRejected("no clip spool configured", status=0)
         path = self.spool_dir / f"{clip_id}.age"
+        size = int(record["size"])
         resp = await in_thread(
             client.request, "PUT", f"/v1/clips/{clip_id}", data=json.dumps(record), headers=_JSON_HEADERS
         )
         state = client.decode(resp, p.ClipUploadStatus)
         cap = self.config.clip_bandwidth_bytes_per_s
         offset = state.offset
-        while not state.complete and offset < int(record["size"]):
-            chunk = await asyncio.to_thread(_read_chunk, path, offset, CLIP_CHUNK)
+        while not state.complete:
+            if not 0 <= offset <= size:
+                raise client.bad_reply(f"clip upload: the register holds {offset} bytes of a {size}-byte clip")
+            try:
+                chunk = await asyncio.to_thread(_read_chunk, path, offset, CLIP_CHUNK)
+            except FileNotFoundError:
+                if await self._clip_indexed(clip_id):
+                    # Indexed a moment before it is renamed into the spool: it will be there.
+                    raise ClipNotReady(f"clip {clip_id} is not in the spool yet") from None
+                raise ClipGone(clip_id) from None
+            if offset < size and not chunk:
+                raise RegisterRejected(f"the spool file of clip {clip_id} is shorter than its record", status=0)
             started = time.monotonic()
             try:
                 resp = await in_thread(
@@ -504,9 +530,33 @@ class Uplink:
                 offset = int(exc.offset)  # the register holds a different amount (a lost reply): resume there
                 continue
             state = client.decode(resp, p.ClipUploadStatus)
+            if not state.complete and state.offset == offset and not chunk:
+                raise client.bad_reply(f"clip upload: the register left clip {clip_id} incomplete with every byte held")
             offset = state.offset
             if cap:
                 await asyncio.sleep(max(0.0, len(chunk) / cap - (time.monotonic() - started)))
+        if state.sha256 != record["sha256"]:
+            raise client.bad_reply(f"clip upload: the register completed clip {clip_id} with another digest")
+
+    async def _clip_indexed(self, clip_id: str) -> bool:
+        def known(conn: Connection) -> bool:
+            query = sa.select(schema.items.c.seq).where(
+                schema.items.c.lane == Lane.CLIPS.value, schema.items.c.ref == clip_id
+            )
+            return conn.execute(query.limit(1)).first() is not None
+
+        return bool(await asyncio.to_thread(self.store.read, known))
+
+    async def _abandon_clip(self, client: RegisterClient, lane: str, item: OutboxItem) -> None:
+        """The clip was erased or expired on the hub while it uploaded: tell the register to drop what it holds."""
+        clip_id = str(item.body["clip_id"])
+        log.info("a clip was erased or expired while it uploaded; its upload is dropped")
+        try:
+            async for attempt in self._retrying(lane):
+                with attempt:
+                    await in_thread(client.request, "DELETE", f"/v1/clips/{clip_id}")
+        except RegisterRejected as exc:  # e.g. the register never had it: nothing to drop
+            log.info("the register had nothing to drop for an erased clip (%s)", exc.status)
 
     async def _devices_loop(self, source: Callable[[], list[dict[str, str]]]) -> None:
         client = self._client()

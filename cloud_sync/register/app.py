@@ -135,6 +135,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     p.DevicesAck,
     p.ClipRecord,
     p.ClipUploadStatus,
+    p.ClipAbandoned,
     p.Command,
     p.CommandResult,
     p.CommandRequest,
@@ -282,6 +283,10 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         clip_id = _clip_id(clip_id)
         data = await read_body(request, p.MAX_CLIP_CHUNK_BYTES)
         return _json(await run_in_threadpool(clips.append, reg, who, clip_id, offset, data))
+
+    @app.delete("/v1/clips/{clip_id}", openapi_extra=_doc(resp="ClipAbandoned"))
+    async def clip_abandon(clip_id: str, who: Hub) -> Response:
+        return _json(await run_in_threadpool(clips.abandon, reg, who, _clip_id(clip_id)))
 
     @app.get("/v1/clips/{clip_id}/status", openapi_extra=_doc(resp="ClipUploadStatus"))
     def clip_status(clip_id: str, who: Hub) -> Response:

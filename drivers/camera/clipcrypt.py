@@ -17,6 +17,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -122,12 +123,17 @@ def seal_stream(
     spool: Path,
     clip_id: str,
     recipients: Sequence[str],
+    publish: bool = True,
 ) -> tuple[Path, int, str]:
     """Encrypts ``source`` to ``<spool>/<clip_id>.age`` atomically; returns (path, ciphertext size, sha256 hex).
 
     Blocking: call it in a worker thread. Writes ``<clip_id>.age.tmp``, fsyncs it, renames it into place and fsyncs
     the directory, so after a power cut there is either the whole sealed clip or a ``.tmp`` to delete. If the
     source raises (the clip was aborted), the partial ciphertext is removed and the error propagates.
+
+    With ``publish=False`` the fsynced ``.tmp`` is returned as it is: the hub indexes the clip in its store first and
+    only then calls :func:`publish`, so a kill at any instant leaves nothing the store does not know (see
+    :func:`reconcile_spool`).
     """
     check_clip_id(clip_id)
     parsed = parse_recipients(recipients)
@@ -143,12 +149,23 @@ def seal_stream(
             encrypt_stream(source, sink, parsed)
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(spool)
+        if publish:
+            os.replace(tmp, final)
+            _fsync_dir(spool)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return final, sink.size, sink.digest.hexdigest()
+    return (final if publish else tmp), sink.size, sink.digest.hexdigest()
+
+
+def publish(sealed: Path) -> Path:
+    """Renames a sealed ``<id>.age.tmp`` (already indexed) to ``<id>.age`` durably; returns the final path."""
+    if not sealed.name.endswith(TMP_SUFFIX):
+        return sealed
+    final = sealed.with_name(sealed.name[: -len(TMP_SUFFIX)] + CLIP_SUFFIX)
+    os.replace(sealed, final)
+    _fsync_dir(sealed.parent)
+    return final
 
 
 def encrypt_clip(
@@ -161,10 +178,11 @@ def encrypt_clip(
     started: float,
     duration_s: float,
     reason: str,
+    publish: bool = True,
 ) -> tuple[Clip, Path]:
     """Seals a clip from a plaintext stream and describes it as a :class:`~gateway.model.Clip` (blocking)."""
     t0 = time.monotonic()
-    path, size, digest = seal_stream(source, spool=spool, clip_id=clip_id, recipients=recipients)
+    path, size, digest = seal_stream(source, spool=spool, clip_id=clip_id, recipients=recipients, publish=publish)
     log.debug("sealed clip %s: %d bytes in %.2f s", clip_id, size, time.monotonic() - t0)
     clip = Clip(
         clip_id=clip_id,
@@ -178,15 +196,41 @@ def encrypt_clip(
     return clip, path
 
 
-def remove_partials(spool: Path) -> int:
-    """Deletes ``*.age.tmp`` left by a crash or power cut mid-seal (ciphertext of an unfinished clip); call it at
-    start-up before indexing the spool. Returns how many were removed."""
-    removed = 0
-    if spool.is_dir():
-        for partial in spool.glob(f"*{TMP_SUFFIX}"):
-            partial.unlink(missing_ok=True)
-            removed += 1
-    return removed
+@dataclass(frozen=True)
+class SpoolReport:
+    published: int = 0
+    """Sealed and indexed, killed before the rename: finished now."""
+    removed_partials: int = 0
+    """Unfinished or never indexed ``.tmp`` files: deleted."""
+    removed_unknown: int = 0
+    """Sealed clips the store does not know (their erasure or expiry was cut off after the rows went): deleted."""
+
+
+def reconcile_spool(spool: Path, known: set[str]) -> SpoolReport:
+    """Makes the spool agree with the store's clip index at start-up (blocking), whatever instant a kill hit:
+
+    * ``<id>.age.tmp`` of an indexed clip was sealed and fsynced before it was indexed: renamed into place;
+    * any other ``.tmp`` is an unfinished seal (or an index that never committed): deleted;
+    * ``<id>.age`` the store does not know was erased or expired (rows first, files after): deleted.
+    """
+    published = partials = unknown = 0
+    if not spool.is_dir():
+        return SpoolReport()
+    for path in spool.glob(f"*{TMP_SUFFIX}"):
+        clip_id = path.name[: -len(TMP_SUFFIX)]
+        if clip_id in known:
+            publish(path)
+            published += 1
+        else:
+            path.unlink(missing_ok=True)
+            partials += 1
+    for path in spool.glob(f"*{CLIP_SUFFIX}"):
+        if path.name[: -len(CLIP_SUFFIX)] not in known:
+            path.unlink(missing_ok=True)
+            unknown += 1
+    if partials or unknown:
+        _fsync_dir(spool)
+    return SpoolReport(published, partials, unknown)
 
 
 def load_identities(identity_file: Path) -> list[x25519.Identity]:

@@ -5,7 +5,8 @@ What the daemon gives it, explicitly, before or while it runs:
 
 - :meth:`CameraDriver.set_recipients` – the household members' ``age1...`` public keys (from the register);
 - :meth:`CameraDriver.set_spool` – the directory the store owns for sealed clips;
-- :meth:`CameraDriver.set_on_clip` – an async callback ``on_clip(clip, path)`` that indexes a sealed clip;
+- :meth:`CameraDriver.set_on_clip` – an async callback ``on_clip(clip, path)`` that indexes a sealed clip (still
+  ``<id>.age.tmp``: the driver renames it into the spool only once the index is committed);
 - :meth:`CameraDriver.set_restricted` – the household restricted (or lifted) the camera category.
 
 It then calls :meth:`CameraDriver.record_clip` (for the hub's ``clip_requested``). Stream URLs and passwords come
@@ -31,7 +32,7 @@ import msgspec
 
 from drivers.base import Credentials, Discovered, Driver, HubPort
 from drivers.camera import mdns, ringbuffer, wsdiscovery
-from drivers.camera.clipcrypt import ClipAborted, check_clip_id, encrypt_clip, parse_recipients
+from drivers.camera.clipcrypt import ClipAborted, check_clip_id, encrypt_clip, parse_recipients, publish
 from drivers.camera.ffmpeg import FfmpegVersion, detect
 from drivers.camera.recorder import Recorder, RecorderSettings
 from gateway.backoff import Backoff
@@ -349,6 +350,7 @@ class CameraDriver(Driver):
                 started=capture.trigger,
                 duration_s=0.0,
                 reason=reason,
+                publish=False,
             )
 
         # The encryptor reads the feed in a worker thread while post-roll is still arriving.
@@ -380,11 +382,24 @@ class CameraDriver(Driver):
             self.clips_failed += 1
             raise ClipAborted("the camera delivered no video for this clip")
         clip = msgspec.structs.replace(sealed, started=capture.started, duration_s=capture.duration_s)
+        await self._index_and_publish(clip, path)
         self.clips_sealed += 1
         log.info("sealed a %.1f s camera clip (%s)", clip.duration_s, reason)
-        if self._on_clip is not None:
-            await self._on_clip(clip, path)
         return clip
+
+    async def _index_and_publish(self, clip: Clip, sealed: Path) -> Path:
+        """Index first, then rename into the spool: killed in between, start-up finds a ``.tmp`` the store knows
+        and finishes it; killed before the index committed, an unknown ``.tmp`` that it deletes. Never a sealed
+        clip the store does not know."""
+        try:
+            if self._on_clip is not None:
+                await self._on_clip(clip, sealed)
+        except Exception:
+            # The store refused it: never indexed, never sent, so not kept.
+            await asyncio.to_thread(sealed.unlink, missing_ok=True)
+            raise
+        # Cancelled while indexing, the commit may still land: the next start-up decides from the store.
+        return await asyncio.to_thread(publish, sealed)
 
     async def record_snapshot(self, device: str, reason: str) -> tuple[Clip, Path]:
         """A still image of ``device`` now, sealed like a clip: ``clip_id`` ends in ``-jpeg``, ``duration_s`` is 0.
@@ -399,7 +414,7 @@ class CameraDriver(Driver):
         taken = time.time()
         clip_id = f"{new_clip_id(device, taken)}-jpeg"
         spool = self._spool
-        clip, path = await asyncio.to_thread(
+        clip, sealed = await asyncio.to_thread(
             encrypt_clip,
             io.BytesIO(jpeg),
             spool=spool,
@@ -409,11 +424,10 @@ class CameraDriver(Driver):
             started=taken,
             duration_s=0.0,
             reason=reason,
+            publish=False,
         )
         del jpeg
-        if self._on_clip is not None:
-            await self._on_clip(clip, path)
-        return clip, path
+        return clip, await self._index_and_publish(clip, sealed)
 
     async def handle_clip_request(self, device: str, reason: str) -> list[Clip]:
         """The hub's ``clip_requested``: a camera's id records that camera; any other device (a smoke detector, a
