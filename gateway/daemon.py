@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from drivers import driver_class
 from drivers.base import Driver
@@ -30,7 +28,7 @@ from gateway.model import Category, Clip, Lane
 from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_archive
 from gateway.retention import Retention, RetentionReport
 from gateway.secrets import CredentialStore
-from gateway.store import Store, schema
+from gateway.store import Store
 from gateway.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -67,11 +65,6 @@ class Job:
             "error": self.error,
             "result": self.result,
         }
-
-
-def _clip_ids(conn: Connection) -> set[str]:
-    rows = conn.execute(sa.select(schema.items.c.ref).where(schema.items.c.lane == Lane.CLIPS.value))
-    return {ref for (ref,) in rows if ref}
 
 
 async def _report(coro: Awaitable[RetentionReport]) -> dict[str, Any]:
@@ -136,7 +129,10 @@ class Daemon:
             self.drivers = self._make_drivers()
             spool = self.config.state_path / "spool"
             spool.mkdir(mode=0o700, exist_ok=True)
-            await self._reconcile_spool(spool)
+            if any(spool.iterdir()):
+                from gateway.spool import reconcile as reconcile_spool  # clip code only where there are clips
+
+                await reconcile_spool(store, spool)
             self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool)
             self.eraser = Eraser(store, self._master_key, spool_dir=spool, hub_name=self.config.hub.name)
             self.eraser.on_erased.append(self._forget_erased)
@@ -375,20 +371,6 @@ class Daemon:
             camera.set_on_clip(self._store_clip)  # type: ignore[attr-defined]
             camera.set_restricted(Category.CAMERA in self.hub.restricted)  # type: ignore[attr-defined]
             self.hub.clip_handler = camera.handle_clip_request  # type: ignore[attr-defined]
-
-    async def _reconcile_spool(self, spool: Path) -> None:
-        """Before anything records or uploads: the spool holds exactly the clips the store knows."""
-        assert self.store is not None
-        from drivers.camera.clipcrypt import reconcile_spool
-
-        known = await asyncio.to_thread(self.store.read, _clip_ids)
-        report = await asyncio.to_thread(reconcile_spool, spool, known)
-        if report.published:
-            log.warning("finished %d clip(s) sealed and indexed just before a crash", report.published)
-        if report.removed_partials:
-            log.warning("removed %d clip(s) left unfinished by a crash", report.removed_partials)
-        if report.removed_unknown:
-            log.warning("removed %d clip file(s) whose erasure or expiry a crash cut short", report.removed_unknown)
 
     def _member_recipients(self) -> list[str]:
         path = self.config.state_path / "members.json"

@@ -17,7 +17,6 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -88,7 +87,7 @@ class _HashingSink(io.RawIOBase):
         self._raw.flush()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -132,8 +131,8 @@ def seal_stream(
     source raises (the clip was aborted), the partial ciphertext is removed and the error propagates.
 
     With ``publish=False`` the fsynced ``.tmp`` is returned as it is: the hub indexes the clip in its store first and
-    only then calls :func:`publish`, so a kill at any instant leaves nothing the store does not know (see
-    :func:`reconcile_spool`).
+    only then renames it (:mod:`drivers.camera.spool`), so a kill at any instant leaves nothing the store does not
+    know.
     """
     check_clip_id(clip_id)
     parsed = parse_recipients(recipients)
@@ -151,21 +150,11 @@ def seal_stream(
             os.fsync(raw.fileno())
         if publish:
             os.replace(tmp, final)
-            _fsync_dir(spool)
+            fsync_dir(spool)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return (final if publish else tmp), sink.size, sink.digest.hexdigest()
-
-
-def publish(sealed: Path) -> Path:
-    """Renames a sealed ``<id>.age.tmp`` (already indexed) to ``<id>.age`` durably; returns the final path."""
-    if not sealed.name.endswith(TMP_SUFFIX):
-        return sealed
-    final = sealed.with_name(sealed.name[: -len(TMP_SUFFIX)] + CLIP_SUFFIX)
-    os.replace(sealed, final)
-    _fsync_dir(sealed.parent)
-    return final
 
 
 def encrypt_clip(
@@ -194,43 +183,6 @@ def encrypt_clip(
         reason=reason,
     )
     return clip, path
-
-
-@dataclass(frozen=True)
-class SpoolReport:
-    published: int = 0
-    """Sealed and indexed, killed before the rename: finished now."""
-    removed_partials: int = 0
-    """Unfinished or never indexed ``.tmp`` files: deleted."""
-    removed_unknown: int = 0
-    """Sealed clips the store does not know (their erasure or expiry was cut off after the rows went): deleted."""
-
-
-def reconcile_spool(spool: Path, known: set[str]) -> SpoolReport:
-    """Makes the spool agree with the store's clip index at start-up (blocking), whatever instant a kill hit:
-
-    * ``<id>.age.tmp`` of an indexed clip was sealed and fsynced before it was indexed: renamed into place;
-    * any other ``.tmp`` is an unfinished seal (or an index that never committed): deleted;
-    * ``<id>.age`` the store does not know was erased or expired (rows first, files after): deleted.
-    """
-    published = partials = unknown = 0
-    if not spool.is_dir():
-        return SpoolReport()
-    for path in spool.glob(f"*{TMP_SUFFIX}"):
-        clip_id = path.name[: -len(TMP_SUFFIX)]
-        if clip_id in known:
-            publish(path)
-            published += 1
-        else:
-            path.unlink(missing_ok=True)
-            partials += 1
-    for path in spool.glob(f"*{CLIP_SUFFIX}"):
-        if path.name[: -len(CLIP_SUFFIX)] not in known:
-            path.unlink(missing_ok=True)
-            unknown += 1
-    if partials or unknown:
-        _fsync_dir(spool)
-    return SpoolReport(published, partials, unknown)
 
 
 def load_identities(identity_file: Path) -> list[x25519.Identity]:

@@ -32,9 +32,10 @@ import msgspec
 
 from drivers.base import Credentials, Discovered, Driver, HubPort
 from drivers.camera import mdns, ringbuffer, wsdiscovery
-from drivers.camera.clipcrypt import ClipAborted, check_clip_id, encrypt_clip, parse_recipients, publish
+from drivers.camera.clipcrypt import ClipAborted, check_clip_id, encrypt_clip, parse_recipients
 from drivers.camera.ffmpeg import FfmpegVersion, detect
 from drivers.camera.recorder import Recorder, RecorderSettings
+from drivers.camera.spool import index_and_publish
 from gateway.backoff import Backoff
 from gateway.errors import ConfigError, PermanentError
 from gateway.model import Clip, DeviceInfo, DeviceKind, device_id
@@ -382,24 +383,10 @@ class CameraDriver(Driver):
             self.clips_failed += 1
             raise ClipAborted("the camera delivered no video for this clip")
         clip = msgspec.structs.replace(sealed, started=capture.started, duration_s=capture.duration_s)
-        await self._index_and_publish(clip, path)
+        await index_and_publish(clip, path, self._on_clip)
         self.clips_sealed += 1
         log.info("sealed a %.1f s camera clip (%s)", clip.duration_s, reason)
         return clip
-
-    async def _index_and_publish(self, clip: Clip, sealed: Path) -> Path:
-        """Index first, then rename into the spool: killed in between, start-up finds a ``.tmp`` the store knows
-        and finishes it; killed before the index committed, an unknown ``.tmp`` that it deletes. Never a sealed
-        clip the store does not know."""
-        try:
-            if self._on_clip is not None:
-                await self._on_clip(clip, sealed)
-        except Exception:
-            # The store refused it: never indexed, never sent, so not kept.
-            await asyncio.to_thread(sealed.unlink, missing_ok=True)
-            raise
-        # Cancelled while indexing, the commit may still land: the next start-up decides from the store.
-        return await asyncio.to_thread(publish, sealed)
 
     async def record_snapshot(self, device: str, reason: str) -> tuple[Clip, Path]:
         """A still image of ``device`` now, sealed like a clip: ``clip_id`` ends in ``-jpeg``, ``duration_s`` is 0.
@@ -427,7 +414,7 @@ class CameraDriver(Driver):
             publish=False,
         )
         del jpeg
-        return clip, await self._index_and_publish(clip, sealed)
+        return clip, await index_and_publish(clip, sealed, self._on_clip)
 
     async def handle_clip_request(self, device: str, reason: str) -> list[Clip]:
         """The hub's ``clip_requested``: a camera's id records that camera; any other device (a smoke detector, a

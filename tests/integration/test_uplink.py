@@ -287,7 +287,8 @@ async def test_sync_now_cuts_a_long_backoff_short(tmp_path: Path, register: Runn
 
 async def _index_clip(store: Store, spool: Path, clip_id: str, size: int, member: Any) -> dict[str, Any]:
     """Seals ``size`` random bytes to ``member`` and indexes the clip, as the camera pipeline does."""
-    from drivers.camera.clipcrypt import encrypt_clip, publish
+    from drivers.camera.clipcrypt import encrypt_clip
+    from drivers.camera.spool import publish
 
     clip, sealed = await asyncio.to_thread(
         encrypt_clip,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from drivers.camera import clipcrypt
+from drivers.camera import spool as spool_
 from gateway.errors import DecryptError, PermanentError, TransientError
 from tests.support.camera import Member, make_member
 
@@ -173,12 +174,12 @@ def test_the_spool_is_reconciled_with_the_store_index_at_start_up(tmp_path: Path
     )
     assert sealed.name == "indexed.age.tmp" and not (spool / "indexed.age").exists()
     (spool / "crashed.age.tmp").write_bytes(b"half a ciphertext")  # killed mid-seal, never indexed
-    report = clipcrypt.reconcile_spool(spool, {"kept", "indexed"})
-    assert report == clipcrypt.SpoolReport(published=1, removed_partials=1, removed_unknown=1)
+    report = spool_.reconcile_spool(spool, {"kept", "indexed"})
+    assert report == spool_.SpoolReport(published=1, removed_partials=1, removed_unknown=1)
     assert sorted(p.name for p in spool.iterdir()) == ["indexed.age", "kept.age"]
     assert kept.exists() and not erased.exists()
     out = io.BytesIO()
     clipcrypt.decrypt_clip(member.identity_file, spool / "indexed.age", out)
     assert out.getvalue() == b"indexed"
-    assert clipcrypt.reconcile_spool(spool, {"kept", "indexed"}) == clipcrypt.SpoolReport()  # idempotent
-    assert clipcrypt.reconcile_spool(tmp_path / "missing", set()) == clipcrypt.SpoolReport()
+    assert spool_.reconcile_spool(spool, {"kept", "indexed"}) == spool_.SpoolReport()  # idempotent
+    assert spool_.reconcile_spool(tmp_path / "missing", set()) == spool_.SpoolReport()
