@@ -74,6 +74,14 @@ class MiioDriver(Driver):
         self._registered: set[str] = set()
         self._changed = asyncio.Condition()
 
+    def progress_deadline(self) -> float | None:
+        """Every device loop beats once a round: silent for twice the slowest round's worst case (its poll interval
+        or longest backoff, plus every retry timing out), the driver is hung."""
+        if not self.config.devices:
+            return None
+        longest_wait = max(max(d.poll_interval for d in self.config.devices), self.config.backoff_max)
+        return 2 * (longest_wait + self.config.timeout * (self.config.retries + 1)) + 60
+
     async def run(self, hub: HubPort) -> None:
         async with asyncio.TaskGroup() as tg:
             for i, dev in enumerate(self.config.devices):
@@ -128,6 +136,8 @@ class MiioDriver(Driver):
         poller: DevicePoller | None = None
         used_token: str | None = None
         while True:
+            # One beat per round (a poll, answered or not, and its wait): a loop stuck anywhere in it goes silent.
+            self.progress.beat()
             if poller is None or link.failures:
                 # Credentials can be added or corrected while the hub runs: look again after every failure.
                 token = self._token(cfg.host)
