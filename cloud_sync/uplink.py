@@ -612,15 +612,18 @@ class Uplink:
             except Exception as exc:  # a failed command is reported to the register, not fatal to the hub
                 log.exception("command %s failed", command.kind)
                 result = p.CommandResult(status="failed", detail={"error": str(exc)[:300]})
-        async for attempt in self._retrying("diagnostics"):
-            with attempt:
-                await in_thread(
-                    client.request,
-                    "POST",
-                    f"/v1/commands/{command.id}/result",
-                    data=msgspec.json.encode(result),
-                    headers=_JSON_HEADERS,
-                )
+        try:
+            async for attempt in self._retrying("diagnostics"):
+                with attempt:
+                    await in_thread(
+                        client.request,
+                        "POST",
+                        f"/v1/commands/{command.id}/result",
+                        data=msgspec.json.encode(result),
+                        headers=_JSON_HEADERS,
+                    )
+        except RegisterRejected as exc:  # e.g. 409: a result was already given (our earlier reply got lost)
+            log.warning("the register refused the result of command %s: %s", command.kind, exc)
 
     def summary(self) -> dict[str, Any]:
         return {
