@@ -240,7 +240,7 @@ class RegisterClient:
 
     def decode(self, resp: requests.Response, typ: type[R]) -> R:
         """The reply's JSON body as ``typ``, or :class:`RegisterBadReply` (counted) if it is anything else."""
-        what = f"{resp.request.method} {resp.request.path_url.split('?')[0]}" if resp.request else "reply"
+        what = f"{resp.request.method} {_endpoint(resp.request.path_url)}" if resp.request else "reply"
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype not in _JSON_TYPES:
             raise self.bad_reply(f"{what}: content type {ctype or 'missing'!r}, not JSON")
@@ -267,6 +267,13 @@ class RegisterClient:
             headers={"Content-Type": p.MSGPACK_CONTENT_TYPE, "Content-Encoding": p.ZSTD_ENCODING},
         )
         return self.decode(resp, p.IngestAck)
+
+
+def _endpoint(path_url: str) -> str:
+    """``/v1/ingest/alarm`` as it is, ``/v1/clips/{id}`` without the id: a clip id in a log line would say when a
+    camera recorded."""
+    parts = path_url.split("?")[0].split("/")
+    return "/".join([*parts[:3], "{id}"]) if len(parts) > 3 and parts[2] == "clips" else "/".join(parts)
 
 
 def _detail(resp: requests.Response) -> str:
@@ -510,10 +517,10 @@ class Uplink:
             except FileNotFoundError:
                 if await self._clip_indexed(clip_id):
                     # Indexed a moment before it is renamed into the spool: it will be there.
-                    raise ClipNotReady(f"clip {clip_id} is not in the spool yet") from None
+                    raise ClipNotReady("an indexed clip is not in the spool yet") from None
                 raise ClipGone(clip_id) from None
             if offset < size and not chunk:
-                raise RegisterRejected(f"the spool file of clip {clip_id} is shorter than its record", status=0)
+                raise RegisterRejected("a clip's spool file is shorter than its record", status=0)
             started = time.monotonic()
             try:
                 resp = await in_thread(
@@ -531,12 +538,12 @@ class Uplink:
                 continue
             state = client.decode(resp, p.ClipUploadStatus)
             if not state.complete and state.offset == offset and not chunk:
-                raise client.bad_reply(f"clip upload: the register left clip {clip_id} incomplete with every byte held")
+                raise client.bad_reply("clip upload: the register left a clip incomplete with every byte held")
             offset = state.offset
             if cap:
                 await asyncio.sleep(max(0.0, len(chunk) / cap - (time.monotonic() - started)))
         if state.sha256 != record["sha256"]:
-            raise client.bad_reply(f"clip upload: the register completed clip {clip_id} with another digest")
+            raise client.bad_reply("clip upload: the register completed a clip with another digest")
 
     async def _clip_indexed(self, clip_id: str) -> bool:
         def known(conn: Connection) -> bool:
