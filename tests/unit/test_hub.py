@@ -144,8 +144,11 @@ async def test_silent_devices_go_offline_by_kind_and_an_event_is_stored(tmp_path
         await hub.device_seen(DeviceInfo(device_id="b", driver="t", kind=DeviceKind.SMOKE_DETECTOR))
         now[0] += 120
         watch = asyncio.create_task(hub.watch_devices(interval=0.01))
-        while hub.devices["a"].online:
-            await asyncio.sleep(0.01)
+        # Until the offline event is committed, not merely until the flag flips (that happens first): cancelling
+        # the watcher between the two dropped the event and made this test flaky.
+        async with asyncio.timeout(30):
+            while not await store.pending(Lane.EVENTS):
+                await asyncio.sleep(0.01)
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)
         assert hub.devices["b"].online
