@@ -357,8 +357,7 @@ class Uplink:
 
     async def _pause(self, seconds: float) -> None:
         """A backoff pause that :meth:`kick` cuts short."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        await _wait(self._wake, seconds)
 
     def kick(self) -> None:
         """``kotihub sync --now``: end every backoff pause and idle wait, so each lane retries at once."""
@@ -404,8 +403,7 @@ class Uplink:
                     log.error("sync of %s interrupted: %s", lane, status.last_error)
                     await self._pause(backoff.next())
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), timeout=IDLE_POLL_S)
+                await _wait(waiter, IDLE_POLL_S)
         finally:
             client.close()
 
@@ -472,8 +470,7 @@ class Uplink:
                 waiter.clear()
                 items = await self.store.pending(lane, after=status.cursor, limit=10)
                 if not items:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.wait(), timeout=IDLE_POLL_S)
+                    await _wait(waiter, IDLE_POLL_S)
                     continue
                 for item in items:
                     try:
@@ -642,6 +639,14 @@ class Uplink:
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _size_encoder = msgspec.msgpack.Encoder()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` pass. ``asyncio.timeout``, not ``wait_for``: on Python 3.11 the latter
+    drops a cancel that lands as the event is set, and a loop that misses its cancel would hold the daemon's stop."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _bind(fn: Callable[..., Awaitable[None]], *args: Any) -> Callable[[], Awaitable[None]]:

@@ -103,8 +103,9 @@ class _Notifier:
         self.notify()
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can drop a cancel on Python 3.11
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
 
 
 def _ref(name: str) -> dict[str, Any]:
