@@ -1,9 +1,10 @@
 """Child process for the clip chaos test: a hub's clip path without the camera. At start it reconciles the spool
 with the store as the daemon does, runs the uplink, then seals, indexes and publishes clips with the camera
-driver's own steps, printing ``INDEXED <id>`` the moment each index commits; with ``--until-synced`` it waits for
-the clips lane to drain and prints ``SYNCED``. Killed at any instant by the test.
+driver's own steps, printing ``INDEXED <id> <record JSON>`` the moment each index commits; with ``--until-synced``
+it waits for the clips lane to drain and prints ``SYNCED``; with ``--no-uplink`` it only records and exits. Killed at
+any instant by the test.
 
-Usage: ``python -m tests.support.clip_chaos_child STATE URL RECIPIENT ROUND CLIPS [--until-synced]``.
+Usage: ``python -m tests.support.clip_chaos_child STATE URL RECIPIENT ROUND CLIPS [--until-synced|--no-uplink]``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def plaintext(clip_id: str) -> bytes:
     return rng.randbytes(rng.randint(200_000, 2_500_000))
 
 
-async def main(state: Path, url: str, recipient: str, round_no: int, clips: int, until_synced: bool) -> None:
+async def main(
+    state: Path, url: str, recipient: str, round_no: int, clips: int, *, until_synced: bool, uplink_on: bool
+) -> None:
     key = crypto.load_master_key(state)
     spool = state / "spool"
     spool.mkdir(mode=0o700, exist_ok=True)
@@ -51,11 +54,11 @@ async def main(state: Path, url: str, recipient: str, round_no: int, clips: int,
             connect_timeout=2,
         )
         uplink = Uplink(store, config, HubIdentity(state), spool_dir=spool, rng=random.Random(round_no))
-        task = asyncio.create_task(uplink.run())
+        task = asyncio.create_task(uplink.run() if uplink_on else asyncio.Event().wait())
 
         async def index(clip: Clip, sealed: Path) -> None:
             await store.add_item(Lane.CLIPS, clip.started, msgspec.to_builtins(clip), ref=clip.clip_id)
-            print(f"INDEXED {clip.clip_id}", flush=True)
+            print(f"INDEXED {clip.clip_id} {msgspec.json.encode(clip).decode()}", flush=True)
 
         for i in range(clips):
             clip_id = f"r{round_no:02d}c{i}"
@@ -72,7 +75,9 @@ async def main(state: Path, url: str, recipient: str, round_no: int, clips: int,
                 publish=False,
             )
             await index_and_publish(clip, sealed, index)
-        if until_synced:
+        if not uplink_on:
+            pass
+        elif until_synced:
             while (await store.depth())[Lane.CLIPS.value]:
                 await asyncio.sleep(0.1)
             await store.flush()
@@ -87,5 +92,13 @@ async def main(state: Path, url: str, recipient: str, round_no: int, clips: int,
 if __name__ == "__main__":
     args = sys.argv[1:]
     asyncio.run(
-        main(Path(args[0]), args[1], args[2], int(args[3]), int(args[4]), until_synced="--until-synced" in args)
+        main(
+            Path(args[0]),
+            args[1],
+            args[2],
+            int(args[3]),
+            int(args[4]),
+            until_synced="--until-synced" in args,
+            uplink_on="--no-uplink" not in args,
+        )
     )
