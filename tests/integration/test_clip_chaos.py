@@ -33,7 +33,7 @@ from tests.support.clip_chaos_child import plaintext
 from tests.support.postgres import free_port
 from tests.support.tcpproxy import fault_proxy
 
-HUB_KILLS = int(os.environ.get("KOTIHUB_CLIP_KILLS", "12"))
+HUB_KILLS = int(os.environ.get("KOTIHUB_CLIP_KILLS", "10"))
 REPO = Path(__file__).resolve().parents[2]
 
 
