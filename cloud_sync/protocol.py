@@ -371,6 +371,15 @@ class ClipUploadStatus(msgspec.Struct, frozen=True):
 
     offset: int
     complete: bool = False
+    sha256: str = ""
+    """Once complete: the SHA-256 the register verified over the bytes it holds (the hub checks it is its own)."""
+
+
+class ClipAbandoned(msgspec.Struct, frozen=True):
+    """``DELETE /v1/clips/{id}``: the hub no longer has the clip (erased or expired while it uploaded)."""
+
+    abandoned: bool
+    """True if a partial upload was removed; false if there was none, or the clip was already complete."""
 
 
 CLIP_CONTENT_TYPE: Final = "application/octet-stream"

@@ -3,9 +3,15 @@
 Each lane has its own task and its own HTTPS connection, so a smoke alarm goes out at once even while a week of
 readings drains. A batch is sent, the register commits it and acknowledges the highest sequence it now holds, and
 only then does the lane's cursor move. A reply lost after the register committed means a resend, which the register
-recognises by ``(hub, lane, seq)``. Retries use capped exponential backoff with full jitter (tenacity), honour
-``Retry-After``, and always have connect and read timeouts. A batch the register refuses for good is split until
-the refused items are isolated; those go to the dead-letter table with the register's reason.
+recognises by ``(hub, lane, seq)``. Retries use the hub's one backoff policy (:mod:`gateway.backoff`, driven by
+tenacity), honour ``Retry-After``, and always have connect and read timeouts. A reply of the wrong shape, type or
+content type is a :class:`RegisterBadReply`: counted, logged and retried like an outage, never a crash. A batch the
+register refuses for good is split until the refused items are isolated; those go to the dead-letter table with the
+register's reason.
+
+Every loop runs under the daemon's :class:`~gateway.supervisor.Supervisor`, so a loop that fails for a reason
+nobody foresaw restarts alone. Blocking HTTP runs in threads of its own (:func:`in_thread`), never the shared
+default executor: a 25 s command long-poll neither delays shutdown nor starves the store's reads.
 """
 
 from __future__ import annotations
@@ -16,21 +22,26 @@ import email.utils
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import msgspec
 import requests
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from cloud_sync import protocol as p
+from gateway.backoff import Backoff, BackoffPolicy
 from gateway.config import UplinkSection
 from gateway.errors import PermanentError, TransientError
 from gateway.model import Lane
-from gateway.store import OutboxItem, Store
+from gateway.store import OutboxItem, Store, schema
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,19 @@ class RegisterUnavailable(TransientError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RegisterBadReply(RegisterUnavailable):
+    """A 2xx reply that is not what the protocol promises (HTML, a truncated body, a wrong type or shape): a
+    register bug, a proxy or version skew. Retried with backoff like an outage; counted in ``kotihub status``."""
+
+
+class ClipNotReady(RegisterUnavailable):
+    """The clip is indexed but not yet renamed into the spool (a moment's window): try again shortly."""
+
+
+class ClipGone(PermanentError):
+    """The clip's file and index are gone (erased or expired on the hub while it uploaded)."""
 
 
 class RegisterRejected(PermanentError):
@@ -89,6 +113,20 @@ class HubIdentity:
 
 
 @dataclass
+class ReplyStats:
+    """Replies of the wrong shape, type or content type, across all the uplink's connections."""
+
+    bad_replies: int = 0
+    last_bad_reply: str | None = None
+    last_bad_at: float | None = None
+
+    def bad(self, what: str) -> None:
+        self.bad_replies += 1
+        self.last_bad_reply = what[:300]
+        self.last_bad_at = time.time()
+
+
+@dataclass
 class LaneStatus:
     last_success: float | None = None
     last_error: str | None = None
@@ -119,10 +157,53 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Runs blocking ``fn`` in a daemon thread of its own and awaits it. Cancelling the await abandons the thread
+    (its socket has a timeout, so it ends soon after); a daemon thread never holds up the process's exit, unlike
+    the default executor's, which ``asyncio.run`` and the interpreter both wait for."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[R] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return  # cancelled meanwhile: nobody wants the answer
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = fn(*args, **kwargs), None
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the daemon is exiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="kotihub-uplink-http", daemon=True).start()
+    return await future
+
+
+_JSON_TYPES = ("application/json",)
+
+
 class RegisterClient:
     """Blocking HTTPS calls to the register with the hub's certificate; one instance (one connection) per lane."""
 
-    def __init__(self, base_url: str, identity: HubIdentity, *, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        identity: HubIdentity,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        replies: ReplyStats | None = None,
+    ) -> None:
+        self.replies = replies or ReplyStats()
         self.base = base_url.rstrip("/")
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies or CA bundles from the environment: only the register's CA
@@ -157,6 +238,24 @@ class RegisterClient:
             raise RegisterRejected(f"{resp.status_code}: {_detail(resp)}", status=resp.status_code, offset=offset)
         return resp
 
+    def decode(self, resp: requests.Response, typ: type[R]) -> R:
+        """The reply's JSON body as ``typ``, or :class:`RegisterBadReply` (counted) if it is anything else."""
+        what = f"{resp.request.method} {_endpoint(resp.request.path_url)}" if resp.request else "reply"
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype not in _JSON_TYPES:
+            raise self.bad_reply(f"{what}: content type {ctype or 'missing'!r}, not JSON")
+        try:
+            return msgspec.json.decode(resp.content, type=typ)
+        except msgspec.ValidationError as exc:
+            raise self.bad_reply(f"{what}: unexpected reply ({exc})") from None
+        except msgspec.DecodeError as exc:
+            raise self.bad_reply(f"{what}: malformed JSON ({exc})") from None
+
+    def bad_reply(self, what: str) -> RegisterBadReply:
+        """Counts a reply that breaks the protocol and returns the error to raise."""
+        self.replies.bad(what)
+        return RegisterBadReply(f"bad reply from the register: {what}")
+
     def ingest(self, hub_id: str, lane: str, items: list[OutboxItem]) -> p.IngestAck:
         batch = p.IngestBatch(
             hub_id=hub_id, lane=cast(p.LaneName, lane), items=[p.Item(i.seq, i.ts, i.body) for i in items]
@@ -167,7 +266,14 @@ class RegisterClient:
             data=p.encode_batch(batch),
             headers={"Content-Type": p.MSGPACK_CONTENT_TYPE, "Content-Encoding": p.ZSTD_ENCODING},
         )
-        return msgspec.json.decode(resp.content, type=p.IngestAck)
+        return self.decode(resp, p.IngestAck)
+
+
+def _endpoint(path_url: str) -> str:
+    """``/v1/ingest/alarm`` as it is, ``/v1/clips/{id}`` without the id: a clip id in a log line would say when a
+    camera recorded."""
+    parts = path_url.split("?")[0].split("/")
+    return "/".join([*parts[:3], "{id}"]) if len(parts) > 3 and parts[2] == "clips" else "/".join(parts)
 
 
 def _detail(resp: requests.Response) -> str:
@@ -178,11 +284,11 @@ def _detail(resp: requests.Response) -> str:
         return resp.text[:300]
 
 
-def _wait_with_retry_after(base: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
-    """Full-jitter backoff, but never sooner than the register's Retry-After."""
+def _wait_with_retry_after(backoff: Backoff) -> Callable[[RetryCallState], float]:
+    """The backoff policy's delay, but never sooner than the register's Retry-After."""
 
     def wait(state: RetryCallState) -> float:
-        delay = base(state)
+        delay = backoff.delay(state.attempt_number - 1)
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, RegisterUnavailable) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
@@ -221,9 +327,21 @@ class Uplink:
     """The hub's device registry as register ``DeviceRecord`` dicts; sent whenever it changes."""
     on_server_time: Callable[[float], None] | None = None
     """Told the register's clock after each acknowledged batch (retention trusts the hub's clock once they agree)."""
+    supervisor: Supervisor | None = None
+    """Runs the uplink's loops; None makes one from the uplink's own backoff settings (tests, tools)."""
+    rng: random.Random = field(default_factory=random.Random)
+    """The jitter's source; seeded in tests."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
+    replies: ReplyStats = field(default_factory=ReplyStats)
     hub_id: str = ""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def policy(self) -> BackoffPolicy:
+        return BackoffPolicy(initial=self.config.backoff_initial, maximum=self.config.backoff_max)
+
+    def _backoff(self) -> Backoff:
+        return self.policy.backoff(rng=self.rng)
 
     def _client(self) -> RegisterClient:
         return RegisterClient(
@@ -231,6 +349,7 @@ class Uplink:
             self.identity,
             connect_timeout=self.config.connect_timeout,
             read_timeout=self.config.read_timeout,
+            replies=self.replies,
         )
 
     def _retrying(self, lane: str) -> AsyncRetrying:
@@ -244,9 +363,7 @@ class Uplink:
 
         return AsyncRetrying(
             retry=retry_if_exception_type(RegisterUnavailable),
-            wait=_wait_with_retry_after(
-                wait_random_exponential(multiplier=self.config.backoff_initial, max=self.config.backoff_max)
-            ),
+            wait=_wait_with_retry_after(self._backoff()),
             before_sleep=before_sleep,
             sleep=self._pause,
             reraise=True,
@@ -254,8 +371,7 @@ class Uplink:
 
     async def _pause(self, seconds: float) -> None:
         """A backoff pause that :meth:`kick` cuts short."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        await _wait(self._wake, seconds)
 
     def kick(self) -> None:
         """``kotihub sync --now``: end every backoff pause and idle wait, so each lane retries at once."""
@@ -266,16 +382,21 @@ class Uplink:
             self.store.lane_waiter(lane).set()
 
     async def run(self) -> None:
+        """Runs every loop, each supervised on its own, until cancelled."""
         hub_id = self.hub_id = await asyncio.to_thread(self.identity.hub_id)
+        supervisor = self.supervisor = self.supervisor or Supervisor(self.policy, rng=self.rng)
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            **{f"uplink {lane.value}": _bind(self._lane_loop, hub_id, lane.value) for lane in ITEM_LANES},
+            "uplink clips": _bind(self._clip_loop, hub_id),
+            "uplink commands": self._command_loop,
+        }
+        if self.devices_source is not None:
+            loops["uplink devices"] = _bind(self._devices_loop, self.devices_source)
+        if self.erasures is not None:
+            loops["uplink erasures"] = _bind(self._erasure_loop, self.erasures)
         async with asyncio.TaskGroup() as tg:
-            for lane in ITEM_LANES:
-                tg.create_task(self._lane_loop(hub_id, lane.value), name=f"uplink:{lane.value}")
-            tg.create_task(self._clip_loop(hub_id), name="uplink:clips")
-            tg.create_task(self._command_loop(), name="uplink:commands")
-            if self.devices_source is not None:
-                tg.create_task(self._devices_loop(self.devices_source), name="uplink:devices")
-            if self.erasures is not None:
-                tg.create_task(self._erasure_loop(self.erasures), name="uplink:erasures")
+            for name, loop in loops.items():
+                tg.create_task(supervisor.run(name, loop), name=name)
 
     # ---- item lanes ----------------------------------------------------------------------------------------------
 
@@ -284,23 +405,21 @@ class Uplink:
         status = self.status[lane]
         status.cursor = self.store.synced_seq(lane)
         waiter = self.store.lane_waiter(lane)
-        delay = self.config.backoff_initial
+        backoff = self._backoff()
         try:
             while True:
                 waiter.clear()
                 try:
                     await self._drain(client, hub_id, lane)
-                    delay = self.config.backoff_initial
+                    backoff.reset()
                 except (TransientError, PermanentError, OSError) as exc:
                     # Anything the retry loop did not absorb (a short acknowledgement, a broken spool file, a store
                     # error): the lane waits and starts again from its cursor; nothing is lost, at worst resent.
                     status.last_error = f"{type(exc).__name__}: {exc}"[:300]
                     log.error("sync of %s interrupted: %s", lane, status.last_error)
-                    await self._pause(random.uniform(0, delay))
-                    delay = min(self.config.backoff_max, delay * 2)
+                    await self._pause(backoff.next())
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), timeout=IDLE_POLL_S)
+                await _wait(waiter, IDLE_POLL_S)
         finally:
             client.close()
 
@@ -329,7 +448,7 @@ class Uplink:
             try:
                 async for attempt in self._retrying(lane):
                     with attempt:
-                        ack = await asyncio.to_thread(client.ingest, hub_id, lane, chunk)
+                        ack = await in_thread(client.ingest, hub_id, lane, chunk)
             except RegisterRejected as exc:
                 if len(chunk) > 1:
                     half = len(chunk) // 2
@@ -367,8 +486,7 @@ class Uplink:
                 waiter.clear()
                 items = await self.store.pending(lane, after=status.cursor, limit=10)
                 if not items:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.wait(), timeout=IDLE_POLL_S)
+                    await _wait(waiter, IDLE_POLL_S)
                     continue
                 for item in items:
                     try:
@@ -378,6 +496,8 @@ class Uplink:
                     except RegisterRejected as exc:
                         await self.store.dead_letter(lane, item.seq, str(exc))
                         status.dead_lettered += 1
+                    except ClipGone:
+                        await self._abandon_clip(client, lane, item)
                     else:
                         await self._deliver(client, hub_id, lane, [item])
                         continue
@@ -387,23 +507,36 @@ class Uplink:
             client.close()
 
     async def _upload_clip(self, client: RegisterClient, item: OutboxItem) -> None:
-        """Resumable upload: ask the register how much it holds, send the rest in chunks, bandwidth-capped."""
+        """Resumable upload: ask the register how much it holds, send the rest in chunks, bandwidth-capped. Done
+        only when the register says the clip is complete *and* the digest it verified is ours; with every byte
+        held but the completion lost (a register killed in between), an empty chunk at the end completes it."""
         record = item.body
         clip_id = str(record["clip_id"])
         if self.spool_dir is None:
             raise RegisterRejected("no clip spool configured", status=0)
         path = self.spool_dir / f"{clip_id}.age"
-        resp = await asyncio.to_thread(
+        size = int(record["size"])
+        resp = await in_thread(
             client.request, "PUT", f"/v1/clips/{clip_id}", data=json.dumps(record), headers=_JSON_HEADERS
         )
-        state = msgspec.json.decode(resp.content, type=p.ClipUploadStatus)
+        state = client.decode(resp, p.ClipUploadStatus)
         cap = self.config.clip_bandwidth_bytes_per_s
         offset = state.offset
-        while not state.complete and offset < int(record["size"]):
-            chunk = await asyncio.to_thread(_read_chunk, path, offset, CLIP_CHUNK)
+        while not state.complete:
+            if not 0 <= offset <= size:
+                raise client.bad_reply(f"clip upload: the register holds {offset} bytes of a {size}-byte clip")
+            try:
+                chunk = await asyncio.to_thread(_read_chunk, path, offset, CLIP_CHUNK)
+            except FileNotFoundError:
+                if await self._clip_indexed(clip_id):
+                    # Indexed a moment before it is renamed into the spool: it will be there.
+                    raise ClipNotReady("an indexed clip is not in the spool yet") from None
+                raise ClipGone(clip_id) from None
+            if offset < size and not chunk:
+                raise RegisterRejected("a clip's spool file is shorter than its record", status=0)
             started = time.monotonic()
             try:
-                resp = await asyncio.to_thread(
+                resp = await in_thread(
                     client.request,
                     "PATCH",
                     f"/v1/clips/{clip_id}",
@@ -416,10 +549,34 @@ class Uplink:
                     raise
                 offset = int(exc.offset)  # the register holds a different amount (a lost reply): resume there
                 continue
-            state = msgspec.json.decode(resp.content, type=p.ClipUploadStatus)
+            state = client.decode(resp, p.ClipUploadStatus)
+            if not state.complete and state.offset == offset and not chunk:
+                raise client.bad_reply("clip upload: the register left a clip incomplete with every byte held")
             offset = state.offset
             if cap:
                 await asyncio.sleep(max(0.0, len(chunk) / cap - (time.monotonic() - started)))
+        if state.sha256 != record["sha256"]:
+            raise client.bad_reply("clip upload: the register completed a clip with another digest")
+
+    async def _clip_indexed(self, clip_id: str) -> bool:
+        def known(conn: Connection) -> bool:
+            query = sa.select(schema.items.c.seq).where(
+                schema.items.c.lane == Lane.CLIPS.value, schema.items.c.ref == clip_id
+            )
+            return conn.execute(query.limit(1)).first() is not None
+
+        return bool(await asyncio.to_thread(self.store.read, known))
+
+    async def _abandon_clip(self, client: RegisterClient, lane: str, item: OutboxItem) -> None:
+        """The clip was erased or expired on the hub while it uploaded: tell the register to drop what it holds."""
+        clip_id = str(item.body["clip_id"])
+        log.info("a clip was erased or expired while it uploaded; its upload is dropped")
+        try:
+            async for attempt in self._retrying(lane):
+                with attempt:
+                    await in_thread(client.request, "DELETE", f"/v1/clips/{clip_id}")
+        except RegisterRejected as exc:  # e.g. the register never had it: nothing to drop
+            log.info("the register had nothing to drop for an erased clip (%s)", exc.status)
 
     async def _devices_loop(self, source: Callable[[], list[dict[str, str]]]) -> None:
         client = self._client()
@@ -432,9 +589,7 @@ class Uplink:
                     try:
                         async for attempt in self._retrying("diagnostics"):
                             with attempt:
-                                await asyncio.to_thread(
-                                    client.request, "POST", "/v1/devices", data=body, headers=_JSON_HEADERS
-                                )
+                                await in_thread(client.request, "POST", "/v1/devices", data=body, headers=_JSON_HEADERS)
                         sent = body
                     except RegisterRejected as exc:
                         log.error("the register refused the device list: %s", exc)
@@ -456,7 +611,7 @@ class Uplink:
                     try:
                         async for attempt in self._retrying("diagnostics"):
                             with attempt:
-                                resp = await asyncio.to_thread(
+                                resp = await in_thread(
                                     client.request,
                                     "POST",
                                     "/v1/erasures",
@@ -479,18 +634,20 @@ class Uplink:
     async def _command_loop(self) -> None:
         client = self._client()
         wait = self.config.command_poll_wait
+        backoff = self._backoff()
         try:
             while True:
                 try:
                     async for attempt in self._retrying("diagnostics"):
                         with attempt:
-                            resp = await asyncio.to_thread(
+                            resp = await in_thread(
                                 client.request, "GET", "/v1/commands", params={"wait": wait}, read_timeout=wait + 15
                             )
-                    commands = msgspec.json.decode(resp.content, type=list[p.Command])
-                except (RegisterRejected, msgspec.DecodeError) as exc:
+                            commands = client.decode(resp, list[p.Command])
+                    backoff.reset()
+                except RegisterRejected as exc:
                     log.error("could not read commands from the register: %s", exc)
-                    await asyncio.sleep(self.config.backoff_max)
+                    await self._pause(backoff.next())
                     continue
                 for command in commands:
                     await self._run_command(client, command)
@@ -512,25 +669,41 @@ class Uplink:
                 result = p.CommandResult(
                     status="failed", detail={**(extra if isinstance(extra, dict) else {}), "error": str(exc)[:300]}
                 )
-        async for attempt in self._retrying("diagnostics"):
-            with attempt:
-                await asyncio.to_thread(
-                    client.request,
-                    "POST",
-                    f"/v1/commands/{command.id}/result",
-                    data=msgspec.json.encode(result),
-                    headers=_JSON_HEADERS,
-                )
+        try:
+            async for attempt in self._retrying("diagnostics"):
+                with attempt:
+                    await in_thread(
+                        client.request,
+                        "POST",
+                        f"/v1/commands/{command.id}/result",
+                        data=msgspec.json.encode(result),
+                        headers=_JSON_HEADERS,
+                    )
+        except RegisterRejected as exc:  # e.g. 409: a result was already given (our earlier reply got lost)
+            log.warning("the register refused the result of command %s: %s", command.kind, exc)
 
     def summary(self) -> dict[str, Any]:
         return {
             "register": self.config.register_url,
             "lanes": {lane: vars(s).copy() for lane, s in self.status.items()},
+            "replies": vars(self.replies).copy(),
         }
 
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _size_encoder = msgspec.msgpack.Encoder()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` pass. ``asyncio.timeout``, not ``wait_for``: on Python 3.11 the latter
+    drops a cancel that lands as the event is set, and a loop that misses its cancel would hold the daemon's stop."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
+def _bind(fn: Callable[..., Awaitable[None]], *args: Any) -> Callable[[], Awaitable[None]]:
+    return lambda: fn(*args)
 
 
 def _read_chunk(path: Path, offset: int, size: int) -> bytes:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 import msgspec
 
 from gateway.model import DeviceInfo, DeviceKind, Event, Reading
+from gateway.supervisor import Progress
 
 
 class HubPort(Protocol):
@@ -96,6 +97,13 @@ class Driver(abc.ABC):
         self.config = config
         self.credentials = credentials
         self.stats = DriverStats(logging.getLogger(type(self).__module__))
+        self.progress = Progress(self.progress_deadline())
+        """Beaten whenever the driver gets something done; silent past its deadline, the hub restarts it."""
+
+    def progress_deadline(self) -> float | None:
+        """Seconds without :attr:`progress` after which the driver counts as hung, or None (the default) for a
+        driver that may legitimately be silent for any time and so is not watched."""
+        return None
 
     @abc.abstractmethod
     async def run(self, hub: HubPort) -> None:

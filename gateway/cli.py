@@ -83,11 +83,22 @@ def _status_text(s: dict[str, Any]) -> str:
     for name, d in s["drivers"].items():
         error = f", last error: {d['last_error']}" if d.get("last_error") else ""
         lines.append(f"  {name}: {d['state']}, {d['restarts']} restarts, {d.get('malformed', 0)} malformed{error}")
+    troubled = {name: t for name, t in s.get("tasks", {}).items() if t["restarts"] or t["state"] != "running"}
+    if troubled:
+        lines.append("tasks restarted:")
+        for name, t in troubled.items():
+            lines.append(f"  {name}: {t['state']}, {t['restarts']} restarts, {t['hangs']} hangs, {t['last_error']}")
     if "uplink" in s:
         for lane, u in s["uplink"].get("lanes", {}).items():
             lines.append(
                 f"  sync {lane}: last ok {humanize.when(u.get('last_success'))}, "
                 f"last error {u.get('last_error') or '-'}"
+            )
+        replies = s["uplink"].get("replies", {})
+        if replies.get("bad_replies"):
+            lines.append(
+                f"  register replies of the wrong shape: {replies['bad_replies']}, "
+                f"last {humanize.when(replies.get('last_bad_at'))}: {replies.get('last_bad_reply')}"
             )
     return "\n".join(lines)
 

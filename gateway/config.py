@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
+from gateway.backoff import BackoffPolicy
 from gateway.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,13 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError("register_url must be an https:// URL when the uplink is enabled")
 
 
+class SupervisionSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    backoff: BackoffPolicy = msgspec.field(default_factory=BackoffPolicy)
+    """How supervised tasks (drivers, the control socket, retention, the uplink's loops) are restarted."""
+    writer_stall: Seconds = 30.0
+    """A store writer that neither committed nor idled for this long is stuck: the systemd watchdog goes unfed."""
+
+
 class ControlSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     socket: str = ""
     """Path of the control socket; empty means ``<runtime_dir>/control.sock``."""
@@ -90,6 +98,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
     uplink: UplinkSection = msgspec.field(default_factory=UplinkSection)
     control: ControlSection = msgspec.field(default_factory=ControlSection)
+    supervision: SupervisionSection = msgspec.field(default_factory=SupervisionSection)
     devices: DeviceSection = msgspec.field(default_factory=DeviceSection)
     drivers: dict[str, Any] = msgspec.field(default_factory=dict)
     """Raw ``[drivers.NAME]`` tables; validated by each driver's own ``Config`` in :func:`driver_configs`."""

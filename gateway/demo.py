@@ -248,7 +248,7 @@ async def _narrate(daemon: Daemon, stop: asyncio.Event, summary: dict[str, Any],
                 line += f"; the register holds {counts['readings']} readings, {counts['alarm']} alarm-lane events"
             _say(line)
             last_report = time.monotonic()
-    status = await daemon._status({})
+    status = await daemon.control.status({})
     summary.update(status)
     if register is not None and daemon.uplink is not None:
         summary["register"] = await asyncio.to_thread(_register_counts, register, daemon.uplink.hub_id)

@@ -114,7 +114,7 @@ async def bundle(daemon: Daemon, logs: RecentLogs | None) -> dict[str, Any]:
         for key in ("host", "address", "stream_url", "username"):
             if isinstance(table, dict) and isinstance(table.get(key), str) and table[key]:
                 sensitive[table[key]] = key
-    status = await daemon._status({})
+    status = await daemon.control.status({})
     status.pop("devices_list", None)
     raw = {
         "created": time.time(),

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from drivers.base import Driver
+from gateway.backoff import BackoffPolicy
 from gateway.errors import StoreFullError
 from gateway.model import Category, DeviceInfo, Event, EventKind, Quantity, Reading, SmokeState
 from gateway.store import Store
+from gateway.supervisor import Supervisor, TaskHealth
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +34,6 @@ class DeviceState:
     battery: float | None = None
 
 
-@dataclass(slots=True)
-class DriverHealth:
-    name: str
-    state: str = "starting"
-    restarts: int = 0
-    last_error: str | None = None
-    since: float = field(default_factory=time.time)
-
-
 class Hub:
     """Implements :class:`drivers.base.HubPort`: normalised values in, policy applied, the store fed."""
 
@@ -51,8 +43,10 @@ class Hub:
         *,
         offline_after: dict[str, float],
         clock: Callable[[], float] = time.time,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self.supervisor = supervisor or Supervisor(BackoffPolicy())
         self._clock = clock
         self._offline_after = offline_after
         self.devices: dict[str, DeviceState] = {}
@@ -67,7 +61,7 @@ class Hub:
             "clips": 0,
             "clips_failed": 0,
         }
-        self.driver_health: dict[str, DriverHealth] = {}
+        self.driver_health: dict[str, TaskHealth] = {}
         self.drivers: dict[str, Driver] = {}
         self._unsaved_seen: dict[str, float] = {}
         self._subscribers: list[asyncio.Queue[tuple[str, Any]]] = []
@@ -238,29 +232,15 @@ class Hub:
             pending, self._unsaved_seen = self._unsaved_seen, {}
             await self.store.touch_devices(pending)
 
-    async def supervise(self, driver: Driver, *, backoff_initial: float = 1.0, backoff_max: float = 300.0) -> None:
-        """Runs a driver forever: a crash is logged, shown in status and retried with capped, jittered backoff. A
-        driver never takes the daemon down."""
-        health = self.driver_health.setdefault(driver.name, DriverHealth(driver.name))
+    async def supervise(self, driver: Driver) -> None:
+        """Runs a driver forever under the hub's supervision policy: a crash or a hang (no progress past the
+        driver's own deadline) is logged, shown in status and retried with backoff. A driver never takes the
+        daemon down."""
+        health = self.driver_health.setdefault(driver.name, TaskHealth(driver.name))
         self.drivers[driver.name] = driver
-        delay = backoff_initial
-        while True:
-            health.state, health.since = "running", self._clock()
-            started = time.monotonic()
-            try:
-                await driver.run(self)
-                health.last_error = "run() returned"
-            except asyncio.CancelledError:
-                health.state = "stopped"
-                raise
-            except Exception as exc:  # a driver bug must not stop the hub
-                health.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.exception("driver %s crashed; restarting with backoff", driver.name)
-            if time.monotonic() - started > 60:
-                delay = backoff_initial  # it ran for a while: this is a new failure, not a crash loop
-            health.state, health.restarts = "restarting", health.restarts + 1
-            await asyncio.sleep(random.uniform(0, delay))
-            delay = min(backoff_max, delay * 2)
+        await self.supervisor.run(
+            f"driver {driver.name}", lambda: driver.run(self), progress=driver.progress, health=health
+        )
 
     def summary(self) -> dict[str, Any]:
         online = sum(1 for d in self.devices.values() if d.online)
@@ -271,9 +251,7 @@ class Hub:
             "restricted": sorted(c.value for c in self.restricted),
             "drivers": {
                 name: {
-                    "state": h.state,
-                    "restarts": h.restarts,
-                    "last_error": h.last_error,
+                    **h.view(),
                     **(self.drivers[name].health() if name in self.drivers else {}),
                 }
                 for name, h in self.driver_health.items()

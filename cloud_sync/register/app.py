@@ -20,6 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.exc import DataError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from cloud_sync import protocol as p
 from cloud_sync.register import clips, export, ingest, memberlog, retention
@@ -86,18 +87,25 @@ def _clip_id(clip_id: str) -> str:
 
 
 class _Notifier:
-    """Wakes long-polls when this process queues a command (other processes are seen by periodic re-reads)."""
+    """Wakes long-polls when this process queues a command (other processes are seen by periodic re-reads), and
+    all of them at once when the server stops, so a stop never waits out a 25 s poll."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.closing = False
 
     def notify(self) -> None:
         self._event.set()
         self._event = asyncio.Event()
 
+    def close(self) -> None:
+        self.closing = True
+        self.notify()
+
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can drop a cancel on Python 3.11
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -143,6 +151,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     p.ErasureRequest,
     p.ClipRecord,
     p.ClipUploadStatus,
+    p.ClipAbandoned,
     p.Command,
     p.CommandResult,
     p.CommandRequest,
@@ -173,6 +182,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         redoc_url=None,
     )
     app.state.registry = reg
+    app.state.notifier = notifier
 
     # ------------------------------------------------------------------------------------------- errors
 
@@ -190,6 +200,13 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         # A value msgspec let through but the database refuses; the value itself is not echoed (personal data).
         log.warning("database rejected a value: %s", type(exc.orig).__name__)
         return _error(422, "invalid", f"a value was rejected by the database ({type(exc.orig).__name__})")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # A hub's connection cut mid-body (a flaky uplink, the hub restarting): nothing was stored, the hub resumes
+        # from the offset it asks for. Routine, so no traceback; there is nobody left to answer.
+        log.info("a client disconnected before sending its whole request (%s)", request.url.path.split("/")[2])
+        return _error(400, "client_disconnected", "the request body was cut off")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -288,6 +305,10 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         data = await read_body(request, p.MAX_CLIP_CHUNK_BYTES)
         return _json(await run_in_threadpool(clips.append, reg, who, clip_id, offset, data))
 
+    @app.delete("/v1/clips/{clip_id}", openapi_extra=_doc(resp="ClipAbandoned"))
+    async def clip_abandon(clip_id: str, who: Hub) -> Response:
+        return _json(await run_in_threadpool(clips.abandon, reg, who, _clip_id(clip_id)))
+
     @app.get("/v1/clips/{clip_id}/status", openapi_extra=_doc(resp="ClipUploadStatus"))
     def clip_status(clip_id: str, who: Hub) -> Response:
         return _json(clips.status(reg, who, _clip_id(clip_id)))
@@ -298,7 +319,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         while True:
             pending = await run_in_threadpool(reg.pending_commands, who)
             remaining = deadline - time.monotonic()
-            if pending or remaining <= 0:
+            if pending or remaining <= 0 or notifier.closing:
                 return _json(pending)
             await notifier.wait(min(remaining, settings.command_poll_interval_s))
 

@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from cloud_sync.protocol import ClipRecord, ClipUploadStatus
+from cloud_sync.protocol import ClipAbandoned, ClipRecord, ClipUploadStatus
 from cloud_sync.register import db
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.blobstore import OffsetMismatch
@@ -80,10 +80,17 @@ def create(registry: Registry, hub: HubIdentity, clip_id: str, rec: ClipRecord) 
     if row["hub_id"] != hub.hub_id or row["size"] != rec.size or row["sha256"] != rec.sha256:
         raise Conflict(f"clip {clip_id!r} already exists with a different record", code="clip_conflict")
     if row["complete"]:
-        return ClipUploadStatus(offset=row["size"], complete=True)
-    if rec.size == 0:
-        return append(registry, hub, clip_id, 0, b"")
-    return ClipUploadStatus(offset=registry.blobs.size(hub.household_id, clip_id))
+        return _complete(row)
+    held = registry.blobs.size(hub.household_id, clip_id)
+    if held == rec.size:
+        # Every byte arrived but the completion never ran (killed after the last chunk's fsync): verify and
+        # complete now, so a retried upload never waits for a chunk that will not come. Also an empty clip.
+        return append(registry, hub, clip_id, held, b"")
+    return ClipUploadStatus(offset=held)
+
+
+def _complete(row: Any) -> ClipUploadStatus:
+    return ClipUploadStatus(offset=row["size"], complete=True, sha256=row["sha256"])
 
 
 def append(registry: Registry, hub: HubIdentity, clip_id: str, offset: int, data: bytes) -> ClipUploadStatus:
@@ -97,7 +104,7 @@ def append(registry: Registry, hub: HubIdentity, clip_id: str, offset: int, data
         )
     if row["complete"]:
         # A resend after the reply that said "complete" was lost.
-        return ClipUploadStatus(offset=size, complete=True)
+        return _complete(row)
     with _lock(hub.household_id, clip_id):
         current = registry.blobs.size(hub.household_id, clip_id)
         if offset > current:
@@ -132,14 +139,34 @@ def append(registry: Registry, hub: HubIdentity, clip_id: str, offset: int, data
                 .values(complete=True, completed_at=time.time())
             )
             write_audit(conn, hub.actor, "clip.upload", hub.household_id, clip_id, size=size)
-        return ClipUploadStatus(offset=new, complete=True)
+        return ClipUploadStatus(offset=new, complete=True, sha256=digest)
 
 
 def status(registry: Registry, hub: HubIdentity, clip_id: str) -> ClipUploadStatus:
     row = _row(registry, hub.household_id, clip_id)
     if row["complete"]:
-        return ClipUploadStatus(offset=row["size"], complete=True)
+        return _complete(row)
     return ClipUploadStatus(offset=registry.blobs.size(hub.household_id, clip_id))
+
+
+def abandon(registry: Registry, hub: HubIdentity, clip_id: str) -> ClipAbandoned:
+    """The hub lost the clip mid-upload (erased or expired on the hub): forget the partial upload. Idempotent; a
+    complete clip is the household's copy and is left alone (erasure reaches it through the household)."""
+    with _lock(hub.household_id, clip_id):
+        with registry.engine.begin() as conn:
+            gone = conn.execute(
+                delete(db.clips).where(
+                    db.clips.c.household_id == hub.household_id,
+                    db.clips.c.clip_id == clip_id,
+                    db.clips.c.hub_id == hub.hub_id,
+                    db.clips.c.complete.is_(False),
+                )
+            ).rowcount
+            if gone:
+                write_audit(conn, hub.actor, "clip.abandon", hub.household_id, clip_id)
+        if gone:
+            registry.blobs.delete(hub.household_id, clip_id)
+    return ClipAbandoned(abandoned=bool(gone))
 
 
 def list_clips(registry: Registry, household_id: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cloud_sync.register import retention
@@ -58,13 +59,23 @@ class TLSH11Protocol(H11Protocol):
         }
         self.app = _WithTLS(self.app, tls)
 
+    _stopping = False
+
     def shutdown(self) -> None:
+        self._stopping = True
         if self.cycle is None or self.cycle.response_complete:
             # Idle keep-alive connection: nothing in flight, so drop it rather than wait for the client's TLS
             # close_notify (which an idle client never sends, stalling shutdown until the graceful timeout).
             self.transport.abort()
         else:
             super().shutdown()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._stopping:
+            # The last response of a stopping server: its TLS close would wait for the client's close_notify,
+            # as an idle one would; once the bytes have left, drop it the same way.
+            self.loop.call_later(0.2, self.transport.abort)
 
 
 def _ssl_context(config: uvicorn.Config, _default: Any) -> ssl.SSLContext:
@@ -121,6 +132,16 @@ class ReadyServer(uvicorn.Server):
         if self.started:
             log.info("register listening on https://%s:%d", self.config.host, self.config.port)
             self.ready.set()
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        # Command long-polls answer at once (with what is pending), so the graceful stop has nothing to wait for.
+        app = self.config.app
+        while not isinstance(app, FastAPI) and hasattr(app, "app"):
+            app = app.app  # through wrappers (fault injection in tests)
+        notifier = getattr(app.state, "notifier", None) if isinstance(app, FastAPI) else None
+        if notifier is not None:
+            notifier.close()
+        await super().shutdown(sockets)
 
 
 class BackgroundServer:
@@ -184,7 +205,8 @@ def _retention_loop(registry: Registry, stop: threading.Event, interval_s: float
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8443, retention_interval_s: float = 3600) -> None:
-    """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s``."""
+    """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s``. A stop takes
+    well under 2 s: long-polls answer at once, and a request still running after 1 s is cut (the hub retries)."""
     registry = Registry(settings)
     stop = threading.Event()
     purger = threading.Thread(
@@ -192,7 +214,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8443, rete
     )
     purger.start()
     try:
-        ReadyServer(build_config(settings, host=host, port=port, registry=registry)).run()
+        ReadyServer(build_config(settings, host=host, port=port, registry=registry, graceful_s=1)).run()
     finally:
         stop.set()
         purger.join(60)

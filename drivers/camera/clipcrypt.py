@@ -87,7 +87,7 @@ class _HashingSink(io.RawIOBase):
         self._raw.flush()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -122,12 +122,17 @@ def seal_stream(
     spool: Path,
     clip_id: str,
     recipients: Sequence[str],
+    publish: bool = True,
 ) -> tuple[Path, int, str]:
     """Encrypts ``source`` to ``<spool>/<clip_id>.age`` atomically; returns (path, ciphertext size, sha256 hex).
 
     Blocking: call it in a worker thread. Writes ``<clip_id>.age.tmp``, fsyncs it, renames it into place and fsyncs
     the directory, so after a power cut there is either the whole sealed clip or a ``.tmp`` to delete. If the
     source raises (the clip was aborted), the partial ciphertext is removed and the error propagates.
+
+    With ``publish=False`` the fsynced ``.tmp`` is returned as it is: the hub indexes the clip in its store first and
+    only then renames it (:mod:`drivers.camera.spool`), so a kill at any instant leaves nothing the store does not
+    know.
     """
     check_clip_id(clip_id)
     parsed = parse_recipients(recipients)
@@ -143,12 +148,13 @@ def seal_stream(
             encrypt_stream(source, sink, parsed)
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(spool)
+        if publish:
+            os.replace(tmp, final)
+            fsync_dir(spool)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return final, sink.size, sink.digest.hexdigest()
+    return (final if publish else tmp), sink.size, sink.digest.hexdigest()
 
 
 def encrypt_clip(
@@ -161,10 +167,11 @@ def encrypt_clip(
     started: float,
     duration_s: float,
     reason: str,
+    publish: bool = True,
 ) -> tuple[Clip, Path]:
     """Seals a clip from a plaintext stream and describes it as a :class:`~gateway.model.Clip` (blocking)."""
     t0 = time.monotonic()
-    path, size, digest = seal_stream(source, spool=spool, clip_id=clip_id, recipients=recipients)
+    path, size, digest = seal_stream(source, spool=spool, clip_id=clip_id, recipients=recipients, publish=publish)
     log.debug("sealed clip %s: %d bytes in %.2f s", clip_id, size, time.monotonic() - t0)
     clip = Clip(
         clip_id=clip_id,
@@ -176,17 +183,6 @@ def encrypt_clip(
         reason=reason,
     )
     return clip, path
-
-
-def remove_partials(spool: Path) -> int:
-    """Deletes ``*.age.tmp`` left by a crash or power cut mid-seal (ciphertext of an unfinished clip); call it at
-    start-up before indexing the spool. Returns how many were removed."""
-    removed = 0
-    if spool.is_dir():
-        for partial in spool.glob(f"*{TMP_SUFFIX}"):
-            partial.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 def load_identities(identity_file: Path) -> list[x25519.Identity]:

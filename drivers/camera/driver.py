@@ -5,7 +5,8 @@ What the daemon gives it, explicitly, before or while it runs:
 
 - :meth:`CameraDriver.set_recipients` – the household members' ``age1...`` public keys (from the register);
 - :meth:`CameraDriver.set_spool` – the directory the store owns for sealed clips;
-- :meth:`CameraDriver.set_on_clip` – an async callback ``on_clip(clip, path)`` that indexes a sealed clip;
+- :meth:`CameraDriver.set_on_clip` – an async callback ``on_clip(clip, path)`` that indexes a sealed clip (still
+  ``<id>.age.tmp``: the driver renames it into the spool only once the index is committed);
 - :meth:`CameraDriver.set_restricted` – the household restricted (or lifted) the camera category.
 
 It then calls :meth:`CameraDriver.record_clip` (for the hub's ``clip_requested``). Stream URLs and passwords come
@@ -35,6 +36,8 @@ from drivers.camera import mdns, ringbuffer, wsdiscovery
 from drivers.camera.clipcrypt import ClipAborted, check_clip_id, encrypt_clip, parse_recipients
 from drivers.camera.ffmpeg import FfmpegVersion, detect
 from drivers.camera.recorder import Recorder, RecorderSettings
+from drivers.camera.spool import index_and_publish
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError, PermanentError
 from gateway.model import Clip, DeviceInfo, DeviceKind, device_id
 
@@ -269,18 +272,18 @@ class CameraDriver(Driver):
     async def _keep_running(self, what: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Discovery is a convenience; recording is the job. A failing discovery loop (no multicast route, port
         in use) is retried with backoff here instead of taking the recorders down with the driver."""
-        delay = 5.0
+        backoff = Backoff(5.0, 600.0)
         while True:
             try:
                 await loop()
                 return
             except Exception as exc:
                 self.discovery_errors[what] = self.discovery_errors.get(what, 0) + 1
+                delay = backoff.next()
                 log.warning("camera %s discovery failed (%s); retrying in %.0f s", what, type(exc).__name__, delay)
                 log.debug("camera %s discovery failure", what, exc_info=True)
             # The retry delay of a failed discovery loop, not synchronisation.
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 600.0)
 
     async def _watch_mdns(self, hub: HubPort) -> None:
         async def on_camera(camera: mdns.CameraAnnouncement) -> None:
@@ -352,6 +355,7 @@ class CameraDriver(Driver):
                 started=capture.trigger,
                 duration_s=0.0,
                 reason=reason,
+                publish=False,
             )
 
         # The encryptor reads the feed in a worker thread while post-roll is still arriving.
@@ -383,10 +387,9 @@ class CameraDriver(Driver):
             self.clips_failed += 1
             raise ClipAborted("the camera delivered no video for this clip")
         clip = msgspec.structs.replace(sealed, started=capture.started, duration_s=capture.duration_s)
+        await index_and_publish(clip, path, self._on_clip)
         self.clips_sealed += 1
         log.info("sealed a %.1f s camera clip (%s)", clip.duration_s, reason)
-        if self._on_clip is not None:
-            await self._on_clip(clip, path)
         return clip
 
     async def record_snapshot(self, device: str, reason: str) -> tuple[Clip, Path]:
@@ -402,7 +405,7 @@ class CameraDriver(Driver):
         taken = time.time()
         clip_id = f"{new_clip_id()}-jpeg"
         spool = self._spool
-        clip, path = await asyncio.to_thread(
+        clip, sealed = await asyncio.to_thread(
             encrypt_clip,
             io.BytesIO(jpeg),
             spool=spool,
@@ -412,11 +415,10 @@ class CameraDriver(Driver):
             started=taken,
             duration_s=0.0,
             reason=reason,
+            publish=False,
         )
         del jpeg
-        if self._on_clip is not None:
-            await self._on_clip(clip, path)
-        return clip, path
+        return clip, await index_and_publish(clip, sealed, self._on_clip)
 
     async def handle_clip_request(self, device: str, reason: str) -> list[Clip]:
         """The hub's ``clip_requested``: a camera's id records that camera; any other device (a smoke detector, a

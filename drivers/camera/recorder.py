@@ -30,6 +30,7 @@ import msgspec
 from drivers.camera import ringbuffer
 from drivers.camera.clipcrypt import ClipAborted
 from drivers.camera.ffmpeg import FfmpegVersion, input_args, redact
+from gateway.backoff import Backoff
 from gateway.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -374,7 +375,11 @@ class Recorder:
 
     async def run(self) -> None:
         ringbuffer.prepare(self.buffer_dir, require_ram=self._require_ram)
-        delay = self.settings.backoff_initial_s
+        backoff = Backoff(
+            self.settings.backoff_initial_s,
+            self.settings.backoff_max_s,
+            uniform=lambda lo, hi: lo + (hi - lo) * self._rng(),
+        )
         try:
             while True:
                 if self.restricted:
@@ -384,8 +389,9 @@ class Recorder:
                 if healthy is None:
                     continue  # stopped for restriction: no failure, no backoff
                 self.restarts += 1
-                delay = self.settings.backoff_initial_s if healthy else min(delay * 2, self.settings.backoff_max_s)
-                pause = delay * (0.5 + self._rng() / 2)
+                if healthy:
+                    backoff.reset()
+                pause = backoff.next()
                 self.state = f"backoff:{self.state}"
                 await self._notify()
                 log.info("camera recorder restarts in %.1f s (%s)", pause, self.state)

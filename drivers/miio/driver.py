@@ -1,16 +1,15 @@
 """The miio driver: polls configured Xiaomi miIO devices and lumi gateways through python-miio, in worker threads.
 
 One task per configured device, all in one TaskGroup that lives as long as :meth:`MiioDriver.run`. A device that
-does not answer is shown in :meth:`MiioDriver.health` and retried with capped exponential backoff (full jitter); a
-failing device never stops the others or the driver. Smoke detectors become :class:`Event` s on every state change,
-sent before the poll's readings so an alarm never waits behind them.
+does not answer is shown in :meth:`MiioDriver.health` and retried with the hub's one backoff policy
+(:mod:`gateway.backoff`); a failing device never stops the others or the driver. Smoke detectors become
+:class:`Event` s on every state change, sent before the poll's readings so an alarm never waits behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from drivers.base import Credentials, Discovered, Driver, HubPort
 from drivers.miio import discovery
 from drivers.miio.config import DeviceConfig, MiioConfig
 from drivers.miio.poller import DevicePoller, DeviceUnreachable, PollResult
+from gateway.backoff import Backoff
 from gateway.model import DeviceKind, Event, EventKind, SmokeState, device_id
 
 log = logging.getLogger(__name__)
@@ -61,24 +61,6 @@ class LinkHealth:
         }
 
 
-class Backoff:
-    """Capped exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, base·2ⁿ)]."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = max(cap, base)
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 30))
-        self.attempt += 1
-        # Never zero: a retry storm against a dead device helps nobody.
-        return max(self.base / 2, random.uniform(0, ceiling))
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class MiioDriver(Driver):
     name: ClassVar[str] = DRIVER
     Config: ClassVar[type[MiioConfig]] = MiioConfig
@@ -91,6 +73,14 @@ class MiioDriver(Driver):
         self._smoke: dict[str, SmokeState] = {}
         self._registered: set[str] = set()
         self._changed = asyncio.Condition()
+
+    def progress_deadline(self) -> float | None:
+        """Every device loop beats once a round: silent for twice the slowest round's worst case (its poll interval
+        or longest backoff, plus every retry timing out), the driver is hung."""
+        if not self.config.devices:
+            return None
+        longest_wait = max(max(d.poll_interval for d in self.config.devices), self.config.backoff_max)
+        return 2 * (longest_wait + self.config.timeout * (self.config.retries + 1)) + 60
 
     async def run(self, hub: HubPort) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -146,6 +136,8 @@ class MiioDriver(Driver):
         poller: DevicePoller | None = None
         used_token: str | None = None
         while True:
+            # One beat per round (a poll, answered or not, and its wait): a loop stuck anywhere in it goes silent.
+            self.progress.beat()
             if poller is None or link.failures:
                 # Credentials can be added or corrected while the hub runs: look again after every failure.
                 token = self._token(cfg.host)

@@ -46,6 +46,16 @@ async def _leave(client: aiomqtt.Client) -> bool:
     return True
 
 
+def _raise_if_cancelled() -> None:
+    """Re-raises a cancellation that was swallowed on its way here. On Python 3.11, ``asyncio.wait_for`` (which
+    aiomqtt awaits CONNACK and SUBACK with) returns the result and drops a cancel that lands as the reply arrives,
+    and a TaskGroup whose child failed meanwhile raises that failure instead; either way the driver would go on
+    into a message loop nobody will ever cancel again, and the daemon's stop would hang."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class MqttDriver(Driver):
     """Subscribes to the topics its config implies and hands decoded devices, events and readings to the hub."""
 
@@ -102,6 +112,7 @@ class MqttDriver(Driver):
             connected_at: float | None = None
             try:
                 await client.__aenter__()
+                _raise_if_cancelled()
                 try:
                     async with asyncio.TaskGroup() as tg:
                         connected_at = loop.time()
@@ -111,8 +122,10 @@ class MqttDriver(Driver):
                         # Subscribing waits for the broker's SUBACK: do it beside the message loop, not in it.
                         new_topics: asyncio.Queue[str] = asyncio.Queue()
                         tg.create_task(self._subscriber(client, new_topics), name="mqtt-subscriber")
+                        _raise_if_cancelled()  # subscribing awaited SUBACKs
                         async for message in client.messages:
                             await self._handle(hub, new_topics, message)
+                            _raise_if_cancelled()
                 finally:
                     if not await _leave(client):
                         client = await self._client(
@@ -123,6 +136,7 @@ class MqttDriver(Driver):
             finally:
                 # Shielded so that a cancelled driver still records that it is no longer connected.
                 await asyncio.shield(self._set_connected(False))
+            _raise_if_cancelled()  # a cancel that a failing subscriber's TaskGroup turned into its MqttError
             if connected_at is not None and loop.time() - connected_at >= STABLE_AFTER_S:
                 backoff.reset()
             delay = backoff.next()

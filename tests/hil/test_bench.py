@@ -57,9 +57,18 @@ async def run_driver(
     try:
         await hub.wait_for(lambda: until(hub), timeout=timeout)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _stop(task)
     return hub
+
+
+async def _stop(task: asyncio.Task[None], grace: float = 15.0) -> None:
+    """Cancels a driver and waits for it, but not for ever: a driver that ignores cancellation fails the test with
+    where it is stuck, instead of hanging the run (the harness test once timed out that way under load)."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        task.print_stack()
+        raise AssertionError(f"the driver did not stop within {grace} s of being cancelled")
 
 
 @pytest.mark.hardware

@@ -136,7 +136,8 @@ def test_clip_is_recorded_sealed_and_plays_for_the_household(
     clip, snapshot = asyncio.run(main())
     assert_no_personal_data_logged(caplog, "s3cret", "viewer")
     assert credentials.asked == ["camera.password.hall"]
-    assert handed == [(clip, spool / f"{clip.clip_id}.age"), (snapshot, spool / f"{snapshot.clip_id}.age")]
+    # Handed to be indexed while still ``.age.tmp``; renamed into the spool only after the index committed.
+    assert handed == [(c, spool / f"{c.clip_id}.age.tmp") for c in (clip, snapshot)]
     assert sorted(p.name for p in spool.iterdir()) == sorted(f"{c.clip_id}.age" for c in (clip, snapshot))
     image = tmp_path / "household" / "snapshot.jpg"
     decrypt_clip(member.identity_file, spool / f"{snapshot.clip_id}.age", image, expected_sha256=snapshot.sha256)

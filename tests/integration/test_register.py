@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 from cloud_sync import protocol as p
 from cloud_sync.enroll import EnrollError, enroll, finish_renewal, renew
-from cloud_sync.register import db, retention
+from cloud_sync.register import clips, db, retention
 from cloud_sync.register.ca import CertificateAuthority
 from gateway.members import HubMembers
 from tests.support.register import HubIdentity, RunningRegister
@@ -416,12 +416,12 @@ def test_clip_resumable_upload_end_to_end_encrypted(register_any: RunningRegiste
     s = hub.session()
     url = f"{reg.url}/v1/clips/clip-001"
     rec = _clip_record("clip-001", ciphertext)
-    assert s.put(url, json=rec).json() == {"offset": 0, "complete": False}
-    assert s.put(url, json=rec).json() == {"offset": 0, "complete": False}  # idempotent
+    assert s.put(url, json=rec).json() == {"offset": 0, "complete": False, "sha256": ""}
+    assert s.put(url, json=rec).json() == {"offset": 0, "complete": False, "sha256": ""}  # idempotent
     first = ciphertext[:100_000]
-    assert s.patch(url, params={"offset": 0}, data=first).json() == {"offset": 100_000, "complete": False}
+    assert s.patch(url, params={"offset": 0}, data=first).json() == {"offset": 100_000, "complete": False, "sha256": ""}
     # A resend of the same chunk (its reply was lost) is harmless; overlapping a held prefix, only the rest counts.
-    assert s.patch(url, params={"offset": 0}, data=first).json() == {"offset": 100_000, "complete": False}
+    assert s.patch(url, params={"offset": 0}, data=first).json() == {"offset": 100_000, "complete": False, "sha256": ""}
     assert s.patch(url, params={"offset": 50_000}, data=ciphertext[50_000:120_000]).json()["offset"] == 120_000
     # Bytes that differ from what is held, or a gap, get 409 with the offset to resume from.
     r = s.patch(url, params={"offset": 0}, data=b"x" * 10)
@@ -431,20 +431,18 @@ def test_clip_resumable_upload_end_to_end_encrypted(register_any: RunningRegiste
     r = s.patch(url, params={"offset": 130_000}, data=ciphertext[130_000:140_000])
     assert r.status_code == 409
     assert r.json()["offset"] == 120_000
-    assert s.get(f"{url}/status").json() == {"offset": 120_000, "complete": False}
+    assert s.get(f"{url}/status").json() == {"offset": 120_000, "complete": False, "sha256": ""}
     r = bearer(reg, reg.api_token("household", h)).get(f"{reg.url}/v1/households/{h}/clips/clip-001")
     assert r.status_code == 409
     assert error_of(r) == "incomplete"
     r = s.patch(url, params={"offset": 120_000}, data=ciphertext[120_000:] + b"extra")
     assert r.status_code == 400
     assert error_of(r) == "beyond_size"
-    assert s.patch(url, params={"offset": 120_000}, data=ciphertext[120_000:]).json() == {
-        "offset": len(ciphertext),
-        "complete": True,
-    }
-    assert s.get(f"{url}/status").json() == {"offset": len(ciphertext), "complete": True}
+    done = {"offset": len(ciphertext), "complete": True, "sha256": rec["sha256"]}
+    assert s.patch(url, params={"offset": 120_000}, data=ciphertext[120_000:]).json() == done
+    assert s.get(f"{url}/status").json() == done
     last = ciphertext[120_000:]
-    assert s.patch(url, params={"offset": 120_000}, data=last).json() == {"offset": len(ciphertext), "complete": True}
+    assert s.patch(url, params={"offset": 120_000}, data=last).json() == done
     # Only the household gets the ciphertext, and only its members' keys open it.
     path = f"{reg.url}/v1/households/{h}/clips/clip-001"
     got = bearer(reg, reg.api_token("household", h)).get(path)
@@ -470,8 +468,45 @@ def test_clip_digest_mismatch_discards_upload(register: RunningRegister) -> None
     r = s.patch(url, params={"offset": 0}, data=tampered)
     assert r.status_code == 400
     assert error_of(r) == "digest_mismatch"
-    assert s.get(f"{url}/status").json() == {"offset": 0, "complete": False}
-    assert s.patch(url, params={"offset": 0}, data=data).json() == {"offset": 5000, "complete": True}
+    assert s.get(f"{url}/status").json() == {"offset": 0, "complete": False, "sha256": ""}
+    done = {"offset": 5000, "complete": True, "sha256": hashlib.sha256(data).hexdigest()}
+    assert s.patch(url, params={"offset": 0}, data=data).json() == done
+
+
+def test_completion_is_idempotent_when_the_register_died_between_last_chunk_and_completion(
+    register: RunningRegister,
+) -> None:
+    hub = register.enroll()
+    s = hub.session()
+    data = os.urandom(7000)
+    rec = _clip_record("c3", data)
+    url = f"{register.url}/v1/clips/c3"
+    assert s.put(url, json=rec).status_code == 200
+    # The state a kill leaves: every byte appended and fsynced by the blob store, the completion never committed.
+    register.reg.blobs.append(hub.household_id, "c3", 0, data)
+    assert s.get(f"{url}/status").json() == {"offset": 7000, "complete": False, "sha256": ""}
+    done = {"offset": 7000, "complete": True, "sha256": rec["sha256"]}
+    assert s.put(url, json=rec).json() == done  # the hub's retry: PUT completes what is whole
+    assert s.patch(url, params={"offset": 7000}, data=b"").json() == done  # and so would an empty final chunk
+    assert [c["complete"] for c in clips.list_clips(register.reg, hub.household_id)] == [True]
+
+
+def test_a_hub_abandons_a_partial_upload_but_never_a_complete_clip(register: RunningRegister) -> None:
+    hub = register.enroll()
+    s = hub.session()
+    partial, whole = os.urandom(5000), os.urandom(100)
+    assert s.put(f"{register.url}/v1/clips/p1", json=_clip_record("p1", partial)).status_code == 200
+    assert s.patch(f"{register.url}/v1/clips/p1", params={"offset": 0}, data=partial[:1000]).status_code == 200
+    assert s.put(f"{register.url}/v1/clips/w1", json=_clip_record("w1", whole)).status_code == 200
+    assert s.patch(f"{register.url}/v1/clips/w1", params={"offset": 0}, data=whole).json()["complete"] is True
+    assert s.delete(f"{register.url}/v1/clips/p1").json() == {"abandoned": True}
+    assert s.delete(f"{register.url}/v1/clips/p1").json() == {"abandoned": False}  # idempotent
+    assert s.delete(f"{register.url}/v1/clips/w1").json() == {"abandoned": False}
+    assert [c["clip_id"] for c in clips.list_clips(register.reg, hub.household_id)] == ["w1"]
+    assert register.reg.blobs.size(hub.household_id, "p1") == 0
+    other = register.enroll(hub.household_id).session()  # another hub of the household cannot drop this one's
+    assert s.put(f"{register.url}/v1/clips/p2", json=_clip_record("p2", partial)).status_code == 200
+    assert other.delete(f"{register.url}/v1/clips/p2").json() == {"abandoned": False}
 
 
 def test_empty_clip_completes(register: RunningRegister) -> None:
@@ -479,8 +514,9 @@ def test_empty_clip_completes(register: RunningRegister) -> None:
     s = hub.session()
     url = f"{register.url}/v1/clips/empty"
     # Nothing to send: verified and complete at creation; an empty PATCH (a client that sends one) agrees.
-    assert s.put(url, json=_clip_record("empty", b"")).json() == {"offset": 0, "complete": True}
-    assert s.patch(url, params={"offset": 0}, data=b"").json() == {"offset": 0, "complete": True}
+    done = {"offset": 0, "complete": True, "sha256": hashlib.sha256(b"").hexdigest()}
+    assert s.put(url, json=_clip_record("empty", b"")).json() == done
+    assert s.patch(url, params={"offset": 0}, data=b"").json() == done
     r = s.put(f"{register.url}/v1/clips/empty2", json={**_clip_record("empty2", b""), "sha256": "0" * 64})
     assert r.status_code == 400
     assert error_of(r) == "digest_mismatch"

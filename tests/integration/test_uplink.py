@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import pyrage
 import pytest
+import sqlalchemy as sa
 
+from cloud_sync.register import clips
 from cloud_sync.register.server import ReadyServer, build_config
 from cloud_sync.uplink import HubIdentity, Uplink
 from gateway.config import UplinkSection
 from gateway.model import Event, EventKind, Lane, Quantity, Reading
-from gateway.store import Store
+from gateway.store import Store, schema
 from tests.support.register import RunningRegister, start_register
 from tests.support.stores import open_store
 from tests.support.tcpproxy import fault_proxy
@@ -264,7 +270,8 @@ async def test_sync_now_cuts_a_long_backoff_short(tmp_path: Path, register: Runn
     register.stop()
     async with open_store(hub.state_dir) as store:
         config = uplink_config(register.url, backoff_initial=120.0, backoff_max=300.0)
-        uplink = Uplink(store, config, HubIdentity(hub.state_dir))
+        # Seeded, and equal jitter: the first pause is 60-120 s, never the short one that made this test flaky.
+        uplink = Uplink(store, config, HubIdentity(hub.state_dir), rng=random.Random(12))
         async with running(uplink):
             await produce(store, 100, 1)
             # Wait for a pause with more than 30 s left: without the kick the alarm could not arrive within 20 s.
@@ -276,3 +283,58 @@ async def test_sync_now_cuts_a_long_backoff_short(tmp_path: Path, register: Runn
             uplink.kick()
             await until(lambda: len(register.items(hub.hub_id, "alarm")) == 1, timeout=20, what="the alarm")
             assert time.monotonic() - started < 20
+
+
+async def _index_clip(store: Store, spool: Path, clip_id: str, size: int, member: Any) -> dict[str, Any]:
+    """Seals ``size`` random bytes to ``member`` and indexes the clip, as the camera pipeline does."""
+    from drivers.camera.clipcrypt import encrypt_clip
+    from drivers.camera.spool import publish
+
+    clip, sealed = await asyncio.to_thread(
+        encrypt_clip,
+        io.BytesIO(random.Random(clip_id).randbytes(size)),
+        spool=spool,
+        clip_id=clip_id,
+        recipients=[member],
+        device_id="camera:1",
+        started=T0,
+        duration_s=4.0,
+        reason="motion",
+        publish=False,
+    )
+    record = msgspec.to_builtins(clip)
+    await store.add_item(Lane.CLIPS, clip.started, record, ref=clip.clip_id)
+    await asyncio.to_thread(publish, sealed)
+    return record
+
+
+async def test_a_clip_erased_while_it_uploads_is_dropped_and_the_register_told(
+    tmp_path: Path, register: RunningRegister
+) -> None:
+    hub = register.enroll()
+    member = str(pyrage.x25519.Identity.generate().to_public())
+    spool = hub.state_dir / "spool"
+    spool.mkdir()
+    async with open_store(hub.state_dir) as store:
+        # Capped at 1 MiB/s with 1 MiB chunks: the upload of a 3 MiB clip is still running after its first chunk.
+        config = uplink_config(register.url, clip_bandwidth_bytes_per_s=1024 * 1024)
+        uplink = Uplink(store, config, HubIdentity(hub.state_dir), spool_dir=spool, rng=random.Random(3))
+        doomed = await _index_clip(store, spool, "doomed", 3 * 1024 * 1024, member)
+        async with running(uplink):
+            await until(lambda: register.reg.blobs.size(hub.household_id, "doomed") > 0, what="the first chunk")
+            # Erasure: the index rows go first, then the file (gateway.privacy does it in this order).
+            await store.run_write(
+                lambda conn: conn.execute(sa.delete(schema.items).where(schema.items.c.ref == "doomed"))
+            )
+            (spool / "doomed.age").unlink()
+            kept = await _index_clip(store, spool, "kept", 1000, member)
+            await until(lambda: register.items(hub.hub_id, "clips"), what="the next clip's record")
+        held = {c["clip_id"]: c for c in clips.list_clips(register.reg, hub.household_id)}
+        assert set(held) == {"kept"} and held["kept"]["complete"]
+        assert held["kept"]["sha256"] == kept["sha256"]
+        assert register.reg.blobs.size(hub.household_id, "doomed") == 0  # the partial upload was dropped
+        assert [b["clip_id"] for _, b in register.items(hub.hub_id, "clips")] == ["kept"]
+        assert uplink.status["clips"].dead_lettered == 0
+        assert uplink.supervisor is not None
+        assert all(h.restarts == 0 for h in uplink.supervisor.health.values())  # handled, not crashed
+        assert doomed["clip_id"] not in held

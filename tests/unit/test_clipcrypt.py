@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from drivers.camera import clipcrypt
+from drivers.camera import spool as spool_
 from gateway.errors import DecryptError, PermanentError, TransientError
 from tests.support.camera import Member, make_member
 
@@ -163,10 +164,22 @@ def test_an_existing_clip_is_never_overwritten(tmp_path: Path, member: Member) -
     assert path.read_bytes() == before
 
 
-def test_partials_left_by_a_crash_are_removed(tmp_path: Path, member: Member) -> None:
+def test_the_spool_is_reconciled_with_the_store_index_at_start_up(tmp_path: Path, member: Member) -> None:
     spool = tmp_path / "spool"
-    kept = _seal(spool, member, b"sealed clip")
-    (spool / "crashed.age.tmp").write_bytes(b"half a ciphertext")
-    assert clipcrypt.remove_partials(spool) == 1
-    assert list(spool.iterdir()) == [kept]
-    assert clipcrypt.remove_partials(tmp_path / "missing") == 0
+    kept = _seal(spool, member, b"sealed and indexed", clip_id="kept")
+    erased = _seal(spool, member, b"rows erased, then killed before the file went", clip_id="erased")
+    # Sealed and indexed, killed before the rename:
+    sealed, _, _ = clipcrypt.seal_stream(
+        io.BytesIO(b"indexed"), spool=spool, clip_id="indexed", recipients=[member.recipient], publish=False
+    )
+    assert sealed.name == "indexed.age.tmp" and not (spool / "indexed.age").exists()
+    (spool / "crashed.age.tmp").write_bytes(b"half a ciphertext")  # killed mid-seal, never indexed
+    report = spool_.reconcile_spool(spool, {"kept", "indexed"})
+    assert report == spool_.SpoolReport(published=1, removed_partials=1, removed_unknown=1)
+    assert sorted(p.name for p in spool.iterdir()) == ["indexed.age", "kept.age"]
+    assert kept.exists() and not erased.exists()
+    out = io.BytesIO()
+    clipcrypt.decrypt_clip(member.identity_file, spool / "indexed.age", out)
+    assert out.getvalue() == b"indexed"
+    assert spool_.reconcile_spool(spool, {"kept", "indexed"}) == spool_.SpoolReport()  # idempotent
+    assert spool_.reconcile_spool(tmp_path / "missing", set()) == spool_.SpoolReport()

@@ -2,8 +2,8 @@
 
 The register queues any of ``protocol.COMMAND_KINDS`` (``Registry.queue_command``; the household API a subset of
 them); the hub answers a kind it has no handler for with "this hub cannot …". The hub's handlers are read from the
-``command_handlers`` it gives the uplink. Kinds that drift today are listed with the reason; the test fails when a
-new one appears and when a listed one gets a handler (so the list only shrinks).
+table in ``gateway/register_commands.py`` that the daemon gives the uplink. Kinds that drift today are listed with
+the reason; the test fails when a new one appears and when a listed one gets a handler (so the list only shrinks).
 """
 
 from __future__ import annotations
@@ -22,27 +22,20 @@ NOT_HANDLED_YET = {
 
 
 def hub_command_kinds() -> set[str]:
-    """String keys of every dict given as ``command_handlers=…`` or assigned to a ``*command_handlers*`` name in the
-    hub's package."""
+    """String keys of the dict that ``gateway/register_commands.py``'s ``table()`` returns: the handlers the daemon
+    gives the uplink."""
+    tree = ast.parse((REPO / "gateway" / "register_commands.py").read_text(encoding="utf-8"))
+    table = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "table")
     kinds: set[str] = set()
-    for path in (REPO / "gateway").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            found: ast.expr | None = None
-            if isinstance(node, ast.keyword) and node.arg == "command_handlers":
-                found = node.value
-            elif isinstance(node, ast.Assign | ast.AnnAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                names = [t.id if isinstance(t, ast.Name) else getattr(t, "attr", "") for t in targets]
-                if any("command_handlers" in n.lower() for n in names):
-                    found = node.value
-            if isinstance(found, ast.Dict):
-                kinds |= {k.value for k in found.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    for node in table.body:
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Dict):
+            kinds |= {k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
     return kinds
 
 
 def test_the_hub_handles_every_command_the_register_can_queue() -> None:
     handled = hub_command_kinds()
-    assert handled, "could not find the hub's command_handlers (gateway/): update hub_command_kinds()"
+    assert handled, "could not find the hub's command table (gateway/register_commands.py): update hub_command_kinds()"
     unhandled = set(protocol.COMMAND_KINDS) - handled
     assert unhandled == set(NOT_HANDLED_YET), (
         f"queued by the register but handled by no hub: {sorted(unhandled - set(NOT_HANDLED_YET))}; "

@@ -9,8 +9,10 @@ from typing import Any, ClassVar
 import msgspec
 
 from drivers.base import Driver, HubPort
+from gateway.backoff import BackoffPolicy
 from gateway.hub import Hub
 from gateway.model import Category, DeviceInfo, DeviceKind, Event, EventKind, Lane, Quantity, Reading
+from gateway.supervisor import Supervisor
 from tests.support.stores import open_store
 
 T0 = 1_795_000_000.0
@@ -48,11 +50,9 @@ class Creds:
 
 async def test_a_crashing_driver_is_restarted_with_backoff_and_never_stops_the_others(tmp_path: Path) -> None:
     async with open_store(tmp_path) as store:
-        hub = Hub(store, offline_after={})
+        hub = Hub(store, offline_after={}, supervisor=Supervisor(BackoffPolicy(initial=0.01, maximum=0.05)))
         async with asyncio.TaskGroup() as tg:
-            crashing = tg.create_task(
-                hub.supervise(Crashing(NoConfig(), Creds()), backoff_initial=0.01, backoff_max=0.05)
-            )
+            crashing = tg.create_task(hub.supervise(Crashing(NoConfig(), Creds())))
             steady = tg.create_task(hub.supervise(Steady(NoConfig(), Creds())))
             while Crashing.runs < 4 or hub.counters["readings_accepted"] < 10:
                 await asyncio.sleep(0.01)
@@ -63,6 +63,62 @@ async def test_a_crashing_driver_is_restarted_with_backoff_and_never_stops_the_o
         assert health["crashing"]["last_error"] == "RuntimeError: driver bug"
         assert health["steady"]["restarts"] == 0
         assert health["steady"]["state"] == "stopped"
+
+
+class Hanging(Driver):
+    """Beats once per run, then awaits forever without raising: the hang the hub must notice on its own."""
+
+    name = "hanging"
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+    runs = 0
+
+    def progress_deadline(self) -> float | None:
+        return 0.3
+
+    async def run(self, hub: HubPort) -> None:
+        type(self).runs += 1
+        self.progress.beat()
+        await asyncio.Event().wait()
+
+
+class Beating(Driver):
+    """Slow but alive: it beats well inside its deadline, so it must never be counted as hung."""
+
+    name = "beating"
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+
+    def progress_deadline(self) -> float | None:
+        return 0.3
+
+    async def run(self, hub: HubPort) -> None:
+        while True:
+            self.progress.beat()
+            await asyncio.sleep(0.05)
+
+
+async def test_a_hung_driver_is_cancelled_and_restarted_while_the_others_run(tmp_path: Path) -> None:
+    async with open_store(tmp_path) as store:
+        hub = Hub(store, offline_after={}, supervisor=Supervisor(BackoffPolicy(initial=0.01, maximum=0.05)))
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(hub.supervise(Hanging(NoConfig(), Creds()))),
+                tg.create_task(hub.supervise(Beating(NoConfig(), Creds()))),
+                tg.create_task(hub.supervise(Steady(NoConfig(), Creds()))),
+            ]
+            async with asyncio.timeout(30):
+                while Hanging.runs < 3:
+                    await asyncio.sleep(0.01)
+            accepted = hub.counters["readings_accepted"]
+            async with asyncio.timeout(30):
+                while hub.counters["readings_accepted"] < accepted + 10:
+                    await asyncio.sleep(0.01)
+            for task in tasks:
+                task.cancel()
+        drivers = hub.summary()["drivers"]
+        assert drivers["hanging"]["hangs"] >= 2
+        assert "made no progress" in drivers["hanging"]["last_error"]
+        assert drivers["beating"]["hangs"] == 0 and drivers["beating"]["restarts"] == 0
+        assert drivers["steady"]["restarts"] == 0
 
 
 async def test_restriction_drops_the_category_before_the_store(tmp_path: Path) -> None:
@@ -88,8 +144,11 @@ async def test_silent_devices_go_offline_by_kind_and_an_event_is_stored(tmp_path
         await hub.device_seen(DeviceInfo(device_id="b", driver="t", kind=DeviceKind.SMOKE_DETECTOR))
         now[0] += 120
         watch = asyncio.create_task(hub.watch_devices(interval=0.01))
-        while hub.devices["a"].online:
-            await asyncio.sleep(0.01)
+        # Until the offline event is committed, not merely until the flag flips (that happens first): cancelling
+        # the watcher between the two dropped the event and made this test flaky.
+        async with asyncio.timeout(30):
+            while not await store.pending(Lane.EVENTS):
+                await asyncio.sleep(0.01)
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)
         assert hub.devices["b"].online

@@ -1,0 +1,49 @@
+"""Commands the register queues for this hub (``restrict``, ``erase``, ``member_keys``): one handler each, named
+in :func:`table`. The uplink fetches them, runs the handler and reports its result. A new command is one line in the
+table and one handler here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from gateway.model import Category
+from gateway.privacy import REGISTER
+
+if TYPE_CHECKING:
+    from cloud_sync import protocol as p
+    from cloud_sync.uplink import CommandHandler
+    from gateway.daemon import Daemon
+
+
+def table(daemon: Daemon) -> dict[str, CommandHandler]:
+    hub, eraser = daemon.hub, daemon.eraser
+    assert hub is not None and eraser is not None
+
+    async def restrict(command: p.Command) -> dict[str, Any]:
+        category = Category(str(command.args["category"]))
+        await hub.set_restricted(category, bool(command.args.get("on", True)), actor="register")
+        return {"restricted": sorted(c.value for c in hub.restricted)}
+
+    async def erase(command: p.Command) -> dict[str, Any]:
+        scope, target = str(command.args.get("scope", "all")), str(command.args.get("target", ""))
+        theirs = command.args.get("register_receipt")
+        return await eraser.request(
+            scope,
+            target,
+            requested_by=REGISTER,
+            origin=REGISTER,
+            register_receipt=theirs if isinstance(theirs, dict) else None,
+        )
+
+    async def member_keys(command: p.Command) -> dict[str, Any]:
+        # The signed member list: verified against the household's pinned key before any clip is encrypted to it.
+        result = await asyncio.to_thread(daemon.members.apply_command, command.args)
+        daemon.set_recipients(daemon.members.recipients)
+        return result
+
+    return {
+        "restrict": restrict,
+        "erase": erase,
+        "member_keys": member_keys,
+    }
