@@ -8,6 +8,7 @@ libavformat 59 (FFmpeg 5) renamed RTSP's socket timeout ``-stimeout`` to ``-time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shutil
@@ -46,6 +47,16 @@ def parse_version(text: str) -> FfmpegVersion | None:
         return None
     lavf = _LIBAVFORMAT.search(text)
     return FfmpegVersion(int(match[1]), int(match[2]), int(lavf[1]) if lavf else 0)
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    """Kills ``proc`` if it still runs, then waits for it *and* reads its pipes to the end. A pipe whose reading was
+    paused (nobody read it) would otherwise keep the process's transport open until garbage collection, when the
+    event loop may be gone and closing it raises."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.communicate()
 
 
 async def detect(ffmpeg: str = "ffmpeg") -> FfmpegVersion:

@@ -29,7 +29,7 @@ import msgspec
 
 from drivers.camera import ringbuffer
 from drivers.camera.clipcrypt import ClipAborted
-from drivers.camera.ffmpeg import FfmpegVersion, input_args, redact
+from drivers.camera.ffmpeg import FfmpegVersion, input_args, reap, redact
 from gateway.backoff import Backoff
 from gateway.errors import TransientError
 
@@ -344,10 +344,7 @@ class Recorder:
             async with asyncio.timeout(timeout):
                 jpeg, _ = await proc.communicate(data)
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await reap(proc)
         if proc.returncode != 0 or not jpeg.startswith(b"\xff\xd8"):
             raise TransientError("ffmpeg could not make a snapshot from the buffered video")
         return jpeg
@@ -467,10 +464,7 @@ class Recorder:
                 delivered = await self._read_segments(proc)
                 await self._stop(proc)
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await reap(proc)
             self._proc = None
             self._sweep_unlisted()
         if self._killed_for_restriction or self.restricted:

@@ -23,7 +23,7 @@ from typing import Final, Literal, Self, cast
 from zeroconf import ServiceInfo
 from zeroconf.asyncio import AsyncZeroconf
 
-from drivers.camera import mdns, wsdiscovery
+from drivers.camera import ffmpeg, mdns, wsdiscovery
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,4 @@ class SimulatedCamera:
                     await reader.read()
                     return
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            await proc.wait()
+            await ffmpeg.reap(proc)
