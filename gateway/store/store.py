@@ -110,6 +110,7 @@ class Store:
         self._frame_first_seq = 0
         self._open_readings: list[Reading] | None = None
         self._open_future: asyncio.Future[Any] | None = None
+        self._open_extras: dict[str, Callable[[Connection], None]] = {}
         self._commit_max_items = commit_max_items
         self._audit_id = 0
         with self._engine.connect() as conn:
@@ -281,14 +282,36 @@ class Store:
         return fut
 
     def _dispatch_readings(self) -> None:
-        batch, fut = self._open_readings, self._open_future
+        batch, fut, extras = self._open_readings, self._open_future, self._open_extras
         self._open_readings = self._open_future = None
+        self._open_extras = {}
         if not batch or fut is None:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
-        op = WriteOp(fn=lambda conn: self._buffer_readings(batch), weight=len(batch), future=fut, loop=loop)
-        self._writer.submit(op)
+
+        def write(conn: Connection) -> int:
+            last = self._buffer_readings(batch)
+            for extra in extras.values():
+                extra(conn)
+            return last
+
+        self._writer.submit(WriteOp(fn=write, weight=len(batch), future=fut, loop=loop))
+
+    def ride_along(self, key: str, fn: Callable[[Connection], None]) -> asyncio.Future[Any]:
+        """Runs ``fn(conn)`` in the same write op as the readings submitted in this event-loop tick, so both commit
+        or neither does (a driver's record of what it handled, beside what it produced). A later ``fn`` with the same
+        ``key`` in the same tick replaces the earlier one. With no readings open, ``fn`` is queued on its own; either
+        way it runs after everything submitted before it."""
+        if self._open_readings is None or self._open_future is None:
+            return self._submit(fn)
+        self._open_extras[key] = fn
+        return self._open_future
+
+    def commit_soon(self) -> asyncio.Future[Any]:
+        """Ends the group-commit wait: what is queued (open readings included) commits now; resolves after it."""
+        self._dispatch_readings()
+        return self._submit(lambda conn: None, urgent=True)
 
     def _readings_done(self, count: int, fut: asyncio.Future[Any]) -> None:
         self._pending_readings -= count
@@ -461,6 +484,10 @@ class Store:
         """Runs ``fn(conn)`` in the writer's transaction (retention, erasure); returns its result when committed."""
 
         return await self._submit(fn, urgent=urgent)
+
+    def run_write_soon(self, fn: Callable[[Connection], Any]) -> asyncio.Future[Any]:
+        """Queues ``fn(conn)`` for the next group commit and returns its future at once (no await needed)."""
+        return self._submit(fn)
 
     async def scrub(self) -> dict[str, int]:
         """Truncates the WAL after a checkpoint and returns free pages to the filesystem.
