@@ -28,6 +28,7 @@ from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_
 from gateway.retention import Retention, RetentionReport
 from gateway.secrets import CredentialStore
 from gateway.store import Store
+from gateway.store.driver_state import StoreMemory
 
 if TYPE_CHECKING:
     # The uplink (requests, tenacity, x509) is imported only when it is enabled: a hub without it saves the memory.
@@ -127,6 +128,10 @@ class Daemon:
             self.hub = hub
             await hub.load()
             self.drivers = self._make_drivers()
+            memory = StoreMemory(store)
+            for driver in self.drivers:  # drivers that remember names, adoptions, counters across restarts
+                if (set_memory := getattr(driver, "set_memory", None)) is not None:
+                    set_memory(memory)
             spool = self.config.state_path / "spool"
             spool.mkdir(mode=0o700, exist_ok=True)
             self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool)
@@ -385,6 +390,9 @@ class Daemon:
             self.hub.devices.clear()
         elif job.scope == "device":
             self.hub.devices.pop(job.target, None)
+        for driver in self.drivers:  # their persisted records went with the erasure; their memory goes too
+            if (forget := getattr(driver, "forget", None)) is not None:
+                forget(job.scope, job.target)
 
     def status_line(self) -> str:
         assert self.hub is not None
