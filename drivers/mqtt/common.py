@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import msgspec
 
+from drivers.ranges import plausible
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Quantity, Reading, device_id
 
 DRIVER: Final = "mqtt"
@@ -164,6 +165,9 @@ class Sink:
         self.devices.append(info)
 
     def reading(self, dev: str, quantity: Quantity, value: float) -> None:
+        if not plausible(quantity, value):
+            self.reject(f"{quantity.value} outside its physical range", dev)
+            return
         key = (dev, quantity)
         prev = self._state.last_reading.get(key)
         # A clock that stepped back must not mute a device, hence the lower bound.
