@@ -28,10 +28,10 @@ def decode(address: str, service_data: Mapping[str, bytes], *, ts: float = 0.0) 
         return None
     n = len(data)
     did = device_id("ble", address)
-    if n in (13, 15) and (mac := mac_bytes(address)) is not None:
-        # Both variants carry the sender's MAC (pvvx little-endian): another device's packet relayed or forged.
-        if data[:6] != (mac if n == 13 else mac[::-1]):
-            return Rejected(FMT, Reason.MAC_MISMATCH)
+    # Both variants carry the sender's MAC (pvvx little-endian); another MAC is a packet relayed or forged.
+    mac = mac_bytes(address) if n in (13, 15) else None
+    if mac is not None and data[:6] != (mac if n == 13 else mac[::-1]):
+        return Rejected(FMT, Reason.MAC_MISMATCH)
     if n == 13:
         temp = int.from_bytes(data[6:8], "big", signed=True) / 10
         readings = (
