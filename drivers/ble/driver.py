@@ -159,7 +159,7 @@ class BleDriver(Driver):
         self._discovering = 0
         self.memory: Memory = VolatileMemory()
         self.strangers = 0
-        self._pending_devices: dict[str, DeviceInfo] = {}
+        self._pending_devices: Lru[str, DeviceInfo] = Lru(bound)
         self._pending_events: deque[Event] = deque()
         self._pending_readings: deque[Reading] = deque()
         self._wake = asyncio.Event()
@@ -509,12 +509,13 @@ class BleDriver(Driver):
         strangers heard during the listening (at most :data:`MAX_CANDIDATES`, forgotten afterwards)."""
         self._discovering += 1
         try:
-            if self._adapter_state == "ok":
-                await asyncio.sleep(timeout)
-            else:
-                with contextlib.suppress(Exception):  # no adapter: report what was heard (replay, earlier scans)
+            loop = asyncio.get_running_loop()
+            until = loop.time() + timeout
+            if self._adapter_state != "ok":
+                with contextlib.suppress(Exception):  # no adapter: still listen (replay feeds the callback)
                     async with self._scanner():
                         await asyncio.sleep(timeout)
+            await asyncio.sleep(max(0.0, until - loop.time()))
         finally:
             self._discovering -= 1
         candidates = list(self._candidates.values())
