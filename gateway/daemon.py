@@ -18,8 +18,8 @@ import msgspec
 
 from drivers import driver_class
 from drivers.base import Driver
+from gateway import adoption, crypto, diag, sdnotify, selftest
 from gateway import config as configuration
-from gateway import crypto, diag, sdnotify, selftest
 from gateway.config import Config
 from gateway.control import ControlError, ControlServer, Handler
 from gateway.hub import Hub
@@ -421,6 +421,7 @@ class Daemon:
             "status": self._status,
             "devices": self._devices,
             "discover": self._discover,
+            "adopt": self._adopt,
             "restrict": self._restrict,
             "rename": self._rename,
             "sync": self._sync,
@@ -493,6 +494,10 @@ class Daemon:
                     }
                 )
         return found
+
+    async def _adopt(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.store is not None
+        return await adoption.adopt(self.drivers, self.store, args)
 
     async def _restrict(self, args: dict[str, Any]) -> list[str]:
         assert self.hub is not None
