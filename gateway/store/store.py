@@ -111,6 +111,8 @@ class Store:
         self._open_readings: list[Reading] | None = None
         self._open_future: asyncio.Future[Any] | None = None
         self._open_extras: dict[str, Callable[[Connection], None]] = {}
+        self._batch_extras: dict[str, Callable[[Connection], None]] = {}
+        """Writer thread: ``ride_along`` records of the batch being written, run once each by _finish_batch."""
         self._commit_max_items = commit_max_items
         self._audit_id = 0
         with self._engine.connect() as conn:
@@ -189,6 +191,9 @@ class Store:
         return first
 
     def _finish_batch(self, conn: Connection) -> None:
+        extras, self._batch_extras = self._batch_extras, {}
+        for extra in extras.values():
+            extra(conn)
         if self._frame_buffer:
             self._write_frames(conn, self._frame_buffer, self._frame_first_seq)
             self._frame_buffer = []
@@ -227,6 +232,7 @@ class Store:
         self._dirty.clear()
         self._grown.clear()
         self._frame_buffer = []
+        self._batch_extras = {}
         self.keyring.forget_all()
 
     # ---- submitting ----------------------------------------------------------------------------------------------
@@ -291,20 +297,18 @@ class Store:
         self._loop = loop
 
         def write(conn: Connection) -> int:
-            last = self._buffer_readings(batch)
-            for extra in extras.values():
-                extra(conn)
-            return last
+            self._batch_extras.update(extras)
+            return self._buffer_readings(batch)
 
         self._writer.submit(WriteOp(fn=write, weight=len(batch), future=fut, loop=loop))
 
     def ride_along(self, key: str, fn: Callable[[Connection], None]) -> asyncio.Future[Any]:
-        """Runs ``fn(conn)`` in the same write op as the readings submitted in this event-loop tick, so both commit
-        or neither does (a driver's record of what it handled, beside what it produced). A later ``fn`` with the same
-        ``key`` in the same tick replaces the earlier one. With no readings open, ``fn`` is queued on its own; either
-        way it runs after everything submitted before it."""
+        """Runs ``fn(conn)`` in the transaction of the readings submitted in this event-loop tick, so both commit or
+        neither does (a driver's record of what it handled, beside what it produced). It runs at the end of that
+        batch, once per ``key``: a later ``fn`` with the same key in the same batch replaces the earlier one (a record
+        rewritten per message is written once per commit). With no readings open, ``fn`` is queued on its own."""
         if self._open_readings is None or self._open_future is None:
-            return self._submit(fn)
+            return self._submit(lambda conn: self._batch_extras.__setitem__(key, fn))
         self._open_extras[key] = fn
         return self._open_future
 
