@@ -16,7 +16,7 @@ import aiomqtt
 from drivers.base import Credentials, Discovered, Driver, HubPort
 from drivers.memory import Memory, VolatileMemory
 from drivers.mqtt import ha, z2m
-from drivers.mqtt.acks import RECENT_NS, Acker, Recent, digest, manual_acks
+from drivers.mqtt.acks import RECENT_NS, Acker, Recent, digest, manual_acks, received
 from drivers.mqtt.backoff import Backoff
 from drivers.mqtt.config import MqttConfig
 from drivers.mqtt.decoders import MqttDecoder
@@ -140,6 +140,10 @@ class MqttDriver(Driver):
                         await self._release_held(hub, new_topics, final=False)
                         async for message in client.messages:
                             await self._handle(hub, new_topics, message, acker)
+                            # Messages already received are handled in the same event-loop tick, so that their
+                            # readings and records share one store op (and one commit future) instead of one each.
+                            for queued in received(client):
+                                await self._handle(hub, new_topics, queued, acker)
                 finally:
                     self._retire_acker()
                     if not await _leave(client):

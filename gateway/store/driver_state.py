@@ -18,12 +18,16 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from drivers.lru import Lru
 from gateway.store import schema
 from gateway.store.store import REGISTRY_EPOCH, Store
 
 __all__ = ["StoreMemory"]
 
 _table = schema.driver_state
+_UPSERT = sa.insert(_table).prefix_with("OR REPLACE")
+_DELETE = sa.delete(_table).where((_table.c.ns == sa.bindparam("ns")) & (_table.c.key_tag == sa.bindparam("tag")))
+TAG_CACHE = 4096
 
 
 class StoreMemory:
@@ -32,6 +36,7 @@ class StoreMemory:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._key_tag = hashlib.sha256(b"kotihub driver_state key|" + store.keyring.derive_tag_key()).digest()
+        self._tags: Lru[tuple[str, str], str] = Lru(TAG_CACHE)
 
     def _tag(self, ns: str, key: str) -> str:
         return hmac.new(self._key_tag, f"{ns}|{key}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -55,19 +60,22 @@ class StoreMemory:
         return dict(await asyncio.to_thread(store.read, read))
 
     def _write(self, ns: str, key: str, value: bytes | None, device_id: str | None) -> Callable[[Connection], None]:
-        tag = self._tag(ns, key)
-        plain = msgspec.msgpack.encode((key, value)) if value is not None else b""
+        # Called for every message a driver handles: only cheap work here; sealing happens in the writer thread.
+        tag = self._tags.get((ns, key))
+        if tag is None:
+            tag = self._tags[(ns, key)] = self._tag(ns, key)
+        keyring = self._store.keyring
+        if value is None:
+
+            def delete(conn: Connection) -> None:
+                conn.execute(_DELETE, {"ns": ns, "tag": tag})
+
+            return delete
         device_tag = self._store.device_tag(device_id) if device_id else None
-        where = (_table.c.ns == ns) & (_table.c.key_tag == tag)
 
         def write(conn: Connection) -> None:
-            if value is None:
-                conn.execute(sa.delete(_table).where(where))
-                return
-            blob = self._store.keyring.seal(REGISTRY_EPOCH, plain, self._context(ns, tag))
-            conn.execute(
-                sa.insert(_table).prefix_with("OR REPLACE").values(ns=ns, key_tag=tag, device_tag=device_tag, blob=blob)
-            )
+            blob = keyring.seal(REGISTRY_EPOCH, msgspec.msgpack.encode((key, value)), self._context(ns, tag))
+            conn.execute(_UPSERT, {"ns": ns, "key_tag": tag, "device_tag": device_tag, "blob": blob})
 
         return write
 
