@@ -118,6 +118,8 @@ class Recent:
         if key not in self._futures:
             return None
         fut = self._futures[key]
+        if fut is not None and fut.done() and (fut.cancelled() or fut.exception() is not None):
+            return None  # that commit failed: the message was not stored, so handle it again
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
             fut.set_result(None)
@@ -135,6 +137,9 @@ class Recent:
         """Records a handled message; the returned future resolves once the record (and everything the message
         produced, which was submitted before it) is committed."""
         self._put(key, None)
-        fut = memory.save(RECENT_NS, "ring", bytes(self._ring), with_readings=True)
+        # Oldest first, so that a restart (which restores from slot 0) overwrites the oldest digests first.
+        split = self._pos * DIGEST_SIZE
+        snapshot = bytes(self._ring[split:]) + bytes(self._ring[:split])
+        fut = memory.save(RECENT_NS, "ring", snapshot, with_readings=True)
         self._futures[key] = fut
         return fut

@@ -359,3 +359,21 @@ def test_shelly_smoke_events_distinguish_test_from_alarm() -> None:
         ["alarm_test", "alarm_off", "alarm", "alarm_off"]
     )]  # fmt: skip
     assert states == [["test"], ["clear"], ["smoke"], ["clear"]]
+
+
+async def test_recent_digests_survive_a_restart_and_the_oldest_go_first() -> None:
+    from drivers.memory import VolatileMemory
+    from drivers.mqtt.acks import RECENT_NS, RECENT_SIZE, Recent, digest
+
+    memory = VolatileMemory()
+    first = Recent()
+    keys = [digest("zigbee2mqtt/x", b"%d" % i) for i in range(RECENT_SIZE + 10)]
+    for key in keys:
+        first.add(key, memory)
+    assert first.committed(keys[0]) is None and first.committed(keys[-1]) is not None
+    second = Recent()
+    second.restore(await memory.load(RECENT_NS))
+    assert all(second.committed(k) is not None for k in keys[10:])  # the last RECENT_SIZE, after a restart
+    second.add(digest("zigbee2mqtt/x", b"new"), memory)
+    assert second.committed(keys[10]) is None  # the oldest went first
+    assert second.committed(keys[-1]) is not None
