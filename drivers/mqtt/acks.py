@@ -27,8 +27,12 @@ from drivers.memory import Memory
 
 RECENT_NS: Final = "mqtt.recent"
 RECENT_SIZE: Final = 256
-"""Digests remembered: far more than the broker's in-flight window, which bounds what can be redelivered."""
+"""Digests remembered: twice the handled messages that may wait for a PUBACK (:data:`MAX_UNACKED`), which bounds
+what the broker can redeliver of what was stored."""
 DIGEST_SIZE: Final = 8
+MAX_UNACKED: Final = RECENT_SIZE // 2
+"""Handled messages allowed to wait for their PUBACK: fewer than :data:`RECENT_SIZE`, so a redelivery of any of
+them after a crash finds its digest."""
 
 
 def paho_client(client: aiomqtt.Client) -> paho.Client:
@@ -66,7 +70,7 @@ def received(client: aiomqtt.Client) -> Iterator[aiomqtt.Message]:
 class Acker:
     """Sends PUBACKs in arrival order, each once its message's commit future resolved."""
 
-    def __init__(self, client: aiomqtt.Client, memory: Memory, window: int) -> None:
+    def __init__(self, client: aiomqtt.Client, memory: Memory, window: int, *, most: int = MAX_UNACKED) -> None:
         self._paho = paho_client(client)
         self._memory = memory
         self._window = window
@@ -74,14 +78,30 @@ class Acker:
         self.unacked = 0
         self.acked = 0
         self.early_commits = 0
+        self.most_unacked = 0
+        self._most = most
+        self._since_commit = 0
+        self._room = asyncio.Event()
+        self._room.set()
 
     def add(self, mid: int, qos: int, committed: asyncio.Future[Any]) -> None:
         self._queue.put_nowait((mid, qos, committed))
         self.unacked += 1
-        if self.unacked == self._window:
-            # The broker sends nothing more once the window is full: commit now rather than at the deadline.
+        self.most_unacked = max(self.most_unacked, self.unacked)
+        if self.unacked >= self._most:
+            self._room.clear()
+        self._since_commit += 1
+        if self._since_commit >= self._window:
+            # The broker sends nothing more once its window is full: commit now rather than at the deadline.
+            self._since_commit = 0
             self.early_commits += 1
             self._memory.commit_soon()
+
+    async def wait_room(self) -> None:
+        """Returns while fewer than ``most`` handled messages wait for their PUBACK. mosquitto does not always hold
+        to its window (a backlog queued while the hub was stalled arrives in one go): this bound keeps every
+        handled-but-unacknowledged message's digest in :class:`Recent`, so none can be stored twice."""
+        await self._room.wait()
 
     async def run(self) -> None:
         while True:
@@ -91,6 +111,8 @@ class Acker:
             self._paho.ack(mid, qos)
             self.unacked -= 1
             self.acked += 1
+            if self.unacked < self._most:
+                self._room.set()
 
 
 def digest(topic: str, payload: bytes) -> bytes:

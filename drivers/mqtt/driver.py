@@ -139,10 +139,12 @@ class MqttDriver(Driver):
                         # Held from an earlier run, and resolvable by the map restored from the store: now.
                         await self._release_held(hub, new_topics, final=False)
                         async for message in client.messages:
+                            await acker.wait_room()
                             await self._handle(hub, new_topics, message, acker)
                             # Messages already received are handled in the same event-loop tick, so that their
                             # readings and records share one store op (and one commit future) instead of one each.
                             for queued in received(client):
+                                await acker.wait_room()
                                 await self._handle(hub, new_topics, queued, acker)
                 finally:
                     self._retire_acker()
@@ -293,6 +295,7 @@ class MqttDriver(Driver):
             "unacked": self._acker.unacked if self._acker is not None else 0,
             "acked": self.acked + (self._acker.acked if self._acker is not None else 0),
             "early_commits": self.early_commits + (self._acker.early_commits if self._acker is not None else 0),
+            "most_unacked": self._acker.most_unacked if self._acker is not None else 0,
             "redeliveries": self.redeliveries,
             "held": len(self._held),
             "held_dropped": self._held.dropped,
