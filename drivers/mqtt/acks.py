@@ -115,8 +115,13 @@ class Acker:
                 self._room.set()
 
 
-def digest(topic: str, payload: bytes) -> bytes:
-    return hashlib.blake2b(topic.encode() + b"\x00" + payload, digest_size=DIGEST_SIZE).digest()
+def digest(topic: str, payload: bytes, mid: int) -> bytes:
+    """Identifies one delivery: a redelivery keeps its packet identifier (MQTT 3.1.1 §4.4), while a later message
+    with the same payload (a smoke detector's second `clear`) gets another one. The broker counts identifiers up
+    to 65,535 before reusing one, far beyond the :data:`RECENT_SIZE` digests remembered."""
+    return hashlib.blake2b(
+        topic.encode() + b"\x00" + payload + mid.to_bytes(2, "big"), digest_size=DIGEST_SIZE
+    ).digest()
 
 
 class Recent:

@@ -194,7 +194,7 @@ class MqttDriver(Driver):
         if not qos:  # nothing to acknowledge; nothing the broker would redeliver
             await self._process(hub, new_topics, topic, payload, self._clock())
             return
-        key = digest(topic, payload)
+        key = digest(topic, payload, message.mid)
         if self._dups.pop(message.mid, False) and (earlier := self._recent.committed(key)) is not None:
             # A redelivery of a message we handled, whose PUBACK was lost: acknowledge it once that commit is done.
             self.redeliveries += 1

@@ -367,13 +367,15 @@ async def test_recent_digests_survive_a_restart_and_the_oldest_go_first() -> Non
 
     memory = VolatileMemory()
     first = Recent()
-    keys = [digest("zigbee2mqtt/x", b"%d" % i) for i in range(RECENT_SIZE + 10)]
+    keys = [digest("zigbee2mqtt/x", b"%d" % i, i + 1) for i in range(RECENT_SIZE + 10)]
     for key in keys:
         first.add(key, memory)
     assert first.committed(keys[0]) is None and first.committed(keys[-1]) is not None
     second = Recent()
     second.restore(await memory.load(RECENT_NS))
     assert all(second.committed(k) is not None for k in keys[10:])  # the last RECENT_SIZE, after a restart
-    second.add(digest("zigbee2mqtt/x", b"new"), memory)
+    second.add(digest("zigbee2mqtt/x", b"new", 1), memory)
     assert second.committed(keys[10]) is None  # the oldest went first
     assert second.committed(keys[-1]) is not None
+    # The same payload delivered again later is another message (another packet identifier).
+    assert digest("zigbee2mqtt/smoke", b'{"smoke":false}', 7) != digest("zigbee2mqtt/smoke", b'{"smoke":false}', 8)
