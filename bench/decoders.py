@@ -292,7 +292,9 @@ def driver_callback(rounds: int) -> tuple[float, float]:
     ads = [r.advertisement() for r in RECORDINGS]
     out = []
     for window in (0.0, 30.0):
-        driver = BleDriver(BleConfig(dedupe_window_s=window, max_pending_readings=1000), RecordedCredentials())
+        driver = BleDriver(
+            BleConfig(adopt=("*",), dedupe_window_s=window, max_pending_readings=1000), RecordedCredentials()
+        )
 
         def run(driver: BleDriver = driver) -> int:
             for _ in range(rounds):

@@ -149,6 +149,12 @@ def _discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adopt(args: argparse.Namespace) -> int:
+    result = _ask(args, "adopt", {"device_id": args.device, "actor": "cli"})
+    _emit(args, result, f"{result['device_id']} " + ("adopted" if result["new"] else "was already adopted"))
+    return 0
+
+
 def _restrict(args: argparse.Namespace) -> int:
     result = _ask(args, "restrict", {"category": args.category, "on": args.state == "on", "actor": "cli"})
     _emit(args, result, "restricted now: " + (", ".join(result) or "nothing"))
@@ -457,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_argument("--timeout", type=float, default=5.0, help="seconds each driver looks (default 5)")
     discover.set_defaults(func=_discover)
     categories = [c.value for c in Category]
+    adopt = sub.add_parser("adopt", parents=[common], help="record a radio device found by discover as the household's")
+    adopt.add_argument("device", help="its id from discover, e.g. ble:a4:c1:38:02:83:f4")
+    adopt.set_defaults(func=_adopt)
     restrict = sub.add_parser("restrict", parents=[common], help="restrict processing of a category")
     restrict.add_argument("category", choices=categories, help="what to restrict: " + ", ".join(categories))
     restrict.add_argument("state", choices=["on", "off"], help="on: stop collecting and syncing it; off: resume")

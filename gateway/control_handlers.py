@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway import diag, selftest
+from gateway import adoption, diag, selftest
 from gateway.control import ControlError, Handler
 from gateway.jobs import Job
 from gateway.model import Category
@@ -36,6 +36,7 @@ class ControlHandlers:
             "status": self.status,
             "devices": self.devices,
             "discover": self.discover,
+            "adopt": self.adopt,
             "restrict": self.restrict,
             "rename": self.rename,
             "sync": self.sync,
@@ -200,6 +201,10 @@ class ControlHandlers:
                     }
                 )
         return found
+
+    async def adopt(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.d.store is not None
+        return await adoption.adopt(self.d.drivers, self.d.store, args)
 
     async def restrict(self, args: dict[str, Any]) -> list[str]:
         assert self.d.hub is not None

@@ -28,6 +28,7 @@ from gateway.privacy import JOB_KEY, Eraser, ErasureJob
 from gateway.retention import Retention
 from gateway.secrets import CredentialStore
 from gateway.store import Store
+from gateway.store.driver_state import StoreMemory
 from gateway.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -94,6 +95,10 @@ class Daemon:
             self.hub = hub
             await hub.load()
             self.drivers = self._make_drivers()
+            memory = StoreMemory(store)
+            for driver in self.drivers:  # drivers that remember names, adoptions, counters across restarts
+                if (set_memory := getattr(driver, "set_memory", None)) is not None:
+                    set_memory(memory)
             spool = self.config.state_path / "spool"
             spool.mkdir(mode=0o700, exist_ok=True)
             if any(spool.iterdir()):
@@ -242,6 +247,9 @@ class Daemon:
             self.set_recipients([])
         elif job.scope == "device":
             self.hub.devices.pop(job.target, None)
+        for driver in self.drivers:  # their persisted records went with the erasure; their memory goes too
+            if (forget := getattr(driver, "forget", None)) is not None:
+                forget(job.scope, job.target)
 
     def status_line(self) -> str:
         assert self.hub is not None

@@ -105,7 +105,7 @@ async def _provision(server: Any, state: Path) -> str:
 
 async def _demo(duration: float, with_register: bool) -> int:
     from drivers.ble.driver import BleConfig, BleDriver
-    from drivers.ble.replay import RecordedCredentials, replay
+    from drivers.ble.replay import RECORDINGS, RecordedCredentials, replay
     from drivers.miio.simulator import DEMO_SMOKE_SID, MiioSimulator, SimulatedGateway, demo_table
     from drivers.mqtt.broker import start_mosquitto
     from drivers.mqtt.simulator import run_simulator
@@ -174,7 +174,11 @@ async def _demo(duration: float, with_register: bool) -> int:
                         name="mqtt-simulator",
                     )
                     tg.create_task(smoke_in_the_kitchen(), name="miio-scenario")
-                    ble = BleDriver(BleConfig(availability_events=False), RecordedCredentials())
+                    ble = BleDriver(
+                        # The demo's recorded sensors are the household's; any other device would not be recorded.
+                        BleConfig(availability_events=False, adopt=tuple(r.address for r in RECORDINGS)),
+                        RecordedCredentials(),
+                    )
                     assert daemon.hub is not None
                     daemon.hub.drivers["ble"] = ble
                     tg.create_task(replay(ble, daemon.hub, stop=stop, interval=1.0), name="ble-replay")

@@ -44,6 +44,7 @@ from cloud_sync import receipts
 from gateway.errors import DecryptError, KeyDestroyedError, PermanentError
 from gateway.model import Category, Lane, Reading
 from gateway.store import Store, frames, schema
+from gateway.store.driver_state import erase_device
 from gateway.store.store import _item_context
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,8 @@ class Eraser:
         shredded = await self.store.run_write(shred)
         self.store.keyring.forget_all()
         counts = {"keys_destroyed": shredded}
-        for table in (schema.reading_frames, schema.items, schema.devices, schema.audit, schema.dead_letters):
+        tables = (schema.reading_frames, schema.items, schema.devices, schema.driver_state, schema.audit)
+        for table in (*tables, schema.dead_letters):
             counts[table.name] = await self._delete_all(table)
 
         await self.store.settle_cursors()
@@ -308,6 +310,8 @@ class Eraser:
             counts["devices"] = await store.run_write(
                 lambda conn: int(conn.execute(sa.delete(schema.devices).where(schema.devices.c.tag == tag)).rowcount)
             )
+            # What drivers kept about it: adoption, replay counters.
+            counts["driver_records"] = await store.run_write(lambda conn: erase_device(conn, tag))
         counts["clip_files"] = self._delete_spool(clip_refs)
         return counts
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from drivers.ble.common import Decoded, Reason, Rejected, uuid16
+from drivers.ble.common import Decoded, Reason, Rejected, mac_bytes, uuid16
 from gateway.model import DeviceKind, Quantity, Reading, device_id
 
 FMT_ATC1441: Final = "atc1441"
@@ -28,6 +28,10 @@ def decode(address: str, service_data: Mapping[str, bytes], *, ts: float = 0.0) 
         return None
     n = len(data)
     did = device_id("ble", address)
+    # Both variants carry the sender's MAC (pvvx little-endian); another MAC is a packet relayed or forged.
+    mac = mac_bytes(address) if n in (13, 15) else None
+    if mac is not None and data[:6] != (mac if n == 13 else mac[::-1]):
+        return Rejected(FMT, Reason.MAC_MISMATCH)
     if n == 13:
         temp = int.from_bytes(data[6:8], "big", signed=True) / 10
         readings = (

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import Final, TypeVar
+from typing import Final
 
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from drivers.lru import Lru
 from gateway.model import DeviceKind, Event, Reading
 
 
@@ -67,9 +68,6 @@ class Decoded(msgspec.Struct, frozen=True, kw_only=True):
     """Set when part of the payload was skipped (e.g. an unknown object after known ones)."""
 
 
-_T = TypeVar("_T")
-
-
 @functools.lru_cache(maxsize=256)
 def ccm(key: bytes) -> AESCCM:
     """AES-CCM with the 4-byte tag both BTHome and MiBeacon use; cached because key set-up dominates small packets."""
@@ -93,16 +91,27 @@ COUNTER_RESTART_BELOW: Final = 100
 
 
 class ReplayState:
-    """The last authenticated counter and the last packet id per device, in memory, bounded.
+    """The last authenticated counter and the last packet id per device, bounded (least recently used forgotten).
 
     Counters are committed only after a packet authenticated, so a forged packet with a huge counter cannot lock a
-    device out.
+    device out. Committed counters are also collected in :attr:`dirty` for the driver to persist (encrypted, in the
+    store), and :meth:`restore` loads them after a restart, so a restart opens no replay window.
     """
 
     def __init__(self, max_devices: int = 4096) -> None:
-        self._max = max_devices
-        self._counters: dict[tuple[str, str], int] = {}
-        self._packet_ids: dict[tuple[str, str], tuple[int, float]] = {}
+        self._counters: Lru[tuple[str, str], int] = Lru(max_devices)
+        self._packet_ids: Lru[tuple[str, str], tuple[int, float]] = Lru(max_devices)
+        self.dirty: dict[tuple[str, str], int] = {}
+
+    def restore(self, counters: dict[tuple[str, str], int]) -> None:
+        for key, counter in counters.items():
+            self._counters[key] = counter
+
+    def forget(self, address: str | None = None) -> None:
+        """Drops what is remembered about ``address`` (every device if None): the household erased it."""
+        for table in (self._counters, self._packet_ids, self.dirty):
+            for key in [k for k in table if address is None or k[1] == address]:
+                del table[key]
 
     def check_counter(self, fmt: str, address: str, counter: int) -> Reason | None:
         last = self._counters.get((fmt, address))
@@ -113,7 +122,8 @@ class ReplayState:
         return None if counter < COUNTER_RESTART_BELOW else Reason.REPLAY
 
     def commit_counter(self, fmt: str, address: str, counter: int) -> None:
-        self._bounded(self._counters)[(fmt, address)] = counter
+        self._counters[(fmt, address)] = counter
+        self.dirty[(fmt, address)] = counter
 
     def check_packet_id(self, fmt: str, address: str, packet_id: int, ts: float) -> Reason | None:
         """BTHome's rule: within 4 s of the last packet, the same id or one up to 64 behind (mod 256) is old news."""
@@ -124,10 +134,4 @@ class ReplayState:
         return None if 0 < ahead < 64 else Reason.DUPLICATE
 
     def commit_packet_id(self, fmt: str, address: str, packet_id: int, ts: float) -> None:
-        self._bounded(self._packet_ids)[(fmt, address)] = (packet_id, ts)
-
-    def _bounded(self, table: dict[tuple[str, str], _T]) -> dict[tuple[str, str], _T]:
-        if len(table) >= self._max:
-            # Forget the oldest entry; a forgotten device simply starts afresh, like after a hub restart.
-            del table[next(iter(table))]
-        return table
+        self._packet_ids[(fmt, address)] = (packet_id, ts)

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.ble import atc, bthome, mibeacon, ruuvi
-from drivers.ble.common import Decoded, Rejected, ReplayState
+from drivers.ble.common import Decoded, Reason, Rejected, ReplayState
+from drivers.ranges import plausible
 
 SERVICE_UUIDS: Final = frozenset({bthome.SERVICE_UUID, atc.SERVICE_UUID, mibeacon.SERVICE_UUID})
 COMPANY_IDS: Final = frozenset({ruuvi.COMPANY_ID})
@@ -26,7 +27,24 @@ def decode_advertisement(
     state: ReplayState | None = None,
     ts: float = 0.0,
 ) -> list[Decoded | Rejected]:
-    """Every result from one advertisement (usually one). Never raises."""
+    """Every result from one advertisement (usually one). Never raises. A result with any value outside its
+    quantity's physical range is refused whole (:data:`Reason.BAD_VALUE`): the packet is corrupt or forged."""
+    results = _decode(address, service_data, manufacturer_data, bindkey=bindkey, state=state, ts=ts)
+    for i, r in enumerate(results):
+        if isinstance(r, Decoded) and not all(plausible(x.quantity, x.value) for x in r.readings):
+            results[i] = Rejected(r.fmt, Reason.BAD_VALUE)
+    return results
+
+
+def _decode(
+    address: str,
+    service_data: Mapping[str, bytes],
+    manufacturer_data: Mapping[int, bytes],
+    *,
+    bindkey: bytes | None,
+    state: ReplayState | None,
+    ts: float,
+) -> list[Decoded | Rejected]:
     results: list[Decoded | Rejected] = []
     if service_data:
         if (r := bthome.decode(address, service_data, bindkey=bindkey, state=state, ts=ts)) is not None:

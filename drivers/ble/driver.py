@@ -24,8 +24,10 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
 from drivers.base import Credentials, Discovered, Driver, HubPort
-from drivers.ble.common import BENIGN, Decoded, Reason, ReplayState, uuid16
+from drivers.ble.common import BENIGN, Decoded, Reason, ReplayState, mac_bytes, uuid16
 from drivers.ble.decode import decode_advertisement, is_relevant
+from drivers.lru import Lru
+from drivers.memory import Memory, VolatileMemory
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Reading, device_id
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,12 @@ _COMPANY_IDS: Final[dict[Format, int]] = {"ruuvi": 0x0499}
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Mac = Annotated[str, msgspec.Meta(pattern=r"^(\*|[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5})$")]
+
+ADOPTED_NS: Final = "ble.adopted"
+REPLAY_NS: Final = "ble.replay"
+MAX_CANDIDATES: Final = 256
+"""Unadopted devices remembered while a ``discover`` runs (and only then), so the technician can adopt them."""
 
 
 class OfflineAfter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -92,6 +100,13 @@ class BleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Readings held while the hub is busy; beyond this the oldest are dropped and counted (never events)."""
     bindkey_refresh_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     """How long a bind-key lookup (hit or miss) is cached, so a newly provisioned key takes effect."""
+    adopt: tuple[Mac, ...] = ()
+    """The household's devices by MAC, besides those adopted with ``kotihub adopt`` and those with a bind key
+    (``ble.bindkey.<mac>``). Advertisements of any other device are counted (``strangers``) and nothing about them
+    is kept. ``"*"`` adopts every device heard: for a test bench or the demo, never in a block of flats."""
+    max_devices: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 1024
+    """The bound of every per-address table (heard devices, payload fingerprints, bind-key lookups, replay
+    counters); least recently used entries go first. Keep it above the number of adopted devices."""
 
 
 class _Heard(msgspec.Struct, kw_only=True):
@@ -132,11 +147,19 @@ class BleDriver(Driver):
                 frozenset(u for f, u in _SERVICE_UUIDS.items() if f in config.formats),
                 frozenset(c for f, c in _COMPANY_IDS.items() if f in config.formats),
             )
-        self._replay = ReplayState()
-        self._heard: dict[str, _Heard] = {}
-        self._last_payload: dict[str, tuple[tuple[Any, ...], float]] = {}
-        self._keys: dict[str, tuple[bytes | None, float]] = {}
-        self._pending_devices: dict[str, DeviceInfo] = {}
+        bound = config.max_devices
+        self._replay = ReplayState(bound)
+        self._heard: Lru[str, _Heard] = Lru(bound)
+        self._last_payload: Lru[str, tuple[tuple[Any, ...], float]] = Lru(bound)
+        self._keys: Lru[str, tuple[bytes | None, float]] = Lru(bound)
+        self._adopt_all = "*" in config.adopt
+        self._configured = frozenset(a.upper() for a in config.adopt if a != "*")
+        self._adopted: set[str] = set(self._configured)
+        self._candidates: Lru[str, Discovered] = Lru(MAX_CANDIDATES)
+        self._discovering = 0
+        self.memory: Memory = VolatileMemory()
+        self.strangers = 0
+        self._pending_devices: Lru[str, DeviceInfo] = Lru(bound)
         self._pending_events: deque[Event] = deque()
         self._pending_readings: deque[Reading] = deque()
         self._wake = asyncio.Event()
@@ -154,6 +177,64 @@ class BleDriver(Driver):
         self.bad_bindkeys = 0
         self.internal_errors = 0
         self.partial = 0
+
+    # -- adoption -------------------------------------------------------------------------------------------------
+
+    def set_memory(self, memory: Memory) -> None:
+        """Where adopted devices and replay counters persist (the daemon's store); loaded when serving starts."""
+        self.memory = memory
+
+    async def _load(self) -> None:
+        self._adopted = set(self._configured) | set(await self.memory.load(ADOPTED_NS))
+        counters: dict[tuple[str, str], int] = {}
+        for key, value in (await self.memory.load(REPLAY_NS)).items():
+            fmt, _, address = key.partition("|")
+            counters[(fmt, address)] = int.from_bytes(value, "big")
+        self._replay.restore(counters)
+
+    def adopted(self, address: str, now: float) -> bool:
+        """Whether the device at ``address`` is the household's: adopted, allowlisted, or given a bind key."""
+        return self._adopt_all or address in self._adopted or self._bindkey(address, now) is not None
+
+    async def adopt(self, device: str) -> bool:
+        """Adopts ``ble:<mac>`` (or a bare MAC) as the household's; persisted. Returns False if it already was."""
+        address = device.removeprefix(f"{self.name}:").upper()
+        if mac_bytes(address) is None:
+            raise ValueError("a BLE device is adopted by its MAC address, e.g. ble:a4:c1:38:02:83:f4")
+        if address in self._adopted:
+            return False
+        await self.memory.save(ADOPTED_NS, address, b"1", device_id=device_id(self.name, address))
+        self._adopted.add(address)
+        self._candidates.pop(address, None)
+        return True
+
+    def forget(self, scope: str, target: str) -> None:
+        """After an erasure: what the driver holds in memory about the erased devices goes (the store's copy went
+        with the erasure). Devices in ``adopt`` stay adopted: the config is the household's own statement."""
+        address = target.removeprefix(f"{self.name}:").upper() if scope == "device" else None
+        if scope == "all" or address is not None:
+            self._adopted = {a for a in self._adopted if a in self._configured or (address and a != address)}
+            self._replay.forget(address)
+            for table in (self._heard, self._last_payload, self._pending_devices):
+                for key in [k for k in table if address is None or k == address]:
+                    del table[key]
+
+    def _note_candidate(
+        self, address: str, service_data: dict[str, bytes], manufacturer_data: dict[int, bytes], rssi: float, now: float
+    ) -> None:
+        """While a discovery runs: what a stranger is, decoded without its bind key or replay state."""
+        kind, model = DeviceKind.SENSOR, ""
+        for result in decode_advertisement(address, service_data, manufacturer_data, ts=now):
+            if isinstance(result, Decoded):
+                kind, model = result.kind, result.model
+        self._candidates[address] = Discovered(
+            device_id=device_id(self.name, address),
+            driver=self.name,
+            kind=kind,
+            model=model,
+            address=address,
+            rssi=rssi,
+        )
 
     # -- the scanner callback -------------------------------------------------------------------------------------
 
@@ -178,6 +259,12 @@ class BleDriver(Driver):
             return
         self.stats.seen()
         address = address.upper()
+        if not self.adopted(address, now):
+            # Not the household's: counted, nothing kept (outside a technician's discovery).
+            self.strangers += 1
+            if self._discovering:
+                self._note_candidate(address, service_data, manufacturer_data, adv.rssi, now)
+            return
         heard = self._heard.get(address)
         if heard is None:
             heard = self._heard[address] = _Heard(address=address, rssi=adv.rssi, last=now)
@@ -322,6 +409,19 @@ class BleDriver(Driver):
                 except BaseException:
                     self._pending_readings.extendleft(reversed(batch))
                     raise
+            self._persist_counters()
+
+    def _persist_counters(self) -> None:
+        """Saves the replay counters that moved, in the commit of the readings just handed over (same tick)."""
+        dirty, self._replay.dirty = self._replay.dirty, {}
+        for (fmt, address), counter in dirty.items():
+            self.memory.save(
+                REPLAY_NS,
+                f"{fmt}|{address}",
+                counter.to_bytes(8, "big"),
+                device_id=device_id(self.name, address),
+                with_readings=True,
+            )
 
     async def _deliver(self, hub: HubPort) -> None:
         while True:
@@ -336,6 +436,7 @@ class BleDriver(Driver):
 
     async def serve(self, hub: HubPort, *, scan: bool) -> None:
         """Delivers to ``hub`` until cancelled; scans the radio when ``scan`` (replay feeds the callback instead)."""
+        await self._load()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._deliver(hub), name="ble-deliver")
             tg.create_task(self._watch_offline(), name="ble-offline")
@@ -404,14 +505,23 @@ class BleDriver(Driver):
 
     async def discover(self, timeout: float) -> list[Discovered]:
         """Listens for ``timeout`` s (with its own short scan if the driver is not scanning) and lists every device
-        heard that is not offline, with its last RSSI."""
-        if self._adapter_state == "ok":
-            await asyncio.sleep(timeout)
-        else:
-            with contextlib.suppress(Exception):  # no adapter: report what was heard (replay, earlier scans)
-                async with self._scanner():
-                    await asyncio.sleep(timeout)
-        return [
+        heard that is not offline, with its last RSSI: the adopted ones and, for the technician to adopt, the
+        strangers heard during the listening (at most :data:`MAX_CANDIDATES`, forgotten afterwards)."""
+        self._discovering += 1
+        try:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + timeout
+            if self._adapter_state != "ok":
+                with contextlib.suppress(Exception):  # no adapter: still listen (replay feeds the callback)
+                    async with self._scanner():
+                        await asyncio.sleep(timeout)
+            await asyncio.sleep(max(0.0, until - loop.time()))
+        finally:
+            self._discovering -= 1
+        candidates = list(self._candidates.values())
+        if not self._discovering:
+            self._candidates.clear()
+        return candidates + [
             Discovered(
                 device_id=device_id(self.name, h.address),
                 driver=self.name,
@@ -435,6 +545,8 @@ class BleDriver(Driver):
             "scanner_restarts": self.scanner_restarts,
             "scanning_mode": self.config.scanning_mode,
             "devices": sum(1 for h in self._heard.values() if h.decoded),
+            "adopted": len(self._adopted),
+            "strangers": self.strangers,
             "online": sum(1 for h in self._heard.values() if h.decoded and h.online),
             "pending": len(self._pending_events) + len(self._pending_readings),
             "dropped_readings": self.dropped_readings,

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Mapping
 from typing import Final
 
-from drivers.ble.common import Decoded, Reason, Rejected
+from drivers.ble.common import Decoded, Reason, Rejected, mac_bytes
 from gateway.model import DeviceKind, Quantity, Reading, device_id
 
 FMT: Final = "ruuvi5"
@@ -30,6 +30,9 @@ def decode(address: str, manufacturer_data: Mapping[int, bytes], *, ts: float = 
         return Rejected(FMT, Reason.UNSUPPORTED if data else Reason.TRUNCATED)
     if len(data) != LENGTH:
         return Rejected(FMT, Reason.TRUNCATED if len(data) < LENGTH else Reason.OVERSIZED)
+    mac = mac_bytes(address)
+    if mac is not None and data[18:24] not in (mac, b"\xff" * 6):  # all ones: "not available"
+        return Rejected(FMT, Reason.MAC_MISMATCH)
     _, temp, hum, pressure, power = _LAYOUT.unpack_from(data)
     did = device_id("ble", address)
     readings: list[Reading] = []

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import msgspec
 
+from drivers.ranges import plausible
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Quantity, Reading, device_id
 
 DRIVER: Final = "mqtt"
@@ -32,10 +33,19 @@ class Decoded(msgspec.Struct, frozen=True):
     """A short hint of where a bad payload came from, for DEBUG logs only (may be personal data)."""
     duplicates: int = 0
     handled: bool = True
+    hold: bool = False
+    """The message names a device that cannot be resolved yet (Zigbee2MQTT's device list has not arrived): the
+    driver keeps it, persisted, and decodes it again once the list comes. Nothing else in this result is set."""
+    persist: tuple[tuple[str, str, bytes | None], ...] = ()
+    """``(namespace, key, value or None to delete)`` records the driver must persist: the maps that give devices
+    their ids, so that they survive a restart."""
+    remapped: bool = False
+    """A name map changed: held messages may resolve now."""
 
 
 NOTHING: Final = Decoded()
 IGNORED: Final = Decoded(handled=False)
+HOLD: Final = Decoded(hold=True)
 
 
 def mqtt_id(native: str) -> str:
@@ -92,6 +102,8 @@ class DecoderState:
         """IEEE address -> what ``bridge/devices`` said about the device."""
         self.ha_by_state_topic: dict[str, list[Any]] = {}
         self.ha_by_config_topic: dict[str, Any] = {}
+        self.ha_saved: dict[str, bytes] = {}
+        """Discovery config payloads as persisted, so an unchanged retained config is not written again."""
         self.last_reading: dict[tuple[str, Quantity], tuple[float, float]] = {}
         self.last_state: dict[tuple[str, EventKind], str] = {}
         self.last_seen: dict[str, tuple[DeviceInfo, float]] = {}
@@ -120,9 +132,12 @@ class Sink:
         "devices",
         "duplicates",
         "events",
+        "held",
         "hint",
         "now",
+        "persist",
         "readings",
+        "remapped",
         "subscribe",
     )
 
@@ -138,6 +153,9 @@ class Sink:
         self.duplicates = 0
         self.bad: str | None = None
         self.hint = ""
+        self.held = False
+        self.persist: list[tuple[str, str, bytes | None]] = []
+        self.remapped = False
 
     def device(self, info: DeviceInfo) -> None:
         prev = self._state.last_seen.get(info.device_id)
@@ -147,6 +165,9 @@ class Sink:
         self.devices.append(info)
 
     def reading(self, dev: str, quantity: Quantity, value: float) -> None:
+        if not plausible(quantity, value):
+            self.reject(f"{quantity.value} outside its physical range", dev)
+            return
         key = (dev, quantity)
         prev = self._state.last_reading.get(key)
         # A clock that stepped back must not mute a device, hence the lower bound.
@@ -171,8 +192,22 @@ class Sink:
             self.bad = reason
             self.hint = hint
 
+    def hold(self) -> None:
+        self.held = True
+
     def result(self) -> Decoded:
-        if not (self.devices or self.readings or self.events or self.subscribe or self.bad or self.duplicates):
+        if self.held:
+            return HOLD
+        if not (
+            self.devices
+            or self.readings
+            or self.events
+            or self.subscribe
+            or self.bad
+            or self.duplicates
+            or self.persist
+            or self.remapped
+        ):
             return NOTHING
         return Decoded(
             devices=tuple(self.devices),
@@ -182,6 +217,8 @@ class Sink:
             bad=self.bad,
             hint=self.hint,
             duplicates=self.duplicates,
+            persist=tuple(self.persist),
+            remapped=self.remapped,
         )
 
 

@@ -59,6 +59,14 @@ class MqttConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     reconnect_min: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     reconnect_max: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     max_payload: Annotated[int, msgspec.Meta(ge=1024)] = DEFAULT_MAX_PAYLOAD
+    inflight_window: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 20
+    """The broker's limit of unacknowledged messages in flight to the hub (mosquitto's ``max_inflight_messages``,
+    20 by default). Messages are acknowledged only after their commit; when this many wait, the store commits at
+    once instead of at its group-commit deadline. Set it to the broker's value: larger stalls the driver until
+    the deadline whenever the window fills; smaller commits more often than needed."""
+    max_held: Annotated[int, msgspec.Meta(ge=1)] = 5_000
+    """Messages naming a device not resolvable yet (Zigbee2MQTT's device list not received) kept, persisted,
+    until it arrives; beyond this the oldest is dropped and counted (``held_dropped``)."""
 
     def __post_init__(self) -> None:
         if self.reconnect_min > self.reconnect_max:

@@ -82,6 +82,17 @@ class MqttDecoder:
         topics += [t for t in self.state.ha_by_state_topic if t not in topics]
         return topics
 
+    def restore(self, z2m_maps: dict[str, bytes], ha_configs: dict[str, bytes]) -> None:
+        """Loads what an earlier run persisted (``Decoded.persist``): Zigbee2MQTT's name map and the discovery
+        configs, so that ids resolve and HA state topics are subscribed before any retained message arrives."""
+        if self._z2m and (blob := z2m_maps.get(self._z2m[:-1])) is not None:
+            z2m.restore(blob, self.state)
+        if self._ha:
+            sink = Sink(self.state, 0.0, self.dedupe_window, self.seen_interval)
+            for config_topic, payload in ha_configs.items():
+                ha.decode_config(config_topic, payload, self.state, sink, skip_prefixes=self._skip_ha)
+            self.state.last_seen.clear()  # restoring is not hearing the device
+
     def decode(self, topic: str, payload: bytes, now: float) -> Decoded:
         """Decodes one message. Never raises: bad input gives ``Decoded(bad=reason)``, unknown topics
         ``Decoded(handled=False)``."""

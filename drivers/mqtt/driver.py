@@ -14,9 +14,13 @@ from typing import Any, ClassVar
 import aiomqtt
 
 from drivers.base import Credentials, Discovered, Driver, HubPort
+from drivers.memory import Memory, VolatileMemory
+from drivers.mqtt import ha, z2m
+from drivers.mqtt.acks import RECENT_NS, Acker, Recent, digest, manual_acks, received
 from drivers.mqtt.backoff import Backoff
 from drivers.mqtt.config import MqttConfig
 from drivers.mqtt.decoders import MqttDecoder
+from drivers.mqtt.held import HELD_NS, Held, HeldMessage
 from gateway.errors import ConfigError, TransientError
 
 __all__ = ["MqttConfig", "MqttDriver"]
@@ -73,7 +77,19 @@ class MqttDriver(Driver):
         self.connects = 0
         self.disconnects = 0
         self.ignored = 0
+        self.redeliveries = 0
         self.last_error = ""
+        self.memory: Memory = VolatileMemory()
+        self._recent = Recent()
+        self._held = Held(config.max_held)
+        self._dups: dict[int, bool] = {}
+        self._acker: Acker | None = None
+        self.acked = 0
+        self.early_commits = 0
+
+    def set_memory(self, memory: Memory) -> None:
+        """Where the driver persists its name maps, held messages and handled-message digests (the daemon's store)."""
+        self.memory = memory
 
     def _new_decoder(self) -> MqttDecoder:
         c = self.config
@@ -104,7 +120,13 @@ class MqttDriver(Driver):
         # A fresh decoder: its last-state memory may hold a smoke state the hub never accepted (hub.event raised,
         # which is why we are being restarted), and the broker's redelivery of it must not count as a duplicate.
         self._decoder = self._new_decoder()
-        client = await self._client(self.config.client_id, clean_session=not self.config.persistent_session)
+        memory = self.memory
+        self._decoder.restore(await memory.load(z2m.NS), await memory.load(ha.NS))
+        self._recent = Recent()
+        self._recent.restore(await memory.load(RECENT_NS))
+        self._held = Held(self.config.max_held)
+        self._held.restore(await memory.load(HELD_NS))
+        client = await self._session_client()
         backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
         loop = asyncio.get_running_loop()
         # The aiomqtt reconnect idiom: one client, re-entered after every failure.
@@ -122,15 +144,25 @@ class MqttDriver(Driver):
                         # Subscribing waits for the broker's SUBACK: do it beside the message loop, not in it.
                         new_topics: asyncio.Queue[str] = asyncio.Queue()
                         tg.create_task(self._subscriber(client, new_topics), name="mqtt-subscriber")
+                        acker = Acker(client, memory, self.config.inflight_window)
+                        self._acker = acker
+                        tg.create_task(acker.run(), name="mqtt-acker")
+                        # Held from an earlier run, and resolvable by the map restored from the store: now.
+                        await self._release_held(hub, new_topics, final=False)
                         _raise_if_cancelled()  # subscribing awaited SUBACKs
                         async for message in client.messages:
-                            await self._handle(hub, new_topics, message)
+                            await acker.wait_room()
+                            await self._handle(hub, new_topics, message, acker)
                             _raise_if_cancelled()
+                            # Messages already received are handled in the same event-loop tick, so that their
+                            # readings and records share one store op (and one commit future) instead of one each.
+                            for queued in received(client):
+                                await acker.wait_room()
+                                await self._handle(hub, new_topics, queued, acker)
                 finally:
+                    self._retire_acker()
                     if not await _leave(client):
-                        client = await self._client(
-                            self.config.client_id, clean_session=not self.config.persistent_session
-                        )
+                        client = await self._session_client()
             except* aiomqtt.MqttError as group:
                 self.last_error = str(group.exceptions[0])
             finally:
@@ -156,14 +188,59 @@ class MqttDriver(Driver):
             await client.subscribe(topic, qos=1)
             self._subscribed.append(topic)
 
-    async def _handle(self, hub: HubPort, new_topics: asyncio.Queue[str], message: aiomqtt.Message) -> None:
+    def _retire_acker(self) -> None:
+        # Acks are per connection: what was not acknowledged now is redelivered (with dup) on the next one.
+        if self._acker is not None:
+            self.acked += self._acker.acked
+            self.early_commits += self._acker.early_commits
+            self._acker = None
+        self._dups.clear()
+
+    async def _handle(
+        self, hub: HubPort, new_topics: asyncio.Queue[str], message: aiomqtt.Message, acker: Acker
+    ) -> None:
         self.stats.seen()
         payload = message.payload
         if not isinstance(payload, bytes):
             payload = bytes(payload) if isinstance(payload, bytearray) else str(payload or "").encode()
-        decoded = self._decoder.decode(message.topic.value, payload, self._clock())
+        topic = message.topic.value
+        qos = message.qos
+        if not qos:  # nothing to acknowledge; nothing the broker would redeliver
+            await self._process(hub, new_topics, topic, payload, self._clock())
+            return
+        key = digest(topic, payload, message.mid)
+        if self._dups.pop(message.mid, False) and (earlier := self._recent.committed(key)) is not None:
+            # A redelivery of a message we handled, whose PUBACK was lost: acknowledge it once that commit is done.
+            self.redeliveries += 1
+            self.stats.duplicates += 1
+            acker.add(message.mid, qos, earlier)
+            return
+        await self._process(hub, new_topics, topic, payload, self._clock())
+        # Submitted after everything the message produced, so its commit implies theirs.
+        acker.add(message.mid, qos, self._recent.add(key, self.memory))
+
+    async def _process(
+        self,
+        hub: HubPort,
+        new_topics: asyncio.Queue[str],
+        topic: str,
+        payload: bytes,
+        ts: float,
+        *,
+        held_key: str | None = None,
+        final: bool = False,
+    ) -> None:
+        """Decodes one message and hands what it meant to the hub; ``held_key``: it was held before."""
+        decoded = self._decoder.decode(topic, payload, ts)
         if not decoded.handled:
             self.ignored += 1
+            return
+        if decoded.hold:
+            if held_key is None:
+                self._held.add(HeldMessage(topic, payload, ts), self.memory)
+            elif final:  # the device list came and does not name it: not a device of this bridge
+                self._held.release(held_key, self.memory)
+                self.stats.bad_payload(topic, "zigbee2mqtt friendly name not in bridge/devices")
             return
         if decoded.bad is not None:
             self.stats.bad_payload(decoded.hint, decoded.bad)
@@ -175,8 +252,19 @@ class MqttDriver(Driver):
             await hub.event(event)
         if decoded.readings:
             await hub.readings(decoded.readings)
-        for topic in decoded.subscribe:
-            new_topics.put_nowait(topic)
+        if held_key is not None:
+            self._held.release(held_key, self.memory)  # deleted in the same commit as its readings
+        for ns, record, value in decoded.persist:
+            self.memory.save(ns, record, value)
+        for state_topic in decoded.subscribe:
+            new_topics.put_nowait(state_topic)
+        if decoded.remapped and held_key is None:
+            await self._release_held(hub, new_topics, final=True)
+
+    async def _release_held(self, hub: HubPort, new_topics: asyncio.Queue[str], *, final: bool) -> None:
+        """Decodes held messages again (the name map changed); ``final``: drop those that still do not resolve."""
+        for key, held in self._held.items():
+            await self._process(hub, new_topics, held.topic, held.payload, held.ts, held_key=key, final=final)
 
     async def discover(self, timeout: float) -> list[Discovered]:
         """Listens on a separate connection for ``timeout`` seconds (retained device lists and states arrive at
@@ -218,6 +306,13 @@ class MqttDriver(Driver):
             "disconnects": self.disconnects,
             "ignored": self.ignored,
             "subscriptions": len(self._subscribed),
+            "unacked": self._acker.unacked if self._acker is not None else 0,
+            "acked": self.acked + (self._acker.acked if self._acker is not None else 0),
+            "early_commits": self.early_commits + (self._acker.early_commits if self._acker is not None else 0),
+            "most_unacked": self._acker.most_unacked if self._acker is not None else 0,
+            "redeliveries": self.redeliveries,
+            "held": len(self._held),
+            "held_dropped": self._held.dropped,
             "devices": len(self._decoder.state.last_seen),
             "last_error": self.last_error,
         }
@@ -241,7 +336,7 @@ class MqttDriver(Driver):
         # Loading a CA bundle reads files: keep it off the event loop.
         tls = await asyncio.to_thread(self._tls_context) if self.config.tls else None
         password = self._password()
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.config.host,
             self.config.port,
             username=self.config.username or None,
@@ -252,3 +347,10 @@ class MqttDriver(Driver):
             tls_context=tls,
             logger=logging.getLogger(f"{__name__}.client"),
         )
+        return client
+
+    async def _session_client(self) -> aiomqtt.Client:
+        """The daemon's own connection: persistent session (per config), acknowledgements sent by the driver."""
+        client = await self._client(self.config.client_id, clean_session=not self.config.persistent_session)
+        self._dups = manual_acks(client)
+        return client

@@ -26,6 +26,8 @@ _TEMPLATE: Final = re.compile(
 _SEGMENT: Final = re.compile(r"\.(\w+)|\[\s*(?:\"([^\"]*)\"|'([^']*)'|(\d+))\s*\]")
 
 MAX_ENTITIES: Final = 5_000
+NS: Final = "mqtt.ha"
+"""Persisted namespace: key = config topic (after the prefix), value = the config payload as received."""
 
 # Abbreviations HA accepts in discovery payloads, for the keys this decoder reads.
 _ABBREVIATIONS: Final = {
@@ -165,10 +167,23 @@ def decode_config(
     if len(parts) not in (3, 4) or parts[-1] != "config" or not all(_ID.fullmatch(p) for p in parts[:-1]):
         return  # e.g. homeassistant/status, HA's birth message
     config_topic = rest
-    _remove(config_topic, state)
+    had = _remove(config_topic, state)
+    _decode_config(config_topic, parts[0], payload, state, sink, skip_prefixes)
+    if config_topic in state.ha_by_config_topic:
+        if state.ha_saved.get(config_topic) != payload:  # retained configs come again on every connect
+            state.ha_saved[config_topic] = bytes(payload)
+            sink.persist.append((NS, config_topic, bytes(payload)))
+    elif had:  # removed (an empty retained payload) or replaced by a config we do not use
+        state.ha_saved.pop(config_topic, None)
+        sink.persist.append((NS, config_topic, None))
+
+
+def _decode_config(
+    rest: str, component: str, payload: bytes, state: DecoderState, sink: Sink, skip_prefixes: tuple[str, ...]
+) -> None:
+    config_topic = rest
     if not payload.strip():
-        return  # an empty retained payload removes the entity
-    component = parts[0]
+        return
     if component not in ("sensor", "binary_sensor"):
         return
     cfg = loads(payload)
@@ -228,14 +243,15 @@ def decode_config(
     sink.device(info)
 
 
-def _remove(config_topic: str, state: DecoderState) -> None:
+def _remove(config_topic: str, state: DecoderState) -> bool:
     old = state.ha_by_config_topic.pop(config_topic, None)
     if old is None:
-        return
+        return False
     entities = state.ha_by_state_topic.get(old.state_topic, [])
     entities[:] = [e for e in entities if e.config_topic != config_topic]
     if not entities:
         state.ha_by_state_topic.pop(old.state_topic, None)
+    return True
 
 
 def _lookup(obj: Any, path: tuple[str | int, ...]) -> Any:

@@ -1,15 +1,17 @@
 """Zigbee2MQTT 2.x topics (protocols.md §2.1): device state, ``bridge/devices``, availability, ``bridge/state``.
 
-Device ids are ``mqtt:<ieee address>`` from the ``bridge/devices`` map, so they survive renames. A state message
-for a friendly name not (yet) in the map uses the name itself if it is an IEEE address (Z2M's default name), else
-an id derived from a hash of the name (stable until the device is renamed, and without the name in it).
+Device ids are ``mqtt:<ieee address>`` from the ``bridge/devices`` map, so they survive renames. The map is
+persisted (:data:`NS`) so that it is there after a restart, before the broker delivers its queued backlog. A state
+message for a friendly name not in the map uses the name itself if it is an IEEE address (Z2M's default name);
+otherwise it is *held* (the driver keeps it until the next ``bridge/devices``), never filed under an invented id.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any, Final
+
+import msgspec
 
 from drivers.mqtt.common import INVALID, DecoderState, Sink, kind_for, loads, mqtt_id, number, text
 from drivers.mqtt.smoke import smoke_attrs, z2m_smoke_state
@@ -35,9 +37,22 @@ def bridge_id(prefix: str) -> str:
     return mqtt_id(f"{prefix}/bridge")
 
 
-def _fallback_id(prefix: str, name: str) -> str:
-    digest = hashlib.blake2b(f"{prefix}/{name}".encode(), digest_size=6).hexdigest()
-    return mqtt_id(f"z2m-{digest}")
+NS: Final = "mqtt.z2m"
+"""Persisted namespace: key = topic prefix, value = :class:`SavedMap`."""
+
+
+class SavedMap(msgspec.Struct, frozen=True, array_like=True):
+    names: dict[str, str]
+    infos: list[DeviceInfo]
+    smoke: list[str]
+
+
+def restore(blob: bytes, state: DecoderState) -> None:
+    """Loads a map persisted by :func:`_bridge_devices` (after a restart)."""
+    saved = msgspec.msgpack.decode(blob, type=SavedMap)
+    state.z2m_ieee = dict(saved.names)
+    state.z2m_info = {info.address: info for info in saved.infos}
+    state.smoke_devices |= set(saved.smoke)
 
 
 def decode(prefix: str, rest: str, payload: bytes, state: DecoderState, sink: Sink) -> None:
@@ -53,13 +68,14 @@ def decode(prefix: str, rest: str, payload: bytes, state: DecoderState, sink: Si
     _device_state(prefix, rest, payload, state, sink)
 
 
-def _resolve(prefix: str, name: str, state: DecoderState) -> tuple[str, DeviceInfo | None]:
+def _resolve(name: str, state: DecoderState) -> tuple[str | None, DeviceInfo | None]:
+    """The device id for a friendly name, or None while the name is not in the map."""
     ieee = state.z2m_ieee.get(name)
     if ieee is not None:
         return mqtt_id(ieee), state.z2m_info.get(ieee)
     if _IEEE.fullmatch(name):
         return mqtt_id(name), None
-    return _fallback_id(prefix, name), None
+    return None, None
 
 
 def _device_state(prefix: str, name: str, payload: bytes, state: DecoderState, sink: Sink) -> None:
@@ -67,7 +83,10 @@ def _device_state(prefix: str, name: str, payload: bytes, state: DecoderState, s
     if type(obj) is not dict:
         sink.reject("zigbee2mqtt state is not a JSON object", name)
         return
-    dev, info = _resolve(prefix, name, state)
+    dev, info = _resolve(name, state)
+    if dev is None:
+        sink.hold()
+        return
     is_smoke = "smoke" in obj or dev in state.smoke_devices
     if info is None:
         info = DeviceInfo(
@@ -116,7 +135,10 @@ def _availability(prefix: str, name: str, payload: bytes, state: DecoderState, s
     if avail is None:
         sink.reject("zigbee2mqtt availability is not online/offline", name)
         return
-    dev, _ = _resolve(prefix, name, state)
+    dev, _ = _resolve(name, state)
+    if dev is None:
+        sink.hold()
+        return
     sink.state(dev, EventKind.AVAILABILITY, avail)
 
 
@@ -197,3 +219,6 @@ def _bridge_devices(prefix: str, payload: bytes, state: DecoderState, sink: Sink
     state.z2m_ieee = names
     state.z2m_info = infos
     state.smoke_devices = {d for d in state.smoke_devices if not d.startswith("mqtt:0x")} | smoke
+    saved = SavedMap(names=names, infos=list(infos.values()), smoke=sorted(smoke))
+    sink.persist.append((NS, prefix, msgspec.msgpack.encode(saved)))
+    sink.remapped = True

@@ -95,12 +95,32 @@ settings = sa.Table(
 )
 
 
+# What drivers must remember across restarts (Zigbee2MQTT names, discovery configs, BLE replay counters, adopted
+# devices): one encrypted record per (namespace, key); the key is in the record, the row holds only its keyed hash.
+driver_state = sa.Table(
+    "driver_state",
+    metadata,
+    sa.Column("ns", sa.Text, primary_key=True),
+    sa.Column("key_tag", sa.Text, primary_key=True),
+    # The device tag (as in `devices`) when the record is about one device, so erasing that device finds it.
+    sa.Column("device_tag", sa.Text, index=True),
+    sa.Column("blob", sa.LargeBinary, nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v2_driver_state(conn: Connection) -> None:
+    # checkfirst: _v1 creates every table of `metadata`, so a database made by this version already has it.
+    driver_state.create(conn, checkfirst=True)
+    for index in driver_state.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Append only: migration N (1-based) brings user_version from N-1 to N. Never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2_driver_state]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -116,6 +116,9 @@ class Store:
         self._frame_first_seq = 0
         self._open_readings: list[Reading] | None = None
         self._open_future: asyncio.Future[Any] | None = None
+        self._open_extras: dict[str, Callable[[Connection], None]] = {}
+        self._batch_extras: dict[str, Callable[[Connection], None]] = {}
+        """Writer thread: ``ride_along`` records of the batch being written, run once each by _finish_batch."""
         self._commit_max_items = commit_max_items
         self._audit_id = 0
         with self._engine.connect() as conn:
@@ -194,6 +197,9 @@ class Store:
         return first
 
     def _finish_batch(self, conn: Connection) -> None:
+        extras, self._batch_extras = self._batch_extras, {}
+        for extra in extras.values():
+            extra(conn)
         if self._frame_buffer:
             self._write_frames(conn, self._frame_buffer, self._frame_first_seq)
             self._frame_buffer = []
@@ -232,6 +238,7 @@ class Store:
         self._dirty.clear()
         self._grown.clear()
         self._frame_buffer = []
+        self._batch_extras = {}
         self.keyring.forget_all()
 
     # ---- submitting ----------------------------------------------------------------------------------------------
@@ -287,14 +294,34 @@ class Store:
         return fut
 
     def _dispatch_readings(self) -> None:
-        batch, fut = self._open_readings, self._open_future
+        batch, fut, extras = self._open_readings, self._open_future, self._open_extras
         self._open_readings = self._open_future = None
+        self._open_extras = {}
         if not batch or fut is None:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
-        op = WriteOp(fn=lambda conn: self._buffer_readings(batch), weight=len(batch), future=fut, loop=loop)
-        self._writer.submit(op)
+
+        def write(conn: Connection) -> int:
+            self._batch_extras.update(extras)
+            return self._buffer_readings(batch)
+
+        self._writer.submit(WriteOp(fn=write, weight=len(batch), future=fut, loop=loop))
+
+    def ride_along(self, key: str, fn: Callable[[Connection], None]) -> asyncio.Future[Any]:
+        """Runs ``fn(conn)`` in the transaction of the readings submitted in this event-loop tick, so both commit or
+        neither does (a driver's record of what it handled, beside what it produced). It runs at the end of that
+        batch, once per ``key``: a later ``fn`` with the same key in the same batch replaces the earlier one (a record
+        rewritten per message is written once per commit). With no readings open, ``fn`` is queued on its own."""
+        if self._open_readings is None or self._open_future is None:
+            return self._submit(lambda conn: self._batch_extras.__setitem__(key, fn))
+        self._open_extras[key] = fn
+        return self._open_future
+
+    def commit_soon(self) -> asyncio.Future[Any]:
+        """Ends the group-commit wait: what is queued (open readings included) commits now; resolves after it."""
+        self._dispatch_readings()
+        return self._submit(lambda conn: None, urgent=True)
 
     def _readings_done(self, count: int, fut: asyncio.Future[Any]) -> None:
         self._pending_readings -= count
@@ -482,6 +509,10 @@ class Store:
         """Runs ``fn(conn)`` in the writer's transaction (retention, erasure); returns its result when committed."""
 
         return await self._submit(fn, urgent=urgent)
+
+    def run_write_soon(self, fn: Callable[[Connection], Any]) -> asyncio.Future[Any]:
+        """Queues ``fn(conn)`` for the next group commit and returns its future at once (no await needed)."""
+        return self._submit(fn)
 
     async def scrub(self) -> dict[str, int]:
         """Truncates the WAL after a checkpoint and returns free pages to the filesystem.

@@ -118,7 +118,8 @@ async def test_a_day_in_a_home(
                 assert daemon.hub is not None and daemon.uplink is not None
                 hub = daemon.hub
                 stop_ble = asyncio.Event()
-                ble = tg.create_task(replay(BleDriver(BleConfig(), RecordedCredentials()), hub, stop=stop_ble,
+                every = BleConfig(adopt=("*",))
+                ble = tg.create_task(replay(BleDriver(every, RecordedCredentials()), hub, stop=stop_ble,
                                             interval=0.2, rounds=1))  # fmt: skip
                 await publish_scene(mosquitto.host, mosquitto.port)
                 drivers = await until(

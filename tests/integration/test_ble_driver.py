@@ -64,7 +64,7 @@ async def _replay_all(driver: BleDriver, hub: RecordingHub) -> int:
 
 def test_replayed_recordings_reach_the_hub(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    driver = BleDriver(BleConfig(), RecordedCredentials())
+    driver = BleDriver(BleConfig(adopt=("*",)), RecordedCredentials())
     hub = RecordingHub()
     fed = asyncio.run(_replay_all(driver, hub))
     assert fed == len(RECORDINGS)
@@ -92,7 +92,7 @@ def test_replayed_recordings_reach_the_hub(caplog: pytest.LogCaptureFixture) -> 
 
 def test_identical_advertisements_are_stored_once_until_the_window_passes() -> None:
     clock = Clock()
-    driver = BleDriver(BleConfig(dedupe_window_s=30.0), NoCredentials(), clock=clock)
+    driver = BleDriver(BleConfig(adopt=("*",), dedupe_window_s=30.0), NoCredentials(), clock=clock)
     hub = RecordingHub()
 
     async def scenario() -> None:
@@ -113,7 +113,7 @@ def test_identical_advertisements_are_stored_once_until_the_window_passes() -> N
 
 
 def test_smoke_transitions_are_never_deduplicated() -> None:
-    driver = BleDriver(BleConfig(), NoCredentials(), clock=Clock())
+    driver = BleDriver(BleConfig(adopt=("*",)), NoCredentials(), clock=Clock())
     hub = RecordingHub()
 
     async def scenario() -> None:
@@ -129,7 +129,7 @@ def test_smoke_transitions_are_never_deduplicated() -> None:
 def test_bind_key_lookup_and_bad_keys() -> None:
     recording = next(r for r in RECORDINGS if r.address == "54:48:E6:8F:80:A5")
     creds = DictCredentials({"ble.bindkey.5448e68f80a5": b"not hex\n"})
-    driver = BleDriver(BleConfig(), creds, clock=Clock())
+    driver = BleDriver(BleConfig(adopt=("*",)), creds, clock=Clock())
     hub = RecordingHub()
 
     async def scenario() -> None:
@@ -143,14 +143,14 @@ def test_bind_key_lookup_and_bad_keys() -> None:
     assert (health["bad_bindkeys"], health["malformed"]) == (1, 1)
 
     creds = DictCredentials({"ble.bindkey.5448e68f80a5": b" 231D39C1D7CC1AB1AEE224CD096DB932\n"})
-    driver = BleDriver(BleConfig(), creds, clock=Clock())
+    driver = BleDriver(BleConfig(adopt=("*",)), creds, clock=Clock())
     asyncio.run(scenario())
     assert [r.value for r in hub.received] == [25.06, 50.55]
 
 
 def test_bad_payloads_are_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="drivers.ble.driver")
-    driver = BleDriver(BleConfig(), NoCredentials(), clock=Clock())
+    driver = BleDriver(BleConfig(adopt=("*",)), NoCredentials(), clock=Clock())
     for payload in ("4002ca", "4002cb", "40ff01"):
         driver.on_advertisement(*_adv("11:22:33:44:55:0C", payload))
     health = driver.health()
@@ -161,7 +161,7 @@ def test_bad_payloads_are_counted_and_logged_once(caplog: pytest.LogCaptureFixtu
 
 
 def test_irrelevant_advertisements_are_ignored_cheaply() -> None:
-    driver = BleDriver(BleConfig(), NoCredentials())
+    driver = BleDriver(BleConfig(adopt=("*",)), NoCredentials())
     device = BLEDevice("AA:BB:CC:DD:EE:FF", "phone", None)
     adv = AdvertisementData("phone", {0x004C: b"\x02\x15"}, {uuid16(0x180F): b"\x64"}, [], None, -50, ())
     driver.on_advertisement(device, adv)
@@ -170,7 +170,7 @@ def test_irrelevant_advertisements_are_ignored_cheaply() -> None:
 
 def test_offline_and_back_online() -> None:
     clock = Clock()
-    config = BleConfig(offline_after=OfflineAfter(sensor=600.0, smoke_detector=3600.0, sleepy=7200.0))
+    config = BleConfig(adopt=("*",), offline_after=OfflineAfter(sensor=600.0, smoke_detector=3600.0, sleepy=7200.0))
     driver = BleDriver(config, NoCredentials(), clock=clock)
     hub = RecordingHub()
 
@@ -196,7 +196,7 @@ def test_offline_and_back_online() -> None:
 
 
 def test_readings_survive_a_failing_hub_call() -> None:
-    driver = BleDriver(BleConfig(), NoCredentials(), clock=Clock())
+    driver = BleDriver(BleConfig(adopt=("*",)), NoCredentials(), clock=Clock())
     hub = RecordingHub(fail_readings=1)
 
     async def scenario() -> None:
@@ -211,7 +211,7 @@ def test_readings_survive_a_failing_hub_call() -> None:
 
 def test_pending_readings_are_bounded_and_drops_counted() -> None:
     clock = Clock()
-    driver = BleDriver(BleConfig(max_pending_readings=3), NoCredentials(), clock=clock)
+    driver = BleDriver(BleConfig(adopt=("*",), max_pending_readings=3), NoCredentials(), clock=clock)
     driver.on_advertisement(*_adv("A4:C1:38:8D:18:B2", "4002ca0903bf13"))
     driver.on_advertisement(*_adv("A4:C1:38:8D:18:B2", "4002cb0903bf13"))
     health = driver.health()
@@ -246,7 +246,7 @@ class FakeScanner(BaseBleakScanner):
 
 def test_run_with_a_scanner_backend_delivers_and_reports_ok() -> None:
     FakeScanner.created.clear()
-    driver = BleDriver(BleConfig(), RecordedCredentials(), scanner_backend=FakeScanner)
+    driver = BleDriver(BleConfig(adopt=("*",)), RecordedCredentials(), scanner_backend=FakeScanner)
     hub = RecordingHub()
 
     async def scenario() -> list[Any]:
@@ -282,7 +282,7 @@ def test_or_patterns_cover_each_format() -> None:
 def test_without_bluez_run_reports_missing_and_retries_quietly(caplog: pytest.LogCaptureFixture) -> None:
     """This machine has no D-Bus system bus: bleak's real BlueZ backend fails to start."""
     caplog.set_level(logging.DEBUG, logger="drivers.ble.driver")
-    driver = BleDriver(BleConfig(adapter_retry_s=0.001, adapter_retry_max_s=0.002), NoCredentials())
+    driver = BleDriver(BleConfig(adopt=("*",), adapter_retry_s=0.001, adapter_retry_max_s=0.002), NoCredentials())
     hub = RecordingHub()
 
     async def scenario() -> dict[str, Any]:
@@ -312,7 +312,7 @@ def test_default_retry_is_rare() -> None:
 
 
 def test_disabled_formats_are_not_decoded() -> None:
-    driver = BleDriver(BleConfig(formats=("ruuvi",)), NoCredentials(), clock=Clock())
+    driver = BleDriver(BleConfig(adopt=("*",), formats=("ruuvi",)), NoCredentials(), clock=Clock())
     hub = RecordingHub()
 
     async def scenario() -> None:
@@ -343,7 +343,7 @@ def test_config_from_a_toml_table() -> None:
 
 def test_a_smoke_detector_stays_one_when_it_sends_only_battery() -> None:
     clock = Clock()
-    driver = BleDriver(BleConfig(dedupe_window_s=0), NoCredentials(), clock=clock)
+    driver = BleDriver(BleConfig(adopt=("*",), dedupe_window_s=0), NoCredentials(), clock=clock)
     hub = RecordingHub()
 
     async def scenario() -> None:
@@ -365,7 +365,7 @@ def test_a_bug_in_handling_is_contained_and_logged_once(caplog: pytest.LogCaptur
         def get(self, name: str) -> bytes | None:
             raise RuntimeError("credential store broke")
 
-    driver = BleDriver(BleConfig(), Exploding())
+    driver = BleDriver(BleConfig(adopt=("*",)), Exploding())
     driver.on_advertisement(*_adv("11:22:33:44:55:04", "402900"))
     driver.on_advertisement(*_adv("11:22:33:44:55:05", "402900"))
     assert driver.health()["internal_errors"] == 2
@@ -373,7 +373,7 @@ def test_a_bug_in_handling_is_contained_and_logged_once(caplog: pytest.LogCaptur
 
 
 def test_replay_stops_promptly_when_asked() -> None:
-    driver = BleDriver(BleConfig(), RecordedCredentials())
+    driver = BleDriver(BleConfig(adopt=("*",)), RecordedCredentials())
     hub = RecordingHub()
 
     async def scenario() -> int:
@@ -389,7 +389,7 @@ def test_replay_stops_promptly_when_asked() -> None:
 
 def test_availability_events_can_be_left_to_the_hub() -> None:
     clock = Clock()
-    config = BleConfig(availability_events=False, offline_after=OfflineAfter(sensor=60.0))
+    config = BleConfig(adopt=("*",), availability_events=False, offline_after=OfflineAfter(sensor=60.0))
     driver = BleDriver(config, NoCredentials(), clock=clock)
     hub = RecordingHub()
 
@@ -420,7 +420,7 @@ class StopFailsScanner(FakeScanner):
 
 
 def test_cancelling_the_scan_ends_it_even_if_the_scanner_fails_to_stop() -> None:
-    driver = BleDriver(BleConfig(), NoCredentials(), scanner_backend=StopFailsScanner)
+    driver = BleDriver(BleConfig(adopt=("*",)), NoCredentials(), scanner_backend=StopFailsScanner)
 
     async def scenario() -> bool:
         # The scan loop itself, not run(): if it swallowed the cancellation, run()'s TaskGroup would wait forever.
@@ -444,7 +444,9 @@ class SilentScanner(FakeScanner):
 
 
 def test_a_silent_scanner_is_restarted() -> None:
-    driver = BleDriver(BleConfig(rescan_after_silence_s=0.01), NoCredentials(), scanner_backend=SilentScanner)
+    driver = BleDriver(
+        BleConfig(adopt=("*",), rescan_after_silence_s=0.01), NoCredentials(), scanner_backend=SilentScanner
+    )
 
     async def scenario() -> None:
         task = asyncio.create_task(driver.run(RecordingHub()))

@@ -249,7 +249,7 @@ def test_driver_keeps_every_smoke_transition(states: list[bool], gaps: list[floa
     """Whatever the timing, the hub sees each change of smoke state, in order; only unchanged repeats inside the
     dedupe window are dropped."""
     now = [1000.0]
-    driver = BleDriver(BleConfig(dedupe_window_s=30.0), _NoKeys(), clock=lambda: now[0])
+    driver = BleDriver(BleConfig(adopt=("11:22:33:44:55:04",), dedupe_window_s=30.0), _NoKeys(), clock=lambda: now[0])
     hub = RecordingHub()
     expected: list[str] = []
     last: tuple[bool, float] | None = None

@@ -52,6 +52,10 @@ HUB_COLUMNS: dict[str, str] = {
     "dead_letters.seq": "its sequence",
     "dead_letters.ts": "when it was refused",
     "dead_letters.reason": "the register's error text (field paths and limits, never field values)",
+    "driver_state.ns": "which driver's memory (e.g. the Zigbee2MQTT name map, BLE replay counters)",
+    "driver_state.key_tag": "HMAC of the record's key under a key derived from the master key",
+    "driver_state.device_tag": "the device's tag as in devices.tag, so erasing the device finds its records",
+    "driver_state.blob": SEALED,
     "settings.key": "a setting's name",
     "settings.value": "restrictions, the running erasure job, signed erasure receipts and the erasure outbox:"
     " scopes, categories and counts — and for a device erasure, the device's id (the receipt must say what it"

@@ -174,7 +174,7 @@ def test_rename_keeps_the_ieee_id() -> None:
     assert {r.device_id for r in out.readings} == {"mqtt:0x00158d0001a2b3c4"}
     # The old name no longer maps to the device.
     old = decoder.decode("zigbee2mqtt/living_room/weather", AQARA, 3.0)
-    assert {r.device_id for r in old.readings} != {"mqtt:0x00158d0001a2b3c4"}
+    assert old.readings == () and old.hold
 
 
 def test_bridge_devices_lists_devices_and_kinds() -> None:
@@ -192,11 +192,47 @@ def test_bridge_devices_lists_devices_and_kinds() -> None:
     assert (aqara.model, aqara.manufacturer, aqara.name) == ("WSDCGQ11LM", "Aqara", "living_room/weather")
 
 
-def test_unmapped_friendly_name_gets_a_stable_id_without_the_name() -> None:
-    a = MqttDecoder().decode("zigbee2mqtt/Anna's room", b'{"temperature":21.0}', 1.0)
-    b = MqttDecoder().decode("zigbee2mqtt/Anna's room", b'{"temperature":21.0}', 1.0)
-    assert a.readings[0].device_id == b.readings[0].device_id
-    assert "anna" not in a.readings[0].device_id
+def test_unmapped_friendly_name_is_held_never_filed_under_an_invented_id() -> None:
+    decoder = MqttDecoder()
+    out = decoder.decode("zigbee2mqtt/Anna's room", b'{"temperature":21.0}', 1.0)
+    assert out.hold and (out.readings, out.devices, out.events) == ((), (), ())
+    avail = decoder.decode("zigbee2mqtt/Anna's room/availability", b'{"state":"online"}', 1.0)
+    assert avail.hold and avail.events == ()
+    # Z2M's default name is the IEEE address itself: that resolves without the map.
+    ieee = decoder.decode("zigbee2mqtt/0x00158d0001A2B3C4", b'{"temperature":21.0}', 1.0)
+    assert {r.device_id for r in ieee.readings} == {"mqtt:0x00158d0001a2b3c4"}
+
+
+def test_the_name_map_is_persisted_and_restored() -> None:
+    first = _z2m_with_devices()
+    devices = json.loads((VECTORS / "zigbee2mqtt.json").read_text())["vectors"][0]["setup"][0]["payload"]
+    out = MqttDecoder().decode("zigbee2mqtt/bridge/devices", devices.encode(), 1.0)
+    assert out.remapped
+    ((ns, key, blob),) = out.persist
+    assert (ns, key) == ("mqtt.z2m", "zigbee2mqtt") and blob is not None
+    # A fresh decoder (a restarted hub) resolves names before any bridge/devices arrives.
+    second = MqttDecoder()
+    second.restore({"zigbee2mqtt": blob}, {})
+    a = first.decode("zigbee2mqtt/living_room/weather", AQARA, 2.0)
+    b = second.decode("zigbee2mqtt/living_room/weather", AQARA, 2.0)
+    assert a.readings == b.readings and a.readings
+    assert not b.hold
+
+
+def test_ha_configs_are_persisted_once_and_restored() -> None:
+    vectors = json.loads((VECTORS / "homeassistant.json").read_text())["vectors"]
+    config = vectors[0]["payload"].encode()
+    topic = "homeassistant/sensor/sensorBedroomT/config"
+    first = MqttDecoder()
+    out = first.decode(topic, config, 1.0)
+    assert out.persist == (("mqtt.ha", "sensor/sensorBedroomT/config", config),)
+    assert first.decode(topic, config, 2.0).persist == ()  # the retained copy on every connect: no rewrite
+    second = MqttDecoder()
+    second.restore({}, {"sensor/sensorBedroomT/config": config})
+    state_topic = "homeassistant/sensor/sensorBedroom/state"
+    assert state_topic in second.subscriptions()
+    assert len(second.decode(state_topic, b'{"temperature": 23.2}', 3.0).readings) == 1
+    assert first.decode(topic, b"", 4.0).persist == (("mqtt.ha", "sensor/sensorBedroomT/config", None),)
 
 
 def test_ha_empty_config_removes_the_entity() -> None:
@@ -323,3 +359,23 @@ def test_shelly_smoke_events_distinguish_test_from_alarm() -> None:
         ["alarm_test", "alarm_off", "alarm", "alarm_off"]
     )]  # fmt: skip
     assert states == [["test"], ["clear"], ["smoke"], ["clear"]]
+
+
+async def test_recent_digests_survive_a_restart_and_the_oldest_go_first() -> None:
+    from drivers.memory import VolatileMemory
+    from drivers.mqtt.acks import RECENT_NS, RECENT_SIZE, Recent, digest
+
+    memory = VolatileMemory()
+    first = Recent()
+    keys = [digest("zigbee2mqtt/x", b"%d" % i, i + 1) for i in range(RECENT_SIZE + 10)]
+    for key in keys:
+        first.add(key, memory)
+    assert first.committed(keys[0]) is None and first.committed(keys[-1]) is not None
+    second = Recent()
+    second.restore(await memory.load(RECENT_NS))
+    assert all(second.committed(k) is not None for k in keys[10:])  # the last RECENT_SIZE, after a restart
+    second.add(digest("zigbee2mqtt/x", b"new", 1), memory)
+    assert second.committed(keys[10]) is None  # the oldest went first
+    assert second.committed(keys[-1]) is not None
+    # The same payload delivered again later is another message (another packet identifier).
+    assert digest("zigbee2mqtt/smoke", b'{"smoke":false}', 7) != digest("zigbee2mqtt/smoke", b'{"smoke":false}', 8)

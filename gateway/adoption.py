@@ -1,0 +1,32 @@
+"""``kotihub adopt``: the household (its technician) says a radio device heard by ``discover`` is theirs.
+
+Only drivers that can hear devices that are not the household's (BLE) have an ``adopt`` method; their devices are
+recorded only once adopted. The adoption is audited and persisted by the driver (erasure removes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from drivers.base import Driver
+from gateway.control import ControlError
+from gateway.store import Store
+
+
+async def adopt(drivers: Sequence[Driver], store: Store, args: dict[str, Any]) -> dict[str, Any]:
+    device = str(args.get("device_id", "")).strip().lower()
+    name = device.partition(":")[0]
+    driver = next((d for d in drivers if d.name == name), None)
+    if driver is None:
+        raise ControlError(f"no running driver for {device or 'an empty device id'} (ids look like ble:a4:c1:38:…)")
+    method = getattr(driver, "adopt", None)
+    if method is None:
+        raise ControlError(f"the {name} driver records its devices without adoption")
+    try:
+        new = bool(await method(device))
+    except ValueError as exc:
+        raise ControlError(str(exc)) from None
+    if new:
+        await store.audit(str(args.get("actor", "household")), "adopt", device)
+    return {"device_id": device, "adopted": True, "new": new}
