@@ -11,6 +11,7 @@ import time
 from sqlalchemy import ColumnElement, Table, delete, select, tuple_
 
 from cloud_sync.register import db
+from cloud_sync.register.notify import schema as notify_schema
 from cloud_sync.register.registry import Registry, write_audit
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,9 @@ _TIMED: list[tuple[Table, tuple[str, ...]]] = [
     (db.events, ("received_at", "ts")),
     (db.clip_records, ("received_at", "started")),
     (db.diagnostics, ("received_at", "ts")),
+    # Notification history: who was told, when and how (personal data, same period).
+    (notify_schema.notify_jobs, ("due_at",)),
+    (notify_schema.alarms, ("received_at", "raised_at")),
 ]
 
 
@@ -75,6 +79,11 @@ def purge_expired(registry: Registry, *, now: float | None = None, batch: int = 
 
 
 _HOUSEHOLD_TABLES: list[Table] = [
+    # Contacts before members (they reference them); the notification history and the policy with them.
+    notify_schema.notify_jobs,
+    notify_schema.alarms,
+    notify_schema.contacts,
+    notify_schema.escalation_policies,
     db.readings,
     db.events,
     db.clip_records,

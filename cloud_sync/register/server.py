@@ -19,6 +19,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cloud_sync.register import retention
 from cloud_sync.register.app import create_app
+from cloud_sync.register.notify import dispatch
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -184,16 +185,19 @@ def _retention_loop(registry: Registry, stop: threading.Event, interval_s: float
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8443, retention_interval_s: float = 3600) -> None:
-    """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s``."""
+    """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s`` and dispatching
+    notifications (configured from the environment, :mod:`cloud_sync.register.notify.config`)."""
     registry = Registry(settings)
     stop = threading.Event()
     purger = threading.Thread(
         target=_retention_loop, args=(registry, stop, retention_interval_s), name="retention", daemon=True
     )
     purger.start()
+    _, stop_dispatch = dispatch.start(registry)
     try:
         ReadyServer(build_config(settings, host=host, port=port, registry=registry)).run()
     finally:
+        stop_dispatch()
         stop.set()
         purger.join(60)
         registry.close()
