@@ -205,7 +205,9 @@ def open_alarm(
         return 0
     urgent = category == "smoke"
     inserted = conn.execute(
-        db.insert_ignore(conn.engine, schema.alarms).values(
+        db.insert_ignore(conn.engine, schema.alarms)
+        .execution_options(preserve_rowcount=True)
+        .values(
             id=alarm_id,
             household_id=household_id,
             hub_id=hub_id,

@@ -294,7 +294,7 @@ def job_status(conn: Connection, job_id: str, sid: str, status: str) -> bool:
         return False
     values: dict[str, Any] = {"provider_status": status[:24]}
     if row.provider_ref is None:
-        values["provider_ref"] = sid[:64]
+        values["provider_ref"] = sid[:255]
     if row.state == "sending":
         values.update(state="sent", sent_at=time.time(), lease_until=None)
     conn.execute(update(j).where(j.c.id == job_id).values(**values))

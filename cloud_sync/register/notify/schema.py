@@ -76,7 +76,7 @@ notify_jobs = Table(
     # Set when a worker first decided to send: a job found in "sending" with intent_at set may have reached the
     # provider, so the provider is asked before anything is sent again.
     Column("intent_at", Double, nullable=True),
-    Column("provider_ref", String(64), nullable=True),
+    Column("provider_ref", String(255), nullable=True),
     Column("provider_status", String(24), nullable=True),
     Column("sent_at", Double, nullable=True),
     Column("late", Boolean, nullable=False, default=False),
