@@ -16,9 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from cloud_sync.register import export, retention, server
 from cloud_sync.register.auth import ROLES
-from cloud_sync.register.errors import RegisterError
+from cloud_sync.register.errors import Invalid, RegisterError
+from cloud_sync.register.notify import alarms, contacts, desk
+from cloud_sync.register.notify.policy import policy_json
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -81,6 +85,36 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, help="write to this file (0600) instead of stdout")
 
     sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
+
+    al = sub.add_parser("alarms", help="the operator's alarm desk").add_subparsers(dest="sub", required=True)
+    for view, what in (
+        ("desk", "alarms unacknowledged past their policy (support, admin)"),
+        ("open", "every unacknowledged alarm (admin)"),
+        ("history", "a household's alarms and who was told (admin)"),
+    ):
+        v = al.add_parser(view, help=what, parents=[common])
+        v.add_argument("--role", choices=("support", "admin"), default="support", help="your operator role")
+        v.add_argument("--household", required=view == "history")
+        v.add_argument("--limit", type=int, default=100)
+    ak = al.add_parser("ack", help="acknowledge for the household (after reaching them)", parents=[common])
+    ak.add_argument("household")
+    ak.add_argument("alarm")
+
+    c = sub.add_parser("contact", help="members' contacts for notifications").add_subparsers(dest="sub", required=True)
+    c.add_parser("list", parents=[common]).add_argument("household")
+    cs = c.add_parser("set", parents=[common])
+    cs.add_argument("household")
+    cs.add_argument("member")
+    cs.add_argument("--phone", default="", help="E.164, e.g. +358401234567")
+    cs.add_argument("--email", default="")
+    cs.add_argument("--language", choices=("fi", "en"), default="fi")
+    cs.add_argument("--order", type=int, default=0, help="place in the call order (lower first)")
+
+    po = sub.add_parser("policy", help="a household's escalation policy").add_subparsers(dest="sub", required=True)
+    po.add_parser("show", parents=[common]).add_argument("household")
+    ps = po.add_parser("set", help="from a JSON file (fields left out keep their defaults)", parents=[common])
+    ps.add_argument("household")
+    ps.add_argument("file", type=Path)
     return ap
 
 
@@ -93,6 +127,33 @@ def _print(obj: Any, as_json: bool) -> None:
     else:
         for row in obj:
             print("  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+def _notify_command(reg: Registry, args: argparse.Namespace, actor: str) -> Any:
+    if args.cmd == "alarms":
+        if args.sub == "ack":
+            with reg.engine.begin() as conn:
+                return alarms.acknowledge(conn, args.household, args.alarm, actor=actor, channel="desk")
+        return desk.read(reg, args.sub, role=args.role, actor=actor, household_id=args.household, limit=args.limit)
+    if args.cmd == "contact":
+        if args.sub == "list":
+            return [msgspec.to_builtins(c) for c in contacts.contacts(reg, args.household)]
+        try:
+            contact = contacts.Contact(
+                phone=args.phone, email=args.email, language=args.language, call_order=args.order
+            )
+            contact = msgspec.convert(msgspec.to_builtins(contact), contacts.Contact)
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"invalid contact: {exc}") from exc
+        contacts.set_contact(reg, args.household, args.member, contact, actor=actor)
+        return f"contact of {args.member} stored"
+    if args.sub == "show":
+        return policy_json(contacts.get_policy(reg, args.household))
+    try:
+        raw = json.loads(args.file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise Invalid(f"cannot read the policy file: {exc}") from exc
+    return policy_json(contacts.set_policy(reg, args.household, raw, actor=actor))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         elif args.cmd == "audit":
             out = reg.audit_entries(args.household, limit=args.limit)
+        elif args.cmd in ("alarms", "contact", "policy"):
+            out = _notify_command(reg, args, actor)
         else:
             out = retention.purge_expired(reg)
         _print(out, args.json)
