@@ -19,7 +19,7 @@ import msgspec
 from drivers import driver_class
 from drivers.base import Driver
 from gateway import config as configuration
-from gateway import crypto, diag, sdnotify, selftest
+from gateway import crypto, diag, sdnotify, selftest, sirens
 from gateway.config import Config
 from gateway.control import ControlError, ControlServer, Handler
 from gateway.hub import Hub
@@ -91,6 +91,7 @@ class Daemon:
         self.recent_logs = diag.RecentLogs()
         self.retention: Retention | None = None
         self.eraser: Eraser | None = None
+        self.sirens: sirens.Sirens | None = None
 
     def _open_store(self) -> Store:
         cfg = self.config
@@ -127,6 +128,7 @@ class Daemon:
             self.hub = hub
             await hub.load()
             self.drivers = self._make_drivers()
+            self.sirens = sirens.attach(hub, self.drivers)
             spool = self.config.state_path / "spool"
             spool.mkdir(mode=0o700, exist_ok=True)
             self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool)
@@ -153,6 +155,8 @@ class Daemon:
                     self._attach_cameras(spool)
                     if await store.get_setting(JOB_KEY):
                         self._start_job("erase", self.eraser.resume)
+                    if self.sirens is not None:
+                        tasks.append(tg.create_task(self.sirens.run(hub), name="sirens"))
                     for driver in self.drivers:
                         tasks.append(tg.create_task(hub.supervise(driver), name=f"driver:{driver.name}"))
                     uplink = self._make_uplink()
@@ -218,6 +222,7 @@ class Daemon:
             self.config.uplink,
             identity,
             command_handlers={
+                "alarm_ack": self._alarm_ack,
                 "restrict": restrict,
                 "erase": erase,
                 "member_keys": member_keys,
@@ -239,6 +244,10 @@ class Daemon:
             self.uplink.on_server_time = lambda t: retention.clock.confirm(t, source="the register")
         self.status_extras["uplink"] = self._uplink_status
         return self.uplink
+
+    async def _alarm_ack(self, command: p.Command) -> dict[str, Any]:
+        """Someone acknowledged the alarm at the register: the sirens go quiet."""
+        return {"silenced": self.sirens.acknowledge() if self.sirens is not None else False}
 
     async def _uplink_status(self) -> dict[str, Any]:
         return self.uplink.summary() if self.uplink is not None else {}

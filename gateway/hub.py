@@ -73,6 +73,8 @@ class Hub:
         self._subscribers: list[asyncio.Queue[tuple[str, Any]]] = []
         self.started = clock()
         self.clip_handler: Callable[[str, str], Awaitable[Any]] | None = None
+        self.event_hooks: list[Callable[[Event], None]] = []
+        """Called with every accepted event before it is stored (the local sirens); must return at once."""
         self.spawn: Callable[[Coroutine[Any, Any, None], str], Any] | None = None
         """Starts a supervised background task (the daemon's TaskGroup); clips are recorded this way so that
         neither an alarm nor a driver ever waits for a recording."""
@@ -162,6 +164,8 @@ class Hub:
                 state.online = event.state == "online"
         else:
             self._seen(event.device_id, self._clock())
+        for hook in self.event_hooks:
+            hook(event)
         await self.store.add_event(event)
         self.counters["events_accepted"] += 1
         if event.kind is EventKind.SMOKE and event.state == SmokeState.SMOKE:

@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from drivers.mqtt.decoders import DEFAULT_MAX_PAYLOAD, Families
+from drivers.mqtt.siren import SirenRelay
 
 # A topic prefix: no MQTT wildcards, no empty levels at the ends.
 Prefix = Annotated[str, msgspec.Meta(pattern=r"^[^#+/\x00]([^#+\x00]*[^#+/\x00])?$")]
@@ -59,6 +60,8 @@ class MqttConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     reconnect_min: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     reconnect_max: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     max_payload: Annotated[int, msgspec.Meta(ge=1024)] = DEFAULT_MAX_PAYLOAD
+    sirens: tuple[SirenRelay, ...] = ()
+    """Shelly/Tasmota relays that drive sirens (``[[drivers.mqtt.sirens]]``); Zigbee sirens are discovered."""
 
     def __post_init__(self) -> None:
         if self.reconnect_min > self.reconnect_max:
