@@ -57,6 +57,8 @@ class SirenRelay(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             model=f"{self.family} relay",
             room=self.room,
             address=self.topic,
+            # Reachable when the relay's node is: its LWT/online state is the siren's.
+            via=mqtt_id(f"tasmota:{self.topic}") if self.family == "tasmota" else mqtt_id(f"shelly:{self.topic}"),
         )
 
     def command(self, on: bool) -> tuple[str, bytes]:
