@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
 
 import msgspec
@@ -100,16 +100,8 @@ class Dispatcher:
                 f.result()
         return len(jobs)
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        # On SQLite take turns with ingest through its gate, in the urgent lane: a step must not wait behind a
-        # large backlog being written.
-        sqlite = self.registry.engine.dialect.name == "sqlite"
-        with (
-            ingest._gate(self.registry).hold(urgent=True) if sqlite else nullcontext(),
-            self.registry.engine.begin() as conn,
-        ):
-            yield conn
+    def _write(self) -> AbstractContextManager[Connection]:
+        return urgent_transaction(self.registry)
 
     # ------------------------------------------------------------------------------------------------ claim
 
@@ -283,6 +275,16 @@ class Dispatcher:
                     intent_at=job["intent_at"] if ambiguous else None,
                 )
             )
+
+
+@contextmanager
+def urgent_transaction(registry: Registry) -> Iterator[Connection]:
+    """A write transaction that on SQLite takes turns with ingest through its gate, in the urgent lane (as the
+    alarm lane does): a notification step or an acknowledgement never waits behind a large backlog being written."""
+    sqlite = registry.engine.dialect.name == "sqlite"
+    gate = ingest._gate(registry).hold(urgent=True) if sqlite else nullcontext()
+    with gate, registry.engine.begin() as conn:
+        yield conn
 
 
 def job_status(conn: Connection, job_id: str, sid: str, status: str) -> bool:

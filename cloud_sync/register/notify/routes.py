@@ -138,7 +138,7 @@ def make_router(
         return _json(out)
 
     def _ack(h: str, alarm_id: str, actor: str, channel: str) -> dict[str, Any]:
-        with reg.engine.begin() as conn:
+        with dispatch.urgent_transaction(reg) as conn:
             out = alarms.acknowledge(conn, h, alarm_id, actor=actor, channel=channel)
         alarms.notify_dispatchers(reg.engine)
         return out
@@ -201,7 +201,7 @@ def make_router(
         status = params.get("MessageStatus") or params.get("CallStatus") or ""
 
         def record() -> bool:
-            with reg.engine.begin() as conn:
+            with dispatch.urgent_transaction(reg) as conn:
                 return dispatch.job_status(conn, job, sid, status)
 
         if not await run_in_threadpool(record):
