@@ -48,8 +48,8 @@ from cloud_sync.enroll import enroll
 from drivers.mqtt.broker import start_mosquitto
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from tests.support.sirens import bridge_devices
-from tests.support.twilio_sim import TwilioSimulator
 
 TARGET_SMS_P99_S = 2.0
 TARGET_ACK_P99_S = 1.0

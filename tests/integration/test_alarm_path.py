@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 
 from cloud_sync.register.notify import alarms, contacts, dispatch
 from cloud_sync.register.notify.config import NotifyConfig
+from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from cloud_sync.uplink import HubIdentity
 from drivers.mqtt.broker import MosquittoBroker
 from tests.integration.test_hub_register import SyncedHub
@@ -27,7 +28,6 @@ from tests.support.notify import FAST_POLICY, PHONES, Mailbox, notify_env, wait_
 from tests.support.register import RunningRegister
 from tests.support.sirens import bridge_devices
 from tests.support.tcpproxy import fault_proxy
-from tests.support.twilio_sim import TwilioSimulator
 
 SIREN = '[[drivers.mqtt.sirens]]\nfamily = "tasmota"\ntopic = "siren-hall"\n'
 

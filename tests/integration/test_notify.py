@@ -13,9 +13,9 @@ from aiosmtpd.controller import Controller
 
 from cloud_sync.register.notify import alarms, dispatch, schema
 from cloud_sync.register.notify.config import NotifyConfig
+from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from tests.support.notify import EMAILS, PHONES, Mailbox, household, notify_env, post_state, wait_for
 from tests.support.register import RunningRegister
-from tests.support.twilio_sim import TwilioSimulator
 
 
 @pytest.fixture

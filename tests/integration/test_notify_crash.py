@@ -15,10 +15,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from cloud_sync.register.notify import schema
+from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from tests.support.notify import Mailbox, household, notify_env, post_state, wait_for
 from tests.support.register import RunningRegister
 from tests.support.register_proc import RegisterProcess
-from tests.support.twilio_sim import TwilioSimulator
 
 POLICY: dict[str, Any] = {
     "smoke": [

@@ -17,9 +17,9 @@ from aiosmtpd.controller import Controller
 
 from cloud_sync import protocol as p
 from cloud_sync.register.notify import contacts
+from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from tests.support.postgres import free_port
 from tests.support.register import HubIdentity, RunningRegister
-from tests.support.twilio_sim import TwilioSimulator
 
 PHONES = ("+358401110001", "+358401110002")
 EMAILS = ("aino@example.fi", "eero@example.fi")

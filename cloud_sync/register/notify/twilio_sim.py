@@ -1,4 +1,5 @@
-"""A local Twilio simulator: the documented REST resources the register uses, and callbacks posted as Twilio does.
+"""A local Twilio simulator for tests, benchmarks and ``kotihub demo`` (never production): the documented REST
+resources the register uses, and callbacks posted as Twilio does.
 
 Speaks ``/2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``Calls.json`` (create: form-encoded POST with HTTP
 basic auth ``AccountSid:AuthToken``, 201 with the resource as JSON; list: GET with ``To``, ``From``, ``DateSent>``
@@ -82,6 +83,7 @@ class TwilioSimulator:
             def do_GET(self) -> None:
                 sim._handle(self, "GET")
 
+        self._host = host
         self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="twilio-sim", daemon=True)
@@ -93,8 +95,7 @@ class TwilioSimulator:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._server.server_address[1]}"
 
     def env(self) -> dict[str, str]:
         """The register's environment for this simulator."""
