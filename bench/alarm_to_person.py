@@ -45,10 +45,10 @@ from register_proc import RegisterProcess
 
 from cloud_sync import protocol as p
 from cloud_sync.enroll import enroll
+from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from drivers.mqtt.broker import start_mosquitto
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from tests.support.sirens import bridge_devices
 
 TARGET_SMS_P99_S = 2.0
@@ -94,6 +94,12 @@ class Hub:
         if out.returncode:
             raise RuntimeError(out.stderr)
         return out.stdout
+
+    def devices(self) -> str:
+        try:
+            return self._cli("devices", "--json")
+        except RuntimeError:
+            return ""  # not listening yet
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -191,7 +197,7 @@ def main() -> None:
     args = parser.parse_args()
     sim = TwilioSimulator()
     with (
-        tempfile.TemporaryDirectory(dir=Path.cwd(), prefix="bench-person-") as tmp,
+        tempfile.TemporaryDirectory(prefix="bench-person-") as tmp,
         start_mosquitto(Path(tmp) / "mqtt") as broker,
     ):
         root = Path(tmp)
@@ -212,7 +218,11 @@ def main() -> None:
         mqtt.loop_start()
         try:
             mqtt.publish("zigbee2mqtt/bridge/devices", bridge_devices(), qos=1, retain=True).wait_for_publish(10)
-            time.sleep(2)  # the daemon subscribes and reads the retained device list; warm-up, not measured
+            deadline = time.monotonic() + 120
+            while "0x00158d0001a2b3c5" not in hub.devices():  # the daemon is up and has read the device list
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the hub daemon did not come up")
+                time.sleep(0.2)
             run_case(mqtt, sim, reg, household, token, 3, 0)  # TLS sessions and connections up; not counted
             results = {"idle": run_case(mqtt, sim, reg, household, token, args.alarms, 1)}
             load = Backlog(reg, root, args.hubs, args.batch)
