@@ -27,6 +27,7 @@ from gateway.model import Category, Clip, Lane
 from gateway.privacy import JOB_KEY, Eraser, ErasureJob, ExportProgress, export_archive
 from gateway.retention import Retention, RetentionReport
 from gateway.secrets import CredentialStore
+from gateway.storage_watch import watch_storage
 from gateway.store import Store
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ class Daemon:
                         tg.create_task(hub.watch_devices(), name="devices"),
                         tg.create_task(self._watchdog(), name="watchdog"),
                         tg.create_task(self.retention.run_forever(self.config.retention.interval), name="retention"),
+                        tg.create_task(watch_storage(hub, reserve=self.config.store.min_free_bytes), name="storage"),
                     ]
                     self._tg = tg
                     spawned: set[asyncio.Task[None]] = set()

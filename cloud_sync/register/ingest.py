@@ -31,7 +31,7 @@ from cloud_sync.protocol import (
 from cloud_sync.register import db
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.errors import Forbidden, Invalid
-from cloud_sync.register.notify.alarms import notify_dispatchers, on_events
+from cloud_sync.register.notify.alarms import notify_dispatchers, on_events, on_storage_low
 from cloud_sync.register.registry import Registry, write_audit
 
 _Rows = list[dict[str, Any]]
@@ -192,6 +192,9 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
 def _raise_alarms(conn: Connection, hub: HubIdentity, lane: str, rows: _Rows) -> int:
     """Opens the alarms these rows raise in the same transaction, so an alarm is stored with its event or not at
     all (alarms are idempotent: a batch sent twice opens each once)."""
+    if lane == "diagnostics":
+        low = [r for r in rows if isinstance(r["body"], dict) and r["body"].get("event") == "storage_low"]
+        return on_storage_low(conn, hub.hub_id, hub.household_id, low) if low else 0
     if lane not in ("alarm", "events"):
         return 0
     relevant = [r for r in rows if r["kind"] in ("smoke", "availability")]

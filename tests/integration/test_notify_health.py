@@ -134,3 +134,45 @@ def test_contacts_and_notification_history_are_exported_erased_and_expire(
         for table in (schema.contacts, schema.alarms, schema.notify_jobs, schema.escalation_policies):
             n = conn.execute(table.select().where(table.c.household_id == hub.household_id)).all()
             assert n == [], table.name
+
+
+def test_a_hub_reporting_storage_low_raises_a_storage_alert(register: RunningRegister) -> None:
+    hub, _ = household(register, HEALTH)
+    t = time.time()
+    body = {"event": "storage_low", "free_bytes": 10_000_000, "total_bytes": 8_000_000_000}
+    data = p.encode_batch(p.IngestBatch(hub_id=hub.hub_id, lane="diagnostics", items=[p.Item(seq=0, ts=t, body=body)]))
+    r = hub.session().post(
+        f"{register.url}/v1/ingest/diagnostics", data=data, headers=dict(p.INGEST_HEADERS), timeout=30
+    )
+    assert r.status_code == 200, r.text
+    assert [a["category"] for a in _alarms(register, hub.household_id)] == ["storage_full"]
+
+
+def test_policy_and_contact_api_refuse_bad_values_with_the_field_named(register: RunningRegister) -> None:
+    hub, members = household(register)
+    s = hub.session()
+    s.cert = None
+    s.verify = str(register.ca_file)
+    s.headers["Authorization"] = f"Bearer {register.api_token('household', hub.household_id)}"
+    base = f"{register.url}/v1/households/{hub.household_id}"
+    bad = s.put(f"{base}/escalation-policy", json={"quiet_start": "7 am"}, timeout=10)
+    assert bad.status_code == 422 and "quiet_start" in bad.json()["detail"]
+    ok = s.put(f"{base}/escalation-policy", json={"desk_after_s": 120}, timeout=10)
+    assert ok.status_code == 200 and ok.json()["desk_after_s"] == 120 and ok.json()["quiet_end"] == "07:00"
+    assert s.get(f"{base}/escalation-policy", timeout=10).json()["desk_after_s"] == 120
+    bad = s.put(f"{base}/members/{members[0]}/contact", json={"phone": "040 123 4567"}, timeout=10)
+    assert bad.status_code == 422 and "phone" in bad.json()["detail"]
+    assert s.put(f"{base}/members/nobody/contact", json={"phone": "+358401234567"}, timeout=10).status_code == 404
+    put = s.put(f"{base}/members/{members[0]}/contact", json={"phone": "+358409999999", "language": "en"}, timeout=10)
+    assert put.status_code == 204
+    listed = {c["member_id"]: c for c in s.get(f"{base}/contacts", timeout=10).json()}
+    assert listed[members[0]]["phone"] == "+358409999999" and listed[members[0]]["language"] == "en"
+    support = s.get(
+        f"{base}/contacts", headers={"Authorization": f"Bearer {register.api_token('support')}"}, timeout=10
+    )
+    assert support.status_code == 200
+    assert [a["action"] for a in register.reg.audit_entries(hub.household_id) if a["action"] == "contacts.read"]
+    schema_doc = s.get(f"{register.url}/v1/openapi.json", timeout=10).json()
+    paths = schema_doc["paths"]
+    assert "422" in paths["/v1/households/{h}/escalation-policy"]["put"]["responses"]
+    assert "Policy" in schema_doc["components"]["schemas"]

@@ -175,6 +175,26 @@ def on_events(conn: Connection, hub_id: str, household_id: str, lane: str, rows:
     return touched
 
 
+def on_storage_low(conn: Connection, hub_id: str, household_id: str, rows: Sequence[dict[str, Any]]) -> int:
+    """``storage_low`` diagnostics items (the hub reports once per episode) -> ``storage_full`` health alerts."""
+    policy = load_policy(conn, household_id)
+    opened = 0
+    for r in rows:
+        alarm_id = f"{hub_id}.diagnostics.{r['seq']}"
+        opened += open_alarm(
+            conn,
+            policy,
+            alarm_id,
+            household_id,
+            hub_id,
+            hub_id,
+            "storage_full",
+            float(r["ts"]),
+            float(r["received_at"]),
+        )
+    return opened
+
+
 def _cancel_where(conn: Connection, where: Any, *, cleared_at: float) -> int:
     ids = conn.execute(select(schema.alarms.c.id).where(where)).scalars().all()
     if not ids:
