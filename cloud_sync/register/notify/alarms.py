@@ -330,8 +330,8 @@ def check_silent_hubs(conn: Connection, now: float) -> int:
 
 def acknowledge(conn: Connection, household_id: str, alarm_id: str, *, actor: str, channel: str) -> dict[str, Any]:
     """Marks the alarm acknowledged and cancels every step not yet sent, in one statement each; an alarm already
-    acknowledged keeps its first acknowledgement (the reply says who). Queues ``alarm_ack`` to the hub so that
-    its sirens go quiet."""
+    acknowledged keeps its first acknowledgement (the reply says who). Queues ``alarm_ack`` to the household's
+    hubs so that their sirens go quiet."""
     now = time.time()
     row = (
         conn.execute(
@@ -357,15 +357,18 @@ def acknowledge(conn: Connection, household_id: str, alarm_id: str, *, actor: st
         .values(state="cancelled")
     ).rowcount
     write_audit(conn, actor, "alarm.ack", household_id, alarm_id, channel=channel, cancelled=cancelled)
-    hub_ok = conn.execute(
-        select(db.hubs.c.id).where(db.hubs.c.id == row["hub_id"], db.hubs.c.revoked.is_(False))
-    ).first()
-    if hub_ok is not None:
+    # Every hub of the household: its sirens may be sounding for this alarm too (each hub sounds its own).
+    hubs = (
+        conn.execute(select(db.hubs.c.id).where(db.hubs.c.household_id == household_id, db.hubs.c.revoked.is_(False)))
+        .scalars()
+        .all()
+    )
+    for hub_id in hubs:
         conn.execute(
             insert(db.commands).values(
                 id=new_id("cmd"),
                 household_id=household_id,
-                hub_id=row["hub_id"],
+                hub_id=hub_id,
                 kind="alarm_ack",
                 args={"device_id": row["device_id"]},
                 issued_at=now,
