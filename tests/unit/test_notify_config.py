@@ -33,6 +33,6 @@ def test_providers_only_for_what_is_configured(tmp_path: Path) -> None:
     assert isinstance(cfg.providers["sms"], TwilioProvider) and cfg.providers["voice"] is cfg.providers["sms"]
     assert isinstance(cfg.providers["email"], SmtpProvider)
     assert cfg.public_url == "https://register.example"
-    assert cfg.lease_s == 9.0
+    assert cfg.lease_s == 11.0
     # Without the auth token Twilio stays off: no half-configured provider.
     assert "sms" not in NotifyConfig.from_env({"TWILIO_ACCOUNT_SID": "AC" + "0" * 32}).providers

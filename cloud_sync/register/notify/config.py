@@ -41,8 +41,9 @@ class NotifyConfig:
     @property
     def lease_s(self) -> float:
         """A claimed job is taken over by another worker only after this long: longer than any request can take,
-        so a job is never taken from a worker whose request is still in flight."""
-        return max(3.0, 2 * self.timeout_s + 1)
+        so a job is never taken from a worker whose request is still in flight (retries stop starting new attempts
+        after ``timeout_s``, so a delivery takes less than twice that)."""
+        return 2 * self.timeout_s + 3
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifyConfig:

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import msgspec
 from sqlalchemy import Connection, and_, or_, select, update
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
 from cloud_sync.register import ingest
 from cloud_sync.register.notify import alarms, schema, texts
@@ -196,14 +196,15 @@ class Dispatcher:
         self.counters["sent"] += 1
         self._finish(job, state="sent", provider_ref=ref, provider_status="accepted")
 
-    @retry(
-        retry=retry_if_exception(lambda e: isinstance(e, Transient) and not isinstance(e, Ambiguous)),
-        stop=stop_after_attempt(3),
-        wait=wait_exponential(multiplier=0.2, max=2.0),
-        reraise=True,
-    )
     def _send(self, provider: Provider, msg: Outgoing) -> str:
-        return provider.send(msg)
+        # No new attempt after the provider timeout has passed: the whole delivery stays well inside the lease.
+        send = retry(
+            retry=retry_if_exception(lambda e: isinstance(e, Transient) and not isinstance(e, Ambiguous)),
+            stop=stop_after_attempt(3) | stop_after_delay(self.config.timeout_s),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            reraise=True,
+        )(provider.send)
+        return str(send(msg))
 
     def _message(self, job: dict[str, Any], alarm: dict[str, Any], person: dict[str, Any], address: str) -> Outgoing:
         lang, cat, place, late = person["language"], alarm["category"], alarm["place"], bool(alarm["late"])
