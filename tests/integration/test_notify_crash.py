@@ -61,6 +61,7 @@ def _all_done(reg: RunningRegister, n: int) -> bool:
     return len(jobs) == n and all(j["state"] in TERMINAL for j in jobs)
 
 
+@pytest.mark.slow
 def test_register_sigkilled_at_random_points_loses_and_doubles_nothing(
     tmp_path: Path, twilio_sim: TwilioSimulator, smtp_server: tuple[Controller, Mailbox], admin: Any
 ) -> None:
