@@ -136,7 +136,8 @@ def test_uplink_down_sirens_sound_then_messages_go_out_late_and_the_ack_silences
     assert sorted(m.to for m in twilio_sim.sms()) == sorted(PHONES)
     for m in twilio_sim.sms():
         assert "(myöhässä)" in m.body, m.body
-    history = alarms.history(reg.reg.engine.connect(), home["household"])
+    with reg.reg.engine.connect() as conn:
+        history = alarms.history(conn, home["household"])
     assert history[0]["late"] is True and history[0]["hub_id"] == hub_id
 
     # Aino acknowledges through the household API: escalation stops and the siren at home goes quiet.
