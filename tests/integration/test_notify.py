@@ -120,6 +120,9 @@ def test_smoke_sms_and_email_then_calls_in_order_and_press_1_stops_everything(
     pending = [c for c in reg.reg.commands(hub.household_id) if c["kind"] == "alarm_ack"]
     assert len(pending) == 1 and pending[0]["args"] == {"device_id": "mqtt:0x00158d0001a2b3c4"}
 
+    # Aino's call, still ringing, is ended; Eero's (he pressed 1) ends by itself after the thanks.
+    wait_for(lambda: calls[0].ended_by_api, 5, "Aino's call ended after the acknowledgement")
+    assert not calls[1].ended_by_api
     # Nothing more was sent: the repeat round is cancelled in the database (asserted above), so no worker claims it.
     assert (len(twilio_sim.calls()), len(twilio_sim.sms())) == (2, 2)
 

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 LATE_AFTER_S: Final = 10.0
 """A step sent this long after it was due is recorded as late."""
 MAX_BACKOFF_S: Final = 60.0
+HANG_UP_WINDOW_S: Final = 600.0
+LIVE_CALL: Final = ("accepted", "queued", "initiated", "ringing", "in-progress")
+"""Call statuses (ours, then Twilio's) of a call that may still ring when its alarm is acknowledged."""
 
 
 class Dispatcher:
@@ -82,6 +85,7 @@ class Dispatcher:
                             continue
                 if self.run_once():
                     continue
+                self.hang_up_acknowledged()
             except Exception:  # a database hiccup must not stop notifications for good
                 log.exception("notification round failed; retrying")
                 stop.wait(1.0)
@@ -136,6 +140,42 @@ class Dispatcher:
                     row["intent_at"] = row["intent_at"] or now
                     claimed.append(row)
         return claimed
+
+    # ------------------------------------------------------------------------------------ after an ack
+
+    def hang_up_acknowledged(self, now: float | None = None) -> int:
+        """Ends the calls still ringing for alarms acknowledged in the last minutes (not the call of the member
+        who acknowledged: it ends by itself after thanking them). Returns how many were ended."""
+        provider = self.config.providers.get("voice")
+        if provider is None:
+            return 0
+        t = time.time() if now is None else now
+        a, j = schema.alarms, schema.notify_jobs
+        with self.registry.engine.connect() as conn:
+            rows = conn.execute(
+                select(j.c.id, j.c.provider_ref, j.c.member_id, a.c.acked_by)
+                .join(a, a.c.id == j.c.alarm_id)
+                .where(
+                    a.c.acked_at > t - HANG_UP_WINDOW_S,
+                    j.c.channel == "voice",
+                    j.c.state == "sent",
+                    j.c.provider_ref.is_not(None),
+                    j.c.provider_status.in_(LIVE_CALL),
+                )
+            ).all()
+        ended = 0
+        for job_id, ref, member_id, acked_by in rows:
+            if acked_by == f"member:{member_id}":
+                continue
+            try:
+                provider.hang_up(ref)
+            except Transient as exc:
+                log.warning("a call could not be ended after the acknowledgement: %s", exc)
+                continue
+            with self._write() as conn:
+                conn.execute(update(j).where(j.c.id == job_id).values(provider_status="closed_after_ack"))
+            ended += 1
+        return ended
 
     # --------------------------------------------------------------------------------------------- delivery
 

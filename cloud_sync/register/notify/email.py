@@ -65,3 +65,6 @@ class SmtpProvider:
 
     def lookup(self, msg: Outgoing) -> str | None:
         raise CannotCheck("SMTP cannot say what it accepted")
+
+    def hang_up(self, ref: str) -> None:
+        """An e-mail cannot be recalled."""

@@ -59,3 +59,7 @@ class Provider(Protocol):
         """The reference of a request for ``msg`` the provider already accepted, or None. Raises
         :class:`CannotCheck` if the provider cannot say, :class:`Transient` if it cannot say now."""
         ...
+
+    def hang_up(self, ref: str) -> None:
+        """Ends a call still ringing or in progress (voice only; others do nothing). Raises :class:`SendError`."""
+        ...

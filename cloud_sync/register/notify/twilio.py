@@ -92,6 +92,19 @@ class TwilioProvider:
         gather.say(msg.text, language=voice)
         return resp
 
+    def hang_up(self, ref: str) -> None:
+        """Ends the call (``Status=completed``: Twilio hangs up a call in progress and cancels a ringing one)."""
+        if not ref.startswith("CA"):
+            return
+        try:
+            self._client.calls(ref).update(status="completed")
+        except TwilioRestException as exc:
+            # 4xx: the call is over already (or unknown): nothing left to end.
+            if exc.status >= 500 or exc.status == 429:
+                raise Transient(f"Twilio could not end the call now ({exc.status})") from exc
+        except (TwilioException, requests.RequestException) as exc:
+            raise Transient(f"cannot reach Twilio to end the call ({type(exc).__name__})") from exc
+
     def lookup(self, msg: Outgoing) -> str | None:
         since = dt.datetime.fromtimestamp(msg.not_before - 2, dt.UTC)
         try:

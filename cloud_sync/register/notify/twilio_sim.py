@@ -32,7 +32,9 @@ from typing import Any
 import requests
 from twilio.request_validator import RequestValidator
 
-_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/(?P<res>Messages|Calls)\.json$")
+_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/(?P<res>Messages|Calls)(/(?P<one>CA[0-9a-f]{32}))?\.json$"
+)
 _GATHER = re.compile(r'<Gather[^>]*action="(?P<action>[^"]+)"')
 
 
@@ -51,6 +53,7 @@ class Accepted:
     status_callback: str
     twiml: str = ""
     callbacks: list[str] = field(default_factory=list)
+    ended_by_api: bool = False
 
 
 class TwilioSimulator:
@@ -219,6 +222,9 @@ class TwilioSimulator:
             return
         length = int(h.headers.get("Content-Length", "0"))
         form = dict(urllib.parse.parse_qsl(h.rfile.read(length).decode()))
+        if m.group("one"):
+            self._update_call(h, m.group("one"), form)
+            return
         with self._lock:
             fault = self._faults.pop(0) if self._faults else None
         if fault is not None and fault[0] == "fail":
@@ -257,6 +263,22 @@ class TwilioSimulator:
             if kind == "call":
                 return  # a call's status callback comes when it ends: see end_call
             threading.Thread(target=self._callbacks, args=(acc, statuses), daemon=True).start()
+
+    def _update_call(self, h: BaseHTTPRequestHandler, sid: str, form: dict[str, str]) -> None:
+        """``POST /Calls/{Sid}.json`` with ``Status=completed``: hang up (Twilio: 400/21220 if already over)."""
+        with self._lock:
+            call = next((a for a in self.accepted if a.sid == sid), None)
+        if call is None:
+            self._error(h, 404, 20404, "The requested resource was not found")
+            return
+        if form.get("Status") != "completed":
+            self._error(h, 400, 21218, "Invalid Status")
+            return
+        if call.ended_by_api or any(c.startswith("completed") for c in call.callbacks):
+            self._error(h, 400, 21220, "Call is not in-progress. Cannot redirect.")
+            return
+        call.ended_by_api = True
+        self._reply(h, 200, self._resource(call, "completed"))
 
     def end_call(self, call_sid: str) -> None:
         call = next(a for a in self.calls() if a.sid == call_sid)
