@@ -27,7 +27,7 @@ EMAILS = ("aino@example.fi", "eero@example.fi")
 FAST_POLICY: dict[str, Any] = {
     "smoke": [
         {"after_s": 0, "channels": ["sms", "email"]},
-        {"after_s": 1, "channels": ["voice"], "in_order": True, "gap_s": 1, "repeat": 1, "repeat_every_s": 30},
+        {"after_s": 1, "channels": ["voice"], "in_order": True, "gap_s": 2, "repeat": 1, "repeat_every_s": 30},
     ],
     "desk_after_s": 600,
 }
