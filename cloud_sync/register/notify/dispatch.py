@@ -29,7 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
 
-import msgspec
 from sqlalchemy import Connection, and_, or_, select, update
 from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
@@ -358,7 +357,3 @@ def start(registry: Registry, config: NotifyConfig | None = None, **kwargs: Any)
         dispatcher.close()
 
     return dispatcher, halt
-
-
-def dumps(obj: Any) -> bytes:
-    return msgspec.json.encode(obj)
