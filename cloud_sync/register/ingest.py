@@ -31,7 +31,13 @@ from cloud_sync.protocol import (
 from cloud_sync.register import db
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.errors import Forbidden, Invalid
-from cloud_sync.register.notify.alarms import notify_dispatchers, on_events, on_storage_low
+from cloud_sync.register.notify.alarms import (
+    BATTERY_ALERT_MAX,
+    notify_dispatchers,
+    on_battery,
+    on_events,
+    on_storage_low,
+)
 from cloud_sync.register.registry import Registry, write_audit
 
 _Rows = list[dict[str, Any]]
@@ -192,6 +198,10 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
 def _raise_alarms(conn: Connection, hub: HubIdentity, lane: str, rows: _Rows) -> int:
     """Opens the alarms these rows raise in the same transaction, so an alarm is stored with its event or not at
     all (alarms are idempotent: a batch sent twice opens each once)."""
+    if lane == "readings":
+        # One cheap pass over the batch; a low battery opens at most one alert per device a week (see on_battery).
+        low = [r for r in rows if r["quantity"] == "battery" and r["value"] < BATTERY_ALERT_MAX]
+        return on_battery(conn, hub.hub_id, hub.household_id, low) if low else 0
     if lane == "diagnostics":
         low = [r for r in rows if isinstance(r["body"], dict) and r["body"].get("event") == "storage_low"]
         return on_storage_low(conn, hub.hub_id, hub.household_id, low) if low else 0

@@ -176,3 +176,20 @@ def test_policy_and_contact_api_refuse_bad_values_with_the_field_named(register:
     paths = schema_doc["paths"]
     assert "422" in paths["/v1/households/{h}/escalation-policy"]["put"]["responses"]
     assert "Policy" in schema_doc["components"]["schemas"]
+
+
+def test_a_low_battery_reading_raises_one_alert_per_device_a_week(register: RunningRegister) -> None:
+    hub, _ = household(register, HEALTH)
+    t = time.time()
+
+    def reading(i: int, value: float, device: str = "mqtt:0x00158d0001a2b3c4") -> p.Item:
+        return p.Item(seq=i, ts=t + i, body={"device_id": device, "quantity": "battery", "value": value, "ts": t + i})
+
+    items = [reading(0, 80.0), reading(1, 12.0), reading(2, 11.0), reading(3, 10.0, "mqtt:0xother"), reading(4, 14.9)]
+    data = p.encode_batch(p.IngestBatch(hub_id=hub.hub_id, lane="readings", items=items))
+    url = f"{register.url}/v1/ingest/readings"
+    assert hub.session().post(url, data=data, headers=dict(p.INGEST_HEADERS), timeout=30).status_code == 200
+    data = p.encode_batch(p.IngestBatch(hub_id=hub.hub_id, lane="readings", items=[reading(5, 9.0)]))
+    assert hub.session().post(url, data=data, headers=dict(p.INGEST_HEADERS), timeout=30).status_code == 200
+    found = sorted((a["category"], a["device_id"]) for a in _alarms(register, hub.household_id))
+    assert found == [("battery_low", "mqtt:0x00158d0001a2b3c4"), ("battery_low", "mqtt:0xother")]

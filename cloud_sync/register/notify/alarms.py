@@ -7,6 +7,7 @@ arrives twice, or the same alarm planned by two register processes, yields each 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -192,6 +193,29 @@ def on_storage_low(conn: Connection, hub_id: str, household_id: str, rows: Seque
             float(r["ts"]),
             float(r["received_at"]),
         )
+    return opened
+
+
+BATTERY_ALERT_MAX: Final = 50.0
+"""No policy's battery threshold is above this: readings above it are not even looked at (the ingest hot path)."""
+BATTERY_EPISODE_S: Final = 7 * 86_400
+
+
+def on_battery(conn: Connection, hub_id: str, household_id: str, rows: Sequence[dict[str, Any]]) -> int:
+    """Battery readings below the household's threshold -> ``battery_low``, once per device per week (UTC weeks
+    since the epoch: the alarm id carries the week, so a hub resending or two processes open it once)."""
+    policy = load_policy(conn, household_id)
+    opened = 0
+    seen: set[str] = set()
+    for r in rows:
+        dev = r["device_id"]
+        if dev in seen or r["value"] >= policy.battery_low_percent:
+            continue
+        seen.add(dev)
+        tag = hashlib.blake2b(dev.encode(), digest_size=8).hexdigest()
+        alarm_id = f"{hub_id}.battery.{tag}.{int(float(r['ts']) // BATTERY_EPISODE_S)}"
+        raised, now = float(r["ts"]), float(r["received_at"])
+        opened += open_alarm(conn, policy, alarm_id, household_id, hub_id, dev, "battery_low", raised, now)
     return opened
 
 

@@ -67,6 +67,8 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     )
     """A device offline this long (per kind) before anyone is told, so a flapping device pages nobody."""
     hub_silent_after_s: Annotated[int, msgspec.Meta(ge=300, le=7 * 86_400)] = 1800
+    battery_low_percent: Annotated[float, msgspec.Meta(ge=0, le=50)] = 15.0
+    """A battery reading below this (%) raises ``battery_low``, at most once per device a week."""
 
     def __post_init__(self) -> None:
         unknown = set(self.restricted) - set(CATEGORIES)
