@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
 
@@ -58,7 +58,7 @@ class Dispatcher:
         worker_id: str | None = None,
         batch: int = 32,
         poll_s: float = 0.5,
-        threads: int = 4,
+        threads: int = 8,
         silent_check_s: float = 60.0,
     ) -> None:
         self.registry = registry
@@ -66,7 +66,10 @@ class Dispatcher:
         self.worker_id = worker_id or f"{socket.gethostname()}:{threading.get_native_id()}:{id(self):x}"[:64]
         self.links = Links(load_key(registry.settings.state_dir), config.public_url)
         self.batch, self.poll_s, self.silent_check_s = batch, poll_s, silent_check_s
+        self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="notify")
+        self._inflight: set[Future[None]] = set()
+        self._inflight_lock = threading.Lock()
         self._wake = alarms.wakeup(registry.engine)
         self.counters = {"sent": 0, "recovered": 0, "resends": 0, "failed": 0, "retried": 0, "cancelled": 0}
 
@@ -82,7 +85,11 @@ class Dispatcher:
                     with self._write() as conn:
                         if alarms.check_silent_hubs(conn, time.time()):
                             continue
-                if self.run_once():
+                # Claim only what a free thread can take at once: a provider that stalls one request holds one
+                # thread, never the steps of other alarms that come due meanwhile.
+                with self._inflight_lock:
+                    free = self.threads - len(self._inflight)
+                if free > 0 and self.run_once(limit=free, wait=False):
                     continue
                 self.hang_up_acknowledged()
             except Exception:  # a database hiccup must not stop notifications for good
@@ -95,20 +102,32 @@ class Dispatcher:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def run_once(self, now: float | None = None) -> int:
-        """Claims and delivers one batch of due jobs; returns how many were claimed."""
-        jobs = self._claim(time.time() if now is None else now)
-        if jobs:
-            for f in [self._pool.submit(self._deliver, job) for job in jobs]:
+    def run_once(self, now: float | None = None, *, limit: int | None = None, wait: bool = True) -> int:
+        """Claims a batch of due jobs and delivers them (``wait``: before returning); returns how many."""
+        jobs = self._claim(time.time() if now is None else now, min(self.batch, limit or self.batch))
+        futures = []
+        for job in jobs:
+            future = self._pool.submit(self._deliver, job)
+            with self._inflight_lock:
+                self._inflight.add(future)
+            future.add_done_callback(self._done)
+            futures.append(future)
+        if wait:
+            for f in futures:
                 f.result()
         return len(jobs)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._inflight_lock:
+            self._inflight.discard(future)
+        alarms.notify_dispatchers(self.registry.engine)  # a thread is free: claim again
 
     def _write(self) -> AbstractContextManager[Connection]:
         return urgent_transaction(self.registry)
 
     # ------------------------------------------------------------------------------------------------ claim
 
-    def _claim(self, now: float) -> list[dict[str, Any]]:
+    def _claim(self, now: float, limit: int) -> list[dict[str, Any]]:
         j = schema.notify_jobs
         channels = [*self.config.providers, "desk"]
         claimable = and_(
@@ -117,7 +136,7 @@ class Dispatcher:
             or_(j.c.state == "pending", and_(j.c.state == "sending", j.c.lease_until < now)),
         )
         with self._write() as conn:
-            q = select(j).where(claimable).order_by(j.c.due_at).limit(self.batch)
+            q = select(j).where(claimable).order_by(j.c.due_at).limit(limit)
             if conn.dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)
             rows = [dict(r) for r in conn.execute(q).mappings()]
