@@ -8,9 +8,10 @@ from typing import Any
 
 from drivers.mqtt.siren import SirenRelay, z2m_command
 from gateway import selftest
-from gateway.hub import DeviceState
-from gateway.model import DeviceInfo, DeviceKind, Event, EventKind
+from gateway.hub import DeviceState, Hub
+from gateway.model import Category, DeviceInfo, DeviceKind, Event, EventKind
 from gateway.sirens import Sirens
+from tests.support.stores import open_store
 
 
 class Output:
@@ -76,3 +77,15 @@ def test_selftest_siren_check() -> None:
     devices[node.device_id].online = False  # the relay's node went away (LWT offline)
     result = selftest._siren_check(_daemon(devices, object()))
     assert result["status"] == selftest.FAIL and result["params"]["n"] == 1
+
+
+async def test_sirens_sound_even_when_the_alarm_category_is_restricted(tmp_path: Any) -> None:
+    """Restriction stops processing the household's data; a siren keeps none, and safety comes first."""
+    async with open_store(tmp_path) as store:
+        hub = Hub(store, offline_after={})
+        await hub.set_restricted(Category.ALARMS, True, actor="test")
+        s = Sirens(Output())
+        hub.event_hooks.append(s.on_event)
+        await hub.event(smoke("a", "smoke"))
+        assert s.sounding
+        assert hub.counters["events_restricted"] == 1 and hub.counters["alarms"] == 0
