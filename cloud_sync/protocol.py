@@ -388,8 +388,8 @@ CLIP_CONTENT_TYPE: Final = "application/octet-stream"
 # ---------------------------------------------------------------------------------------------------- commands
 
 
-CommandKind = Literal["erase", "export", "restrict", "member_keys", "config"]
-COMMAND_KINDS: Final[tuple[str, ...]] = ("erase", "export", "restrict", "member_keys", "config")
+CommandKind = Literal["erase", "export", "restrict", "member_keys", "config", "alarm_ack"]
+COMMAND_KINDS: Final[tuple[str, ...]] = ("erase", "export", "restrict", "member_keys", "config", "alarm_ack")
 
 
 class Command(msgspec.Struct, frozen=True):

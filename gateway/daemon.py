@@ -16,7 +16,7 @@ import msgspec
 from drivers import driver_class
 from drivers.base import Driver
 from gateway import config as configuration
-from gateway import crypto, diag, register_commands, sdnotify
+from gateway import crypto, diag, register_commands, sdnotify, sirens
 from gateway.config import Config
 from gateway.control import ControlServer
 from gateway.control_handlers import ControlHandlers
@@ -27,6 +27,7 @@ from gateway.model import Category, Clip, Lane
 from gateway.privacy import JOB_KEY, Eraser, ErasureJob
 from gateway.retention import Retention
 from gateway.secrets import CredentialStore
+from gateway.storage_watch import watch_storage
 from gateway.store import Store
 from gateway.store.driver_state import StoreMemory
 from gateway.supervisor import Supervisor
@@ -59,6 +60,7 @@ class Daemon:
         self.supervisor = Supervisor(config.supervision.backoff)
         self.members = HubMembers(config.state_path)
         self.status_extras["members"] = self._members_status
+        self.sirens: sirens.Sirens | None = None
 
     def _open_store(self) -> Store:
         cfg = self.config
@@ -99,6 +101,7 @@ class Daemon:
             for driver in self.drivers:  # drivers that remember names, adoptions, counters across restarts
                 if (set_memory := getattr(driver, "set_memory", None)) is not None:
                     set_memory(memory)
+            self.sirens = sirens.attach(hub, self.drivers)
             spool = self.config.state_path / "spool"
             spool.mkdir(mode=0o700, exist_ok=True)
             if any(spool.iterdir()):
@@ -131,6 +134,7 @@ class Daemon:
                     keep("watchdog", self._watchdog)
                     keep("retention", lambda: retention.run_forever(self.config.retention.interval))
                     self.jobs.group = tg
+                    keep("storage", lambda: watch_storage(hub, reserve=self.config.store.min_free_bytes))
                     spawned: set[asyncio.Task[None]] = set()
 
                     def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -142,6 +146,9 @@ class Daemon:
                     self._attach_cameras(spool)
                     if await store.get_setting(JOB_KEY):
                         self.jobs.start("erase", self.eraser.resume)
+                    if self.sirens is not None:
+                        siren_control = self.sirens
+                        keep("sirens", lambda: siren_control.run(hub))
                     for driver in self.drivers:
                         tasks.append(tg.create_task(hub.supervise(driver), name=f"driver:{driver.name}"))
                     uplink = self._make_uplink()

@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway import config as configuration
 from gateway.daemon import Daemon
+from gateway.demo_alarm import SIREN_RELAY, AlarmDemo
 from gateway.model import DeviceInfo, Event, EventKind
 
 
@@ -69,11 +70,17 @@ def _local_register(root: Path, enabled: bool) -> Iterator[Any]:
     from cloud_sync.register.settings import Settings
     from drivers.mqtt.broker import free_port
 
-    server = BackgroundServer(Settings(state_dir=root / "register"), port=free_port(), graceful_s=3)
+    port = free_port()
+    alarm_demo = AlarmDemo()  # a simulated Twilio and the notification dispatcher
+    alarm_demo.environment(f"https://127.0.0.1:{port}")
+    server = BackgroundServer(Settings(state_dir=root / "register"), port=port, graceful_s=3)
     server.start()
+    alarm_demo.attach(server)
+    server.alarm_demo = alarm_demo  # type: ignore[attr-defined]
     try:
         yield server
     finally:
+        alarm_demo.close()
         server.close()
 
 
@@ -87,8 +94,9 @@ async def _provision(server: Any, state: Path) -> str:
     household = reg.create_household("Demo home", actor="demo")
     # What the first member's app does on their phone: make keys there and sign the household's first member list.
     aino = keys.generate()
-    reg.add_member(household, "Aino", aino.recipient, actor="demo")
+    member = reg.add_member(household, "Aino", aino.recipient, actor="demo")
     memberlog.append(reg, household, edit.genesis(household, aino), actor="demo")
+    server.alarm_demo.household(household, member.member_id, "Aino")
     token = reg.create_enroll_token(household, actor="demo")
     # The technician confirms the pairing code Aino's phone shows.
     result = await asyncio.to_thread(
@@ -131,7 +139,7 @@ async def _demo(duration: float, with_register: bool) -> int:
                     "hub": {"name": "demo", "state_dir": str(root / "state"), "runtime_dir": str(root / "run")},
                     "store": {"commit_interval": 0.5},
                     "drivers": {
-                        "mqtt": {"host": broker.host, "port": broker.port},
+                        "mqtt": {"host": broker.host, "port": broker.port, "sirens": [SIREN_RELAY]},
                         "miio": demo_table(miio.port, poll_interval=2.0),
                     },
                 }
@@ -169,6 +177,8 @@ async def _demo(duration: float, with_register: bool) -> int:
                     await daemon.ready.wait()
                     _say("daemon ready; simulated devices start talking")
                     tg.create_task(_narrate(daemon, stop, summary, register), name="narrator")
+                    if register is not None:
+                        tg.create_task(register.alarm_demo.narrate(daemon, _say, stop), name="alarm-narrator")
                     tg.create_task(
                         run_simulator(broker.host, broker.port, stop=stop, interval=2.0, alarm_after=duration * 0.3),
                         name="mqtt-simulator",

@@ -67,6 +67,9 @@ class Hub:
         self._subscribers: list[asyncio.Queue[tuple[str, Any]]] = []
         self.started = clock()
         self.clip_handler: Callable[[str, str], Awaitable[Any]] | None = None
+        self.event_hooks: list[Callable[[Event], None]] = []
+        """Called with every event a driver reports, before restriction and storage (the local sirens, which keep
+        nothing); must return at once."""
         self.spawn: Callable[[Coroutine[Any, Any, None], str], Any] | None = None
         """Starts a supervised background task (the daemon's TaskGroup); clips are recorded this way so that
         neither an alarm nor a driver ever waits for a recording."""
@@ -146,6 +149,9 @@ class Hub:
             self.counters["readings_accepted"] += count
 
     async def event(self, event: Event) -> None:
+        # First, before the restriction: a siren sounding stores and sends nothing, and safety does not wait.
+        for hook in self.event_hooks:
+            hook(event)
         if event.category in self.restricted:
             self.counters["events_restricted"] += 1
             return

@@ -85,6 +85,10 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "en": "check the network; data is kept on the hub and sent when the register answers",
         "fi": "tarkista verkkoyhteys; tiedot säilyvät keskittimessä ja lähtevät, kun rekisteri vastaa",
     },
+    "sirens.fix": {
+        "en": "pair a Zigbee siren, or list a siren relay under [[drivers.mqtt.sirens]]; check it has power",
+        "fi": "liitä Zigbee-sireeni tai lisää sireenirele kohtaan [[drivers.mqtt.sirens]]; tarkista sen virta",
+    },
     "register.expiring": {
         "en": "hub certificate expires {until}",
         "fi": "keskittimen varmenne vanhenee {until}",
@@ -109,6 +113,18 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
     "alarm.fail": {
         "en": "test alarm not acknowledged within {s} s",
         "fi": "testihälytystä ei kuitattu {s} sekunnissa",
+    },
+    "sirens.ok": {
+        "en": "{total} siren(s) reachable; smoke at any detector sounds them all",
+        "fi": "{total} sireeniä tavoitettavissa; savu missä tahansa varoittimessa soittaa ne kaikki",
+    },
+    "sirens.offline": {
+        "en": "{n} of {total} siren(s) cannot be reached",
+        "fi": "{n}/{total} sireeniä ei tavoiteta",
+    },
+    "sirens.none": {
+        "en": "no siren known: a smoke alarm is heard only from the detector itself",
+        "fi": "sireenejä ei ole: palohälytys kuuluu vain varoittimesta itsestään",
     },
     "alarm.skipped": {
         "en": "test alarm not sent (the uplink is off)",

@@ -47,6 +47,7 @@ class DeviceKind(enum.StrEnum):
     SMOKE_DETECTOR = "smoke_detector"
     CAMERA = "camera"
     GATEWAY = "gateway"
+    SIREN = "siren"
     OTHER = "other"
 
 

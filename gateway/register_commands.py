@@ -1,6 +1,6 @@
-"""Commands the register queues for this hub (``restrict``, ``erase``, ``member_keys``): one handler each, named
-in :func:`table`. The uplink fetches them, runs the handler and reports its result. A new command is one line in the
-table and one handler here."""
+"""Commands the register queues for this hub (``alarm_ack``, ``restrict``, ``erase``, ``member_keys``): one
+handler each, named in :func:`table`. The uplink fetches them, runs the handler and reports its result. A new
+command is one line in the table and one handler here."""
 
 from __future__ import annotations
 
@@ -42,7 +42,12 @@ def table(daemon: Daemon) -> dict[str, CommandHandler]:
         daemon.set_recipients(daemon.members.recipients)
         return result
 
+    async def alarm_ack(command: p.Command) -> dict[str, Any]:
+        # Someone acknowledged the alarm at the register: the sirens go quiet.
+        return {"silenced": daemon.sirens.acknowledge() if daemon.sirens is not None else False}
+
     return {
+        "alarm_ack": alarm_ack,
         "restrict": restrict,
         "erase": erase,
         "member_keys": member_keys,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import crypto, humanize
-from gateway.model import Event, EventKind, Lane
+from gateway.model import DeviceKind, Event, EventKind, Lane
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -112,8 +112,28 @@ async def run_checks(daemon: Daemon, *, alarm_test: bool = False) -> list[dict[s
 
     results.extend(await _uplink_checks(daemon))
     if alarm_test:
+        results.append(_siren_check(daemon))
         results.append(await _alarm_test(daemon))
     return results
+
+
+def _siren_check(daemon: Daemon) -> dict[str, Any]:
+    """Every siren the hub knows, reachable? A siren is reachable when it or the node it hangs on is online; the
+    check does not sound them (a test at night would wake the house), the alarm test proper is the smoke path."""
+    hub = daemon.hub
+    assert hub is not None
+    known = [d for d in hub.devices.values() if d.info.kind is DeviceKind.SIREN]
+    if not known or daemon.sirens is None:
+        return check("sirens", WARN, "sirens.none", "sirens.fix")
+
+    def reachable(state: Any) -> bool:
+        via = hub.devices.get(state.info.via)
+        return bool(state.online and (via is None or via.online))
+
+    offline = sum(1 for d in known if not reachable(d))
+    if offline:
+        return check("sirens", FAIL, "sirens.offline", "sirens.fix", n=offline, total=len(known))
+    return check("sirens", OK, "sirens.ok", total=len(known))
 
 
 def _key_check(state_dir: Path) -> dict[str, Any]:

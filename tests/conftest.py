@@ -5,4 +5,5 @@ pytest_plugins: list[str] = [
     "tests.support.register",
     "tests.support.camera",
     "tests.support.mosquitto",
+    "tests.support.notify",
 ]

@@ -26,6 +26,7 @@ from cloud_sync import protocol as p
 from cloud_sync.register import clips, export, ingest, memberlog, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.errors import Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
+from cloud_sync.register.notify import routes as notify_routes
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -166,6 +167,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     p.Consent,
     p.ErrorBody,
     p.Health,
+    *notify_routes.SCHEMA_TYPES,
 )
 
 
@@ -522,6 +524,8 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         summary = await run_in_threadpool(lambda: retention.erase_household(reg, h, actor=who.actor, close=close))
         notifier.notify()
         return _json(summary)
+
+    app.include_router(notify_routes.make_router(reg, scoped, read_body))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -23,7 +23,9 @@ from cloud_sync import clitools
 from cloud_sync.protocol import MemberRequest
 from cloud_sync.register import export, memberlog, retention, server
 from cloud_sync.register.auth import ROLES
-from cloud_sync.register.errors import RegisterError
+from cloud_sync.register.errors import Invalid, RegisterError
+from cloud_sync.register.notify import alarms, contacts, desk
+from cloud_sync.register.notify.policy import policy_json
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -124,6 +126,47 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
     r.set_defaults(func=_retention)
+
+    al = sub.add_parser("alarms", help="the operator's alarm desk")
+    al_sub = al.add_subparsers(dest="sub", required=True, metavar="COMMAND")
+    for view, what in (
+        ("desk", "alarms unacknowledged past their policy (support, admin)"),
+        ("open", "every unacknowledged alarm (admin)"),
+        ("history", "a household's alarms and who was told (admin)"),
+    ):
+        v = al_sub.add_parser(view, help=what, parents=[common])
+        v.add_argument("--role", choices=("support", "admin"), default="support", help="your operator role")
+        v.add_argument("--household", required=view == "history", help="only this household's alarms")
+        v.add_argument("--limit", type=int, default=100, help="at most this many alarms (default 100)")
+        v.set_defaults(func=_notify, existing=True)
+    ak = al_sub.add_parser("ack", help="acknowledge for the household (after reaching them)", parents=[common])
+    ak.add_argument("household", help="the household id (hh_…)")
+    ak.add_argument("alarm", help="the alarm id, as the desk shows it")
+    ak.set_defaults(func=_notify, existing=True)
+
+    c = sub.add_parser("contact", help="members' contacts for notifications")
+    c_sub = c.add_subparsers(dest="sub", required=True, metavar="COMMAND")
+    cl = c_sub.add_parser("list", help="a household's contacts", parents=[common])
+    cl.add_argument("household", help="the household id (hh_…)")
+    cl.set_defaults(func=_notify, existing=True)
+    cs = c_sub.add_parser("set", help="set a member's contact", parents=[common])
+    cs.add_argument("household", help="the household id (hh_…)")
+    cs.add_argument("member", help="the member id")
+    cs.add_argument("--phone", default="", help="E.164, e.g. +358401234567")
+    cs.add_argument("--email", default="", help="an e-mail address")
+    cs.add_argument("--language", choices=("fi", "en"), default="fi", help="the language of messages (default fi)")
+    cs.add_argument("--order", type=int, default=0, help="place in the call order (lower first)")
+    cs.set_defaults(func=_notify, existing=True)
+
+    po = sub.add_parser("policy", help="a household's escalation policy")
+    po_sub = po.add_subparsers(dest="sub", required=True, metavar="COMMAND")
+    pw = po_sub.add_parser("show", help="the policy in force", parents=[common])
+    pw.add_argument("household", help="the household id (hh_…)")
+    pw.set_defaults(func=_notify, existing=True)
+    ps = po_sub.add_parser("set", help="from a JSON file (fields left out keep their defaults)", parents=[common])
+    ps.add_argument("household", help="the household id (hh_…)")
+    ps.add_argument("file", type=Path, help="the policy as JSON (docs/notifications.md)")
+    ps.set_defaults(func=_notify, existing=True)
     return ap
 
 
@@ -219,6 +262,34 @@ def _print(obj: Any, as_json: bool) -> None:
             print("  ".join(f"{k}={_readable(k, v)}" for k, v in row.items()))
     else:
         print(obj)
+
+
+def _notify(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    """The alarm desk, contacts and escalation policies (cloud_sync/register/notify)."""
+    if args.cmd == "alarms":
+        if args.sub == "ack":
+            with reg.engine.begin() as conn:
+                return alarms.acknowledge(conn, args.household, args.alarm, actor=actor, channel="desk")
+        return desk.read(reg, args.sub, role=args.role, actor=actor, household_id=args.household, limit=args.limit)
+    if args.cmd == "contact":
+        if args.sub == "list":
+            return [msgspec.to_builtins(c) for c in contacts.contacts(reg, args.household)]
+        try:
+            contact = contacts.Contact(
+                phone=args.phone, email=args.email, language=args.language, call_order=args.order
+            )
+            contact = msgspec.convert(msgspec.to_builtins(contact), contacts.Contact)
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"invalid contact: {exc}") from exc
+        contacts.set_contact(reg, args.household, args.member, contact, actor=actor)
+        return f"contact of {args.member} stored"
+    if args.sub == "show":
+        return policy_json(contacts.get_policy(reg, args.household))
+    try:
+        raw = json.loads(args.file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise Invalid(f"cannot read the policy file: {exc}") from exc
+    return policy_json(contacts.set_policy(reg, args.household, raw, actor=actor))
 
 
 def _main(argv: list[str] | None) -> int:

@@ -318,6 +318,15 @@ HOUSEHOLD_TABLES: dict[Table, tuple[str, ...]] = {
 }
 """Erasure and retention clear these (see ``cloud_sync.register.retention``); children before parents."""
 
+
+def join_household_tables(tables: dict[Table, tuple[str, ...]]) -> None:
+    """Adds another module's per-household tables (e.g. notifications) to :data:`HOUSEHOLD_TABLES`, ahead of the
+    ones above, which they may reference."""
+    merged = {**tables, **HOUSEHOLD_TABLES}
+    HOUSEHOLD_TABLES.clear()
+    HOUSEHOLD_TABLES.update(merged)
+
+
 LANE_TABLES: dict[str, Table] = {
     "alarm": events,
     "events": events,

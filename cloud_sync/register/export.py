@@ -14,6 +14,7 @@ import msgspec
 from sqlalchemy import Table, select, tuple_
 
 from cloud_sync.register import db
+from cloud_sync.register.notify import schema as notify_schema
 from cloud_sync.register.registry import Registry
 
 _PAGE = 5000
@@ -30,6 +31,10 @@ _SMALL: list[tuple[str, Table]] = [
     ("device", db.devices),
     ("clip", db.clips),
     ("command", db.commands),
+    ("contact", notify_schema.contacts),
+    ("escalation_policy", notify_schema.escalation_policies),
+    ("alarm", notify_schema.alarms),
+    ("notification", notify_schema.notify_jobs),
 ]
 _LARGE: list[tuple[str, Table]] = [
     ("reading", db.readings),

@@ -31,6 +31,13 @@ from cloud_sync.protocol import (
 from cloud_sync.register import db
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.errors import Forbidden, Invalid
+from cloud_sync.register.notify.alarms import (
+    BATTERY_ALERT_MAX,
+    notify_dispatchers,
+    on_battery,
+    on_events,
+    on_storage_low,
+)
 from cloud_sync.register.registry import Registry, write_audit
 
 _Rows = list[dict[str, Any]]
@@ -160,11 +167,13 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
     total = len(rows)
     erased = 0
     stored = 0
+    raised = 0
     if registry.engine.dialect.name != "sqlite":
         with registry.engine.begin() as conn:
             kept = _after_erasure(conn, hub.household_id, rows)
             erased = total - len(kept)
             stored = db.insert_many_ignore(conn, table, kept)
+            raised += _raise_alarms(conn, hub, batch.lane, kept)
     else:
         # SQLite has one writer: take turns through the gate instead of SQLite's busy back-off, alarms first, and
         # commit big batches in chunks so an alarm waits for at most one chunk. Chunks are idempotent like the
@@ -179,8 +188,27 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
                 kept = _after_erasure(conn, hub.household_id, rows[start : start + SQLITE_CHUNK])
                 erased += min(SQLITE_CHUNK, total - start) - len(kept)
                 stored += db.insert_many_ignore(conn, table, kept)
+                raised += _raise_alarms(conn, hub, batch.lane, kept)
+    if raised:
+        notify_dispatchers(registry.engine)
     # All items of the batch are now held (stored just now, or by an earlier send) or were erased by the household.
     return IngestAck(lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=total - erased - stored)
+
+
+def _raise_alarms(conn: Connection, hub: HubIdentity, lane: str, rows: _Rows) -> int:
+    """Opens the alarms these rows raise in the same transaction, so an alarm is stored with its event or not at
+    all (alarms are idempotent: a batch sent twice opens each once)."""
+    if lane == "readings":
+        # One cheap pass over the batch; a low battery opens at most one alert per device a week (see on_battery).
+        low = [r for r in rows if r["quantity"] == "battery" and r["value"] < BATTERY_ALERT_MAX]
+        return on_battery(conn, hub.hub_id, hub.household_id, low) if low else 0
+    if lane == "diagnostics":
+        low = [r for r in rows if isinstance(r["body"], dict) and r["body"].get("event") == "storage_low"]
+        return on_storage_low(conn, hub.hub_id, hub.household_id, low) if low else 0
+    if lane not in ("alarm", "events"):
+        return 0
+    relevant = [r for r in rows if r["kind"] in ("smoke", "availability")]
+    return on_events(conn, hub.hub_id, hub.household_id, lane, relevant) if relevant else 0
 
 
 def _lock_household(conn: Connection, household_id: str) -> None:

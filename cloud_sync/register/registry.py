@@ -32,6 +32,7 @@ from cloud_sync.register.auth import ROLES, HubIdentity, Principal, hash_token, 
 from cloud_sync.register.blobstore import BlobStore, FileBlobStore
 from cloud_sync.register.ca import CertificateAuthority, fingerprint
 from cloud_sync.register.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- their tables are created with ours
 from cloud_sync.register.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cloud_sync.register import retention
 from cloud_sync.register.app import create_app
+from cloud_sync.register.notify import dispatch
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -205,17 +206,20 @@ def _retention_loop(registry: Registry, stop: threading.Event, interval_s: float
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8443, retention_interval_s: float = 3600) -> None:
-    """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s``. A stop takes
-    well under 2 s: long-polls answer at once, and a request still running after 1 s is cut (the hub retries)."""
+    """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s`` and dispatching
+    notifications (configured from the environment, :mod:`cloud_sync.register.notify.config`). A stop takes well
+    under 2 s: long-polls answer at once, and a request still running after 1 s is cut (the hub retries)."""
     registry = Registry(settings)
     stop = threading.Event()
     purger = threading.Thread(
         target=_retention_loop, args=(registry, stop, retention_interval_s), name="retention", daemon=True
     )
     purger.start()
+    _, stop_dispatch = dispatch.start(registry)
     try:
         ReadyServer(build_config(settings, host=host, port=port, registry=registry, graceful_s=1)).run()
     finally:
+        stop_dispatch()
         stop.set()
         purger.join(60)
         registry.close()

@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from drivers.mqtt.decoders import DEFAULT_MAX_PAYLOAD, Families
+from drivers.mqtt.siren import SirenRelay
 
 # A topic prefix: no MQTT wildcards, no empty levels at the ends.
 Prefix = Annotated[str, msgspec.Meta(pattern=r"^[^#+/\x00]([^#+\x00]*[^#+/\x00])?$")]
@@ -67,6 +68,8 @@ class MqttConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     max_held: Annotated[int, msgspec.Meta(ge=1)] = 5_000
     """Messages naming a device not resolvable yet (Zigbee2MQTT's device list not received) kept, persisted,
     until it arrives; beyond this the oldest is dropped and counted (``held_dropped``)."""
+    sirens: tuple[SirenRelay, ...] = ()
+    """Shelly/Tasmota relays that drive sirens (``[[drivers.mqtt.sirens]]``); Zigbee sirens are discovered."""
 
     def __post_init__(self) -> None:
         if self.reconnect_min > self.reconnect_max:

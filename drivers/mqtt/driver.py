@@ -8,7 +8,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import aiomqtt
@@ -21,7 +21,9 @@ from drivers.mqtt.backoff import Backoff
 from drivers.mqtt.config import MqttConfig
 from drivers.mqtt.decoders import MqttDecoder
 from drivers.mqtt.held import HELD_NS, Held, HeldMessage
+from drivers.mqtt.siren import MqttSirens
 from gateway.errors import ConfigError, TransientError
+from gateway.model import DeviceInfo
 
 __all__ = ["MqttConfig", "MqttDriver"]
 
@@ -296,6 +298,16 @@ class MqttDriver(Driver):
         except aiomqtt.MqttError as exc:
             raise TransientError(f"MQTT broker unreachable: {exc}") from exc
         return sorted(found.values(), key=lambda d: d.device_id)
+
+    def siren_output(self, devices: Callable[[], Iterable[DeviceInfo]]) -> MqttSirens:
+        """The sirens this broker reaches (configured relays, and the Zigbee sirens among ``devices()``), on a
+        connection of their own."""
+        suffix = os.urandom(3).hex()
+        return MqttSirens(
+            lambda: self._client(f"{self.config.client_id}-sirens-{suffix}", clean_session=True),
+            self.config.sirens,
+            devices,
+        )
 
     def health(self) -> dict[str, Any]:
         return {

@@ -198,6 +198,8 @@ def _bridge_devices(prefix: str, payload: bytes, state: DecoderState, sink: Sink
         if type(vendor) is not str:
             vendor = entry.get("manufacturer") if type(entry.get("manufacturer")) is str else ""
         is_smoke = _has_expose(definition.get("exposes"), "smoke")
+        # A Zigbee siren (IAS WD) exposes the composite `warning`; the hub sounds it on smoke (gateway.sirens).
+        is_siren = not is_smoke and _has_expose(definition.get("exposes"), "warning")
         ieee = ieee.lower()
         dev = mqtt_id(ieee)
         if is_smoke:
@@ -205,7 +207,7 @@ def _bridge_devices(prefix: str, payload: bytes, state: DecoderState, sink: Sink
         info = DeviceInfo(
             device_id=dev,
             driver="mqtt",
-            kind=kind_for(is_smoke),
+            kind=DeviceKind.SIREN if is_siren else kind_for(is_smoke),
             name=name,
             manufacturer=str(vendor),
             model=str(model),

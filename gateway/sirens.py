@@ -1,0 +1,98 @@
+"""The local alarm path: smoke at any detector sounds every siren, with or without the cloud (interconnect).
+
+:class:`Sirens` watches the hub's events (a hook called before the event is stored, so nothing on the way to the
+store or the uplink can delay it). Smoke at any detector sounds all sirens; they go quiet when every detector
+that raised smoke reports clear, or when the register relays an acknowledgement (the ``alarm_ack`` command). The
+commands themselves go out through an output (:class:`drivers.mqtt.siren.MqttSirens`) on a supervised task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+from drivers.base import Driver
+from gateway.hub import Hub
+from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, SmokeState
+
+log = logging.getLogger(__name__)
+
+
+class SirenOutput(Protocol):
+    async def sound(self, on: bool, *, wait: float = 2.0) -> int: ...
+
+    async def run(self) -> None: ...
+
+    def devices(self) -> list[DeviceInfo]: ...
+
+
+class Sirens:
+    def __init__(self, output: SirenOutput) -> None:
+        self.output = output
+        self.alarming: set[str] = set()
+        self.sounding = False
+        self._wanted: asyncio.Queue[bool] = asyncio.Queue()
+        self.last_change: dict[str, float] = {}
+        self.counters = {"sounded": 0, "silenced": 0}
+
+    def on_event(self, event: Event) -> None:
+        """The hub's event hook: decides at once and queues the command (never blocks the hub)."""
+        if event.kind is not EventKind.SMOKE:
+            return
+        if event.state == SmokeState.SMOKE:
+            self.alarming.add(event.device_id)
+            if not self.sounding:
+                self._set(True)
+        elif event.state == SmokeState.CLEAR and event.device_id in self.alarming:
+            self.alarming.discard(event.device_id)
+            if not self.alarming and self.sounding:
+                self._set(False)
+
+    def acknowledge(self) -> bool:
+        """Someone acknowledged the alarm (through the register): silence. Smoke reported again sounds again."""
+        self.alarming.clear()
+        if self.sounding:
+            self._set(False)
+            return True
+        return False
+
+    def _set(self, on: bool) -> None:
+        self.sounding = on
+        self.last_change["sound" if on else "silence"] = time.monotonic()
+        self._wanted.put_nowait(on)
+        log.warning("sirens %s", "SOUNDING: smoke" if on else "silenced")
+
+    async def run(self, hub: Hub) -> None:
+        """Announces the configured sirens as devices, keeps the output's connection and carries out the queued
+        commands, in order."""
+        for info in self.output.devices():
+            await hub.device_seen(info)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.output.run(), name="siren-output")
+            while True:
+                on = await self._wanted.get()
+                n = await self.output.sound(on)
+                self.counters["sounded" if on else "silenced"] += 1
+                log.info("siren command sent to %d siren(s)", n)
+
+    def summary(self, devices: dict[str, Any]) -> dict[str, Any]:
+        sirens = [d for d in devices.values() if d.info.kind is DeviceKind.SIREN]
+        return {
+            "known": len(sirens),
+            "online": sum(1 for d in sirens if d.online),
+            "sounding": self.sounding,
+            **self.counters,
+        }
+
+
+def attach(hub: Hub, drivers: list[Driver]) -> Sirens | None:
+    """Sirens on the first driver that can drive them (MQTT), hooked to the hub's events; None if none can."""
+    for driver in drivers:
+        make = getattr(driver, "siren_output", None)
+        if make is not None:
+            sirens = Sirens(make(lambda: [d.info for d in hub.devices.values() if d.info.kind is DeviceKind.SIREN]))
+            hub.event_hooks.append(sirens.on_event)
+            return sirens
+    return None
