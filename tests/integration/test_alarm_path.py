@@ -94,8 +94,10 @@ def home(
         hub = SyncedHub(tmp_path, mosquitto, proxy.url)
         with hub.config.open("a") as f:
             f.write(SIREN)
+        code = reg.pairing_code(household)
+        assert code is not None
         r = hub.cli("provision", "--register", proxy.url, "--token", reg.enroll_token(household), "--ca-file",
-                    str(reg.ca_file))  # fmt: skip
+                    str(reg.ca_file), "--pairing-code", code)  # fmt: skip
         assert r.returncode == 0, r.stderr
         hub.start()
         try:

@@ -101,7 +101,12 @@ def provisioned(tmp_path: Path, broker: MosquittoBroker, register: RunningRegist
     (tmp_path / "hub").mkdir()
     hub = SyncedHub(tmp_path / "hub", broker, register.url, extra)
     token = register.enroll_token(household)
-    done = hub.cli("provision", "--register", register.url, "--token", token, "--ca-file", str(register.ca_file))
+    code = register.pairing_code(household)
+    assert code is not None
+    done = hub.cli(
+        "provision", "--register", register.url, "--token", token, "--ca-file", str(register.ca_file),
+        "--pairing-code", code,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return hub
 
