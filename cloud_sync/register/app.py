@@ -22,7 +22,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_sync import protocol as p
-from cloud_sync.register import clips, export, ingest, retention
+from cloud_sync.register import clips, export, fleet, ingest, metrics, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.errors import Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
 from cloud_sync.register.registry import Registry
@@ -138,6 +138,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     p.Consent,
     p.ErrorBody,
     p.Health,
+    p.Heartbeat,
 )
 
 
@@ -154,6 +155,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         redoc_url=None,
     )
     app.state.registry = reg
+    app.state.metrics = fleet_metrics = metrics.instrument(app, reg)
 
     # ------------------------------------------------------------------------------------------- errors
 
@@ -205,6 +207,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     Hub = Annotated[HubIdentity, Depends(hub)]
     Who = Annotated[Principal, Depends(principal)]
 
+    app.include_router(fleet.router(reg, hub=hub, principal=principal))
+    app.include_router(metrics.router(fleet_metrics, principal))
+
     def scoped(permission: str) -> Callable[[str, Principal], Principal]:
         def dep(h: str, who: Who) -> Principal:
             require(who, permission, h)
@@ -234,7 +239,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         if ctype != p.MSGPACK_CONTENT_TYPE:
             raise Invalid(f"ingest bodies must be {p.MSGPACK_CONTENT_TYPE}", status=415, code="content_type")
         body = await read_body(request, p.MAX_INGEST_COMPRESSED_BYTES)
-        return _json(await run_in_threadpool(ingest.ingest_body, reg, who, lane, body))
+        ack = await run_in_threadpool(ingest.ingest_body, reg, who, lane, body)
+        fleet_metrics.ingested(ack)
+        return _json(ack)
 
     @app.post("/v1/renew", openapi_extra=_doc("RenewRequest", "RenewResponse"))
     async def renew(request: Request, who: Hub) -> Response:

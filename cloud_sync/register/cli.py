@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cloud_sync.register import export, retention, server
+from cloud_sync.register import export, fleet, retention, server
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import RegisterError
 from cloud_sync.register.registry import Registry
@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, help="write to this file (0600) instead of stdout")
 
     sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
+
+    f = sub.add_parser("fleet", help="every hub at a glance: online, version, lag, disk, drivers", parents=[common])
+    f.add_argument("--online-minutes", type=float, default=fleet.ONLINE_WINDOW_S / 60, help="default 15")
     return ap
 
 
@@ -139,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                 with os.fdopen(fd, "wb") as f:
                     f.writelines(lines)
             return 0
+        elif args.cmd == "fleet":
+            rows = fleet.fleet(reg, actor=actor, online_window_s=args.online_minutes * 60)
+            out = rows if args.json else fleet.table(rows)
         elif args.cmd == "audit":
             out = reg.audit_entries(args.household, limit=args.limit)
         else:

@@ -249,6 +249,28 @@ audit = Table(
     Column("detail", Text, nullable=False, default=""),
 )
 
+hub_health = Table(
+    "hub_health",
+    metadata,
+    # The latest heartbeat of each hub (cloud_sync.register.fleet); overwritten, never accumulated.
+    Column("hub_id", String(64), primary_key=True),
+    Column("household_id", String(64), nullable=False, index=True),
+    Column("received_at", Double, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("uptime_s", Double, nullable=False),
+    Column("disk_free_bytes", BigInteger, nullable=False),
+    Column("disk_total_bytes", BigInteger, nullable=False),
+    Column("store_bytes", BigInteger, nullable=False),
+    Column("written_bytes_per_day", BigInteger, nullable=True),
+    Column("drivers_down", Integer, nullable=False),
+    # Items the hub holds beyond what the register committed, per lane, as of this heartbeat.
+    *(
+        Column(f"lag_{lane}", BigInteger, nullable=False, default=0)
+        for lane in ("alarm", "events", "readings", "clips", "diagnostics")
+    ),
+    Column("body", JSON, nullable=False),
+)
+
 LANE_TABLES: dict[str, Table] = {
     "alarm": events,
     "events": events,

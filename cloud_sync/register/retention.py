@@ -86,6 +86,7 @@ _HOUSEHOLD_TABLES: list[Table] = [
     db.members,
     db.enroll_tokens,
     db.consents,
+    db.hub_health,
 ]
 
 
