@@ -26,6 +26,7 @@ import msgspec
 import requests
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
+from cloud_sync import heartbeat
 from cloud_sync import protocol as p
 from gateway.config import UplinkSection
 from gateway.errors import PermanentError, TransientError
@@ -207,6 +208,8 @@ class Uplink:
     """The hub's device registry as register ``DeviceRecord`` dicts; sent whenever it changes."""
     on_server_time: Callable[[float], None] | None = None
     """Told the register's clock after each acknowledged batch (retention trusts the hub's clock once they agree)."""
+    health_source: Callable[[], Awaitable[p.Heartbeat]] | None = None
+    """Collects the health heartbeat sent every ``heartbeat_interval`` (cloud_sync.heartbeat)."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
     hub_id: str = ""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -260,6 +263,9 @@ class Uplink:
             tg.create_task(self._command_loop(), name="uplink:commands")
             if self.devices_source is not None:
                 tg.create_task(self._devices_loop(self.devices_source), name="uplink:devices")
+            if self.health_source is not None:
+                hb = heartbeat.send_forever(self._client, self.health_source, self.config.heartbeat_interval)
+                tg.create_task(hb, name="uplink:heartbeat")
 
     # ---- item lanes ----------------------------------------------------------------------------------------------
 

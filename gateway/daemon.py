@@ -177,6 +177,7 @@ class Daemon:
         if not self.config.uplink.enabled:
             return None
         from cloud_sync.enroll import finish_renewal
+        from cloud_sync.heartbeat import HealthSource
         from cloud_sync.uplink import HubIdentity, Uplink
 
         identity = HubIdentity(self.config.state_path)
@@ -223,6 +224,7 @@ class Daemon:
                 "member_keys": member_keys,
             },
             spool_dir=self.config.state_path / "spool",
+            health_source=HealthSource(self.store, hub),
             devices_source=lambda: [
                 {
                     "device_id": d.info.device_id,
