@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("retention", help="delete everything older than the retention period", parents=[common])
 
     f = sub.add_parser("fleet", help="every hub at a glance: online, version, lag, disk, drivers", parents=[common])
-    f.add_argument("--online-minutes", type=float, default=fleet.ONLINE_WINDOW_S / 60, help="default 15")
+    f.add_argument(
+        "--online-minutes", type=fleet.online_minutes, default=fleet.ONLINE_WINDOW_S / 60, help="0-10080, default 15"
+    )
     return ap
 
 

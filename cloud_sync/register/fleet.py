@@ -33,6 +33,14 @@ OPERATOR_ROLES: Final = frozenset({"support", "admin"})
 RUNNING_STATES: Final = frozenset({"running", "starting"})
 
 
+def online_minutes(text: str) -> float:
+    """``--online-minutes``: a positive number of minutes, at most a week."""
+    value = float(text)
+    if not 0 < value <= 10_080:
+        raise ValueError(text)
+    return value
+
+
 def require_operator(who: Principal, what: str) -> None:
     """Fleet-wide reads are for the operator's staff only; a household token sees its own hubs elsewhere."""
     if who.role not in OPERATOR_ROLES:
@@ -88,7 +96,7 @@ def fleet(
         select(h.c.id, h.c.household_id, h.c.last_seen, hh)
         .select_from(h.outerjoin(hh, hh.c.hub_id == h.c.id))
         .where(h.c.revoked.is_(False))
-        .order_by(h.c.last_seen.desc(), h.c.id)
+        .order_by(h.c.last_seen.desc().nulls_last(), h.c.id)
     )
     out: list[dict[str, Any]] = []
     with registry.engine.begin() as conn:

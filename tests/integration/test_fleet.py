@@ -186,3 +186,6 @@ def test_cli_fleet_table_and_json_are_audited(register: RunningRegister, monkeyp
     assert "2 hubs, 2 online, 0 offline" in text
     actors = [a["actor"] for a in register.reg.audit_entries(None, limit=1000) if a["action"] == "fleet.read"]
     assert len(actors) == 2 and all(a.startswith("cli:") for a in actors)
+    with pytest.raises(SystemExit) as refused, contextlib.redirect_stderr(io.StringIO()):
+        cli.main(["--state", state, "fleet", "--online-minutes", "0"])
+    assert refused.value.code == 2
