@@ -114,8 +114,8 @@ def _value(families: dict[str, Any], name: str, suffix: str = "", **labels: str)
     raise AssertionError(f"no sample {name}{suffix} {labels}")
 
 
-def test_metrics_parse_aggregate_only_and_need_an_operator_token(register: RunningRegister) -> None:
-    reg = register
+def test_metrics_parse_aggregate_only_and_need_an_operator_token(register_any: RunningRegister) -> None:
+    reg = register_any
     hubs = [reg.enroll(), reg.enroll()]
     ingest(reg, hubs[0], "readings", range(1, 11))
     ingest(reg, hubs[0], "readings", range(5, 13))  # 5..10 are duplicates
