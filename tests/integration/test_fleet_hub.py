@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,35 @@ def test_daemon_heartbeat_reaches_the_fleet_view_and_metrics(
     proxy.down = False
     wait_until(lambda: _mine(register, hub_id, window_s=2.0)["online"], timeout=30, what="heartbeats to resume")
     assert hub.proc is not None and hub.proc.poll() is None
+
+
+def test_a_stuck_heartbeat_never_delays_an_alarm(
+    beating_hub: tuple[HubProcess, str, FaultProxy],
+    register: RunningRegister,
+    mosquitto: MosquittoBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, hub_id, _ = beating_hub
+    wait_until(lambda: _mine(register, hub_id)["last_heartbeat"], what="the first heartbeat")
+    # The register runs in this process: make it hang on the next heartbeat (the hub waits up to its read timeout).
+    stuck, release = threading.Event(), threading.Event()
+    record = fleet.record_heartbeat
+
+    def hang(*args: Any, **kw: Any) -> None:
+        stuck.set()
+        release.wait(60)
+        record(*args, **kw)
+
+    monkeypatch.setattr(fleet, "record_heartbeat", hang)
+    try:
+        assert stuck.wait(20), "no heartbeat came"
+        held = _mine(register, hub_id)["last_heartbeat"]
+        asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
+        wait_until(
+            lambda: [b for _, b in register.items(hub_id, "alarm") if b["kind"] == "smoke"],
+            timeout=15,
+            what="the smoke alarm while the heartbeat hangs",
+        )
+        assert _mine(register, hub_id)["last_heartbeat"] == held  # the heartbeat was still hanging meanwhile
+    finally:
+        release.set()
