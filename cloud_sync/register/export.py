@@ -25,6 +25,7 @@ _SMALL: list[tuple[str, Table]] = [
     ("member_key", db.member_keys),
     ("consent", db.consents),
     ("hub", db.hubs),
+    ("hub_health", db.hub_health),
     ("device", db.devices),
     ("clip", db.clips),
     ("command", db.commands),

@@ -13,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from cloud_sync import protocol as p
-from cloud_sync.register import cli
+from cloud_sync.register import cli, export, fleet, retention
 from cloud_sync.register.app import create_app
 from tests.integration.test_register import INGEST_HEADERS, anonymous, batch, bearer, error_of, event
 from tests.support.register import HubIdentity, RunningRegister
@@ -189,3 +189,18 @@ def test_cli_fleet_table_and_json_are_audited(register: RunningRegister, monkeyp
     with pytest.raises(SystemExit) as refused, contextlib.redirect_stderr(io.StringIO()):
         cli.main(["--state", state, "fleet", "--online-minutes", "0"])
     assert refused.value.code == 2
+
+
+def test_a_households_hub_health_is_exported_and_erased_with_it(register: RunningRegister) -> None:
+    hub = register.enroll()
+    other = register.enroll()
+    for h in (hub, other):
+        assert put_heartbeat(register, h, heartbeat("3.0.0", readings=(1, 1, 0))).status_code == 204
+    records = list(export.export_household(register.reg, hub.household_id, actor="test:export"))
+    [health] = [r for r in records if r["type"] == "hub_health"]
+    assert health["hub_id"] == hub.hub_id and health["version"] == "3.0.0"
+    summary = retention.erase_household(register.reg, hub.household_id, actor="test:erase", close=True)
+    assert summary["hub_health"] == 1
+    rows = fleet.fleet(register.reg, actor="test:fleet")
+    assert [r["hub_id"] for r in rows] == [other.hub_id]  # the other household's hub is untouched
+    assert rows[0]["version"] == "3.0.0"
