@@ -5,7 +5,8 @@ matters, so a heartbeat missed while offline is simply not sent (no backlog, and
 partly there to watch). An alarm never waits for it: the alarm lane has its own task and connection.
 
 It carries no personal data: versions, uptime, disk and store sizes, write volume, driver states by driver name,
-and per-lane sequence numbers and counts — no device ids, names, rooms or addresses.
+and per-lane sequence numbers and counts — no device ids, names, rooms or addresses. It is still "diagnostics from
+the hub" in the privacy notice's terms, so while the household restricts the diagnostics category none is sent.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import msgspec
 
 from cloud_sync import protocol as p
 from gateway.errors import PermanentError, TransientError
-from gateway.model import Lane
+from gateway.model import Category, Lane
 
 if TYPE_CHECKING:
     from gateway.hub import Hub
@@ -101,7 +102,7 @@ class WriteMeter:
 
 
 class HealthSource:
-    """Collects a heartbeat from the running hub."""
+    """Collects a heartbeat from the running hub; None while the household restricts diagnostics."""
 
     def __init__(self, store: Store, hub: Hub, *, meter: WriteMeter | None = None) -> None:
         self._store = store
@@ -109,7 +110,9 @@ class HealthSource:
         self._meter = meter or WriteMeter(store.state_dir)
         self._version = _version()
 
-    async def __call__(self) -> p.Heartbeat:
+    async def __call__(self) -> p.Heartbeat | None:
+        if Category.DIAGNOSTICS in self._hub.restricted:
+            return None
         usage = await asyncio.to_thread(self._store.disk_usage)
         written = await asyncio.to_thread(self._meter.per_day)
         depth = await self._store.depth()
@@ -146,7 +149,7 @@ class _Client(Protocol):
 
 
 async def send_forever(
-    client_factory: Callable[[], _Client], source: Callable[[], Awaitable[p.Heartbeat]], interval: float
+    client_factory: Callable[[], _Client], source: Callable[[], Awaitable[p.Heartbeat | None]], interval: float
 ) -> None:
     """Sends a heartbeat at once and then every ``interval`` seconds until cancelled. A failure is logged (once
     until the next success) and the next heartbeat simply comes on schedule: only the latest one matters."""
@@ -156,7 +159,11 @@ async def send_forever(
         while True:
             started = time.monotonic()
             try:
-                body = msgspec.json.encode(await source())
+                hb = await source()
+                if hb is None:  # nothing to send now (diagnostics restricted)
+                    await asyncio.sleep(interval)
+                    continue
+                body = msgspec.json.encode(hb)
                 await asyncio.to_thread(client.request, "PUT", "/v1/heartbeat", data=body, headers=_HEADERS)
             except (TransientError, PermanentError, OSError) as exc:
                 if not failing:

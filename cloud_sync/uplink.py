@@ -208,7 +208,7 @@ class Uplink:
     """The hub's device registry as register ``DeviceRecord`` dicts; sent whenever it changes."""
     on_server_time: Callable[[float], None] | None = None
     """Told the register's clock after each acknowledged batch (retention trusts the hub's clock once they agree)."""
-    health_source: Callable[[], Awaitable[p.Heartbeat]] | None = None
+    health_source: Callable[[], Awaitable[p.Heartbeat | None]] | None = None
     """Collects the health heartbeat sent every ``heartbeat_interval`` (cloud_sync.heartbeat)."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
     hub_id: str = ""

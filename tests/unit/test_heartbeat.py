@@ -12,6 +12,9 @@ import pytest
 from cloud_sync import heartbeat
 from cloud_sync import protocol as p
 from cloud_sync.uplink import RegisterRejected, RegisterUnavailable
+from gateway.hub import DriverHealth, Hub
+from gateway.model import Category, Quantity, Reading
+from tests.support.stores import open_store
 
 
 class Clock:
@@ -93,11 +96,13 @@ async def test_sender_survives_failures_and_keeps_its_schedule(caplog: pytest.Lo
     client = FlakyClient([RegisterUnavailable("down"), RegisterUnavailable("down"), RegisterRejected("no", status=422)])
     calls = 0
 
-    async def source() -> p.Heartbeat:
+    async def source() -> p.Heartbeat | None:
         nonlocal calls
         calls += 1
         if calls == 5:
             raise RuntimeError("a bug while collecting")
+        if calls == 6:
+            return None  # diagnostics restricted: nothing to send
         return p.Heartbeat(version=str(calls), uptime_s=1, disk_free_bytes=1, disk_total_bytes=1, store_bytes=0)
 
     task = asyncio.create_task(heartbeat.send_forever(lambda: client, source, 0.01))
@@ -108,8 +113,32 @@ async def test_sender_survives_failures_and_keeps_its_schedule(caplog: pytest.Lo
     with pytest.raises(asyncio.CancelledError):
         await task
     assert client.closed
-    # 1-3 failed to deliver, 4 went, 5 failed to collect, 6 and 7 went: nothing stopped the loop.
-    assert [msgspec.json.decode(b)["version"] for b in client.bodies[:3]] == ["4", "6", "7"]
+    # 1-3 failed to deliver, 4 went, 5 failed to collect, 6 was withheld, 7 and 8 went: nothing stopped the loop.
+    assert [msgspec.json.decode(b)["version"] for b in client.bodies[:3]] == ["4", "7", "8"]
     warnings = [r for r in caplog.records if "not delivered" in r.getMessage()]
     assert len(warnings) == 1  # logged once for the streak of three
     assert any("could not collect" in r.getMessage() for r in caplog.records)
+
+
+async def test_health_source_reads_the_running_hub_and_stays_silent_when_diagnostics_are_restricted(
+    tmp_path: Path,
+) -> None:
+    async with open_store(tmp_path) as store:
+        hub = Hub(store, offline_after={})
+        hub.driver_health["mqtt"] = DriverHealth("mqtt", state="running")
+        hub.driver_health["ble"] = DriverHealth("ble", state="restarting", restarts=2)
+        hub.driver_health["Not A Name!"] = DriverHealth("Not A Name!", state="running")  # not sent, not refused
+        await hub.readings([Reading("mqtt:t1", Quantity.TEMPERATURE, 20.0 + i, 1_760_000_000.0 + i) for i in range(3)])
+        await store.flush()
+        source = heartbeat.HealthSource(store, hub)
+        hb = await source()
+        assert hb is not None
+        assert hb.drivers == {"mqtt": p.DriverStatus("running"), "ble": p.DriverStatus("restarting", 2)}
+        assert hb.lanes["readings"] == p.LaneHealth(newest_seq=3, acked_seq=0, pending=3)
+        assert hb.lanes["alarm"] == p.LaneHealth(newest_seq=0, acked_seq=0, pending=0)
+        assert 0 < hb.disk_free_bytes <= hb.disk_total_bytes and hb.store_bytes > 0
+        assert len(msgspec.json.encode(hb)) <= p.MAX_HEARTBEAT_BYTES
+        body = msgspec.json.encode(hb).decode()
+        assert "mqtt:t1" not in body and "t1" not in body  # no device ids
+        await hub.set_restricted(Category.DIAGNOSTICS, True, actor="household")
+        assert await source() is None
