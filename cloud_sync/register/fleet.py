@@ -106,7 +106,7 @@ def fleet(
     now = time.time() if now is None else now
     h, hh = db.hubs, db.hub_health
     q = (
-        select(h.c.id, h.c.household_id, h.c.last_seen, hh)
+        select(h.c.id, h.c.household_id, h.c.last_seen, *(c for c in hh.c if c.name not in ("hub_id", "household_id")))
         .select_from(h.outerjoin(hh, hh.c.hub_id == h.c.id))
         .where(h.c.revoked.is_(False))
         .order_by(h.c.last_seen.desc().nulls_last(), h.c.id)
