@@ -148,7 +148,9 @@ def router(
 
     r = APIRouter()
 
-    @r.put("/v1/heartbeat", status_code=204, openapi_extra={"requestBody": {"required": True}})
+    body = {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Heartbeat"}}}}
+
+    @r.put("/v1/heartbeat", status_code=204, openapi_extra={"requestBody": body})
     async def heartbeat(request: Request, who: Annotated[HubIdentity, Depends(hub)]) -> Response:
         hb = decode_json(await read_body(request, p.MAX_HEARTBEAT_BYTES), p.Heartbeat)
         await run_in_threadpool(record_heartbeat, registry, who, hb)
