@@ -174,31 +174,6 @@ class RegisterMetrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        """Counts every HTTP request by the route template it matched (never the path, which holds ids)."""
-
-        async def instrumented(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            started = time.perf_counter()
-            status = 500
-
-            async def send_status(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = int(message["status"])
-                await send(message)
-
-            try:
-                await app(scope, receive, send_status)
-            finally:
-                route = getattr(scope.get("route"), "path", None) or UNMATCHED
-                self.requests.labels(route, scope.get("method", ""), f"{status // 100}xx").inc()
-                self.duration.labels(route).observe(time.perf_counter() - started)
-
-        return instrumented
-
 
 def instrument(app: FastAPI, registry: Registry) -> RegisterMetrics:
     """Attach the metrics to ``app``: the request middleware now; the route comes with :func:`router`."""
@@ -208,11 +183,32 @@ def instrument(app: FastAPI, registry: Registry) -> RegisterMetrics:
 
 
 class _Middleware:
+    """Counts every HTTP request by the route template it matched (never the path, which holds ids)."""
+
     def __init__(self, app: ASGIApp, metrics: RegisterMetrics) -> None:
-        self._inner = metrics.middleware(app)
+        self._app = app
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._inner(scope, receive, send)
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_status)
+        finally:
+            # The router put the matched route in the scope; its path is the template.
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            self._metrics.requests.labels(route, scope.get("method", ""), f"{status // 100}xx").inc()
+            self._metrics.duration.labels(route).observe(time.perf_counter() - started)
 
 
 def router(metrics: RegisterMetrics, principal: Callable[[Request], Principal]) -> APIRouter:
