@@ -38,6 +38,8 @@ from cloud_sync.register.registry import Registry
 LOW_DISK_FRACTION: Final = 0.10
 UNMATCHED: Final = "unmatched"
 """The route label of a request no route matched, so probing random paths cannot add series."""
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods counted by name; any other (the client chooses it) is counted as ``other``, for the same reason."""
 
 
 class FleetCollector(Collector):
@@ -207,7 +209,9 @@ class _Middleware:
         finally:
             # The router put the matched route in the scope; its path is the template.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            self._metrics.requests.labels(route, scope.get("method", ""), f"{status // 100}xx").inc()
+            method = scope.get("method", "")
+            method = method if method in METHODS else "other"
+            self._metrics.requests.labels(route, method, f"{status // 100}xx").inc()
             self._metrics.duration.labels(route).observe(time.perf_counter() - started)
 
 

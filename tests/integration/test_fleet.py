@@ -126,6 +126,7 @@ def test_metrics_parse_aggregate_only_and_need_an_operator_token(register_any: R
     household_reader = bearer(reg, reg.api_token("household", household))
     assert household_reader.get(f"{reg.url}/v1/households/{household}/hubs").status_code == 200
     assert anonymous(reg).get(f"{reg.url}/no/such/{household}").status_code == 404
+    assert anonymous(reg).request("BREW", f"{reg.url}/v1/health").status_code == 405
 
     refused = household_reader.get(f"{reg.url}/metrics")
     assert (refused.status_code, error_of(refused)) == (403, "role_forbidden")
@@ -154,6 +155,7 @@ def test_metrics_parse_aggregate_only_and_need_an_operator_token(register_any: R
     assert _value(f, "kotihub_register_requests", "_total", route="/v1/heartbeat", method="PUT", status="2xx") == 2
     assert _value(f, "kotihub_register_requests", "_total", route="/metrics", method="GET", status="4xx") == 2
     assert _value(f, "kotihub_register_requests", "_total", route="unmatched", method="GET", status="4xx") == 1
+    assert _value(f, "kotihub_register_requests", "_total", route="/v1/health", method="other", status="4xx") == 1
     hh = "/v1/households/{h}/hubs"
     assert _value(f, "kotihub_register_requests", "_total", route=hh, method="GET", status="2xx") == 1
     assert _value(f, "kotihub_register_request_duration_seconds", "_count", route="/v1/ingest/{lane}") == 3
