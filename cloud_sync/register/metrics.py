@@ -38,6 +38,9 @@ from cloud_sync.register.registry import Registry
 LOW_DISK_FRACTION: Final = 0.10
 UNMATCHED: Final = "unmatched"
 """The route label of a request no route matched, so probing random paths cannot add series."""
+MAX_VERSIONS: Final = 20
+"""Versions by name, most common first; the rest are ``other``. The version is the hub's word: a hub that made one
+up (its household id, say) must not get a series of its own unless it is among the most common."""
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Methods counted by name; any other (the client chooses it) is counted as ``other``, for the same reason."""
 
@@ -112,8 +115,11 @@ class FleetCollector(Collector):
             "Hubs by the software version of their last heartbeat.",
             labels=["version"],
         )
-        for version, n in versions:
+        ranked = sorted(versions, key=lambda v: (-v[1], v[0]))
+        for version, n in ranked[:MAX_VERSIONS]:
             g.add_metric([version], n)
+        if len(ranked) > MAX_VERSIONS:
+            g.add_metric(["other"], sum(n for _, n in ranked[MAX_VERSIONS:]))
         yield g
         g = GaugeMetricFamily("kotihub_register_hubs_driver_down", "Hubs with at least one driver not running.")
         g.add_metric([], down)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 from typing import Any
 
 import msgspec
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import insert
 
 from cloud_sync import protocol as p
-from cloud_sync.register import cli, export, fleet, retention
+from cloud_sync.register import cli, db, export, fleet, metrics, retention
 from cloud_sync.register.app import create_app
 from tests.integration.test_register import INGEST_HEADERS, anonymous, batch, bearer, error_of, event
 from tests.support.register import HubIdentity, RunningRegister
@@ -206,3 +208,28 @@ def test_a_households_hub_health_is_exported_and_erased_with_it(register: Runnin
     rows = fleet.fleet(register.reg, actor="test:fleet")
     assert [r["hub_id"] for r in rows] == [other.hub_id]  # the other household's hub is untouched
     assert rows[0]["version"] == "3.0.0"
+
+
+def test_versions_beyond_the_most_common_are_counted_as_other(register: RunningRegister) -> None:
+    # The version is the hub's word: 25 hubs each claiming their own must not make 25 series.
+    hubs = [register.enroll() for _ in range(3)]
+    for i, h in enumerate(hubs):
+        assert put_heartbeat(register, h, heartbeat("1.0.0" if i else "made-up")).status_code == 204
+    now = time.time()
+    with register.reg.engine.begin() as conn:
+        for i in range(22):
+            row = {"id": f"hub_x{i}", "household_id": hubs[0].household_id, "name": "", "cert_sha256": "0" * 64}
+            conn.execute(insert(db.hubs).values(**row, enrolled_at=now, last_seen=now, revoked=False))
+            conn.execute(
+                insert(db.hub_health).values(
+                    hub_id=f"hub_x{i}", household_id=hubs[0].household_id, received_at=now, version=f"9.{i}",
+                    uptime_s=1.0, disk_free_bytes=1, disk_total_bytes=1, store_bytes=1, drivers_down=0, body={},
+                )
+            )  # fmt: skip
+    text = metrics.RegisterMetrics(register.reg).exposition().decode()
+    samples = _families(text)["kotihub_register_hubs_by_version"].samples
+    assert len(samples) == metrics.MAX_VERSIONS + 1
+    by_version = {s.labels["version"]: s.value for s in samples}
+    assert by_version["1.0.0"] == 2  # the most common first
+    assert by_version["other"] == 24 - metrics.MAX_VERSIONS  # 24 versions, one hub each beyond the first 20
+    assert sum(by_version.values()) == 25
