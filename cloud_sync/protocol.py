@@ -385,6 +385,48 @@ class ClipAbandoned(msgspec.Struct, frozen=True):
 CLIP_CONTENT_TYPE: Final = "application/octet-stream"
 
 
+# --------------------------------------------------------------------------------------------------- heartbeat
+
+
+MAX_HEARTBEAT_BYTES: Final = 16 * 1024
+_DriverName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern="^[a-z0-9_]+\\Z")]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+
+
+class LaneHealth(msgspec.Struct, frozen=True):
+    """One outbox lane as the hub sees it: the newest seq it holds (0 when none yet), the highest the register
+    acknowledged, and how many items wait."""
+
+    newest_seq: _Count
+    acked_seq: _Count
+    pending: _Count
+
+
+class DriverStatus(msgspec.Struct, frozen=True):
+    state: Annotated[str, msgspec.Meta(max_length=16, pattern="^[a-z_]*\\Z")]
+    restarts: _Count = 0
+
+
+class Heartbeat(msgspec.Struct, frozen=True):
+    """``PUT /v1/heartbeat`` (client certificate, JSON, at most :data:`MAX_HEARTBEAT_BYTES`): the hub's health on a
+    schedule; the register keeps only the latest per hub. No personal data: no device ids, names or addresses.
+
+    Unknown fields are ignored rather than refused, so a newer hub still reports to an older register."""
+
+    version: Annotated[str, msgspec.Meta(max_length=64, pattern="^[\x21-\x7e]*\\Z")]
+    uptime_s: Annotated[float, msgspec.Meta(ge=0.0, le=2.0**40)]
+    disk_free_bytes: _Count
+    disk_total_bytes: _Count
+    store_bytes: _Count
+    written_bytes_per_day: _Count | None = None
+    """Bytes written to the hub's storage per day (SD-card wear), from ``/sys/block`` or ``/proc/self/io``."""
+    written_source: Literal["block", "process", ""] = ""
+    drivers: Annotated[dict[_DriverName, DriverStatus], msgspec.Meta(max_length=32)] = msgspec.field(
+        default_factory=dict
+    )
+    lanes: dict[LaneName, LaneHealth] = msgspec.field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------------------------------------- commands
 
 

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from cloud_sync import heartbeat
 from cloud_sync import protocol as p
 from gateway.backoff import Backoff, BackoffPolicy
 from gateway.config import UplinkSection
@@ -331,6 +332,8 @@ class Uplink:
     """Runs the uplink's loops; None makes one from the uplink's own backoff settings (tests, tools)."""
     rng: random.Random = field(default_factory=random.Random)
     """The jitter's source; seeded in tests."""
+    health_source: Callable[[], Awaitable[p.Heartbeat | None]] | None = None
+    """Collects the health heartbeat sent every ``heartbeat_interval`` (cloud_sync.heartbeat)."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
     replies: ReplyStats = field(default_factory=ReplyStats)
     hub_id: str = ""
@@ -394,6 +397,10 @@ class Uplink:
             loops["uplink devices"] = _bind(self._devices_loop, self.devices_source)
         if self.erasures is not None:
             loops["uplink erasures"] = _bind(self._erasure_loop, self.erasures)
+        if self.health_source is not None:
+            loops["uplink heartbeat"] = _bind(
+                heartbeat.send_forever, self._client, self.health_source, self.config.heartbeat_interval
+            )
         async with asyncio.TaskGroup() as tg:
             for name, loop in loops.items():
                 tg.create_task(supervisor.run(name, loop), name=name)

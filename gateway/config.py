@@ -59,6 +59,8 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     backoff_max: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 300.0
     clip_bandwidth_bytes_per_s: Annotated[int, msgspec.Meta(ge=0)] = 0
     command_poll_wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 25.0
+    heartbeat_interval: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
+    """Seconds between health heartbeats to the register (disk, write volume, drivers, lanes)."""
 
     def __post_init__(self) -> None:
         if self.enabled and not re.match(r"^https://[^\s/]+", self.register_url):

@@ -174,6 +174,7 @@ class Daemon:
         if not self.config.uplink.enabled:
             return None
         from cloud_sync.enroll import finish_renewal
+        from cloud_sync.heartbeat import HealthSource
         from cloud_sync.uplink import HubIdentity, Uplink
 
         identity = HubIdentity(self.config.state_path)
@@ -192,6 +193,7 @@ class Daemon:
             command_handlers=register_commands.table(self),
             spool_dir=self.config.state_path / "spool",
             erasures=self.eraser.outbox,
+            health_source=HealthSource(self.store, hub),
             devices_source=lambda: [
                 {
                     "device_id": d.info.device_id,

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from cloud_sync import protocol as p
-from cloud_sync.register import clips, export, ingest, memberlog, retention
+from cloud_sync.register import clips, export, fleet, ingest, memberlog, metrics, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.errors import Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
 from cloud_sync.register.notify import routes as notify_routes
@@ -168,6 +168,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     p.ErrorBody,
     p.Health,
     *notify_routes.SCHEMA_TYPES,
+    p.Heartbeat,
 )
 
 
@@ -185,6 +186,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     )
     app.state.registry = reg
     app.state.notifier = notifier
+    app.state.metrics = fleet_metrics = metrics.instrument(app, reg)
 
     # ------------------------------------------------------------------------------------------- errors
 
@@ -243,6 +245,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     Hub = Annotated[HubIdentity, Depends(hub)]
     Who = Annotated[Principal, Depends(principal)]
 
+    app.include_router(fleet.router(reg, hub=hub, principal=principal))
+    app.include_router(metrics.router(fleet_metrics, principal))
+
     def scoped(permission: str) -> Callable[[str, Principal], Principal]:
         def dep(h: str, who: Who) -> Principal:
             require(who, permission, h)
@@ -272,7 +277,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         if ctype != p.MSGPACK_CONTENT_TYPE:
             raise Invalid(f"ingest bodies must be {p.MSGPACK_CONTENT_TYPE}", status=415, code="content_type")
         body = await read_body(request, p.MAX_INGEST_COMPRESSED_BYTES)
-        return _json(await run_in_threadpool(ingest.ingest_body, reg, who, lane, body))
+        ack = await run_in_threadpool(ingest.ingest_body, reg, who, lane, body)
+        fleet_metrics.ingested(ack)
+        return _json(ack)
 
     @app.post("/v1/renew", openapi_extra=_doc("RenewRequest", "RenewResponse"))
     async def renew(request: Request, who: Hub) -> Response:

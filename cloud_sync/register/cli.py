@@ -21,7 +21,7 @@ import msgspec
 
 from cloud_sync import clitools
 from cloud_sync.protocol import MemberRequest
-from cloud_sync.register import export, memberlog, retention, server
+from cloud_sync.register import export, fleet, memberlog, retention, server
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import Invalid, RegisterError
 from cloud_sync.register.notify import alarms, contacts, desk
@@ -167,6 +167,15 @@ def _parser() -> argparse.ArgumentParser:
     ps.add_argument("household", help="the household id (hh_…)")
     ps.add_argument("file", type=Path, help="the policy as JSON (docs/notifications.md)")
     ps.set_defaults(func=_notify, existing=True)
+
+    f = sub.add_parser("fleet", help="every hub at a glance: online, version, lag, disk, drivers", parents=[common])
+    f.add_argument(
+        "--online-minutes",
+        type=fleet.online_minutes,
+        default=fleet.ONLINE_WINDOW_S / 60,
+        help="'online' means heard from within this many minutes (0-10080, default 15)",
+    )
+    f.set_defaults(func=_fleet, existing=True)
     return ap
 
 
@@ -234,6 +243,11 @@ def _export(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
         with os.fdopen(fd, "wb") as f:
             f.writelines(lines)
     return None
+
+
+def _fleet(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    rows = fleet.fleet(reg, actor=actor, online_window_s=args.online_minutes * 60)
+    return rows if args.json else fleet.table(rows)
 
 
 def _retention(args: argparse.Namespace, reg: Registry, actor: str) -> Any:

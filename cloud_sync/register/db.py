@@ -297,6 +297,28 @@ erasure_receipts = Table(
     PrimaryKeyConstraint("household_id", "receipt_id"),
 )
 
+hub_health = Table(
+    "hub_health",
+    metadata,
+    # The latest heartbeat of each hub (cloud_sync.register.fleet); overwritten, never accumulated.
+    Column("hub_id", String(64), primary_key=True),
+    Column("household_id", String(64), nullable=False, index=True),
+    Column("received_at", Double, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("uptime_s", Double, nullable=False),
+    Column("disk_free_bytes", BigInteger, nullable=False),
+    Column("disk_total_bytes", BigInteger, nullable=False),
+    Column("store_bytes", BigInteger, nullable=False),
+    Column("written_bytes_per_day", BigInteger, nullable=True),
+    Column("drivers_down", Integer, nullable=False),
+    # Items the hub holds beyond what the register committed, per lane, as of this heartbeat.
+    *(
+        Column(f"lag_{lane}", BigInteger, nullable=False, default=0)
+        for lane in ("alarm", "events", "readings", "clips", "diagnostics")
+    ),
+    Column("body", JSON, nullable=False),
+)
+
 HOUSEHOLD_TABLES: dict[Table, tuple[str, ...]] = {
     # Every table holding a household's data, with the columns whose age makes a row expire ("either clock": when
     # it happened at the hub, when it arrived here). Erasure deletes every row of the household from each of
@@ -315,6 +337,7 @@ HOUSEHOLD_TABLES: dict[Table, tuple[str, ...]] = {
     member_requests: (),
     enroll_tokens: (),
     consents: (),
+    hub_health: ("received_at",),
 }
 """Erasure and retention clear these (see ``cloud_sync.register.retention``); children before parents."""
 

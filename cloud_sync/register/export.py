@@ -28,6 +28,7 @@ _SMALL: list[tuple[str, Table]] = [
     ("member_request", db.member_requests),
     ("consent", db.consents),
     ("hub", db.hubs),
+    ("hub_health", db.hub_health),
     ("device", db.devices),
     ("clip", db.clips),
     ("command", db.commands),

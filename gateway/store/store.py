@@ -559,6 +559,10 @@ class Store:
     def synced_seq(self, lane: Lane | str) -> int:
         return self._synced[Lane(lane).value]
 
+    def newest_seq(self, lane: Lane | str) -> int:
+        """The newest seq given out on ``lane`` (0 before the first item); for the uplink's health heartbeat."""
+        return self._seq[Lane(lane).value] - 1
+
     async def pending(self, lane: Lane | str, *, after: int | None = None, limit: int = 1000) -> list[OutboxItem]:
         """Unsynced items of ``lane`` after ``after`` (default: the durable cursor), oldest first."""
         lane_name = Lane(lane).value

@@ -51,6 +51,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "drivers.base",
         "cloud_sync.protocol",
         "cloud_sync.uplink",
+        "cloud_sync.heartbeat",
         "cloud_sync.enroll",
         "cloud_sync.clitools",
         "cloud_sync.memberlist",
@@ -62,6 +63,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "drivers.base",
         "cloud_sync.protocol",
         "cloud_sync.uplink",
+        "cloud_sync.heartbeat",
         "cloud_sync.enroll",
         "cloud_sync.clitools",
         "cloud_sync.memberlist",
@@ -84,6 +86,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "gateway.config",
         "gateway.backoff",
         "gateway.supervisor",
+        "cloud_sync.heartbeat",
+    ),
+    # The hub's health heartbeat, sent by the uplink: reads the store's lanes and the hub's driver states.
+    "cloud_sync.heartbeat": (
+        "cloud_sync.protocol",
+        "gateway.store",
+        "gateway.hub",
+        "gateway.model",
+        "gateway.errors",
     ),
     "cloud_sync.enroll": ("cloud_sync.protocol", "cloud_sync.memberlist", "gateway.errors", "gateway.members"),
     # The register sees the hub only through the protocol.

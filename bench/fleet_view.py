@@ -1,0 +1,163 @@
+"""Seeing a big fleet: the cost of one ``/metrics`` scrape, one fleet read and one heartbeat at N hubs.
+
+Run: ``.venv/bin/python bench/fleet_view.py [--db postgresql+psycopg://…] [--hubs 50000] [--rounds 5]``.
+Without ``--db`` the register uses SQLite in a temporary directory. Not a test: it prints figures, each beside a
+baseline measured in the same run on the same database:
+
+* a scrape (all fleet gauges, ``generate_latest``) against one plain read of every ``hub_health`` row;
+* a heartbeat (lag per lane from five index lookups, then the upsert) against the bare upsert of the same row.
+
+Rows are written directly (no TLS), since the figures are about the database work behind each request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import insert, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cloud_sync import protocol as p  # noqa: E402
+from cloud_sync.register import db, fleet  # noqa: E402
+from cloud_sync.register.auth import HubIdentity  # noqa: E402
+from cloud_sync.register.metrics import RegisterMetrics  # noqa: E402
+from cloud_sync.register.registry import Registry  # noqa: E402
+from cloud_sync.register.settings import Settings  # noqa: E402
+
+
+def best(fn: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def populate(registry: Registry, hubs: int, rng: random.Random) -> list[HubIdentity]:
+    now = time.time()
+    households = [{"id": f"hh_{i:08x}", "name": "", "created_at": now} for i in range((hubs + 1) // 2)]
+    hub_rows, health = [], []
+    for i in range(hubs):
+        hub_id, household = f"hub_{i:08x}", households[i // 2]["id"]
+        hub_rows.append(
+            {
+                "id": hub_id,
+                "household_id": household,
+                "name": "",
+                "cert_sha256": "0" * 64,
+                "enrolled_at": now,
+                "last_seen": now - rng.uniform(0, 3600),
+                "revoked": False,
+            }
+        )
+        body = {"version": rng.choice(["1.0.0", "1.1.0", "1.2.0"]), "drivers": {"mqtt": {"state": "running"}}}
+        health.append(
+            {
+                "hub_id": hub_id,
+                "household_id": household,
+                "received_at": now,
+                "version": body["version"],
+                "uptime_s": 1000.0,
+                "disk_free_bytes": rng.randrange(1 << 30, 30 << 30),
+                "disk_total_bytes": 32 << 30,
+                "store_bytes": rng.randrange(1 << 20, 1 << 30),
+                "written_bytes_per_day": rng.randrange(1 << 20, 1 << 30),
+                "drivers_down": int(rng.random() < 0.02),
+                **{f"lag_{lane}": rng.choice([0, 0, 0, rng.randrange(1, 5000)]) for lane in p.LANES},
+                "body": body,
+            }
+        )
+    with registry.engine.begin() as conn:
+        conn.execute(insert(db.households), households)
+        for start in range(0, hubs, 5000):
+            conn.execute(insert(db.hubs), hub_rows[start : start + 5000])
+            conn.execute(insert(db.hub_health), health[start : start + 5000])
+    return [HubIdentity(hub_id=r["id"], household_id=r["household_id"]) for r in hub_rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db", default=None)
+    ap.add_argument("--hubs", type=int, default=50_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--heartbeats", type=int, default=500)
+    args = ap.parse_args()
+    rng = random.Random(17)
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = Registry(Settings(state_dir=Path(tmp), db_url=args.db))
+        try:
+            started = time.perf_counter()
+            ids = populate(registry, args.hubs, rng)
+            print(f"{args.hubs} hubs with health rows written in {time.perf_counter() - started:.1f} s")
+            metrics = RegisterMetrics(registry)
+
+            def read_all() -> None:
+                with registry.engine.connect() as conn:
+                    conn.execute(select(db.hub_health)).all()
+
+            base = best(read_all, args.rounds)
+            scrape = best(metrics.exposition, args.rounds)
+            view = best(lambda: fleet.fleet(registry, actor="bench"), max(1, args.rounds // 2))
+            print(f"scrape: {scrape * 1000:.1f} ms; baseline (read every hub_health row once): {base * 1000:.1f} ms;")
+            print(f"  ratio {scrape / base:.2f}")
+            print(f"fleet read (all hubs, audited): {view * 1000:.0f} ms; ratio to the baseline {view / base:.2f}")
+
+            hb = p.Heartbeat(
+                version="1.2.0",
+                uptime_s=1.0,
+                disk_free_bytes=1 << 30,
+                disk_total_bytes=32 << 30,
+                store_bytes=1 << 20,
+                lanes={lane: p.LaneHealth(100, 90, 10) for lane in p.LANES},  # type: ignore[misc]
+            )
+            sample = [rng.choice(ids) for _ in range(args.heartbeats)]
+            upsert = db.upsert(registry.engine, db.hub_health, ["received_at", "version"])
+
+            def bare() -> None:
+                for who in sample:
+                    with registry.engine.begin() as conn:
+                        conn.execute(
+                            upsert,
+                            {
+                                "hub_id": who.hub_id,
+                                "household_id": who.household_id,
+                                "received_at": time.time(),
+                                "version": "1.2.0",
+                                "uptime_s": 1.0,
+                                "disk_free_bytes": 1,
+                                "disk_total_bytes": 1,
+                                "store_bytes": 1,
+                                "drivers_down": 0,
+                                "body": {},
+                            },
+                        )
+
+            def recorded() -> None:
+                for who in sample:
+                    fleet.record_heartbeat(registry, who, hb)
+
+            t_bare = best(bare, 3) / len(sample)
+            t_hb = best(recorded, 3) / len(sample)
+            print(
+                f"heartbeat: {t_hb * 1e6:.0f} µs each ({1 / t_hb:.0f}/s on one thread); baseline (bare upsert): "
+                f"{t_bare * 1e6:.0f} µs; ratio {t_hb / t_bare:.2f}"
+            )
+            per_s = args.hubs / 300
+            share = per_s * t_hb
+            print(f"  {args.hubs} hubs at one heartbeat per 5 min = {per_s:.0f}/s: {share:.1%} of one thread's time")
+            print(f"(best of {args.rounds} rounds; on a shared machine these figures are measured under load)")
+        finally:
+            registry.close()
+
+
+if __name__ == "__main__":
+    main()

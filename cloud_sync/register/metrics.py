@@ -1,0 +1,235 @@
+"""Prometheus metrics of the register (``prometheus-client``), served at ``GET /metrics`` to support/admin tokens.
+
+Labels are aggregate only — lane, route template, method, status class, software version, statistic — never a
+household or hub id, so a scrape reveals no household and the number of series does not grow with the fleet.
+
+Two kinds of figures:
+
+* counters this process keeps (requests by route and status class, request duration, ingested items by lane and
+  outcome); they start at zero when the process starts, as Prometheus counters do;
+* fleet gauges computed from the database at each scrape (hubs enrolled/online, lag per lane, hubs by version,
+  hubs with a driver down or low disk, SD-card write volume) — the same in every register process.
+
+Not exported: alarm-to-notification latency, notification outcomes and rollout state. The register does not send
+notifications or run rollouts yet, and a metric with nothing behind it would only mislead.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cloud_sync import protocol as p
+from cloud_sync.register import db
+from cloud_sync.register.auth import Principal
+from cloud_sync.register.fleet import ONLINE_WINDOW_S, require_operator
+from cloud_sync.register.registry import Registry
+
+LOW_DISK_FRACTION: Final = 0.10
+UNMATCHED: Final = "unmatched"
+"""The route label of a request no route matched, so probing random paths cannot add series."""
+MAX_VERSIONS: Final = 20
+"""Versions by name, most common first; the rest are ``other``. The version is the hub's word: a hub that made one
+up (its household id, say) must not get a series of its own unless it is among the most common."""
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods counted by name; any other (the client chooses it) is counted as ``other``, for the same reason."""
+
+
+class FleetCollector(Collector):
+    """Fleet gauges, read from the database at scrape time (a handful of aggregate queries)."""
+
+    def __init__(self, registry: Registry, online_window_s: float) -> None:
+        self._reg = registry
+        self._window = online_window_s
+
+    def collect(self) -> Iterable[Metric]:
+        h, hh = db.hubs, db.hub_health
+        now = time.time()
+        live = h.c.revoked.is_(False)
+        with self._reg.engine.connect() as conn:
+            enrolled = conn.execute(select(func.count()).select_from(h).where(live)).scalar_one()
+            heard = func.coalesce(h.c.last_seen, 0.0)
+            online = conn.execute(
+                select(func.count()).select_from(h).where(live, heard >= now - self._window)
+            ).scalar_one()
+            joined = hh.join(h, h.c.id == hh.c.hub_id)
+            lag_cols = [c for lane in p.LANES for c in (func.max(hh.c[f"lag_{lane}"]), func.sum(hh.c[f"lag_{lane}"]))]
+            lag = conn.execute(select(*lag_cols).select_from(joined).where(live)).one()
+            lagging = conn.execute(
+                select(*(func.count(hh.c[f"lag_{lane}"]).filter(hh.c[f"lag_{lane}"] > 0) for lane in p.LANES))
+                .select_from(joined)
+                .where(live)
+            ).one()
+            versions = conn.execute(
+                select(hh.c.version, func.count()).select_from(joined).where(live).group_by(hh.c.version)
+            ).all()
+            down = conn.execute(
+                select(func.count()).select_from(joined).where(live, hh.c.drivers_down > 0)
+            ).scalar_one()
+            low_disk = conn.execute(
+                select(func.count())
+                .select_from(joined)
+                .where(live, hh.c.disk_free_bytes < hh.c.disk_total_bytes * LOW_DISK_FRACTION)
+            ).scalar_one()
+            writes = conn.execute(
+                select(func.max(hh.c.written_bytes_per_day), func.sum(hh.c.written_bytes_per_day))
+                .select_from(joined)
+                .where(live)
+            ).one()
+
+        g = GaugeMetricFamily("kotihub_register_hubs", "Enrolled hubs (not revoked).")
+        g.add_metric([], enrolled)
+        yield g
+        g = GaugeMetricFamily(
+            "kotihub_register_hubs_online", f"Hubs heard from within the last {self._window:.0f} seconds."
+        )
+        g.add_metric([], online)
+        yield g
+        g = GaugeMetricFamily(
+            "kotihub_register_lane_lag_items",
+            "Items hubs hold beyond what the register committed, as of their last heartbeat: max over hubs and sum.",
+            labels=["lane", "stat"],
+        )
+        for i, lane in enumerate(p.LANES):
+            g.add_metric([lane, "max"], lag[2 * i] or 0)
+            g.add_metric([lane, "sum"], lag[2 * i + 1] or 0)
+        yield g
+        g = GaugeMetricFamily(
+            "kotihub_register_hubs_lagging", "Hubs with items not yet committed, per lane.", labels=["lane"]
+        )
+        for lane, n in zip(p.LANES, lagging, strict=True):
+            g.add_metric([lane], n or 0)
+        yield g
+        g = GaugeMetricFamily(
+            "kotihub_register_hubs_by_version",
+            "Hubs by the software version of their last heartbeat.",
+            labels=["version"],
+        )
+        ranked = sorted(versions, key=lambda v: (-v[1], v[0]))
+        for version, n in ranked[:MAX_VERSIONS]:
+            g.add_metric([version], n)
+        if len(ranked) > MAX_VERSIONS:
+            g.add_metric(["other"], sum(n for _, n in ranked[MAX_VERSIONS:]))
+        yield g
+        g = GaugeMetricFamily("kotihub_register_hubs_driver_down", "Hubs with at least one driver not running.")
+        g.add_metric([], down)
+        yield g
+        g = GaugeMetricFamily(
+            "kotihub_register_hubs_low_disk", f"Hubs with less than {LOW_DISK_FRACTION:.0%} of their disk free."
+        )
+        g.add_metric([], low_disk)
+        yield g
+        g = GaugeMetricFamily(
+            "kotihub_register_hub_written_bytes_per_day",
+            "Bytes hubs write to their storage per day (SD-card wear): max over hubs and sum.",
+            labels=["stat"],
+        )
+        g.add_metric(["max"], writes[0] or 0)
+        g.add_metric(["sum"], writes[1] or 0)
+        yield g
+
+
+class RegisterMetrics:
+    """The register's metrics, in a registry of its own (one per app, so tests can run several registers)."""
+
+    def __init__(self, registry: Registry, *, online_window_s: float = ONLINE_WINDOW_S) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "kotihub_register_requests",
+            "HTTP requests by route template, method and status class.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "kotihub_register_request_duration_seconds",
+            "Time from request to the end of the response, by route template.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        self.items = Counter(
+            "kotihub_register_ingest_items",
+            "Lane items received: stored now, or duplicates of items held already (or erased).",
+            ["lane", "outcome"],
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "kotihub_register_ingest_batches", "Ingest batches acknowledged.", ["lane"], registry=self.registry
+        )
+        for lane in p.LANES:  # every lane from the start, so rate() works from the first scrape
+            self.batches.labels(lane)
+            for outcome in ("stored", "duplicate"):
+                self.items.labels(lane, outcome)
+        self.registry.register(FleetCollector(registry, online_window_s))
+
+    def ingested(self, ack: p.IngestAck) -> None:
+        if ack.lane not in p.LANES:
+            return
+        self.batches.labels(ack.lane).inc()
+        self.items.labels(ack.lane, "stored").inc(ack.stored)
+        self.items.labels(ack.lane, "duplicate").inc(ack.duplicates)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def instrument(app: FastAPI, registry: Registry) -> RegisterMetrics:
+    """Attach the metrics to ``app``: the request middleware now; the route comes with :func:`router`."""
+    m = RegisterMetrics(registry)
+    app.add_middleware(_Middleware, metrics=m)
+    return m
+
+
+class _Middleware:
+    """Counts every HTTP request by the route template it matched (never the path, which holds ids)."""
+
+    def __init__(self, app: ASGIApp, metrics: RegisterMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_status)
+        finally:
+            # The router put the matched route in the scope; its path is the template.
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            method = scope.get("method", "")
+            method = method if method in METHODS else "other"
+            self._metrics.requests.labels(route, method, f"{status // 100}xx").inc()
+            self._metrics.duration.labels(route).observe(time.perf_counter() - started)
+
+
+def router(metrics: RegisterMetrics, principal: Callable[[Request], Principal]) -> APIRouter:
+    """``GET /metrics``: support and admin tokens only (Prometheus sends one with ``authorization``). Not audited:
+    it carries no household's data, and a scrape every few seconds would drown the audit log."""
+    r = APIRouter()
+
+    @r.get("/metrics", include_in_schema=False)
+    async def get_metrics(who: Annotated[Principal, Depends(principal)]) -> Response:
+        require_operator(who, "metrics")
+        body: Any = await run_in_threadpool(metrics.exposition)
+        return Response(content=body, media_type=CONTENT_TYPE_LATEST)
+
+    return r
