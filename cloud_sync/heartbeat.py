@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
 
@@ -149,7 +149,11 @@ class _Client(Protocol):
 
 
 async def send_forever(
-    client_factory: Callable[[], _Client], source: Callable[[], Awaitable[p.Heartbeat | None]], interval: float
+    client_factory: Callable[[], _Client],
+    source: Callable[[], Awaitable[p.Heartbeat | None]],
+    interval: float,
+    *,
+    call: Callable[..., Awaitable[Any]] = asyncio.to_thread,
 ) -> None:
     """Sends a heartbeat at once and then every ``interval`` seconds until cancelled. A failure is logged (once
     until the next success) and the next heartbeat simply comes on schedule: only the latest one matters."""
@@ -164,7 +168,7 @@ async def send_forever(
                     await asyncio.sleep(interval)
                     continue
                 body = msgspec.json.encode(hb)
-                await asyncio.to_thread(client.request, "PUT", "/v1/heartbeat", data=body, headers=_HEADERS)
+                await call(client.request, "PUT", "/v1/heartbeat", data=body, headers=_HEADERS)
             except (TransientError, PermanentError, OSError) as exc:
                 if not failing:
                     log.warning("health heartbeat not delivered (%s); trying again on schedule", exc)

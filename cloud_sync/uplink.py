@@ -397,10 +397,10 @@ class Uplink:
             loops["uplink devices"] = _bind(self._devices_loop, self.devices_source)
         if self.erasures is not None:
             loops["uplink erasures"] = _bind(self._erasure_loop, self.erasures)
-        if self.health_source is not None:
-            loops["uplink heartbeat"] = _bind(
-                heartbeat.send_forever, self._client, self.health_source, self.config.heartbeat_interval
-            )
+        if (health := self.health_source) is not None:
+            # Its HTTP in the uplink's own daemon threads too, so a heartbeat in flight never holds up a stop.
+            interval = self.config.heartbeat_interval
+            loops["uplink heartbeat"] = lambda: heartbeat.send_forever(self._client, health, interval, call=in_thread)
         async with asyncio.TaskGroup() as tg:
             for name, loop in loops.items():
                 tg.create_task(supervisor.run(name, loop), name=name)
@@ -631,8 +631,7 @@ class Uplink:
                         await erasures.refused(receipt_id, str(exc))
                     except ValueError as exc:  # a reply that is not JSON: try again later
                         log.error("the register's answer to an erasure was unreadable: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(erasures.waiter.wait(), timeout=IDLE_POLL_S)
+                await _wait(erasures.waiter, IDLE_POLL_S)
         finally:
             client.close()
 

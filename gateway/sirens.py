@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from drivers.base import Driver
+from gateway.errors import TransientError
 from gateway.hub import Hub
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, SmokeState
 
 log = logging.getLogger(__name__)
+
+RETRY_S: Final = 0.5
+"""How soon a siren command that found no broker connection is tried again."""
 
 
 class SirenOutput(Protocol):
@@ -73,7 +77,15 @@ class Sirens:
             tg.create_task(self.output.run(), name="siren-output")
             while True:
                 on = await self._wanted.get()
-                n = await self.output.sound(on)
+                while True:
+                    try:
+                        n = await self.output.sound(on)
+                        break
+                    except TransientError:
+                        if not self._wanted.empty():
+                            n = 0  # a newer command replaces this one
+                            break
+                        await asyncio.sleep(RETRY_S)  # a smoke alarm's siren command is never given up
                 self.counters["sounded" if on else "silenced"] += 1
                 log.info("siren command sent to %d siren(s)", n)
 

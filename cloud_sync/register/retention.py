@@ -18,6 +18,7 @@ from cloud_sync.receipts import ReceiptInvalid, verify
 from cloud_sync.register import db
 from cloud_sync.register.auth import HubIdentity, new_id
 from cloud_sync.register.errors import Invalid
+from cloud_sync.register.notify import schema as notify
 from cloud_sync.register.registry import Registry, write_audit
 from cloud_sync.register.scrub import scrub
 
@@ -198,11 +199,26 @@ def _receipt(
     return signed
 
 
+def _alarms_and_their_jobs(household_id: str, which: ColumnElement[bool]) -> dict[Table, ColumnElement[bool]]:
+    """Alarms raised from what is erased, and who was told of them: the jobs first (found through their alarm)."""
+    theirs = (notify.alarms.c.household_id == household_id) & which
+    return {
+        notify.notify_jobs: (notify.notify_jobs.c.household_id == household_id)
+        & notify.notify_jobs.c.alarm_id.in_(select(notify.alarms.c.id).where(theirs)),
+        notify.alarms: theirs,
+    }
+
+
 def _narrow(household_id: str, scope: str, target: str) -> dict[Table, ColumnElement[bool]]:
-    """What a device or category erasure deletes: a predicate per table (clips included; blobs follow rows)."""
+    """What a device or category erasure deletes: a predicate per table (clips included; blobs follow rows), the
+    notifications derived from it too: a device's alarms, smoke alarms with the alarm lane, health alerts and the
+    hubs' heartbeats with diagnostics."""
     mine = {t: t.c.household_id == household_id for t in (db.readings, db.events, db.clip_records, db.clips)}
     if scope == "device":
-        out: dict[Table, ColumnElement[bool]] = {t: w & (t.c.device_id == target) for t, w in mine.items()}
+        out: dict[Table, ColumnElement[bool]] = _alarms_and_their_jobs(
+            household_id, notify.alarms.c.device_id == target
+        )
+        out |= {t: w & (t.c.device_id == target) for t, w in mine.items()}
         out[db.devices] = (db.devices.c.household_id == household_id) & (db.devices.c.device_id == target)
         return out
     spec = ERASURE_CATEGORIES.get(target)
@@ -210,7 +226,13 @@ def _narrow(household_id: str, scope: str, target: str) -> dict[Table, ColumnEle
         raise Invalid(f"category must be one of {', '.join(ERASURE_CATEGORIES)}", code="invalid")
     lanes, kinds = spec["lanes"], spec["event_kinds"]
     event_lanes = [lane for lane in lanes if lane in ("alarm", "events")]
-    return {
+    derived: dict[Table, ColumnElement[bool]] = {}
+    if target == "alarms":
+        derived = _alarms_and_their_jobs(household_id, notify.alarms.c.category == "smoke")
+    elif target == "diagnostics":
+        derived = _alarms_and_their_jobs(household_id, notify.alarms.c.category != "smoke")
+        derived[db.hub_health] = db.hub_health.c.household_id == household_id
+    return derived | {
         db.readings: mine[db.readings] & (true() if "readings" in lanes else false()),
         db.events: mine[db.events]
         & or_(db.events.c.lane.in_(event_lanes), db.events.c.kind.in_(kinds) if kinds else false()),
@@ -261,7 +283,18 @@ def erase_from_hub(registry: Registry, hub: HubIdentity, req: ErasureRequest, *,
             else:
                 counts[table.name] = _delete_batched(registry, table, where, batch)
         scrubbed = scrub(
-            registry.engine, [db.readings, db.events, db.clip_records, db.clips, db.diagnostics, db.devices]
+            registry.engine,
+            [
+                db.readings,
+                db.events,
+                db.clip_records,
+                db.clips,
+                db.diagnostics,
+                db.devices,
+                db.hub_health,
+                notify.notify_jobs,
+                notify.alarms,
+            ],
         )
         receipt = _receipt(
             registry,

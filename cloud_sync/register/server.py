@@ -208,7 +208,10 @@ def _retention_loop(registry: Registry, stop: threading.Event, interval_s: float
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8443, retention_interval_s: float = 3600) -> None:
     """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s`` and dispatching
     notifications (configured from the environment, :mod:`cloud_sync.register.notify.config`). A stop takes well
-    under 2 s: long-polls answer at once, and a request still running after 1 s is cut (the hub retries)."""
+    under 2 s: long-polls answer at once, and a request still running after 1 s is cut (the hub retries). The one
+    wait allowed longer is a notification being handed to a provider at that moment: the stop lets that call end
+    (at most the provider timeout, ``KOTIHUB_NOTIFY_TIMEOUT_S``) so that its outcome is recorded and nobody is told
+    twice; a SIGKILL instead leaves the job for the next start, which asks the provider before resending."""
     registry = Registry(settings)
     stop = threading.Event()
     purger = threading.Thread(

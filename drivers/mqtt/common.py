@@ -5,6 +5,7 @@ Nothing here does I/O. The sink stamps values with the hub's clock (``now``), so
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any, Final
 
@@ -224,3 +225,13 @@ class Sink:
 
 def kind_for(is_smoke: bool) -> DeviceKind:
     return DeviceKind.SMOKE_DETECTOR if is_smoke else DeviceKind.SENSOR
+
+
+def raise_if_cancelled() -> None:
+    """Re-raises a cancellation that was swallowed on its way here. On Python 3.11, ``asyncio.wait_for`` (which
+    aiomqtt awaits CONNACK and SUBACK with) returns the result and drops a cancel that lands as the reply arrives,
+    and a TaskGroup whose child failed meanwhile raises that failure instead; either way the driver would go on
+    into a message loop nobody will ever cancel again, and the daemon's stop would hang."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -18,6 +18,7 @@ from drivers.memory import Memory, VolatileMemory
 from drivers.mqtt import ha, z2m
 from drivers.mqtt.acks import RECENT_NS, Acker, Recent, digest, manual_acks, received
 from drivers.mqtt.backoff import Backoff
+from drivers.mqtt.common import raise_if_cancelled
 from drivers.mqtt.config import MqttConfig
 from drivers.mqtt.decoders import MqttDecoder
 from drivers.mqtt.held import HELD_NS, Held, HeldMessage
@@ -50,16 +51,6 @@ async def _leave(client: aiomqtt.Client) -> bool:
         log.warning("the MQTT broker did not acknowledge the disconnect within %.0f s", DISCONNECT_TIMEOUT_S)
         return False
     return True
-
-
-def _raise_if_cancelled() -> None:
-    """Re-raises a cancellation that was swallowed on its way here. On Python 3.11, ``asyncio.wait_for`` (which
-    aiomqtt awaits CONNACK and SUBACK with) returns the result and drops a cancel that lands as the reply arrives,
-    and a TaskGroup whose child failed meanwhile raises that failure instead; either way the driver would go on
-    into a message loop nobody will ever cancel again, and the daemon's stop would hang."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class MqttDriver(Driver):
@@ -136,7 +127,7 @@ class MqttDriver(Driver):
             connected_at: float | None = None
             try:
                 await client.__aenter__()
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 try:
                     async with asyncio.TaskGroup() as tg:
                         connected_at = loop.time()
@@ -151,11 +142,11 @@ class MqttDriver(Driver):
                         tg.create_task(acker.run(), name="mqtt-acker")
                         # Held from an earlier run, and resolvable by the map restored from the store: now.
                         await self._release_held(hub, new_topics, final=False)
-                        _raise_if_cancelled()  # subscribing awaited SUBACKs
+                        raise_if_cancelled()  # subscribing awaited SUBACKs
                         async for message in client.messages:
                             await acker.wait_room()
                             await self._handle(hub, new_topics, message, acker)
-                            _raise_if_cancelled()
+                            raise_if_cancelled()
                             # Messages already received are handled in the same event-loop tick, so that their
                             # readings and records share one store op (and one commit future) instead of one each.
                             for queued in received(client):
@@ -170,7 +161,7 @@ class MqttDriver(Driver):
             finally:
                 # Shielded so that a cancelled driver still records that it is no longer connected.
                 await asyncio.shield(self._set_connected(False))
-            _raise_if_cancelled()  # a cancel that a failing subscriber's TaskGroup turned into its MqttError
+            raise_if_cancelled()  # a cancel that a failing subscriber's TaskGroup turned into its MqttError
             if connected_at is not None and loop.time() - connected_at >= STABLE_AFTER_S:
                 backoff.reset()
             delay = backoff.next()

@@ -25,7 +25,8 @@ import aiomqtt
 import msgspec
 
 from drivers.mqtt.backoff import Backoff
-from drivers.mqtt.common import mqtt_id
+from drivers.mqtt.common import mqtt_id, raise_if_cancelled
+from gateway.errors import TransientError
 from gateway.model import DeviceInfo, DeviceKind
 
 log = logging.getLogger(__name__)
@@ -118,25 +119,32 @@ class MqttSirens:
             client = await self._factory()
             try:
                 async with client:
+                    raise_if_cancelled()  # aiomqtt awaited CONNACK with wait_for, which can drop a cancel
                     self._client = client
                     self._connected.set()
                     backoff.reset()
-                    await asyncio.Future()  # held open until cancelled or the connection fails
+                    # Nothing is subscribed: iterating only notices a lost connection (it raises MqttError), so a
+                    # broker restart reconnects instead of leaving every later siren command to fail.
+                    async for _ in client.messages:
+                        pass
             except aiomqtt.MqttError as exc:
                 log.warning("siren connection to the MQTT broker lost (%s)", exc)
             finally:
                 self._connected.clear()
                 self._client = None
+            raise_if_cancelled()
             await asyncio.sleep(backoff.next())
 
     async def sound(self, on: bool, *, wait: float = 2.0) -> int:
-        """Sends the command to every siren; returns how many were published."""
+        """Sends the command to every siren; returns how many were published. :class:`TransientError` if there is
+        no connection to the broker within ``wait`` seconds (the caller tries again)."""
         try:
-            await asyncio.wait_for(self._connected.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._connected.wait()
         except TimeoutError:
             self.failed += 1
             log.error("cannot %s the sirens: no connection to the MQTT broker", "sound" if on else "silence")
-            return 0
+            raise TransientError("no connection to the MQTT broker") from None
         client = self._client
         assert client is not None
         sent = 0
