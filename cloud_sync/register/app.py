@@ -6,8 +6,10 @@ request can make the register buffer more than its limit. Blocking database work
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -189,7 +191,8 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         if not chain:
             raise Unauthenticated("a client certificate issued at enrollment is required", code="no_client_cert")
         household_id, hub_id = reg.ca.hub_identity(chain[0].encode())
-        identity = HubIdentity(hub_id=hub_id, household_id=household_id)
+        der = ssl.PEM_cert_to_DER_cert(chain[0])
+        identity = HubIdentity(hub_id=hub_id, household_id=household_id, cert_sha256=hashlib.sha256(der).hexdigest())
         reg.check_hub(identity)
         return identity
 

@@ -321,13 +321,21 @@ class Registry:
         )
 
     def renew(self, hub: HubIdentity, csr_pem: str) -> RenewResponse:
-        """A new certificate for the hub's new key (same identity); the hub keeps using the old one until it has
-        stored the new one, so a lost reply costs nothing."""
+        """A new certificate for the hub's new key (same identity).
+
+        The new certificate is *pending* until the hub first presents it; that first use retires the old one (see
+        :meth:`check_hub`). Until then the old certificate keeps working, so a lost reply costs nothing: the hub
+        renews again and the newer pending certificate replaces the unused one. Only the current certificate may
+        renew, never a pending or retired one.
+        """
         cert = self.ca.sign_hub_csr(
             csr_pem, hub_id=hub.hub_id, household_id=hub.household_id, days=self.settings.hub_cert_days
         )
         with self.engine.begin() as conn:
-            conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(cert_sha256=fingerprint(cert)))
+            conn.execute(delete(db.pending_certs).where(db.pending_certs.c.hub_id == hub.hub_id))
+            conn.execute(
+                insert(db.pending_certs).values(hub_id=hub.hub_id, cert_sha256=fingerprint(cert), issued_at=time.time())
+            )
             write_audit(conn, hub.actor, "hub.renew", hub.household_id, hub.hub_id)
         return RenewResponse(
             cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
@@ -336,21 +344,54 @@ class Registry:
         )
 
     def check_hub(self, hub: HubIdentity) -> None:
-        """Refuse a hub that is unknown, revoked, or not in the household its certificate names."""
+        """Refuse a hub that is unknown, revoked, not in the household its certificate names, or that presents a
+        certificate other than its current one (a retired one after renewal). The first use of a pending renewed
+        certificate makes it current, which retires the old one."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(db.hubs.c.household_id, db.hubs.c.revoked).where(db.hubs.c.id == hub.hub_id)
+                select(db.hubs.c.household_id, db.hubs.c.revoked, db.hubs.c.cert_sha256).where(
+                    db.hubs.c.id == hub.hub_id
+                )
             ).first()
             if row is None or row.household_id != hub.household_id:
                 raise Forbidden("this hub is not enrolled", code="hub_unknown")
             if row.revoked:
                 raise Forbidden("this hub's enrollment was revoked", code="hub_revoked")
             now = time.time()
+            if hub.cert_sha256 != row.cert_sha256:
+                self._promote_renewed(conn, hub, row.cert_sha256, now)
+                conn.commit()
+                return
             # Health for support: a coarse last-seen, written at most once a minute per hub.
             if now - self._hub_seen.get(hub.hub_id, 0.0) > 60:
                 self._hub_seen[hub.hub_id] = now
                 conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(last_seen=now))
                 conn.commit()
+
+    def _promote_renewed(self, conn: Connection, hub: HubIdentity, current: str, now: float) -> None:
+        """Make the presented certificate current if it is the hub's pending renewal; refuse it otherwise."""
+        pending = conn.execute(
+            select(db.pending_certs.c.cert_sha256).where(db.pending_certs.c.hub_id == hub.hub_id)
+        ).scalar()
+        if pending is not None and pending == hub.cert_sha256:
+            # Conditional on the certificate we read: of two requests racing to promote, one does it.
+            promoted = conn.execute(
+                update(db.hubs)
+                .where(db.hubs.c.id == hub.hub_id, db.hubs.c.cert_sha256 == current)
+                .values(cert_sha256=pending, last_seen=now)
+            ).rowcount
+            conn.execute(delete(db.pending_certs).where(db.pending_certs.c.hub_id == hub.hub_id))
+            if promoted:
+                self._hub_seen[hub.hub_id] = now
+                write_audit(conn, hub.actor, "hub.cert_retired", hub.household_id, hub.hub_id)
+                log.info("hub %s uses its renewed certificate; the old one is retired", hub.hub_id)
+            return
+        # The other request of such a race finds the promotion already done.
+        latest = conn.execute(select(db.hubs.c.cert_sha256).where(db.hubs.c.id == hub.hub_id)).scalar()
+        if latest != hub.cert_sha256:
+            raise Unauthenticated(
+                "this certificate was replaced by a renewal and is no longer valid", code="cert_retired"
+            )
 
     def revoke_hub(self, hub_id: str, *, actor: str) -> None:
         with self.engine.begin() as conn:
