@@ -27,17 +27,20 @@ def source(i: int) -> str:
 
 class IdleFlood:
     """Holds ``tls`` idle TLS connections (handshake done, no certificate, no request) spread over ``sources``
-    addresses, and ``raw`` TCP connections that never send a byte, from a thread of its own until closed."""
+    addresses, and ``raw`` TCP connections that never send a byte, from a thread of its own until closed. With
+    ``reconnect`` every connection the register drops is opened again at once, as a determined attacker would."""
 
-    def __init__(self, port: int, ca_file: Path, *, tls: int, raw: int = 0, sources: int = 1, first: int = 0) -> None:
+    def __init__(
+        self, port: int, ca_file: Path, *, tls: int, raw: int = 0, sources: int = 1, reconnect: bool = False
+    ) -> None:
         self.port, self.ca_file = port, ca_file
-        self.tls, self.raw, self.sources, self.first = tls, raw, sources, first
+        self.tls, self.raw, self.sources, self.reconnect = tls, raw, sources, reconnect
         self.opened = 0
         self.failed = 0
+        self.live = 0
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._writers: list[asyncio.StreamWriter] = []
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="flood", daemon=True)
 
     def __enter__(self) -> IdleFlood:
@@ -55,37 +58,54 @@ class IdleFlood:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         gate = asyncio.Semaphore(64)
-        writers = self._writers
+        total = self.tls + self.raw
+        first_round = [0]
 
-        async def one(i: int, tls: bool) -> None:
-            async with gate:
-                try:
-                    _, w = await asyncio.open_connection(
-                        "127.0.0.1",
-                        self.port,
-                        ssl=ctx if tls else None,
-                        server_hostname="127.0.0.1" if tls else None,
-                        local_addr=(source(self.first + i % self.sources), 0),
-                    )
-                except (OSError, ssl.SSLError):
-                    self.failed += 1
+        async def slot(i: int, tls: bool) -> None:
+            while True:
+                async with gate:
+                    try:
+                        reader, writer = await asyncio.open_connection(
+                            "127.0.0.1",
+                            self.port,
+                            ssl=ctx if tls else None,
+                            server_hostname="127.0.0.1" if tls else None,
+                            local_addr=(source(i % self.sources), 0),
+                        )
+                    except (OSError, ssl.SSLError):
+                        reader = None
+                        self.failed += 1
+                if reader is not None:
+                    self.opened += 1
+                    self.live += 1
+                if first_round[0] < total:
+                    first_round[0] += 1
+                    if first_round[0] == total:
+                        self._ready.set()
+                if reader is None:
                     return
-                writers.append(w)
-                self.opened += 1
+                try:
+                    with contextlib.suppress(OSError, ssl.SSLError):
+                        await reader.read(1)  # returns when the register closes the connection
+                finally:
+                    self.live -= 1
+                    writer.transport.abort()
+                if not self.reconnect:
+                    return
 
-        await asyncio.gather(*(one(i, True) for i in range(self.tls)), *(one(i, False) for i in range(self.raw)))
-        self._ready.set()
+        tasks = [asyncio.create_task(slot(i, True)) for i in range(self.tls)]
+        tasks += [asyncio.create_task(slot(i, False)) for i in range(self.raw)]
         await self._stop.wait()
-        for w in writers:
-            w.transport.abort()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def still_open(self) -> int:
-        """How many of the held connections the register has not closed (asked from the flood's own loop)."""
+        """How many of the connections are open now, as far as the flood has seen."""
         assert self._loop is not None
 
         async def count() -> int:
-            await asyncio.sleep(0)  # let pending connection_lost callbacks run first
-            return sum(not w.transport.is_closing() for w in self._writers)
+            return self.live
 
         return asyncio.run_coroutine_threadsafe(count(), self._loop).result(10)
 
