@@ -37,6 +37,9 @@ from cloud_sync.register.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MAX_COMMAND_ARGS_BYTES = 64 * 1024
+"""A queued command's arguments as JSON, the register's own ``member_keys`` list included."""
+
 
 def write_audit(
     conn: Connection, actor: str, action: str, household_id: str | None, target: str = "", **detail: object
@@ -270,6 +273,13 @@ class Registry:
 
     # ------------------------------------------------------------------------------------------ enrollment
 
+    def enroll_token_household(self, token: str) -> str | None:
+        """The household an enrollment token was made for (used or not), or None for an unknown token."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(db.enroll_tokens.c.household_id).where(db.enroll_tokens.c.token_hash == hash_token(token))
+            ).scalar()
+
     def enroll(self, req: EnrollRequest) -> EnrollResponse:
         now = time.time()
         token_hash = hash_token(req.token)
@@ -433,6 +443,11 @@ class Registry:
             if owner != household_id:
                 raise NotFound(f"no hub {hub_id!r} in this household", code="no_hub")
             hub_ids = [hub_id]
+        size = len(msgspec.json.encode(args))
+        if size > MAX_COMMAND_ARGS_BYTES:
+            raise Invalid(
+                f"command arguments of {size} bytes exceed the limit of {MAX_COMMAND_ARGS_BYTES}", code="too_large"
+            )
         ids = []
         now = time.time()
         for h in hub_ids:
@@ -497,12 +512,18 @@ class Registry:
             )
             write_audit(conn, hub.actor, f"command.{row['kind']}.{result.status}", hub.household_id, command_id)
 
-    def commands(self, household_id: str) -> list[dict[str, Any]]:
+    def commands(self, household_id: str, *, limit: int = 100, after: str | None = None) -> list[dict[str, Any]]:
+        """The household's commands, oldest first, at most ``limit`` of them after the command ``after``."""
+        c = db.commands.c
         with self.engine.connect() as conn:
             self.require_household(conn, household_id)
-            rows = conn.execute(
-                select(db.commands).where(db.commands.c.household_id == household_id).order_by(db.commands.c.issued_at)
-            ).mappings()
+            q = select(db.commands).where(c.household_id == household_id)
+            if after is not None:
+                at = conn.execute(select(c.issued_at).where(c.id == after, c.household_id == household_id)).scalar()
+                if at is None:
+                    raise Invalid(f"after: no command {after!r} in this household", code="bad_cursor")
+                q = q.where((c.issued_at > at) | ((c.issued_at == at) & (c.id > after)))
+            rows = conn.execute(q.order_by(c.issued_at, c.id).limit(limit)).mappings()
             return [dict(r) for r in rows]
 
     # ----------------------------------------------------------------------------------------------- audit

@@ -30,6 +30,12 @@ class Settings:
     max_connections_per_source: int = 256
     """Open connections allowed from one IP address (a household's hubs behind one NAT stay well below)."""
     max_anonymous_connections: int = 2048
+    body_budget_bytes: int = 160 * 1024 * 1024
+    """Request bodies held at once, buffered and inflated, over all requests (beyond: 503 with Retry-After)."""
+    auth_failure_burst: int = 20
+    """Failed authentications allowed at once per source address (5x per household), refilled over 10 minutes."""
+    enroll_burst: int = 10
+    """Enrollment attempts allowed at once per source address (5x per household), refilled over 10 minutes."""
     """Open connections without a client certificate (enrollment, apps, operators); hubs have their own room."""
 
     def __post_init__(self) -> None:
