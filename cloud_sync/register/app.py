@@ -17,17 +17,19 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response, StreamingResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DataError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from cloud_sync import protocol as p
 from cloud_sync.register import clips, export, ingest, jsonshape, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.budget import Lease, MemoryBudget
 from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
+from cloud_sync.register.openapi import document
 from cloud_sync.register.ratelimit import Limiter, Rate
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
@@ -142,7 +144,7 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 def _doc(
-    body: str | None = None, resp: str | None = None, *, media: str = _JSON, array: bool = False
+    body: str | None = None, resp: str | None = None, *, media: str = _JSON, array: bool = False, status: int = 200
 ) -> dict[str, Any]:
     """OpenAPI fragments for msgspec-typed bodies (FastAPI cannot see them since we decode by hand)."""
     extra: dict[str, Any] = {}
@@ -150,7 +152,7 @@ def _doc(
         schema = {"type": "array", "items": _ref(body)} if array else _ref(body)
         extra["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
     if resp is not None:
-        extra["responses"] = {"200": {"description": "OK", "content": {_JSON: {"schema": _ref(resp)}}}}
+        extra["responses"] = {str(status): {"description": "OK", "content": {_JSON: {"schema": _ref(resp)}}}}
     return extra
 
 
@@ -227,8 +229,17 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         return _error(422, "invalid", "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        resp = _error(exc.status_code, "http_error", str(exc.detail))
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route matching the path only, not of all of them.
+            scope = {**request.scope, "method": ""}
+            matching = [r for r in app.routes if isinstance(r, APIRoute) and r.matches(scope)[0] != Match.NONE]
+            allowed = {m for r in matching for m in r.methods or ()}
+            resp.headers["Allow"] = ", ".join(sorted(allowed))
+        return resp
 
     # -------------------------------------------------------------------------------------- who is calling
 
@@ -391,7 +402,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     def list_members(h: str, who: Annotated[Principal, Depends(scoped("members.read"))]) -> Response:
         return _json(reg.members(h, reader=who))
 
-    @app.post("/v1/households/{h}/members", openapi_extra=_doc("MemberCreate", "Member"))
+    @app.post("/v1/households/{h}/members", status_code=201, openapi_extra=_doc("MemberCreate", "Member", status=201))
     async def add_member(
         h: str, request: Request, who: Annotated[Principal, Depends(scoped("members.change"))]
     ) -> Response:
@@ -402,7 +413,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         notifier.notify()
         return _json(member, 201)
 
-    @app.patch("/v1/households/{h}/members/{member_id}", openapi_extra=_doc("MemberUpdate"))
+    @app.patch("/v1/households/{h}/members/{member_id}", status_code=204, openapi_extra=_doc("MemberUpdate"))
     async def rectify_member(
         h: str, member_id: str, request: Request, who: Annotated[Principal, Depends(scoped("members.change"))]
     ) -> Response:
@@ -411,7 +422,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         await run_in_threadpool(lambda: reg.update_member(h, member_id, changes, actor=who.actor))
         return Response(status_code=204)
 
-    @app.delete("/v1/households/{h}/members/{member_id}")
+    @app.delete("/v1/households/{h}/members/{member_id}", status_code=204)
     async def remove_member(
         h: str, member_id: str, who: Annotated[Principal, Depends(scoped("members.change"))]
     ) -> Response:
@@ -476,7 +487,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
             resp.headers["Link"] = f'<{nxt}>; rel="next"'
         return resp
 
-    @app.post("/v1/households/{h}/commands", openapi_extra=_doc("CommandRequest"))
+    @app.post("/v1/households/{h}/commands", status_code=201, openapi_extra=_doc("CommandRequest"))
     async def post_command(
         h: str, request: Request, who: Annotated[Principal, Depends(scoped("commands.change"))]
     ) -> Response:
@@ -521,10 +532,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            _, components = msgspec.json.schema_components(_SCHEMA_TYPES, ref_template="#/components/schemas/{name}")
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
-            app.openapi_schema = schema
+            app.openapi_schema = document(app, _SCHEMA_TYPES, hub=hub, bearer=principal)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
