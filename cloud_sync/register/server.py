@@ -156,7 +156,9 @@ class TLSH11Protocol(H11Protocol):
         timeout = self.config.settings.first_request_timeout_s if waiting_after is None else self.timeout_keep_alive
 
         def expire() -> None:
-            if self.cycle is waiting_after and not self.transport.is_closing():
+            # Only while idle: a pipelined request that started at once (or a long-poll) is not cut.
+            idle = self.cycle is None or self.cycle.response_complete
+            if self.cycle is waiting_after and idle and not self.transport.is_closing():
                 self.transport.abort()
 
         self._request_timer = self.loop.call_later(timeout, expire)
