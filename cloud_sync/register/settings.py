@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloud_sync import protocol as p
 from cloud_sync.register.db import default_url
+
+MIN_BODY_BUDGET = p.MAX_INGEST_COMPRESSED_BYTES + 2 * (p.MAX_INGEST_DECOMPRESSED_BYTES + 1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +48,8 @@ class Settings:
             raise ValueError("enroll_token_ttl_s must be between 1 and 86400")
         if not 2 <= self.server_cert_days <= 397:
             raise ValueError("server_cert_days must be between 2 and 397")
+        if self.body_budget_bytes < MIN_BODY_BUDGET:
+            raise ValueError(f"body_budget_bytes must be at least {MIN_BODY_BUDGET} (one ingest request at its limits)")
         if min(self.max_connections_per_source, self.max_anonymous_connections) < 1:
             raise ValueError("connection caps must be at least 1")
         if min(self.tls_handshake_timeout_s, self.first_request_timeout_s, self.server_cert_check_s) <= 0:

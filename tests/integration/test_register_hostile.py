@@ -78,6 +78,16 @@ def test_a_completed_request_is_not_cut_by_the_first_request_timer(strict: Runni
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
 
 
+def test_a_long_poll_outlasting_the_deadline_is_not_cut(strict: RunningRegister) -> None:
+    hub = strict.enroll()
+    s = hub.session()
+    for _ in range(2):  # the first request of a connection, then one after a response on the same connection
+        t0 = time.monotonic()
+        r = s.get(f"{strict.url}/v1/commands", params={"wait": 2.5}, timeout=30)
+        assert r.status_code == 200 and r.json() == []
+        assert time.monotonic() - t0 >= 2.0  # it really waited, past the 1 s deadline for a request head
+
+
 def test_one_source_gets_at_most_its_cap(strict: RunningRegister) -> None:
     held = [_tls(strict, source(0)) for _ in range(8)]
     try:
