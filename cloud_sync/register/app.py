@@ -29,7 +29,7 @@ from cloud_sync.register import clips, export, ingest, jsonshape, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.budget import Lease, MemoryBudget
 from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
-from cloud_sync.register.openapi import document
+from cloud_sync.register.openapi import CLIP_ID_PATTERN, document
 from cloud_sync.register.ratelimit import Limiter, Rate
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
@@ -37,7 +37,7 @@ from cloud_sync.register.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_CLIP_ID = re.compile(r"(?=.*[A-Za-z0-9])[A-Za-z0-9_.-]{1,128}")
+_CLIP_ID = re.compile(CLIP_ID_PATTERN)
 _JSON = "application/json"
 
 

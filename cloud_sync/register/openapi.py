@@ -45,8 +45,13 @@ _EXTRA: dict[str, tuple[int, ...]] = {
     "enroll": (401, 403, 429),
     "post_command": (404,),
     "erase": (404,),
+    "get_clip": (409,),
 }
 """Statuses a route answers beyond those its shape implies."""
+
+
+CLIP_ID_PATTERN = "^(?=.*[A-Za-z0-9])[A-Za-z0-9_.-]{1,128}$"
+"""A clip id: 1-128 of ``A-Z a-z 0-9 _ . -``, at least one a letter or digit."""
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -120,6 +125,9 @@ def _complete(op: dict[str, Any], route: APIRoute, method: str, is_hub: bool, is
         }
     if route.status_code == 204:
         responses["204"] = {"description": "Done; no content"}
+    for param in op.get("parameters", []):
+        if param.get("name") == "clip_id":  # checked by hand (400 otherwise), so FastAPI cannot see the pattern
+            param["schema"] = {"type": "string", "pattern": CLIP_ID_PATTERN, "minLength": 1, "maxLength": 128}
     if route.name == "ingest_lane":
         encoding = {"type": "string", "enum": [p.ZSTD_ENCODING]}
         op.setdefault("parameters", []).append(
