@@ -299,6 +299,10 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     def scoped(permission: str) -> Callable[[str, Principal], Principal]:
         def dep(h: str, who: Who) -> Principal:
             require(who, permission, h)
+            # Every household route answers 404 for a household that does not exist, before anything is read or
+            # audited (an operator's "read" of nothing is no read).
+            with reg.engine.connect() as conn:
+                reg.require_household(conn, h)
             return who
 
         return dep
