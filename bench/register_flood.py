@@ -44,6 +44,10 @@ def _flood(port: int, ca_file: Path, tls: int, raw: int, sources: int, reconnect
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
     with IdleFlood(port, ca_file, tls=tls, raw=raw, sources=sources, reconnect=reconnect) as flood:
+        if reconnect:  # measure once the register has started dropping and the flood re-opening
+            deadline = time.monotonic() + 120
+            while flood.opened - (tls + raw) < (tls + raw) // 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
         pipe.send(flood.still_open())
         pipe.recv()  # the measurement is over
         pipe.send((flood.still_open(), flood.opened - (tls + raw)))
