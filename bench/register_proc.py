@@ -33,8 +33,9 @@ def cpu_s(pid: int) -> float:
 class RegisterProcess:
     """``kotihub-register serve`` on a free 127.0.0.1 port with SQLite (the default) in ``state_dir``."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *serve_args: str) -> None:
         self.state_dir = state_dir
+        self.serve_args = serve_args
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
@@ -58,7 +59,7 @@ class RegisterProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         command = [*self.program, "--state", str(self.state_dir), "serve"]
         self.proc = subprocess.Popen(
-            [*command, "--port", str(self.port)],
+            [*command, "--port", str(self.port), *self.serve_args],
             stderr=subprocess.PIPE,
             text=True,
         )

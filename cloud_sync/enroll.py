@@ -8,8 +8,13 @@ the hub takes it only if it is anchored in the key whose code the member's own d
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 import os
+import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 
 FILES = ("hub.key", "hub.crt", "register-ca.crt")
 TIMEOUT = (10.0, 30.0)
+RENEW_WHEN_LEFT = 1 / 3
+"""Renew once less than this share of the certificate's lifetime is left (about 130 days of 397)."""
+RENEW_RETRY_MAX_S = 6 * 3600.0
 
 
 class EnrollError(Exception):
@@ -205,3 +213,46 @@ def finish_renewal(state_dir: Path) -> None:
         os.fsync(fd)  # the renames themselves must survive a power cut
     finally:
         os.close(fd)
+
+
+def renewal_due_in(cert_pem: bytes, now: float) -> float:
+    """Seconds until the certificate should be renewed (0 when it is due or overdue)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+    return max(0.0, end - (end - start) * RENEW_WHEN_LEFT - now)
+
+
+async def renewal_loop(
+    register_url: str,
+    state_dir: Path,
+    *,
+    backoff_initial: float = 30.0,
+    backoff_max: float = RENEW_RETRY_MAX_S,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Renew the hub's certificate by itself, well before it expires; runs until cancelled.
+
+    The blocking renewal runs in a thread with its own connection, so the uplink's lanes (the alarm lane above
+    all) are never held up: they pick up the new files at their next request (see ``RegisterClient``). Failures
+    are retried with capped exponential backoff and full jitter, refusals too (an expired certificate is worse
+    than a retry), each logged.
+    """
+    delay = backoff_initial
+    while True:
+        try:
+            cert_pem = await asyncio.to_thread((state_dir / "hub.crt").read_bytes)
+            wait = renewal_due_in(cert_pem, clock())
+            if wait > 0:
+                # Re-check at least daily: the clock may jump, and the files may have been renewed by hand.
+                await asyncio.sleep(min(wait, 86_400.0))
+                continue
+            not_after = await asyncio.to_thread(renew, register_url, state_dir)
+        except (EnrollError, OSError, ValueError) as exc:
+            pause = random.uniform(0, delay)
+            level = logging.ERROR if getattr(exc, "permanent", True) else logging.WARNING
+            log.log(level, "certificate renewal failed (%s); retrying in %.0f s", exc, pause)
+            await asyncio.sleep(pause)
+            delay = min(backoff_max, delay * 2)
+            continue
+        delay = backoff_initial
+        log.info("certificate renewed; valid until %s", dt.datetime.fromtimestamp(not_after, dt.UTC).isoformat())

@@ -302,20 +302,43 @@ def encode_batch(batch: IngestBatch, *, level: int = 3) -> bytes:
 
 def decompress_bounded(data: bytes, limit: int = MAX_INGEST_DECOMPRESSED_BYTES) -> bytes:
     """Inflate a zstd body, refusing (413) anything that would exceed ``limit`` bytes — whatever the frame
-    header claims — so a decompression bomb costs at most ``limit`` bytes of memory."""
+    header claims — so a decompression bomb costs at most ``limit`` bytes of memory. A frame that declares its
+    size (as :func:`encode_batch` writes) is inflated into a buffer of exactly that size; otherwise the buffer
+    grows, which may briefly need twice the output (see :func:`inflate_cost`)."""
+    declared = declared_size(data)
+    exact = 0 <= declared <= limit
+    buf = bytearray(declared + 1) if exact else bytearray()
+    size = 0
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
-        out = reader.read(limit + 1)
-        while len(out) <= limit:
-            more = reader.read(limit + 1 - len(out))
-            if not more:
-                break
-            out += more
+        if exact:
+            with memoryview(buf) as view:
+                while size <= declared and (got := reader.readinto(view[size:])):
+                    size += got
+            del buf[size:]
+        else:
+            while len(buf) <= limit and (chunk := reader.read(min(1 << 20, limit + 1 - len(buf)))):
+                buf += chunk
+            size = len(buf)
     except zstandard.ZstdError as exc:
         raise ProtocolError(f"body is not valid zstd: {exc}", code="bad_encoding") from exc
-    if len(out) > limit:
-        raise ProtocolError(f"decompressed body exceeds {limit} bytes", status=413, code="too_large")
-    return bytes(out)
+    if size > limit or (exact and size > declared):
+        raise ProtocolError(f"decompressed body exceeds {min(limit, size - 1)} bytes", status=413, code="too_large")
+    return buf  # type: ignore[return-value]  # a bytearray serves every reader of bytes here (msgspec, len)
+
+
+def declared_size(data: bytes) -> int:
+    """The content size the first zstd frame declares, or -1 if it declares none (or is not zstd)."""
+    try:
+        return int(zstandard.frame_content_size(data))
+    except zstandard.ZstdError:
+        return -1
+
+
+def inflate_cost(data: bytes, limit: int = MAX_INGEST_DECOMPRESSED_BYTES) -> int:
+    """Bytes of memory :func:`decompress_bounded` may need for ``data`` at most."""
+    declared = declared_size(data)
+    return declared + 1 if 0 <= declared <= limit else 2 * (limit + 1)
 
 
 def decode_batch(lane: str, payload: bytes) -> TypedBatch:

@@ -37,6 +37,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from cloud_sync import heartbeat
 from cloud_sync import protocol as p
+from cloud_sync.enroll import renewal_loop
 from gateway.backoff import Backoff, BackoffPolicy
 from gateway.config import UplinkSection
 from gateway.errors import PermanentError, TransientError
@@ -206,9 +207,11 @@ class RegisterClient:
     ) -> None:
         self.replies = replies or ReplyStats()
         self.base = base_url.rstrip("/")
+        self.identity = identity
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies or CA bundles from the environment: only the register's CA
         self.session.cert = (str(identity.cert), str(identity.key))
+        self._cert_stamp = self._stamp()
         self.session.verify = str(identity.ca)
         self.timeout = (connect_timeout, read_timeout)
         self.server_time: tuple[float, float] | None = None
@@ -217,8 +220,20 @@ class RegisterClient:
     def close(self) -> None:
         self.session.close()
 
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.identity.cert.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
     def request(self, method: str, path: str, *, read_timeout: float | None = None, **kw: Any) -> requests.Response:
         timeout = self.timeout if read_timeout is None else (self.timeout[0], read_timeout)
+        stamp = self._stamp()
+        if stamp != self._cert_stamp:
+            # The certificate was renewed: pooled connections still speak with the old (soon retired) one.
+            self._cert_stamp = stamp
+            self.session.close()
         try:
             resp = self.session.request(method, self.base + path, timeout=timeout, **kw)
         except requests.RequestException as exc:
@@ -227,7 +242,9 @@ class RegisterClient:
         if resp.status_code == 429 or resp.status_code >= 500:
             raise RegisterUnavailable(f"register answered {resp.status_code}", retry_after=_retry_after(resp.headers))
         if resp.status_code in (401, 403):
-            # Our certificate was refused (revoked or expired): keep buffering and keep trying; a person must act.
+            # Our certificate was refused (revoked, expired or retired): keep buffering and keep trying; a person
+            # must act. The next attempt connects afresh, with whatever certificate is on disk by then.
+            self.session.close()
             raise RegisterUnavailable(f"register refused the hub's certificate ({resp.status_code}): {_detail(resp)}")
         if resp.status_code == 408:
             raise RegisterUnavailable("register timed out reading the request")
@@ -395,6 +412,7 @@ class Uplink:
         }
         if self.devices_source is not None:
             loops["uplink devices"] = _bind(self._devices_loop, self.devices_source)
+        loops["uplink certificate renewal"] = _bind(renewal_loop, self.config.register_url, self.identity.state_dir)
         if self.erasures is not None:
             loops["uplink erasures"] = _bind(self._erasure_loop, self.erasures)
         if (health := self.health_source) is not None:

@@ -6,8 +6,10 @@ request can make the register buffer more than its limit. Blocking database work
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -15,25 +17,29 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response, StreamingResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DataError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from cloud_sync import protocol as p
-from cloud_sync.register import clips, export, fleet, ingest, memberlog, metrics, retention
+from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
-from cloud_sync.register.errors import Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
+from cloud_sync.register.budget import Lease, MemoryBudget
+from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
 from cloud_sync.register.notify import routes as notify_routes
+from cloud_sync.register.openapi import CLIP_ID_PATTERN, document
+from cloud_sync.register.ratelimit import Limiter, Rate
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_CLIP_ID = re.compile(r"(?=.*[A-Za-z0-9])[A-Za-z0-9_.-]{1,128}")
+_CLIP_ID = re.compile(CLIP_ID_PATTERN)
 _JSON = "application/json"
 
 
@@ -50,8 +56,33 @@ def _error(status: int, code: str, detail: str, **extra: Any) -> Response:
     return Response(content=msgspec.json.encode(body), status_code=status, media_type=_JSON)
 
 
+class BodyBudget:
+    """ASGI middleware: each request gets a :class:`Lease` on the register's budget for bodies, given back when
+    the request ends; :func:`read_body` and inflating hold their bytes in it."""
+
+    def __init__(self, app: Any, budget: MemoryBudget) -> None:
+        self.app, self.budget = app, budget
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self.budget.lease() as lease:
+            scope["kotihub.lease"] = lease
+            await self.app(scope, receive, send)
+
+
+def _lease(request: Request) -> Lease:
+    lease = request.scope.get("kotihub.lease")
+    if lease is None:  # an app served without the middleware (never in production): an unlimited private budget
+        lease = MemoryBudget(2**62).lease()
+        request.scope["kotihub.lease"] = lease
+    return lease
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than ``limit`` bytes before buffering them."""
+    """The request body, refusing (413) more than ``limit`` bytes before buffering them; every buffered byte is
+    held in the request's lease (503 ``busy`` while the register's budget for bodies is spent)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -62,21 +93,29 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise TooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     total = 0
+    lease = _lease(request)
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
             raise TooLarge(f"body exceeds the limit of {limit} bytes")
+        lease.take(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 def decode_json(data: bytes, typ: type[T]) -> T:
+    """Decode a JSON body into ``typ``: 400 if it is not JSON, 422 if it does not fit ``typ`` or breaks the depth and
+    size limits of :mod:`jsonshape` (free-form fields included)."""
     try:
-        return msgspec.json.decode(data, type=typ)
+        value = msgspec.json.decode(data, type=typ)
     except msgspec.ValidationError as exc:
         raise Invalid(f"invalid body: {exc}") from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8 in a string
         raise Invalid(f"body is not valid JSON: {exc}", status=400, code="bad_json") from exc
+    except RecursionError:
+        raise Invalid(f"body is nested deeper than {jsonshape.MAX_DEPTH} levels", code="too_deep") from None
+    jsonshape.check(value)
+    return value
 
 
 def _clip_id(clip_id: str) -> str:
@@ -177,6 +216,13 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     (``scope["extensions"]["tls"]["client_cert_chain"]``), which :mod:`cloud_sync.register.server` provides."""
     reg = registry or Registry(settings)
     notifier = _Notifier()
+    budget = MemoryBudget(settings.body_budget_bytes)
+    limiter = Limiter()
+    # Refilled over ten minutes; a household (reached from many addresses) gets five sources' worth.
+    auth_rate = Rate(settings.auth_failure_burst, settings.auth_failure_burst / 600)
+    auth_rate_hh = Rate(5 * settings.auth_failure_burst, 5 * settings.auth_failure_burst / 600)
+    enroll_rate = Rate(settings.enroll_burst, settings.enroll_burst / 600)
+    enroll_rate_hh = Rate(5 * settings.enroll_burst, 5 * settings.enroll_burst / 600)
     app = FastAPI(
         title="kotihub register",
         version=str(p.PROTOCOL_VERSION),
@@ -187,13 +233,18 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.state.registry = reg
     app.state.notifier = notifier
     app.state.metrics = fleet_metrics = metrics.instrument(app, reg)
+    app.state.budget = budget
+    app.add_middleware(BodyBudget, budget=budget)
 
     # ------------------------------------------------------------------------------------------- errors
 
     @app.exception_handler(RegisterError)
     async def _register_error(_: Request, exc: RegisterError) -> Response:
         extra = {"offset": exc.offset} if isinstance(exc, clips.OffsetConflict) else {}
-        return _error(exc.status, exc.code, str(exc), **extra)
+        resp = _error(exc.status, exc.code, str(exc), **extra)
+        if isinstance(exc, Busy):
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
 
     @app.exception_handler(p.ProtocolError)
     async def _protocol_error(_: Request, exc: p.ProtocolError) -> Response:
@@ -218,29 +269,69 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         return _error(422, "invalid", "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        resp = _error(exc.status_code, "http_error", str(exc.detail))
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route matching the path only, not of all of them.
+            scope = {**request.scope, "method": ""}
+            matching = [r for r in app.routes if isinstance(r, APIRoute) and r.matches(scope)[0] != Match.NONE]
+            allowed = {m for r in matching for m in r.methods or ()}
+            resp.headers["Allow"] = ", ".join(sorted(allowed))
+        return resp
 
     # -------------------------------------------------------------------------------------- who is calling
 
+    def source(request: Request) -> str:
+        return request.client.host if request.client else ""
+
     def hub(request: Request) -> HubIdentity:
+        src = ("src", source(request))
+        limiter.check(src, auth_rate, "failed authentications from this address")
         tls = request.scope.get("extensions", {}).get("tls") or {}
         chain = tls.get("client_cert_chain") or []
-        if not chain:
-            raise Unauthenticated("a client certificate issued at enrollment is required", code="no_client_cert")
-        household_id, hub_id = reg.ca.hub_identity(chain[0].encode())
-        identity = HubIdentity(hub_id=hub_id, household_id=household_id)
-        reg.check_hub(identity)
+        try:
+            if not chain:
+                raise Unauthenticated("a client certificate issued at enrollment is required", code="no_client_cert")
+            household_id, hub_id = reg.ca.hub_identity(chain[0].encode())
+            der = ssl.PEM_cert_to_DER_cert(chain[0])
+            identity = HubIdentity(
+                hub_id=hub_id, household_id=household_id, cert_sha256=hashlib.sha256(der).hexdigest()
+            )
+            reg.check_hub(identity)
+        except (Unauthenticated, Forbidden):
+            limiter.spend(src, auth_rate)
+            raise
         return identity
 
     def principal(request: Request) -> Principal:
+        src = ("src", source(request))
+        target = request.path_params.get("h")
+        hh = ("hh", str(target)) if target else None
+        limiter.check(src, auth_rate, "failed authentications from this address")
+        if hh is not None:
+            limiter.check(hh, auth_rate_hh, "failed authentications for this household")
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("an 'Authorization: Bearer <token>' header is required", code="no_token")
-        if len(token) > 256:
-            raise Unauthenticated("unknown or revoked API token", code="bad_token")
-        return reg.principal(token.strip())
+        try:
+            if scheme.lower() != "bearer" or not token:
+                raise Unauthenticated("an 'Authorization: Bearer <token>' header is required", code="no_token")
+            if len(token) > 256:
+                raise Unauthenticated("unknown or revoked API token", code="bad_token")
+            return reg.principal(token.strip())
+        except Unauthenticated:
+            limiter.spend(src, auth_rate)
+            if hh is not None:
+                limiter.spend(hh, auth_rate_hh)
+            raise
+
+    def operator_read(who: Principal, action: str, h: str) -> None:
+        """Audit an operator's read before the data is read (a read that fails after it is still on record). Reads
+        whose registry function audits in its own transaction (members, consents, devices, readings, events,
+        export) do not call this."""
+        if who.is_operator:
+            reg.audit(who.actor, action, h)
 
     Hub = Annotated[HubIdentity, Depends(hub)]
     Who = Annotated[Principal, Depends(principal)]
@@ -251,6 +342,10 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     def scoped(permission: str) -> Callable[[str, Principal], Principal]:
         def dep(h: str, who: Who) -> Principal:
             require(who, permission, h)
+            # Every household route answers 404 for a household that does not exist, before anything is read or
+            # audited (an operator's "read" of nothing is no read).
+            with reg.engine.connect() as conn:
+                reg.require_household(conn, h)
             return who
 
         return dep
@@ -263,7 +358,16 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     @app.post("/v1/enroll", openapi_extra=_doc("EnrollRequest", "EnrollResponse"))
     async def enroll(request: Request) -> Response:
+        # Every attempt counts, not only failures: a token is a secret to guess, and each try signs a CSR.
+        src = ("src", source(request))
+        limiter.check(src, enroll_rate, "enrollment attempts from this address")
+        limiter.spend(src, enroll_rate)
         req = decode_json(await read_body(request, 64 * 1024), p.EnrollRequest)
+        household_id = await run_in_threadpool(reg.enroll_token_household, req.token)
+        if household_id is not None:
+            hh = ("hh-enroll", household_id)
+            limiter.check(hh, enroll_rate_hh, "enrollment attempts for this household")
+            limiter.spend(hh, enroll_rate_hh)
         return _json(await run_in_threadpool(reg.enroll, req))
 
     @app.post("/v1/ingest/{lane}", openapi_extra=_doc("IngestBatch", "IngestAck", media=p.MSGPACK_CONTENT_TYPE))
@@ -277,6 +381,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         if ctype != p.MSGPACK_CONTENT_TYPE:
             raise Invalid(f"ingest bodies must be {p.MSGPACK_CONTENT_TYPE}", status=415, code="content_type")
         body = await read_body(request, p.MAX_INGEST_COMPRESSED_BYTES)
+        # The memory inflating may take is held before inflating: the size the frame declares (inflating stops
+        # there), or twice the per-request limit for a frame that declares none (honest hubs always declare it).
+        _lease(request).take(p.inflate_cost(body))
         ack = await run_in_threadpool(ingest.ingest_body, reg, who, lane, body)
         fleet_metrics.ingested(ack)
         return _json(ack)
@@ -349,16 +456,14 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     @app.get("/v1/households/{h}")
     def household(h: str, who: Annotated[Principal, Depends(scoped("household.read"))]) -> Response:
-        row = reg.household(h)
-        if who.is_operator:
-            reg.audit(who.actor, "household.read", h)
-        return _json(row)
+        operator_read(who, "household.read", h)
+        return _json(reg.household(h))
 
     @app.get("/v1/households/{h}/members")
     def list_members(h: str, who: Annotated[Principal, Depends(scoped("members.read"))]) -> Response:
         return _json(reg.members(h, reader=who))
 
-    @app.post("/v1/households/{h}/members", openapi_extra=_doc("MemberCreate", "Member"))
+    @app.post("/v1/households/{h}/members", status_code=201, openapi_extra=_doc("MemberCreate", "Member", status=201))
     async def add_member(
         h: str, request: Request, who: Annotated[Principal, Depends(scoped("members.change"))]
     ) -> Response:
@@ -369,7 +474,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         notifier.notify()
         return _json(member, 201)
 
-    @app.patch("/v1/households/{h}/members/{member_id}", openapi_extra=_doc("MemberUpdate"))
+    @app.patch("/v1/households/{h}/members/{member_id}", status_code=204, openapi_extra=_doc("MemberUpdate"))
     async def rectify_member(
         h: str, member_id: str, request: Request, who: Annotated[Principal, Depends(scoped("members.change"))]
     ) -> Response:
@@ -378,7 +483,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         await run_in_threadpool(lambda: reg.update_member(h, member_id, changes, actor=who.actor))
         return Response(status_code=204)
 
-    @app.delete("/v1/households/{h}/members/{member_id}")
+    @app.delete("/v1/households/{h}/members/{member_id}", status_code=204)
     async def remove_member(
         h: str, member_id: str, who: Annotated[Principal, Depends(scoped("members.change"))]
     ) -> Response:
@@ -465,6 +570,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     @app.get("/v1/households/{h}/hubs")
     def list_hubs(h: str, who: Annotated[Principal, Depends(scoped("hubs.read"))]) -> Response:
+        operator_read(who, "hubs.read", h)
         return _json(reg.hubs(h))
 
     @app.get("/v1/households/{h}/devices")
@@ -488,10 +594,23 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.get("/v1/households/{h}/events")(_query("events"))
 
     @app.get("/v1/households/{h}/commands")
-    def list_commands(h: str, who: Annotated[Principal, Depends(scoped("commands.read"))]) -> Response:
-        return _json(reg.commands(h))
+    def list_commands(
+        h: str,
+        request: Request,
+        who: Annotated[Principal, Depends(scoped("commands.read"))],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    ) -> Response:
+        operator_read(who, "commands.read", h)
+        page = reg.commands(h, limit=limit + 1, after=after)
+        resp = _json(page[:limit])
+        if len(page) > limit:
+            # RFC 8288: the next page starts after the last command of this one.
+            nxt = request.url.include_query_params(limit=limit, after=page[limit - 1]["id"])
+            resp.headers["Link"] = f'<{nxt}>; rel="next"'
+        return resp
 
-    @app.post("/v1/households/{h}/commands", openapi_extra=_doc("CommandRequest"))
+    @app.post("/v1/households/{h}/commands", status_code=201, openapi_extra=_doc("CommandRequest"))
     async def post_command(
         h: str, request: Request, who: Annotated[Principal, Depends(scoped("commands.change"))]
     ) -> Response:
@@ -506,6 +625,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     @app.get("/v1/households/{h}/clips")
     def list_clips(h: str, who: Annotated[Principal, Depends(scoped("data.read"))]) -> Response:
+        operator_read(who, "clips.list", h)
         return _json(clips.list_clips(reg, h))
 
     @app.get("/v1/households/{h}/clips/{clip_id}")
@@ -519,6 +639,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         who: Annotated[Principal, Depends(scoped("audit.read"))],
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> Response:
+        operator_read(who, "audit.read", h)
         return _json(reg.audit_entries(h, limit=limit))
 
     @app.get("/v1/households/{h}/export")
@@ -536,10 +657,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            _, components = msgspec.json.schema_components(_SCHEMA_TYPES, ref_template="#/components/schemas/{name}")
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
-            app.openapi_schema = schema
+            app.openapi_schema = document(app, _SCHEMA_TYPES, hub=hub, bearer=principal)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

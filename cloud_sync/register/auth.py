@@ -35,6 +35,8 @@ class HubIdentity:
 
     hub_id: str
     household_id: str
+    cert_sha256: str = ""
+    """SHA-256 of the certificate's DER; the register accepts only the hub's current certificate."""
 
     @property
     def actor(self) -> str:

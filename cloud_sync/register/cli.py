@@ -8,6 +8,7 @@ once and never stored in the clear.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the name or address to listen on and name in the server certificate (default 127.0.0.1)",
     )
     s.add_argument("--port", type=int, default=8443, help="TCP port (default 8443)")
+    s.add_argument("--handshake-timeout", type=float, default=10.0, help="seconds to finish the TLS handshake")
+    s.add_argument("--request-timeout", type=float, default=10.0, help="seconds to send a request head")
+    s.add_argument("--max-per-source", type=int, default=256, help="open connections per client address")
+    s.add_argument("--max-anonymous", type=int, default=2048, help="open connections without a client certificate")
     s.set_defaults(func=None)
 
     h = sub.add_parser("household", help="households").add_subparsers(dest="sub", required=True, metavar="COMMAND")
@@ -311,6 +316,13 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings(state_dir=args.state, db_url=args.db, retention_days=args.retention_days)
     if args.cmd == "serve":
+        settings = dataclasses.replace(
+            settings,
+            tls_handshake_timeout_s=args.handshake_timeout,
+            first_request_timeout_s=args.request_timeout,
+            max_connections_per_source=args.max_per_source,
+            max_anonymous_connections=args.max_anonymous,
+        )
         server.serve(settings, host=args.host, port=args.port)
         return 0
     if args.existing and not (settings.state_dir / "ca.key").exists():

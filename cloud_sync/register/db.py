@@ -95,6 +95,16 @@ hubs = Table(
     Column("revoked", Boolean, nullable=False, default=False),
 )
 
+pending_certs = Table(
+    # A renewed certificate waits here until the hub first presents it; from then on only it is accepted and the
+    # certificate it replaced is retired. Until then the old one still works, so a lost renewal reply costs nothing.
+    "pending_certs",
+    metadata,
+    Column("hub_id", String(64), primary_key=True),
+    Column("cert_sha256", String(64), nullable=False),
+    Column("issued_at", Double, nullable=False),
+)
+
 enroll_tokens = Table(
     "enroll_tokens",
     metadata,

@@ -45,3 +45,19 @@ class Invalid(RegisterError):
 class TooLarge(RegisterError):
     status = 413
     code = "too_large"
+
+
+class Busy(RegisterError):
+    """The register is at a capacity limit; ``retry_after`` (seconds) goes into the ``Retry-After`` header."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class RateLimited(Busy):
+    status = 429
+    code = "rate_limited"

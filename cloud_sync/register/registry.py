@@ -37,6 +37,9 @@ from cloud_sync.register.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MAX_COMMAND_ARGS_BYTES = 64 * 1024
+"""A queued command's arguments as JSON, the register's own ``member_keys`` list included."""
+
 
 def write_audit(
     conn: Connection, actor: str, action: str, household_id: str | None, target: str = "", **detail: object
@@ -241,6 +244,13 @@ class Registry:
 
     # ------------------------------------------------------------------------------------------ enrollment
 
+    def enroll_token_household(self, token: str) -> str | None:
+        """The household an enrollment token was made for (used or not), or None for an unknown token."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(db.enroll_tokens.c.household_id).where(db.enroll_tokens.c.token_hash == hash_token(token))
+            ).scalar()
+
     def enroll(self, req: EnrollRequest) -> EnrollResponse:
         from cloud_sync.register import memberlog
 
@@ -295,13 +305,21 @@ class Registry:
         )
 
     def renew(self, hub: HubIdentity, csr_pem: str) -> RenewResponse:
-        """A new certificate for the hub's new key (same identity); the hub keeps using the old one until it has
-        stored the new one, so a lost reply costs nothing."""
+        """A new certificate for the hub's new key (same identity).
+
+        The new certificate is *pending* until the hub first presents it; that first use retires the old one (see
+        :meth:`check_hub`). Until then the old certificate keeps working, so a lost reply costs nothing: the hub
+        renews again and the newer pending certificate replaces the unused one. Only the current certificate may
+        renew, never a pending or retired one.
+        """
         cert = self.ca.sign_hub_csr(
             csr_pem, hub_id=hub.hub_id, household_id=hub.household_id, days=self.settings.hub_cert_days
         )
         with self.engine.begin() as conn:
-            conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(cert_sha256=fingerprint(cert)))
+            conn.execute(delete(db.pending_certs).where(db.pending_certs.c.hub_id == hub.hub_id))
+            conn.execute(
+                insert(db.pending_certs).values(hub_id=hub.hub_id, cert_sha256=fingerprint(cert), issued_at=time.time())
+            )
             write_audit(conn, hub.actor, "hub.renew", hub.household_id, hub.hub_id)
         return RenewResponse(
             cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
@@ -310,21 +328,54 @@ class Registry:
         )
 
     def check_hub(self, hub: HubIdentity) -> None:
-        """Refuse a hub that is unknown, revoked, or not in the household its certificate names."""
+        """Refuse a hub that is unknown, revoked, not in the household its certificate names, or that presents a
+        certificate other than its current one (a retired one after renewal). The first use of a pending renewed
+        certificate makes it current, which retires the old one."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(db.hubs.c.household_id, db.hubs.c.revoked).where(db.hubs.c.id == hub.hub_id)
+                select(db.hubs.c.household_id, db.hubs.c.revoked, db.hubs.c.cert_sha256).where(
+                    db.hubs.c.id == hub.hub_id
+                )
             ).first()
             if row is None or row.household_id != hub.household_id:
                 raise Forbidden("this hub is not enrolled", code="hub_unknown")
             if row.revoked:
                 raise Forbidden("this hub's enrollment was revoked", code="hub_revoked")
             now = time.time()
+            if hub.cert_sha256 != row.cert_sha256:
+                self._promote_renewed(conn, hub, row.cert_sha256, now)
+                conn.commit()
+                return
             # Health for support: a coarse last-seen, written at most once a minute per hub.
             if now - self._hub_seen.get(hub.hub_id, 0.0) > 60:
                 self._hub_seen[hub.hub_id] = now
                 conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(last_seen=now))
                 conn.commit()
+
+    def _promote_renewed(self, conn: Connection, hub: HubIdentity, current: str, now: float) -> None:
+        """Make the presented certificate current if it is the hub's pending renewal; refuse it otherwise."""
+        pending = conn.execute(
+            select(db.pending_certs.c.cert_sha256).where(db.pending_certs.c.hub_id == hub.hub_id)
+        ).scalar()
+        if pending is not None and pending == hub.cert_sha256:
+            # Conditional on the certificate we read: of two requests racing to promote, one does it.
+            promoted = conn.execute(
+                update(db.hubs)
+                .where(db.hubs.c.id == hub.hub_id, db.hubs.c.cert_sha256 == current)
+                .values(cert_sha256=pending, last_seen=now)
+            ).rowcount
+            conn.execute(delete(db.pending_certs).where(db.pending_certs.c.hub_id == hub.hub_id))
+            if promoted:
+                self._hub_seen[hub.hub_id] = now
+                write_audit(conn, hub.actor, "hub.cert_retired", hub.household_id, hub.hub_id)
+                log.info("hub %s uses its renewed certificate; the old one is retired", hub.hub_id)
+            return
+        # The other request of such a race finds the promotion already done.
+        latest = conn.execute(select(db.hubs.c.cert_sha256).where(db.hubs.c.id == hub.hub_id)).scalar()
+        if latest != hub.cert_sha256:
+            raise Unauthenticated(
+                "this certificate was replaced by a renewal and is no longer valid", code="cert_retired"
+            )
 
     def revoke_hub(self, hub_id: str, *, actor: str) -> None:
         with self.engine.begin() as conn:
@@ -366,6 +417,11 @@ class Registry:
             if owner != household_id:
                 raise NotFound(f"no hub {hub_id!r} in this household", code="no_hub")
             hub_ids = [hub_id]
+        size = len(msgspec.json.encode(args))
+        if size > MAX_COMMAND_ARGS_BYTES:
+            raise Invalid(
+                f"command arguments of {size} bytes exceed the limit of {MAX_COMMAND_ARGS_BYTES}", code="too_large"
+            )
         ids = []
         now = time.time()
         for h in hub_ids:
@@ -440,12 +496,18 @@ class Registry:
 
             settle_hub_erasure(self, hub, result.detail)
 
-    def commands(self, household_id: str) -> list[dict[str, Any]]:
+    def commands(self, household_id: str, *, limit: int = 100, after: str | None = None) -> list[dict[str, Any]]:
+        """The household's commands, oldest first, at most ``limit`` of them after the command ``after``."""
+        c = db.commands.c
         with self.engine.connect() as conn:
             self.require_household(conn, household_id)
-            rows = conn.execute(
-                select(db.commands).where(db.commands.c.household_id == household_id).order_by(db.commands.c.issued_at)
-            ).mappings()
+            q = select(db.commands).where(c.household_id == household_id)
+            if after is not None:
+                at = conn.execute(select(c.issued_at).where(c.id == after, c.household_id == household_id)).scalar()
+                if at is None:
+                    raise Invalid(f"after: no command {after!r} in this household", code="bad_cursor")
+                q = q.where((c.issued_at > at) | ((c.issued_at == at) & (c.id > after)))
+            rows = conn.execute(q.order_by(c.issued_at, c.id).limit(limit)).mappings()
             return [dict(r) for r in rows]
 
     # ----------------------------------------------------------------------------------------------- audit

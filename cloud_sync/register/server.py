@@ -4,20 +4,34 @@ uvicorn does not implement the ASGI TLS extension (encode/uvicorn#1118), so :cla
 each TLS connection it reads the peer certificate the handshake verified against the register CA and puts it in
 ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM, as the extension specifies). Client certificates are
 optional at the TLS layer (enrollment and health need none); the app requires one on hub endpoints.
+
+Hostile connections are bounded here, in-process (docs/register.md, "Hostile connections", says why not a proxy):
+the TLS handshake must finish within ``tls_handshake_timeout_s`` (:class:`RegisterLoop`), each request's head
+must arrive within ``first_request_timeout_s`` of the connection or of the previous response, and
+:class:`ConnectionGate` caps connections per source address and, separately, those without a client certificate,
+so idle anonymous connections can never take the slots of hubs (uvicorn's ``limit_concurrency`` is shared by
+everyone and answers 503 to all once full, so it is off). The server certificate is re-issued and loaded into the
+live TLS context well before it expires (:meth:`ReadyServer.rotate_server_cert`), without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from cryptography import x509
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from cloud_sync.enroll import renewal_due_in
 from cloud_sync.register import retention
 from cloud_sync.register.app import create_app
 from cloud_sync.register.notify import dispatch
@@ -40,13 +54,79 @@ class _WithTLS:
         await self.app(scope, receive, send)
 
 
+@dataclass
+class ConnectionGate:
+    """Counts the open connections per source address and those without a client certificate, and refuses
+    (closes at once) a connection beyond either cap. Used from the event loop thread only."""
+
+    per_source: int
+    anonymous: int
+    by_source: Counter[str] = field(default_factory=Counter)
+    anonymous_open: int = 0
+    refused: int = 0
+
+    def admit(self, source: str, has_cert: bool) -> bool:
+        if self.by_source[source] >= self.per_source or (not has_cert and self.anonymous_open >= self.anonymous):
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                log.warning("refused %d connection(s) over the per-source or anonymous cap", self.refused)
+            return False
+        self.by_source[source] += 1
+        if not has_cert:
+            self.anonymous_open += 1
+        return True
+
+    def release(self, source: str, has_cert: bool) -> None:
+        self.by_source[source] -= 1
+        if self.by_source[source] <= 0:
+            del self.by_source[source]
+        if not has_cert:
+            self.anonymous_open -= 1
+
+
+class RegisterConfig(uvicorn.Config):
+    """uvicorn's config plus the register's connection policy."""
+
+    def __init__(self, app: Any, *, settings: Settings, hosts: list[str], registry: Registry, **kw: Any) -> None:
+        super().__init__(app, **kw)
+        self.settings = settings
+        self.hosts = hosts
+        self.registry = registry
+        self.gate = ConnectionGate(
+            per_source=settings.max_connections_per_source, anonymous=settings.max_anonymous_connections
+        )
+
+
+class RegisterLoop(asyncio.SelectorEventLoop):
+    """The event loop, with a bounded TLS handshake on every server it creates (uvicorn passes none, and
+    asyncio's default is 60 s)."""
+
+    handshake_timeout_s: float = 10.0
+
+    async def create_server(self, *args: Any, **kw: Any) -> asyncio.Server:
+        if kw.get("ssl") is not None:
+            kw.setdefault("ssl_handshake_timeout", self.handshake_timeout_s)
+        return await super().create_server(*args, **kw)
+
+
 class TLSH11Protocol(H11Protocol):
+    _admitted: tuple[str, bool] | None = None
+    _request_timer: asyncio.TimerHandle | None = None
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         sslobj: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        config = self.config
+        if isinstance(config, RegisterConfig):
+            source = self.client[0] if self.client else ""
+            if not config.gate.admit(source, bool(der)):
+                transport.abort()
+                return
+            self._admitted = (source, bool(der))
+            self._arm_request_timer()
         if sslobj is None:
             return
-        der = sslobj.getpeercert(binary_form=True)
         cipher = sslobj.cipher()
         tls = {
             "server_cert": None,
@@ -61,6 +141,31 @@ class TLSH11Protocol(H11Protocol):
         self.app = _WithTLS(self.app, tls)
 
     _stopping = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._admitted is not None and isinstance(self.config, RegisterConfig):
+            self.config.gate.release(*self._admitted)
+            self._admitted = None
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+        super().connection_lost(exc)
+
+    def _arm_request_timer(self) -> None:
+        """The next request's head must arrive in time (uvicorn's keep-alive timer stops at the first byte, so a
+        client trickling bytes would hold the connection for ever)."""
+        assert isinstance(self.config, RegisterConfig)
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+        waiting_after = self.cycle
+        timeout = self.config.settings.first_request_timeout_s if waiting_after is None else self.timeout_keep_alive
+
+        def expire() -> None:
+            # Only while idle: a pipelined request that started at once (or a long-poll) is not cut.
+            idle = self.cycle is None or self.cycle.response_complete
+            if self.cycle is waiting_after and idle and not self.transport.is_closing():
+                self.transport.abort()
+
+        self._request_timer = self.loop.call_later(timeout, expire)
 
     def shutdown(self) -> None:
         self._stopping = True
@@ -77,6 +182,8 @@ class TLSH11Protocol(H11Protocol):
             # The last response of a stopping server: its TLS close would wait for the client's close_notify,
             # as an idle one would; once the bytes have left, drop it the same way.
             self.loop.call_later(0.2, self.transport.abort)
+        elif self._admitted is not None and not self.transport.is_closing():
+            self._arm_request_timer()
 
 
 def _ssl_context(config: uvicorn.Config, _default: Any) -> ssl.SSLContext:
@@ -98,15 +205,20 @@ def build_config(
     port: int = 8443,
     registry: Registry | None = None,
     graceful_s: int = 5,
-) -> uvicorn.Config:
+) -> RegisterConfig:
     """A uvicorn config serving the register over TLS with a server certificate from its own CA."""
     reg = registry or Registry(settings)
-    cert, key = reg.ca.write_server_cert(settings.state_dir, ["localhost", "127.0.0.1", host])
-    return uvicorn.Config(
+    hosts = ["localhost", "127.0.0.1", host]
+    cert, key = reg.ca.write_server_cert(settings.state_dir, hosts, days=settings.server_cert_days)
+    return RegisterConfig(
         create_app(settings, registry=reg),
+        settings=settings,
+        hosts=hosts,
+        registry=reg,
         host=host,
         port=port,
         http=TLSH11Protocol,
+        loop=f"{__name__}:RegisterLoop",
         ssl_certfile=str(cert),
         ssl_keyfile=str(key),
         ssl_ca_certs=str(settings.state_dir / "ca.crt"),
@@ -116,21 +228,30 @@ def build_config(
         # Long-polls last up to 30 s; keep-alive between them lets a hub reuse its TLS session.
         timeout_keep_alive=35,
         timeout_graceful_shutdown=graceful_s,
-        # Beyond this many connections new ones get 503 instead of exhausting memory and file descriptors.
-        limit_concurrency=1024,
+        # Off: it is one pool for everyone, and 503s every request once idle connections fill it. ConnectionGate
+        # caps connections per source and anonymous ones apart from hubs instead.
+        limit_concurrency=None,
     )
 
 
 class ReadyServer(uvicorn.Server):
-    """A uvicorn server that signals when it is listening (for supervisors and tests)."""
+    """A uvicorn server that signals when it is listening (for supervisors and tests), and rotates its own
+    server certificate."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._rotation: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: Any = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        if isinstance(self.loop, RegisterLoop) and isinstance(self.config, RegisterConfig):
+            self.loop.handshake_timeout_s = self.config.settings.tls_handshake_timeout_s
         await super().startup(sockets)
         if self.started:
+            if isinstance(self.config, RegisterConfig):
+                self._rotation = asyncio.create_task(self._rotate_when_due(self.config), name="server-cert")
             log.info("register listening on https://%s:%d", self.config.host, self.config.port)
             self.ready.set()
 
@@ -142,7 +263,41 @@ class ReadyServer(uvicorn.Server):
         notifier = getattr(app.state, "notifier", None) if isinstance(app, FastAPI) else None
         if notifier is not None:
             notifier.close()
+
+        if self._rotation is not None:
+            self._rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rotation
         await super().shutdown(sockets)
+
+    async def rotate_server_cert(self) -> x509.Certificate:
+        """Issue a new server certificate and serve it to every new connection from now on; connections already
+        open keep theirs. Runs on the event loop, so no handshake sees a certificate without its key."""
+        config = self.config
+        assert isinstance(config, RegisterConfig) and config.ssl is not None
+        cert_path, key_path = await asyncio.to_thread(
+            config.registry.ca.write_server_cert,
+            config.settings.state_dir,
+            config.hosts,
+            days=config.settings.server_cert_days,
+        )
+        config.ssl.load_cert_chain(str(cert_path), str(key_path))
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        log.info("server certificate rotated; valid until %s", cert.not_valid_after_utc.isoformat())
+        return cert
+
+    async def _rotate_when_due(self, config: RegisterConfig) -> None:
+        cert_path = config.settings.state_dir / "server.crt"
+        while True:
+            try:
+                due_in = renewal_due_in(await asyncio.to_thread(cert_path.read_bytes), time.time())
+                if due_in <= 0:
+                    await self.rotate_server_cert()
+                    continue
+            except (OSError, ValueError, ssl.SSLError):  # retried at the next check; the old one still serves
+                log.exception("server certificate rotation failed")
+                due_in = config.settings.server_cert_check_s
+            await asyncio.sleep(min(due_in, config.settings.server_cert_check_s))
 
 
 class BackgroundServer:

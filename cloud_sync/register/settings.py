@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloud_sync import protocol as p
 from cloud_sync.register.db import default_url
+
+MIN_BODY_BUDGET = p.MAX_INGEST_COMPRESSED_BYTES + 2 * (p.MAX_INGEST_DECOMPRESSED_BYTES + 1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,12 +23,37 @@ class Settings:
     blob_dir: Path | None = None
     command_poll_interval_s: float = 2.0
     """How often a waiting long-poll re-reads the database, for commands queued by another process (the CLI)."""
+    server_cert_days: int = 90
+    """Lifetime of the TLS server certificate; it is re-issued in place once a third of it is left."""
+    server_cert_check_s: float = 3600.0
+    tls_handshake_timeout_s: float = 10.0
+    """A connection that has not completed its TLS handshake by then is dropped."""
+    first_request_timeout_s: float = 10.0
+    """A connection whose first request head has not arrived by then is dropped."""
+    max_connections_per_source: int = 256
+    """Open connections allowed from one IP address (a household's hubs behind one NAT stay well below)."""
+    max_anonymous_connections: int = 2048
+    body_budget_bytes: int = 160 * 1024 * 1024
+    """Request bodies held at once, buffered and inflated, over all requests (beyond: 503 with Retry-After)."""
+    auth_failure_burst: int = 20
+    """Failed authentications allowed at once per source address (5x per household), refilled over 10 minutes."""
+    enroll_burst: int = 10
+    """Enrollment attempts allowed at once per source address (5x per household), refilled over 10 minutes."""
+    """Open connections without a client certificate (enrollment, apps, operators); hubs have their own room."""
 
     def __post_init__(self) -> None:
         if self.retention_days < 1:
             raise ValueError("retention_days must be at least 1")
         if not 1 <= self.enroll_token_ttl_s <= 86_400:
             raise ValueError("enroll_token_ttl_s must be between 1 and 86400")
+        if not 2 <= self.server_cert_days <= 397:
+            raise ValueError("server_cert_days must be between 2 and 397")
+        if self.body_budget_bytes < MIN_BODY_BUDGET:
+            raise ValueError(f"body_budget_bytes must be at least {MIN_BODY_BUDGET} (one ingest request at its limits)")
+        if min(self.max_connections_per_source, self.max_anonymous_connections) < 1:
+            raise ValueError("connection caps must be at least 1")
+        if min(self.tls_handshake_timeout_s, self.first_request_timeout_s, self.server_cert_check_s) <= 0:
+            raise ValueError("timeouts must be positive")
 
     @property
     def database_url(self) -> str:

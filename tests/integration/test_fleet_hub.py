@@ -38,7 +38,12 @@ def beating_hub(
             "command_poll_wait = 1.0\nheartbeat_interval = 1.0\n",
         )
         token = register.enroll_token(household)
-        done = hub.cli("provision", "--register", proxy.url, "--token", token, "--ca-file", str(register.ca_file))
+        code = register.pairing_code(household)
+        assert code is not None
+        done = hub.cli(
+            "provision", "--register", proxy.url, "--token", token, "--ca-file", str(register.ca_file),
+            "--pairing-code", code,
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr
         hub.start()
         try:

@@ -21,7 +21,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-COPIED = ("scripts", "config", "systemd", "docs", "gateway", "cloud_sync", "drivers", "pyproject.toml", "setup.cfg")
+COPIED = (
+    "scripts",
+    "config",
+    "systemd",
+    "docs",
+    "gateway",
+    "cloud_sync",
+    "drivers",
+    "household",
+    "pyproject.toml",
+    "setup.cfg",
+)
 KEY = "etc/credstore/kotihub.key"
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from cloud_sync import protocol as p
 from cloud_sync.enroll import EnrollError, enroll, finish_renewal, renew
 from cloud_sync.register import clips, db, retention
+from cloud_sync.register.auth import HubIdentity as RegHub
 from cloud_sync.register.ca import CertificateAuthority
 from gateway.members import HubMembers
 from tests.support.register import HubIdentity, RunningRegister
@@ -928,7 +929,8 @@ def test_interrupted_renewal_is_finished_or_rolled_back(register: RunningRegiste
     assert not list(d.glob("*.new"))
     # Crash between the renames: the new key is in place, its certificate still waits as hub.crt.new.
     new_key = ec.generate_private_key(ec.SECP256R1())
-    issued = register.reg.ca.sign_hub_csr(_csr(new_key), hub_id=hub.hub_id, household_id=hub.household_id, days=30)
+    renewed = register.reg.renew(RegHub(hub.hub_id, hub.household_id), _csr(new_key))  # the lost reply
+    issued = x509.load_pem_x509_certificate(renewed.cert_pem.encode())
     hub.key.write_bytes(
         new_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
