@@ -14,7 +14,6 @@ and to refuse replays; it encrypts to nobody until the household signs a newer v
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from cloud_sync import memberlist as ml
+from cloud_sync.privatefile import write_private
 from cloud_sync.protocol import SignedMemberList
 
 log = logging.getLogger(__name__)
@@ -49,23 +49,6 @@ class MemberListRefused(Exception):
 
 class NotPinned(Exception):
     """The hub has no pinned root of trust (not provisioned with a pairing code)."""
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class HubMembers:
@@ -124,7 +107,7 @@ class HubMembers:
             if chain:
                 self._verified = ml.verify_chain(None, chain, pinned_code=code)
                 self._state.held = self._verified.signed
-            _write_private(self.path, msgspec.json.encode(self._state))
+            write_private(self.path, msgspec.json.encode(self._state))
 
     def apply(self, versions: Sequence[SignedMemberList]) -> dict[str, Any]:
         """Takes the newest of ``versions`` if the chain verifies; raises :class:`MemberListRefused` otherwise."""
@@ -140,7 +123,7 @@ class HubMembers:
             if verified is held:
                 return {"version": self.version, "changed": False}
             self._state.held, self._state.erased = verified.signed, False
-            _write_private(self.path, msgspec.json.encode(self._state))
+            write_private(self.path, msgspec.json.encode(self._state))
             self._verified = verified
         log.info("member list version %d verified: %d recipient(s)", verified.version, len(verified.recipients))
         return {"version": verified.version, "changed": True, "members": len(verified.body.members)}
@@ -160,7 +143,7 @@ class HubMembers:
             if self._state is None or self._state.erased:
                 return
             self._state.erased = True
-            _write_private(self.path, msgspec.json.encode(self._state))
+            write_private(self.path, msgspec.json.encode(self._state))
         log.info("member recipients erased; clips wait for a newly signed member list")
 
     def _refuse(self, reason: str, message: str) -> NoReturn:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_sync import memberlist as ml
+from cloud_sync.privatefile import write_private
 
 IDENTITY, SIGNING, MEMBER_ID, SEEN = "identity.age", "signing.pem", "member-id", "seen"
 
@@ -56,18 +57,6 @@ def generate(member_id: str | None = None) -> MemberKeys:
     return MemberKeys(mid, pyrage.x25519.Identity.generate(), signing)
 
 
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def save(keys: MemberKeys, directory: Path, *, overwrite: bool = False) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
@@ -76,9 +65,9 @@ def save(keys: MemberKeys, directory: Path, *, overwrite: bool = False) -> None:
     pem = keys.signing.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write(directory / IDENTITY, (str(keys.identity) + "\n").encode())
-    _write(directory / SIGNING, pem)
-    _write(directory / MEMBER_ID, (keys.member_id + "\n").encode())
+    write_private(directory / IDENTITY, (str(keys.identity) + "\n").encode())
+    write_private(directory / SIGNING, pem)
+    write_private(directory / MEMBER_ID, (keys.member_id + "\n").encode())
 
 
 def load(directory: Path) -> MemberKeys:
@@ -104,4 +93,4 @@ def load_seen(directory: Path) -> tuple[int, str] | None:
 
 
 def save_seen(directory: Path, version: int, digest: str) -> None:
-    _write(directory / SEEN, f"{version} {digest}\n".encode())
+    write_private(directory / SEEN, f"{version} {digest}\n".encode())

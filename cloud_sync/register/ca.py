@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import ipaddress
 import logging
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -23,25 +22,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud_sync import receipts
+from cloud_sync.privatefile import write_private
 from cloud_sync.protocol import hub_uri, parse_hub_uri
 from cloud_sync.register.errors import Invalid, Unauthenticated
 
 log = logging.getLogger(__name__)
 
 _ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 from the first byte (never world-readable)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _now() -> dt.datetime:

@@ -54,6 +54,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.heartbeat",
         "cloud_sync.enroll",
         "cloud_sync.clitools",
+        "cloud_sync.privatefile",
         "cloud_sync.memberlist",
         "cloud_sync.receipts",
     ),
@@ -66,6 +67,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.heartbeat",
         "cloud_sync.enroll",
         "cloud_sync.clitools",
+        "cloud_sync.privatefile",
         "cloud_sync.memberlist",
         "cloud_sync.receipts",
         "household",
@@ -73,6 +75,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # The wire contract depends on nothing of ours, so both ends can share it; so do the CLIs' helpers.
     "cloud_sync.protocol": (),
     "cloud_sync.clitools": (),
+    "cloud_sync.privatefile": (),
     # Also wire contract: the signed member list and the signed erasure receipts, read by hub, register and household.
     "cloud_sync.memberlist": ("cloud_sync.protocol",),
     "cloud_sync.receipts": ("cloud_sync.protocol",),
@@ -104,9 +107,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.memberlist",
         "cloud_sync.receipts",
         "cloud_sync.clitools",
+        "cloud_sync.privatefile",
     ),
     # The household is a third party: its own keys and tools, the wire contract, nothing of hub or register.
-    "household": ("household", "cloud_sync.protocol", "cloud_sync.memberlist"),
+    "household": ("household", "cloud_sync.protocol", "cloud_sync.memberlist", "cloud_sync.privatefile"),
 }
 
 # Crossings that exist today: (importing module, imported module prefix) → why, and what removes it.
