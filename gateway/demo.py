@@ -36,13 +36,14 @@ REGISTER_POLL_S = 1.0
 
 class _Narrated(logging.Filter):
     """Drops the log lines that the demo says in its own words, so each thing is said once: the hub's smoke-alarm
-    warning (the narrator prints the alarm and when it reached the register), the sirens' (it says when they sound
-    and go quiet) and retention waiting for a trusted
+    warning (the narrator prints the alarm and when it reached the register), the sirens' and the register's
+    notification plan (it says when the sirens sound and who was told) and retention waiting for a trusted
     clock (normal on a machine the register has not yet confirmed the time of; the demo explains it at start)."""
 
     NARRATED = (
         ("gateway.hub", "SMOKE ALARM"),
         ("gateway.sirens", "sirens "),
+        ("cloud_sync.register.notify.alarms", "smoke alarm opened"),
         ("gateway.retention", "retention is waiting"),
     )
 
