@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cloud_sync import memberlist as ml
+from cloud_sync.certs import renewal_due_in
 from cloud_sync.protocol import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse, SignedMemberList
 from gateway.members import HubMembers
 
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 
 FILES = ("hub.key", "hub.crt", "register-ca.crt")
 TIMEOUT = (10.0, 30.0)
-RENEW_WHEN_LEFT = 1 / 3
-"""Renew once less than this share of the certificate's lifetime is left (about 130 days of 397)."""
 RENEW_RETRY_MAX_S = 6 * 3600.0
 
 
@@ -213,13 +212,6 @@ def finish_renewal(state_dir: Path) -> None:
         os.fsync(fd)  # the renames themselves must survive a power cut
     finally:
         os.close(fd)
-
-
-def renewal_due_in(cert_pem: bytes, now: float) -> float:
-    """Seconds until the certificate should be renewed (0 when it is due or overdue)."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
-    return max(0.0, end - (end - start) * RENEW_WHEN_LEFT - now)
 
 
 async def renewal_loop(

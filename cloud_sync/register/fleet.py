@@ -24,7 +24,7 @@ from starlette.requests import Request
 from cloud_sync import protocol as p
 from cloud_sync.register import db
 from cloud_sync.register.auth import HubIdentity, Principal
-from cloud_sync.register.errors import Forbidden
+from cloud_sync.register.errors import Forbidden, Invalid
 from cloud_sync.register.registry import Registry, write_audit
 
 ONLINE_WINDOW_S: Final = 900.0
@@ -158,10 +158,14 @@ def router(
 
     @r.get("/v1/fleet")
     def get_fleet(
+        request: Request,
         who: Annotated[Principal, Depends(principal)],
         online_minutes: Annotated[float, Query(gt=0, le=10_080)] = ONLINE_WINDOW_S / 60,
     ) -> Response:
         require_operator(who, "the fleet")
+        unknown = sorted(set(request.query_params) - {"online_minutes"})
+        if unknown:  # a mistyped option must not silently show the default view
+            raise Invalid(f"unknown query parameter(s): {', '.join(unknown)[:200]}", code="unknown_parameter")
         rows = fleet(registry, actor=who.actor, online_window_s=online_minutes * 60)
         return Response(content=msgspec.json.encode(rows), media_type="application/json")
 

@@ -9,7 +9,7 @@ New routes get the same treatment without doing anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from cloud_sync import protocol as p
 
@@ -72,14 +73,23 @@ def document(
         "hubCertificate": {"type": "mutualTLS", "description": "The client certificate issued at enrollment"},
         "bearerToken": {"type": "http", "scheme": "bearer", "description": "An API token (household or operator)"},
     }
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for route in _api_routes(app.routes):
         calls = {d.call for d in _all(route.dependant)}
         for method in (route.methods or set()) - {"HEAD"}:
             op = schema["paths"][route.path_format][method.lower()]
             _complete(op, route, method, hub in calls, bearer in calls)
     return schema
+
+
+def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
+    """Every API route, those of included routers too: newer FastAPI keeps an included router as one entry
+    (holding ``original_router``) instead of copying its routes. Our routers are included without a prefix."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            if route.include_in_schema:
+                yield route
+        elif (inner := getattr(route, "original_router", None)) is not None:
+            yield from _api_routes(inner.routes)
 
 
 def _all(dependant: Dependant) -> list[Dependant]:

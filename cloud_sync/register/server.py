@@ -31,7 +31,7 @@ from cryptography import x509
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from cloud_sync.enroll import renewal_due_in
+from cloud_sync.certs import renewal_due_in
 from cloud_sync.register import retention
 from cloud_sync.register.app import create_app
 from cloud_sync.register.notify import dispatch

@@ -82,6 +82,7 @@ REGISTER_CLEAR: dict[str, str] = {
     "member_log": "the signed member list's versions: member ids and public keys, no names; kept while the household"
     " is a customer (its hubs need the chain), gone when it closes",
     "hub_member_versions": "the member-list version each hub holds (a number)",
+    "pending_certs": "a renewed hub certificate's SHA-256 until the hub first uses it (then the old one is retired)",
 }
 
 

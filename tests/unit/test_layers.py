@@ -76,6 +76,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "cloud_sync.protocol": (),
     "cloud_sync.clitools": (),
     "cloud_sync.privatefile": (),
+    "cloud_sync.certs": (),
     # Also wire contract: the signed member list and the signed erasure receipts, read by hub, register and household.
     "cloud_sync.memberlist": ("cloud_sync.protocol",),
     "cloud_sync.receipts": ("cloud_sync.protocol",),
@@ -90,6 +91,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "gateway.backoff",
         "gateway.supervisor",
         "cloud_sync.heartbeat",
+        "cloud_sync.enroll",
     ),
     # The hub's health heartbeat, sent by the uplink: reads the store's lanes and the hub's driver states.
     "cloud_sync.heartbeat": (
@@ -99,7 +101,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "gateway.model",
         "gateway.errors",
     ),
-    "cloud_sync.enroll": ("cloud_sync.protocol", "cloud_sync.memberlist", "gateway.errors", "gateway.members"),
+    "cloud_sync.enroll": (
+        "cloud_sync.protocol",
+        "cloud_sync.memberlist",
+        "gateway.errors",
+        "gateway.members",
+        "cloud_sync.certs",
+    ),
     # The register sees the hub only through the protocol.
     "cloud_sync.register": (
         "cloud_sync.register",
@@ -108,6 +116,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.receipts",
         "cloud_sync.clitools",
         "cloud_sync.privatefile",
+        "cloud_sync.certs",
     ),
     # The household is a third party: its own keys and tools, the wire contract, nothing of hub or register.
     "household": ("household", "cloud_sync.protocol", "cloud_sync.memberlist", "cloud_sync.privatefile"),
