@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from cloud_sync import memberlist as ml
 from cloud_sync.certs import renewal_due_in
 from cloud_sync.protocol import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse, SignedMemberList
+from gateway.backoff import Backoff
 from gateway.members import HubMembers
 
 log = logging.getLogger(__name__)
@@ -226,10 +226,10 @@ async def renewal_loop(
 
     The blocking renewal runs in a thread with its own connection, so the uplink's lanes (the alarm lane above
     all) are never held up: they pick up the new files at their next request (see ``RegisterClient``). Failures
-    are retried with capped exponential backoff and full jitter, refusals too (an expired certificate is worse
-    than a retry), each logged.
+    are retried with the hub's one backoff policy (capped, exponential, jittered), refusals too (an expired
+    certificate is worse than a retry), each logged.
     """
-    delay = backoff_initial
+    backoff = Backoff(backoff_initial, backoff_max)
     while True:
         try:
             cert_pem = await asyncio.to_thread((state_dir / "hub.crt").read_bytes)
@@ -240,11 +240,10 @@ async def renewal_loop(
                 continue
             not_after = await asyncio.to_thread(renew, register_url, state_dir)
         except (EnrollError, OSError, ValueError) as exc:
-            pause = random.uniform(0, delay)
+            pause = backoff.next()
             level = logging.ERROR if getattr(exc, "permanent", True) else logging.WARNING
             log.log(level, "certificate renewal failed (%s); retrying in %.0f s", exc, pause)
             await asyncio.sleep(pause)
-            delay = min(backoff_max, delay * 2)
             continue
-        delay = backoff_initial
+        backoff.reset()
         log.info("certificate renewed; valid until %s", dt.datetime.fromtimestamp(not_after, dt.UTC).isoformat())
