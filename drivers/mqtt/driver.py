@@ -17,12 +17,12 @@ from drivers.base import Credentials, Discovered, Driver, HubPort
 from drivers.memory import Memory, VolatileMemory
 from drivers.mqtt import ha, z2m
 from drivers.mqtt.acks import RECENT_NS, Acker, Recent, digest, manual_acks, received
-from drivers.mqtt.backoff import Backoff
 from drivers.mqtt.common import raise_if_cancelled
 from drivers.mqtt.config import MqttConfig
 from drivers.mqtt.decoders import MqttDecoder
 from drivers.mqtt.held import HELD_NS, Held, HeldMessage
 from drivers.mqtt.siren import MqttSirens
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError, TransientError
 from gateway.model import DeviceInfo
 

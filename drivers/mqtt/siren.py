@@ -24,8 +24,8 @@ from typing import Annotated, Final, Literal
 import aiomqtt
 import msgspec
 
-from drivers.mqtt.backoff import Backoff
 from drivers.mqtt.common import mqtt_id, raise_if_cancelled
+from gateway.backoff import Backoff
 from gateway.errors import TransientError
 from gateway.model import DeviceInfo, DeviceKind
 

@@ -6,9 +6,9 @@ import msgspec
 import pytest
 
 from drivers import driver_class
-from drivers.mqtt.backoff import Backoff
 from drivers.mqtt.config import MqttConfig
 from drivers.mqtt.decoders import Families, MqttDecoder
+from gateway.backoff import Backoff
 
 
 def test_registry_names_the_mqtt_driver_and_its_config() -> None:
