@@ -5,9 +5,9 @@ Run: ``.venv/bin/python bench/clips.py [--mib 1024]``. Not a test: it prints fig
 Phases, each in its own child process so each peak RSS is its own:
 
 - ``age-null``: a generated clip (``--mib`` MiB, streamed from a 1 MiB random block, never held whole) through
-  :func:`drivers.camera.clipcrypt.encrypt_stream` (``pyrage.encrypt_io``) to a sink that discards: the
+  :func:`drivers.camera.clips.encrypt_stream` (``pyrage.encrypt_io``) to a sink that discards: the
   encryption path alone.
-- ``age-spool``: the same through :func:`drivers.camera.clipcrypt.seal_stream` into a real spool file (sha256,
+- ``age-spool``: the same through :func:`drivers.camera.clips.seal_stream` into a real spool file (sha256,
   fsync, rename): what the hub really does. The file is deleted afterwards.
 - ``ceiling``: ``cryptography``'s ChaCha20Poly1305 over the same bytes in memory, in 64 KiB chunks like age's STREAM
   (the best a streaming AEAD can do here), and in one 64 MiB call.
@@ -90,7 +90,7 @@ def _peak_mb() -> float:
 def phase_age_null(total: int) -> dict[str, Any]:
     from pyrage import x25519
 
-    from drivers.camera.clipcrypt import encrypt_stream
+    from gateway.store.clips import encrypt_stream
 
     recipient = x25519.Identity.generate().to_public()
     source, sink = GeneratedClip(total), CountingNull()
@@ -105,7 +105,7 @@ def phase_age_null(total: int) -> dict[str, Any]:
 def phase_age_spool(total: int, spool: Path) -> dict[str, Any]:
     from pyrage import x25519
 
-    from drivers.camera.clipcrypt import seal_stream
+    from gateway.store.clips import seal_stream
 
     recipient = str(x25519.Identity.generate().to_public())
     baseline = _peak_mb()

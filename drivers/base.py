@@ -3,19 +3,28 @@
 A driver turns one protocol family into model values and hands them to the hub through :class:`HubPort`. It lives
 in ``run()`` until cancelled; the hub restarts it with backoff if it raises. Drivers never touch the store, the
 cloud or policy.
+
+What a driver needs of the daemon is handed over once, at construction, in a :class:`DriverContext` (its persisted
+memory, the clip spool). What only some drivers can do is a capability, a :func:`~typing.runtime_checkable`
+Protocol below (:class:`Adopts`, :class:`ForgetsErased`, :class:`DrivesSirens`, :class:`RecordsClips`,
+:class:`Restrictable`) that the hub checks with ``isinstance``, never by a driver's name or a ``getattr``.
 """
 
 from __future__ import annotations
 
 import abc
+import io
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
-from gateway.model import DeviceInfo, DeviceKind, Event, Reading
+from drivers.memory import Memory, VolatileMemory
+from gateway.model import Category, Clip, DeviceInfo, DeviceKind, Event, Reading
 from gateway.supervisor import Progress
 
 
@@ -33,6 +42,96 @@ class HubPort(Protocol):
 
     async def clip_requested(self, device_id: str, reason: str) -> None:
         """Asks the camera pipeline for a clip of ``device_id`` (motion, alarm, manual)."""
+
+    async def clip_sealed(self, clip: Clip, sealed: Path) -> Path:
+        """A clip was sealed by the context's :class:`ClipSealer` (still ``<id>.age.tmp``): the hub indexes it and
+        moves it into the spool, and returns its final path. Raises :class:`~gateway.errors.ClipAborted` (and
+        deletes the file) if the household restricted cameras meanwhile: whether a clip is kept is the hub's call."""
+        ...
+
+
+class ClipSealer(Protocol):
+    """The store's clip spool as a camera sees it: it seals a clip to the household's members, never to a key the
+    hub holds. Implemented by :class:`gateway.store.clipspool.ClipSpool`."""
+
+    def recipients(self) -> int:
+        """How many household members could open a clip sealed now."""
+        ...
+
+    def check(self) -> None:
+        """Raises a :class:`~gateway.errors.PermanentError` if no clip could be sealed now (no household members)."""
+
+    def seal(
+        self, plaintext: io.RawIOBase | BinaryIO, *, clip_id: str, device_id: str, started: float, reason: str
+    ) -> tuple[Clip, Path]:
+        """Blocking (run it in a worker thread): encrypts ``plaintext`` as it streams to ``<id>.age.tmp``, fsynced;
+        the partial file is removed if ``plaintext`` raises. Hand the result to :meth:`HubPort.clip_sealed`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriverContext:
+    """What the daemon hands every driver at construction; tests and tools use the defaults."""
+
+    memory: Memory = field(default_factory=VolatileMemory)
+    """Where a driver persists what must survive a restart (name maps, adoptions, replay counters)."""
+    clips: ClipSealer | None = None
+    """The clip spool (only drivers that record clips use it); None where no clip may be kept."""
+
+
+class SirenOutput(Protocol):
+    """Sirens a driver can sound (:class:`DrivesSirens`), driven by :mod:`gateway.sirens`."""
+
+    async def sound(self, on: bool, *, wait: float = 2.0) -> int: ...
+
+    async def run(self) -> None: ...
+
+    def devices(self) -> list[DeviceInfo]: ...
+
+
+@runtime_checkable
+class Adopts(Protocol):
+    """A driver that hears devices that may not be the household's records them only once adopted."""
+
+    async def adopt(self, device: str) -> bool:
+        """Adopts ``device`` (persisted); False if it already was; ``ValueError`` for an id it cannot adopt."""
+        ...
+
+
+@runtime_checkable
+class ForgetsErased(Protocol):
+    """A driver that keeps something about devices in memory drops it after an erasure."""
+
+    def forget(self, scope: str, target: str) -> None:
+        """``scope`` is ``all`` or ``device`` (``target`` its id); the store's copy went with the erasure."""
+
+
+@runtime_checkable
+class DrivesSirens(Protocol):
+    """A driver that can reach sirens (the local alarm path)."""
+
+    def siren_output(self, devices: Callable[[], Iterable[DeviceInfo]]) -> SirenOutput:
+        """The sirens it reaches, among them those in ``devices()`` (the hub's siren devices)."""
+        ...
+
+
+@runtime_checkable
+class RecordsClips(Protocol):
+    """A driver that records clips (cameras), for the hub's ``clip_requested``."""
+
+    async def record_clips(self, device_id: str, reason: str) -> list[Clip]:
+        """A camera's id records that camera, any other id (a smoke detector) every camera; returns the clips kept.
+        Takes about the post-roll: the hub runs it as a task."""
+        ...
+
+
+@runtime_checkable
+class Restrictable(Protocol):
+    """A driver that holds personal data of its own before the hub sees it (a camera's pre-roll) and must act on
+    the household's restriction at once. The hub tells it the restricted categories on start and on every change;
+    the hub still drops whatever a restricted category produces."""
+
+    def restriction_changed(self, restricted: frozenset[Category]) -> None: ...
 
 
 class Credentials(Protocol):
@@ -93,9 +192,10 @@ class Driver(abc.ABC):
     name: ClassVar[str]
     Config: ClassVar[type[msgspec.Struct]]
 
-    def __init__(self, config: Any, credentials: Credentials) -> None:
+    def __init__(self, config: Any, credentials: Credentials, context: DriverContext | None = None) -> None:
         self.config = config
         self.credentials = credentials
+        self.context = context or DriverContext()
         self.stats = DriverStats(logging.getLogger(type(self).__module__))
         self.progress = Progress(self.progress_deadline())
         """Beaten whenever the driver gets something done; silent past its deadline, the hub restarts it."""

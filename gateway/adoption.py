@@ -1,7 +1,7 @@
 """``kotihub adopt``: the household (its technician) says a radio device heard by ``discover`` is theirs.
 
-Only drivers that can hear devices that are not the household's (BLE) have an ``adopt`` method; their devices are
-recorded only once adopted. The adoption is audited and persisted by the driver (erasure removes it).
+Only drivers that can hear devices that are not the household's (BLE) can adopt (:class:`drivers.base.Adopts`);
+their devices are recorded only once adopted. The adoption is audited and persisted by the driver (erasure removes it).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from drivers.base import Driver
+from drivers.base import Adopts, Driver
 from gateway.control import ControlError
 from gateway.store import Store
 
@@ -20,11 +20,10 @@ async def adopt(drivers: Sequence[Driver], store: Store, args: dict[str, Any]) -
     driver = next((d for d in drivers if d.name == name), None)
     if driver is None:
         raise ControlError(f"no running driver for {device or 'an empty device id'} (ids look like ble:a4:c1:38:…)")
-    method = getattr(driver, "adopt", None)
-    if method is None:
+    if not isinstance(driver, Adopts):
         raise ControlError(f"the {name} driver records its devices without adoption")
     try:
-        new = bool(await method(device))
+        new = await driver.adopt(device)
     except ValueError as exc:
         raise ControlError(str(exc)) from None
     if new:

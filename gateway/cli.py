@@ -412,7 +412,7 @@ def _diag(args: argparse.Namespace) -> int:
 
 def _clip_decrypt(args: argparse.Namespace) -> int:
     """What the household's phone app does: decrypt a clip with a member's own age identity."""
-    from drivers.camera.clipcrypt import decrypt_clip
+    from gateway.store.clips import decrypt_clip
 
     out = args.out or args.clip.with_suffix(".ts")
     size = decrypt_clip(args.identity, args.clip, out)

@@ -11,10 +11,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from drivers import driver_class
-from drivers.base import Driver
+from drivers.base import Driver, DriverContext, ForgetsErased, RecordsClips
 from gateway import config as configuration
 from gateway import crypto, diag, register_commands, sdnotify, sirens
 from gateway.config import Config
@@ -23,12 +21,12 @@ from gateway.control_handlers import ControlHandlers
 from gateway.hub import Hub
 from gateway.jobs import Jobs
 from gateway.members import HubMembers
-from gateway.model import Category, Clip, Lane
 from gateway.privacy import JOB_KEY, Eraser, ErasureJob
 from gateway.retention import Retention
 from gateway.secrets import CredentialStore
 from gateway.storage_watch import watch_storage
-from gateway.store import Store
+from gateway.store import Store, clipspool
+from gateway.store.clipspool import ClipSpool
 from gateway.store.driver_state import StoreMemory
 from gateway.supervisor import Supervisor
 
@@ -77,10 +75,10 @@ class Daemon:
             min_free_bytes=cfg.store.min_free_bytes,
         )
 
-    def _make_drivers(self) -> list[Driver]:
+    def _make_drivers(self, context: DriverContext) -> list[Driver]:
         credentials = CredentialStore(self.config.state_path)
         return [
-            driver_class(name)(driver_config, credentials)
+            driver_class(name)(driver_config, credentials, context)
             for name, driver_config in configuration.driver_configs(self.config).items()
         ]
 
@@ -93,21 +91,24 @@ class Daemon:
         store = self._open_store()
         async with store:
             self.store = store
-            hub = Hub(store, offline_after=dict(self.config.devices.offline_after), supervisor=self.supervisor)
-            self.hub = hub
-            await hub.load()
-            self.drivers = self._make_drivers()
-            memory = StoreMemory(store)
-            for driver in self.drivers:  # drivers that remember names, adoptions, counters across restarts
-                if (set_memory := getattr(driver, "set_memory", None)) is not None:
-                    set_memory(memory)
-            self.sirens = sirens.attach(hub, self.drivers)
             spool = self.config.state_path / "spool"
             spool.mkdir(mode=0o700, exist_ok=True)
             if any(spool.iterdir()):
-                from gateway.spool import reconcile as reconcile_spool  # clip code only where there are clips
-
-                await reconcile_spool(store, spool)
+                await clipspool.reconcile(store, spool)
+            # Clips are sealed to the household's verified member list as it is at each clip.
+            context = DriverContext(memory=StoreMemory(store), clips=ClipSpool(spool, lambda: self.members.recipients))
+            self.drivers = self._make_drivers(context)
+            hub = Hub(
+                store,
+                offline_after=dict(self.config.devices.offline_after),
+                supervisor=self.supervisor,
+                drivers=self.drivers,
+            )
+            self.hub = hub
+            await hub.load()
+            if not self.members.recipients and any(isinstance(d, RecordsClips) for d in self.drivers):
+                log.warning("no verified household member list yet: clips cannot be recorded")
+            self.sirens = sirens.attach(hub, self.drivers)
             exports = Path(self.config.hub.runtime_dir) / "exports"
             self.retention = Retention(store, days=self.config.retention.days, spool_dir=spool, exports_dir=exports)
             self.eraser = Eraser(
@@ -143,7 +144,6 @@ class Daemon:
                         task.add_done_callback(spawned.discard)
 
                     hub.spawn = spawn
-                    self._attach_cameras(spool)
                     if await store.get_setting(JOB_KEY):
                         self.jobs.start("erase", self.eraser.resume)
                     if self.sirens is not None:
@@ -217,48 +217,17 @@ class Daemon:
     async def _uplink_status(self) -> dict[str, Any]:
         return self.uplink.summary() if self.uplink is not None else {}
 
-    def _attach_cameras(self, spool: Path) -> None:
-        """Gives camera drivers the spool, the household's keys, the store and the restriction state."""
-        assert self.hub is not None
-        cameras = [d for d in self.drivers if d.name == "camera"]
-        if not cameras:
-            return
-        recipients = self._member_recipients()
-        for camera in cameras:
-            camera.set_spool(spool)  # type: ignore[attr-defined]
-            if recipients:
-                camera.set_recipients(recipients)  # type: ignore[attr-defined]
-            camera.set_on_clip(self._store_clip)  # type: ignore[attr-defined]
-            camera.set_restricted(Category.CAMERA in self.hub.restricted)  # type: ignore[attr-defined]
-            self.hub.clip_handler = camera.handle_clip_request  # type: ignore[attr-defined]
-
-    def _member_recipients(self) -> list[str]:
-        if not self.members.recipients:
-            log.warning("no verified household member list yet: clips cannot be recorded")
-        return self.members.recipients
-
-    def set_recipients(self, recipients: list[str]) -> None:
-        for driver in self.drivers:
-            setter = getattr(driver, "set_recipients", None)
-            if setter is not None:
-                setter(recipients)
-
-    async def _store_clip(self, clip: Clip, path: Path) -> None:
-        assert self.store is not None
-        await self.store.add_item(Lane.CLIPS, clip.started, msgspec.to_builtins(clip), ref=clip.clip_id)
-
     def _forget_erased(self, job: ErasureJob) -> None:
         if self.hub is None:
             return
         if job.scope == "all":
             self.hub.devices.clear()
             self.members.erase()
-            self.set_recipients([])
         elif job.scope == "device":
             self.hub.devices.pop(job.target, None)
         for driver in self.drivers:  # their persisted records went with the erasure; their memory goes too
-            if (forget := getattr(driver, "forget", None)) is not None:
-                forget(job.scope, job.target)
+            if isinstance(driver, ForgetsErased):
+                driver.forget(job.scope, job.target)
 
     def status_line(self) -> str:
         assert self.hub is not None

@@ -11,6 +11,10 @@ class TransientError(KotihubError):
     """May succeed if tried again later: a network blip, a full disk, a busy register."""
 
 
+class ClipAborted(TransientError):
+    """A clip was abandoned before it was sealed (restriction, shutdown, camera loss); nothing was kept."""
+
+
 class PermanentError(KotihubError):
     """Will fail the same way again until something is changed by a person."""
 

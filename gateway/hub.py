@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from drivers.base import Driver
+from drivers.base import Driver, RecordsClips, Restrictable
 from gateway.backoff import BackoffPolicy
-from gateway.errors import StoreFullError
-from gateway.model import Category, DeviceInfo, Event, EventKind, Quantity, Reading, SmokeState
+from gateway.errors import ClipAborted, StoreFullError
+from gateway.model import Category, Clip, DeviceInfo, Event, EventKind, Lane, Quantity, Reading, SmokeState
 from gateway.store import Store
+from gateway.store.clipspool import index_and_publish
 from gateway.supervisor import Supervisor, TaskHealth
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class Hub:
         offline_after: dict[str, float],
         clock: Callable[[], float] = time.time,
         supervisor: Supervisor | None = None,
+        drivers: Sequence[Driver] = (),
     ) -> None:
         self.store = store
         self.supervisor = supervisor or Supervisor(BackoffPolicy())
@@ -62,11 +65,10 @@ class Hub:
             "clips_failed": 0,
         }
         self.driver_health: dict[str, TaskHealth] = {}
-        self.drivers: dict[str, Driver] = {}
+        self.drivers: dict[str, Driver] = {d.name: d for d in drivers}
         self._unsaved_seen: dict[str, float] = {}
         self._subscribers: list[asyncio.Queue[tuple[str, Any]]] = []
         self.started = clock()
-        self.clip_handler: Callable[[str, str], Awaitable[Any]] | None = None
         self.event_hooks: list[Callable[[Event], None]] = []
         """Called with every event a driver reports, before restriction and storage (the local sirens, which keep
         nothing); must return at once."""
@@ -79,6 +81,8 @@ class Hub:
         for record in await self.store.devices():
             self.devices[record.info.device_id] = DeviceState(record.info, record.first_seen, record.last_seen)
         self.restricted = {Category(c) for c in await self.store.get_setting("restricted", [])}
+        for driver in self.drivers.values():
+            self._tell_restriction(driver)
 
     # ---- activity feed (demo, live CLI) --------------------------------------------------------------------------
 
@@ -173,17 +177,30 @@ class Hub:
     async def clip_requested(self, device_id: str, reason: str) -> None:
         """Starts recording (a camera's id records that camera; any other id, e.g. a smoke detector's, records
         every camera) and returns at once."""
-        if Category.CAMERA in self.restricted or self.clip_handler is None or self.spawn is None:
+        if Category.CAMERA in self.restricted or self.spawn is None:
             return
-        self.spawn(self._record(self.clip_handler, device_id, reason), f"clip:{reason}")
+        for driver in self.drivers.values():
+            if isinstance(driver, RecordsClips):
+                self.spawn(self._record(driver, device_id, reason), f"clip:{reason}")
 
-    async def _record(self, handler: Callable[[str, str], Awaitable[Any]], device_id: str, reason: str) -> None:
+    async def _record(self, recorder: RecordsClips, device_id: str, reason: str) -> None:
         try:
-            await handler(device_id, reason)
+            await recorder.record_clips(device_id, reason)
             self.counters["clips"] += 1
         except Exception as exc:  # a failed recording is counted and logged; it never stops the hub
             self.counters["clips_failed"] += 1
             log.warning("a clip (%s) was not recorded: %s", reason, type(exc).__name__)
+
+    async def clip_sealed(self, clip: Clip, sealed: Path) -> Path:
+        """Indexes a sealed clip in the store, then moves it into the spool (a kill in between is finished at the
+        next start); a clip sealed while cameras became restricted is deleted, not kept."""
+        if Category.CAMERA in self.restricted:
+            await asyncio.to_thread(sealed.unlink, missing_ok=True)
+            raise ClipAborted("camera category is restricted")
+        return await index_and_publish(clip, sealed, self._index_clip)
+
+    async def _index_clip(self, clip: Clip, sealed: Path) -> None:
+        await self.store.add_item(Lane.CLIPS, clip.started, msgspec.to_builtins(clip), ref=clip.clip_id)
 
     # ---- policy --------------------------------------------------------------------------------------------------
 
@@ -195,9 +212,11 @@ class Hub:
         await self.store.set_setting("restricted", sorted(c.value for c in self.restricted))
         await self.store.audit(actor, "restrict" if on else "unrestrict", category.value)
         for driver in self.drivers.values():
-            setter = getattr(driver, "set_restricted", None)
-            if setter is not None and category is Category.CAMERA:
-                setter(on)
+            self._tell_restriction(driver)
+
+    def _tell_restriction(self, driver: Driver) -> None:
+        if isinstance(driver, Restrictable):
+            driver.restriction_changed(frozenset(self.restricted))
 
     async def rename(self, device_id: str, *, name: str | None, room: str | None, actor: str) -> None:
         state = self.devices.get(device_id)
@@ -243,7 +262,9 @@ class Hub:
         driver's own deadline) is logged, shown in status and retried with backoff. A driver never takes the
         daemon down."""
         health = self.driver_health.setdefault(driver.name, TaskHealth(driver.name))
-        self.drivers[driver.name] = driver
+        if self.drivers.get(driver.name) is not driver:
+            self.drivers[driver.name] = driver
+            self._tell_restriction(driver)
         await self.supervisor.run(
             f"driver {driver.name}", lambda: driver.run(self), progress=driver.progress, health=health
         )

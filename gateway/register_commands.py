@@ -37,10 +37,9 @@ def table(daemon: Daemon) -> dict[str, CommandHandler]:
         )
 
     async def member_keys(command: p.Command) -> dict[str, Any]:
-        # The signed member list: verified against the household's pinned key before any clip is encrypted to it.
-        result = await asyncio.to_thread(daemon.members.apply_command, command.args)
-        daemon.set_recipients(daemon.members.recipients)
-        return result
+        # The signed member list: verified against the household's pinned key before any clip is encrypted to it
+        # (the clip spool asks the member list for its recipients at every clip).
+        return await asyncio.to_thread(daemon.members.apply_command, command.args)
 
     async def alarm_ack(command: p.Command) -> dict[str, Any]:
         # Someone acknowledged the alarm at the register: the sirens go quiet.

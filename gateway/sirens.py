@@ -11,25 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from drivers.base import Driver
+from drivers.base import Driver, DrivesSirens, SirenOutput
 from gateway.errors import TransientError
 from gateway.hub import Hub
-from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, SmokeState
+from gateway.model import DeviceKind, Event, EventKind, SmokeState
 
 log = logging.getLogger(__name__)
 
 RETRY_S: Final = 0.5
 """How soon a siren command that found no broker connection is tried again."""
-
-
-class SirenOutput(Protocol):
-    async def sound(self, on: bool, *, wait: float = 2.0) -> int: ...
-
-    async def run(self) -> None: ...
-
-    def devices(self) -> list[DeviceInfo]: ...
 
 
 class Sirens:
@@ -102,9 +94,10 @@ class Sirens:
 def attach(hub: Hub, drivers: list[Driver]) -> Sirens | None:
     """Sirens on the first driver that can drive them (MQTT), hooked to the hub's events; None if none can."""
     for driver in drivers:
-        make = getattr(driver, "siren_output", None)
-        if make is not None:
-            sirens = Sirens(make(lambda: [d.info for d in hub.devices.values() if d.info.kind is DeviceKind.SIREN]))
+        if isinstance(driver, DrivesSirens):
+            sirens = Sirens(
+                driver.siren_output(lambda: [d.info for d in hub.devices.values() if d.info.kind is DeviceKind.SIREN])
+            )
             hub.event_hooks.append(sirens.on_event)
             return sirens
     return None

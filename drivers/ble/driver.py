@@ -23,11 +23,11 @@ from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
-from drivers.base import Credentials, Discovered, Driver, HubPort
+from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
 from drivers.ble.common import BENIGN, Decoded, Reason, ReplayState, mac_bytes, uuid16
 from drivers.ble.decode import decode_advertisement, is_relevant
 from drivers.lru import Lru
-from drivers.memory import Memory, VolatileMemory
+from drivers.memory import Memory
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Reading, device_id
 
 log = logging.getLogger(__name__)
@@ -132,11 +132,12 @@ class BleDriver(Driver):
         self,
         config: BleConfig,
         credentials: Credentials,
+        context: DriverContext | None = None,
         *,
         scanner_backend: type[BaseBleakScanner] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(config, credentials)
+        super().__init__(config, credentials, context)
         self.config: BleConfig = config
         self._backend = scanner_backend
         self._clock = clock
@@ -157,7 +158,8 @@ class BleDriver(Driver):
         self._adopted: set[str] = set(self._configured)
         self._candidates: Lru[str, Discovered] = Lru(MAX_CANDIDATES)
         self._discovering = 0
-        self.memory: Memory = VolatileMemory()
+        self.memory: Memory = self.context.memory
+        """Where adopted devices and replay counters persist (the daemon's store); loaded when serving starts."""
         self.strangers = 0
         self._pending_devices: Lru[str, DeviceInfo] = Lru(bound)
         self._pending_events: deque[Event] = deque()
@@ -179,10 +181,6 @@ class BleDriver(Driver):
         self.partial = 0
 
     # -- adoption -------------------------------------------------------------------------------------------------
-
-    def set_memory(self, memory: Memory) -> None:
-        """Where adopted devices and replay counters persist (the daemon's store); loaded when serving starts."""
-        self.memory = memory
 
     async def _load(self) -> None:
         self._adopted = set(self._configured) | set(await self.memory.load(ADOPTED_NS))

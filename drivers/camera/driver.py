@@ -1,16 +1,12 @@
 """The camera driver: discovers cameras (mDNS, ONVIF WS-Discovery), keeps a rolling pre-roll buffer per configured
 camera, and records end-to-end encrypted clips on request.
 
-What the daemon gives it, explicitly, before or while it runs:
-
-- :meth:`CameraDriver.set_recipients` – the household members' ``age1...`` public keys (from the register);
-- :meth:`CameraDriver.set_spool` – the directory the store owns for sealed clips;
-- :meth:`CameraDriver.set_on_clip` – an async callback ``on_clip(clip, path)`` that indexes a sealed clip (still
-  ``<id>.age.tmp``: the driver renames it into the spool only once the index is committed);
-- :meth:`CameraDriver.set_restricted` – the household restricted (or lifted) the camera category.
-
-It then calls :meth:`CameraDriver.record_clip` (for the hub's ``clip_requested``). Stream URLs and passwords come
-from the config and the credential store and are never logged.
+What it needs of the daemon comes once, at construction (:class:`~drivers.base.DriverContext`): the clip spool, a
+:class:`~drivers.base.ClipSealer` that seals to the household's current members. A sealed clip goes to the hub
+(:meth:`~drivers.base.HubPort.clip_sealed`), which indexes and keeps it, or refuses it if cameras are restricted.
+The hub tells the driver of a restriction (:meth:`CameraDriver.restriction_changed`) so that recording stops and
+the pre-roll is wiped at once. The hub asks for clips through :meth:`CameraDriver.record_clips`. Stream URLs and
+passwords come from the config and the credential store and are never logged.
 """
 
 from __future__ import annotations
@@ -31,19 +27,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
-from drivers.base import Credentials, Discovered, Driver, HubPort
+from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
 from drivers.camera import mdns, ringbuffer, wsdiscovery
-from drivers.camera.clipcrypt import ClipAborted, check_clip_id, encrypt_clip, parse_recipients
 from drivers.camera.ffmpeg import FfmpegVersion, detect
 from drivers.camera.recorder import Recorder, RecorderSettings
-from drivers.camera.spool import index_and_publish
 from gateway.backoff import Backoff
-from gateway.errors import ConfigError, PermanentError
-from gateway.model import Clip, DeviceInfo, DeviceKind, device_id
+from gateway.errors import ClipAborted, ConfigError, PermanentError
+from gateway.model import Category, Clip, DeviceInfo, DeviceKind, device_id
 
 log = logging.getLogger(__name__)
-
-OnClip = Callable[[Clip, Path], Awaitable[None]]
 
 
 class CameraConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -126,16 +118,14 @@ class CameraDriver(Driver):
         self,
         config: CameraDriverConfig,
         credentials: Credentials,
+        context: DriverContext | None = None,
         *,
-        on_clip: OnClip | None = None,
         require_ram_buffer: bool = True,
     ) -> None:
-        super().__init__(config, credentials)
+        super().__init__(config, credentials, context)
         self.config: CameraDriverConfig = config
-        self._on_clip = on_clip
         self._require_ram = require_ram_buffer
-        self._recipients: list[str] = []
-        self._spool: Path | None = None
+        self._hub: HubPort | None = None
         self._restricted = False
         self._recorders: dict[str, Recorder] = {}
         self._ready = asyncio.Event()
@@ -158,27 +148,18 @@ class CameraDriver(Driver):
             raise ConfigError([("drivers.camera.cameras", "each camera needs its own name and native_id")])
         self._wsd_target = parse_target(config.wsdiscovery_target)
 
-    # -- what the daemon sets --------------------------------------------------------------------------------------
+    # -- what the hub tells it -----------------------------------------------------------------------------------
 
-    def set_recipients(self, recipients: list[str]) -> None:
-        """The household's ``age1...`` keys; validated now, so a bad key fails the command, not a later clip. An
-        empty list (after an erasure) means no clip is recorded until the household signs a new member list."""
-        if recipients:
-            parse_recipients(recipients)
-        self._recipients = list(recipients)
-
-    def set_spool(self, spool: Path) -> None:
-        self._spool = spool
-
-    def set_on_clip(self, on_clip: OnClip | None) -> None:
-        self._on_clip = on_clip
-
-    def set_restricted(self, restricted: bool) -> None:
-        """The camera category is restricted: stop recording now, abort open clips, wipe the pre-roll buffer."""
-        self._restricted = restricted
+    def restriction_changed(self, restricted: frozenset[Category]) -> None:
+        """The household restricted (or lifted) the camera category: stop recording now, abort open clips, wipe the
+        pre-roll buffer. (The hub also refuses any clip sealed meanwhile.)"""
+        on = Category.CAMERA in restricted
+        if on == self._restricted:
+            return
+        self._restricted = on
         for recorder in self._recorders.values():
-            recorder.set_restricted(restricted)
-        log.info("camera recording %s", "restricted" if restricted else "allowed again")
+            recorder.set_restricted(on)
+        log.info("camera recording %s", "restricted" if on else "allowed again")
 
     @property
     def restricted(self) -> bool:
@@ -202,9 +183,11 @@ class CameraDriver(Driver):
         self._executor = ThreadPoolExecutor(
             max_workers=max(2, 2 * len(self.config.cameras)), thread_name_prefix="kotihub-clip"
         )
+        self._hub = hub
         try:
             await self._run(hub, version, root)
         finally:
+            self._hub = None
             self._ready.clear()
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -323,40 +306,28 @@ class CameraDriver(Driver):
     # -- clips -----------------------------------------------------------------------------------------------------
 
     async def record_clip(self, device: str, reason: str) -> Clip:
-        """Records pre-roll + post-roll of ``device``, sealed to the household; hands it to ``on_clip``.
+        """Records pre-roll + post-roll of ``device``, sealed to the household; hands it to the hub to keep.
 
-        Raises :class:`~drivers.camera.clipcrypt.ClipAborted` if the camera is restricted (before or during),
+        Raises :class:`~gateway.errors.ClipAborted` if the camera is restricted (before or during),
         :class:`~gateway.errors.PermanentError` without recipients or spool, ``KeyError`` for an unknown camera.
         """
         if self._restricted:
             self.clips_aborted += 1
             raise ClipAborted("camera category is restricted")
-        if self._spool is None:
-            raise PermanentError("no clip spool set")
-        recipients = list(self._recipients)
-        parse_recipients(recipients)
-        executor = self._executor
-        if executor is None:
+        sealer = self.context.clips
+        if sealer is None:
+            raise PermanentError("no clip spool: this driver was given none")
+        sealer.check()
+        executor, hub = self._executor, self._hub
+        if executor is None or hub is None:
             raise PermanentError("the camera driver is not running")
         recorder = self._recorders[device]
-        spool = self._spool
         capture = recorder.start_capture(reason)
         clip_id = new_clip_id()
-        check_clip_id(clip_id)
         loop = asyncio.get_running_loop()
 
         def seal() -> tuple[Clip, Path]:
-            return encrypt_clip(
-                capture.feed,
-                spool=spool,
-                clip_id=clip_id,
-                recipients=recipients,
-                device_id=device,
-                started=capture.trigger,
-                duration_s=0.0,
-                reason=reason,
-                publish=False,
-            )
+            return sealer.seal(capture.feed, clip_id=clip_id, device_id=device, started=capture.trigger, reason=reason)
 
         # The encryptor reads the feed in a worker thread while post-roll is still arriving.
         sealing = loop.run_in_executor(executor, seal)
@@ -387,40 +358,40 @@ class CameraDriver(Driver):
             self.clips_failed += 1
             raise ClipAborted("the camera delivered no video for this clip")
         clip = msgspec.structs.replace(sealed, started=capture.started, duration_s=capture.duration_s)
-        await index_and_publish(clip, path, self._on_clip)
+        try:
+            await hub.clip_sealed(clip, path)
+        except ClipAborted:
+            self.clips_aborted += 1
+            raise
         self.clips_sealed += 1
         log.info("sealed a %.1f s camera clip (%s)", clip.duration_s, reason)
         return clip
 
     async def record_snapshot(self, device: str, reason: str) -> tuple[Clip, Path]:
         """A still image of ``device`` now, sealed like a clip: ``clip_id`` ends in ``-jpeg``, ``duration_s`` is 0.
-        The JPEG exists only in memory before it is encrypted. Hands it to ``on_clip`` too."""
+        The JPEG exists only in memory before it is encrypted. Handed to the hub to keep, like a clip."""
         if self._restricted:
             raise ClipAborted("camera category is restricted")
-        if self._spool is None:
-            raise PermanentError("no clip spool set")
-        recipients = list(self._recipients)
-        parse_recipients(recipients)
+        sealer, hub = self.context.clips, self._hub
+        if sealer is None:
+            raise PermanentError("no clip spool: this driver was given none")
+        sealer.check()
+        if hub is None:
+            raise PermanentError("the camera driver is not running")
         jpeg = await self._recorders[device].snapshot()
         taken = time.time()
-        clip_id = f"{new_clip_id()}-jpeg"
-        spool = self._spool
         clip, sealed = await asyncio.to_thread(
-            encrypt_clip,
+            sealer.seal,
             io.BytesIO(jpeg),
-            spool=spool,
-            clip_id=clip_id,
-            recipients=recipients,
+            clip_id=f"{new_clip_id()}-jpeg",
             device_id=device,
             started=taken,
-            duration_s=0.0,
             reason=reason,
-            publish=False,
         )
         del jpeg
-        return clip, await index_and_publish(clip, sealed, self._on_clip)
+        return clip, await hub.clip_sealed(clip, sealed)
 
-    async def handle_clip_request(self, device: str, reason: str) -> list[Clip]:
+    async def record_clips(self, device: str, reason: str) -> list[Clip]:
         """The hub's ``clip_requested``: a camera's id records that camera; any other device (a smoke detector, a
         motion sensor) records every camera at once. Returns the sealed clips; a camera that fails is counted and
         logged, and does not stop the others. Takes about ``post_roll_s``: run it as a task, not inline."""
@@ -449,7 +420,7 @@ class CameraDriver(Driver):
         base.update(
             {
                 "restricted": self._restricted,
-                "recipients": len(self._recipients),
+                "recipients": self.context.clips.recipients() if self.context.clips is not None else 0,
                 "clips_sealed": self.clips_sealed,
                 "clips_failed": self.clips_failed,
                 "clips_aborted": self.clips_aborted,

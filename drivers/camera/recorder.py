@@ -28,10 +28,9 @@ from typing import Any, Final
 import msgspec
 
 from drivers.camera import ringbuffer
-from drivers.camera.clipcrypt import ClipAborted
 from drivers.camera.ffmpeg import FfmpegVersion, input_args, reap, redact
 from gateway.backoff import Backoff
-from gateway.errors import TransientError
+from gateway.errors import ClipAborted, TransientError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from drivers.base import Credentials, Discovered, Driver, HubPort
+from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
 from drivers.miio import discovery
 from drivers.miio.config import DeviceConfig, MiioConfig
 from drivers.miio.poller import DevicePoller, DeviceUnreachable, PollResult
@@ -67,8 +67,8 @@ class MiioDriver(Driver):
 
     config: MiioConfig
 
-    def __init__(self, config: MiioConfig, credentials: Credentials) -> None:
-        super().__init__(config, credentials)
+    def __init__(self, config: MiioConfig, credentials: Credentials, context: DriverContext | None = None) -> None:
+        super().__init__(config, credentials, context)
         self.links = [LinkHealth(index=i, kind=d.kind) for i, d in enumerate(config.devices)]
         self._smoke: dict[str, SmokeState] = {}
         self._registered: set[str] = set()

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import aiomqtt
 
-from drivers.base import Credentials, Discovered, Driver, HubPort
-from drivers.memory import Memory, VolatileMemory
+from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
+from drivers.memory import Memory
 from drivers.mqtt import ha, z2m
 from drivers.mqtt.acks import RECENT_NS, Acker, Recent, digest, manual_acks, received
 from drivers.mqtt.common import raise_if_cancelled
@@ -59,8 +59,15 @@ class MqttDriver(Driver):
     name: ClassVar[str] = "mqtt"
     Config: ClassVar[type[MqttConfig]] = MqttConfig
 
-    def __init__(self, config: MqttConfig, credentials: Credentials, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(config, credentials)
+    def __init__(
+        self,
+        config: MqttConfig,
+        credentials: Credentials,
+        context: DriverContext | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(config, credentials, context)
         self.config: MqttConfig = config
         self._clock = clock
         self._decoder = self._new_decoder()
@@ -72,17 +79,14 @@ class MqttDriver(Driver):
         self.ignored = 0
         self.redeliveries = 0
         self.last_error = ""
-        self.memory: Memory = VolatileMemory()
+        self.memory: Memory = self.context.memory
+        """Where the driver persists its name maps, held messages and handled-message digests (the daemon's store)."""
         self._recent = Recent()
         self._held = Held(config.max_held)
         self._dups: dict[int, bool] = {}
         self._acker: Acker | None = None
         self.acked = 0
         self.early_commits = 0
-
-    def set_memory(self, memory: Memory) -> None:
-        """Where the driver persists its name maps, held messages and handled-message digests (the daemon's store)."""
-        self.memory = memory
 
     def _new_decoder(self) -> MqttDecoder:
         c = self.config

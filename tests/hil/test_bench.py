@@ -21,6 +21,7 @@ import pytest
 from drivers import driver_class
 from gateway.model import EventKind, SmokeState
 from gateway.secrets import CredentialStore
+from tests.support.camera import spool_context
 from tests.support.recording_hub import RecordingHub
 
 BENCH_ENV = "KOTIHUB_BENCH_FILE"
@@ -118,12 +119,11 @@ async def test_real_camera_records() -> None:
     from drivers.camera.driver import CameraDriver
 
     cls = driver_class("camera")
-    driver = cls(msgspec.convert(section["driver"], cls.Config), credentials())
-    assert isinstance(driver, CameraDriver)
     spool = Path(section.get("spool", "/tmp/kotihub-bench-spool"))
     spool.mkdir(parents=True, exist_ok=True)
-    driver.set_spool(spool)
-    driver.set_recipients(list(section["recipients"]))
+    context = spool_context(spool, list(section["recipients"]))
+    driver = cls(msgspec.convert(section["driver"], cls.Config), credentials(), context)
+    assert isinstance(driver, CameraDriver)
     hub = RecordingHub()
     task = asyncio.create_task(driver.run(hub))
     try:

@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 
-from drivers.camera.clipcrypt import ClipAborted, decrypt_clip
+from drivers.base import RecordsClips
 from drivers.camera.driver import CameraConfig, CameraDriver, CameraDriverConfig
 from drivers.camera.ffmpeg import FfmpegVersion, detect
 from drivers.camera.recorder import Recorder, RecorderSettings
 from drivers.camera.simulator import MARKER, Mode, SimulatedCamera
-from gateway.errors import DecryptError
-from gateway.model import Clip, DeviceInfo, Event
-from tests.support.camera import Member, make_member
+from gateway.errors import ClipAborted, DecryptError
+from gateway.model import Category, Clip
+from gateway.store.clips import decrypt_clip
+from tests.support.camera import Member, make_member, spool_context
+from tests.support.recording_hub import RecordingHub
 
 PRE, POST, SEG = 2.0, 2.0, 1.0
 
@@ -35,25 +37,6 @@ class Credentials:
     def get(self, name: str) -> bytes | None:
         self.asked.append(name)
         return self.secrets.get(name)
-
-
-class Hub:
-    """The driver-facing port of the hub, recording what it is told."""
-
-    def __init__(self) -> None:
-        self.devices: list[DeviceInfo] = []
-
-    async def device_seen(self, info: DeviceInfo) -> None:
-        self.devices.append(info)
-
-    async def readings(self, readings: object) -> None:
-        raise AssertionError("cameras report no readings")
-
-    async def event(self, event: Event) -> None:
-        raise AssertionError("not expected here")
-
-    async def clip_requested(self, device_id: str, reason: str) -> None:
-        raise AssertionError("not expected here")
 
 
 def assert_no_personal_data_logged(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
@@ -101,18 +84,14 @@ def test_clip_is_recorded_sealed_and_plays_for_the_household(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     spool = tmp_path / "spool"
-    handed: list[tuple[Clip, Path]] = []
     credentials = Credentials({"camera.password.hall": b"s3cret/pass\n"})
-
-    async def on_clip(clip: Clip, path: Path) -> None:
-        handed.append((clip, path))
+    hub = RecordingHub()
 
     async def main() -> tuple[Clip, Clip]:
         async with SimulatedCamera(mdns_enabled=False, credentials=("viewer", "s3cret/pass")) as cam:
-            driver = CameraDriver(_driver_config(cam, ram_dir), credentials, on_clip=on_clip)
-            driver.set_recipients([member.recipient])
-            driver.set_spool(spool)
-            hub = Hub()
+            context = spool_context(spool, [member.recipient])
+            driver = CameraDriver(_driver_config(cam, ram_dir), credentials, context)
+            assert isinstance(driver, RecordsClips)
             async with asyncio.TaskGroup() as tg:
                 running = tg.create_task(driver.run(hub))
                 await driver.wait_ready(10)
@@ -120,7 +99,7 @@ def test_clip_is_recorded_sealed_and_plays_for_the_household(
                 recorder = driver.recorder(device)
                 await recorder.wait_until(lambda r: r.segments_total >= 3, 20)
                 # A smoke detector's alarm (not a camera id) records every camera.
-                (clip,) = await driver.handle_clip_request("mqtt:0x00158d0001a2b3c4", "smoke")
+                (clip,) = await driver.record_clips("mqtt:0x00158d0001a2b3c4", "smoke")
                 assert clip.device_id == device
                 snapshot, snapshot_path = await driver.record_snapshot(device, "manual")
                 assert snapshot_path == spool / f"{snapshot.clip_id}.age"
@@ -136,8 +115,8 @@ def test_clip_is_recorded_sealed_and_plays_for_the_household(
     clip, snapshot = asyncio.run(main())
     assert_no_personal_data_logged(caplog, "s3cret", "viewer")
     assert credentials.asked == ["camera.password.hall"]
-    # Handed to be indexed while still ``.age.tmp``; renamed into the spool only after the index committed.
-    assert handed == [(c, spool / f"{c.clip_id}.age.tmp") for c in (clip, snapshot)]
+    # Handed to the hub while still ``.age.tmp``; renamed into the spool only by the hub.
+    assert hub.sealed == [(c, spool / f"{c.clip_id}.age.tmp") for c in (clip, snapshot)]
     assert sorted(p.name for p in spool.iterdir()) == sorted(f"{c.clip_id}.age" for c in (clip, snapshot))
     image = tmp_path / "household" / "snapshot.jpg"
     decrypt_clip(member.identity_file, spool / f"{snapshot.clip_id}.age", image, expected_sha256=snapshot.sha256)
@@ -166,16 +145,16 @@ def test_a_removed_member_cannot_open_new_clips(tmp_path: Path, ram_dir: Path, m
 
     async def main() -> tuple[Clip, Clip]:
         async with SimulatedCamera(mdns_enabled=False) as cam:
-            driver = CameraDriver(_driver_config(cam, ram_dir, pre=1.0, post=1.0), Credentials({}))
-            driver.set_spool(spool)
-            driver.set_recipients([member.recipient, other.recipient])
+            recipients = [member.recipient, other.recipient]
+            context = spool_context(spool, recipients)
+            driver = CameraDriver(_driver_config(cam, ram_dir, pre=1.0, post=1.0), Credentials({}), context)
             async with asyncio.TaskGroup() as tg:
-                running = tg.create_task(driver.run(Hub()))
+                running = tg.create_task(driver.run(RecordingHub()))
                 await driver.wait_ready(10)
                 device = cam.device_id_by_mac
                 await driver.recorder(device).wait_until(lambda r: r.segments_total >= 2, 20)
                 before = await driver.record_clip(device, "motion")
-                driver.set_recipients([member.recipient])  # the register removed the other member's key
+                recipients.remove(other.recipient)  # a new member list without the other member
                 after = await driver.record_clip(device, "motion")
                 running.cancel()
         return before, after
@@ -193,25 +172,24 @@ def test_restriction_aborts_a_clip_and_stops_recording_at_once(tmp_path: Path, r
 
     async def main() -> None:
         async with SimulatedCamera(mdns_enabled=False) as cam:
-            driver = CameraDriver(_driver_config(cam, ram_dir), Credentials({}))
-            driver.set_recipients([member.recipient])
-            driver.set_spool(spool)
+            context = spool_context(spool, [member.recipient])
+            driver = CameraDriver(_driver_config(cam, ram_dir), Credentials({}), context)
             async with asyncio.TaskGroup() as tg:
-                running = tg.create_task(driver.run(Hub()))
+                running = tg.create_task(driver.run(RecordingHub()))
                 await driver.wait_ready(10)
                 device = cam.device_id_by_mac
                 recorder = driver.recorder(device)
                 await recorder.wait_until(lambda r: r.segments_total >= 2, 20)
                 clip_task = tg.create_task(_aborted(driver.record_clip(device, "alarm")))
                 await recorder.wait_until(lambda r: r.health()["clips_in_progress"] == 1, 5)
-                driver.set_restricted(True)
+                driver.restriction_changed(frozenset({Category.CAMERA}))
                 assert await clip_task, "the clip in progress was aborted"
                 await recorder.wait_until(lambda r: r.state == "restricted" and not r.running, 5)
                 assert not any(recorder.buffer_dir.glob("*.ts")), "pre-roll plaintext is wiped on restriction"
                 with pytest.raises(ClipAborted):
                     await driver.record_clip(device, "manual")
                 total = recorder.segments_total
-                driver.set_restricted(False)
+                driver.restriction_changed(frozenset())
                 await recorder.wait_until(lambda r: r.segments_total > total, 20)
                 assert driver.health()["clips_aborted"] == 2
                 running.cancel()

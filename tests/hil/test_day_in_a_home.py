@@ -23,7 +23,6 @@ import requests
 from cloud_sync.enroll import enroll
 from drivers.ble.driver import BleConfig, BleDriver
 from drivers.ble.replay import RecordedCredentials, replay
-from drivers.camera.clipcrypt import decrypt_clip
 from drivers.camera.simulator import MARKER, SimulatedCamera
 from drivers.miio.simulator import DEMO_SMOKE_SID, MiioSimulator, SimulatedGateway, demo_table
 from drivers.mqtt.broker import MosquittoBroker
@@ -34,6 +33,7 @@ from gateway.daemon import Daemon
 from gateway.errors import DecryptError
 from gateway.model import Quantity, Reading, SmokeState
 from gateway.store import Store
+from gateway.store.clips import decrypt_clip
 from tests.support.register import RunningRegister
 from tests.support.tcpproxy import fault_proxy
 

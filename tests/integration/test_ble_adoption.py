@@ -14,6 +14,7 @@ import tracemalloc
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from drivers.base import DriverContext
 from drivers.ble.common import uuid16
 from drivers.ble.driver import BleConfig, BleDriver
 from drivers.ble.replay import RECORDINGS, RecordedCredentials, Recording
@@ -166,8 +167,8 @@ def test_adoption_and_replay_counters_survive_a_restart() -> None:
     plain_device = "A4:C1:38:00:00:09"
 
     async def run(feed: list[tuple[BLEDevice, AdvertisementData]], *, adopt: str | None = None) -> RecordingHub:
-        driver = BleDriver(BleConfig(dedupe_window_s=0.0), RecordedCredentials(), clock=Clock())
-        driver.set_memory(memory)
+        context = DriverContext(memory=memory)
+        driver = BleDriver(BleConfig(dedupe_window_s=0.0), RecordedCredentials(), context, clock=Clock())
         hub = RecordingHub()
         async with asyncio.TaskGroup() as tg:
             serving = tg.create_task(driver.serve(hub, scan=False))

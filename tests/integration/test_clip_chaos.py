@@ -25,10 +25,10 @@ from cloud_sync.enroll import enroll
 from cloud_sync.register import clips, ingest
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
-from drivers.camera.clipcrypt import decrypt_clip
 from gateway import crypto
-from gateway.spool import known_clips
 from gateway.store import Store
+from gateway.store.clips import decrypt_clip
+from gateway.store.clipspool import known_clips
 from tests.support.clip_chaos_child import plaintext
 from tests.support.postgres import free_port
 from tests.support.tcpproxy import fault_proxy

@@ -287,8 +287,8 @@ async def test_sync_now_cuts_a_long_backoff_short(tmp_path: Path, register: Runn
 
 async def _index_clip(store: Store, spool: Path, clip_id: str, size: int, member: Any) -> dict[str, Any]:
     """Seals ``size`` random bytes to ``member`` and indexes the clip, as the camera pipeline does."""
-    from drivers.camera.clipcrypt import encrypt_clip
-    from drivers.camera.spool import publish
+    from gateway.store.clips import encrypt_clip
+    from gateway.store.clipspool import publish
 
     clip, sealed = await asyncio.to_thread(
         encrypt_clip,

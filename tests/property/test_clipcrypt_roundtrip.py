@@ -11,8 +11,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.camera import clipcrypt
 from gateway.errors import DecryptError
+from gateway.store import clips
 from tests.support.camera import make_member
 
 _DIR = Path(tempfile.mkdtemp(prefix="kotihub-clipcrypt-prop-"))
@@ -21,7 +21,7 @@ _MEMBER = make_member(_DIR / "household", "m")
 
 
 def _seal(plaintext: bytes, name: str) -> Path:
-    path, _, _ = clipcrypt.seal_stream(
+    path, _, _ = clips.seal_stream(
         io.BytesIO(plaintext), spool=_DIR / "spool", clip_id=name, recipients=[_MEMBER.recipient]
     )
     return path
@@ -33,7 +33,7 @@ def test_round_trip(plaintext: bytes, n: int) -> None:
     path = _seal(plaintext, f"rt-{n}-{len(plaintext)}-{hash(plaintext) & 0xFFFF}")
     try:
         out = io.BytesIO()
-        assert clipcrypt.decrypt_clip(_MEMBER.identity_file, path, out) == len(plaintext)
+        assert clips.decrypt_clip(_MEMBER.identity_file, path, out) == len(plaintext)
         assert out.getvalue() == plaintext
     finally:
         path.unlink()
@@ -48,7 +48,7 @@ def test_any_bit_flip_is_refused(plaintext: bytes, where: float, bit: int) -> No
         data[min(len(data) - 1, int(where * len(data)))] ^= 1 << bit
         path.write_bytes(bytes(data))
         try:
-            clipcrypt.decrypt_clip(_MEMBER.identity_file, path, io.BytesIO())
+            clips.decrypt_clip(_MEMBER.identity_file, path, io.BytesIO())
         except DecryptError:
             return
         raise AssertionError("a flipped bit decrypted")

@@ -11,10 +11,19 @@ import msgspec
 import pytest
 from pyrage import x25519
 
+from drivers.base import DriverContext
+from gateway.store.clipspool import ClipSpool
+
 
 class Member(msgspec.Struct, frozen=True):
     identity_file: Path
     recipient: str
+
+
+def spool_context(spool: Path, recipients: list[str]) -> DriverContext:
+    """What the daemon hands a camera driver: the clip spool, sealing to ``recipients`` as the list is at each clip
+    (change the list in place to change the household's members)."""
+    return DriverContext(clips=ClipSpool(spool, lambda: recipients))
 
 
 def make_member(directory: Path, name: str) -> Member:

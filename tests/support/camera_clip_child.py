@@ -11,7 +11,9 @@ from pathlib import Path
 import msgspec
 
 from drivers.camera.driver import CameraConfig, CameraDriver, CameraDriverConfig
-from gateway.model import Clip, DeviceInfo
+from gateway.model import Clip
+from tests.support.camera import spool_context
+from tests.support.recording_hub import RecordingHub
 
 
 class _NoCredentials:
@@ -19,30 +21,14 @@ class _NoCredentials:
         return None
 
 
-class _Hub:
-    async def device_seen(self, info: DeviceInfo) -> None:
-        pass
-
-    async def readings(self, readings: object) -> None:
-        raise AssertionError
-
-    async def event(self, event: object) -> None:
-        raise AssertionError
-
-    async def clip_requested(self, device_id: str, reason: str) -> None:
-        raise AssertionError
-
-
 async def record(url: str, mac: str, ring: Path, spool: Path, recipient: str) -> Clip:
     camera = CameraConfig(
         name="traced", stream_url=url, native_id=mac, pre_roll_s=1.5, post_roll_s=1.5, segment_s=1.0, stall_s=5.0
     )
     config = CameraDriverConfig(mdns=False, wsdiscovery=False, buffer_dir=str(ring), cameras=[camera])
-    driver = CameraDriver(config, _NoCredentials())
-    driver.set_recipients([recipient])
-    driver.set_spool(spool)
+    driver = CameraDriver(config, _NoCredentials(), spool_context(spool, [recipient]))
     async with asyncio.TaskGroup() as tg:
-        running = tg.create_task(driver.run(_Hub()))
+        running = tg.create_task(driver.run(RecordingHub()))
         await driver.wait_ready(10)
         device = f"camera:{mac.lower()}"
         await driver.recorder(device).wait_until(lambda r: r.segments_total >= 2, 20)

@@ -20,13 +20,12 @@ from pathlib import Path
 import msgspec
 
 from cloud_sync.uplink import HubIdentity, Uplink
-from drivers.camera.clipcrypt import encrypt_clip
-from drivers.camera.spool import index_and_publish
 from gateway import crypto
 from gateway.config import UplinkSection
 from gateway.model import Clip, Lane
-from gateway.spool import reconcile
 from gateway.store import Store
+from gateway.store.clips import encrypt_clip
+from gateway.store.clipspool import index_and_publish, reconcile
 
 
 def plaintext(clip_id: str) -> bytes:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from gateway.model import DeviceInfo, Event, Reading
+from gateway.model import Clip, DeviceInfo, Event, Reading
+from gateway.store.clipspool import index_and_publish
 
 
 class RecordingHub:
@@ -14,6 +16,7 @@ class RecordingHub:
         self.events: list[Event] = []
         self.received: list[Reading] = []
         self.clips: list[tuple[str, str]] = []
+        self.sealed: list[tuple[Clip, Path]] = []
         self._fail_readings = fail_readings
         self._changed = asyncio.Condition()
 
@@ -31,6 +34,11 @@ class RecordingHub:
 
     async def clip_requested(self, device_id: str, reason: str) -> None:
         await self._record(lambda: self.clips.append((device_id, reason)))
+
+    async def clip_sealed(self, clip: Clip, sealed: Path) -> Path:
+        """Keeps the clip in the spool as the hub does, without a store to index it in."""
+        await self._record(lambda: self.sealed.append((clip, sealed)))
+        return await index_and_publish(clip, sealed, None)
 
     async def _record(self, change: Callable[[], None]) -> None:
         async with self._changed:

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from drivers import driver_class
-from drivers.camera.clipcrypt import ClipAborted, RecipientError
+from drivers.base import Restrictable
 from drivers.camera.driver import (
     CameraConfig,
     CameraDriver,
@@ -19,8 +19,10 @@ from drivers.camera.driver import (
     parse_target,
     stream_url_with_credentials,
 )
-from gateway.errors import ConfigError, PermanentError
-from tests.support.camera import Member
+from gateway.errors import ClipAborted, ConfigError, PermanentError
+from gateway.model import Category
+from gateway.store.clips import RecipientError
+from tests.support.camera import Member, spool_context
 
 TOML = """
 [drivers.camera]
@@ -99,21 +101,25 @@ def test_wsdiscovery_target() -> None:
 
 
 def test_record_clip_needs_recipients_spool_and_no_restriction(tmp_path: Path, member: Member) -> None:
-    driver = CameraDriver(_config(), NoCredentials())
-    with pytest.raises(RecipientError):
-        driver.set_recipients(["AGE-SECRET-KEY-1QQQ"])
     with pytest.raises(PermanentError, match="spool"):
-        asyncio.run(driver.record_clip("camera:00:40:8c:12:34:56", "manual"))
+        asyncio.run(CameraDriver(_config(), NoCredentials()).record_clip("camera:00:40:8c:12:34:56", "manual"))
     spool = tmp_path / "spool"
-    driver.set_spool(spool)
+    recipients: list[str] = ["AGE-SECRET-KEY-1QQQ"]
+    driver = CameraDriver(_config(), NoCredentials(), spool_context(spool, recipients))
+    with pytest.raises(RecipientError, match="secret key"):
+        asyncio.run(driver.record_clip("camera:00:40:8c:12:34:56", "manual"))
+    recipients[:] = []
     with pytest.raises(RecipientError):
         asyncio.run(driver.record_clip("camera:00:40:8c:12:34:56", "manual"))
-    driver.set_recipients([member.recipient])
-    driver.set_restricted(True)
+    recipients[:] = [member.recipient]
+    assert isinstance(driver, Restrictable)
+    driver.restriction_changed(frozenset({Category.CAMERA}))
     with pytest.raises(ClipAborted):
         asyncio.run(driver.record_clip("camera:00:40:8c:12:34:56", "manual"))
     assert driver.health()["restricted"] is True
     assert driver.health()["recipients"] == 1
+    driver.restriction_changed(frozenset({Category.SENSORS}))
+    assert driver.health()["restricted"] is False
     assert not spool.exists()
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.camera import clipcrypt
-from drivers.camera import spool as spool_
-from gateway.errors import DecryptError, PermanentError, TransientError
+from gateway.errors import ClipAborted, DecryptError, PermanentError, TransientError
+from gateway.store import clips
+from gateway.store import clipspool as spool_
 from tests.support.camera import Member, make_member
 
 CHUNK = 64 * 1024  # age STREAM plaintext chunk size
@@ -19,7 +19,7 @@ MARKER = b"KOTIHUB-PLAINTEXT-MARKER"
 
 
 def _seal(spool: Path, member: Member, plaintext: bytes, clip_id: str = "clip-1") -> Path:
-    clip, path = clipcrypt.encrypt_clip(
+    clip, path = clips.encrypt_clip(
         io.BytesIO(plaintext),
         spool=spool,
         clip_id=clip_id,
@@ -44,7 +44,7 @@ def test_round_trip_to_two_members_and_nothing_but_ciphertext_in_the_spool(tmp_p
     other = make_member(tmp_path / "household", "other")
     spool = tmp_path / "spool"
     plaintext = _plaintext(3 * CHUNK + 1234)
-    clip, path = clipcrypt.encrypt_clip(
+    clip, path = clips.encrypt_clip(
         io.BytesIO(plaintext),
         spool=spool,
         clip_id="c2",
@@ -59,7 +59,7 @@ def test_round_trip_to_two_members_and_nothing_but_ciphertext_in_the_spool(tmp_p
     assert (path.stat().st_mode & 0o777) == 0o600
     for who in (member, other):
         out = io.BytesIO()
-        assert clipcrypt.decrypt_clip(who.identity_file, path, out, expected_sha256=clip.sha256) == len(plaintext)
+        assert clips.decrypt_clip(who.identity_file, path, out, expected_sha256=clip.sha256) == len(plaintext)
         assert out.getvalue() == plaintext
 
 
@@ -67,7 +67,7 @@ def test_wrong_identity_is_refused(tmp_path: Path, member: Member) -> None:
     path = _seal(tmp_path / "spool", member, _plaintext(10_000))
     stranger = make_member(tmp_path / "elsewhere", "stranger")
     with pytest.raises(DecryptError):
-        clipcrypt.decrypt_clip(stranger.identity_file, path, io.BytesIO())
+        clips.decrypt_clip(stranger.identity_file, path, io.BytesIO())
 
 
 @pytest.mark.parametrize("where", ["header", "first-chunk", "middle", "last-byte"])
@@ -80,7 +80,7 @@ def test_a_flipped_byte_is_refused(tmp_path: Path, member: Member, where: str) -
     path.write_bytes(bytes(data))
     out = tmp_path / "plain.ts"
     with pytest.raises(DecryptError):
-        clipcrypt.decrypt_clip(member.identity_file, path, out)
+        clips.decrypt_clip(member.identity_file, path, out)
     assert not out.exists(), "no partial plaintext is left behind"
     assert list(out.parent.glob("*.partial")) == []
 
@@ -91,7 +91,7 @@ def test_a_truncated_file_is_refused(tmp_path: Path, member: Member, cut: int) -
     data = path.read_bytes()
     path.write_bytes(data[:-cut])
     with pytest.raises(DecryptError):
-        clipcrypt.decrypt_clip(member.identity_file, path, io.BytesIO())
+        clips.decrypt_clip(member.identity_file, path, io.BytesIO())
 
 
 def test_reordered_chunks_are_refused(tmp_path: Path, member: Member) -> None:
@@ -107,25 +107,25 @@ def test_reordered_chunks_are_refused(tmp_path: Path, member: Member) -> None:
     swapped = data[:payload_start] + b + a + data[payload_start + 2 * size :]
     path.write_bytes(swapped)
     with pytest.raises(DecryptError):
-        clipcrypt.decrypt_clip(member.identity_file, path, io.BytesIO())
+        clips.decrypt_clip(member.identity_file, path, io.BytesIO())
 
 
 def test_sha256_mismatch_is_refused_before_decrypting(tmp_path: Path, member: Member) -> None:
     path = _seal(tmp_path / "spool", member, b"x" * 100)
     with pytest.raises(DecryptError):
-        clipcrypt.decrypt_clip(member.identity_file, path, io.BytesIO(), expected_sha256="00" * 32)
+        clips.decrypt_clip(member.identity_file, path, io.BytesIO(), expected_sha256="00" * 32)
 
 
 def test_recipients_are_validated_and_secret_keys_refused(tmp_path: Path, member: Member) -> None:
-    with pytest.raises(clipcrypt.RecipientError):
-        clipcrypt.parse_recipients([])
-    with pytest.raises(clipcrypt.RecipientError):
-        clipcrypt.parse_recipients(["age1notakey"])
+    with pytest.raises(clips.RecipientError):
+        clips.parse_recipients([])
+    with pytest.raises(clips.RecipientError):
+        clips.parse_recipients(["age1notakey"])
     secret = member.identity_file.read_text().splitlines()[1]
     assert secret.startswith("AGE-SECRET-KEY-")
-    with pytest.raises(clipcrypt.RecipientError):
-        clipcrypt.parse_recipients([secret])
-    assert len(clipcrypt.parse_recipients([member.recipient])) == 1
+    with pytest.raises(clips.RecipientError):
+        clips.parse_recipients([secret])
+    assert len(clips.parse_recipients([member.recipient])) == 1
 
 
 def test_a_failing_source_leaves_nothing_in_the_spool(tmp_path: Path, member: Member) -> None:
@@ -138,7 +138,7 @@ def test_a_failing_source_leaves_nothing_in_the_spool(tmp_path: Path, member: Me
 
         def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
             if self.sent > 3 * CHUNK:
-                raise clipcrypt.ClipAborted("camera lost")
+                raise ClipAborted("camera lost")
             n = len(buffer)
             buffer[:n] = b"\x47" * n
             self.sent += n
@@ -146,14 +146,14 @@ def test_a_failing_source_leaves_nothing_in_the_spool(tmp_path: Path, member: Me
 
     spool = tmp_path / "spool"
     with pytest.raises(TransientError, match="ClipAborted"):
-        clipcrypt.seal_stream(Failing(), spool=spool, clip_id="broken", recipients=[member.recipient])
+        clips.seal_stream(Failing(), spool=spool, clip_id="broken", recipients=[member.recipient])
     assert list(spool.iterdir()) == []
 
 
 @pytest.mark.parametrize("clip_id", ["../escape", "a/b", "", ".", "x" * 200])
 def test_clip_ids_cannot_leave_the_spool(tmp_path: Path, member: Member, clip_id: str) -> None:
     with pytest.raises(PermanentError):
-        clipcrypt.seal_stream(io.BytesIO(b"x"), spool=tmp_path, clip_id=clip_id, recipients=[member.recipient])
+        clips.seal_stream(io.BytesIO(b"x"), spool=tmp_path, clip_id=clip_id, recipients=[member.recipient])
 
 
 def test_an_existing_clip_is_never_overwritten(tmp_path: Path, member: Member) -> None:
@@ -169,7 +169,7 @@ def test_the_spool_is_reconciled_with_the_store_index_at_start_up(tmp_path: Path
     kept = _seal(spool, member, b"sealed and indexed", clip_id="kept")
     erased = _seal(spool, member, b"rows erased, then killed before the file went", clip_id="erased")
     # Sealed and indexed, killed before the rename:
-    sealed, _, _ = clipcrypt.seal_stream(
+    sealed, _, _ = clips.seal_stream(
         io.BytesIO(b"indexed"), spool=spool, clip_id="indexed", recipients=[member.recipient], publish=False
     )
     assert sealed.name == "indexed.age.tmp" and not (spool / "indexed.age").exists()
@@ -179,7 +179,7 @@ def test_the_spool_is_reconciled_with_the_store_index_at_start_up(tmp_path: Path
     assert sorted(p.name for p in spool.iterdir()) == ["indexed.age", "kept.age"]
     assert kept.exists() and not erased.exists()
     out = io.BytesIO()
-    clipcrypt.decrypt_clip(member.identity_file, spool / "indexed.age", out)
+    clips.decrypt_clip(member.identity_file, spool / "indexed.age", out)
     assert out.getvalue() == b"indexed"
     assert spool_.reconcile_spool(spool, {"kept", "indexed"}) == spool_.SpoolReport()  # idempotent
     assert spool_.reconcile_spool(tmp_path / "missing", set()) == spool_.SpoolReport()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
+import pytest
 
-from drivers.base import Driver, HubPort
+from drivers.base import Driver, HubPort, RecordsClips, Restrictable
 from gateway.backoff import BackoffPolicy
+from gateway.errors import ClipAborted
 from gateway.hub import Hub
-from gateway.model import Category, DeviceInfo, DeviceKind, Event, EventKind, Lane, Quantity, Reading
+from gateway.model import Category, Clip, DeviceInfo, DeviceKind, Event, EventKind, Lane, Quantity, Reading
 from gateway.supervisor import Supervisor
 from tests.support.stores import open_store
 
@@ -160,17 +162,27 @@ async def test_silent_devices_go_offline_by_kind_and_an_event_is_stored(tmp_path
 
 async def test_a_smoke_alarm_does_not_wait_for_a_clip(tmp_path: Path) -> None:
     async with open_store(tmp_path) as store:
-        hub = Hub(store, offline_after={})
         release = asyncio.Event()
         recorded: list[str] = []
 
-        async def slow_clip(device_id: str, reason: str) -> Any:
-            await release.wait()
-            recorded.append(reason)
+        class SlowCamera(Driver):
+            name: ClassVar[str] = "camera"
+            Config: ClassVar[type[msgspec.Struct]] = NoConfig
+
+            async def run(self, hub: HubPort) -> None:
+                raise AssertionError("not run here")
+
+            async def record_clips(self, device_id: str, reason: str) -> list[Clip]:
+                await release.wait()
+                recorded.append(reason)
+                return []
+
+        camera = SlowCamera(NoConfig(), Creds())
+        assert isinstance(camera, RecordsClips)
+        hub = Hub(store, offline_after={}, drivers=[camera])
 
         async with asyncio.TaskGroup() as tg:
             hub.spawn = lambda coro, name: tg.create_task(coro, name=name)
-            hub.clip_handler = slow_clip
             await asyncio.wait_for(
                 hub.event(Event(device_id="s", kind=EventKind.SMOKE, state="smoke", ts=T0)), timeout=2
             )
@@ -178,3 +190,49 @@ async def test_a_smoke_alarm_does_not_wait_for_a_clip(tmp_path: Path) -> None:
             release.set()
         assert recorded == ["smoke"]
         assert hub.counters["clips"] == 1
+
+
+class Camera(Driver):
+    """A clip-keeping driver that only listens: what the hub tells it about restriction."""
+
+    name: ClassVar[str] = "camera"
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+
+    def __init__(self) -> None:
+        super().__init__(NoConfig(), Creds())
+        self.told: list[frozenset[Category]] = []
+
+    async def run(self, hub: HubPort) -> None:
+        raise AssertionError("not run here")
+
+    def restriction_changed(self, restricted: frozenset[Category]) -> None:
+        self.told.append(restricted)
+
+
+async def test_restriction_is_the_hubs_decision_told_to_drivers_and_applied_to_sealed_clips(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    async with open_store(tmp_path) as store:
+        camera = Camera()
+        assert isinstance(camera, Restrictable) and not isinstance(Steady(NoConfig(), Creds()), Restrictable)
+        hub = Hub(store, offline_after={}, drivers=[camera])
+        await hub.load()
+        assert camera.told == [frozenset()]
+        clip = Clip(clip_id="c1", device_id="camera:x", started=T0, duration_s=1.0, size=3, sha256="00", reason="x")
+        (spool / "c1.age.tmp").write_bytes(b"age")
+        assert await hub.clip_sealed(clip, spool / "c1.age.tmp") == spool / "c1.age"
+        assert [i.body["clip_id"] for i in await store.pending(Lane.CLIPS)] == ["c1"]
+
+        await hub.set_restricted(Category.CAMERA, True, actor="test")
+        assert camera.told[-1] == frozenset({Category.CAMERA})
+        late = msgspec.structs.replace(clip, clip_id="c2")
+        (spool / "c2.age.tmp").write_bytes(b"age")
+        with pytest.raises(ClipAborted):
+            await hub.clip_sealed(late, spool / "c2.age.tmp")
+        assert sorted(p.name for p in spool.iterdir()) == ["c1.age"], "a clip sealed under restriction is not kept"
+        assert [i.body["clip_id"] for i in await store.pending(Lane.CLIPS)] == ["c1"]
+
+    async with open_store(tmp_path) as store:  # the decision survives a restart and is told again
+        again = Camera()
+        await Hub(store, offline_after={}, drivers=[again]).load()
+        assert again.told == [frozenset({Category.CAMERA})]

@@ -25,20 +25,15 @@ from pyrage import x25519
 
 from gateway.errors import DecryptError, PermanentError, TransientError
 from gateway.model import Clip
+from gateway.store.clipspool import CLIP_SUFFIX, TMP_SUFFIX, fsync_dir
 
 log = logging.getLogger(__name__)
 
-CLIP_SUFFIX = ".age"
-TMP_SUFFIX = ".age.tmp"
 _CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class RecipientError(PermanentError):
     """The recipient list is empty or holds something that is not an age X25519 public key."""
-
-
-class ClipAborted(TransientError):
-    """The clip was abandoned before it was sealed (restriction, shutdown, camera loss); nothing was kept."""
 
 
 def parse_recipients(recipients: Sequence[str]) -> list[x25519.Recipient]:
@@ -87,14 +82,6 @@ class _HashingSink(io.RawIOBase):
         self._raw.flush()
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 READ_BUFFER = 1 << 20
 """pyrage pulls the plaintext 8 KiB at a time; a C-level buffer in front of a Python source cuts the Python calls
 128-fold (≈ +30 % throughput) for 1 MiB of memory."""
@@ -131,7 +118,7 @@ def seal_stream(
     source raises (the clip was aborted), the partial ciphertext is removed and the error propagates.
 
     With ``publish=False`` the fsynced ``.tmp`` is returned as it is: the hub indexes the clip in its store first and
-    only then renames it (:mod:`drivers.camera.spool`), so a kill at any instant leaves nothing the store does not
+    only then renames it (:mod:`gateway.store.clipspool`), so a kill at any instant leaves nothing the store does not
     know.
     """
     check_clip_id(clip_id)
