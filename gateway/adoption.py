@@ -7,15 +7,15 @@ their devices are recorded only once adopted. The adoption is audited and persis
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from drivers.base import Adopts, Driver
 from gateway.control import ControlError
+from gateway.control_api import AdoptArgs, Adopted
 from gateway.store import Store
 
 
-async def adopt(drivers: Sequence[Driver], store: Store, args: dict[str, Any]) -> dict[str, Any]:
-    device = str(args.get("device_id", "")).strip().lower()
+async def adopt(drivers: Sequence[Driver], store: Store, args: AdoptArgs) -> Adopted:
+    device = args.device_id.strip().lower()
     name = device.partition(":")[0]
     driver = next((d for d in drivers if d.name == name), None)
     if driver is None:
@@ -27,5 +27,5 @@ async def adopt(drivers: Sequence[Driver], store: Store, args: dict[str, Any]) -
     except ValueError as exc:
         raise ControlError(str(exc)) from None
     if new:
-        await store.audit(str(args.get("actor", "household")), "adopt", device)
-    return {"device_id": device, "adopted": True, "new": new}
+        await store.audit(args.actor, "adopt", device)
+    return Adopted(device_id=device, adopted=True, new=new)

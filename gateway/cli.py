@@ -10,10 +10,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cloud_sync import clitools
 from gateway import config as configuration
+from gateway import control_api as api
 from gateway import humanize, i18n
 from gateway.control import ControlError, DaemonUnreachable, call
 from gateway.errors import ConfigError, KotihubError
@@ -33,7 +34,7 @@ def _socket(args: argparse.Namespace) -> Path:
     return _load_config(args).socket_path
 
 
-def _ask(args: argparse.Namespace, cmd: str, payload: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
+def _ask(args: argparse.Namespace, cmd: str, payload: api.Args | None = None, timeout: float = 60.0) -> Any:
     return call(_socket(args), cmd, payload, timeout=timeout)
 
 
@@ -132,7 +133,7 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _discover(args: argparse.Namespace) -> int:
-    found = _ask(args, "discover", {"timeout": args.timeout}, timeout=args.timeout + 30)
+    found = _ask(args, "discover", api.DiscoverArgs(timeout=args.timeout), timeout=args.timeout + 30)
     rows = [
         [
             f.get("device_id", "-"),
@@ -150,25 +151,27 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def _adopt(args: argparse.Namespace) -> int:
-    result = _ask(args, "adopt", {"device_id": args.device, "actor": "cli"})
+    result = _ask(args, "adopt", api.AdoptArgs(device_id=args.device, actor="cli"))
     _emit(args, result, f"{result['device_id']} " + ("adopted" if result["new"] else "was already adopted"))
     return 0
 
 
 def _restrict(args: argparse.Namespace) -> int:
-    result = _ask(args, "restrict", {"category": args.category, "on": args.state == "on", "actor": "cli"})
+    result = _ask(
+        args, "restrict", api.RestrictArgs(category=Category(args.category), on=args.state == "on", actor="cli")
+    )
     _emit(args, result, "restricted now: " + (", ".join(result) or "nothing"))
     return 0
 
 
 def _rename(args: argparse.Namespace) -> int:
-    result = _ask(args, "rename", {"device_id": args.device, "name": args.name, "room": args.room, "actor": "cli"})
+    result = _ask(args, "rename", api.RenameArgs(device_id=args.device, name=args.name, room=args.room, actor="cli"))
     _emit(args, result, f"{result['device_id']}: name {result['name']!r}, room {result['room']!r}")
     return 0
 
 
 def _sync(args: argparse.Namespace) -> int:
-    s = _ask(args, "sync", {"now": args.now})
+    s = _ask(args, "sync", api.SyncArgs(now=args.now))
     rows = [
         [
             lane,
@@ -237,7 +240,7 @@ def _follow(args: argparse.Namespace, job_id: str, label: str) -> dict[str, Any]
     """Polls a daemon job until it ends, drawing a progress bar for people (nothing for --json or a pipe)."""
     show = not args.json and sys.stderr.isatty()
     while True:
-        job: dict[str, Any] = _ask(args, "job", {"id": job_id})
+        job: dict[str, Any] = _ask(args, "job", api.JobArgs(id=job_id))
         if show:
             total = max(job["total"], 1)
             filled = min(30, int(30 * job["done"] / total))
@@ -255,7 +258,7 @@ def _follow(args: argparse.Namespace, job_id: str, label: str) -> dict[str, Any]
 
 def _retention(args: argparse.Namespace) -> int:
     if args.run:
-        started = _ask(args, "retention", {"run": True, "force": args.force})
+        started = _ask(args, "retention", api.RetentionArgs(run=True, force=args.force))
         job = _follow(args, started["job"], "retention")
         r = job["result"]
         human = (
@@ -295,6 +298,7 @@ def _retention_text(s: dict[str, Any]) -> str:
 
 
 def _erase(args: argparse.Namespace) -> int:
+    scope: Literal["all", "device", "category"]
     if args.all:
         scope, target, what = "all", "", "ALL data on this hub"
     elif args.device:
@@ -309,7 +313,7 @@ def _erase(args: argparse.Namespace) -> int:
         if answer.strip() != "ERASE":
             print("nothing erased")
             return 1
-    started = _ask(args, "erase", {"scope": scope, "target": target, "confirm": True, "actor": "cli"})
+    started = _ask(args, "erase", api.EraseArgs(scope=scope, target=target, confirm=True, actor="cli"))
     receipt = _follow(args, started["job"], "erasing")["result"]
     r = receipt["receipt"]
     human = (
@@ -360,7 +364,7 @@ def _receipt_verify(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import shutil
 
-    started = _ask(args, "export", {"actor": "cli"})
+    started = _ask(args, "export", api.ExportArgs(actor="cli"))
     result = _follow(args, started["job"], "exporting")["result"]
     source = Path(result["path"])
     shutil.copyfile(source, args.out)
@@ -378,7 +382,7 @@ def _selftest(args: argparse.Namespace) -> int:
         "fail": i18n.text("status.fail", lang),
     }
     try:
-        checks: list[dict[str, Any]] = _ask(args, "selftest", {"alarm_test": args.alarm_test}, timeout=60)
+        checks: list[dict[str, Any]] = _ask(args, "selftest", api.SelftestArgs(alarm_test=args.alarm_test), timeout=60)
     except DaemonUnreachable:
         checks = [
             {"check": "daemon", "status": "fail", "message": "daemon.down", "advice": "daemon.down.fix", "params": {}}

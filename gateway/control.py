@@ -1,7 +1,8 @@
 """The control socket: a unix socket (mode 0660) over which the ``kotihub`` CLI asks the daemon things.
 
 One JSON request per connection, one JSON reply: ``{"cmd": "status", "args": {...}}`` →
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``. Requests are bounded in size.
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``. Requests are bounded in size. Each command
+names the Struct its arguments decode into (:mod:`gateway.control_api`), so a handler gets typed, checked values.
 """
 
 from __future__ import annotations
@@ -9,18 +10,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
-import json
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from gateway.control_api import Args, Reply, Request
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 64 * 1024
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+A = TypeVar("A", bound=Args)
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Generic[A]):
+    """A control command: the Struct its arguments decode into and the handler that gets them."""
+
+    args: type[A]
+    run: Callable[[A], Awaitable[Any]]
+
+
+def _as_text(value: Any) -> str:
+    return str(value)  # paths, dates and the like in a status reply: shown, not decoded
 
 
 class ControlError(Exception):
@@ -32,7 +49,7 @@ class DaemonUnreachable(Exception):
 
 
 class ControlServer:
-    def __init__(self, path: Path, handlers: dict[str, Handler], *, group: str = "") -> None:
+    def __init__(self, path: Path, handlers: dict[str, Command[Any]], *, group: str = "") -> None:
         self.path = path
         self.handlers = handlers
         self.group = group
@@ -58,7 +75,7 @@ class ControlServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             reply = await self._answer(reader)
-            writer.write(json.dumps(reply, default=str).encode() + b"\n")
+            writer.write(msgspec.json.encode(reply, enc_hook=_as_text) + b"\n")
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -67,29 +84,32 @@ class ControlServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+    async def _answer(self, reader: asyncio.StreamReader) -> Reply:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=10)
-            request = json.loads(line)
-            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                raise ValueError("a request is {'cmd': str, 'args': {...}}")
-        except (ValueError, asyncio.LimitOverrunError, TimeoutError) as exc:
-            return {"ok": False, "error": f"bad request: {exc}"}
-        handler = self.handlers.get(request["cmd"])
-        if handler is None:
-            return {"ok": False, "error": f"unknown command {request['cmd']!r}"}
-        args = request.get("args") or {}
+            request = msgspec.json.decode(line, type=Request)
+        except (msgspec.DecodeError, ValueError, asyncio.LimitOverrunError, TimeoutError) as exc:
+            return Reply(False, error=f"bad request: {exc}")
+        command = self.handlers.get(request.cmd)
+        if command is None:
+            return Reply(False, error=f"unknown command {request.cmd!r}")
         try:
-            return {"ok": True, "result": await handler(args)}
+            args = msgspec.convert(request.args, command.args)
+        except msgspec.ValidationError as exc:
+            return Reply(False, error=f"bad request: {exc}")
+        try:
+            return Reply(True, result=await command.run(args))
         except ControlError as exc:
-            return {"ok": False, "error": str(exc)}
+            return Reply(False, error=str(exc))
         except Exception as exc:  # the CLI gets a message; the daemon keeps serving
-            log.exception("control command %s failed", request["cmd"])
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            log.exception("control command %s failed", request.cmd)
+            return Reply(False, error=f"{type(exc).__name__}: {exc}")
 
 
-def call(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = 60.0) -> Any:
-    """Sends one request to the daemon and returns its result; raises DaemonUnreachable or ControlError."""
+def call(path: Path, cmd: str, args: Args | dict[str, Any] | None = None, *, timeout: float = 60.0) -> Any:
+    """Sends one request to the daemon and returns its result (JSON values); raises DaemonUnreachable or
+    ControlError. ``args`` is the command's Struct from :mod:`gateway.control_api` (a dict is checked by the daemon
+    the same way)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -103,14 +123,18 @@ def call(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout: f
     except ConnectionRefusedError:
         raise DaemonUnreachable(f"the kotihub daemon is not running (stale socket at {path})") from None
     with sock:
-        sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+        body = msgspec.to_builtins(args) if isinstance(args, Args) else dict(args or {})
+        sock.sendall(msgspec.json.encode(Request(cmd, body)) + b"\n")
         chunks = []
         while True:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             chunks.append(chunk)
-    reply = json.loads(b"".join(chunks) or b"{}")
-    if not reply.get("ok"):
-        raise ControlError(reply.get("error", "the daemon closed the connection without a reply"))
-    return reply["result"]
+    data = b"".join(chunks)
+    if not data:
+        raise ControlError("the daemon closed the connection without a reply")
+    reply = msgspec.json.decode(data, type=Reply)
+    if not reply.ok:
+        raise ControlError(reply.error)
+    return reply.result

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from gateway.control_api import Args
+
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
 
@@ -114,7 +116,7 @@ async def bundle(daemon: Daemon, logs: RecentLogs | None) -> dict[str, Any]:
         for key in ("host", "address", "stream_url", "username"):
             if isinstance(table, dict) and isinstance(table.get(key), str) and table[key]:
                 sensitive[table[key]] = key
-    status = await daemon.control.status({})
+    status = await daemon.control.status(Args())
     status.pop("devices_list", None)
     raw = {
         "created": time.time(),

@@ -42,3 +42,31 @@ def test_the_hub_handles_every_command_the_register_can_queue() -> None:
         f"handled now, remove from NOT_HANDLED_YET: {sorted(set(NOT_HANDLED_YET) - unhandled)}"
     )
     assert handled <= set(protocol.COMMAND_KINDS), "the hub handles a kind the protocol does not have"
+
+
+def register_queued_kinds() -> set[str]:
+    """Every kind the register's own code queues: a constant kind passed to ``queue_command`` anywhere under
+    cloud_sync/register, and the kinds its API lets a household queue (a tuple named ``API_COMMAND_KINDS``)."""
+    kinds: set[str] = set()
+    for path in sorted((REPO / "cloud_sync" / "register").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "queue_command":
+                kind = node.args[1] if len(node.args) > 1 else None
+                if isinstance(kind, ast.Constant) and isinstance(kind.value, str):
+                    kinds.add(kind.value)
+            elif (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "API_COMMAND_KINDS" for t in node.targets)
+                and isinstance(node.value, ast.Tuple)
+            ):
+                kinds |= {e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return kinds
+
+
+def test_every_kind_the_register_queues_is_in_the_protocol_and_handled_by_the_hub() -> None:
+    queued = register_queued_kinds()
+    assert {"erase", "restrict"} <= queued, "could not find the register's queue_command calls: update the scan"
+    assert queued <= set(protocol.COMMAND_KINDS), "the register queues a kind the protocol does not define"
+    assert queued - hub_command_kinds() <= set(NOT_HANDLED_YET), (
+        f"the register queues kinds no hub handles: {sorted(queued - hub_command_kinds() - set(NOT_HANDLED_YET))}"
+    )
