@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # How often last-seen times are written to the store: one write per message would wear the SD card.
 LAST_SEEN_FLUSH_S = 300.0
 ACTIVITY_QUEUE = 1000
+_ONLINE = {True: "online", False: "offline"}
 
 
 @dataclass(slots=True)
@@ -63,6 +64,7 @@ class Hub:
             "alarms": 0,
             "clips": 0,
             "clips_failed": 0,
+            "availability_unchanged": 0,
         }
         self.driver_health: dict[str, TaskHealth] = {}
         self.drivers: dict[str, Driver] = {d.name: d for d in drivers}
@@ -102,14 +104,33 @@ class Hub:
     # ---- the driver port -----------------------------------------------------------------------------------------
 
     def _seen(self, device_id: str, now: float) -> DeviceState | None:
+        """Activity of a known device: its last-seen time moves (``_came_back`` then says whether it was offline)."""
         state = self.devices.get(device_id)
         if state is not None:
             state.last_seen = now
             self._unsaved_seen[device_id] = now
-            if not state.online:
-                state.online = True
-                log.info("a %s came back online", state.info.kind.value)
         return state
+
+    async def _came_back(self, states: Sequence[DeviceState | None], now: float) -> None:
+        for state in states:
+            if state is not None and not state.online:
+                await self._set_online(state, True, now)
+
+    async def _set_online(self, state: DeviceState, online: bool, ts: float) -> None:
+        """The one place a device's liveness changes. The hub decides from activity, its own per-kind silence
+        timeout and the drivers' evidence (an MQTT last will, a lost miio link, BLE's timeouts for sleepy devices);
+        only a change becomes an availability event, so the store and the register see the hub's decision once
+        per transition, whoever reported it."""
+        if state.online == online:
+            self.counters["availability_unchanged"] += 1
+            return
+        state.online = online
+        log.info("a %s %s", state.info.kind.value, "came back online" if online else "went offline")
+        event = Event(device_id=state.info.device_id, kind=EventKind.AVAILABILITY, state=_ONLINE[online], ts=ts)
+        if event.category in self.restricted:
+            self.counters["events_restricted"] += 1
+            return
+        await self._store_event(event)
 
     async def device_seen(self, info: DeviceInfo) -> None:
         now = self._clock()
@@ -122,7 +143,7 @@ class Hub:
             return
         # Keep a name the household gave over whatever the device announces.
         merged = _merge(state.info, info)
-        self._seen(info.device_id, now)
+        await self._came_back([self._seen(info.device_id, now)], now)
         if merged != state.info:
             state.info = merged
             await self.store.upsert_device(merged, seen=now)
@@ -132,10 +153,12 @@ class Hub:
             self.counters["readings_restricted"] += len(readings)
             return
         now = self._clock()
+        seen: dict[str, DeviceState | None] = {}
         for r in readings:
-            state = self._seen(r.device_id, now)
+            state = seen[r.device_id] = self._seen(r.device_id, now)
             if state is not None and r.quantity is Quantity.BATTERY:
                 state.battery = r.value
+        await self._came_back(list(seen.values()), now)
         await self.store.wait_for_room()
         try:
             fut = self.store.submit_readings(readings)
@@ -160,12 +183,20 @@ class Hub:
             self.counters["events_restricted"] += 1
             return
         if event.kind is EventKind.AVAILABILITY:
-            # An availability report says whether the device is reachable; it is not activity of the device.
+            # A driver's availability report is evidence (it is not activity of the device); the hub decides.
             state = self.devices.get(event.device_id)
             if state is not None:
-                state.online = event.state == "online"
+                await self._set_online(state, event.state == _ONLINE[True], event.ts)
+                return
         else:
-            self._seen(event.device_id, self._clock())
+            now = self._clock()
+            state = self._seen(event.device_id, now)
+            await self._store_event(event)
+            await self._came_back([state], now)  # after the event: an alarm never waits for liveness bookkeeping
+            return
+        await self._store_event(event)
+
+    async def _store_event(self, event: Event) -> None:
         await self.store.add_event(event)
         self.counters["events_accepted"] += 1
         if event.kind is EventKind.SMOKE and event.state == SmokeState.SMOKE:
@@ -241,13 +272,10 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             now = self._clock()
-            for device_id, state in self.devices.items():
+            for state in list(self.devices.values()):
                 timeout = self._offline_after.get(state.info.kind.value, self._offline_after.get("other", 90_000.0))
                 if state.online and now - state.last_seen > timeout:
-                    state.online = False
-                    log.info("a %s went offline (silent for %.0f s)", state.info.kind.value, now - state.last_seen)
-                    event = Event(device_id=device_id, kind=EventKind.AVAILABILITY, state="offline", ts=now)
-                    await self.event(event)
+                    await self._set_online(state, False, now)
             if now - last_flush >= LAST_SEEN_FLUSH_S:
                 await self.flush_last_seen()
                 last_flush = now

@@ -236,3 +236,34 @@ async def test_restriction_is_the_hubs_decision_told_to_drivers_and_applied_to_s
         again = Camera()
         await Hub(store, offline_after={}, drivers=[again]).load()
         assert again.told == [frozenset({Category.CAMERA})]
+
+
+async def test_the_hub_decides_liveness_and_stores_each_transition_once(tmp_path: Path) -> None:
+    """Activity, the hub's own silence timeout and a driver's evidence (a last will, a lost link) all go through
+    one decision: the store (and so the register) gets one availability event per change, whoever reported it."""
+    now = [T0]
+    async with open_store(tmp_path) as store:
+        hub = Hub(store, offline_after={"sensor": 60.0}, clock=lambda: now[0])
+        await hub.device_seen(DeviceInfo(device_id="a", driver="t", kind=DeviceKind.SENSOR))
+
+        def availability(state: str) -> Event:
+            return Event(device_id="a", kind=EventKind.AVAILABILITY, state=state, ts=now[0])
+
+        await hub.event(availability("online"))  # already online: nothing to store
+        await hub.event(availability("offline"))  # a driver's evidence: the hub takes the device offline
+        await hub.event(availability("offline"))  # reported again (by the driver's own timeout): no second event
+        assert not hub.devices["a"].online
+        await hub.readings([Reading("a", Quantity.TEMPERATURE, 20.0, now[0])])  # activity: back online
+        assert hub.devices["a"].online
+        now[0] += 120
+        watch = asyncio.create_task(hub.watch_devices(interval=0.01))
+        async with asyncio.timeout(30):
+            while len(await store.pending(Lane.EVENTS)) < 3:
+                await asyncio.sleep(0.01)
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        await hub.event(availability("offline"))  # the driver agrees later: nothing new
+        await hub.event(Event(device_id="a", kind=EventKind.MOTION, state="on", ts=now[0]))  # back, after the event
+        events = [i.body["state"] for i in await store.pending(Lane.EVENTS)]
+        assert events == ["offline", "online", "offline", "on", "online"]
+        assert hub.counters["availability_unchanged"] == 3
