@@ -45,6 +45,7 @@ MAX_COMMAND_WAIT_S: Final = 30.0
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00-\x1f\x7f]+\\Z")]
 """Device and hub ids (``driver:native-id``): any text without control characters."""
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern="^[a-z0-9_]+\\Z")]
+_Channel = Annotated[str, msgspec.Meta(max_length=16, pattern="^[A-Za-z0-9_.-]*\\Z")]
 """Quantity and event-kind names: lower-case identifiers, as in ``gateway.model``."""
 _Text = Annotated[str, msgspec.Meta(max_length=256, pattern="^[^\x00-\x1f]*\\Z")]
 _Finite = Annotated[float, msgspec.Meta(ge=-1e300, le=1e300)]
@@ -191,11 +192,13 @@ class IngestAck(msgspec.Struct, frozen=True):
 # Typed bodies: the register decodes a batch straight into these, so validation is msgspec's typed decode.
 
 
-class ReadingBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ReadingBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     device_id: _Id
     quantity: _Name
     value: _Finite
     ts: _Ts
+    channel: _Channel = ""
+    """Which of several values of one quantity from one device (``1``, ``2``); absent from hubs that predate it."""
 
 
 class EventBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -488,6 +488,7 @@ def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | 
                             "seq": seq,
                             "device_id": r.device_id,
                             "quantity": r.quantity.value,
+                            **({"channel": r.channel} if r.channel else {}),
                             "value": r.value,
                             "ts": r.ts,
                         }

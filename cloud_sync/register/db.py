@@ -139,6 +139,7 @@ readings = Table(
     Column("household_id", String(64), nullable=False),
     Column("device_id", String(128), nullable=False),
     Column("quantity", String(32), nullable=False),
+    Column("channel", String(16), nullable=False, server_default=""),
     Column("value", Double, nullable=False),
     Column("ts", Double, nullable=False),
     Column("received_at", Double, nullable=False),

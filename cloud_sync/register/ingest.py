@@ -91,6 +91,7 @@ def _reading_rows(b: ReadingsBatch, household: str, now: float) -> _Rows:
             "household_id": household,
             "device_id": it.body.device_id,
             "quantity": it.body.quantity,
+            "channel": it.body.channel,
             "value": it.body.value,
             "ts": it.body.ts,
             "received_at": now,
@@ -322,5 +323,8 @@ def items(registry: Registry, hub_id: str, lane: str) -> list[tuple[int, dict[st
             if table is db.diagnostics:
                 out.append((r["seq"], dict(r["body"])))
             else:
-                out.append((r["seq"], {k: v for k, v in r.items() if k not in skip}))
+                body = {k: v for k, v in r.items() if k not in skip}
+                if body.get("channel") == "":  # as the hub sent it: a reading without a channel has none
+                    del body["channel"]
+                out.append((r["seq"], body))
     return out

@@ -8,9 +8,11 @@ is kept (as bthome-ble does) and the packet is noted as partial.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 from typing import Final
 
+import msgspec
 from cryptography.exceptions import InvalidTag
 
 from drivers.ble.common import MAX_AD_PAYLOAD, Decoded, Reason, Rejected, ReplayState, ccm, mac_bytes, uuid16
@@ -197,6 +199,22 @@ def decode(
     return _objects(address, payload, sleepy=bool(info & 0x04), state=state, ts=ts)
 
 
+def _channels(readings: list[Reading]) -> list[Reading]:
+    """BTHome repeats an object for a second probe of one quantity (two thermometers): number them ``1``, ``2``,
+    in order, as bthome-ble's ``_1``/``_2`` postfixes do; a quantity reported once keeps no channel."""
+    counts = collections.Counter(r.quantity for r in readings)
+    if all(n == 1 for n in counts.values()):
+        return readings
+    seen: collections.Counter[Quantity] = collections.Counter()
+    out = []
+    for r in readings:
+        if counts[r.quantity] > 1:
+            seen[r.quantity] += 1
+            r = msgspec.structs.replace(r, channel=str(seen[r.quantity]))
+        out.append(r)
+    return out
+
+
 def _objects(address: str, payload: bytes, *, sleepy: bool, state: ReplayState | None, ts: float) -> Decoded | Rejected:
     did = device_id("ble", address)
     readings: list[Reading] = []
@@ -246,6 +264,7 @@ def _objects(address: str, payload: bytes, *, sleepy: bool, state: ReplayState |
         events.insert(0, Event(device_id=did, kind=EventKind.SMOKE, state=_smoke_state(binaries), ts=ts))
     if note is not None and not readings and not events:
         return Rejected(FMT, note)
+    readings = _channels(readings)
     if packet_id is not None and state is not None:
         state.commit_packet_id(FMT, address, packet_id, ts)
     return Decoded(

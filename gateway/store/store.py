@@ -604,6 +604,8 @@ class Store:
                     continue
                 if seq > after and len(out) < limit:
                     body = {"device_id": r.device_id, "quantity": r.quantity.value, "value": r.value, "ts": r.ts}
+                    if r.channel:  # only then: a register older than channels still takes every other reading
+                        body["channel"] = r.channel
                     out.append(OutboxItem(seq, r.ts, body))
         return out
 

@@ -35,7 +35,8 @@ readings = st.fixed_dictionaries(
         "quantity": st.sampled_from(["temperature", "humidity", "illuminance"]),
         "value": finite,
         "ts": ts,
-    }
+    },
+    optional={"channel": st.text(alphabet=string.ascii_letters + string.digits + "_.-", min_size=1, max_size=16)},
 )
 events = st.fixed_dictionaries(
     {
