@@ -46,7 +46,7 @@ from register_proc import RegisterProcess
 from cloud_sync import protocol as p
 from cloud_sync.enroll import enroll
 from cloud_sync.register.notify.twilio_sim import TwilioSimulator
-from drivers.mqtt.broker import start_mosquitto
+from kotihub_tools.broker import start_mosquitto
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.sirens import bridge_devices

@@ -46,10 +46,10 @@ from typing import Any
 
 import aiomqtt
 
-from drivers.mqtt.broker import MosquittoBroker, start_mosquitto
 from drivers.mqtt.config import MqttConfig
 from drivers.mqtt.decoders import MqttDecoder
 from gateway.control import call
+from kotihub_tools.broker import MosquittoBroker, start_mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -287,7 +287,7 @@ def driver_callback(rounds: int) -> tuple[float, float]:
     first with the dedupe window off (every call decodes; repeated encrypted packets stop at the replay check),
     then with it on (repeats stop at the fingerprint)."""
     from drivers.ble.driver import BleConfig, BleDriver
-    from drivers.ble.replay import RECORDINGS, RecordedCredentials
+    from kotihub_tools.simulators.ble_replay import RECORDINGS, RecordedCredentials
 
     ads = [r.advertisement() for r in RECORDINGS]
     out = []

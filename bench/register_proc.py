@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cloud_sync.enroll import enroll
-from drivers.mqtt.broker import free_port
 from gateway.store import Store
+from kotihub_tools.broker import free_port
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -425,7 +425,7 @@ def _clip_decrypt(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from kotihub_tools.demo import run_demo
 
     return run_demo(duration=args.duration, with_register=not args.no_register)
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import AQARA_ID, run_simulator
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.mqtt import AQARA_ID, run_simulator
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,10 +19,10 @@ from drivers.base import RecordsClips
 from drivers.camera.driver import CameraConfig, CameraDriver, CameraDriverConfig
 from drivers.camera.ffmpeg import FfmpegVersion, detect
 from drivers.camera.recorder import Recorder, RecorderSettings
-from drivers.camera.simulator import MARKER, Mode, SimulatedCamera
 from gateway.errors import ClipAborted, DecryptError
 from gateway.model import Category, Clip
 from gateway.store.clips import decrypt_clip
+from kotihub_tools.simulators.camera import MARKER, Mode, SimulatedCamera
 from tests.support.camera import Member, make_member, spool_context
 from tests.support.recording_hub import RecordingHub
 

@@ -13,8 +13,8 @@ from zeroconf.asyncio import AsyncZeroconf
 from drivers.camera import mdns, wsdiscovery
 from drivers.camera.driver import CameraConfig, CameraDriver, CameraDriverConfig
 from drivers.camera.recorder import Changes
-from drivers.camera.simulator import SimulatedCamera
 from gateway.model import DeviceInfo, DeviceKind
+from kotihub_tools.simulators.camera import SimulatedCamera
 
 
 class NoCredentials:

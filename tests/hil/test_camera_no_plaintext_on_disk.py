@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 
 from drivers.camera import ringbuffer
-from drivers.camera.simulator import MARKER, SimulatedCamera
 from gateway.model import Clip
 from gateway.store.clips import decrypt_clip
+from kotihub_tools.simulators.camera import MARKER, SimulatedCamera
 from tests.support.camera import Member
 
 # `strace -y -xx` prints each fd with its path and every data byte as \xNN.

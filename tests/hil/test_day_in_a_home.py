@@ -22,11 +22,6 @@ import requests
 
 from cloud_sync.enroll import enroll
 from drivers.ble.driver import BleConfig, BleDriver
-from drivers.ble.replay import RecordedCredentials, replay
-from drivers.camera.simulator import MARKER, SimulatedCamera
-from drivers.miio.simulator import DEMO_SMOKE_SID, MiioSimulator, SimulatedGateway, demo_table
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import publish_scene
 from gateway import config as configuration
 from gateway import crypto
 from gateway.daemon import Daemon
@@ -34,6 +29,11 @@ from gateway.errors import DecryptError
 from gateway.model import Quantity, Reading, SmokeState
 from gateway.store import Store
 from gateway.store.clips import decrypt_clip
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.ble_replay import RecordedCredentials, replay
+from kotihub_tools.simulators.camera import MARKER, SimulatedCamera
+from kotihub_tools.simulators.miio import DEMO_SMOKE_SID, MiioSimulator, SimulatedGateway, demo_table
+from kotihub_tools.simulators.mqtt import publish_scene
 from tests.support.register import RunningRegister
 from tests.support.tcpproxy import fault_proxy
 

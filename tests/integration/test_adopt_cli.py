@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from drivers.mqtt.broker import MosquittoBroker
+from kotihub_tools.broker import MosquittoBroker
 from tests.integration.test_daemon import HubProcess
 
 DEVICE = "ble:a4:c1:38:02:83:f4"

@@ -22,7 +22,7 @@ from cloud_sync.register.notify import alarms, contacts, dispatch
 from cloud_sync.register.notify.config import NotifyConfig
 from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from cloud_sync.uplink import HubIdentity
-from drivers.mqtt.broker import MosquittoBroker
+from kotihub_tools.broker import MosquittoBroker
 from tests.integration.test_hub_register import SyncedHub
 from tests.support.notify import FAST_POLICY, PHONES, Mailbox, notify_env, wait_for
 from tests.support.register import RunningRegister

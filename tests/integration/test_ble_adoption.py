@@ -17,8 +17,8 @@ from bleak.backends.scanner import AdvertisementData
 from drivers.base import DriverContext
 from drivers.ble.common import uuid16
 from drivers.ble.driver import BleConfig, BleDriver
-from drivers.ble.replay import RECORDINGS, RecordedCredentials, Recording
 from drivers.memory import VolatileMemory
+from kotihub_tools.simulators.ble_replay import RECORDINGS, RecordedCredentials, Recording
 from tests.support import ble_encode
 from tests.support.recording_hub import RecordingHub
 

@@ -19,8 +19,8 @@ from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback,
 from drivers import driver_class
 from drivers.ble.common import uuid16
 from drivers.ble.driver import BleConfig, BleDriver, OfflineAfter, or_patterns
-from drivers.ble.replay import RECORDINGS, RecordedCredentials, Recording, replay
 from gateway.model import DeviceKind, EventKind, Lane, Quantity, SmokeState
+from kotihub_tools.simulators.ble_replay import RECORDINGS, RecordedCredentials, Recording, replay
 from tests.support.recording_hub import RecordingHub
 
 BTHOME = uuid16(0xFCD2)

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import publish_scene
 from gateway import crypto
 from gateway.control import ControlError, call
 from gateway.store import Store
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.mqtt import publish_scene
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,8 @@ import time
 import msgspec
 
 from drivers import driver_class
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import run_simulator
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.mqtt import run_simulator
 from tests.support.recording_hub import RecordingHub
 
 

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cloud_sync.register import fleet
 from cloud_sync.uplink import HubIdentity
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import publish_scene
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.mqtt import publish_scene
 from tests.integration.test_daemon import HubProcess, wait_until
 from tests.integration.test_register import bearer
 from tests.support.register import RunningRegister

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from cloud_sync.uplink import HubIdentity
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import publish_scene
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.mqtt import publish_scene
 from tests.integration.test_daemon import HubProcess, wait_until
 from tests.support.register import RunningRegister
 from tests.support.tcpproxy import FaultProxy, fault_proxy

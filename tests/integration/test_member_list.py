@@ -19,9 +19,9 @@ from cloud_sync import protocol as p
 from cloud_sync.register import db, memberlog
 from cloud_sync.register.auth import HubIdentity as RegHub
 from cloud_sync.uplink import HubIdentity as UplinkIdentity
-from drivers.mqtt.broker import MosquittoBroker
 from gateway.cli import main as kotihub
 from household import edit, keys
+from kotihub_tools.broker import MosquittoBroker
 from tests.integration.test_daemon import wait_until
 from tests.integration.test_hub_register import SyncedHub
 from tests.support.register import ACTOR, RunningRegister

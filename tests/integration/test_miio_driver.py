@@ -15,7 +15,9 @@ from drivers import driver_class
 from drivers.miio.config import DeviceConfig, MiioConfig
 from drivers.miio.driver import MiioDriver, token_name
 from drivers.miio.poller import DevicePoller
-from drivers.miio.simulator import (
+from gateway.errors import StoreFullError
+from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Lane, Quantity, Reading, SmokeState, device_id
+from kotihub_tools.simulators.miio import (
     DEMO_HT_SID,
     DEMO_SMOKE_SID,
     DEMO_WEATHER_SID,
@@ -24,8 +26,6 @@ from drivers.miio.simulator import (
     SimulatedGateway,
     demo_table,
 )
-from gateway.errors import StoreFullError
-from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Lane, Quantity, Reading, SmokeState, device_id
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # python-miio 0.5.12 on Click 8.2+

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from drivers.mqtt.broker import start_mosquitto
+from kotihub_tools.broker import start_mosquitto
 from tests.integration.test_install import REPO, run
 
 CONF = REPO / "config" / "mosquitto" / "kotihub.conf"

@@ -22,12 +22,12 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from drivers.mqtt import simulator as sim
-from drivers.mqtt.broker import MosquittoBroker, start_mosquitto
 from gateway import crypto
 from gateway.control import ControlError, DaemonUnreachable, call
 from gateway.model import Reading
 from gateway.store import OutboxItem, Store
+from kotihub_tools.broker import MosquittoBroker, start_mosquitto
+from kotihub_tools.simulators import mqtt as sim
 from tests.integration.test_daemon import REPO, HubProcess, wait_until
 
 KILLS = 30

@@ -15,12 +15,12 @@ import pytest
 
 from drivers import driver_class
 from drivers.base import Discovered
-from drivers.mqtt import simulator as sim
-from drivers.mqtt.broker import MosquittoBroker, start_mosquitto
 from drivers.mqtt.config import MqttConfig
 from drivers.mqtt.driver import MqttDriver
 from gateway.errors import TransientError
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Quantity, Reading
+from kotihub_tools.broker import MosquittoBroker, start_mosquitto
+from kotihub_tools.simulators import mqtt as sim
 
 WAIT = 10.0
 

@@ -13,11 +13,11 @@ import aiomqtt
 import msgspec
 
 from drivers import driver_class
-from drivers.mqtt.broker import MosquittoBroker
 from drivers.mqtt.driver import MqttDriver
 from gateway import sirens
 from gateway.hub import Hub
 from gateway.model import DeviceKind
+from kotihub_tools.broker import MosquittoBroker
 from tests.support.sirens import SIREN, SMOKE_A, SMOKE_B, bridge_devices
 from tests.support.stores import open_store
 

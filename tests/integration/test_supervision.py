@@ -17,8 +17,8 @@ import pytest
 
 from cloud_sync.register.server import ReadyServer, build_config
 from cloud_sync.uplink import HubIdentity
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import publish_scene
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.mqtt import publish_scene
 from tests.integration.test_daemon import HubProcess, stored, wait_until
 from tests.support.register import RunningRegister
 

@@ -11,8 +11,8 @@ from drivers.ble import atc, bthome, mibeacon, ruuvi
 from drivers.ble.common import Decoded, Rejected, ReplayState, uuid16
 from drivers.ble.decode import decode_advertisement
 from drivers.ble.driver import BleConfig, BleDriver
-from drivers.ble.replay import Recording
 from gateway.model import EventKind, Quantity, SmokeState
+from kotihub_tools.simulators.ble_replay import Recording
 from tests.support import ble_encode
 from tests.support.ble_vectors import all_vectors
 from tests.support.recording_hub import RecordingHub

@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from drivers.miio import packet, values
-from drivers.miio.simulator import MiioSimulator, SimulatedGateway
 from gateway.model import SmokeState
+from kotihub_tools.simulators.miio import MiioSimulator, SimulatedGateway
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

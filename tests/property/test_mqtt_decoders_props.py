@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.mqtt.decoders import Decoded, MqttDecoder
-from drivers.mqtt.simulator import scripted_scene
 from gateway.model import UNITS, Quantity, SmokeState
+from kotihub_tools.simulators.mqtt import scripted_scene
 
 TOPICS = [
     "zigbee2mqtt/living_room/weather",

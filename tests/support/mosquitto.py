@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mqtt.broker import MosquittoBroker, start_mosquitto
+from kotihub_tools.broker import MosquittoBroker, start_mosquitto
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ vectors, whose expected values then hold for the demo too."""
 
 from __future__ import annotations
 
-from drivers.ble.replay import RECORDED_BINDKEYS, RECORDINGS, RecordedCredentials
+from kotihub_tools.simulators.ble_replay import RECORDED_BINDKEYS, RECORDINGS, RecordedCredentials
 from tests.support.ble_vectors import all_vectors
 
 

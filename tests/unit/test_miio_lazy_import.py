@@ -12,7 +12,7 @@ PURE = [
     "drivers.miio.values",
     "drivers.miio.config",
     "drivers.miio.discovery",
-    "drivers.miio.simulator",
+    "kotihub_tools.simulators.miio",
 ]
 
 

@@ -23,8 +23,8 @@ from typing import Any
 from gateway import config as configuration
 from gateway.control_api import Args
 from gateway.daemon import Daemon
-from gateway.demo_alarm import SIREN_RELAY, AlarmDemo
 from gateway.model import DeviceInfo, Event, EventKind
+from kotihub_tools.demo_alarm import SIREN_RELAY, AlarmDemo
 
 
 def _say(text: str) -> None:
@@ -75,7 +75,7 @@ def _local_register(root: Path, enabled: bool) -> Iterator[Any]:
         return
     from cloud_sync.register.server import BackgroundServer
     from cloud_sync.register.settings import Settings
-    from drivers.mqtt.broker import free_port
+    from kotihub_tools.broker import free_port
 
     port = free_port()
     alarm_demo = AlarmDemo()  # a simulated Twilio and the notification dispatcher
@@ -120,11 +120,11 @@ async def _provision(server: Any, state: Path) -> str:
 
 async def _demo(duration: float, with_register: bool) -> int:
     from drivers.ble.driver import BleConfig, BleDriver
-    from drivers.ble.replay import RECORDINGS, RecordedCredentials, replay
-    from drivers.miio.simulator import DEMO_SMOKE_SID, MiioSimulator, SimulatedGateway, demo_table
-    from drivers.mqtt.broker import start_mosquitto
-    from drivers.mqtt.simulator import run_simulator
     from gateway.model import SmokeState
+    from kotihub_tools.broker import start_mosquitto
+    from kotihub_tools.simulators.ble_replay import RECORDINGS, RecordedCredentials, replay
+    from kotihub_tools.simulators.miio import DEMO_SMOKE_SID, MiioSimulator, SimulatedGateway, demo_table
+    from kotihub_tools.simulators.mqtt import run_simulator
 
     with tempfile.TemporaryDirectory(prefix="kotihub-demo-") as tmp:
         root = Path(tmp)
