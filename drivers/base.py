@@ -151,6 +151,20 @@ class Discovered(msgspec.Struct, frozen=True, kw_only=True):
     rssi: float | None = None
 
 
+class Link(msgspec.Struct, frozen=True, kw_only=True):
+    """What a driver's devices hang on (a broker, a radio adapter), for status and ``kotihub selftest``: the check
+    is the same for every driver, so the hub asks :meth:`Driver.link` instead of knowing drivers by name."""
+
+    check: str
+    """The selftest line (``mqtt``, ``bluetooth``); its texts are ``{messages}.ok``, ``.down`` and ``.fix``."""
+    messages: str
+    up: bool
+    reason: str = ""
+    """Why it is down, for the person at the box: no addresses, no secrets."""
+    essential: bool = True
+    """Down is a failure (no device of the driver can be reached), not only a warning."""
+
+
 class DriverStats:
     """Counters every driver keeps, shown in ``kotihub status``; and a log that speaks once per (device, reason)."""
 
@@ -216,3 +230,7 @@ class Driver(abc.ABC):
     def health(self) -> dict[str, Any]:
         """Driver-specific health for status and selftest; extend, don't replace, the base counters."""
         return self.stats.as_dict()
+
+    def link(self) -> Link | None:
+        """The state of what the driver's devices hang on, if it has one (a broker, an adapter); None by default."""
+        return None

@@ -65,13 +65,13 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "fi": "katso ajurin virheet: journalctl -u kotihub",
     },
     "mqtt.ok": {"en": "MQTT broker reachable", "fi": "MQTT-välittäjä tavoitettavissa"},
-    "mqtt.down": {"en": "MQTT broker not reachable: {error}", "fi": "MQTT-välittäjää ei tavoiteta: {error}"},
+    "mqtt.down": {"en": "MQTT broker not reachable: {reason}", "fi": "MQTT-välittäjää ei tavoiteta: {reason}"},
     "mqtt.fix": {
         "en": "check that mosquitto runs and [drivers.mqtt] host/port are right",
         "fi": "tarkista, että mosquitto on käynnissä ja [drivers.mqtt] host/port ovat oikein",
     },
     "ble.ok": {"en": "Bluetooth adapter present and scanning", "fi": "Bluetooth-sovitin löytyy ja kuuntelee"},
-    "ble.missing": {"en": "no Bluetooth adapter: {reason}", "fi": "Bluetooth-sovitinta ei löydy: {reason}"},
+    "ble.down": {"en": "no Bluetooth adapter: {reason}", "fi": "Bluetooth-sovitinta ei löydy: {reason}"},
     "ble.fix": {
         "en": "check bluetoothd (systemctl status bluetooth) and the adapter in [drivers.ble]",
         "fi": "tarkista bluetoothd (systemctl status bluetooth) ja sovitin [drivers.ble]-osiossa",

@@ -75,26 +75,16 @@ async def run_checks(daemon: Daemon, *, alarm_test: bool = False) -> list[dict[s
     results.append(_key_check(cfg.state_path))
 
     for name, health in daemon.hub.summary()["drivers"].items():
-        if name == "mqtt":
-            connected = bool(health.get("connected"))
+        driver = daemon.hub.drivers.get(name)
+        if (link := driver.link() if driver is not None else None) is not None:
+            down = FAIL if link.essential else WARN
             results.append(
                 check(
-                    "mqtt",
-                    OK if connected else FAIL,
-                    "mqtt.ok" if connected else "mqtt.down",
-                    None if connected else "mqtt.fix",
-                    error=health.get("last_error") or "-",
-                )
-            )
-        if name == "ble":
-            present = health.get("adapter") == "ok"
-            results.append(
-                check(
-                    "bluetooth",
-                    OK if present else WARN,
-                    "ble.ok" if present else "ble.missing",
-                    None if present else "ble.fix",
-                    reason=health.get("adapter_reason") or "-",
+                    link.check,
+                    OK if link.up else down,
+                    f"{link.messages}.ok" if link.up else f"{link.messages}.down",
+                    None if link.up else f"{link.messages}.fix",
+                    reason=link.reason,
                 )
             )
         healthy = health["state"] == "running" and not health["last_error"]

@@ -23,7 +23,7 @@ from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
-from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
+from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort, Link
 from drivers.ble.common import BENIGN, Decoded, Reason, ReplayState, mac_bytes, uuid16
 from drivers.ble.decode import decode_advertisement, is_relevant
 from drivers.lru import Lru
@@ -531,6 +531,11 @@ class BleDriver(Driver):
             for h in self._heard.values()
             if h.online
         ]
+
+    def link(self) -> Link:
+        # Without an adapter the hub still runs its other drivers: a warning, not a failure.
+        up = self._adapter_state == "ok"
+        return Link(check="bluetooth", messages="ble", up=up, reason=self._adapter_reason or "-", essential=False)
 
     def health(self) -> dict[str, Any]:
         retry_in = None if self._next_retry is None else max(0.0, self._next_retry - time.monotonic())

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import aiomqtt
 
-from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
+from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort, Link
 from drivers.memory import Memory
 from drivers.mqtt import ha, z2m
 from drivers.mqtt.acks import RECENT_NS, Acker, Recent, digest, manual_acks, received
@@ -303,6 +303,9 @@ class MqttDriver(Driver):
             self.config.sirens,
             devices,
         )
+
+    def link(self) -> Link:
+        return Link(check="mqtt", messages="mqtt", up=self.connected, reason=self.last_error or "-")
 
     def health(self) -> dict[str, Any]:
         return {
