@@ -4,6 +4,8 @@ them deduplicates on (hub, lane, seq), and ``serve --workers N`` sums its worker
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -174,9 +176,46 @@ def test_serve_with_three_workers(tmp_path: Path, postgres_url: str, fleet: Flee
         body = admin.get(f"{proc.url}/metrics", timeout=10).text
         assert _metric(body, "kotihub_register_ingest_items_total", lane="readings", outcome="stored") == 80
         assert _metric(body, "kotihub_register_ingest_items_total", lane="readings", outcome="duplicate") == 160
+
+        # A worker killed outright is replaced, and the register goes on waking long-polls.
+        assert proc.proc is not None
+        before = _worker_pids(proc.proc.pid)
+        assert len(before) == 3
+        os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while len(after := _worker_pids(proc.proc.pid)) != 3 or before[0] in after:
+            assert time.monotonic() < deadline, proc.log.read_text(errors="replace")[-3000:]
+            time.sleep(0.05)
+        _wait_for_log(proc, "restarting it")
+        hub = hubs[0]
+        r = hub.session().post(f"{proc.url}/v1/commands/{queued[hub.hub_id]}/result", json={"status": "done"})
+        assert r.status_code == 200
+        for _ in range(3):  # three connections: most likely one of them on the new worker
+            p = Poll(proc.url, hub)
+            assert not p.done.wait(0.5), p.got
+            queued_at = time.monotonic()
+            cid = fleet.queue(proc.url, hub)
+            assert p.done.wait(10)
+            assert p.answered_at - queued_at < 1.0
+            assert [c["id"] for c in p.got] == [cid]
+            r = hub.session().post(f"{proc.url}/v1/commands/{cid}/result", json={"status": "done"}, timeout=10)
+            assert r.status_code == 200
     finally:
         proc.stop()
     assert proc.proc is None
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """The supervisor's worker processes (multiprocessing's spawned children, not its resource tracker)."""
+    kids = [int(k) for t in Path(f"/proc/{parent}/task").iterdir() for k in (t / "children").read_text().split()]
+    return [k for k in kids if b"spawn_main" in _cmdline(k)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # exited meanwhile
+        return b""
 
 
 def _items(fleet: Fleet, hub: HubIdentity) -> list[tuple[int, dict[str, Any]]]:
