@@ -102,10 +102,11 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     return str(now)
 
 
-def downgrade(engine: Engine, revision: str) -> str:
+def downgrade(engine: Engine, revision: str) -> str | None:
+    """Undo migrations down to ``revision`` (``base``: all of them); returns the revision it is at."""
     with _locked(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
-        return str(MigrationContext.configure(conn).get_current_revision())
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def _is_legacy(conn: Connection) -> bool:
