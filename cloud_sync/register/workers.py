@@ -90,7 +90,7 @@ def serve(settings: Settings, *, workers: int, host: str, port: int) -> int:
     from cloud_sync.register.registry import Registry
 
     if workers < 2:
-        raise WorkersRefused("--workers must be at least 2 (one worker is plain `serve`)")
+        raise WorkersRefused("--workers must be at least 1")
     if not settings.database_url.startswith("postgresql"):
         raise WorkersRefused(
             "several workers need PostgreSQL (--db postgresql+psycopg://…): SQLite takes one writer at a time, "
