@@ -29,6 +29,9 @@ from sqlalchemy import Connection, Engine, inspect, text
 from cloud_sync.register.migrations.baseline_schema import BASELINE
 
 log = logging.getLogger(__name__)
+# Alembic logs its dialect at INFO on every connection it configures, i.e. at every CLI command; the one line that
+# matters (which revisions ran) is ours, below.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 SCRIPTS = Path(__file__).with_name("migrations")
 BASELINE_REVISION = "0001_baseline"
