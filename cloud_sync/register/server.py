@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -194,7 +195,9 @@ def _ssl_context(config: uvicorn.Config, _default: Any) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     assert config.ssl_certfile is not None
     assert config.ssl_ca_certs is not None
-    ctx.load_cert_chain(str(config.ssl_certfile), str(config.ssl_keyfile))
+    # Under the pair's lock: another register process on this state directory may be renewing it right now.
+    with servercert.locked(Path(config.ssl_certfile).parent):
+        ctx.load_cert_chain(str(config.ssl_certfile), str(config.ssl_keyfile))
     ctx.load_verify_locations(str(config.ssl_ca_certs))
     # Optional at the TLS layer: a certificate that is presented must still verify against our CA.
     ctx.verify_mode = ssl.CERT_OPTIONAL
