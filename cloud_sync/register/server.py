@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -32,11 +35,12 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cloud_sync.certs import renewal_due_in
-from cloud_sync.register import retention
+from cloud_sync.register import retention, servercert
 from cloud_sync.register.app import create_app
 from cloud_sync.register.notify import dispatch
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
+from cloud_sync.register.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +195,9 @@ def _ssl_context(config: uvicorn.Config, _default: Any) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     assert config.ssl_certfile is not None
     assert config.ssl_ca_certs is not None
-    ctx.load_cert_chain(str(config.ssl_certfile), str(config.ssl_keyfile))
+    # Under the pair's lock: another register process on this state directory may be renewing it right now.
+    with servercert.locked(Path(config.ssl_certfile).parent):
+        ctx.load_cert_chain(str(config.ssl_certfile), str(config.ssl_keyfile))
     ctx.load_verify_locations(str(config.ssl_ca_certs))
     # Optional at the TLS layer: a certificate that is presented must still verify against our CA.
     ctx.verify_mode = ssl.CERT_OPTIONAL
@@ -209,7 +215,7 @@ def build_config(
     """A uvicorn config serving the register over TLS with a server certificate from its own CA."""
     reg = registry or Registry(settings)
     hosts = ["localhost", "127.0.0.1", host]
-    cert, key = reg.ca.write_server_cert(settings.state_dir, hosts, days=settings.server_cert_days)
+    cert, key = servercert.current_or_new(reg.ca, settings.state_dir, hosts, days=settings.server_cert_days)
     return RegisterConfig(
         create_app(settings, registry=reg),
         settings=settings,
@@ -238,29 +244,41 @@ class ReadyServer(uvicorn.Server):
     """A uvicorn server that signals when it is listening (for supervisors and tests), and rotates its own
     server certificate."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, *, on_ready: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self._on_ready = on_ready
         self.loop: asyncio.AbstractEventLoop | None = None
         self._rotation: asyncio.Task[None] | None = None
+        self._served = ""
 
     async def startup(self, sockets: Any = None) -> None:
         self.loop = asyncio.get_running_loop()
         if isinstance(self.loop, RegisterLoop) and isinstance(self.config, RegisterConfig):
             self.loop.handshake_timeout_s = self.config.settings.tls_handshake_timeout_s
+        notifier = self._notifier()
+        if notifier is not None:
+            # Listening before the first long-poll arrives, so no command queued elsewhere waits for a re-read.
+            await notifier.start()
         await super().startup(sockets)
         if self.started:
             if isinstance(self.config, RegisterConfig):
                 self._rotation = asyncio.create_task(self._rotate_when_due(self.config), name="server-cert")
             log.info("register listening on https://%s:%d", self.config.host, self.config.port)
             self.ready.set()
+            if self._on_ready is not None:
+                self._on_ready()
 
-    async def shutdown(self, sockets: Any = None) -> None:
-        # Command long-polls answer at once (with what is pending), so the graceful stop has nothing to wait for.
+    def _notifier(self) -> Wakeups | None:
         app = self.config.app
         while not isinstance(app, FastAPI) and hasattr(app, "app"):
             app = app.app  # through wrappers (fault injection in tests)
         notifier = getattr(app.state, "notifier", None) if isinstance(app, FastAPI) else None
+        return notifier if isinstance(notifier, Wakeups) else None
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        # Command long-polls answer at once (with what is pending), so the graceful stop has nothing to wait for.
+        notifier = self._notifier()
         if notifier is not None:
             notifier.close()
 
@@ -272,32 +290,44 @@ class ReadyServer(uvicorn.Server):
 
     async def rotate_server_cert(self) -> x509.Certificate:
         """Issue a new server certificate and serve it to every new connection from now on; connections already
-        open keep theirs. Runs on the event loop, so no handshake sees a certificate without its key."""
+        open keep theirs."""
+        await self._refresh_cert(force=True)
+        config = self.config
+        assert isinstance(config, RegisterConfig)
+        return x509.load_pem_x509_certificate((config.settings.state_dir / "server.crt").read_bytes())
+
+    async def _refresh_cert(self, *, force: bool) -> None:
+        """Renew the shared pair if it is due (or ``force``), and serve the pair on disk if it is not the one
+        this process serves (another register process renewed it)."""
         config = self.config
         assert isinstance(config, RegisterConfig) and config.ssl is not None
-        cert_path, key_path = await asyncio.to_thread(
-            config.registry.ca.write_server_cert,
-            config.settings.state_dir,
-            config.hosts,
-            days=config.settings.server_cert_days,
+        days = config.settings.server_cert_days
+        await asyncio.to_thread(
+            servercert.renew_if_due, config.registry.ca, config.settings.state_dir, config.hosts, days=days, force=force
         )
-        config.ssl.load_cert_chain(str(cert_path), str(key_path))
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        log.info("server certificate rotated; valid until %s", cert.not_valid_after_utc.isoformat())
-        return cert
+        # Loaded on the event loop, so no handshake sees a certificate without its key; the lock is held by a
+        # writer only while it writes two small files.
+        with servercert.locked(config.settings.state_dir) as (cert_path, key_path):
+            served = servercert.fingerprint(cert_path)
+            if served == self._served:
+                return
+            config.ssl.load_cert_chain(str(cert_path), str(key_path))
+            # The first check loads the pair again: it may have changed after uvicorn read it at start.
+            first, self._served = not self._served, served
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if not first:
+            log.info("server certificate rotated; valid until %s", cert.not_valid_after_utc.isoformat())
 
     async def _rotate_when_due(self, config: RegisterConfig) -> None:
         cert_path = config.settings.state_dir / "server.crt"
         while True:
             try:
+                await self._refresh_cert(force=False)
                 due_in = renewal_due_in(await asyncio.to_thread(cert_path.read_bytes), time.time())
-                if due_in <= 0:
-                    await self.rotate_server_cert()
-                    continue
             except (OSError, ValueError, ssl.SSLError):  # retried at the next check; the old one still serves
                 log.exception("server certificate rotation failed")
                 due_in = config.settings.server_cert_check_s
-            await asyncio.sleep(min(due_in, config.settings.server_cert_check_s))
+            await asyncio.sleep(max(1.0, min(due_in, config.settings.server_cert_check_s)))
 
 
 class BackgroundServer:
@@ -360,24 +390,39 @@ def _retention_loop(registry: Registry, stop: threading.Event, interval_s: float
             log.exception("retention purge failed")
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8443, retention_interval_s: float = 3600) -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    retention_interval_s: float = 3600,
+    sockets: list[socket.socket] | None = None,
+    retention: bool = True,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s`` and dispatching
     notifications (configured from the environment, :mod:`cloud_sync.register.notify.config`). A stop takes well
     under 2 s: long-polls answer at once, and a request still running after 1 s is cut (the hub retries). The one
     wait allowed longer is a notification being handed to a provider at that moment: the stop lets that call end
     (at most the provider timeout, ``KOTIHUB_NOTIFY_TIMEOUT_S``) so that its outcome is recorded and nobody is told
-    twice; a SIGKILL instead leaves the job for the next start, which asks the provider before resending."""
+    twice; a SIGKILL instead leaves the job for the next start, which asks the provider before resending.
+
+    ``sockets``: listen on these instead of binding ``host:port`` (a worker of :mod:`cloud_sync.register.workers`);
+    ``retention``: whether this process runs the hourly purge; ``on_ready``: called once it is listening."""
     registry = Registry(settings)
     stop = threading.Event()
     purger = threading.Thread(
         target=_retention_loop, args=(registry, stop, retention_interval_s), name="retention", daemon=True
     )
-    purger.start()
+    if retention:
+        purger.start()
     _, stop_dispatch = dispatch.start(registry)
     try:
-        ReadyServer(build_config(settings, host=host, port=port, registry=registry, graceful_s=1)).run()
+        config = build_config(settings, host=host, port=port, registry=registry, graceful_s=1)
+        ReadyServer(config, on_ready=on_ready).run(sockets=sockets)
     finally:
         stop_dispatch()
         stop.set()
-        purger.join(60)
+        if purger.is_alive():
+            purger.join(60)
         registry.close()
