@@ -141,10 +141,11 @@ readings = Table(
     Column("household_id", String(64), nullable=False),
     Column("device_id", String(128), nullable=False),
     Column("quantity", String(32), nullable=False),
-    Column("channel", String(16), nullable=False, server_default=""),
     Column("value", Double, nullable=False),
     Column("ts", Double, nullable=False),
     Column("received_at", Double, nullable=False),
+    # Last, where migration 0003 adds it: the PostgreSQL batch insert names the row type's columns in table order.
+    Column("channel", String(16), nullable=False, server_default=""),
     PrimaryKeyConstraint("hub_id", "seq", name="readings_pk"),
     Index("readings_household_ts", "household_id", "ts"),
     Index("readings_received", "received_at"),
