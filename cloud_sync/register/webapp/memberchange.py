@@ -16,19 +16,23 @@ compares the new member's pairing code with the one their device shows, in the b
 from __future__ import annotations
 
 import base64
+import re
+import time
 from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, insert, select
 
 from cloud_sync import memberlist as ml
 from cloud_sync import protocol as p
 from cloud_sync.register import db, memberlog
+from cloud_sync.register.auth import new_id
 from cloud_sync.register.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud_sync.register.registry import Registry, write_audit
 
 Action = Literal["genesis", "add", "remove", "rotate"]
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
 class ChangeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -118,11 +122,35 @@ def _entry(member_id: str, age: str, ed25519: str) -> ml.Entry:
         raise Invalid(f"invalid public keys: {exc}", code="bad_keys") from exc
 
 
+def invite(reg: Registry, household_id: str, name: str, *, by: str, now: float) -> str:
+    """A directory entry for a person a member invites: a name only, no keys (they make theirs on their own device
+    after enrolling with the one-time link). Returns the new member id."""
+    if not _NAME.fullmatch(name.strip()):
+        raise Invalid("a name is 1 to 128 characters without control characters", code="bad_name")
+    member_id = new_id("m")
+    with reg.engine.begin() as conn:
+        reg.require_household(conn, household_id)
+        conn.execute(
+            insert(db.members).values(
+                id=member_id, household_id=household_id, name=name.strip(), email="", phone="", created_at=now
+            )
+        )
+        write_audit(conn, actor(by), "member.invite", household_id, member_id)
+    return member_id
+
+
 def post_keys(reg: Registry, household_id: str, member_id: str, keys: KeysPosted) -> p.MemberRequestRecord:
     """A member's own public keys, waiting for a current member's signature. One pending set per member: a new
     one replaces the member's earlier ones (keys made again on another device, say)."""
     entry = _entry(member_id, keys.age, keys.ed25519)
     with reg.engine.begin() as conn:
+        # The directory's recipient (what GET /v1/households/{h}/members shows) follows the member's own keys.
+        conn.execute(delete(db.member_keys).where(db.member_keys.c.member_id == member_id))
+        conn.execute(
+            insert(db.member_keys).values(
+                member_id=member_id, household_id=household_id, recipient=entry.age, created_at=time.time()
+            )
+        )
         conn.execute(
             delete(db.member_requests).where(
                 db.member_requests.c.household_id == household_id,
