@@ -20,20 +20,11 @@ from tests.support.appkeys import (
     make_clip,
     secret_forms,
     sign_in,
+    start_member_list,
     upload_clip,
 )
 from tests.support.browser import assert_accessible, screenshot
 from tests.support.webapp import WebAppServer
-
-
-def _start_list(page: Page, base: str) -> None:
-    """Keys made on this device, then the household's member list started with them (version 1)."""
-    page.goto(f"{base}/app/members")
-    page.get_by_role("button", name="Luo avaimeni tälle laitteelle").click()
-    expect(page.locator("#own-code")).to_have_text(re.compile(r"^([A-Z2-7]{4}-){4}[A-Z2-7]{4}$"))
-    page.get_by_role("button", name="Aloita jäsenluettelo").click()
-    expect(page.get_by_role("table")).to_contain_text("Aino (sinä)")
-
 
 # A function, not an expression: the page's CSP forbids eval, which Playwright uses for a bare expression.
 _LOADED = "() => document.getElementById('clip-player').readyState >= 1"
@@ -53,7 +44,7 @@ def test_a_clip_plays_decrypted_in_the_browser_and_the_identity_never_leaves(
     requests = RequestLog()
     requests.attach(page)
     sign_in(page, server.signin_link(aino))
-    _start_list(page, server.url)
+    start_member_list(page, server.url)
 
     latest = memberchange.latest(register.reg, h)
     assert latest is not None

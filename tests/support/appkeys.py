@@ -72,6 +72,26 @@ def sign_in(page: Page, link: str) -> None:
     expect(page).to_have_url(re.compile(r"/app/home$"))
 
 
+CODE = re.compile(r"^([A-Z2-7]{4}-){4}[A-Z2-7]{4}$")
+
+
+def make_keys(page: Page, base: str) -> str:
+    """Keys made on this device on the Members page; returns the pairing code the page shows."""
+    page.goto(f"{base}/app/members")
+    page.get_by_role("button", name="Luo avaimeni tälle laitteelle").click()
+    expect(page.locator("#own-code")).to_have_text(CODE)
+    return page.locator("#own-code").inner_text()
+
+
+def start_member_list(page: Page, base: str) -> str:
+    """Keys made on this device, then the household's member list started with them (version 1); returns the
+    pairing code (what the technician confirms at the hub's installation)."""
+    code = make_keys(page, base)
+    page.get_by_role("button", name="Aloita jäsenluettelo").click()
+    expect(page.locator("table.members")).to_contain_text("(sinä)")
+    return code
+
+
 @dataclass
 class RequestLog:
     """Every request a page sends: URL, headers and body (attach before the first navigation)."""

@@ -1,0 +1,149 @@
+"""The member list's UI in real browsers: Aino starts the list on her phone, invites Eero, Eero makes his keys on
+his own phone, Aino checks his pairing code and signs him in; the hub's verifier (gateway/members.py, pinned to
+Aino's code as at installation) accepts every version signed in the browser, and the next clip, encrypted to
+the hub's recipients, plays on Eero's phone. Then remove and rotate. A list signed by someone who is not a member
+is refused, and so is a signer whose code does not match."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from cloud_sync.register.webapp import memberchange
+from gateway.members import HubMembers
+from tests.support.appkeys import (
+    CLIP_SECONDS,
+    directory_member,
+    make_clip,
+    make_keys,
+    sign_in,
+    start_member_list,
+    upload_clip,
+)
+from tests.support.browser import PHONE, assert_accessible, screenshot
+from tests.support.webapp import WebAppServer
+
+_LOADED = "() => document.getElementById('clip-player').readyState >= 1"
+
+# Eero, not (yet) a member, signs a list that adds himself and submits it with his session's CSRF token.
+_SELF_ADD_JS = """async () => {
+  const keys = await import('/app/static/js/keystore.js');
+  const ml = await import('/app/static/js/memberlist.js');
+  const root = document.getElementById('members');
+  const me = root.dataset.member;
+  const headers = {'Content-Type': 'application/json', 'X-CSRF-Token': root.dataset.csrf};
+  const log = await (await fetch('/app/members/log')).json();
+  const latest = await ml.audit(root.dataset.household, log, null);
+  const mine = await keys.publicKeys(me);
+  const members = [...latest.body.members, {id: me, ...mine}];
+  const body = new TextEncoder().encode(ml.canonical(
+    root.dataset.household, latest.body.version + 1, latest.digest, members));
+  const sig = await keys.sign(me, ml.signedBytes(body));
+  const propose = await fetch('/app/members/propose', {method: 'POST', headers,
+    body: JSON.stringify({action: 'remove', member: latest.body.members[0].id})});
+  const sign = await fetch('/app/members/sign', {method: 'POST', headers,
+    body: JSON.stringify({body: ml.toBase64(body), signer: me, sig})});
+  return {propose: [propose.status, (await propose.json()).error], sign: [sign.status, (await sign.json()).error]};
+}"""
+
+
+@pytest.fixture
+def second_page(browser: Browser) -> Iterator[Page]:
+    """Another phone: its own context, so its own cookies and its own IndexedDB."""
+    context = browser.new_context(viewport=PHONE, ignore_https_errors=True, locale="fi-FI", has_touch=True)
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _version(page: Page) -> str:
+    return page.locator("table.members caption").inner_text()
+
+
+def test_invite_add_remove_rotate_signed_in_the_browser_and_verified_by_the_hub(
+    webapp_server: WebAppServer, page: Page, second_page: Page, tmp_path: Path
+) -> None:
+    server, register = webapp_server, webapp_server.register
+    base = server.url
+    h = server.household()
+    aino = directory_member(server, h, "Aino")
+    sign_in(page, server.signin_link(aino))
+    aino_code = start_member_list(page, base)
+    # Installation: the technician pins the code Aino's phone shows; the hub anchors the register's log in it.
+    (tmp_path / "hub").mkdir()
+    hub = HubMembers(tmp_path / "hub")
+    hub.pin(aino_code, memberchange.chain(register.reg, h))
+    assert hub.version == 1 and len(hub.recipients) == 1
+    aino_first_age = hub.recipients[0]
+
+    page.get_by_label("Nimi").fill("Eero")
+    page.get_by_role("button", name="Luo kutsulinkki").click()
+    link = page.locator("#invite-link").get_attribute("href")
+    assert link is not None and link.startswith(f"{base}/app/enrol/")
+    screenshot(page, "members", "fi")
+    assert_accessible(page)
+
+    eero = second_page
+    sign_in(eero, link)
+    eero_code = make_keys(eero, base)
+    expect(eero.get_by_text("Avaimesi odottavat")).to_be_visible()
+    assert eero_code != aino_code
+    # Not a member: he can neither have a change proposed nor sign one in.
+    refused = eero.evaluate(_SELF_ADD_JS)
+    assert refused == {"propose": [403, "not_a_member"], "sign": [422, "member_list_bad_signature"]}
+
+    page.reload()
+    request = page.locator("form.request")
+    expect(request).to_have_count(1)
+    expect(request).to_contain_text("Eero")
+    request.get_by_label("Koodi, jonka hänen laitteensa näyttää").fill("AAAA-BBBB-CCCC-DDDD-EEEE")
+    request.get_by_role("button", name="Allekirjoita ja lisää").click()
+    expect(page.locator("#members-status")).to_contain_text("Koodi ei täsmää")
+    assert memberchange.latest(register.reg, h).version == 1  # type: ignore[union-attr]
+    request.get_by_label("Koodi, jonka hänen laitteensa näyttää").fill(eero_code.lower().replace("-", " "))
+    request.get_by_role("button", name="Allekirjoita ja lisää").click()
+    expect(page.locator("table.members tbody tr")).to_have_count(2)
+    expect(page.locator("#members-status")).to_contain_text("allekirjoitettu")
+    assert "2" in _version(page)
+
+    # The hub verifies the version signed in Aino's browser and from now on encrypts to Eero too.
+    assert hub.apply(memberchange.chain(register.reg, h, after=hub.version))["version"] == 2
+    assert len(hub.recipients) == 2
+    hub_identity = register.enroll(h)
+    upload_clip(register, hub_identity, "clip-after-add", make_clip(tmp_path / "c.mp4"), hub.recipients)
+    eero.goto(f"{base}/app/clips")
+    eero.get_by_role("button", name=re.compile("^Toista")).click()
+    eero.wait_for_function(_LOADED)
+    assert abs(eero.locator("#clip-player").evaluate("v => v.duration") - CLIP_SECONDS) < 0.25
+
+    eero.goto(f"{base}/app/lang/en?next=/app/members")
+    expect(eero.get_by_role("heading", level=1)).to_have_text("Members and keys")
+    screenshot(eero, "members", "en")
+    assert_accessible(eero)
+
+    # Remove: Aino signs a version without Eero; the hub stops encrypting to him.
+    page.reload()
+    page.get_by_role("button", name="Poista jäsen: Eero").click()
+    expect(page.locator("table.members tbody tr")).to_have_count(1)
+    hub.apply(memberchange.chain(register.reg, h, after=hub.version))
+    assert hub.recipients == [aino_first_age]
+
+    # Rotate: new keys signed with the old one; the hub takes them; the old clip still opens on Aino's phone.
+    page.get_by_role("button", name="Vaihda avaimeni").click()
+    expect(page.locator("#members-status")).to_contain_text("vaihdettu")
+    assert "4" in _version(page)
+    hub.apply(memberchange.chain(register.reg, h, after=hub.version))
+    assert hub.version == 4 and len(hub.recipients) == 1 and hub.recipients != [aino_first_age]
+    expect(page.locator("#own-code")).not_to_have_text(aino_code)
+    page.goto(f"{base}/app/clips")
+    page.get_by_role("button", name=re.compile("^Toista")).click()
+    page.wait_for_function(_LOADED)
+    assert hub.summary()["refused"] == {}
+    actions = [a["action"] for a in register.reg.audit_entries(h) if a["actor"] == f"member:{aino}"]
+    assert actions.count("member_list.append") == 4 and "member.invite" in actions
