@@ -98,6 +98,19 @@ def test_refusals(reg: Registry, tmp_path: Path) -> None:
     with pytest.raises(Invalid):
         mc.post_keys(reg, h, eero.member_id, mc.KeysPosted(age="age1nope", ed25519="00"))
 
+    # Inviting and declining others' requests are for members of the list; withdrawing one's own is not.
+    with pytest.raises(Forbidden):
+        mc.invite(reg, h, "Vieras", by=mallory.member_id, now=0.0)
+    with pytest.raises(Invalid):
+        mc.invite(reg, h, "\x07", by=aino.member_id, now=0.0)
+    mc.post_keys(reg, h, eero.member_id, mc.KeysPosted(age=eero.recipient, ed25519=eero.ed25519))
+    [eero_req] = mc.requests(reg, h)
+    with pytest.raises(Forbidden):
+        mc.decline(reg, h, eero_req.id, by=mallory.member_id)
+    mc.decline(reg, h, eero_req.id, by=eero.member_id)
+    assert mc.requests(reg, h) == []
+    assert mc.invite(reg, h, "Vieras", by=aino.member_id, now=0.0) in mc.names(reg, h)
+
     # A member list signed by a non-member: the session's own name, a valid signature, but not a member's key.
     mc.post_keys(reg, h, mallory.member_id, mc.KeysPosted(age=mallory.recipient, ed25519=mallory.ed25519))
     [req] = mc.requests(reg, h)

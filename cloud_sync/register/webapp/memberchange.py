@@ -122,9 +122,17 @@ def _entry(member_id: str, age: str, ed25519: str) -> ml.Entry:
         raise Invalid(f"invalid public keys: {exc}", code="bad_keys") from exc
 
 
+def _require_listed(reg: Registry, household_id: str, member_id: str) -> ml.Verified:
+    current = latest(reg, household_id)
+    if current is None or current.member(member_id) is None:
+        raise Forbidden("only a member of the current list can do this", code="not_a_member")
+    return current
+
+
 def invite(reg: Registry, household_id: str, name: str, *, by: str, now: float) -> str:
     """A directory entry for a person a member invites: a name only, no keys (they make theirs on their own device
     after enrolling with the one-time link). Returns the new member id."""
+    _require_listed(reg, household_id, by)
     if not _NAME.fullmatch(name.strip()):
         raise Invalid("a name is 1 to 128 characters without control characters", code="bad_name")
     member_id = new_id("m")
@@ -181,8 +189,11 @@ def _request(reg: Registry, household_id: str, request_id: str) -> p.MemberReque
 
 
 def decline(reg: Registry, household_id: str, request_id: str, *, by: str) -> None:
-    """A member turns down a request (an operator's proposal, or keys they do not recognise)."""
-    _request(reg, household_id, request_id)
+    """A member of the list turns down a request (an operator's proposal, or keys they do not recognise); anyone
+    may withdraw their own."""
+    req = _request(reg, household_id, request_id)
+    if req.member_id != by:
+        _require_listed(reg, household_id, by)
     with reg.engine.begin() as conn:
         conn.execute(
             delete(db.member_requests).where(
@@ -202,8 +213,7 @@ def propose(reg: Registry, household_id: str, member_id: str, change: ChangeRequ
         return _proposal(change.action, body, b"")
     if current is None:
         raise Conflict("the household has no member list yet: start it first", code="no_member_list")
-    if current.member(member_id) is None:
-        raise Forbidden("only a member of the current list can change it", code="not_a_member")
+    current = _require_listed(reg, household_id, member_id)
     entries = list(current.body.members)
     if change.action == "add":
         req = _request(reg, household_id, change.request)

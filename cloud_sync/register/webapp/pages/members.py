@@ -51,6 +51,7 @@ register_texts(
             "jäävät tälle laitteelle, jotta aiemmat tallenteet aukeavat.",
             "members.rotate": "Vaihda avaimeni",
             "members.waiting": "Avaimesi odottavat, että joku jäsen lisää sinut. Näytä hänelle yllä oleva koodi.",
+            "members.send_again": "Lähetä julkiset avaimeni uudelleen",
             "members.list": "Jäsenluettelo",
             "members.list_caption": "Jäsenluettelon versio {version}",
             "members.name": "Jäsen",
@@ -75,6 +76,7 @@ register_texts(
             "members.js.signed": "Jäsenluettelon uusi versio on allekirjoitettu ja tallennettu.",
             "members.js.rotated": "Avaimesi on vaihdettu.",
             "members.js.declined": "Pyyntö on hylätty.",
+            "members.js.requested": "Julkiset avaimesi odottavat jäsenen allekirjoitusta.",
             "members.js.codemismatch": "Koodi ei täsmää. Älä lisää jäsentä: avaimet eivät ehkä ole hänen.",
             "members.js.failed": "Ei onnistunut:",
         },
@@ -94,6 +96,7 @@ register_texts(
             "device so that earlier clips still open.",
             "members.rotate": "Replace my keys",
             "members.waiting": "Your keys are waiting for a member to add you. Show them the code above.",
+            "members.send_again": "Send my public keys again",
             "members.list": "Member list",
             "members.list_caption": "Member list, version {version}",
             "members.name": "Member",
@@ -118,6 +121,7 @@ register_texts(
             "members.js.signed": "A new version of the member list was signed and stored.",
             "members.js.rotated": "Your keys were replaced.",
             "members.js.declined": "The request was declined.",
+            "members.js.requested": "Your public keys are waiting for a member's signature.",
             "members.js.codemismatch": "The code does not match. Do not add this member: the keys may not be theirs.",
             "members.js.failed": "Did not succeed:",
         },
@@ -126,7 +130,7 @@ register_texts(
 
 register_nav(BASE, "nav.members", 60)
 
-_JS_TEXTS: Final = ("working", "created", "signed", "rotated", "declined", "codemismatch", "failed")
+_JS_TEXTS: Final = ("working", "created", "signed", "rotated", "declined", "requested", "codemismatch", "failed")
 
 
 async def _decode(request: Request, typ: type[T]) -> T:

@@ -58,6 +58,10 @@ const actions = {
     if (root.dataset.listed !== "true" && root.dataset.version !== "0") await call("keys", mine);
     return "created";
   },
+  async request() {
+    await call("keys", await keys.publicKeys(member));
+    return "requested";
+  },
   async genesis() {
     const mine = await keys.publicKeys(member);
     const entry = { id: member, ...mine };
