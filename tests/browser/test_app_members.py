@@ -6,13 +6,20 @@ is refused, and so is a signer whose code does not match."""
 
 from __future__ import annotations
 
+import base64
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyrage
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from playwright.sync_api import Browser, Page, Route, expect
+from sqlalchemy import delete, insert
 
+from cloud_sync import memberlist as ml
+from cloud_sync.register import db
 from cloud_sync.register.webapp import memberchange
 from gateway.members import HubMembers
 from tests.support.appkeys import (
@@ -147,3 +154,66 @@ def test_invite_add_remove_rotate_signed_in_the_browser_and_verified_by_the_hub(
     assert hub.summary()["refused"] == {}
     actions = [a["action"] for a in register.reg.audit_entries(h) if a["actor"] == f"member:{aino}"]
     assert actions.count("member_list.append") == 4 and "member.invite" in actions
+
+
+def test_a_register_that_lies_gets_no_signature(webapp_server: WebAppServer, page: Page) -> None:
+    """An operator with the database (or the register's TLS key) proposes other bytes than asked for, forges a
+    version into the log, then hides one the phone has seen: the browser signs none of it."""
+    server, register = webapp_server, webapp_server.register
+    h = server.household()
+    aino = directory_member(server, h, "Aino")
+    sign_in(page, server.signin_link(aino))
+    start_member_list(page, server.url)
+    mallory = Ed25519PrivateKey.generate()
+    intruder = ml.Entry(id="m_operator", age=str(pyrage.x25519.Identity.generate().to_public()),
+                        ed25519=ml.public_hex(mallory))  # fmt: skip
+
+    def with_intruder(route: Route) -> None:
+        # The proposal for "replace my keys", with the operator's key slipped in (canonical, so only the browser's
+        # own expectation can catch it).
+        proposal = route.fetch().json()
+        body = ml.decode_body(base64.b64decode(proposal["body"]))
+        forged = ml.make_body(body.household, body.version, body.prev, [*body.members, intruder])
+        route.fulfill(json={**proposal, "body": base64.b64encode(ml.encode_body(forged)).decode()})
+
+    page.route("**/app/members/propose", with_intruder)
+    page.get_by_role("button", name="Vaihda avaimeni").click()
+    expect(page.locator("#members-status")).to_contain_text("Palvelin ehdotti muuta kuin pyysit")
+    page.unroute("**/app/members/propose")
+    assert memberchange.latest(register.reg, h).version == 1  # type: ignore[union-attr]
+
+    # An honest rotation whose answer is lost (the register stored it; the page never heard): on the next load
+    # the page sees its pending keys in the verified list and makes them current. The phone has seen version 2.
+    def lost_answer(route: Route) -> None:
+        route.fetch()
+        route.abort()
+
+    page.reload()
+    page.route("**/app/members/sign", lost_answer)
+    page.get_by_role("button", name="Vaihda avaimeni").click()
+    expect(page.locator("#members-status")).to_contain_text("Ei onnistunut")
+    page.unroute("**/app/members/sign")
+    v2 = memberchange.latest(register.reg, h)
+    assert v2 is not None and v2.version == 2
+    page.reload()
+    expect(page.locator("#own-code")).to_have_text(ml.pairing_code(v2.body.members[0].ed25519))
+
+    # A forged version 3 written straight into the database (signed by a key that is not a member's).
+    forged = ml.sign(ml.make_body(h, 3, v2.digest, [*v2.body.members, intruder]), intruder.id, mallory)
+    with register.reg.engine.begin() as conn:
+        conn.execute(
+            insert(db.member_log).values(
+                household_id=h, version=3, digest=ml.body_digest(ml.open_signed(forged)[1]), prev=v2.digest,
+                signed=ml.encode_signed(forged).decode(), created_at=time.time(),
+            )
+        )  # fmt: skip
+    page.reload()
+    page.get_by_role("button", name="Vaihda avaimeni").click()
+    expect(page.locator("#members-status")).to_contain_text("jota jäsen ei ole allekirjoittanut")
+    # The log rolled back to before what the phone saw (version 2 and the forgery deleted).
+    with register.reg.engine.begin() as conn:
+        conn.execute(delete(db.member_log).where(db.member_log.c.household_id == h, db.member_log.c.version >= 2))
+    page.reload()
+    page.get_by_role("button", name="Vaihda avaimeni").click()
+    expect(page.locator("#members-status")).to_contain_text("eri historian kuin tämä laite on nähnyt")
+    assert memberchange.latest(register.reg, h).version == 1  # type: ignore[union-attr]

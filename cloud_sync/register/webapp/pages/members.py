@@ -79,6 +79,14 @@ register_texts(
             "members.js.requested": "Julkiset avaimesi odottavat jäsenen allekirjoitusta.",
             "members.js.codemismatch": "Koodi ei täsmää. Älä lisää jäsentä: avaimet eivät ehkä ole hänen.",
             "members.js.failed": "Ei onnistunut:",
+            "members.js.tampered": "Palvelin ehdotti muuta kuin pyysit. Mitään ei allekirjoitettu. Ilmoita tästä "
+            "palveluntarjoajalle.",
+            "members.js.forged": "Palvelimen jäsenluettelossa on versio, jota jäsen ei ole allekirjoittanut. Mitään "
+            "ei allekirjoitettu.",
+            "members.js.notlisted": "Tämän laitteen allekirjoitusavain ei ole jäsenluettelossa. Mitään ei "
+            "allekirjoitettu.",
+            "members.js.rolledback": "Palvelin näyttää jäsenluettelosta eri historian kuin tämä laite on nähnyt. "
+            "Mitään ei allekirjoitettu.",
         },
         "en": {
             "nav.members": "Members",
@@ -124,13 +132,31 @@ register_texts(
             "members.js.requested": "Your public keys are waiting for a member's signature.",
             "members.js.codemismatch": "The code does not match. Do not add this member: the keys may not be theirs.",
             "members.js.failed": "Did not succeed:",
+            "members.js.tampered": "The server proposed something other than you asked for. Nothing was signed. "
+            "Please report this to the service provider.",
+            "members.js.forged": "The server's member list holds a version no member signed. Nothing was signed.",
+            "members.js.notlisted": "This device's signing key is not in the member list. Nothing was signed.",
+            "members.js.rolledback": "The server shows another history of the member list than this device has "
+            "seen. Nothing was signed.",
         },
     }
 )
 
 register_nav(BASE, "nav.members", 60)
 
-_JS_TEXTS: Final = ("working", "created", "signed", "rotated", "declined", "requested", "codemismatch", "failed")
+_JS_TEXTS: Final = (
+    "working",
+    "created",
+    "signed",
+    "rotated",
+    "declined",
+    "requested",
+    "codemismatch",
+    "failed",
+    "tampered",
+    "forged",
+    "rolledback",
+)
 
 
 async def _decode(request: Request, typ: type[T]) -> T:

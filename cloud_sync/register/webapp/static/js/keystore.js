@@ -124,6 +124,11 @@ export async function prepareRotation(member) {
   return { age: rec.pending.sealed.recipient, ed25519: rec.pending.ed25519 };
 }
 
+export async function pendingRotation(member) {
+  const rec = await load(member);
+  return rec && rec.pending ? { age: rec.pending.sealed.recipient, ed25519: rec.pending.ed25519 } : null;
+}
+
 export async function commitRotation(member) {
   const rec = await load(member);
   if (!rec || !rec.pending) return;

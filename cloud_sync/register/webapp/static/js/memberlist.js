@@ -5,6 +5,14 @@
 import { hex, unhex, pairingCode } from "./keystore.js";
 
 export const DOMAIN = "kotihub member list v1\n";
+
+// A refusal with a stable code the page shows in the member's language.
+export class Refused extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
 
@@ -26,7 +34,7 @@ export function parseBody(bytes) {
   const text = dec.decode(bytes);
   const body = JSON.parse(text);
   if (!Array.isArray(body.members) || canonical(body.household, body.version, body.prev, body.members) !== text) {
-    throw new Error("member list body is not canonical");
+    throw new Refused("forged", "member list body is not canonical");
   }
   return body;
 }
@@ -51,13 +59,13 @@ export async function audit(household, versions, seen) {
       && body.prev === (prev ? prev.digest : "");
     const signers = prev ? prev.body.members : body.members;
     if (!ok || !(await verifySignature(signers.find((m) => m.id === signed.signer), signed.sig, bytes))) {
-      throw new Error(`version ${body.version} of the member list does not verify`);
+      throw new Refused("forged", `version ${body.version} of the member list does not verify`);
     }
     prev = { body, bytes, digest: await digest(bytes) };
     digests.set(body.version, prev.digest);
   }
   if (seen && digests.get(seen.version) !== seen.digest) {
-    throw new Error("the register shows another history of the member list than this device saw");
+    throw new Refused("rolledback", "the register shows another history of the member list than this device saw");
   }
   return prev;
 }
@@ -72,7 +80,7 @@ export async function expectedMembers(latest, change) {
     case "add":
       // The keys the register relays are the new member's only if their pairing code is the one their own
       // device shows: a register that swapped them would have to find a second preimage.
-      if ((await pairingCode(change.entry.ed25519)) !== change.code) throw new Error("pairing code differs");
+      if ((await pairingCode(change.entry.ed25519)) !== change.code) throw new Refused("codemismatch", "code differs");
       return [...current, change.entry];
     case "remove":
       return current.filter((m) => m.id !== change.member);
@@ -86,11 +94,11 @@ export async function expectedMembers(latest, change) {
 export async function checkProposal(household, latest, proposal, change) {
   const prevBytes = fromBase64(proposal.prev_body);
   if (latest ? toBase64(latest.bytes) !== toBase64(prevBytes) : prevBytes.length !== 0) {
-    throw new Error("the proposal does not follow the newest version this device verified");
+    throw new Refused("tampered", "the proposal does not follow the newest version this device verified");
   }
   const bytes = fromBase64(proposal.body);
   const want = canonical(
     household, latest ? latest.body.version + 1 : 1, latest ? latest.digest : "", await expectedMembers(latest, change));
-  if (dec.decode(bytes) !== want) throw new Error("the proposed list is not the change asked for");
+  if (dec.decode(bytes) !== want) throw new Refused("tampered", "the proposed list is not the change asked for");
   return bytes;
 }

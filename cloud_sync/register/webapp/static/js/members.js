@@ -4,7 +4,7 @@
 // are sent.
 
 import * as keys from "./keystore.js";
-import { audit, checkProposal, digest, signedBytes, toBase64 } from "./memberlist.js";
+import { Refused, audit, checkProposal, digest, signedBytes, toBase64 } from "./memberlist.js";
 
 const root = document.getElementById("members");
 const { member, household, base } = root.dataset;
@@ -28,13 +28,20 @@ async function call(path, body, method = "POST") {
   return data;
 }
 
+// The whole log, audited; what it shows is then what this device has seen (a later rollback is caught).
 async function verifiedLog() {
-  return audit(household, await call("log", undefined, "GET"), await keys.seen(member));
+  const latest = await audit(household, await call("log", undefined, "GET"), await keys.seen(member));
+  if (latest) await keys.setSeen(member, latest.body.version, latest.digest);
+  return latest;
 }
 
 // Asks the register for the next version, checks it is exactly `change`, signs it with this device's key.
 async function change(request, expected) {
   const latest = await verifiedLog();
+  const mine = await keys.publicKeys(member);
+  if (latest && latest.body.members.find((m) => m.id === member)?.ed25519 !== mine.ed25519) {
+    throw new Refused("notlisted", "this device's signing key is not in the member list");
+  }
   const proposal = await call("propose", request);
   const bytes = await checkProposal(household, latest, proposal, expected);
   const sig = await keys.sign(member, signedBytes(bytes));
@@ -94,6 +101,12 @@ const actions = {
   },
 };
 
+// The browser's own refusals in the member's language; anything else with the register's error code.
+function report(error) {
+  if (texts[error.code]) say(error.code);
+  else say("failed", error.message);
+}
+
 for (const button of document.querySelectorAll("button[data-action]")) {
   button.addEventListener("click", async (event) => {
     event.preventDefault();
@@ -107,7 +120,7 @@ for (const button of document.querySelectorAll("button[data-action]")) {
         window.location.reload();
       }
     } catch (error) {
-      say("failed", error.message);
+      report(error);
     }
   });
 }
@@ -115,4 +128,19 @@ for (const button of document.querySelectorAll("button[data-action]")) {
 const said = sessionStorage.getItem("members-said");
 sessionStorage.removeItem("members-said");
 if (said && texts[said]) say(said);
-showOwnKeys().catch((error) => say("failed", error.message));
+// A rotation the register accepted but this page did not finish (closed in between): the list names the new
+// keys, so they become current here too.
+async function finishRotation() {
+  const pending = await keys.pendingRotation(member);
+  if (!pending || root.dataset.listed !== "true") return false;
+  const latest = await verifiedLog();
+  const entry = latest?.body.members.find((m) => m.id === member);
+  if (!entry || entry.age !== pending.age || entry.ed25519 !== pending.ed25519) return false;
+  await keys.commitRotation(member);
+  return true;
+}
+
+showOwnKeys()
+  .then(finishRotation)
+  .then((changed) => changed && showOwnKeys())
+  .catch(report);
