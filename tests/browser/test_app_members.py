@@ -109,6 +109,7 @@ def test_invite_add_remove_rotate_signed_in_the_browser_and_verified_by_the_hub(
     request = page.locator("form.request")
     expect(request).to_have_count(1)
     expect(request).to_contain_text("Eero")
+    screenshot(page, "members-request", "fi")
     request.get_by_label("Koodi, jonka hänen laitteensa näyttää").fill("AAAA-BBBB-CCCC-DDDD-EEEE")
     request.get_by_role("button", name="Allekirjoita ja lisää").click()
     expect(page.locator("#members-status")).to_contain_text("Koodi ei täsmää")
