@@ -102,25 +102,30 @@ def _latest_values(conn: Connection, household_id: str, devices: dict[str, Devic
     r, d = db.readings.c, db.devices.c
     # The quantities as a tiny table (UNION ALL of literals: SQLite has no column names for VALUES).
     q = union_all(*(select(literal(x, String).label("quantity")) for x in QUANTITIES)).subquery("q")
-
-    def newest(col: Any) -> Any:
-        return (
-            select(col)
-            .where(r.household_id == household_id, r.device_id == d.device_id, r.quantity == q.c.quantity)
-            .order_by(r.ts.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-
-    rows = conn.execute(
-        select(d.device_id, q.c.quantity, newest(r.value).label("value"), newest(r.ts).label("ts"))
+    # First the newest time per device and quantity (one seek each in the covering index), then the value only
+    # where there is one (most devices report two or three of the quantities).
+    newest = (
+        select(r.ts)
+        .where(r.household_id == household_id, r.device_id == d.device_id, r.quantity == q.c.quantity)
+        .order_by(r.ts.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    pairs = (
+        select(d.device_id.label("device_id"), q.c.quantity.label("quantity"), newest.label("ts"))
         .select_from(db.devices.join(q, true()))
         .where(d.household_id == household_id)
+        .subquery("p")
+    )
+    p = pairs.c
+    value = (
+        select(r.value)
+        .where(r.household_id == household_id, r.device_id == p.device_id, r.quantity == p.quantity, r.ts == p.ts)
+        .limit(1)
+        .scalar_subquery()
     )
     order = {name: i for i, name in enumerate(QUANTITIES)}
-    for row in rows:
-        if row.value is None:
-            continue
+    for row in conn.execute(select(p.device_id, p.quantity, p.ts, value.label("value")).where(p.ts.isnot(None))):
         dev = devices[row.device_id]
         dev.values.append((row.quantity, float(row.value), QUANTITIES[row.quantity], float(row.ts)))
         dev.last_heard = max(dev.last_heard or 0.0, float(row.ts))
