@@ -153,6 +153,15 @@ def test_invite_add_remove_rotate_signed_in_the_browser_and_verified_by_the_hub(
     page.get_by_role("button", name=re.compile("^Toista")).click()
     page.wait_for_function(_LOADED)
     assert hub.summary()["refused"] == {}
+    # Aino on another phone (Eero's, which holds no keys of hers): its new keys are not the listed ones, and the
+    # page says so instead of offering to sign with them.
+    eero.goto(f"{base}/app/lang/fi?next=/app/members")
+    eero.goto(server.signin_link(aino))
+    eero.get_by_role("button", name="Luo pääsyavain").click()
+    expect(eero).to_have_url(re.compile(r"/app/home$"))
+    make_keys(eero, base)
+    expect(eero.locator("#own-stale")).to_be_visible()
+    expect(page.locator("#own-stale")).to_be_hidden()
     actions = [a["action"] for a in register.reg.audit_entries(h) if a["actor"] == f"member:{aino}"]
     assert actions.count("member_list.append") == 4 and "member.invite" in actions
 

@@ -44,6 +44,9 @@ register_texts(
             "koskaan lähde laitteelta.",
             "members.create": "Luo avaimeni tälle laitteelle",
             "members.own_code": "Laitteesi tunnistekoodi:",
+            "members.own_stale": "Jäsenluettelossa on sinulle eri avaimet kuin tällä laitteella (uusi laite tai "
+            "tyhjennetty selain). Tämä laite ei voi allekirjoittaa eikä avata tallenteita. Pyydä toista jäsentä "
+            "poistamaan sinut ja lisäämään uudelleen tämän laitteen avaimilla.",
             "members.start_intro": "Kodillasi ei ole vielä jäsenluetteloa. Aloita se: luettelossa olet "
             "ensin vain sinä.",
             "members.start": "Aloita jäsenluettelo",
@@ -98,6 +101,9 @@ register_texts(
             "the device.",
             "members.create": "Create my keys on this device",
             "members.own_code": "Your device's pairing code:",
+            "members.own_stale": "The member list names other keys for you than this device holds (a new device, "
+            "or a cleared browser). This device can neither sign nor open clips. Ask another member to remove you "
+            "and add you again with this device's keys.",
             "members.start_intro": "Your household has no member list yet. Start it: at first it lists only you.",
             "members.start": "Start the member list",
             "members.rotate_intro": "Replace your keys if you suspect they were exposed. The old keys stay on this "
@@ -208,6 +214,7 @@ def router(ctx: WebContext) -> APIRouter:
             version=version,
             members=members,
             listed=any(m.id == me for m in members),
+            listed_key=next((m.ed25519 for m in members if m.id == me), ""),
             requests=requests,
             invite_link=invite_link,
             js_texts={k: t(f"members.js.{k}", session.lang) for k in _JS_TEXTS},

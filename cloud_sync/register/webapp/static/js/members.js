@@ -54,6 +54,8 @@ async function showOwnKeys() {
   document.getElementById("own-none").hidden = Boolean(mine);
   document.getElementById("own-keys").hidden = !mine;
   if (mine) document.getElementById("own-code").textContent = await keys.pairingCode(mine.ed25519);
+  const stale = Boolean(mine) && root.dataset.listedKey !== "" && root.dataset.listedKey !== mine.ed25519;
+  document.getElementById("own-stale").hidden = !stale;
   for (const el of document.querySelectorAll("[data-needs-keys]")) el.disabled = !mine;
 }
 
