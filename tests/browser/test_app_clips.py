@@ -36,7 +36,7 @@ def clip(tmp_path: Path) -> bytes:
 
 
 def test_a_clip_plays_decrypted_in_the_browser_and_the_identity_never_leaves(
-    webapp_server: WebAppServer, page: Page, browser: Browser, clip: bytes
+    webapp_server: WebAppServer, page: Page, browser: Browser, clip: bytes, tmp_path: Path
 ) -> None:
     server, register = webapp_server, webapp_server.register
     h = server.household()
@@ -86,6 +86,19 @@ def test_a_clip_plays_decrypted_in_the_browser_and_the_identity_never_leaves(
     assert len(requests.entries) > 20  # the log saw the whole session: enrolment, keys, signing, playback
     assert requests.containing(secret_forms(identity)) == []
 
+    # A clip as the hub records it (MPEG-TS), which browsers do not play in a <video>: opened, offered to save.
+    upload_clip(register, hub, "clip-ts", make_clip(tmp_path / "clip.ts", container="mpegts"), latest.recipients,
+                started=1_760_000_100.0)  # fmt: skip
+    page.reload()
+    page.locator("table.clips tbody tr").first.get_by_role("button").click()
+    expect(page.locator("#clip-status")).to_contain_text("The browser cannot play this clip's format")
+    download = page.locator("#clip-download")
+    expect(download).to_be_visible()
+    assert download.get_attribute("download") == "clip-ts.ts"
+    with page.expect_download() as saved:
+        download.click()
+    assert Path(saved.value.path()).read_bytes()[:1] == b"\x47"  # the plaintext, on this device only
+
     # Scoped to the household: another household's clip is "no such clip"; no session, no ciphertext.
     own = page.context.request
     assert own.get(f"{server.url}/app/clips/clip-002/age").status == 404
@@ -97,4 +110,4 @@ def test_a_clip_plays_decrypted_in_the_browser_and_the_identity_never_leaves(
     finally:
         stranger.close()
     reads = [a for a in register.reg.audit_entries(h) if a["action"] == "clip.read"]
-    assert {a["actor"] for a in reads} == {f"member:{aino}"} and len(reads) == 3
+    assert {a["actor"] for a in reads} == {f"member:{aino}"} and len(reads) == 4

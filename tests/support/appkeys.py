@@ -22,14 +22,16 @@ from tests.support.webapp import WebAppServer
 CLIP_SECONDS: Final = 3.0
 
 
-def make_clip(path: Path, seconds: float = CLIP_SECONDS) -> bytes:
-    """A small H.264 MP4 (``faststart``, so its duration is known as soon as the header is read)."""
+def make_clip(path: Path, seconds: float = CLIP_SECONDS, *, container: str = "mp4") -> bytes:
+    """A small H.264 clip: MP4 (``faststart``, so its duration is known as soon as the header is read), or
+    MPEG-TS as the hub's recorder writes it (``container="mpegts"``)."""
+    muxing = ["-movflags", "+faststart", "-f", "mp4"] if container == "mp4" else ["-f", "mpegts"]
     subprocess.run(
         [
             "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
             "-f", "lavfi", "-i", f"testsrc=size=160x120:rate=10:duration={seconds}",
             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-threads", "1",
-            "-movflags", "+faststart", str(path),
+            *muxing, str(path),
         ],
         check=True,
         timeout=60,
@@ -38,14 +40,20 @@ def make_clip(path: Path, seconds: float = CLIP_SECONDS) -> bytes:
 
 
 def upload_clip(
-    register: RunningRegister, hub: HubIdentity, clip_id: str, plaintext: bytes, recipients: list[str]
+    register: RunningRegister,
+    hub: HubIdentity,
+    clip_id: str,
+    plaintext: bytes,
+    recipients: list[str],
+    *,
+    started: float = 1_760_000_000.0,
 ) -> None:
     """Encrypts ``plaintext`` to ``recipients`` as the hub does and uploads it through the hub's real API."""
     ciphertext = pyrage.encrypt(plaintext, [pyrage.x25519.Recipient.from_str(r) for r in recipients])
     record: dict[str, Any] = {
         "clip_id": clip_id,
         "device_id": "onvif:cam1",
-        "started": 1_760_000_000.0,
+        "started": started,
         "duration_s": CLIP_SECONDS,
         "size": len(ciphertext),
         "sha256": hashlib.sha256(ciphertext).hexdigest(),
