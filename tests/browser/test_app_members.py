@@ -7,6 +7,7 @@ is refused, and so is a signer whose code does not match."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -227,3 +228,40 @@ def test_a_register_that_lies_gets_no_signature(webapp_server: WebAppServer, pag
     page.get_by_role("button", name="Vaihda avaimeni").click()
     expect(page.locator("#members-status")).to_contain_text("eri historian kuin tämä laite on nähnyt")
     assert memberchange.latest(register.reg, h).version == 1  # type: ignore[union-attr]
+
+
+_VECTORS_JS = """async (v) => {
+  const ml = await import('/app/static/js/memberlist.js');
+  const keys = await import('/app/static/js/keystore.js');
+  const signed = v.versions.map((x) => x.signed);
+  const latest = await ml.audit(v.household, signed, null);
+  const canonical = v.versions.map((x) => {
+    const b = JSON.parse(x.body_utf8);
+    return ml.canonical(b.household, b.version, b.prev, [...b.members].reverse()) === x.body_utf8;
+  });
+  const codes = [];
+  for (const x of v.versions) {
+    for (const m of JSON.parse(x.body_utf8).members) codes.push(await keys.pairingCode(m.ed25519));
+  }
+  const refusals = [];
+  const tampered = structuredClone(signed);
+  tampered[2].sig = tampered[2].sig.slice(0, -1) + (tampered[2].sig.endsWith('0') ? '1' : '0');
+  const skipped = [signed[0], signed[2]];
+  const other = [signed[0]];
+  for (const [chain, household] of [[tampered, v.household], [skipped, v.household], [other, 'hh_other']]) {
+    try { await ml.audit(household, chain, null); refusals.push('accepted'); } catch (e) { refusals.push(e.code); }
+  }
+  return {version: latest.body.version, digest: latest.digest, canonical, codes, refusals};
+}"""
+
+
+def test_the_browsers_member_list_code_agrees_with_the_golden_vectors(webapp_server: WebAppServer, page: Page) -> None:
+    """memberlist.js and keystore.js against tests/vectors/memberlist (made by cloud_sync/memberlist.py): the same
+    canonical bytes, digests, pairing codes and verdicts."""
+    vectors = json.loads((Path(__file__).parents[1] / "vectors" / "memberlist" / "vectors.json").read_text())
+    page.goto(f"{webapp_server.url}/app/signin")  # any page: it carries the import map
+    out = page.evaluate(_VECTORS_JS, vectors)
+    assert (out["version"], out["digest"]) == (4, vectors["versions"][-1]["digest"])
+    assert out["canonical"] == [True] * 4
+    assert set(out["codes"]) == set(vectors["pairing_codes"].values())  # Aino, Eero, Eero after his rotation
+    assert out["refusals"] == ["forged", "forged", "forged"]
