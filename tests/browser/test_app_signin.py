@@ -38,7 +38,9 @@ def test_a_cloned_passkey_with_a_stale_counter_is_refused(
         other = thief.new_page()
         add_authenticator(other).add_credential(copied)
         _sign_in(other, base)
-        expect(other.get_by_role("status")).to_contain_text("Kirjautuminen ei onnistunut. Yritä uudelleen. (passkey_refused)")
+        expect(other.get_by_role("status")).to_contain_text(
+            "Kirjautuminen ei onnistunut. Yritä uudelleen. (passkey_refused)"
+        )
         assert other.url.endswith("/app/signin")
         assert not [c for c in thief.cookies() if c["name"] == session.COOKIE]
     finally:
