@@ -57,3 +57,27 @@ def test_sign_in_without_a_passkey_on_this_device_fails_cleanly(webapp_server: W
     expect(page.get_by_role("status")).to_contain_text(re.compile("Kirjautuminen ei onnistunut"))
     assert page.url.endswith("/app/signin")
     assert not [c for c in page.context.cookies() if c["name"] == session.COOKIE]
+
+
+def test_vendored_packages_load_through_the_import_map(webapp_server: WebAppServer, page: Page) -> None:
+    """The npm packages the app serves itself resolve by their names in a page, under its Content-Security-Policy
+    (age-encryption pulls @noble/* and @scure/base, one of them at a second version, through the map's scopes)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{webapp_server.url}/app/signin")
+    kinds = page.evaluate(
+        """async () => {
+            const age = await import("age-encryption");
+            const uplot = await import("uplot");
+            const id = await age.generateIdentity();
+            const e = new age.Encrypter();
+            e.addRecipient(await age.identityToRecipient(id));
+            const d = new age.Decrypter();
+            d.addIdentity(id);
+            const plain = await d.decrypt(await e.encrypt("hei"), "text");
+            return [typeof uplot.default, plain];
+        }"""
+    )
+    assert kinds == ["function", "hei"]
+    assert errors == []
