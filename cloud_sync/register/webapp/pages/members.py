@@ -88,6 +88,8 @@ register_texts(
             "ei allekirjoitettu.",
             "members.js.notlisted": "Tämän laitteen allekirjoitusavain ei ole jäsenluettelossa. Mitään ei "
             "allekirjoitettu.",
+            "members.js.member_list_stale": "Toinen jäsen muutti luetteloa samaan aikaan. Lataa sivu ja yritä "
+            "uudelleen.",
             "members.js.rolledback": "Palvelin näyttää jäsenluettelosta eri historian kuin tämä laite on nähnyt. "
             "Mitään ei allekirjoitettu.",
         },
@@ -142,6 +144,8 @@ register_texts(
             "Please report this to the service provider.",
             "members.js.forged": "The server's member list holds a version no member signed. Nothing was signed.",
             "members.js.notlisted": "This device's signing key is not in the member list. Nothing was signed.",
+            "members.js.member_list_stale": "Another member changed the list at the same time. Reload the page and "
+            "try again.",
             "members.js.rolledback": "The server shows another history of the member list than this device has "
             "seen. Nothing was signed.",
         },

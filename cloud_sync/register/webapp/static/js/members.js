@@ -24,7 +24,7 @@ async function call(path, body, method = "POST") {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = response.headers.get("content-type")?.includes("json") ? await response.json() : {};
-  if (!response.ok) throw new Error(data.error || String(response.status));
+  if (!response.ok) throw Object.assign(new Error(data.error || String(response.status)), { code: data.error });
   return data;
 }
 
