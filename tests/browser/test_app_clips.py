@@ -70,8 +70,11 @@ def test_a_clip_plays_decrypted_in_the_browser_and_the_identity_never_leaves(
 
     page.goto(f"{server.url}/app/lang/en?next=/app/clips")
     expect(page.get_by_role("heading", level=1)).to_have_text("Camera clips")
-    page.get_by_role("button", name=re.compile("^Play")).click()
+    # By keyboard this time: the button takes focus and Enter plays.
+    page.get_by_role("button", name=re.compile("^Play")).focus()
+    page.keyboard.press("Enter")
     page.wait_for_function(_LOADED)
+    assert page.evaluate("() => document.activeElement.id") == "clip-player"  # focus follows to the player
     screenshot(page, "clips", "en")
     assert_accessible(page)
 
