@@ -1,5 +1,6 @@
 """What Home reads, on SQLite and PostgreSQL: each device's newest value per quantity (not an older one, not another
-household's), online/offline from availability or from when it was last heard, rooms in order, open alarms only."""
+household's), online/offline from availability or from when it was last heard, rooms in order, open alarms only,
+and a device with fresh readings before the hub has sent its device list."""
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def _fill(reg: Registry, h: str, now: float, marker: float) -> None:
                 reading("d-kitchen", "linkquality", 99.0, now),  # not a quantity Home shows
                 reading("d-hall", "humidity", 40.0, now - 5 * 3600),
                 reading("d-quiet", "co2", 600.0, now - 5 * 3600),
+                reading("d-unnamed", "temperature", 5.0, now - 30),  # not in the hub's device list yet
+                reading("d-gone", "temperature", 5.0, now - 4 * 3600),  # nor this, and silent for hours
             ],
         )
         conn.execute(
@@ -93,7 +96,9 @@ def test_home_reads_the_newest_values_and_states_of_its_own_household_only(regis
     assert [h["online"] for h in home.hubs] == [True]
     assert [room for room, _ in home.rooms] == ["Eteinen", "Keittiö", ""]  # named rooms first, no room last
     devices = {d.device_id: d for _, ds in home.rooms for d in ds}
-    assert set(devices) == {"d-kitchen", "d-hall", "d-none", "d-quiet"}
+    # A device with fresh readings shows before the hub has described it; an old unknown one does not.
+    assert set(devices) == {"d-kitchen", "d-hall", "d-none", "d-quiet", "d-unnamed"}
+    assert [(q, v) for q, v, _, _ in devices["d-unnamed"].values] == [("temperature", 5.0)]
     kitchen = devices["d-kitchen"]
     assert [(q, v) for q, v, _, _ in kitchen.values] == [("temperature", 21.5), ("battery", 12.0)]
     assert kitchen.battery == 12.0 and kitchen.status(now) == "online"

@@ -77,7 +77,9 @@ def registration_options(ctx: WebContext, member_id: str) -> dict[str, Any]:
     """Options for ``navigator.credentials.create`` for ``member_id`` (a discoverable credential, user
     verification required), with the ceremony id to send back."""
     with ctx.reg.engine.connect() as conn:
-        name = conn.execute(select(db.members.c.name).where(db.members.c.id == member_id)).scalar_one()
+        name = conn.execute(select(db.members.c.name).where(db.members.c.id == member_id)).scalar_one_or_none()
+        if name is None:
+            raise Unauthenticated("this member no longer exists", code="no_member")
         existing = conn.execute(
             select(schema.passkeys.c.credential_id).where(schema.passkeys.c.member_id == member_id)
         ).scalars()
