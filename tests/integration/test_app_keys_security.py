@@ -1,6 +1,7 @@
-"""The app's key endpoints over plain HTTPS: CSRF on every change, the household of the session only, a member
-list signed by someone who is not a member refused, a signature submitted in another member's session refused,
-and bad bodies answered with precise 4xx. The browser flows are in tests/browser/test_app_{clips,members}.py."""
+"""The app's key endpoints over plain HTTPS, on SQLite and PostgreSQL: CSRF on every change, the household of the
+session only, a member list signed by someone who is not a member refused, a signature submitted in another
+member's session refused, and bad bodies answered with precise 4xx. The browser flows are in
+tests/browser/test_app_{clips,members}.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_sync import memberlist as ml
 from cloud_sync.register.webapp import memberchange
-from tests.support.appkeys import directory_member
+from tests.support.appkeys import directory_member, upload_clip
 from tests.support.webapp import WebAppServer
 
 
@@ -20,8 +21,8 @@ def _signed(proposal: dict[str, str], signer: str, key: Ed25519PrivateKey) -> di
     return {"body": proposal["body"], "signer": signer, "sig": key.sign(ml.signed_bytes(body)).hex()}
 
 
-def test_key_endpoints_are_csrf_checked_scoped_and_refuse_forgeries(webapp_server: WebAppServer) -> None:
-    server = webapp_server
+def test_key_endpoints_are_csrf_checked_scoped_and_refuse_forgeries(webapp_server_any: WebAppServer) -> None:
+    server = webapp_server_any
     home, other = server.household("Virtanen"), server.household("Korhonen")
     aino = server.member(home, "Aino")  # signs version 1 with keys made in the test (the first member's device)
     aino_key = server.register.members[home][0].signing
@@ -74,6 +75,15 @@ def test_key_endpoints_are_csrf_checked_scoped_and_refuse_forgeries(webapp_serve
         assert r.status_code == 422
         r = a.post("/app/members/sign", content=b"{" + b" " * 40_000 + b"}", headers=csrf)
         assert r.status_code == 413
+
+        # Clips: listed and served byte for byte to the household's own session only.
+        sealed = upload_clip(server.register, server.register.enroll(home), "clip-a", b"clip", [mallory_pub["age"]])
+        assert "clip-a" in a.get("/app/clips").text and "clip-a" not in b.get("/app/clips").text
+        served = a.get("/app/clips/clip-a/age")
+        assert served.status_code == 200 and served.headers["cache-control"] == "no-store"
+        assert served.content == sealed
+        assert b.get("/app/clips/clip-a/age").status_code == 404
+        assert a.get("/app/clips/..%2Fclip-a/age").status_code == 404
 
         # And the genuine one, signed by Aino as her browser would: stored as version 2.
         r = a.post("/app/members/sign", json=_signed(proposal, aino, aino_key), headers={"X-CSRF-Token": a.csrf})

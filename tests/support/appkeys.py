@@ -47,8 +47,9 @@ def upload_clip(
     recipients: list[str],
     *,
     started: float = 1_760_000_000.0,
-) -> None:
-    """Encrypts ``plaintext`` to ``recipients`` as the hub does and uploads it through the hub's real API."""
+) -> bytes:
+    """Encrypts ``plaintext`` to ``recipients`` as the hub does and uploads it through the hub's real API; returns
+    the ciphertext."""
     ciphertext = pyrage.encrypt(plaintext, [pyrage.x25519.Recipient.from_str(r) for r in recipients])
     record: dict[str, Any] = {
         "clip_id": clip_id,
@@ -64,6 +65,7 @@ def upload_clip(
     assert s.put(url, json=record, timeout=30).status_code == 200
     r = s.patch(url, params={"offset": 0}, data=ciphertext, timeout=30)
     assert r.status_code == 200 and r.json()["complete"] is True, r.text
+    return ciphertext
 
 
 def directory_member(server: WebAppServer, household_id: str, name: str) -> str:
