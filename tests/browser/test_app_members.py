@@ -163,6 +163,12 @@ def test_invite_add_remove_rotate_signed_in_the_browser_and_verified_by_the_hub(
     make_keys(eero, base)
     expect(eero.locator("#own-stale")).to_be_visible()
     expect(page.locator("#own-stale")).to_be_hidden()
+    # Those keys deleted from that phone (after its confirmation dialog): the key store no longer has them.
+    eero.once("dialog", lambda dialog: dialog.accept())
+    eero.get_by_role("button", name="Poista avaimeni tältä laitteelta").click()
+    expect(eero.locator("#members-status")).to_contain_text("poistettu")
+    expect(eero.get_by_role("button", name="Luo avaimeni tälle laitteelle")).to_be_visible()
+    assert eero.evaluate("async (m) => (await import('/app/static/js/keystore.js')).publicKeys(m)", aino) is None
     actions = [a["action"] for a in register.reg.audit_entries(h) if a["actor"] == f"member:{aino}"]
     assert actions.count("member_list.append") == 4 and "member.invite" in actions
 

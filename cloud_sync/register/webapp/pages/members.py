@@ -55,6 +55,12 @@ register_texts(
             "members.rotate": "Vaihda avaimeni",
             "members.waiting": "Avaimesi odottavat, että joku jäsen lisää sinut. Näytä hänelle yllä oleva koodi.",
             "members.send_again": "Lähetä julkiset avaimeni uudelleen",
+            "members.forget_intro": "Luovutatko laitteen pois? Poista avaimesi siitä ensin.",
+            "members.forget": "Poista avaimeni tältä laitteelta",
+            "members.js.forget_confirm": "Poistetaanko avaimesi tältä laitteelta? Tällä laitteella ei sen jälkeen voi "
+            "avata tallenteita eikä allekirjoittaa muutoksia.",
+            "members.js.forgotten": "Avaimesi on poistettu tältä laitteelta.",
+            "members.js.kept": "Avaimia ei poistettu.",
             "members.list": "Jäsenluettelo",
             "members.list_caption": "Jäsenluettelon versio {version}",
             "members.name": "Jäsen",
@@ -113,6 +119,12 @@ register_texts(
             "members.rotate": "Replace my keys",
             "members.waiting": "Your keys are waiting for a member to add you. Show them the code above.",
             "members.send_again": "Send my public keys again",
+            "members.forget_intro": "Giving this device away? Delete your keys from it first.",
+            "members.forget": "Delete my keys from this device",
+            "members.js.forget_confirm": "Delete your keys from this device? It can then neither open clips nor sign "
+            "changes.",
+            "members.js.forgotten": "Your keys were deleted from this device.",
+            "members.js.kept": "The keys were not deleted.",
             "members.list": "Member list",
             "members.list_caption": "Member list, version {version}",
             "members.name": "Member",
@@ -166,6 +178,11 @@ _JS_TEXTS: Final = (
     "tampered",
     "forged",
     "rolledback",
+    "notlisted",
+    "member_list_stale",
+    "forget_confirm",
+    "forgotten",
+    "kept",
 )
 
 

@@ -95,6 +95,12 @@ export async function create(member, household) {
   return { age: keys.sealed.recipient, ed25519: keys.ed25519 };
 }
 
+// Deletes the member's keys from this device (a device given away or sold): clips encrypted only to them can no
+// longer be opened here.
+export async function forget(member) {
+  await withStore("readwrite", (s) => done(s.delete(member)));
+}
+
 // Ed25519 signature (hex) over bytes, with the member's current signing key.
 export async function sign(member, bytes) {
   const rec = await load(member);

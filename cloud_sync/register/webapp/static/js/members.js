@@ -97,6 +97,12 @@ const actions = {
     await keys.commitRotation(member);
     return "rotated";
   },
+  async forget() {
+    // eslint-disable-next-line no-alert -- a native dialog is keyboard- and screen-reader-usable as it is
+    if (!window.confirm(texts.forget_confirm)) return "kept";
+    await keys.forget(member);
+    return "forgotten";
+  },
   async decline(button) {
     await call(`requests/${encodeURIComponent(button.dataset.request)}/decline`, {});
     return "declined";
@@ -116,7 +122,7 @@ for (const button of document.querySelectorAll("button[data-action]")) {
     try {
       const outcome = await actions[button.dataset.action](button);
       say(outcome);
-      if (outcome !== "codemismatch") {
+      if (outcome !== "codemismatch" && outcome !== "kept") {
         // The page is rendered by the server: reload it to show the new state, and say the outcome again there.
         sessionStorage.setItem("members-said", outcome);
         window.location.reload();
