@@ -92,6 +92,7 @@ def test_invite_add_remove_rotate_signed_in_the_browser_and_verified_by_the_hub(
 
     page.get_by_label("Nimi").fill("Eero")
     page.get_by_role("button", name="Luo kutsulinkki").click()
+    expect(page).to_have_url(f"{base}/app/members")  # a reload shows the page, it does not invite again
     link = page.locator("#invite-link").get_attribute("href")
     assert link is not None and link.startswith(f"{base}/app/enrol/")
     screenshot(page, "members", "fi")
@@ -170,7 +171,7 @@ def test_invite_add_remove_rotate_signed_in_the_browser_and_verified_by_the_hub(
     expect(eero.get_by_role("button", name="Luo avaimeni tälle laitteelle")).to_be_visible()
     assert eero.evaluate("async (m) => (await import('/app/static/js/keystore.js')).publicKeys(m)", aino) is None
     actions = [a["action"] for a in register.reg.audit_entries(h) if a["actor"] == f"member:{aino}"]
-    assert actions.count("member_list.append") == 4 and "member.invite" in actions
+    assert actions.count("member_list.append") == 4 and actions.count("member.invite") == 1
 
 
 def test_a_register_that_lies_gets_no_signature(webapp_server: WebAppServer, page: Page) -> None:

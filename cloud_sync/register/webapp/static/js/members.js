@@ -125,13 +125,16 @@ for (const button of document.querySelectorAll("button[data-action]")) {
       if (outcome !== "codemismatch" && outcome !== "kept") {
         // The page is rendered by the server: reload it to show the new state, and say the outcome again there.
         sessionStorage.setItem("members-said", outcome);
-        window.location.reload();
+        window.location.assign(base);
       }
     } catch (error) {
       report(error);
     }
   });
 }
+
+// The invitation's answer is this page at the POST's URL: make a reload fetch the page, not invite again.
+if (window.location.pathname !== base) window.history.replaceState(null, "", base);
 
 const said = sessionStorage.getItem("members-said");
 sessionStorage.removeItem("members-said");
