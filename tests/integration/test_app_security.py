@@ -181,3 +181,18 @@ def test_failed_sign_ins_are_rate_limited_per_address(webapp_server: WebAppServe
         assert codes[:burst] == [422] * burst or codes[:burst] == [401] * burst
         assert codes[burst] == 429
         assert c.post("/app/signin/options", json={}).status_code == 429
+
+
+def test_pages_forbid_inline_script_framing_caching_and_referrers(webapp_server: WebAppServer) -> None:
+    h = webapp_server.household()
+    with webapp_server.signed_in(webapp_server.member(h)) as c:
+        for path in ("/app/home", "/app/alarms", "/app/signin"):
+            r = c.get(path, follow_redirects=True)
+            assert r.status_code == 200, path
+            csp = r.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+            assert r.headers["x-frame-options"] == "DENY"
+            assert r.headers["cache-control"] == "no-store"
+            assert r.headers["referrer-policy"] == "no-referrer"
+            # The only inline script is the import map, allowed by its hash.
+            assert r.text.count("<script>") == 0
