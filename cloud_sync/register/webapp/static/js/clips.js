@@ -66,5 +66,6 @@ async function play(button) {
 }
 
 for (const button of document.querySelectorAll("button[data-clip]")) {
-  button.addEventListener("click", () => play(button).catch(() => say("decryptfailed")));
+  // Decryption failures are told inside play(); what is left is the network.
+  button.addEventListener("click", () => play(button).catch((error) => say("fetchfailed", error.message)));
 }
