@@ -1,0 +1,172 @@
+"""What Home shows, read in one short transaction: the household's hubs, its devices by room with their latest
+value per quantity (one index seek each), and the open alarms."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import Connection, Select, String, literal, select, true, union_all
+
+from cloud_sync.register import db
+from cloud_sync.register.fleet import ONLINE_WINDOW_S
+from cloud_sync.register.notify import schema as notify
+
+QUANTITIES: Final[dict[str, str]] = {
+    "temperature": "°C",
+    "humidity": "%",
+    "co2": "ppm",
+    "pm25": "µg/m³",
+    "illuminance": "lx",
+    "pressure": "hPa",
+    "smoke_density": "%/m",
+    "voltage": "V",
+    "battery": "%",
+}
+"""The quantities Home shows, in this order, with their units (as the hub sends them; see gateway.model.UNITS)."""
+MAX_UNNAMED: Final = 50
+"""At most this many devices not (yet) in the hub's device list are shown."""
+UNNAMED_WINDOW_S: Final = 600.0
+UNNAMED_SCAN: Final = 5000
+"""Devices not in the device list are looked for in the readings of the last 10 minutes, at most this many: the
+hub sends its list every minute, so a device is unnamed only briefly."""
+DEVICE_SILENT_S: Final = 3 * 3600.0
+"""A device without availability reports counts as offline when nothing was heard from it for this long."""
+
+
+@dataclass
+class Device:
+    device_id: str
+    name: str
+    kind: str
+    room: str
+    values: list[tuple[str, float, str, float]] = field(default_factory=list)
+    """``(quantity, value, unit, ts)`` in :data:`QUANTITIES` order."""
+    availability: str | None = None
+    last_heard: float | None = None
+
+    @property
+    def battery(self) -> float | None:
+        return next((v for q, v, _, _ in self.values if q == "battery"), None)
+
+    def status(self, now: float) -> str:
+        """``online``, ``offline`` or ``unknown`` (never heard from)."""
+        if self.availability in ("online", "offline"):
+            return self.availability
+        if self.last_heard is None:
+            return "unknown"
+        return "online" if now - self.last_heard <= DEVICE_SILENT_S else "offline"
+
+
+@dataclass
+class Home:
+    hubs: list[dict[str, Any]]
+    rooms: list[tuple[str, list[Device]]]
+    alarms: list[dict[str, Any]]
+
+
+def read(conn: Connection, household_id: str, now: float) -> Home:
+    h = db.hubs.c
+    hubs = [
+        {**r, "online": r["last_seen"] is not None and now - r["last_seen"] <= ONLINE_WINDOW_S}
+        for r in conn.execute(
+            select(h.id, h.name, h.last_seen)
+            .where(h.household_id == household_id, h.revoked.is_(False))
+            .order_by(h.enrolled_at)
+        ).mappings()
+    ]
+    d = db.devices.c
+    devices = {
+        r.device_id: Device(r.device_id, r.name or r.device_id, r.kind, r.room)
+        for r in conn.execute(
+            select(d.device_id, d.name, d.kind, d.room).where(d.household_id == household_id).order_by(d.name)
+        )
+    }
+    known = select(d.device_id.label("device_id")).where(d.household_id == household_id)
+    if devices:
+        _latest_values(conn, household_id, devices, known)
+        _availability(conn, household_id, devices)
+    # A device the hub reports readings of before it has sent its device list (every minute) shows at once,
+    # under its id and without a room, rather than a minute later.
+    r = db.readings.c
+    # The newest readings only, by the (household, time) index: a DISTINCT here would scan the household's readings
+    # through the (household, device, quantity, time) index.
+    recent = conn.execute(
+        select(r.device_id)
+        .where(r.household_id == household_id, r.ts >= now - UNNAMED_WINDOW_S)
+        .order_by(r.ts.desc())
+        .limit(UNNAMED_SCAN)
+    ).scalars()
+    unnamed = list(dict.fromkeys(dev_id for dev_id in recent if dev_id not in devices))[:MAX_UNNAMED]
+    if unnamed:
+        new = {dev_id: Device(dev_id, dev_id, "", "") for dev_id in sorted(unnamed)}
+        ids = union_all(*(select(literal(x, String).label("device_id")) for x in new)).subquery("u")
+        _latest_values(conn, household_id, new, select(ids.c.device_id))
+        devices.update(new)
+    rooms: dict[str, list[Device]] = defaultdict(list)
+    for dev in devices.values():
+        rooms[dev.room].append(dev)
+    a = notify.alarms.c
+    alarms = [
+        dict(r)
+        for r in conn.execute(
+            select(a.id, a.category, a.place, a.raised_at, a.late, a.urgent)
+            .where(a.household_id == household_id, a.acked_at.is_(None), a.cleared_at.is_(None))
+            .order_by(a.raised_at.desc())
+            .limit(50)
+        ).mappings()
+    ]
+    # Named rooms alphabetically, devices without a room last.
+    ordered = sorted(rooms.items(), key=lambda kv: (kv[0] == "", kv[0].casefold()))
+    return Home(hubs=hubs, rooms=ordered, alarms=alarms)
+
+
+def _latest_values(conn: Connection, household_id: str, devices: dict[str, Device], ids: Select[Any]) -> None:
+    """Fills ``devices`` (those of ``ids``, a one-column select of device ids) with their newest values."""
+    r = db.readings.c
+    dev = ids.subquery("d")
+    # The quantities as a tiny table (UNION ALL of literals: SQLite has no column names for VALUES).
+    q = union_all(*(select(literal(x, String).label("quantity")) for x in QUANTITIES)).subquery("q")
+    # First the newest time per device and quantity (one seek each in the covering index), then the value only
+    # where there is one (most devices report two or three of the quantities).
+    newest = (
+        select(r.ts)
+        .where(r.household_id == household_id, r.device_id == dev.c.device_id, r.quantity == q.c.quantity)
+        .order_by(r.ts.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    pairs = (
+        select(dev.c.device_id.label("device_id"), q.c.quantity.label("quantity"), newest.label("ts"))
+        .select_from(dev.join(q, true()))
+        .subquery("p")
+    )
+    p = pairs.c
+    value = (
+        select(r.value)
+        .where(r.household_id == household_id, r.device_id == p.device_id, r.quantity == p.quantity, r.ts == p.ts)
+        .limit(1)
+        .scalar_subquery()
+    )
+    order = {name: i for i, name in enumerate(QUANTITIES)}
+    for row in conn.execute(select(p.device_id, p.quantity, p.ts, value.label("value")).where(p.ts.isnot(None))):
+        device = devices[row.device_id]
+        device.values.append((row.quantity, float(row.value), QUANTITIES[row.quantity], float(row.ts)))
+        device.last_heard = max(device.last_heard or 0.0, float(row.ts))
+    for device in devices.values():
+        device.values.sort(key=lambda v: order[v[0]])
+
+
+def _availability(conn: Connection, household_id: str, devices: dict[str, Device]) -> None:
+    e, d = db.events.c, db.devices.c
+    state = (
+        select(e.state)
+        .where(e.household_id == household_id, e.device_id == d.device_id, e.kind == "availability")
+        .order_by(e.ts.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    for row in conn.execute(select(d.device_id, state.label("state")).where(d.household_id == household_id)):
+        if row.state is not None:
+            devices[row.device_id].availability = row.state
