@@ -2,7 +2,8 @@
 
 # Debian packages the tests start for real; the demo needs only mosquitto (DEMO_PACKAGES).
 # libfaketime: the forensic test moves the clock of a retention run with it (tests/integration/test_forensic.py).
-SYSTEM_PACKAGES=(mosquitto mosquitto-clients ffmpeg postgresql libfaketime)
+# chromium: the app's browser tests drive it headless with Playwright (tests/support/browser.py); no browser download.
+SYSTEM_PACKAGES=(mosquitto mosquitto-clients ffmpeg postgresql libfaketime chromium)
 DEMO_PACKAGES=(mosquitto)
 
 # ensure_system_packages [PACKAGE...]: installs what is missing of the given packages (default: SYSTEM_PACKAGES),
@@ -50,4 +51,23 @@ ensure_venv() {
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$extras]"
   touch ".venv/.kotihub-installed.$extras"
+}
+
+# ensure_npm_packages: the household app's JavaScript packages, exactly as package-lock.json pins them (npm ci, from
+# the npm registry, no install scripts), copied into cloud_sync/register/webapp/static/vendor/ by scripts/vendor.mjs
+# (the register serves them from there; nothing from a CDN at run time). Needs node and npm (Debian: npm).
+ensure_npm_packages() {
+  local stamp=node_modules/.kotihub-npm-installed vendor=cloud_sync/register/webapp/static/vendor
+  if ! command -v npm >/dev/null 2>&1; then
+    ensure_system_packages npm || return 1
+  fi
+  if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+    echo "== installing the app's JavaScript packages (npm ci)"
+    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+    touch "$stamp"
+  fi
+  if [ ! -f "$vendor/importmap.json" ] || [ "$stamp" -nt "$vendor/importmap.json" ] \
+    || [ scripts/vendor.mjs -nt "$vendor/importmap.json" ]; then
+    node scripts/vendor.mjs
+  fi
 }

@@ -6,4 +6,6 @@ pytest_plugins: list[str] = [
     "tests.support.camera",
     "tests.support.mosquitto",
     "tests.support.notify",
+    "tests.support.webapp",
+    "tests.support.browser",
 ]

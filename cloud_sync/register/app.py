@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from cloud_sync import protocol as p
-from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, retention
+from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, retention, webapp
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.budget import Lease, MemoryBudget
 from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
@@ -35,6 +35,7 @@ from cloud_sync.register.openapi import CLIP_ID_PATTERN, document
 from cloud_sync.register.ratelimit import Limiter, Rate
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
+from cloud_sync.register.webapp.context import WebContext
 
 log = logging.getLogger(__name__)
 
@@ -654,6 +655,8 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         return _json(summary)
 
     app.include_router(notify_routes.make_router(reg, scoped, read_body))
+    app.include_router(webapp.router(WebContext.create(reg, settings)))
+    app.mount(webapp.STATIC_PATH, webapp.static_files())
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -40,6 +40,9 @@ class Settings:
     enroll_burst: int = 10
     """Enrollment attempts allowed at once per source address (5x per household), refilled over 10 minutes."""
     """Open connections without a client certificate (enrollment, apps, operators); hubs have their own room."""
+    public_url: str = ""
+    """The register's URL as browsers see it (the app's WebAuthn origin; its host is the relying party id).
+    Empty: ``KOTIHUB_REGISTER_PUBLIC_URL``, else ``https://localhost:8443``."""
 
     def __post_init__(self) -> None:
         if self.retention_days < 1:

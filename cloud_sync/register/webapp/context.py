@@ -1,0 +1,48 @@
+"""What every page module gets: the registry, the settings, the templates, a clock and the sign-in rate limits."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+from fastapi.templating import Jinja2Templates
+
+from cloud_sync.register.ratelimit import Limiter
+from cloud_sync.register.registry import Registry
+from cloud_sync.register.settings import Settings
+
+TEMPLATES_DIR: Final = Path(__file__).parent / "templates"
+
+
+def public_url(settings: Settings) -> str:
+    """The register's public URL, which the browser sees: the WebAuthn origin, its host the relying party id."""
+    url = settings.public_url or os.environ.get("KOTIHUB_REGISTER_PUBLIC_URL", "") or "https://localhost:8443"
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class WebContext:
+    reg: Registry
+    settings: Settings
+    templates: Jinja2Templates
+    clock: Callable[[], float] = time.time
+    limiter: Limiter = field(default_factory=Limiter)
+    """Sign-in attempts per source address (and per member for one-time links)."""
+
+    @classmethod
+    def create(cls, reg: Registry, settings: Settings, *, clock: Callable[[], float] = time.time) -> WebContext:
+        templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+        return cls(reg=reg, settings=settings, templates=templates, clock=clock)
+
+    @property
+    def origin(self) -> str:
+        return public_url(self.settings)
+
+    @property
+    def rp_id(self) -> str:
+        return urlsplit(self.origin).hostname or "localhost"

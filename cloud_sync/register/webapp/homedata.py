@@ -1,0 +1,141 @@
+"""What Home shows, read in one short transaction: the household's hubs, its devices by room with their latest
+value per quantity (one index seek each), and the open alarms."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import Connection, String, column, select, true, values
+
+from cloud_sync.register import db
+from cloud_sync.register.fleet import ONLINE_WINDOW_S
+from cloud_sync.register.notify import schema as notify
+
+QUANTITIES: Final[dict[str, str]] = {
+    "temperature": "°C",
+    "humidity": "%",
+    "co2": "ppm",
+    "pm25": "µg/m³",
+    "illuminance": "lx",
+    "pressure": "hPa",
+    "smoke_density": "%/m",
+    "voltage": "V",
+    "battery": "%",
+}
+"""The quantities Home shows, in this order, with their units (as the hub sends them; see gateway.model.UNITS)."""
+DEVICE_SILENT_S: Final = 3 * 3600.0
+"""A device without availability reports counts as offline when nothing was heard from it for this long."""
+
+
+@dataclass
+class Device:
+    device_id: str
+    name: str
+    kind: str
+    room: str
+    values: list[tuple[str, float, str, float]] = field(default_factory=list)
+    """``(quantity, value, unit, ts)`` in :data:`QUANTITIES` order."""
+    availability: str | None = None
+    last_heard: float | None = None
+
+    @property
+    def battery(self) -> float | None:
+        return next((v for q, v, _, _ in self.values if q == "battery"), None)
+
+    def status(self, now: float) -> str:
+        """``online``, ``offline`` or ``unknown`` (never heard from)."""
+        if self.availability in ("online", "offline"):
+            return self.availability
+        if self.last_heard is None:
+            return "unknown"
+        return "online" if now - self.last_heard <= DEVICE_SILENT_S else "offline"
+
+
+@dataclass
+class Home:
+    hubs: list[dict[str, Any]]
+    rooms: list[tuple[str, list[Device]]]
+    alarms: list[dict[str, Any]]
+
+
+def read(conn: Connection, household_id: str, now: float) -> Home:
+    h = db.hubs.c
+    hubs = [
+        {**r, "online": r["last_seen"] is not None and now - r["last_seen"] <= ONLINE_WINDOW_S}
+        for r in conn.execute(
+            select(h.id, h.name, h.last_seen)
+            .where(h.household_id == household_id, h.revoked.is_(False))
+            .order_by(h.enrolled_at)
+        ).mappings()
+    ]
+    d = db.devices.c
+    devices = {
+        r.device_id: Device(r.device_id, r.name or r.device_id, r.kind, r.room)
+        for r in conn.execute(
+            select(d.device_id, d.name, d.kind, d.room).where(d.household_id == household_id).order_by(d.name)
+        )
+    }
+    if devices:
+        _latest_values(conn, household_id, devices)
+        _availability(conn, household_id, devices)
+    rooms: dict[str, list[Device]] = defaultdict(list)
+    for dev in devices.values():
+        rooms[dev.room].append(dev)
+    a = notify.alarms.c
+    alarms = [
+        dict(r)
+        for r in conn.execute(
+            select(a.id, a.category, a.place, a.raised_at, a.late, a.urgent)
+            .where(a.household_id == household_id, a.acked_at.is_(None), a.cleared_at.is_(None))
+            .order_by(a.raised_at.desc())
+            .limit(50)
+        ).mappings()
+    ]
+    # Named rooms alphabetically, devices without a room last.
+    ordered = sorted(rooms.items(), key=lambda kv: (kv[0] == "", kv[0].casefold()))
+    return Home(hubs=hubs, rooms=ordered, alarms=alarms)
+
+
+def _latest_values(conn: Connection, household_id: str, devices: dict[str, Device]) -> None:
+    r, d = db.readings.c, db.devices.c
+    q = values(column("quantity", String), name="q").data([(x,) for x in QUANTITIES])
+
+    def newest(col: Any) -> Any:
+        return (
+            select(col)
+            .where(r.household_id == household_id, r.device_id == d.device_id, r.quantity == q.c.quantity)
+            .order_by(r.ts.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    rows = conn.execute(
+        select(d.device_id, q.c.quantity, newest(r.value).label("value"), newest(r.ts).label("ts"))
+        .select_from(db.devices.join(q, true()))
+        .where(d.household_id == household_id)
+    )
+    order = {name: i for i, name in enumerate(QUANTITIES)}
+    for row in rows:
+        if row.value is None:
+            continue
+        dev = devices[row.device_id]
+        dev.values.append((row.quantity, float(row.value), QUANTITIES[row.quantity], float(row.ts)))
+        dev.last_heard = max(dev.last_heard or 0.0, float(row.ts))
+    for dev in devices.values():
+        dev.values.sort(key=lambda v: order[v[0]])
+
+
+def _availability(conn: Connection, household_id: str, devices: dict[str, Device]) -> None:
+    e, d = db.events.c, db.devices.c
+    state = (
+        select(e.state)
+        .where(e.household_id == household_id, e.device_id == d.device_id, e.kind == "availability")
+        .order_by(e.ts.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    for row in conn.execute(select(d.device_id, state.label("state")).where(d.household_id == household_id)):
+        if row.state is not None:
+            devices[row.device_id].availability = row.state

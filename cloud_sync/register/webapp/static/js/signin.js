@@ -1,0 +1,3 @@
+import { signIn, wire } from "./passkey.js";
+
+wire(document.getElementById("signin"), document.getElementById("status"), signIn);

@@ -1,0 +1,62 @@
+"""The household's app for tests: the real register over TLS on loopback serving ``/app``, reached as
+``https://localhost:<port>`` (the WebAuthn origin; its relying party id is ``localhost``).
+
+Fixture ``webapp_server`` (:class:`WebAppServer`)::
+
+    def test_x(webapp_server):
+        h = webapp_server.household()
+        m = webapp_server.member(h, "Aino")
+        link = webapp_server.signin_link(m)      # https://localhost:<port>/app/enrol/<token>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloud_sync.register.webapp import links
+from tests.support.register import ACTOR, RunningRegister
+
+
+class WebAppServer:
+    def __init__(self, register: RunningRegister) -> None:
+        self.register = register
+
+    @property
+    def url(self) -> str:
+        """The app's origin (``https://localhost:<port>``); pages are under ``/app``."""
+        return self.register.settings.public_url
+
+    def household(self, name: str = "Testikoti") -> str:
+        return self.register.create_household(name)
+
+    def member(self, household_id: str, name: str = "Aino") -> str:
+        """A member of the household, added as the household does (keys, a signed member list version)."""
+        member_id, _ = self.register.add_member(household_id, name)
+        return member_id
+
+    def signin_link(self, member_id: str, ttl_s: float = links.LINK_TTL_S) -> str:
+        """A one-time link that enrols a device for ``member_id``, as a technician would print it."""
+        token = links.create(self.register.reg, member_id, actor=ACTOR, now=time.time(), ttl_s=ttl_s)
+        return links.url(self.url, token)
+
+
+def start_webapp(state_dir: Path, db_url: str | None = None) -> RunningRegister:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    reg = RunningRegister(state_dir, db_url)
+    reg.settings = dataclasses.replace(reg.settings, public_url=f"https://localhost:{reg.port}")
+    reg.start()
+    return reg
+
+
+@pytest.fixture
+def webapp_server(tmp_path: Path) -> Iterator[WebAppServer]:
+    reg = start_webapp(tmp_path / "register")
+    try:
+        yield WebAppServer(reg)
+    finally:
+        reg.close()
