@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from cloud_sync.register.webapp.pages.notice import NOTICE
+from cloud_sync.register.webapp.notice import NOTICE
 
 
 def test_both_languages_have_the_same_sections() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Final
 
 import msgspec
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -19,17 +19,19 @@ from cloud_sync.register import restrictions, series
 from cloud_sync.register.errors import NotFound
 from cloud_sync.register.webapp.context import WebContext
 from cloud_sync.register.webapp.i18n import register_texts
-from cloud_sync.register.webapp.render import render
-from cloud_sync.register.webapp.session import MemberSession, member_session
+from cloud_sync.register.webapp.render import register_nav, render, secure
+from cloud_sync.register.webapp.session import Member
 
 DAY: Final = 86_400.0
 SPANS: Final[dict[str, float]] = {"day": DAY, "week": 7 * DAY, "6mo": 183 * DAY}
 LIST_WINDOW_S: Final = 30 * DAY
 """Sensors that reported within this are listed."""
 
+register_nav("/app/charts", "nav.charts", 30)
 register_texts(
     {
         "fi": {
+            "nav.charts": "Kuvaajat",
             "charts.title": "Kuvaajat",
             "charts.intro": "Valitse anturi nähdäksesi sen mittaukset päivän, viikon tai puolen vuoden ajalta.",
             "charts.none": "Ei anturien mittauksia viimeisen 30 päivän ajalta.",
@@ -53,6 +55,7 @@ register_texts(
             "charts.unnamed": "Nimetön laite",
         },
         "en": {
+            "nav.charts": "Charts",
             "charts.title": "Charts",
             "charts.intro": "Choose a sensor to see its readings over a day, a week or six months.",
             "charts.none": "No sensor readings in the last 30 days.",
@@ -86,7 +89,6 @@ _Span = Annotated[str, Query(pattern="^(day|week|6mo)$")]
 def router(ctx: WebContext) -> APIRouter:
     r = APIRouter()
     series.ensure_index(ctx.reg.engine)
-    Session = Annotated[MemberSession, Depends(member_session)]
 
     def sensors_shown(household_id: str) -> bool:
         return "sensors" not in restrictions.restricted(ctx.reg, household_id)
@@ -97,7 +99,7 @@ def router(ctx: WebContext) -> APIRouter:
             raise NotFound("no such sensor in this household", code="no_sensor")
 
     @r.get("/app/charts", response_class=HTMLResponse)
-    async def charts(request: Request, session: Session) -> HTMLResponse:
+    async def charts(request: Request, session: Member) -> HTMLResponse:
         shown = await run_in_threadpool(sensors_shown, session.household_id)
         found = (
             await run_in_threadpool(
@@ -106,11 +108,11 @@ def router(ctx: WebContext) -> APIRouter:
             if shown
             else []
         )
-        return render(request, session, "charts.html", sensors=found, restricted=not shown)
+        return render(request, session, "charts.html", title_key="charts.title", sensors=found, restricted=not shown)
 
     @r.get("/app/chart", response_class=HTMLResponse)
     async def chart(
-        request: Request, session: Session, device: _Device, quantity: _Quantity, span: _Span = "day"
+        request: Request, session: Member, device: _Device, quantity: _Quantity, span: _Span = "day"
     ) -> HTMLResponse:
         await run_in_threadpool(require_sensor, session.household_id, device, quantity)
         found = await run_in_threadpool(
@@ -121,6 +123,7 @@ def router(ctx: WebContext) -> APIRouter:
             request,
             session,
             "chart.html",
+            title_key="charts.title",
             device=device,
             quantity=quantity,
             span=span,
@@ -131,7 +134,7 @@ def router(ctx: WebContext) -> APIRouter:
 
     @r.get("/app/charts/data")
     async def chart_data(
-        session: Session,
+        session: Member,
         device: _Device,
         quantity: _Quantity,
         span: _Span = "day",
@@ -149,10 +152,6 @@ def router(ctx: WebContext) -> APIRouter:
             until=until,
             buckets=series.bucket_count(width),
         )
-        return Response(
-            msgspec.json.encode(buckets.as_json()),
-            media_type="application/json",
-            headers={"Cache-Control": "private, no-store"},
-        )
+        return secure(Response(msgspec.json.encode(buckets.as_json()), media_type="application/json"))
 
     return r

@@ -5,22 +5,24 @@ for their copy (an ``export`` command; see docs/app.md for what a hub answers to
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from cloud_sync.register import export, mydata, restrictions
 from cloud_sync.register.webapp.context import WebContext
 from cloud_sync.register.webapp.i18n import register_texts
-from cloud_sync.register.webapp.pages.notice import NOTICE
-from cloud_sync.register.webapp.render import render
-from cloud_sync.register.webapp.session import MemberSession, csrf_checked, member_session
+from cloud_sync.register.webapp.notice import NOTICE
+from cloud_sync.register.webapp.render import register_nav, render, secure
+from cloud_sync.register.webapp.session import Checked, Member
 
+register_nav("/app/data", "nav.data", 40)
 register_texts(
     {
         "fi": {
+            "nav.data": "Näytä tietoni",
             "data.title": "Näytä tietoni",
             "data.held": "Mitä rekisterissä on nyt kotitaloudestasi",
             "data.kind": "Tieto",
@@ -54,6 +56,7 @@ register_texts(
             "data.hub.asked_now": "Pyyntö lähetetty keskittimille.",
         },
         "en": {
+            "nav.data": "Show my data",
             "data.title": "Show my data",
             "data.held": "What the register holds about your household now",
             "data.kind": "Data",
@@ -90,29 +93,24 @@ register_texts(
 )
 
 
-def _actor(session: MemberSession) -> str:
-    return f"member:{session.member_id}"
-
-
 def router(ctx: WebContext) -> APIRouter:
     r = APIRouter()
-    Session = Annotated[MemberSession, Depends(member_session)]
-    Checked = Annotated[MemberSession, Depends(csrf_checked)]
 
-    def view(household_id: str) -> dict[str, object]:
+    def view(household_id: str) -> dict[str, Any]:
         hidden = restrictions.restricted(ctx.reg, household_id)
         counts = mydata.held(ctx.reg, household_id)
         rows = [(name, None if mydata.CATEGORY_OF.get(name, "") in hidden else counts[name]) for name, _ in mydata.HELD]
         return {"rows": rows, "exports": mydata.hub_exports(ctx.reg, household_id)}
 
     @r.get("/app/data", response_class=HTMLResponse)
-    async def data(request: Request, session: Session) -> HTMLResponse:
+    async def data(request: Request, session: Member) -> HTMLResponse:
         values = await run_in_threadpool(view, session.household_id)
         lang = session.lang if session.lang in NOTICE else "fi"
         return render(
             request,
             session,
             "data.html",
+            title_key="data.title",
             notice=NOTICE[lang],
             asked=request.query_params.get("asked") == "1",
             fmt_time=lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "",
@@ -120,18 +118,20 @@ def router(ctx: WebContext) -> APIRouter:
         )
 
     @r.get("/app/data/export")
-    async def download(session: Session) -> StreamingResponse:
-        records = await run_in_threadpool(export.export_household, ctx.reg, session.household_id, actor=_actor(session))
+    async def download(session: Member) -> Response:
+        records = await run_in_threadpool(export.export_household, ctx.reg, session.household_id, actor=session.actor)
         name = f"kotihub-{time.strftime('%Y%m%d', time.gmtime(ctx.clock()))}.ndjson"
-        return StreamingResponse(
-            iterate_in_threadpool(export.ndjson(records)),
-            media_type="application/x-ndjson",
-            headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+        return secure(
+            StreamingResponse(
+                iterate_in_threadpool(export.ndjson(records)),
+                media_type="application/x-ndjson",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
         )
 
     @r.post("/app/data/hub-export")
-    async def ask_hub(session: Checked) -> RedirectResponse:
-        await run_in_threadpool(lambda: mydata.ask_hub_export(ctx.reg, session.household_id, actor=_actor(session)))
-        return RedirectResponse("/app/data?asked=1", status_code=303)
+    async def ask_hub(session: Checked) -> Response:
+        await run_in_threadpool(lambda: mydata.ask_hub_export(ctx.reg, session.household_id, actor=session.actor))
+        return secure(RedirectResponse("/app/data?asked=1", status_code=303))
 
     return r

@@ -9,23 +9,26 @@ session. What it shows is the receipts: counts and ids, no personal data.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from cloud_sync.register import mydata, restrictions
 from cloud_sync.register.errors import NotFound
+from cloud_sync.register.webapp import session as sessions
 from cloud_sync.register.webapp.context import WebContext
-from cloud_sync.register.webapp.i18n import register_texts
-from cloud_sync.register.webapp.render import render
-from cloud_sync.register.webapp.session import MemberSession, csrf_checked, member_session
+from cloud_sync.register.webapp.i18n import pick_lang, register_texts
+from cloud_sync.register.webapp.render import register_nav, render, secure
+from cloud_sync.register.webapp.session import Checked, Member
 
+register_nav("/app/erase", "nav.erase", 50)
 register_texts(
     {
         "fi": {
+            "nav.erase": "Poista tietoni",
             "erase.title": "Poista tietoni",
             "erase.intro": "Tämä poistaa pysyvästi kaikki kotitaloutesi tiedot rekisteristä ja keskittimiltäsi. "
             "Poistoa ei voi perua. Keskittimet ja laitteet jäävät toimimaan.",
@@ -66,6 +69,7 @@ register_texts(
             "erase.verify.ok": "Kummassakin tapauksessa onnistunut tarkistus tulostaa sanan OK tai valid.",
         },
         "en": {
+            "nav.erase": "Erase my data",
             "erase.title": "Erase my data",
             "erase.intro": "This permanently erases all of your household's data from the register and from your "
             "hubs. It cannot be undone. The hubs and devices keep working.",
@@ -119,8 +123,6 @@ def _state(hub: dict[str, Any]) -> str:
 
 def router(ctx: WebContext) -> APIRouter:
     r = APIRouter()
-    Session = Annotated[MemberSession, Depends(member_session)]
-    Checked = Annotated[MemberSession, Depends(csrf_checked)]
     tokens = mydata.ProgressTokens(ctx.reg)
 
     def confirm_view(household_id: str) -> list[tuple[str, int | None]]:
@@ -129,21 +131,21 @@ def router(ctx: WebContext) -> APIRouter:
         return [(n, None if mydata.CATEGORY_OF.get(n, "") in hidden else counts[n]) for n, _ in mydata.HELD]
 
     @r.get("/app/erase", response_class=HTMLResponse)
-    async def confirm(request: Request, session: Session) -> HTMLResponse:
+    async def confirm(request: Request, session: Member) -> HTMLResponse:
         rows = await run_in_threadpool(confirm_view, session.household_id)
-        return render(request, session, "erase.html", rows=rows, missing=False)
+        return render(request, session, "erase.html", title_key="erase.title", rows=rows, missing=False)
 
     @r.post("/app/erase", response_model=None)
     async def erase(request: Request, session: Checked) -> Response:
         form = await request.form()
         if form.get("confirm") != "yes":
             rows = await run_in_threadpool(confirm_view, session.household_id)
-            return render(request, session, "erase.html", rows=rows, missing=True, status_code=422)
-        done = await run_in_threadpool(
-            lambda: mydata.erase(ctx.reg, session.household_id, actor=f"member:{session.member_id}")
-        )
+            return render(
+                request, session, "erase.html", title_key="erase.title", rows=rows, missing=True, status_code=422
+            )
+        done = await run_in_threadpool(lambda: mydata.erase(ctx.reg, session.household_id, actor=session.actor))
         token = tokens.make(session.household_id, str(done.receipt["receipt"]["receipt_id"]))
-        return RedirectResponse(f"/app/erase/done/{token}", status_code=303)
+        return secure(RedirectResponse(f"/app/erase/done/{token}", status_code=303))
 
     def progress(token: str) -> dict[str, Any]:
         household_id, receipt_id = tokens.read(token)
@@ -152,11 +154,14 @@ def router(ctx: WebContext) -> APIRouter:
     @r.get("/app/erase/done/{token}", response_class=HTMLResponse)
     async def done(request: Request, token: str) -> HTMLResponse:
         p = await run_in_threadpool(progress, token)
-        session = await _optional_session(request)
+        # Usually signed out by now (the erasure removed the members); the page needs no session.
+        token_cookie = request.cookies.get(sessions.COOKIE)
+        session = await run_in_threadpool(sessions.lookup, ctx, token_cookie, pick_lang(request))
         return render(
             request,
             session,
             "erase_done.html",
+            title_key="erase.done.title",
             token=token,
             p=p,
             erased=p["register"]["receipt"]["receipt"].get("erased", {}),
@@ -167,10 +172,11 @@ def router(ctx: WebContext) -> APIRouter:
     async def status(token: str) -> Response:
         p = await run_in_threadpool(progress, token)
         body = {"done": p["done"], "hubs": [{"hub_id": h["hub_id"], "state": _state(h)} for h in p["hubs"]]}
-        return Response(msgspec.json.encode(body), media_type=_JSON, headers={"Cache-Control": "no-store"})
+        return secure(Response(msgspec.json.encode(body), media_type=_JSON))
 
     def _download(data: bytes, name: str, media: str) -> Response:
-        return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return secure(Response(data, media_type=media, headers=headers))
 
     @r.get("/app/erase/done/{token}/file/{name}")
     async def file(token: str, name: str) -> Response:
@@ -189,11 +195,5 @@ def router(ctx: WebContext) -> APIRouter:
             if name == f"hub-{hub['hub_id']}.json" and "receipt" in hub:
                 return _download(msgspec.json.encode(hub["receipt"]), name, _JSON)
         raise NotFound("no such file for this erasure", code="no_file")
-
-    async def _optional_session(request: Request) -> MemberSession | None:
-        try:
-            return await member_session(request)  # type: ignore[no-any-return]
-        except Exception:  # noqa: BLE001 -- signed out by the erasure itself: the page needs no session
-            return None
 
     return r

@@ -5,10 +5,10 @@ functions, audited as the member. A bad value re-renders the page with the reaso
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -19,12 +19,14 @@ from cloud_sync.register.notify import contacts
 from cloud_sync.register.notify.policy import CHANNELS, HEALTH_CATEGORIES, policy_json
 from cloud_sync.register.webapp.context import WebContext
 from cloud_sync.register.webapp.i18n import register_texts
-from cloud_sync.register.webapp.render import render
-from cloud_sync.register.webapp.session import MemberSession, csrf_checked, member_session
+from cloud_sync.register.webapp.render import register_nav, render, secure
+from cloud_sync.register.webapp.session import Checked, Member, MemberSession
 
+register_nav("/app/settings", "nav.settings", 60)
 register_texts(
     {
         "fi": {
+            "nav.settings": "Asetukset",
             "settings.title": "Asetukset",
             "settings.saved": "Tallennettu.",
             "settings.error": "Ei tallennettu: tarkista arvot.",
@@ -81,6 +83,7 @@ register_texts(
             "consents.both": "Et voi sekä antaa lupaa että kieltää.",
         },
         "en": {
+            "nav.settings": "Settings",
             "settings.title": "Settings",
             "settings.saved": "Saved.",
             "settings.error": "Not saved: check the values.",
@@ -149,8 +152,6 @@ def _text(form: FormData, name: str) -> str:
 
 def router(ctx: WebContext) -> APIRouter:
     r = APIRouter()
-    Session = Annotated[MemberSession, Depends(member_session)]
-    Checked = Annotated[MemberSession, Depends(csrf_checked)]
     reg = ctx.reg
 
     def view(household_id: str) -> dict[str, Any]:
@@ -176,10 +177,12 @@ def router(ctx: WebContext) -> APIRouter:
 
     async def page(request: Request, session: MemberSession, status: int = 200, **extra: Any) -> HTMLResponse:
         values = await run_in_threadpool(view, session.household_id)
-        return render(request, session, "settings.html", status_code=status, **values, **extra)
+        return render(
+            request, session, "settings.html", title_key="settings.title", status_code=status, **values, **extra
+        )
 
     @r.get("/app/settings", response_class=HTMLResponse)
-    async def settings(request: Request, session: Session) -> HTMLResponse:
+    async def settings(request: Request, session: Member) -> HTMLResponse:
         return await page(request, session, saved=request.query_params.get("saved", ""))
 
     # Each form: parse, carry out as the member, then back to the page (303) or the page with the reason (422).
@@ -241,14 +244,14 @@ def router(ctx: WebContext) -> APIRouter:
     def form_route(section: str, save: _Saver) -> None:
         async def handler(request: Request, session: Checked) -> Response:
             form = await request.form()
-            actor = f"member:{session.member_id}"
+            actor = session.actor
             try:
                 await run_in_threadpool(save, session.household_id, actor, form)
             except RegisterError as exc:
                 if exc.status in (401, 403, 404):
                     raise
                 return await page(request, session, status=422, failed=section, code=exc.code)
-            return RedirectResponse(f"/app/settings?saved={section}#{section}", status_code=303)
+            return secure(RedirectResponse(f"/app/settings?saved={section}#{section}", status_code=303))
 
         r.add_api_route(f"/app/settings/{section}", handler, methods=["POST"], response_model=None)
 

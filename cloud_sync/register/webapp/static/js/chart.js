@@ -1,7 +1,7 @@
 // One sensor's chart: fetches the downsampled buckets (min, mean, max per bucket) from the register and draws
 // them with uPlot, the min-max band shaded around the mean. Sized to its container, so a phone gets fewer buckets.
 // The words (series names, status) come from the page's data attributes: the server translates them.
-import uPlot from "../vendor/uplot/uPlot.esm.js";
+import uPlot from "uplot";
 
 const figure = document.getElementById("chart");
 const status = document.getElementById("chart-status");
