@@ -3,7 +3,8 @@
 The hub carries a restriction out (it stops collecting and syncing the category; ``restrict`` command); the
 register keeps the household's choice too, so that the app never shows a restricted category, whatever was held
 before. A row means "restricted since ``since``"; lifting the restriction deletes it. The table lives as long as
-the household's membership (erasure removes it with the rest; the hub keeps its own copy).
+the household's membership (erasure removes it with the rest; the hub keeps its own copy). The table is in
+:mod:`cloud_sync.register.restriction_table`, which the registry imports so erasure covers it in every process.
 """
 
 from __future__ import annotations
@@ -11,27 +12,15 @@ from __future__ import annotations
 import time
 from typing import Final
 
-from sqlalchemy import Column, Double, ForeignKey, PrimaryKeyConstraint, String, Table, and_, delete, select
+from sqlalchemy import and_, delete, select
 
 from cloud_sync.protocol import ERASURE_CATEGORIES
-from cloud_sync.register import db
 from cloud_sync.register.errors import Invalid
 from cloud_sync.register.registry import Registry, write_audit
+from cloud_sync.register.restriction_table import restrictions
 
 CATEGORIES: Final[tuple[str, ...]] = tuple(ERASURE_CATEGORIES)
 """sensors, alarms, camera, presence, diagnostics: the hub's categories (gateway.model.Category)."""
-
-restrictions = Table(
-    "restrictions",
-    db.metadata,
-    Column("household_id", String(64), ForeignKey("households.id"), nullable=False),
-    Column("category", String(32), nullable=False),
-    Column("since", Double, nullable=False),
-    Column("actor", String(128), nullable=False),
-    PrimaryKeyConstraint("household_id", "category", name="restrictions_pk"),
-)
-
-db.join_household_tables({restrictions: ()})
 
 
 def restricted(registry: Registry, household_id: str) -> set[str]:

@@ -18,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from cloud_sync.register import restrictions, series
 from cloud_sync.register.errors import NotFound
 from cloud_sync.register.webapp.context import WebContext
-from cloud_sync.register.webapp.i18n import register_texts
+from cloud_sync.register.webapp.homedata import QUANTITIES
+from cloud_sync.register.webapp.i18n import register_texts, t
 from cloud_sync.register.webapp.render import register_nav, render, secure
 from cloud_sync.register.webapp.session import Member
 
@@ -44,6 +45,7 @@ register_texts(
             "charts.span.day": "Päivä",
             "charts.span.week": "Viikko",
             "charts.span.6mo": "6 kuukautta",
+            "charts.time": "Aika",
             "charts.min": "Pienin",
             "charts.mean": "Keskiarvo",
             "charts.max": "Suurin",
@@ -68,6 +70,7 @@ register_texts(
             "charts.span.day": "Day",
             "charts.span.week": "Week",
             "charts.span.6mo": "6 months",
+            "charts.time": "Time",
             "charts.min": "Lowest",
             "charts.mean": "Mean",
             "charts.max": "Highest",
@@ -84,6 +87,13 @@ register_texts(
 _Device = Annotated[str, Query(min_length=1, max_length=128)]
 _Quantity = Annotated[str, Query(min_length=1, max_length=32)]
 _Span = Annotated[str, Query(pattern="^(day|week|6mo)$")]
+
+
+def quantity_label(quantity: str, lang: str) -> str:
+    """The quantity's name in ``lang`` (Home's words) with its unit; an unknown one as the hub named it."""
+    if quantity not in QUANTITIES:
+        return quantity
+    return f"{t('q.' + quantity, lang)} ({QUANTITIES[quantity]})"
 
 
 def router(ctx: WebContext) -> APIRouter:
@@ -108,7 +118,15 @@ def router(ctx: WebContext) -> APIRouter:
             if shown
             else []
         )
-        return render(request, session, "charts.html", title_key="charts.title", sensors=found, restricted=not shown)
+        return render(
+            request,
+            session,
+            "charts.html",
+            title_key="charts.title",
+            sensors=found,
+            restricted=not shown,
+            qlabel=lambda q: quantity_label(q, session.lang),
+        )
 
     @r.get("/app/chart", response_class=HTMLResponse)
     async def chart(
@@ -124,8 +142,11 @@ def router(ctx: WebContext) -> APIRouter:
             session,
             "chart.html",
             title_key="charts.title",
+            # The language switch comes back to this very chart, query included.
+            path=f"{request.url.path}?{request.url.query}",
             device=device,
             quantity=quantity,
+            qlabel=quantity_label(quantity, session.lang),
             span=span,
             spans=list(SPANS),
             name=(sensor or {}).get("name", ""),

@@ -29,7 +29,7 @@ async function draw() {
     height,
     scales: { x: { time: true } },
     series: [
-      {},
+      { label: figure.dataset.labelTime },
       { label: figure.dataset.labelMin, stroke: "#5b7fa6", width: 1 },
       { label: figure.dataset.labelMean, stroke: "#0b3d66", width: 2 },
       { label: figure.dataset.labelMax, stroke: "#5b7fa6", width: 1 },
