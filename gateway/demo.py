@@ -79,7 +79,9 @@ def _local_register(root: Path, enabled: bool) -> Iterator[Any]:
     port = free_port()
     alarm_demo = AlarmDemo()  # a simulated Twilio and the notification dispatcher
     alarm_demo.environment(f"https://127.0.0.1:{port}")
-    server = BackgroundServer(Settings(state_dir=root / "register"), port=port, graceful_s=3)
+    # The app's passkeys need a host name (WebAuthn takes no IP address): the browser goes to localhost.
+    app_url = f"https://localhost:{port}"
+    server = BackgroundServer(Settings(state_dir=root / "register", public_url=app_url), port=port, graceful_s=3)
     server.start()
     alarm_demo.attach(server)
     server.alarm_demo = alarm_demo  # type: ignore[attr-defined]
@@ -103,6 +105,12 @@ async def _provision(server: Any, state: Path) -> str:
     member = reg.add_member(household, "Aino", aino.recipient, actor="demo")
     memberlog.append(reg, household, edit.genesis(household, aino), actor="demo")
     server.alarm_demo.household(household, member.member_id, "Aino")
+    from cloud_sync.register.webapp import links
+
+    app = server.settings.public_url
+    link = links.url(app, links.create(reg, member.member_id, actor="demo", now=time.time()))
+    _say(f"the household's app: {app}/app/ (the register's own CA signed its certificate: the browser warns)")
+    _say(f"Aino's one-time sign-in link (works once, for 15 min): {link}")
     token = reg.create_enroll_token(household, actor="demo")
     # The technician confirms the pairing code Aino's phone shows.
     result = await asyncio.to_thread(

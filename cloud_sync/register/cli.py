@@ -29,6 +29,7 @@ from cloud_sync.register.notify import alarms, contacts, desk
 from cloud_sync.register.notify.policy import policy_json
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
+from cloud_sync.register.webapp import cli as applink
 
 TIME_KEYS = frozenset({"at", "erased_before", "last_seen", "expires"})
 """Keys (besides ``*_at``) whose values are Unix times; people read them as ISO 8601 UTC, ``--json`` keeps numbers."""
@@ -172,6 +173,8 @@ def _parser() -> argparse.ArgumentParser:
     ps.add_argument("household", help="the household id (hh_…)")
     ps.add_argument("file", type=Path, help="the policy as JSON (docs/notifications.md)")
     ps.set_defaults(func=_notify, existing=True)
+
+    applink.add_parser(sub, common)
 
     f = sub.add_parser("fleet", help="every hub at a glance: online, version, lag, disk, drivers", parents=[common])
     f.add_argument(

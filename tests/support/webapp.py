@@ -12,14 +12,25 @@ Fixture ``webapp_server`` (:class:`WebAppServer`)::
 from __future__ import annotations
 
 import dataclasses
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import select
+from starlette.responses import Response
 
-from cloud_sync.register.webapp import links
+from cloud_sync.register import db
+from cloud_sync.register.webapp import links, session
+from cloud_sync.register.webapp.context import WebContext
 from tests.support.register import ACTOR, RunningRegister
+
+
+class AppClient(httpx.Client):
+    csrf: str = ""
+    """The session's CSRF token (what the page's forms carry)."""
 
 
 class WebAppServer:
@@ -38,6 +49,34 @@ class WebAppServer:
         """A member of the household, added as the household does (keys, a signed member list version)."""
         member_id, _ = self.register.add_member(household_id, name)
         return member_id
+
+    def context(self) -> WebContext:
+        return WebContext.create(self.register.reg, self.register.settings)
+
+    def signed_in(self, member_id: str) -> AppClient:
+        """An HTTPS client holding a session of ``member_id`` made as a sign-in makes it (for tests of what a
+        signed-in member may do; the sign-in itself is tested in the browser). ``client.csrf`` is its CSRF token."""
+        with self.register.reg.engine.connect() as conn:
+            household_id = conn.execute(
+                select(db.members.c.household_id).where(db.members.c.id == member_id)
+            ).scalar_one()
+        response = Response()
+        csrf = session.start(self.context(), response, member_id, household_id, old=None)
+        client = self.client()
+        cookie = response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        client.cookies.set(session.COOKIE, cookie)
+        client.csrf = csrf
+        return client
+
+    def client(self) -> AppClient:
+        """An HTTPS client of the app trusting the register's CA, sending the app's Origin (as a browser does)."""
+        return AppClient(
+            base_url=self.url,
+            verify=ssl.create_default_context(cafile=str(self.register.ca_file)),
+            headers={"Origin": self.url},
+            follow_redirects=False,
+            timeout=30,
+        )
 
     def signin_link(self, member_id: str, ttl_s: float = links.LINK_TTL_S) -> str:
         """A one-time link that enrols a device for ``member_id``, as a technician would print it."""

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Connection, String, column, select, true, values
+from sqlalchemy import Connection, String, literal, select, true, union_all
 
 from cloud_sync.register import db
 from cloud_sync.register.fleet import ONLINE_WINDOW_S
@@ -100,7 +100,8 @@ def read(conn: Connection, household_id: str, now: float) -> Home:
 
 def _latest_values(conn: Connection, household_id: str, devices: dict[str, Device]) -> None:
     r, d = db.readings.c, db.devices.c
-    q = values(column("quantity", String), name="q").data([(x,) for x in QUANTITIES])
+    # The quantities as a tiny table (UNION ALL of literals: SQLite has no column names for VALUES).
+    q = union_all(*(select(literal(x, String).label("quantity")) for x in QUANTITIES)).subquery("q")
 
     def newest(col: Any) -> Any:
         return (

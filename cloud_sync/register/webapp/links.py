@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from cloud_sync.register import db
 from cloud_sync.register.auth import hash_token
 from cloud_sync.register.errors import Invalid, NotFound, Unauthenticated
+from cloud_sync.register.notify import schema as notify_schema
 from cloud_sync.register.notify.providers import Outgoing, Provider
 from cloud_sync.register.registry import Registry, write_audit
 from cloud_sync.register.webapp import schema
@@ -78,18 +79,32 @@ def consume(conn: Connection, token: str, *, now: float) -> str:
 
 
 def send(
-    reg: Registry, provider: Provider, channel: str, member_id: str, public_url: str, *, actor: str, now: float
+    reg: Registry,
+    provider: Provider,
+    channel: str,
+    member_id: str,
+    public_url: str,
+    *,
+    actor: str,
+    now: float,
+    ttl_s: float = LINK_TTL_S,
 ) -> str:
-    """Creates a link and sends it to the member's phone (``sms``) or e-mail (``email``) from the directory;
-    returns the provider's reference. The address is never logged."""
+    """Creates a link and sends it to the member's phone (``sms``) or e-mail (``email``); returns the provider's
+    reference. The address is never logged."""
+    m, c = db.members.c, notify_schema.contacts.c
     with reg.engine.connect() as conn:
-        row = conn.execute(select(db.members.c.phone, db.members.c.email).where(db.members.c.id == member_id)).first()
+        row = conn.execute(
+            select(m.phone, m.email, c.phone.label("c_phone"), c.email.label("c_email"))
+            .select_from(db.members.outerjoin(notify_schema.contacts, c.member_id == m.id))
+            .where(m.id == member_id)
+        ).first()
     if row is None:
         raise NotFound(f"no member {member_id!r}", code="no_member")
-    to = row.phone if channel == "sms" else row.email
+    # The alarm contact first (the household keeps it current for alarms), else the member directory's.
+    to = (row.c_phone or row.phone) if channel == "sms" else (row.c_email or row.email)
     if not to:
         raise Invalid(f"the member has no {'phone number' if channel == 'sms' else 'e-mail address'}")
-    token = create(reg, member_id, actor=actor, now=now)
+    token = create(reg, member_id, actor=actor, now=now, ttl_s=ttl_s)
     link = url(public_url, token)
     # Both languages: the member's choice is not known before they sign in.
     text = f"{t('link.text', 'fi')} {link}\n{t('link.text', 'en')} {link}"
@@ -114,11 +129,11 @@ register_texts(
     {
         "fi": {
             "link.subject": "Kotihub-kirjautumislinkki",
-            "link.text": "Ota Kotihub käyttöön tällä laitteella (linkki toimii kerran, 15 min):",
+            "link.text": "Ota Kotihub käyttöön laitteellasi (linkki toimii kerran ja vanhenee pian):",
         },
         "en": {
             "link.subject": "Kotihub sign-in link",
-            "link.text": "Set up Kotihub on this device (the link works once, for 15 min):",
+            "link.text": "Set up Kotihub on your device (the link works once and expires soon):",
         },
     }
 )

@@ -9,7 +9,7 @@ async function postJSON(url, body) {
     credentials: "same-origin",
   });
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.code || String(response.status));
+  if (!response.ok) throw new Error(data.error || String(response.status));
   return data;
 }
 
