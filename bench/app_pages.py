@@ -266,15 +266,18 @@ def main() -> None:
 
                 full = server_time(get(cookie), args.requests)
                 bare = server_time(get(empty_cookie), args.requests)
-                with httpx.Client(base_url=settings.public_url, verify=tls, timeout=30) as client:
-                    client.cookies.set(session.COOKIE, chart_cookie)
-                    chart_six_months(client, app, chart_cookie, chart_n, args.requests)
             verdict = "meets" if pct(full, 95) < TARGET_P95_MS else "MISSES"
             print(
                 f"Home server time ({args.devices} devices): p50 {pct(full, 50):.1f} ms, p95 {pct(full, 95):.1f} ms"
                 f" ({verdict} the target p95 < {TARGET_P95_MS:.0f} ms); baseline (empty household): p50"
                 f" {pct(bare, 50):.1f} ms, p95 {pct(bare, 95):.1f} ms; ratio (p95) {pct(full, 95) / pct(bare, 95):.1f}"
             )
+            with (
+                TestClient(create_app(settings, registry=reg), base_url=settings.public_url) as app,
+                httpx.Client(base_url=settings.public_url, verify=tls, timeout=30) as client,
+            ):
+                client.cookies.set(session.COOKIE, chart_cookie)
+                chart_six_months(client, app, chart_cookie, chart_n, args.requests)
             print("(on a shared machine these figures are measured under load)")
         finally:
             server.close()
