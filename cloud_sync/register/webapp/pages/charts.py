@@ -1,7 +1,8 @@
 """Charts: the household's sensors, and one sensor over a day, a week or six months.
 
 The page is drawn by ``static/js/chart.js`` (uPlot) from ``/app/charts/data``, which answers the buckets that
-:func:`cloud_sync.register.series.downsample` computed in SQL, as many as the chart is wide. Scoped to the
+:func:`cloud_sync.register.series.downsample` computed in SQL, as many as the chart is wide (long spans from the
+process's hourly aggregates, :mod:`cloud_sync.register.series_cache`, exact and checked at every request). Scoped to the
 session's household: another household's sensor is 404, as is any sensor while the household restricts the
 sensors category (the page never shows a restricted category).
 """
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud_sync.register import restrictions, series
 from cloud_sync.register.errors import NotFound
+from cloud_sync.register.series_cache import HourCache
 from cloud_sync.register.webapp.context import WebContext
 from cloud_sync.register.webapp.homedata import QUANTITIES
 from cloud_sync.register.webapp.i18n import register_texts, t
@@ -99,6 +101,7 @@ def quantity_label(quantity: str, lang: str) -> str:
 def router(ctx: WebContext) -> APIRouter:
     r = APIRouter()
     series.ensure_index(ctx.reg.engine)
+    hours = HourCache()
 
     def sensors_shown(household_id: str) -> bool:
         return "sensors" not in restrictions.restricted(ctx.reg, household_id)
@@ -164,7 +167,7 @@ def router(ctx: WebContext) -> APIRouter:
         await run_in_threadpool(require_sensor, session.household_id, device, quantity)
         until = ctx.clock()
         buckets = await run_in_threadpool(
-            series.downsample,
+            hours.downsample,
             ctx.reg.engine,
             session.household_id,
             device,

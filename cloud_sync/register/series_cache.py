@@ -1,0 +1,216 @@
+"""Hourly aggregates of a charted sensor, kept in the register process's memory so that a long chart (six months of
+a sensor reporting every minute: 263 000 readings) is not re-aggregated from every row at every request.
+
+Only memory, never the database: nothing derived from the readings outlives them on disk. An entry is exact:
+
+* new rows are folded in incrementally, found through the readings' primary key (``hub_id, seq > watermark``:
+  a hub's seq only grows, so these are the rows delivered since, late ones included);
+* every use first counts the sensor's rows in the charted hours (an index-only count, far cheaper than the
+  aggregation) and rebuilds the entry when the count differs from the entry's: so an erasure, a retention purge or
+  anything else that removed or added rows behind the cache's back is never shown;
+* the hours at both edges of the span come from the raw rows, so the span is exact too.
+
+A bucket takes the hours that start in it (``series.downsample`` places each reading by its own time instead);
+the cache is used only when buckets are at least :data:`MIN_BUCKET_S` wide, so an hour never strays by more than
+half a bucket. Entries unused for :data:`IDLE_S` go, and at most :data:`MAX_SENSORS` are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlalchemy import ColumnElement, Connection, Engine, Integer, cast, func, select
+
+from cloud_sync.register import db
+from cloud_sync.register.series import MAX_BUCKETS, MAX_SPAN_S, MIN_BUCKETS, Buckets, downsample
+
+HOUR: Final = 3600
+MIN_BUCKET_S: Final = 2 * HOUR
+MAX_SENSORS: Final = 64
+IDLE_S: Final = 600.0
+
+_Key = tuple[str, str, str]
+_Agg = list[float]  # [min, max, sum, count]
+
+
+@dataclass
+class _Entry:
+    first_hour: int
+    hours: dict[int, _Agg] = field(default_factory=dict)
+    watermarks: dict[str, int] = field(default_factory=dict)
+    used: float = 0.0
+
+
+def _fold(target: dict[int, _Agg], k: int, lo: float, hi: float, total: float, n: float) -> None:
+    got = target.get(k)
+    if got is None:
+        target[k] = [lo, hi, total, n]
+    else:
+        got[0], got[1], got[2], got[3] = min(got[0], lo), max(got[1], hi), got[2] + total, got[3] + n
+
+
+class HourCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        """Guards the table of entries; each sensor's own lock guards its entry while it is brought up to date."""
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._sensor_locks: dict[_Key, threading.Lock] = {}
+        self.rebuilds = 0
+        """How many entries were built from the raw rows (tests and the benchmark read it)."""
+
+    def downsample(
+        self,
+        engine: Engine,
+        household_id: str,
+        device_id: str,
+        quantity: str,
+        *,
+        since: float,
+        until: float,
+        buckets: int,
+    ) -> Buckets:
+        """As :func:`cloud_sync.register.series.downsample`, from hourly aggregates when buckets are wide."""
+        if (
+            not (math.isfinite(since) and math.isfinite(until))
+            or until <= since
+            or until - since > MAX_SPAN_S
+            or not MIN_BUCKETS <= buckets <= MAX_BUCKETS
+            or (until - since) / buckets < MIN_BUCKET_S
+        ):
+            return downsample(engine, household_id, device_id, quantity, since=since, until=until, buckets=buckets)
+        h0, h1 = math.ceil(since / HOUR), math.floor(until / HOUR)
+        key = (household_id, device_id, quantity)
+        r = db.readings.c
+        sensor = (r.household_id == household_id) & (r.device_id == device_id) & (r.quantity == quantity)
+        with self._lock:
+            lock = self._sensor_locks.setdefault(key, threading.Lock())
+            entry = self._entries.get(key)
+        with lock:
+            # One snapshot for the count, the fold and a rebuild (PostgreSQL: repeatable read; SQLite: one read
+            # transaction), so none of them sees a row the others do not.
+            with _snapshot(engine) as conn:
+                expected = conn.execute(
+                    select(func.count()).where(sensor, r.ts >= h0 * HOUR, r.ts < h1 * HOUR)
+                ).scalar_one()
+                if entry is not None and entry.first_hour <= h0:
+                    self._fold_new(conn, entry, household_id, device_id, quantity)
+                    if sum(a[3] for h, a in entry.hours.items() if h0 <= h < h1) != expected:
+                        entry = None
+                else:
+                    entry = None
+                if entry is None:
+                    entry = self._build(conn, household_id, device_id, quantity, h0)
+                    self.rebuilds += 1
+                edges = conn.execute(
+                    select(r.ts, r.value).where(
+                        sensor, ((r.ts >= since) & (r.ts < h0 * HOUR)) | ((r.ts >= h1 * HOUR) & (r.ts < until))
+                    )
+                ).all()
+            hours = {h: list(a) for h, a in entry.hours.items() if h0 <= h < h1}
+        now = time.monotonic()
+        with self._lock:
+            entry.used = now
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            for k in [k for k, e in self._entries.items() if now - e.used > IDLE_S]:
+                del self._entries[k]
+                self._sensor_locks.pop(k, None)
+            while len(self._entries) > MAX_SENSORS:
+                k, _ = self._entries.popitem(last=False)
+                self._sensor_locks.pop(k, None)
+        scale = buckets / (until - since)
+        merged: dict[int, _Agg] = {}
+        for h, (lo, hi, total, n) in hours.items():
+            _fold(merged, min(max(int((h * HOUR - since) * scale), 0), buckets - 1), lo, hi, total, n)
+        for ts, value in edges:
+            _fold(merged, min(max(int((ts - since) * scale), 0), buckets - 1), value, value, value, 1)
+        keys = sorted(merged)
+        width = (until - since) / buckets
+        return Buckets(
+            since=since,
+            until=until,
+            width=width,
+            t=[since + k * width for k in keys],
+            lo=[merged[k][0] for k in keys],
+            hi=[merged[k][1] for k in keys],
+            mean=[min(max(merged[k][2] / merged[k][3], merged[k][0]), merged[k][1]) for k in keys],
+            count=[int(merged[k][3]) for k in keys],
+        )
+
+    def _build(self, conn: Connection, household_id: str, device_id: str, quantity: str, h0: int) -> _Entry:
+        r = db.readings.c
+        sensor = (r.household_id == household_id) & (r.device_id == device_id) & (r.quantity == quantity)
+        entry = _Entry(first_hour=h0, watermarks=_hub_watermarks(conn, household_id))
+        hour = _hour_expr(conn)
+        rows = conn.execute(
+            select(hour, func.min(r.value), func.max(r.value), func.sum(r.value), func.count())
+            .where(sensor, r.ts >= h0 * HOUR)
+            .group_by(hour)
+        ).all()
+        for h, lo, hi, total, n in rows:
+            _fold(entry.hours, int(h), float(lo), float(hi), float(total), float(n))
+        return entry
+
+    def _fold_new(self, conn: Connection, entry: _Entry, household_id: str, device_id: str, quantity: str) -> None:
+        """Rows delivered since the entry was last brought up to date: the primary key's range per hub."""
+        r = db.readings.c
+        current = _hub_watermarks(conn, household_id)
+        for hub_id, top in current.items():
+            after = entry.watermarks.get(hub_id, -1)
+            if top <= after:
+                continue
+            rows = conn.execute(
+                select(r.ts, r.value).where(
+                    r.hub_id == hub_id,
+                    r.seq > after,
+                    r.seq <= top,
+                    r.household_id == household_id,
+                    r.device_id == device_id,
+                    r.quantity == quantity,
+                    r.ts >= entry.first_hour * HOUR,
+                )
+            ).all()
+            for ts, value in rows:
+                _fold(entry.hours, int(ts // HOUR), value, value, value, 1)
+            entry.watermarks[hub_id] = top
+
+
+def _hub_watermarks(conn: Connection, household_id: str) -> dict[str, int]:
+    """The highest reading seq of each of the household's hubs (one primary-key probe each)."""
+    hubs = conn.execute(select(db.hubs.c.id).where(db.hubs.c.household_id == household_id)).scalars().all()
+    out: dict[str, int] = {}
+    for hub_id in hubs:
+        top = conn.execute(select(func.max(db.readings.c.seq)).where(db.readings.c.hub_id == hub_id)).scalar()
+        out[hub_id] = -1 if top is None else int(top)
+    return out
+
+
+def _hour_expr(conn: Connection) -> ColumnElement[int]:
+    r = db.readings.c
+    # As in series.downsample: PostgreSQL's cast rounds, SQLite's truncates (ts is never negative).
+    if conn.dialect.name == "postgresql":
+        return cast(func.floor(r.ts / HOUR), Integer).label("h")
+    return cast(r.ts / HOUR, Integer).label("h")
+
+
+@contextlib.contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    conn = engine.connect()
+    try:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        conn.begin()
+        if conn.dialect.name == "sqlite":
+            # pysqlite starts no transaction for reads by itself: without one each SELECT has its own snapshot.
+            conn.exec_driver_sql("BEGIN")
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
