@@ -5,9 +5,13 @@ Only memory, never the database: nothing derived from the readings outlives them
 
 * new rows are folded in incrementally, found through the readings' primary key (``hub_id, seq > watermark``:
   a hub's seq only grows, so these are the rows delivered since, late ones included);
-* every use first counts the sensor's rows in the charted hours (an index-only count, far cheaper than the
-  aggregation) and rebuilds the entry when the count differs from the entry's: so an erasure, a retention purge or
-  anything else that removed or added rows behind the cache's back is never shown;
+* rows go only by erasure or retention, and every one of those writes an audit row (``household.erase``,
+  ``command.erase.done``, ``retention.purge``): every use reads the newest such row's id (an index probe) and
+  rebuilds the entry when it changed, so erased readings are not shown from the cache;
+* as a safety net against any other change behind its back, an entry is also checked by counting the sensor's
+  rows in the charted hours (an index-only count: cheaper than the aggregation, but a scan) at least every
+  :data:`COUNT_EVERY_S`, and at every use for :data:`GRACE_S` after an erasure was recorded (a hub's erasure is
+  recorded just before its rows go); a different count rebuilds it;
 * the hours at both edges of the span come from the raw rows, so the span is exact too.
 
 A bucket takes the hours that start in it (``series.downsample`` places each reading by its own time instead);
@@ -35,6 +39,10 @@ HOUR: Final = 3600
 MIN_BUCKET_S: Final = 2 * HOUR
 MAX_SENSORS: Final = 64
 IDLE_S: Final = 600.0
+COUNT_EVERY_S: Final = 60.0
+GRACE_S: Final = 120.0
+DELETING_ACTIONS: Final = ("household.erase", "command.erase.done")
+"""Audit actions recorded with every deletion of a household's readings (retention's is ``retention.purge``)."""
 
 _Key = tuple[str, str, str]
 _Agg = list[float]  # [min, max, sum, count]
@@ -43,9 +51,13 @@ _Agg = list[float]  # [min, max, sum, count]
 @dataclass
 class _Entry:
     first_hour: int
+    generation: tuple[int, int]
+    """The newest deleting audit ids (this household's, retention's) the entry was built after."""
     hours: dict[int, _Agg] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
     used: float = 0.0
+    counted: float = 0.0
+    """When its rows were last counted (monotonic)."""
 
 
 def _fold(target: dict[int, _Agg], k: int, lo: float, hi: float, total: float, n: float) -> None:
@@ -62,6 +74,8 @@ class HourCache:
         """Guards the table of entries; each sensor's own lock guards its entry while it is brought up to date."""
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._sensor_locks: dict[_Key, threading.Lock] = {}
+        self._recent_erasure: dict[str, float] = {}
+        """Households whose erasure this process saw recorded, and when (monotonic)."""
         self.rebuilds = 0
         """How many entries were built from the raw rows (tests and the benchmark read it)."""
 
@@ -96,17 +110,28 @@ class HourCache:
             # One snapshot for the count, the fold and a rebuild (PostgreSQL: repeatable read; SQLite: one read
             # transaction), so none of them sees a row the others do not.
             with _snapshot(engine) as conn:
-                expected = conn.execute(
-                    select(func.count()).where(sensor, r.ts >= h0 * HOUR, r.ts < h1 * HOUR)
-                ).scalar_one()
-                if entry is not None and entry.first_hour <= h0:
-                    self._fold_new(conn, entry, household_id, device_id, quantity)
-                    if sum(a[3] for h, a in entry.hours.items() if h0 <= h < h1) != expected:
-                        entry = None
-                else:
+                now = time.monotonic()
+                generation = _generation(conn, household_id)
+                if entry is not None and entry.generation != generation:
+                    self._recent_erasure[household_id] = now
                     entry = None
+                if entry is not None and entry.first_hour > h0:
+                    entry = None
+                if entry is not None:
+                    self._fold_new(conn, entry, household_id, device_id, quantity)
+                    erased_at = self._recent_erasure.get(household_id)
+                    recent = erased_at is not None and now - erased_at < GRACE_S
+                    if recent or now - entry.counted >= COUNT_EVERY_S:
+                        expected = conn.execute(
+                            select(func.count()).where(sensor, r.ts >= h0 * HOUR, r.ts < h1 * HOUR)
+                        ).scalar_one()
+                        if sum(a[3] for h, a in entry.hours.items() if h0 <= h < h1) != expected:
+                            entry = None
+                        else:
+                            entry.counted = now
                 if entry is None:
-                    entry = self._build(conn, household_id, device_id, quantity, h0)
+                    entry = self._build(conn, household_id, device_id, quantity, h0, generation)
+                    entry.counted = now
                     self.rebuilds += 1
                 edges = conn.execute(
                     select(r.ts, r.value).where(
@@ -114,7 +139,6 @@ class HourCache:
                     )
                 ).all()
             hours = {h: list(a) for h, a in entry.hours.items() if h0 <= h < h1}
-        now = time.monotonic()
         with self._lock:
             entry.used = now
             self._entries[key] = entry
@@ -122,6 +146,8 @@ class HourCache:
             for k in [k for k, e in self._entries.items() if now - e.used > IDLE_S]:
                 del self._entries[k]
                 self._sensor_locks.pop(k, None)
+            for hh in [hh for hh, at in self._recent_erasure.items() if now - at >= GRACE_S]:
+                del self._recent_erasure[hh]
             while len(self._entries) > MAX_SENSORS:
                 k, _ = self._entries.popitem(last=False)
                 self._sensor_locks.pop(k, None)
@@ -144,10 +170,12 @@ class HourCache:
             count=[int(merged[k][3]) for k in keys],
         )
 
-    def _build(self, conn: Connection, household_id: str, device_id: str, quantity: str, h0: int) -> _Entry:
+    def _build(
+        self, conn: Connection, household_id: str, device_id: str, quantity: str, h0: int, generation: tuple[int, int]
+    ) -> _Entry:
         r = db.readings.c
         sensor = (r.household_id == household_id) & (r.device_id == device_id) & (r.quantity == quantity)
-        entry = _Entry(first_hour=h0, watermarks=_hub_watermarks(conn, household_id))
+        entry = _Entry(first_hour=h0, generation=generation, watermarks=_hub_watermarks(conn, household_id))
         hour = _hour_expr(conn)
         rows = conn.execute(
             select(hour, func.min(r.value), func.max(r.value), func.sum(r.value), func.count())
@@ -180,6 +208,15 @@ class HourCache:
             for ts, value in rows:
                 _fold(entry.hours, int(ts // HOUR), value, value, value, 1)
             entry.watermarks[hub_id] = top
+
+
+def _generation(conn: Connection, household_id: str) -> tuple[int, int]:
+    a = db.audit.c
+    mine = conn.execute(
+        select(func.max(a.id)).where(a.household_id == household_id, a.action.in_(DELETING_ACTIONS))
+    ).scalar()
+    purge = conn.execute(select(func.max(a.id)).where(a.household_id.is_(None), a.action == "retention.purge")).scalar()
+    return (int(mine or 0), int(purge or 0))
 
 
 def _hub_watermarks(conn: Connection, household_id: str) -> dict[str, int]:

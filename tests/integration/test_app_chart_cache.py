@@ -1,6 +1,7 @@
 """The charts' hourly cache (cloud_sync.register.series_cache) against the raw SQL downsampler, on SQLite and
 PostgreSQL: the same readings counted, the same overall min and max, every bucket's min <= mean <= max; new and
-late rows folded in without a rebuild; a deletion (an erasure) never shown, found by the count and rebuilt."""
+late rows folded in without a rebuild; an erasure (recorded in the audit) rebuilds at once, a deletion nobody
+recorded is found by the periodic count."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete, insert
 
-from cloud_sync.register import db, series
+from cloud_sync.register import db, series, series_cache
+from cloud_sync.register.registry import write_audit
 from cloud_sync.register.series_cache import HourCache
 
 HH, DEV, Q, HUB = "hh_cache", "zigbee:0xcafe", "temperature", "hub_cache"
@@ -53,7 +55,9 @@ def _check(cache: HourCache, engine: Engine, since: float, until: float, buckets
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-def test_the_cache_answers_as_the_raw_rows_do(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_the_cache_answers_as_the_raw_rows_do(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}" if dialect == "sqlite" else request.getfixturevalue("postgres_url")
     engine = db.open_engine(url)
     rng = random.Random(7)
@@ -79,15 +83,24 @@ def test_the_cache_answers_as_the_raw_rows_do(dialect: str, tmp_path: Path, requ
         _check(cache, engine, since, until + 1, 300)
         assert cache.rebuilds == 1
 
-        # An erasure of some rows: the count tells, the entry is rebuilt, the erased values are gone.
+        # An erasure of some rows, recorded as every erasure is: the entry is rebuilt, the erased values are gone.
         with engine.begin() as conn:
             conn.execute(delete(db.readings).where(db.readings.c.ts < now - 60 * DAY))
+            write_audit(conn, "member:m_1", "household.erase", HH, "device")
         got = _check(cache, engine, since, until + 2, 300)
         assert cache.rebuilds == 2
         assert got.t[0] >= now - 60 * DAY - got.width
 
+        # A deletion nobody recorded: the periodic count finds it (here at once).
+        with engine.begin() as conn:
+            conn.execute(delete(db.readings).where(db.readings.c.ts < now - 50 * DAY))
+        monkeypatch.setattr(series_cache, "COUNT_EVERY_S", 0.0)
+        got = _check(cache, engine, since, until + 3, 300)
+        assert cache.rebuilds == 3
+        assert got.t[0] >= now - 50 * DAY - got.width
+
         # Narrow buckets (a day) are never served from hours.
         _check(cache, engine, now - DAY, now, 500)
-        assert cache.rebuilds == 2
+        assert cache.rebuilds == 3
     finally:
         engine.dispose()
