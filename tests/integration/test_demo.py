@@ -58,6 +58,9 @@ def test_the_demo_narrates_and_stops_cleanly_on_ctrl_c() -> None:
     assert "stopping: the hub flushes its store" in out
     assert re.search(r"^summary: \d+ devices", out, re.M), out
     assert re.search(r"^register: \d+ readings", out, re.M), out
+    # The household's app and a one-time link for the demo member (passkeys need a host name: localhost).
+    assert re.search(r"the household's app: https://localhost:\d+/app/ ", out), out
+    assert re.search(r"one-time sign-in link .*: https://localhost:\d+/app/enrol/[A-Za-z0-9_-]{43}$", out, re.M), out
 
 
 def test_ctrl_c_while_the_demo_sets_up_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -86,6 +86,11 @@ class Authenticator:
         )["credentials"]
         return out
 
+    def add_credential(self, credential: dict[str, Any]) -> None:
+        """Puts a credential (as :meth:`credentials` returns them: private key, counter) into this authenticator:
+        how a test clones a passkey."""
+        self.cdp.send("WebAuthn.addCredential", {"authenticatorId": self.authenticator_id, "credential": credential})
+
     def remove(self) -> None:
         self.cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": self.authenticator_id})
 

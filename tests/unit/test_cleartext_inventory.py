@@ -83,6 +83,8 @@ REGISTER_CLEAR: dict[str, str] = {
     " is a customer (its hubs need the chain), gone when it closes",
     "hub_member_versions": "the member-list version each hub holds (a number)",
     "pending_certs": "a renewed hub certificate's SHA-256 until the hub first uses it (then the old one is retired)",
+    "app_ceremonies": "the app's passkey challenges (random bytes, a member id while enrolling), for minutes: deleted"
+    " when answered or expired",
 }
 
 

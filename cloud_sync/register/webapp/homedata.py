@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Connection, String, literal, select, true, union_all
+from sqlalchemy import Connection, Select, String, literal, select, true, union_all
 
 from cloud_sync.register import db
 from cloud_sync.register.fleet import ONLINE_WINDOW_S
@@ -25,6 +25,8 @@ QUANTITIES: Final[dict[str, str]] = {
     "battery": "%",
 }
 """The quantities Home shows, in this order, with their units (as the hub sends them; see gateway.model.UNITS)."""
+MAX_UNNAMED: Final = 50
+"""At most this many devices not (yet) in the hub's device list are shown."""
 DEVICE_SILENT_S: Final = 3 * 3600.0
 """A device without availability reports counts as offline when nothing was heard from it for this long."""
 
@@ -77,9 +79,25 @@ def read(conn: Connection, household_id: str, now: float) -> Home:
             select(d.device_id, d.name, d.kind, d.room).where(d.household_id == household_id).order_by(d.name)
         )
     }
+    known = select(d.device_id.label("device_id")).where(d.household_id == household_id)
     if devices:
-        _latest_values(conn, household_id, devices)
+        _latest_values(conn, household_id, devices, known)
         _availability(conn, household_id, devices)
+    # A device the hub reports readings of before it has sent its device list (every minute) shows at once,
+    # under its id and without a room, rather than a minute later.
+    r = db.readings.c
+    unnamed = [
+        dev_id
+        for dev_id in conn.execute(
+            select(r.device_id).where(r.household_id == household_id, r.ts >= now - DEVICE_SILENT_S).distinct()
+        ).scalars()
+        if dev_id not in devices
+    ][:MAX_UNNAMED]
+    if unnamed:
+        new = {dev_id: Device(dev_id, dev_id, "", "") for dev_id in sorted(unnamed)}
+        ids = union_all(*(select(literal(x, String).label("device_id")) for x in new)).subquery("u")
+        _latest_values(conn, household_id, new, select(ids.c.device_id))
+        devices.update(new)
     rooms: dict[str, list[Device]] = defaultdict(list)
     for dev in devices.values():
         rooms[dev.room].append(dev)
@@ -98,34 +116,40 @@ def read(conn: Connection, household_id: str, now: float) -> Home:
     return Home(hubs=hubs, rooms=ordered, alarms=alarms)
 
 
-def _latest_values(conn: Connection, household_id: str, devices: dict[str, Device]) -> None:
-    r, d = db.readings.c, db.devices.c
+def _latest_values(conn: Connection, household_id: str, devices: dict[str, Device], ids: Select[Any]) -> None:
+    """Fills ``devices`` (those of ``ids``, a one-column select of device ids) with their newest values."""
+    r = db.readings.c
+    dev = ids.subquery("d")
     # The quantities as a tiny table (UNION ALL of literals: SQLite has no column names for VALUES).
     q = union_all(*(select(literal(x, String).label("quantity")) for x in QUANTITIES)).subquery("q")
-
-    def newest(col: Any) -> Any:
-        return (
-            select(col)
-            .where(r.household_id == household_id, r.device_id == d.device_id, r.quantity == q.c.quantity)
-            .order_by(r.ts.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-
-    rows = conn.execute(
-        select(d.device_id, q.c.quantity, newest(r.value).label("value"), newest(r.ts).label("ts"))
-        .select_from(db.devices.join(q, true()))
-        .where(d.household_id == household_id)
+    # First the newest time per device and quantity (one seek each in the covering index), then the value only
+    # where there is one (most devices report two or three of the quantities).
+    newest = (
+        select(r.ts)
+        .where(r.household_id == household_id, r.device_id == dev.c.device_id, r.quantity == q.c.quantity)
+        .order_by(r.ts.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    pairs = (
+        select(dev.c.device_id.label("device_id"), q.c.quantity.label("quantity"), newest.label("ts"))
+        .select_from(dev.join(q, true()))
+        .subquery("p")
+    )
+    p = pairs.c
+    value = (
+        select(r.value)
+        .where(r.household_id == household_id, r.device_id == p.device_id, r.quantity == p.quantity, r.ts == p.ts)
+        .limit(1)
+        .scalar_subquery()
     )
     order = {name: i for i, name in enumerate(QUANTITIES)}
-    for row in rows:
-        if row.value is None:
-            continue
-        dev = devices[row.device_id]
-        dev.values.append((row.quantity, float(row.value), QUANTITIES[row.quantity], float(row.ts)))
-        dev.last_heard = max(dev.last_heard or 0.0, float(row.ts))
-    for dev in devices.values():
-        dev.values.sort(key=lambda v: order[v[0]])
+    for row in conn.execute(select(p.device_id, p.quantity, p.ts, value.label("value")).where(p.ts.isnot(None))):
+        device = devices[row.device_id]
+        device.values.append((row.quantity, float(row.value), QUANTITIES[row.quantity], float(row.ts)))
+        device.last_heard = max(device.last_heard or 0.0, float(row.ts))
+    for device in devices.values():
+        device.values.sort(key=lambda v: order[v[0]])
 
 
 def _availability(conn: Connection, household_id: str, devices: dict[str, Device]) -> None:

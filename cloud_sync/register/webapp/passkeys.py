@@ -8,6 +8,7 @@ sends it back with the answer. Nothing about a ceremony is in a cookie, so there
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from cloud_sync.register.errors import Unauthenticated
 from cloud_sync.register.registry import write_audit
 from cloud_sync.register.webapp import schema
 from cloud_sync.register.webapp.context import WebContext
+
+log = logging.getLogger(__name__)
 
 CEREMONY_TTL_S: Final = 300.0
 TIMEOUT_MS: Final = 120_000
@@ -74,7 +77,9 @@ def registration_options(ctx: WebContext, member_id: str) -> dict[str, Any]:
     """Options for ``navigator.credentials.create`` for ``member_id`` (a discoverable credential, user
     verification required), with the ceremony id to send back."""
     with ctx.reg.engine.connect() as conn:
-        name = conn.execute(select(db.members.c.name).where(db.members.c.id == member_id)).scalar_one()
+        name = conn.execute(select(db.members.c.name).where(db.members.c.id == member_id)).scalar_one_or_none()
+        if name is None:
+            raise Unauthenticated("this member no longer exists", code="no_member")
         existing = conn.execute(
             select(schema.passkeys.c.credential_id).where(schema.passkeys.c.member_id == member_id)
         ).scalars()
@@ -115,7 +120,8 @@ def register(
             require_user_verification=True,
         )
     except (wx.WebAuthnException, ValueError, KeyError, TypeError) as exc:
-        raise Unauthenticated(f"the passkey could not be verified: {exc}", code="passkey_refused") from exc
+        log.info("a passkey registration was refused: %s", type(exc).__name__)
+        raise Unauthenticated("the passkey could not be verified", code="passkey_refused") from exc
     now = ctx.clock()
     with ctx.reg.engine.begin() as conn:
         if consume is not None and consume(conn) != member_id:
@@ -180,7 +186,9 @@ def authenticate(ctx: WebContext, cid: str, credential: str) -> Member:
             require_user_verification=True,
         )
     except (wx.WebAuthnException, ValueError, KeyError, TypeError) as exc:
-        raise Unauthenticated(f"the passkey could not be verified: {exc}", code="passkey_refused") from exc
+        # A counter that did not grow lands here too: a cloned authenticator, or a replay.
+        log.info("a passkey sign-in was refused: %s", type(exc).__name__)
+        raise Unauthenticated("the passkey could not be verified", code="passkey_refused") from exc
     if _b64(v.credential_id) != credential_id:
         raise Unauthenticated("the answer is for another passkey", code="passkey_refused")
     with ctx.reg.engine.begin() as conn:
