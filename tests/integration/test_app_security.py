@@ -101,7 +101,8 @@ def test_no_session_redirects_pages_and_refuses_actions(webapp_server: WebAppSer
         assert c.post("/app/alarms/x/ack", data={"csrf": "x"}).status_code == 401
 
 
-def test_sessions_expire_when_idle_and_when_old_and_end_at_sign_out(webapp_server: WebAppServer) -> None:
+def test_sessions_expire_when_idle_and_when_old_and_end_at_sign_out(webapp_server_any: WebAppServer) -> None:
+    webapp_server = webapp_server_any
     h = webapp_server.household()
     m = webapp_server.member(h)
     s = schema.sessions.c
@@ -125,7 +126,8 @@ def test_sessions_expire_when_idle_and_when_old_and_end_at_sign_out(webapp_serve
         assert c.get("/app/home").status_code == 303
 
 
-def test_an_expired_used_or_unknown_link_is_refused(webapp_server: WebAppServer) -> None:
+def test_an_expired_used_or_unknown_link_is_refused(webapp_server_any: WebAppServer) -> None:
+    webapp_server = webapp_server_any
     h = webapp_server.household()
     m = webapp_server.member(h)
     expired = webapp_server.signin_link(m, ttl_s=1)
@@ -153,10 +155,15 @@ def test_an_expired_used_or_unknown_link_is_refused(webapp_server: WebAppServer)
     assert all(len(x) == 64 for x in stored) and path.rsplit("/", 1)[1] not in stored  # hashes only
 
 
-def test_sign_in_endpoints_take_json_from_the_apps_own_origin_only(webapp_server: WebAppServer) -> None:
-    with webapp_server.client() as c:
+def test_sign_in_endpoints_take_json_from_the_apps_own_origin_only(webapp_server_any: WebAppServer) -> None:
+    with webapp_server_any.client() as c:
         ok = c.post("/app/signin/options", json={})
         assert ok.status_code == 200 and ok.json()["options"]["rpId"] == "localhost"
+        # A challenge is good for one answer: a made-up answer uses it up.
+        r = c.post("/app/signin/verify", json={"ceremony": ok.json()["ceremony"], "credential": {"id": "x"}})
+        assert r.status_code == 401 and r.json()["error"] == "passkey_unknown"
+        r = c.post("/app/signin/verify", json={"ceremony": ok.json()["ceremony"], "credential": {"id": "x"}})
+        assert r.status_code == 401 and r.json()["error"] == "ceremony_expired"
         r = c.post("/app/signin/options", json={}, headers={"Origin": "https://evil.example"})
         assert r.status_code == 403 and r.json()["error"] == "bad_origin"
         r = c.post("/app/signin/options", data={"a": "b"})

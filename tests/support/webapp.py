@@ -1,7 +1,7 @@
 """The household's app for tests: the real register over TLS on loopback serving ``/app``, reached as
 ``https://localhost:<port>`` (the WebAuthn origin; its relying party id is ``localhost``).
 
-Fixture ``webapp_server`` (:class:`WebAppServer`)::
+Fixture ``webapp_server`` (:class:`WebAppServer`; ``webapp_server_any`` also on PostgreSQL)::
 
     def test_x(webapp_server):
         h = webapp_server.household()
@@ -95,6 +95,17 @@ def start_webapp(state_dir: Path, db_url: str | None = None) -> RunningRegister:
 @pytest.fixture
 def webapp_server(tmp_path: Path) -> Iterator[WebAppServer]:
     reg = start_webapp(tmp_path / "register")
+    try:
+        yield WebAppServer(reg)
+    finally:
+        reg.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def webapp_server_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebAppServer]:
+    """``webapp_server`` on SQLite and on a fresh PostgreSQL database."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    reg = start_webapp(tmp_path / "register", url)
     try:
         yield WebAppServer(reg)
     finally:

@@ -27,6 +27,10 @@ QUANTITIES: Final[dict[str, str]] = {
 """The quantities Home shows, in this order, with their units (as the hub sends them; see gateway.model.UNITS)."""
 MAX_UNNAMED: Final = 50
 """At most this many devices not (yet) in the hub's device list are shown."""
+UNNAMED_WINDOW_S: Final = 600.0
+UNNAMED_SCAN: Final = 5000
+"""Devices not in the device list are looked for in the readings of the last 10 minutes, at most this many: the
+hub sends its list every minute, so a device is unnamed only briefly."""
 DEVICE_SILENT_S: Final = 3 * 3600.0
 """A device without availability reports counts as offline when nothing was heard from it for this long."""
 
@@ -86,13 +90,15 @@ def read(conn: Connection, household_id: str, now: float) -> Home:
     # A device the hub reports readings of before it has sent its device list (every minute) shows at once,
     # under its id and without a room, rather than a minute later.
     r = db.readings.c
-    unnamed = [
-        dev_id
-        for dev_id in conn.execute(
-            select(r.device_id).where(r.household_id == household_id, r.ts >= now - DEVICE_SILENT_S).distinct()
-        ).scalars()
-        if dev_id not in devices
-    ][:MAX_UNNAMED]
+    # The newest readings only, by the (household, time) index: a DISTINCT here would scan the household's readings
+    # through the (household, device, quantity, time) index.
+    recent = conn.execute(
+        select(r.device_id)
+        .where(r.household_id == household_id, r.ts >= now - UNNAMED_WINDOW_S)
+        .order_by(r.ts.desc())
+        .limit(UNNAMED_SCAN)
+    ).scalars()
+    unnamed = list(dict.fromkeys(dev_id for dev_id in recent if dev_id not in devices))[:MAX_UNNAMED]
     if unnamed:
         new = {dev_id: Device(dev_id, dev_id, "", "") for dev_id in sorted(unnamed)}
         ids = union_all(*(select(literal(x, String).label("device_id")) for x in new)).subquery("u")
