@@ -40,6 +40,14 @@ def test_restrict_rectify_contacts_policy_and_consents_round_trip(webapp_server:
         sent = conn.execute(select(c.hub_id, c.args).where(c.kind == "restrict")).all()
     assert [(s.hub_id, s.args["category"], s.args["on"]) for s in sent] == [(a.hub.hub_id, "camera", True)]
     assert audited("restriction.change")
+    # The data and erase pages no longer show the camera's counts.
+    page.goto(f"{webapp_server.url}/app/data")
+    for kind in ("clips", "clip_records"):
+        expect(page.locator(f'#held-counts tr[data-kind="{kind}"] td')).to_have_text("rajoitettu")
+    expect(page.locator('#held-counts tr[data-kind="readings"] td')).to_have_text("0")
+    page.goto(f"{webapp_server.url}/app/erase")
+    expect(page.locator('#erase-counts tr[data-kind="clips"] td')).to_have_text("rajoitettu")
+    page.goto(f"{webapp_server.url}/app/settings")
 
     # Rectify the device: the register's row at once, a rename command to its hub.
     form = page.locator('form[data-device="zigbee:0xd1"]')
