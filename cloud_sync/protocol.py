@@ -456,8 +456,16 @@ class Heartbeat(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------------------------------------------- commands
 
 
-CommandKind = Literal["erase", "export", "restrict", "member_keys", "config", "alarm_ack"]
-COMMAND_KINDS: Final[tuple[str, ...]] = ("erase", "export", "restrict", "member_keys", "config", "alarm_ack")
+CommandKind = Literal["erase", "export", "restrict", "member_keys", "config", "alarm_ack", "rename"]
+COMMAND_KINDS: Final[tuple[str, ...]] = (
+    "erase",
+    "export",
+    "restrict",
+    "member_keys",
+    "config",
+    "alarm_ack",
+    "rename",
+)
 
 
 class Command(msgspec.Struct, frozen=True):

@@ -1,6 +1,6 @@
-"""Commands the register queues for this hub (``alarm_ack``, ``restrict``, ``erase``, ``member_keys``): one
-handler each, named in :func:`table`. The uplink fetches them, runs the handler and reports its result. A new
-command is one line in the table and one handler here."""
+"""Commands the register queues for this hub (``alarm_ack``, ``restrict``, ``erase``, ``member_keys``,
+``rename``): one handler each, named in :func:`table`. The uplink fetches them, runs the handler and reports its
+result. A new command is one line in the table and one handler here."""
 
 from __future__ import annotations
 
@@ -41,6 +41,18 @@ def table(daemon: Daemon) -> dict[str, CommandHandler]:
         # (the clip spool asks the member list for its recipients at every clip).
         return await asyncio.to_thread(daemon.members.apply_command, command.args)
 
+    async def rename(command: p.Command) -> dict[str, Any]:
+        # A member rectified a device's name or room in the app; the next device list carries it back.
+        device_id = str(command.args["device_id"])
+        name, room = command.args.get("name"), command.args.get("room")
+        await hub.rename(
+            device_id,
+            name=name if isinstance(name, str) else None,
+            room=room if isinstance(room, str) else None,
+            actor="register",
+        )
+        return {"device_id": device_id}
+
     async def alarm_ack(command: p.Command) -> dict[str, Any]:
         # Someone acknowledged the alarm at the register: the sirens go quiet.
         return {"silenced": daemon.sirens.acknowledge() if daemon.sirens is not None else False}
@@ -50,4 +62,5 @@ def table(daemon: Daemon) -> dict[str, CommandHandler]:
         "restrict": restrict,
         "erase": erase,
         "member_keys": member_keys,
+        "rename": rename,
     }

@@ -16,6 +16,7 @@ from sqlalchemy import Table, select, tuple_
 from cloud_sync.register import db
 from cloud_sync.register.notify import schema as notify_schema
 from cloud_sync.register.registry import Registry
+from cloud_sync.register.restriction_table import restrictions
 
 _PAGE = 5000
 _HIDDEN = {"household_id", "token_hash"}
@@ -27,6 +28,7 @@ _SMALL: list[tuple[str, Table]] = [
     ("member_list_version", db.member_log),
     ("member_request", db.member_requests),
     ("consent", db.consents),
+    ("restriction", restrictions),
     ("hub", db.hubs),
     ("hub_health", db.hub_health),
     ("device", db.devices),

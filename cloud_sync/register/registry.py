@@ -33,6 +33,7 @@ from cloud_sync.register.blobstore import BlobStore, FileBlobStore
 from cloud_sync.register.ca import CertificateAuthority, fingerprint
 from cloud_sync.register.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- their tables are created with ours
+from cloud_sync.register.restriction_table import restrictions as _restrictions  # noqa: F401 -- likewise
 from cloud_sync.register.settings import Settings
 from cloud_sync.register.webapp import schema as _app_tables  # noqa: F401 -- the app's sign-in tables, likewise
 

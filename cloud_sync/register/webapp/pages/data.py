@@ -1,0 +1,137 @@
+"""Näytä tietoni (show my data): what the register holds of the household, in plain words and in counts, the
+download of all of it (``cloud_sync.register.export``, the same stream as the API's export), and asking the hubs
+for their copy (an ``export`` command; see docs/app.md for what a hub answers today)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from cloud_sync.register import export, mydata, restrictions
+from cloud_sync.register.webapp.context import WebContext
+from cloud_sync.register.webapp.i18n import register_texts
+from cloud_sync.register.webapp.notice import NOTICE
+from cloud_sync.register.webapp.render import register_nav, render, secure
+from cloud_sync.register.webapp.session import Checked, Member
+
+register_nav("/app/data", "nav.data", 40)
+register_texts(
+    {
+        "fi": {
+            "nav.data": "Näytä tietoni",
+            "data.title": "Näytä tietoni",
+            "data.held": "Mitä rekisterissä on nyt kotitaloudestasi",
+            "data.kind": "Tieto",
+            "data.count": "Määrä",
+            "data.restricted": "rajoitettu",
+            "data.kind.readings": "Anturien mittaukset",
+            "data.kind.events": "Tapahtumat",
+            "data.kind.clips": "Kameratallenteet (salattuja)",
+            "data.kind.clip_records": "Tallenteiden tiedot",
+            "data.kind.diagnostics": "Diagnostiikka",
+            "data.kind.devices": "Laitteet",
+            "data.kind.members": "Jäsenet",
+            "data.kind.contacts": "Yhteystiedot",
+            "data.kind.alarms": "Hälytykset",
+            "data.kind.notifications": "Lähetetyt ilmoitukset",
+            "data.kind.commands": "Komennot keskittimille",
+            "data.download": "Lataa kaikki tietosi",
+            "data.download.help": "Yksi tiedosto (JSON-rivit), jossa on kaikki rekisterin tiedot kotitaloudestasi. "
+            "Videoiden sisältö ladataan erikseen Tallenteet-sivulla, ja vain jäsenten avaimet avaavat sen.",
+            "data.hub": "Keskittimen kopio",
+            "data.hub.help": "Keskittimesi pitää omaa kopiotaan kotona. Pyydä sitä täältä: pyyntö välitetään "
+            "keskittimelle, ja sen vastaus näkyy alla.",
+            "data.hub.ask": "Pyydä keskittimen kopiota",
+            "data.hub.none": "Et ole vielä pyytänyt keskittimen kopiota.",
+            "data.hub.hub": "Keskitin",
+            "data.hub.asked": "Pyydetty",
+            "data.hub.state": "Tila",
+            "data.state.pending": "odottaa keskitintä",
+            "data.state.done": "valmis",
+            "data.state.failed": "ei onnistunut",
+            "data.hub.asked_now": "Pyyntö lähetetty keskittimille.",
+        },
+        "en": {
+            "nav.data": "Show my data",
+            "data.title": "Show my data",
+            "data.held": "What the register holds about your household now",
+            "data.kind": "Data",
+            "data.count": "Amount",
+            "data.restricted": "restricted",
+            "data.kind.readings": "Sensor readings",
+            "data.kind.events": "Events",
+            "data.kind.clips": "Camera clips (encrypted)",
+            "data.kind.clip_records": "Clip details",
+            "data.kind.diagnostics": "Diagnostics",
+            "data.kind.devices": "Devices",
+            "data.kind.members": "Members",
+            "data.kind.contacts": "Contact details",
+            "data.kind.alarms": "Alarms",
+            "data.kind.notifications": "Notifications sent",
+            "data.kind.commands": "Commands to hubs",
+            "data.download": "Download all your data",
+            "data.download.help": "One file (JSON lines) with everything the register holds about your household. "
+            "The content of videos is downloaded separately on the Clips page, and only members' keys open it.",
+            "data.hub": "The hub's copy",
+            "data.hub.help": "Your hub keeps its own copy at home. Ask for it here: the request goes to the hub, "
+            "and its answer shows below.",
+            "data.hub.ask": "Ask the hub for its copy",
+            "data.hub.none": "You have not asked for the hub's copy yet.",
+            "data.hub.hub": "Hub",
+            "data.hub.asked": "Asked",
+            "data.hub.state": "State",
+            "data.state.pending": "waiting for the hub",
+            "data.state.done": "done",
+            "data.state.failed": "did not succeed",
+            "data.hub.asked_now": "The request was sent to the hubs.",
+        },
+    }
+)
+
+
+def router(ctx: WebContext) -> APIRouter:
+    r = APIRouter()
+
+    def view(household_id: str) -> dict[str, Any]:
+        hidden = restrictions.restricted(ctx.reg, household_id)
+        counts = mydata.held(ctx.reg, household_id)
+        rows = [(name, None if mydata.CATEGORY_OF.get(name, "") in hidden else counts[name]) for name, _ in mydata.HELD]
+        return {"rows": rows, "exports": mydata.hub_exports(ctx.reg, household_id)}
+
+    @r.get("/app/data", response_class=HTMLResponse)
+    async def data(request: Request, session: Member) -> HTMLResponse:
+        values = await run_in_threadpool(view, session.household_id)
+        lang = session.lang if session.lang in NOTICE else "fi"
+        return render(
+            request,
+            session,
+            "data.html",
+            title_key="data.title",
+            notice=NOTICE[lang],
+            asked=request.query_params.get("asked") == "1",
+            fmt_time=lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "",
+            **values,
+        )
+
+    @r.get("/app/data/export")
+    async def download(session: Member) -> Response:
+        records = await run_in_threadpool(export.export_household, ctx.reg, session.household_id, actor=session.actor)
+        name = f"kotihub-{time.strftime('%Y%m%d', time.gmtime(ctx.clock()))}.ndjson"
+        return secure(
+            StreamingResponse(
+                iterate_in_threadpool(export.ndjson(records)),
+                media_type="application/x-ndjson",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+        )
+
+    @r.post("/app/data/hub-export")
+    async def ask_hub(session: Checked) -> Response:
+        await run_in_threadpool(lambda: mydata.ask_hub_export(ctx.reg, session.household_id, actor=session.actor))
+        return secure(RedirectResponse("/app/data?asked=1", status_code=303))
+
+    return r
