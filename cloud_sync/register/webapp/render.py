@@ -72,6 +72,9 @@ _NAV: list[NavItem] = []
 def register_nav(path: str, key: str, order: int) -> None:
     """A page module's entry in the navigation (each adds its own; lower ``order`` first)."""
     item = NavItem(order, path, key)
+    clash = [i.path for i in _NAV if i.order == order and i.path != path]
+    if clash:  # two pages at one place would swap at random between processes
+        raise ValueError(f"navigation order {order} of {path} is taken by {clash[0]}")
     if item not in _NAV:
         _NAV.append(item)
         _NAV.sort()

@@ -73,7 +73,7 @@ register_texts(
     }
 )
 
-register_nav(BASE, "nav.clips", 50)
+register_nav(BASE, "nav.clips", 35)
 
 _JS_TEXTS: Final = ("loading", "playing", "nokeys", "fetchfailed", "decryptfailed", "cannotplay")
 

@@ -24,7 +24,7 @@ from cloud_sync.register.webapp.i18n import pick_lang, register_texts
 from cloud_sync.register.webapp.render import register_nav, render, secure
 from cloud_sync.register.webapp.session import Checked, Member
 
-register_nav("/app/erase", "nav.erase", 50)
+register_nav("/app/erase", "nav.erase", 70)
 register_texts(
     {
         "fi": {

@@ -164,7 +164,7 @@ register_texts(
     }
 )
 
-register_nav(BASE, "nav.members", 60)
+register_nav(BASE, "nav.members", 45)
 
 _JS_TEXTS: Final = (
     "working",
