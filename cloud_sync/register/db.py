@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    DefaultClause,
     Double,
     Engine,
     ForeignKey,
@@ -149,6 +150,8 @@ readings = Table(
     PrimaryKeyConstraint("hub_id", "seq", name="readings_pk"),
     Index("readings_household_ts", "household_id", "ts"),
     Index("readings_received", "received_at"),
+    # One sensor's readings in time order with their values: a chart and Home's latest value read this index only.
+    Index("readings_sensor_ts", "household_id", "device_id", "quantity", "ts", "value"),
 )
 
 events = Table(
@@ -445,11 +448,15 @@ def insert_many_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]
         .table_valued(*names)
         .render_derived(name="batch")
     )
-    stmt = (
-        postgresql.insert(table)
-        .from_select(names, select(*(source.c[n] for n in names)))
-        .on_conflict_do_nothing(index_elements=keys)
-    )
+    # A key a row leaves out comes back NULL from the record: give it the column's server default, as a plain
+    # INSERT would (e.g. a reading's channel).
+    values = [
+        func.coalesce(source.c[c.name], c.server_default.arg)
+        if isinstance(c.server_default, DefaultClause)
+        else source.c[c.name]
+        for c in table.c
+    ]
+    stmt = postgresql.insert(table).from_select(names, select(*values)).on_conflict_do_nothing(index_elements=keys)
     payload = msgspec.json.encode(rows).decode()
     return int(conn.execute(stmt.execution_options(preserve_rowcount=True), {"rows": payload}).rowcount)
 

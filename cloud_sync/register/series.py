@@ -1,9 +1,9 @@
 """One sensor's readings over a span, downsampled in SQL for a chart: min, max, mean and count per time bucket.
 
 A chart is a few hundred pixels wide, so six months of a sensor reading every minute (260 000 rows) is drawn from
-at most :data:`MAX_BUCKETS` buckets. The database does the grouping in one range query on
-:data:`SENSOR_INDEX` (which covers the value too, so the rows themselves are never read), and only the buckets
-cross the wire. Works the same on SQLite and PostgreSQL.
+at most :data:`MAX_BUCKETS` buckets. The database does the grouping in one range query on the index
+``readings_sensor_ts`` (cloud_sync/register/db.py), which covers the value too, so the rows themselves are never
+read, and only the buckets cross the wire. Works the same on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Engine, Index, Integer, cast, func, select
+from sqlalchemy import Engine, Integer, cast, func, select
 
 from cloud_sync.register import db
 from cloud_sync.register.errors import Invalid
@@ -21,22 +21,6 @@ MAX_BUCKETS: Final = 1500
 MIN_BUCKETS: Final = 10
 MAX_SPAN_S: Final = 400 * 86_400
 """A chart covers at most this (the retention period is six months; a little more is harmless)."""
-
-SENSOR_INDEX: Final = Index(
-    "readings_sensor_ts",
-    db.readings.c.household_id,
-    db.readings.c.device_id,
-    db.readings.c.quantity,
-    db.readings.c.ts,
-    db.readings.c.value,
-)
-"""One sensor's readings in time order with their values: a chart's query reads this index only."""
-
-
-def ensure_index(engine: Engine) -> None:
-    """Creates :data:`SENSOR_INDEX` on a register whose tables predate it (``create_all`` adds indexes only with a
-    new table). Idempotent."""
-    SENSOR_INDEX.create(engine, checkfirst=True)
 
 
 @dataclass(frozen=True)

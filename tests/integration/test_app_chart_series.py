@@ -37,7 +37,6 @@ def six_months(step_s: float = 300.0, seed: int = 18) -> list[dict[str, object]]
 
 
 def _fill(engine: Engine, rows: list[dict[str, object]]) -> None:
-    series.ensure_index(engine)
     with engine.begin() as conn:
         for i in range(0, len(rows), 10_000):
             db.insert_many_ignore(conn, db.readings, rows[i : i + 10_000])

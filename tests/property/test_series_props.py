@@ -25,7 +25,6 @@ HH, DEV, Q = "hh_a", "zigbee:0x1", "temperature"
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     path: Path = tmp_path_factory.mktemp("series") / "register.db"
     engine = db.open_engine(f"sqlite:///{path}")
-    series.ensure_index(engine)
     yield engine
     engine.dispose()
 

@@ -8,6 +8,8 @@ from sqlalchemy import Connection
 
 from cloud_sync.register import db
 from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- on db.metadata
+from cloud_sync.register.restriction_table import restrictions as _restrictions  # noqa: F401 -- likewise
+from cloud_sync.register.webapp import schema as _app_tables  # noqa: F401 -- likewise
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):

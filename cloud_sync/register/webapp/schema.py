@@ -62,14 +62,6 @@ ceremonies = Table(
 
 db.join_household_tables({sessions: (), passkeys: (), signin_links: ()})
 
-# Home shows each device's latest value per quantity: one index seek each with this index (household, device,
-# quantity, newest first), instead of a scan of the household's readings. Charts of one sensor use it as well.
-Index(
-    "readings_device_quantity_ts",
-    db.readings.c.household_id,
-    db.readings.c.device_id,
-    db.readings.c.quantity,
-    db.readings.c.ts,
-)
-# Likewise each device's newest availability report.
+# Home reads each device's latest value per quantity from readings_sensor_ts (db.py), and each device's newest
+# availability report from this one.
 Index("events_device_kind_ts", db.events.c.household_id, db.events.c.device_id, db.events.c.kind, db.events.c.ts)

@@ -100,7 +100,6 @@ def quantity_label(quantity: str, lang: str) -> str:
 
 def router(ctx: WebContext) -> APIRouter:
     r = APIRouter()
-    series.ensure_index(ctx.reg.engine)
     hours = HourCache()
 
     def sensors_shown(household_id: str) -> bool:
