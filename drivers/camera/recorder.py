@@ -6,7 +6,7 @@ ffmpeg copies (never re-encodes: a Pi cannot afford it) into ``seg<N>.ts`` files
 on stdout through the segment muxer's CSV list. That line is both the "segment ready" signal and the liveness
 heartbeat: no line for ``stall_s`` means the camera stalled, and the process is killed and restarted with backoff.
 MPEG-TS segments concatenate byte-wise into a playable stream, so a clip is the segment files read in order and
-handed to :mod:`drivers.camera.clipcrypt`, which encrypts them as they stream; nothing is remuxed onto disk.
+handed to :mod:`gateway.store.clips`, which encrypts them as they stream; nothing is remuxed onto disk.
 """
 
 from __future__ import annotations

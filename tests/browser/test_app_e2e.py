@@ -26,8 +26,8 @@ from cloud_sync.register.notify.config import NotifyConfig
 from cloud_sync.register.notify.twilio_sim import TwilioSimulator
 from cloud_sync.register.webapp import session
 from cloud_sync.uplink import HubIdentity
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import SimMessage, SimulatedHome, publish
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.mqtt import SimMessage, SimulatedHome, publish
 from tests.integration.test_hub_register import SyncedHub
 from tests.support.browser import add_authenticator, assert_accessible, screenshot
 from tests.support.webapp import WebAppServer
