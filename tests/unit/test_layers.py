@@ -58,6 +58,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "gateway.backoff",
         "gateway.supervisor",
     ),
+    # The store is a leaf of the hub: its parts (keys, readings, outbox, records, deletion) and the hub's vocabulary.
+    "gateway.store": ("gateway.store", "gateway.crypto", "gateway.errors", "gateway.model"),
     # The hub: its own package, the driver registry and port (not a driver's insides), and its side of the wire.
     # (`from drivers import REGISTRY, driver_class` is the registry; see crossings()).
     "gateway": _HUB,
@@ -230,6 +232,22 @@ def test_the_check_sees_a_crossing() -> None:
     assert not any(under("drivers.ble.common", a) for a in rule_for("drivers.mqtt.driver"))
     assert rule_for("cloud_sync.protocol") == ()
     assert not any(under("cloud_sync.register.app", a) for a in rule_for("cloud_sync.register.routes.clips"))
+
+
+FACADE_ONLY: dict[str, str] = {
+    "gateway.privacy": "gateway.store",
+    "gateway.retention": "gateway.store",
+}
+"""Modules that use a package through its facade only: its public names, none of its parts (schema, keys, ...)."""
+
+
+def test_privacy_and_retention_use_the_stores_public_operations() -> None:
+    paths = dict(modules())
+    for module, package in FACADE_ONLY.items():
+        parts = sorted(n for n in imports(paths[module]) if under(n, package) and n != package and _is_module(n))
+        assert parts == [], f"{module} reaches into {package}'s parts: {parts}"
+    # The check sees a part when one is imported.
+    assert _is_module("gateway.store.schema") and not _is_module("gateway.store.Store")
 
 
 def test_the_layers_line_in_the_docs_is_the_one_checked_here() -> None:
