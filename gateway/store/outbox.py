@@ -66,6 +66,12 @@ def iter_items(conn: Connection, keyring: crypto.KeyRing, lane: str, *, skip_des
         yield OutboxItem(int(row.seq), exact_ts(body, row.ts), body)
 
 
+def has_ref(conn: Connection, lane: str, ref: str) -> bool:
+    """Whether an item of ``lane`` refers to ``ref`` (a clip id) still."""
+    query = sa.select(_i.c.seq).where(_i.c.lane == lane, _i.c.ref == ref).limit(1)
+    return conn.execute(query).first() is not None
+
+
 def depth(conn: Connection, lane: str, synced: int) -> int:
     count = conn.execute(sa.select(sa.func.count()).select_from(_i).where(_i.c.lane == lane, _i.c.seq > synced))
     return int(count.scalar_one())

@@ -548,6 +548,10 @@ class Store:
     async def get_setting(self, key: str, default: Any = None) -> Any:
         return await asyncio.to_thread(self.read, lambda conn: Settings(conn).get(key, default))
 
+    async def has_clip(self, clip_id: str) -> bool:
+        """Whether the clip is still indexed (its record not erased or expired)."""
+        return bool(await asyncio.to_thread(self.read, lambda conn: outbox.has_ref(conn, Lane.CLIPS.value, clip_id)))
+
     def count_records(self) -> int:
         """Readings and outbox items held (the export's progress total); call from a worker thread."""
         return int(self.read(lambda conn: readings.count_all(conn) + outbox.count_all(conn)))
