@@ -26,25 +26,11 @@ from gateway.store import deletion, keys, outbox, readings, records, schema
 from gateway.store import engine as engines
 from gateway.store.deletion import DELETE_SLICE_S
 from gateway.store.driver_state import erase_device
-from gateway.store.keys import REGISTRY_EPOCH
 from gateway.store.outbox import OutboxItem
 from gateway.store.records import AuditEntry, DeviceRecord, Settings
-from gateway.store.schema import COARSE_S, SEEN_S, coarse
 from gateway.store.writer import WriteOp, Writer
 
-__all__ = [
-    "COARSE_S",
-    "DB_NAME",
-    "DELETE_SLICE_S",
-    "REGISTRY_EPOCH",
-    "SEEN_S",
-    "AuditEntry",
-    "DeviceRecord",
-    "OutboxItem",
-    "Settings",
-    "Store",
-    "coarse",
-]
+__all__ = ["DB_NAME", "AuditEntry", "DeviceRecord", "OutboxItem", "Settings", "Store"]
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +417,8 @@ class Store:
         return await self._submit(lambda conn: fn(Settings(conn)), urgent=True)  # type: ignore[no-any-return]
 
     async def run_write(self, fn: Callable[[Connection], Any], *, urgent: bool = True) -> Any:
-        """Runs ``fn(conn)`` in the writer's transaction (retention, erasure); returns its result when committed."""
+        """Runs ``fn(conn)`` in the writer's transaction and returns its result when committed (tests and tools; the
+        hub's own code calls the named operations)."""
 
         return await self._submit(fn, urgent=urgent)
 
