@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import configparser
-import datetime
 import http.client
 import socket
 import ssl
@@ -24,14 +23,11 @@ from typing import Any
 
 import pytest
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from packaging.requirements import Requirement
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from cloud_sync.register.ca import CertificateAuthority
 from cloud_sync.register.server import TLSH11Protocol
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,29 +67,15 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A server certificate from the register's own CA, as ``server.build_config`` makes one."""
     d = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    crt = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    (d / "c.pem").write_bytes(crt.public_bytes(serialization.Encoding.PEM))
-    (d / "k.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return d / "c.pem", d / "k.pem"
+    ca = CertificateAuthority.load_or_create(d)
+    crt, key = ca.write_server_cert(d, ["localhost"], days=1)
+    return crt, key, d / "ca.crt"
 
 
-def _serve_and_get(cert: tuple[Path, Path], protocol: Any) -> str:
+def _serve_and_get(cert: tuple[Path, Path, Path], protocol: Any) -> str:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -108,7 +90,7 @@ def _serve_and_get(cert: tuple[Path, Path], protocol: Any) -> str:
         while not server.started:
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.01)
-        ctx = ssl.create_default_context(cafile=str(cert[0]))
+        ctx = ssl.create_default_context(cafile=str(cert[2]))
         conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
         conn.request("GET", "/")
         reply = conn.getresponse().read().decode()
@@ -120,7 +102,7 @@ def _serve_and_get(cert: tuple[Path, Path], protocol: Any) -> str:
         sock.close()
 
 
-def test_plain_uvicorn_gives_no_tls_extension_and_the_subclass_does(cert: tuple[Path, Path]) -> None:
+def test_plain_uvicorn_gives_no_tls_extension_and_the_subclass_does(cert: tuple[Path, Path, Path]) -> None:
     # If this first assertion fails, uvicorn implements the extension itself: TLSH11Protocol's scope part can go.
     assert _serve_and_get(cert, H11Protocol) == "no-tls"
     assert "client_cert_chain" in _serve_and_get(cert, TLSH11Protocol)
