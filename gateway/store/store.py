@@ -24,6 +24,7 @@ from gateway.errors import StoreClosedError, StoreCorruptError, StoreFullError
 from gateway.model import DeviceInfo, Event, Lane, Reading
 from gateway.store import deletion, keys, outbox, readings, records, schema
 from gateway.store import engine as engines
+from gateway.store.cursors import LaneCursors
 from gateway.store.deletion import DELETE_SLICE_S
 from gateway.store.driver_state import erase_device
 from gateway.store.outbox import OutboxItem
@@ -87,11 +88,7 @@ class Store:
             after_rollback=self._after_rollback,
         )
         self._reader = engines.make_engine(self.path, journal_size_limit=journal_size_limit, writer=False)
-        self._seq: dict[str, int] = {}
-        self._synced: dict[str, int] = {}
-        self._dirty: set[str] = set()
-        self._grown: set[str] = set()
-        """Lanes that got new items in the batch being written: their waiters are woken after the commit."""
+        self._cursors = LaneCursors()
         self._frame_buffer: list[Reading] = []
         self._frame_first_seq = 0
         self._open_readings: list[Reading] | None = None
@@ -166,13 +163,6 @@ class Store:
 
     # ---- writer hooks (writer thread) ----------------------------------------------------------------------------
 
-    def _alloc(self, lane: str, count: int) -> int:
-        first = self._seq[lane]
-        self._seq[lane] = first + count
-        self._dirty.add(lane)
-        self._grown.add(lane)
-        return first
-
     def _finish_batch(self, conn: Connection) -> None:
         extras, self._batch_extras = self._batch_extras, {}
         for extra in extras.values():
@@ -180,16 +170,10 @@ class Store:
         if self._frame_buffer:
             readings.write(conn, self.keyring, self._frame_buffer, self._frame_first_seq)
             self._frame_buffer = []
-        for lane in self._dirty:
-            conn.execute(
-                sa.update(schema.lanes)
-                .where(schema.lanes.c.lane == lane)
-                .values(next_seq=self._seq[lane], synced_seq=self._synced[lane])
-            )
-        self._dirty.clear()
+        self._cursors.write(conn)
 
     def _after_commit(self, batch: list[WriteOp]) -> None:
-        grown, self._grown = self._grown, set()
+        grown = self._cursors.take_grown()
         loop = self._loop
         if loop is None:
             return
@@ -202,16 +186,8 @@ class Store:
         if conn.in_transaction():
             conn.rollback()
         with conn.begin():
-            existing = {row.lane: row for row in conn.execute(sa.select(schema.lanes))}
-            missing = [lane.value for lane in Lane if lane.value not in existing]
-            if missing:
-                conn.execute(sa.insert(schema.lanes), [{"lane": n, "next_seq": 1, "synced_seq": 0} for n in missing])
-                existing = {row.lane: row for row in conn.execute(sa.select(schema.lanes))}
-            self._seq = {lane: int(row.next_seq) for lane, row in existing.items()}
-            self._synced = {lane: int(row.synced_seq) for lane, row in existing.items()}
+            self._cursors.reload(conn)
             self._audit_id = records.last_audit_id(conn)
-        self._dirty.clear()
-        self._grown.clear()
         self._frame_buffer = []
         self._batch_extras = {}
         self.keyring.forget_all()
@@ -318,7 +294,7 @@ class Store:
         # Sequences are allocated now, in submission order; the frame itself is written once per batch, in
         # _finish_batch, so all readings of a commit share one compressed, encrypted row.
         lane = Lane.READINGS.value
-        first = self._alloc(lane, len(readings))
+        first = self._cursors.alloc(lane, len(readings))
         if not self._frame_buffer:
             self._frame_first_seq = first
         self._frame_buffer.extend(readings)
@@ -343,7 +319,7 @@ class Store:
         plaintext = _json.encode(body)
 
         def write(conn: Connection) -> int:
-            seq = self._alloc(lane_name, 1)
+            seq = self._cursors.alloc(lane_name, 1)
             outbox.write_item(conn, self.keyring, lane_name, seq, ts, plaintext, ref)
             return seq
 
@@ -389,11 +365,8 @@ class Store:
         now = self._clock()
 
         def write(conn: Connection) -> None:
-            if upto_seq > self._synced[lane_name]:
-                self._synced[lane_name] = upto_seq
-                self._dirty.add(lane_name)
-                conn.execute(sa.update(schema.lanes).where(schema.lanes.c.lane == lane_name).values(last_sync=now))
-            return None
+            if self._cursors.sync(lane_name, upto_seq):
+                LaneCursors.stamp_sync(conn, lane_name, now)
 
         fut = self._submit(write)
         fut.add_done_callback(_log_cursor_failure)
@@ -450,13 +423,7 @@ class Store:
         """Marks every lane synced up to its last sequence (after erasing everything: nothing is left to send;
         sequences are never reused, since the register deduplicates on them)."""
 
-        def write(conn: Connection) -> None:
-            for lane, nxt in self._seq.items():
-                self._synced[lane] = nxt - 1
-                self._dirty.add(lane)
-            return None
-
-        await self._submit(write, urgent=True)
+        await self._submit(lambda conn: self._cursors.settle(), urgent=True)
 
     async def flush(self) -> None:
         """Returns when everything queued before it is committed."""
@@ -469,16 +436,16 @@ class Store:
         return self._lane_waiters[Lane(lane).value]
 
     def synced_seq(self, lane: Lane | str) -> int:
-        return self._synced[Lane(lane).value]
+        return self._cursors.synced[Lane(lane).value]
 
     def newest_seq(self, lane: Lane | str) -> int:
         """The newest seq given out on ``lane`` (0 before the first item); for the uplink's health heartbeat."""
-        return self._seq[Lane(lane).value] - 1
+        return self._cursors.next[Lane(lane).value] - 1
 
     async def pending(self, lane: Lane | str, *, after: int | None = None, limit: int = 1000) -> list[OutboxItem]:
         """Unsynced items of ``lane`` after ``after`` (default: the durable cursor), oldest first."""
         lane_name = Lane(lane).value
-        start = self._synced[lane_name] if after is None else after
+        start = self._cursors.synced[lane_name] if after is None else after
         return await asyncio.to_thread(self._pending_sync, lane_name, start, limit)
 
     def _pending_sync(self, lane: str, after: int, limit: int) -> list[OutboxItem]:
@@ -521,9 +488,9 @@ class Store:
         def read() -> dict[str, int]:
             with self._reader.connect() as conn:
                 return {
-                    lane.value: readings.depth(conn, self._synced[lane.value])
+                    lane.value: readings.depth(conn, self._cursors.synced[lane.value])
                     if lane is Lane.READINGS
-                    else outbox.depth(conn, lane.value, self._synced[lane.value])
+                    else outbox.depth(conn, lane.value, self._cursors.synced[lane.value])
                     for lane in Lane
                 }
 
