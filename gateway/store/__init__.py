@@ -1,9 +1,9 @@
 """The encrypted local store: SQLite through SQLAlchemy Core, one writer, group commit, outbox per lane.
 
 :class:`Store` is the facade everything else calls; its parts, one job each: ``keys`` (day keys at rest and their
-destruction), ``readings`` (readings as frames), ``outbox`` (items and dead letters), ``records`` (device registry,
-audit log, settings), ``deletion`` (the sliced, time-boxed deletion retention and erasure share), over ``schema``,
-``engine`` and the ``writer`` thread.
+destruction), ``cursors`` (lane sequences, synced cursors), ``readings`` (readings as frames), ``outbox`` (items and
+dead letters), ``records`` (device registry, audit log, settings), ``deletion`` (the sliced, time-boxed deletion
+retention and erasure share), over ``schema``, ``engine`` and the ``writer`` thread.
 """
 
 from gateway.store.deletion import DELETE_SLICE_S
