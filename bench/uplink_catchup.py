@@ -35,7 +35,7 @@ from register_proc import RegisterProcess, cpu_s, fill_store
 from store_ingest import make_readings
 
 from cloud_sync import protocol as p
-from cloud_sync.uplink import HubIdentity, Uplink, _split_by_bytes
+from cloud_sync.uplink import HubIdentity, Uplink, split_by_bytes
 from gateway import crypto
 from gateway.config import UplinkSection
 from gateway.model import Lane, Reading
@@ -78,7 +78,7 @@ async def read_batches(store: Store, batch_items: int, batch_bytes: int) -> list
     out: list[list[OutboxItem]] = []
     after = 0
     while items := await store.pending(Lane.READINGS, after=after, limit=batch_items):
-        out.extend(_split_by_bytes(items, batch_bytes))
+        out.extend(split_by_bytes(items, batch_bytes))
         after = items[-1].seq
     return out
 

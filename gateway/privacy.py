@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import math
 import time
 import uuid
 import zipfile
@@ -33,19 +32,15 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import msgspec
-import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy.engine import Connection
 
 from cloud_sync import receipts
-from gateway.errors import DecryptError, KeyDestroyedError, PermanentError
-from gateway.model import Category, Lane, Reading
-from gateway.store import Store, frames, schema
-from gateway.store.driver_state import erase_device
-from gateway.store.store import _item_context
+from gateway.errors import PermanentError
+from gateway.model import Category, Lane
+from gateway.store import TOMBSTONE_DEVICE, Settings, Store
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +50,6 @@ RECEIPTS_KEY: Final = "erasure_receipts"
 OUTBOX_KEY: Final = "erasure_outbox"
 REGISTER: Final = "register"
 """``origin`` (and ``requested_by``) of an erasure the register asked for."""
-TOMBSTONE_DEVICE: Final = ""
-SLICE_ROWS: Final = 50
 
 # Which item lanes and event kinds belong to each category.
 CATEGORY_LANES: Final[dict[Category, tuple[str, ...]]] = {
@@ -143,27 +136,16 @@ class ErasureOutbox:
         await self._settle(receipt_id, {"register_error": reason[:300]})
 
     async def _settle(self, receipt_id: str, extra: dict[str, Any]) -> None:
-        def write(conn: Connection) -> None:
-            outbox = [e for e in _get(conn, OUTBOX_KEY, []) if e.get("receipt_id") != receipt_id]
-            stored = _get(conn, RECEIPTS_KEY, [])
+        def write(settings: Settings) -> None:
+            outbox = [e for e in settings.get(OUTBOX_KEY, []) if e.get("receipt_id") != receipt_id]
+            stored = settings.get(RECEIPTS_KEY, [])
             for signed in stored:
                 if signed.get("receipt", {}).get("receipt_id") == receipt_id:
                     signed.update(extra)
-            _put(conn, OUTBOX_KEY, outbox)
-            _put(conn, RECEIPTS_KEY, stored)
+            settings.put(OUTBOX_KEY, outbox)
+            settings.put(RECEIPTS_KEY, stored)
 
-        await self.store.run_write(write)
-
-
-def _get(conn: Connection, key: str, default: Any) -> Any:
-    value = conn.execute(sa.select(schema.settings.c.value).where(schema.settings.c.key == key)).scalar_one_or_none()
-    return default if value is None else json.loads(value)
-
-
-def _put(conn: Connection, key: str, value: Any) -> None:
-    conn.execute(sa.delete(schema.settings).where(schema.settings.c.key == key))
-    if value is not None:
-        conn.execute(sa.insert(schema.settings).values(key=key, value=json.dumps(value)))
+        await self.store.edit_settings(write)
 
 
 class Eraser:
@@ -247,9 +229,9 @@ class Eraser:
         # An erasure the register asked for is never sent back to it, with its receipt or without.
         carry = self.carry and job.origin != REGISTER
 
-        def finish(conn: Connection) -> None:
+        def finish(settings: Settings) -> None:
             # The receipt, the request to the register and the end of the job commit together.
-            _put(conn, RECEIPTS_KEY, [*_get(conn, RECEIPTS_KEY, [])[-49:], receipt])
+            settings.put(RECEIPTS_KEY, [*settings.get(RECEIPTS_KEY, [])[-49:], receipt])
             if carry:
                 request = {
                     "receipt_id": job.job_id,
@@ -258,10 +240,10 @@ class Eraser:
                     "requested_at": job.requested_at,
                     "hub_receipt": receipt,
                 }
-                _put(conn, OUTBOX_KEY, [*_get(conn, OUTBOX_KEY, []), request])
-            _put(conn, JOB_KEY, None)
+                settings.put(OUTBOX_KEY, [*settings.get(OUTBOX_KEY, []), request])
+            settings.put(JOB_KEY, None)
 
-        await self.store.run_write(finish)
+        await self.store.edit_settings(finish)
         if carry:
             self.outbox.waiter.set()
         await self.store.audit(job.requested_by, "erase", f"{job.scope}:{job.target}", {"receipt": job.job_id})
@@ -271,122 +253,29 @@ class Eraser:
         return receipt
 
     async def _erase_all(self) -> dict[str, int]:
-        def shred(conn: Connection) -> int:
-            result = conn.execute(sa.delete(schema.epoch_keys))
-            return int(result.rowcount)
-
-        shredded = await self.store.run_write(shred)
-        self.store.keyring.forget_all()
-        counts = {"keys_destroyed": shredded}
-        tables = (schema.reading_frames, schema.items, schema.devices, schema.driver_state, schema.audit)
-        for table in (*tables, schema.dead_letters):
-            counts[table.name] = await self._delete_all(table)
-
-        await self.store.settle_cursors()
+        counts = await self.store.erase_everything()
         counts["clip_files"] = self._delete_spool(None)
         return counts
-
-    async def _delete_all(self, table: sa.Table) -> int:
-        deleted, _ = await self.store.delete_in_slices(table, sa.true())
-        return deleted
 
     async def _erase_where(self, *, device: str | None = None, category: Category | None = None) -> dict[str, int]:
         store = self.store
         counts = {"readings": 0, "items": 0, "devices": 0, "clip_files": 0}
         readings_too = device is not None or category is Category.SENSORS
         if readings_too:
-            counts["readings"] = await self._tombstone_readings(device)
+            counts["readings"] = await store.erase_readings(device)
         lanes = CATEGORY_LANES.get(category, ()) if category is not None else tuple(lane.value for lane in Lane)
         kinds = PRESENCE_KINDS if category is Category.PRESENCE else None
         if category is Category.SENSORS:
             lanes, kinds = (Lane.EVENTS.value,), ("water_leak", "availability")
         clip_refs: list[str] = []
         for lane in lanes or ((Lane.EVENTS.value,) if kinds else ()):
-            deleted, refs = await self._delete_items(lane, device=device, kinds=kinds)
+            deleted, refs = await store.erase_items(lane, device=device, kinds=kinds)
             counts["items"] += deleted
             clip_refs += refs
         if device is not None:
-            tag = store.device_tag(device)
-            counts["devices"] = await store.run_write(
-                lambda conn: int(conn.execute(sa.delete(schema.devices).where(schema.devices.c.tag == tag)).rowcount)
-            )
-            # What drivers kept about it: adoption, replay counters.
-            counts["driver_records"] = await store.run_write(lambda conn: erase_device(conn, tag))
+            counts.update(await store.forget_device(device))
         counts["clip_files"] = self._delete_spool(clip_refs)
         return counts
-
-    async def _tombstone_readings(self, device: str | None) -> int:
-        """Rewrites every frame holding the device's readings with those readings blanked; sequences stay."""
-        store = self.store
-        replaced = 0
-        after = 0
-        while True:
-            query = (
-                sa.select(schema.reading_frames)
-                .where(schema.reading_frames.c.first_seq > after)
-                .order_by(schema.reading_frames.c.first_seq)
-                .limit(SLICE_ROWS)
-            )
-            rows = await _run_read(store, _fetch(query))
-            if not rows:
-                return replaced
-            for row in rows:
-                after = row.first_seq
-                try:
-                    readings = frames.decode(store.keyring.open(row.blob, frames.context(row.first_seq, row.n)))
-                except KeyDestroyedError:
-                    continue  # already unreadable: retention got there first
-                hit = [i for i, r in enumerate(readings) if device is None or r.device_id == device]
-                hit = [i for i in hit if readings[i].device_id != TOMBSTONE_DEVICE]
-                if not hit:
-                    continue
-                for i in hit:
-                    readings[i] = Reading(TOMBSTONE_DEVICE, readings[i].quantity, math.nan, row.ts_min)
-                blob = store.keyring.seal(row.epoch, frames.encode(readings), frames.context(row.first_seq, row.n))
-                update = (
-                    sa.update(schema.reading_frames)
-                    .where(schema.reading_frames.c.first_seq == row.first_seq)
-                    .values(blob=blob)
-                )
-                await store.run_write(_execute(update))
-                replaced += len(hit)
-
-    async def _delete_items(
-        self, lane: str, *, device: str | None, kinds: tuple[str, ...] | None
-    ) -> tuple[int, list[str]]:
-        store = self.store
-        deleted = 0
-        refs: list[str] = []
-        after = 0
-        while True:
-            query = (
-                sa.select(schema.items)
-                .where(schema.items.c.lane == lane, schema.items.c.seq > after)
-                .order_by(schema.items.c.seq)
-                .limit(SLICE_ROWS)
-            )
-            rows = await _run_read(store, _fetch(query))
-            if not rows:
-                return deleted, refs
-            doomed: list[int] = []
-            for row in rows:
-                after = row.seq
-                try:
-                    body = msgspec.json.decode(store.keyring.open(row.blob, _item_context(lane, row.seq)))
-                except DecryptError:
-                    continue
-                if device is not None and body.get("device_id") != device:
-                    continue
-                if kinds is not None and body.get("kind") not in kinds:
-                    continue
-                doomed.append(row.seq)
-                if row.ref:
-                    refs.append(row.ref)
-            if doomed:
-                await store.run_write(
-                    _execute(sa.delete(schema.items).where(schema.items.c.lane == lane, schema.items.c.seq.in_(doomed)))
-                )
-                deleted += len(doomed)
 
     def _delete_exports(self) -> int:
         """Export archives are the household's data in plaintext: any erasure makes every earlier one untrue."""
@@ -408,18 +297,6 @@ class Eraser:
                 path.unlink()
                 removed += 1
         return removed
-
-
-def _fetch(query: sa.Select[Any]) -> Callable[[Connection], list[Any]]:
-    return lambda conn: list(conn.execute(query).all())
-
-
-def _execute(statement: sa.Executable) -> Callable[[Connection], Any]:
-    return lambda conn: conn.execute(statement)
-
-
-async def _run_read(store: Store, fn: Callable[[Connection], Any]) -> Any:
-    return await asyncio.to_thread(store.read, fn)
 
 
 # ---- export --------------------------------------------------------------------------------------------------------
@@ -449,13 +326,7 @@ class _HashingWriter:
 
 def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | None, progress: ExportProgress) -> None:
     """Writes the household's export to ``out`` (blocking; run it in a worker thread)."""
-    depth_total = store.read(
-        lambda c: (
-            int(c.execute(sa.select(sa.func.coalesce(sa.func.sum(schema.reading_frames.c.n), 0))).scalar_one())
-            + int(c.execute(sa.select(sa.func.count()).select_from(schema.items)).scalar_one())
-        )
-    )
-    progress.total = depth_total
+    progress.total = store.count_records()
     digests: dict[str, str] = {}
     counts: dict[str, int] = {}
     first_ts: float | None = None

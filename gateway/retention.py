@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,12 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from gateway.privacy import RECEIPTS_KEY
-from gateway.store import Store, schema
-from gateway.store.store import DELETE_SLICE_S, REGISTRY_EPOCH
+from gateway.store import DELETE_SLICE_S, Settings, Store
 
 log = logging.getLogger(__name__)
 
@@ -134,23 +129,7 @@ class Retention:
     async def due(self, now: float | None = None) -> dict[str, int]:
         """What a run would destroy now: expired days, frames and items (for ``kotihub retention``)."""
         horizon = self.horizon(self.clock.wall() if now is None else now)
-        last_epoch = _last_expired_epoch(horizon)
-
-        def count(conn: Connection) -> dict[str, int]:
-            f, i, k = schema.reading_frames, schema.items, schema.epoch_keys
-            return {
-                "days": conn.execute(
-                    sa.select(sa.func.count()).select_from(k).where(k.c.epoch <= last_epoch)
-                ).scalar_one(),
-                "readings": conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(f.c.n), 0)).where(f.c.epoch <= last_epoch)
-                ).scalar_one(),
-                "items": conn.execute(
-                    sa.select(sa.func.count()).select_from(i).where(i.c.epoch <= last_epoch)
-                ).scalar_one(),
-            }
-
-        return await asyncio.to_thread(self.store.read, count)
+        return await asyncio.to_thread(self.store.count_expired, _last_expired_epoch(horizon))
 
     async def run_once(
         self, *, force_time: bool = False, progress: Callable[[str, int], None] | None = None
@@ -170,58 +149,37 @@ class Retention:
         report.horizon = horizon
 
         # 1. Crypto-shred: one small transaction destroys every expired day's key.
-        def shred(conn: Connection) -> list[int]:
-            k = schema.epoch_keys
-            epochs = list(
-                conn.execute(sa.select(k.c.epoch).where(k.c.epoch <= last_epoch, k.c.epoch != REGISTRY_EPOCH)).scalars()
-            )
-            if epochs:
-                conn.execute(sa.delete(k).where(k.c.epoch.in_(epochs)))
-            return epochs
-
-        shredded = await self.store.run_write(shred)
-        for epoch in shredded:
-            self.store.keyring.forget(epoch)
-        report.epochs_shredded = len(shredded)
+        shredded = await self.store.shred_days_through(last_epoch)
+        report.epochs_shredded = shredded
         if progress:
-            progress("shred", len(shredded))
+            progress("shred", shredded)
 
-        # 2. Delete what the destroyed keys protected, a time-boxed batch at a time.
-        clip_refs: list[str] = []
-        for table, column in (
-            (schema.reading_frames, "frames_deleted"),
-            (schema.items, "items_deleted"),
-            (schema.audit, "audit_deleted"),
-        ):
+        # 2. Delete what the destroyed keys protected, a time-boxed slice at a time.
+        def on_slice(kind: str, rows: int, seconds: float) -> None:
+            report.longest_batch_ms = max(report.longest_batch_ms, seconds * 1000)
+            if progress:
+                progress(f"{kind}_deleted", rows)
 
-            def on_slice(rows: int, seconds: float, column: str = column) -> None:
-                report.longest_batch_ms = max(report.longest_batch_ms, seconds * 1000)
-                if progress:
-                    progress(column, rows)
-
-            deleted, refs = await self.store.delete_in_slices(
-                table, table.c.epoch <= last_epoch, budget_s=self.slice_s, on_slice=on_slice
-            )
-            setattr(report, column, deleted)
-            clip_refs.extend(refs)
+        counts, clip_refs = await self.store.purge_days_through(last_epoch, budget_s=self.slice_s, on_slice=on_slice)
+        report.frames_deleted, report.items_deleted, report.audit_deleted = (
+            counts["frames"],
+            counts["items"],
+            counts["audit"],
+        )
         report.clip_files_deleted = await asyncio.to_thread(self._delete_clip_files, clip_refs)
         # Records that are not sealed under a day key expire by their own time: dead letters, and erasure receipts
         # (a device erasure's names the device).
-        report.other_deleted, _ = await self.store.delete_in_slices(
-            schema.dead_letters, schema.dead_letters.c.ts < horizon, budget_s=self.slice_s
-        )
-        report.other_deleted += await self.store.run_write(functools.partial(_expire_receipts, horizon=horizon))
+        report.other_deleted = await self.store.purge_dead_letters(horizon, budget_s=self.slice_s)
+        report.other_deleted += await self.store.edit_settings(functools.partial(_expire_receipts, horizon=horizon))
         report.exports_deleted = await asyncio.to_thread(self._delete_old_exports, now)
 
         # 3. Scrub: the WAL still holds old page images until it is checkpointed and truncated.
         await self.store.scrub()
         report.ran_at = now
-        report.history.append(
-            {"ran_at": now, "horizon": horizon, "days": len(shredded), "frames": report.frames_deleted}
-        )
+        report.history.append({"ran_at": now, "horizon": horizon, "days": shredded, "frames": report.frames_deleted})
         self.last = report
         if shredded:
-            log.info("retention destroyed %d day(s) of data older than %d days", len(shredded), self.days)
+            log.info("retention destroyed %d day(s) of data older than %d days", shredded, self.days)
         return report
 
     def _delete_clip_files(self, refs: list[str]) -> int:
@@ -270,15 +228,13 @@ class Retention:
         }
 
 
-def _expire_receipts(conn: Connection, *, horizon: float) -> int:
-    key = schema.settings.c.key
-    value = conn.execute(sa.select(schema.settings.c.value).where(key == RECEIPTS_KEY)).scalar_one_or_none()
-    if value is None:
+def _expire_receipts(settings: Settings, *, horizon: float) -> int:
+    receipts = settings.get(RECEIPTS_KEY)
+    if receipts is None:
         return 0
-    receipts = json.loads(value)
     kept = [r for r in receipts if r.get("receipt", {}).get("completed_at", 0.0) >= horizon]
     if len(kept) != len(receipts):
-        conn.execute(sa.update(schema.settings).where(key == RECEIPTS_KEY).values(value=json.dumps(kept)))
+        settings.put(RECEIPTS_KEY, kept)
     return len(receipts) - len(kept)
 
 

@@ -146,7 +146,7 @@ async def _uplink_checks(daemon: Daemon) -> list[dict[str, Any]]:
     identity = uplink.identity
     try:
         not_after = await asyncio.to_thread(_cert_expiry, identity.cert)
-        client = uplink._client()
+        client = uplink.client()
         try:
             await asyncio.to_thread(client.request, "GET", "/v1/health")
         finally:

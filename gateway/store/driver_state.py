@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import sqlalchemy as sa
@@ -20,7 +20,10 @@ from sqlalchemy.engine import Connection
 
 from drivers.lru import Lru
 from gateway.store import schema
-from gateway.store.store import REGISTRY_EPOCH, Store
+from gateway.store.keys import REGISTRY_EPOCH
+
+if TYPE_CHECKING:
+    from gateway.store.store import Store
 
 __all__ = ["StoreMemory"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -16,6 +17,18 @@ from sqlalchemy.engine import Connection
 from gateway.errors import SchemaTooNewError
 
 log = logging.getLogger(__name__)
+
+COARSE_S: Final = 3600.0
+"""Times in the clear (``items.ts``, frames' ``ts_min``/``ts_max``) are kept to the hour; the exact time is inside
+the encrypted record."""
+SEEN_S: Final = 600.0
+"""Devices' ``last_seen`` in the clear is kept to ten minutes (offline detection across a restart needs no more);
+``first_seen`` to the day."""
+
+
+def coarse(ts: float, step: float = COARSE_S) -> float:
+    return float(ts // step * step)
+
 
 metadata = sa.MetaData()
 

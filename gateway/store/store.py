@@ -8,64 +8,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hashlib
-import hmac
-import itertools
 import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway import crypto
-from gateway.errors import KeyDestroyedError, StoreClosedError, StoreCorruptError, StoreFullError
+from gateway.errors import StoreClosedError, StoreCorruptError, StoreFullError
 from gateway.model import DeviceInfo, Event, Lane, Reading
+from gateway.store import deletion, keys, outbox, readings, records, schema
 from gateway.store import engine as engines
-from gateway.store import frames, schema
+from gateway.store.cursors import LaneCursors
+from gateway.store.deletion import DELETE_SLICE_S
+from gateway.store.driver_state import erase_device
+from gateway.store.outbox import OutboxItem
+from gateway.store.records import AuditEntry, DeviceRecord, Settings
 from gateway.store.writer import WriteOp, Writer
+
+__all__ = ["DB_NAME", "AuditEntry", "DeviceRecord", "OutboxItem", "Settings", "Store"]
 
 log = logging.getLogger(__name__)
 
-# Device records live under this epoch: it is not a day, so retention never shreds it; erasing everything does.
-# (Audit entries written before they moved to day keys are under it too; retention deletes those rows by age.)
-REGISTRY_EPOCH: Final = 0xFFFF_FFFF
+T = TypeVar("T")
 DB_NAME: Final = "kotihub.db"
 SPACE_CHECK_S: Final = 1.0
-COARSE_S: Final = 3600.0
-"""Times in the clear (``items.ts``, frames' ``ts_min``/``ts_max``) are kept to the hour; the exact time is inside
-the encrypted record."""
-SEEN_S: Final = 600.0
-"""Devices' ``last_seen`` in the clear is kept to ten minutes (offline detection across a restart needs no more);
-``first_seen`` to the day."""
-DELETE_SLICE_S: Final = 0.02
-"""Longest a single delete transaction may hold the writer; keeps ingest stalls far under 50 ms."""
-
-
-class OutboxItem(msgspec.Struct, frozen=True):
-    seq: int
-    ts: float
-    body: dict[str, Any]
-
-
-class DeviceRecord(msgspec.Struct, frozen=True):
-    info: DeviceInfo
-    first_seen: float
-    last_seen: float
-
-
-class AuditEntry(msgspec.Struct, frozen=True):
-    ts: float
-    actor: str
-    action: str
-    subject: str
-    detail: dict[str, Any]
-
+ALL_TABLES: Final = (
+    schema.reading_frames,
+    schema.items,
+    schema.devices,
+    schema.driver_state,
+    schema.audit,
+    schema.dead_letters,
+)
+"""What erasing everything empties (after destroying every key)."""
 
 _json = msgspec.json.Encoder()
 
@@ -107,11 +88,7 @@ class Store:
             after_rollback=self._after_rollback,
         )
         self._reader = engines.make_engine(self.path, journal_size_limit=journal_size_limit, writer=False)
-        self._seq: dict[str, int] = {}
-        self._synced: dict[str, int] = {}
-        self._dirty: set[str] = set()
-        self._grown: set[str] = set()
-        """Lanes that got new items in the batch being written: their waiters are woken after the commit."""
+        self._cursors = LaneCursors()
         self._frame_buffer: list[Reading] = []
         self._frame_first_seq = 0
         self._open_readings: list[Reading] | None = None
@@ -170,49 +147,33 @@ class Store:
     # ---- keys ----------------------------------------------------------------------------------------------------
 
     def _load_wrapped(self, epoch: int) -> bytes | None:
-        stmt = sa.select(schema.epoch_keys.c.wrapped).where(schema.epoch_keys.c.epoch == epoch)
         if self._writer.in_writer_thread:
-            value = self._writer.connection.execute(stmt).scalar_one_or_none()
-        else:
-            with self._reader.connect() as conn:
-                value = conn.execute(stmt).scalar_one_or_none()
-        return bytes(value) if value is not None else None
+            return keys.load_wrapped(self._writer.connection, epoch)
+        with self._reader.connect() as conn:
+            return keys.load_wrapped(conn, epoch)
 
     def _save_wrapped(self, epoch: int, wrapped: bytes) -> None:
         # Only the writer creates keys, inside the batch that first uses them: the key commits with its data or not
         # at all (a rollback drops it from the cache, see _after_rollback).
         assert self._writer.in_writer_thread
-        self._writer.connection.execute(sa.insert(schema.epoch_keys).values(epoch=epoch, wrapped=wrapped))
+        keys.save_wrapped(self._writer.connection, epoch, wrapped)
 
     def device_tag(self, device_id: str) -> str:
-        return hmac.new(self._tag_key, device_id.encode(), hashlib.sha256).hexdigest()[:32]
+        return keys.device_tag(self._tag_key, device_id)
 
     # ---- writer hooks (writer thread) ----------------------------------------------------------------------------
-
-    def _alloc(self, lane: str, count: int) -> int:
-        first = self._seq[lane]
-        self._seq[lane] = first + count
-        self._dirty.add(lane)
-        self._grown.add(lane)
-        return first
 
     def _finish_batch(self, conn: Connection) -> None:
         extras, self._batch_extras = self._batch_extras, {}
         for extra in extras.values():
             extra(conn)
         if self._frame_buffer:
-            self._write_frames(conn, self._frame_buffer, self._frame_first_seq)
+            readings.write(conn, self.keyring, self._frame_buffer, self._frame_first_seq)
             self._frame_buffer = []
-        for lane in self._dirty:
-            conn.execute(
-                sa.update(schema.lanes)
-                .where(schema.lanes.c.lane == lane)
-                .values(next_seq=self._seq[lane], synced_seq=self._synced[lane])
-            )
-        self._dirty.clear()
+        self._cursors.write(conn)
 
     def _after_commit(self, batch: list[WriteOp]) -> None:
-        grown, self._grown = self._grown, set()
+        grown = self._cursors.take_grown()
         loop = self._loop
         if loop is None:
             return
@@ -225,18 +186,8 @@ class Store:
         if conn.in_transaction():
             conn.rollback()
         with conn.begin():
-            existing = {row.lane: row for row in conn.execute(sa.select(schema.lanes))}
-            missing = [lane.value for lane in Lane if lane.value not in existing]
-            if missing:
-                conn.execute(sa.insert(schema.lanes), [{"lane": n, "next_seq": 1, "synced_seq": 0} for n in missing])
-                existing = {row.lane: row for row in conn.execute(sa.select(schema.lanes))}
-            self._seq = {lane: int(row.next_seq) for lane, row in existing.items()}
-            self._synced = {lane: int(row.synced_seq) for lane, row in existing.items()}
-            self._audit_id = int(
-                conn.execute(sa.select(sa.func.coalesce(sa.func.max(schema.audit.c.id), 0))).scalar_one()
-            )
-        self._dirty.clear()
-        self._grown.clear()
+            self._cursors.reload(conn)
+            self._audit_id = records.last_audit_id(conn)
         self._frame_buffer = []
         self._batch_extras = {}
         self.keyring.forget_all()
@@ -343,40 +294,11 @@ class Store:
         # Sequences are allocated now, in submission order; the frame itself is written once per batch, in
         # _finish_batch, so all readings of a commit share one compressed, encrypted row.
         lane = Lane.READINGS.value
-        first = self._alloc(lane, len(readings))
+        first = self._cursors.alloc(lane, len(readings))
         if not self._frame_buffer:
             self._frame_first_seq = first
         self._frame_buffer.extend(readings)
         return first + len(readings) - 1
-
-    def _write_frames(self, conn: Connection, readings: list[Reading], first_seq: int) -> None:
-        stamps = [r.ts for r in readings]
-        epochs = (crypto.epoch_of(min(stamps)), crypto.epoch_of(max(stamps)))
-        if epochs[0] == epochs[1]:
-            self._write_frame(conn, readings, stamps, first_seq, epochs[0])
-            return
-        # Readings spanning midnight: each run of one UTC day becomes a frame under that day's key.
-        start = 0
-        while start < len(readings):
-            epoch = crypto.epoch_of(stamps[start])
-            end = start + 1
-            while end < len(readings) and crypto.epoch_of(stamps[end]) == epoch:
-                end += 1
-            self._write_frame(conn, readings[start:end], stamps[start:end], first_seq + start, epoch)
-            start = end
-
-    def _write_frame(self, conn: Connection, run: list[Reading], stamps: list[float], first: int, epoch: int) -> None:
-        blob = self.keyring.seal(epoch, frames.encode(run), frames.context(first, len(run)))
-        conn.execute(
-            sa.insert(schema.reading_frames).values(
-                first_seq=first,
-                n=len(run),
-                epoch=epoch,
-                ts_min=coarse(min(stamps)),
-                ts_max=coarse(max(stamps)),
-                blob=blob,
-            )
-        )
 
     async def add_event(self, event: Event) -> int:
         """Stores an event, committed at once (alarms never wait for a group commit); returns its sequence."""
@@ -397,12 +319,8 @@ class Store:
         plaintext = _json.encode(body)
 
         def write(conn: Connection) -> int:
-            seq = self._alloc(lane_name, 1)
-            epoch = crypto.epoch_of(ts)
-            blob = self.keyring.seal(epoch, plaintext, _item_context(lane_name, seq))
-            conn.execute(
-                sa.insert(schema.items).values(lane=lane_name, seq=seq, epoch=epoch, ts=coarse(ts), ref=ref, blob=blob)
-            )
+            seq = self._cursors.alloc(lane_name, 1)
+            outbox.write_item(conn, self.keyring, lane_name, seq, ts, plaintext, ref)
             return seq
 
         return int(await self._submit(write, urgent=urgent))
@@ -414,21 +332,7 @@ class Store:
         blob_plain = msgspec.msgpack.encode(info)
 
         def write(conn: Connection) -> bool:
-            blob = self.keyring.seal(REGISTRY_EPOCH, blob_plain, b"devices|" + tag.encode())
-            existing = conn.execute(sa.select(schema.devices.c.tag).where(schema.devices.c.tag == tag)).first()
-            if existing is None:
-                conn.execute(
-                    sa.insert(schema.devices).values(
-                        tag=tag, first_seen=coarse(now, 86_400.0), last_seen=coarse(now, SEEN_S), blob=blob
-                    )
-                )
-                return True
-            conn.execute(
-                sa.update(schema.devices)
-                .where(schema.devices.c.tag == tag)
-                .values(last_seen=coarse(now, SEEN_S), blob=blob)
-            )
-            return False
+            return records.upsert_device(conn, self.keyring, tag, blob_plain, now)
 
         # Committed at once: discovery is rare, and a driver announcing forty devices must not wait forty group
         # commits before its first reading.
@@ -436,17 +340,10 @@ class Store:
 
     async def touch_devices(self, last_seen: dict[str, float]) -> None:
         """Persists last-seen times (the hub batches these: writing one per message would wear the card)."""
-        rows = [{"t": self.device_tag(d), "s": coarse(s, SEEN_S)} for d, s in last_seen.items()]
+        by_tag = {self.device_tag(d): s for d, s in last_seen.items()}
 
         def write(conn: Connection) -> None:
-            if rows:
-                conn.execute(
-                    sa.update(schema.devices)
-                    .where(schema.devices.c.tag == sa.bindparam("t"))
-                    .values(last_seen=sa.bindparam("s")),
-                    rows,
-                )
-            return None
+            records.touch_devices(conn, by_tag)
 
         await self._submit(write)
 
@@ -457,11 +354,7 @@ class Store:
 
         def write(conn: Connection) -> None:
             self._audit_id += 1
-            # Under the day's key, like the data it is about: retention shreds it with that day.
-            epoch = crypto.epoch_of(ts)
-            blob = self.keyring.seal(epoch, entry, b"audit|%d" % self._audit_id)
-            conn.execute(sa.insert(schema.audit).values(id=self._audit_id, epoch=epoch, ts=coarse(ts), blob=blob))
-            return None
+            records.write_audit(conn, self.keyring, self._audit_id, ts, entry)
 
         await self._submit(write, urgent=True)
 
@@ -472,11 +365,8 @@ class Store:
         now = self._clock()
 
         def write(conn: Connection) -> None:
-            if upto_seq > self._synced[lane_name]:
-                self._synced[lane_name] = upto_seq
-                self._dirty.add(lane_name)
-                conn.execute(sa.update(schema.lanes).where(schema.lanes.c.lane == lane_name).values(last_sync=now))
-            return None
+            if self._cursors.sync(lane_name, upto_seq):
+                LaneCursors.stamp_sync(conn, lane_name, now)
 
         fut = self._submit(write)
         fut.add_done_callback(_log_cursor_failure)
@@ -487,26 +377,21 @@ class Store:
         now = self._clock()
 
         def write(conn: Connection) -> None:
-            conn.execute(
-                sa.insert(schema.dead_letters)
-                .prefix_with("OR REPLACE")
-                .values(lane=lane_name, seq=seq, ts=now, reason=reason[:500])
-            )
-            return None
+            outbox.write_dead_letter(conn, lane_name, seq, now, reason)
 
         await self._submit(write, urgent=True)
 
     async def set_setting(self, key: str, value: Any) -> None:
-        text = _json.encode(value).decode()
+        await self.edit_settings(lambda settings: settings.put(key, value))
 
-        def write(conn: Connection) -> None:
-            conn.execute(sa.insert(schema.settings).prefix_with("OR REPLACE").values(key=key, value=text))
-            return None
-
-        await self._submit(write, urgent=True)
+    async def edit_settings(self, fn: Callable[[Settings], T]) -> T:
+        """Runs ``fn`` on the settings in one writer transaction (a read-modify-write of several keys commits
+        together, or not at all); returns its result when committed."""
+        return await self._submit(lambda conn: fn(Settings(conn)), urgent=True)  # type: ignore[no-any-return]
 
     async def run_write(self, fn: Callable[[Connection], Any], *, urgent: bool = True) -> Any:
-        """Runs ``fn(conn)`` in the writer's transaction (retention, erasure); returns its result when committed."""
+        """Runs ``fn(conn)`` in the writer's transaction and returns its result when committed (tests and tools; the
+        hub's own code calls the named operations)."""
 
         return await self._submit(fn, urgent=urgent)
 
@@ -538,13 +423,7 @@ class Store:
         """Marks every lane synced up to its last sequence (after erasing everything: nothing is left to send;
         sequences are never reused, since the register deduplicates on them)."""
 
-        def write(conn: Connection) -> None:
-            for lane, nxt in self._seq.items():
-                self._synced[lane] = nxt - 1
-                self._dirty.add(lane)
-            return None
-
-        await self._submit(write, urgent=True)
+        await self._submit(lambda conn: self._cursors.settle(), urgent=True)
 
     async def flush(self) -> None:
         """Returns when everything queued before it is committed."""
@@ -557,106 +436,38 @@ class Store:
         return self._lane_waiters[Lane(lane).value]
 
     def synced_seq(self, lane: Lane | str) -> int:
-        return self._synced[Lane(lane).value]
+        return self._cursors.synced[Lane(lane).value]
 
     def newest_seq(self, lane: Lane | str) -> int:
         """The newest seq given out on ``lane`` (0 before the first item); for the uplink's health heartbeat."""
-        return self._seq[Lane(lane).value] - 1
+        return self._cursors.next[Lane(lane).value] - 1
 
     async def pending(self, lane: Lane | str, *, after: int | None = None, limit: int = 1000) -> list[OutboxItem]:
         """Unsynced items of ``lane`` after ``after`` (default: the durable cursor), oldest first."""
         lane_name = Lane(lane).value
-        start = self._synced[lane_name] if after is None else after
+        start = self._cursors.synced[lane_name] if after is None else after
         return await asyncio.to_thread(self._pending_sync, lane_name, start, limit)
 
     def _pending_sync(self, lane: str, after: int, limit: int) -> list[OutboxItem]:
         with self._reader.connect() as conn, conn.begin():
             if lane == Lane.READINGS.value:
-                return self._pending_readings_sync(conn, after, limit)
-            rows = conn.execute(
-                sa.select(schema.items.c.seq, schema.items.c.ts, schema.items.c.blob)
-                .where(schema.items.c.lane == lane, schema.items.c.seq > after)
-                .order_by(schema.items.c.seq)
-                .limit(limit)
-            ).all()
-            out = []
-            for row in rows:
-                body = msgspec.json.decode(self.keyring.open(row.blob, _item_context(lane, row.seq)))
-                out.append(OutboxItem(int(row.seq), _exact_ts(body, row.ts), body))
-            return out
-
-    def _pending_readings_sync(self, conn: Connection, after: int, limit: int) -> list[OutboxItem]:
-        f = schema.reading_frames
-        out: list[OutboxItem] = []
-        containing = conn.execute(
-            sa.select(f).where(f.c.first_seq <= after).order_by(f.c.first_seq.desc()).limit(1)
-        ).first()
-        rows = [containing] if containing is not None and containing.first_seq + containing.n - 1 > after else []
-        # Every frame holds at least one reading, so ``limit`` frames always suffice.
-        following = conn.execute(sa.select(f).where(f.c.first_seq > after).order_by(f.c.first_seq).limit(limit))
-        for row in itertools.chain(rows, following):
-            if len(out) >= limit:
-                break
-            readings = frames.decode(self.keyring.open(row.blob, frames.context(row.first_seq, row.n)))
-            for offset, r in enumerate(readings):
-                seq = row.first_seq + offset
-                if r.device_id == "":  # a tombstone left by erasure: its sequence is spent, its content gone
-                    continue
-                if seq > after and len(out) < limit:
-                    body = {"device_id": r.device_id, "quantity": r.quantity.value, "value": r.value, "ts": r.ts}
-                    if r.channel:  # only then: a register older than channels still takes every other reading
-                        body["channel"] = r.channel
-                    out.append(OutboxItem(seq, r.ts, body))
-        return out
+                return readings.pending(conn, self.keyring, after, limit)
+            return outbox.pending(conn, self.keyring, lane, after, limit)
 
     def iter_readings(self, *, since_seq: int = 0, skip_destroyed: bool = False) -> Iterator[tuple[int, Reading]]:
         """Every stored reading with its sequence, decrypted, oldest first (export, tests). Runs in the caller's
         thread: call it from a worker thread in async code. ``skip_destroyed`` passes over frames whose day key
         retention or erasure destroyed, instead of raising KeyDestroyedError."""
-        f = schema.reading_frames
         with self._reader.connect() as conn:
-            result = conn.execution_options(stream_results=True).execute(
-                sa.select(f).where(f.c.first_seq + f.c.n > since_seq).order_by(f.c.first_seq)
-            )
-            for row in result:
-                try:
-                    plain = self.keyring.open(row.blob, frames.context(row.first_seq, row.n))
-                except KeyDestroyedError:
-                    if skip_destroyed:
-                        continue
-                    raise
-                for offset, r in enumerate(frames.decode(plain)):
-                    if row.first_seq + offset >= since_seq:
-                        yield row.first_seq + offset, r
+            yield from readings.iter_all(conn, self.keyring, since_seq=since_seq, skip_destroyed=skip_destroyed)
 
     def iter_items(self, lane: Lane | str, *, skip_destroyed: bool = False) -> Iterator[OutboxItem]:
-        lane_name = Lane(lane).value
         with self._reader.connect() as conn:
-            result = conn.execute(
-                sa.select(schema.items.c.seq, schema.items.c.ts, schema.items.c.blob)
-                .where(schema.items.c.lane == lane_name)
-                .order_by(schema.items.c.seq)
-            )
-            for row in result:
-                try:
-                    plain = self.keyring.open(row.blob, _item_context(lane_name, row.seq))
-                except KeyDestroyedError:
-                    if skip_destroyed:
-                        continue
-                    raise
-                body = msgspec.json.decode(plain)
-                yield OutboxItem(int(row.seq), _exact_ts(body, row.ts), body)
+            yield from outbox.iter_items(conn, self.keyring, Lane(lane).value, skip_destroyed=skip_destroyed)
 
     def iter_audit(self, *, skip_destroyed: bool = False) -> Iterator[AuditEntry]:
         with self._reader.connect() as conn:
-            for row in conn.execute(sa.select(schema.audit).order_by(schema.audit.c.id)):
-                try:
-                    plain = self.keyring.open(row.blob, b"audit|%d" % row.id)
-                except KeyDestroyedError:
-                    if skip_destroyed:
-                        continue
-                    raise
-                yield msgspec.msgpack.decode(plain, type=AuditEntry)
+            yield from records.iter_audit(conn, self.keyring, skip_destroyed=skip_destroyed)
 
     def read(self, fn: Callable[[Connection], Any]) -> Any:
         """Runs ``fn`` on a reader connection (a consistent snapshot); call from a worker thread in async code."""
@@ -666,95 +477,132 @@ class Store:
     def iter_devices(self, *, skip_destroyed: bool = False) -> Iterator[DeviceRecord]:
         """The device registry, decrypted (call from a worker thread in async code)."""
         with self._reader.connect() as conn:
-            rows = conn.execute(sa.select(schema.devices)).all()
-        for row in rows:
-            try:
-                plain = self.keyring.open(row.blob, b"devices|" + row.tag.encode())
-            except KeyDestroyedError:
-                if skip_destroyed:
-                    continue
-                raise
-            yield DeviceRecord(
-                msgspec.msgpack.decode(plain, type=DeviceInfo), float(row.first_seen), float(row.last_seen)
-            )
+            yield from records.iter_devices(conn, self.keyring, skip_destroyed=skip_destroyed)
 
     async def devices(self) -> list[DeviceRecord]:
         return await asyncio.to_thread(lambda: list(self.iter_devices()))
-
-    async def delete_in_slices(
-        self,
-        table: sa.Table,
-        condition: sa.ColumnElement[bool],
-        *,
-        budget_s: float = DELETE_SLICE_S,
-        on_slice: Callable[[int, float], None] | None = None,
-    ) -> tuple[int, list[str]]:
-        """Deletes ``table``'s rows matching ``condition`` through the writer, holding it at most ``budget_s`` per
-        transaction so that ingest never stalls behind a purge. Returns the rows deleted and the clip references of
-        deleted items (their spool files are the caller's to remove). ``on_slice(rows, seconds)`` follows progress.
-        """
-        total = 0
-        refs: list[str] = []
-        while True:
-            started = time.perf_counter()
-            deleted, slice_refs = await self.run_write(
-                functools.partial(_delete_slice, table=table, condition=condition, budget_s=budget_s), urgent=False
-            )
-            total += deleted
-            refs += slice_refs
-            if on_slice is not None:
-                on_slice(deleted, time.perf_counter() - started)
-            if deleted == 0:
-                return total, refs
 
     async def depth(self) -> dict[str, int]:
         """Items waiting to be synced, per lane."""
 
         def read() -> dict[str, int]:
-            out: dict[str, int] = {}
             with self._reader.connect() as conn:
-                for lane in Lane:
-                    synced = self._synced[lane.value]
-                    if lane is Lane.READINGS:
-                        f = schema.reading_frames
-                        count = conn.execute(
-                            sa.select(sa.func.coalesce(sa.func.sum(f.c.n), 0)).where(f.c.first_seq > synced)
-                        ).scalar_one()
-                        straddle = conn.execute(
-                            sa.select(f.c.first_seq, f.c.n)
-                            .where(f.c.first_seq <= synced)
-                            .order_by(f.c.first_seq.desc())
-                            .limit(1)
-                        ).first()
-                        if straddle is not None:
-                            count += max(0, straddle.first_seq + straddle.n - 1 - synced)
-                    else:
-                        count = conn.execute(
-                            sa.select(sa.func.count())
-                            .select_from(schema.items)
-                            .where(schema.items.c.lane == lane.value, schema.items.c.seq > synced)
-                        ).scalar_one()
-                    out[lane.value] = int(count)
-            return out
+                return {
+                    lane.value: readings.depth(conn, self._cursors.synced[lane.value])
+                    if lane is Lane.READINGS
+                    else outbox.depth(conn, lane.value, self._cursors.synced[lane.value])
+                    for lane in Lane
+                }
 
         return await asyncio.to_thread(read)
 
     async def dead_letters(self) -> list[dict[str, Any]]:
-        def read() -> list[dict[str, Any]]:
-            with self._reader.connect() as conn:
-                return [dict(r._mapping) for r in conn.execute(sa.select(schema.dead_letters))]
-
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(self.read, outbox.dead_letters)
 
     async def get_setting(self, key: str, default: Any = None) -> Any:
-        def read() -> Any:
-            with self._reader.connect() as conn:
-                value = conn.execute(
-                    sa.select(schema.settings.c.value).where(schema.settings.c.key == key)
-                ).scalar_one_or_none()
-            return default if value is None else msgspec.json.decode(value)
+        return await asyncio.to_thread(self.read, lambda conn: Settings(conn).get(key, default))
 
-        return await asyncio.to_thread(read)
+    async def has_clip(self, clip_id: str) -> bool:
+        """Whether the clip is still indexed (its record not erased or expired)."""
+        return bool(await asyncio.to_thread(self.read, lambda conn: outbox.has_ref(conn, Lane.CLIPS.value, clip_id)))
+
+    def count_records(self) -> int:
+        """Readings and outbox items held (the export's progress total); call from a worker thread."""
+        return int(self.read(lambda conn: readings.count_all(conn) + outbox.count_all(conn)))
+
+    # ---- deletion: retention and erasure, one committed, time-boxed slice at a time --------------------------------
+
+    async def _in_slices(
+        self,
+        step: deletion.Step,
+        *,
+        budget_s: float = DELETE_SLICE_S,
+        on_slice: Callable[[int, float], None] | None = None,
+    ) -> tuple[int, list[str]]:
+        return await deletion.in_slices(self._submit, step, budget_s=budget_s, on_slice=on_slice)
+
+    def count_expired(self, last_epoch: int) -> dict[str, int]:
+        """What retention would destroy for days up to ``last_epoch``; call from a worker thread."""
+
+        def count(conn: Connection) -> dict[str, int]:
+            return {
+                "days": keys.count_days_through(conn, last_epoch),
+                "readings": readings.count_days_through(conn, last_epoch),
+                "items": outbox.count_days_through(conn, last_epoch),
+            }
+
+        return dict(self.read(count))
+
+    async def shred_days_through(self, last_epoch: int) -> int:
+        """Crypto-shreds every day up to ``last_epoch`` in one small transaction (their records are unreadable
+        from that commit on); returns how many days."""
+        epochs: list[int] = await self._submit(lambda conn: keys.shred_days_through(conn, last_epoch), urgent=True)
+        for epoch in epochs:
+            self.keyring.forget(epoch)
+        return len(epochs)
+
+    async def purge_days_through(
+        self,
+        last_epoch: int,
+        *,
+        budget_s: float = DELETE_SLICE_S,
+        on_slice: Callable[[str, int, float], None] | None = None,
+    ) -> tuple[dict[str, int], list[str]]:
+        """Deletes the reading frames, outbox items and audit entries of every day up to ``last_epoch`` (after
+        :meth:`shred_days_through`). Returns the rows deleted by ``frames``, ``items`` and ``audit``, and the clip
+        references of deleted items (their spool files are the caller's). ``on_slice(kind, rows, seconds)``."""
+        counts: dict[str, int] = {}
+        refs: list[str] = []
+        for kind, table in (("frames", schema.reading_frames), ("items", schema.items), ("audit", schema.audit)):
+
+            def each(rows: int, seconds: float, kind: str = kind) -> None:
+                if on_slice is not None:
+                    on_slice(kind, rows, seconds)
+
+            step = deletion.delete_where(table, table.c.epoch <= last_epoch)
+            counts[kind], more = await self._in_slices(step, budget_s=budget_s, on_slice=each)
+            refs += more
+        return counts, refs
+
+    async def purge_dead_letters(self, before: float, *, budget_s: float = DELETE_SLICE_S) -> int:
+        """Deletes dead letters recorded before ``before`` (they are not sealed under a day key)."""
+        step = deletion.delete_where(schema.dead_letters, schema.dead_letters.c.ts < before)
+        return (await self._in_slices(step, budget_s=budget_s))[0]
+
+    async def erase_everything(self) -> dict[str, int]:
+        """Destroys every key, then deletes every record in slices and settles the cursors (nothing is left to
+        send; sequences are never reused). Returns the keys destroyed and the rows deleted by table."""
+        counts = {"keys_destroyed": int(await self._submit(keys.shred_all, urgent=True))}
+        self.keyring.forget_all()
+        for table in ALL_TABLES:
+            counts[table.name], _ = await self._in_slices(deletion.delete_where(table, sa.true()))
+        await self.settle_cursors()
+        return counts
+
+    async def erase_readings(self, device: str | None, *, budget_s: float = DELETE_SLICE_S) -> int:
+        """Blanks ``device``'s readings (every reading for None) in their frames; returns how many."""
+        return (await self._in_slices(deletion.blank_readings(self.keyring, device), budget_s=budget_s))[0]
+
+    async def erase_items(
+        self,
+        lane: Lane | str,
+        *,
+        device: str | None = None,
+        kinds: tuple[str, ...] | None = None,
+        budget_s: float = DELETE_SLICE_S,
+    ) -> tuple[int, list[str]]:
+        """Deletes ``lane``'s items about ``device`` of ``kinds`` (None: any); returns how many and their clip refs."""
+        step = deletion.delete_items(self.keyring, Lane(lane).value, device=device, kinds=kinds)
+        return await self._in_slices(step, budget_s=budget_s)
+
+    async def forget_device(self, device: str) -> dict[str, int]:
+        """Deletes the device's registry record and what drivers kept about it (adoption, replay counters)."""
+        tag = self.device_tag(device)
+
+        def write(conn: Connection) -> dict[str, int]:
+            return {"devices": records.delete_device(conn, tag), "driver_records": erase_device(conn, tag)}
+
+        return dict(await self._submit(write, urgent=True))
 
     def health(self) -> dict[str, Any]:
         writer = self._writer
@@ -781,47 +629,6 @@ class Store:
         return {"db_bytes": db_bytes, "free_bytes": usage.free, "total_bytes": usage.total}
 
 
-def _delete_slice(
-    conn: Connection, table: sa.Table, condition: sa.ColumnElement[bool], budget_s: float
-) -> tuple[int, list[str]]:
-    """Deletes matching rows in chunks until ``budget_s`` is spent; returns (rows, clip refs of deleted items)."""
-    started = time.perf_counter()
-    deleted = 0
-    refs: list[str] = []
-    key = list(table.primary_key.columns)
-    chunk = 8 if table is schema.reading_frames else 200  # frames are large: secure_delete zeroes every page
-    cols = [*key, table.c.ref] if table is schema.items else key
-    while time.perf_counter() - started < budget_s:
-        rows = conn.execute(sa.select(*cols).where(condition).limit(chunk)).all()
-        if not rows:
-            break
-        if table is schema.items:
-            refs.extend(r.ref for r in rows if r.ref and r.lane == Lane.CLIPS.value)
-        if len(key) == 1:
-            conn.execute(sa.delete(table).where(key[0].in_([r[0] for r in rows])))
-        else:
-            conn.execute(sa.delete(table).where(sa.tuple_(*key).in_([tuple(r[: len(key)]) for r in rows])))
-        deleted += len(rows)
-    return deleted, refs
-
-
 def _log_cursor_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.warning("could not save a sync cursor (the batch will be resent): %s", fut.exception())
-
-
-def coarse(ts: float, step: float = COARSE_S) -> float:
-    return float(ts // step * step)
-
-
-def _exact_ts(body: dict[str, Any], stored: float) -> float:
-    """An item's exact time, from inside its record (events carry ``ts``, clip records ``started``)."""
-    for key in ("ts", "started"):
-        value = body.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return float(stored)
-
-
-def _item_context(lane: str, seq: int) -> bytes:
-    return b"items|%s|%d" % (lane.encode(), seq)

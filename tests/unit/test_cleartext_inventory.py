@@ -16,8 +16,8 @@ from cloud_sync.register import db
 from drivers.camera.driver import new_clip_id
 from gateway import crypto
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Lane, Quantity, Reading
-from gateway.store import schema
-from gateway.store.store import COARSE_S, SEEN_S, Store
+from gateway.store import Store, schema
+from gateway.store.schema import COARSE_S, SEEN_S
 
 SEALED = "AEAD record under a day key (or the device registry's key), opened only with the master key"
 

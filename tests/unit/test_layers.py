@@ -60,6 +60,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "gateway.backoff",
         "gateway.supervisor",
     ),
+    # The store is a leaf of the hub: its parts (keys, readings, outbox, records, deletion) and the hub's vocabulary.
+    "gateway.store": ("gateway.store", "gateway.crypto", "gateway.errors", "gateway.model"),
     # The hub: its own package, the driver registry and port (not a driver's insides), and its side of the wire.
     # (`from drivers import REGISTRY, driver_class` is the registry; see crossings()).
     "gateway": _HUB,
@@ -77,8 +79,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "cloud_sync.memberlist": ("cloud_sync.protocol",),
     "cloud_sync.receipts": ("cloud_sync.protocol",),
     "cloud_sync": ("cloud_sync",),
-    # The hub's side of the wire: the protocol and the store's outbox.
+    # The hub's side of the wire: the protocol and the store's outbox; its parts (lanes, clips, commands, records)
+    # share cloud_sync.uplink.link and .client.
     "cloud_sync.uplink": (
+        "cloud_sync.uplink",
         "cloud_sync.protocol",
         "gateway.store",
         "gateway.model",
@@ -89,6 +93,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.heartbeat",
         "cloud_sync.enroll",
     ),
+    # The uplink's HTTP client is the bottom of its package: no loop, no policy.
+    "cloud_sync.uplink.client": ("cloud_sync.protocol", "gateway.errors", "gateway.store"),
     # The hub's health heartbeat, sent by the uplink: reads the store's lanes and the hub's driver states.
     "cloud_sync.heartbeat": (
         "cloud_sync.protocol",
@@ -114,6 +120,26 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.clitools",
         "cloud_sync.privatefile",
         "cloud_sync.certs",
+    ),
+    # The register's routers are leaves: they use its domain modules and shared dependencies, never the composition
+    # roots (app, server, cli) that include them.
+    "cloud_sync.register.routes": (
+        "cloud_sync.register.routes",
+        "cloud_sync.register.auth",
+        "cloud_sync.register.budget",
+        "cloud_sync.register.clips",
+        "cloud_sync.register.errors",
+        "cloud_sync.register.export",
+        "cloud_sync.register.ingest",
+        "cloud_sync.register.jsonshape",
+        "cloud_sync.register.memberlog",
+        "cloud_sync.register.metrics",
+        "cloud_sync.register.openapi",
+        "cloud_sync.register.ratelimit",
+        "cloud_sync.register.registry",
+        "cloud_sync.register.retention",
+        "cloud_sync.register.settings",
+        "cloud_sync.protocol",
     ),
     # The household is a third party: its own keys and tools, the wire contract, nothing of hub or register.
     "household": ("household", "cloud_sync.protocol", "cloud_sync.memberlist", "cloud_sync.privatefile"),
@@ -144,9 +170,16 @@ def imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+            named = {f"{node.module}.{alias.name}" for alias in node.names}
+            found |= named
+            if not all(_is_module(n) for n in named):  # `from pkg import mod` imports mod, not pkg's own names
+                found.add(node.module)
     return found
+
+
+def _is_module(name: str) -> bool:
+    path = REPO.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def under(name: str, prefix: str) -> bool:
@@ -198,6 +231,7 @@ def test_the_check_sees_a_crossing() -> None:
     assert rule_for("cloud_sync.protocol") == ()
     assert not any(under("kotihub_tools.demo", a) for a in rule_for("gateway.daemon"))
     assert not any(under("kotihub_tools.simulators.mqtt", a) for a in rule_for("drivers.mqtt.driver"))
+    assert not any(under("cloud_sync.register.app", a) for a in rule_for("cloud_sync.register.routes.clips"))
 
 
 _DECRYPT_AND_LIST_MODULES = """
@@ -236,6 +270,35 @@ def test_clip_decrypt_loads_no_driver(tmp_path: Path) -> None:
     )
     assert out.read_bytes() == b"video" * 1000
     assert done.stdout.split("\n")[-2].split() == ["0"], "the decrypt command loaded a driver module"
+
+
+FACADE_ONLY: dict[str, str] = {
+    "gateway.privacy": "gateway.store",
+    "gateway.retention": "gateway.store",
+    "cloud_sync.uplink": "gateway.store",
+}
+"""Modules (by prefix) that use a package through its facade only: its public names, none of its parts (schema,
+keys, ...)."""
+
+
+def test_privacy_retention_and_uplink_use_the_stores_public_operations() -> None:
+    checked = 0
+    for module, path in modules():
+        for prefix, package in FACADE_ONLY.items():
+            if under(module, prefix):
+                checked += 1
+                parts = sorted(n for n in imports(path) if under(n, package) and n != package and _is_module(n))
+                assert parts == [], f"{module} reaches into {package}'s parts: {parts}"
+    assert checked >= len(FACADE_ONLY)
+    # The check sees a part when one is imported.
+    assert _is_module("gateway.store.schema") and not _is_module("gateway.store.Store")
+
+
+def test_only_the_uplink_package_runs_its_service() -> None:
+    """The uplink's parts are loops and helpers the service composes; none of them reaches back up to it."""
+    for module, path in modules():
+        if under(module, "cloud_sync.uplink") and module not in ("cloud_sync.uplink", "cloud_sync.uplink.service"):
+            assert not any(under(n, "cloud_sync.uplink.service") for n in imports(path)), module
 
 
 def test_the_layers_line_in_the_docs_is_the_one_checked_here() -> None:

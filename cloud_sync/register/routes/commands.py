@@ -1,0 +1,72 @@
+"""Commands: a hub long-polls for its own and reports results (mTLS); a household or operator lists and queues them
+(bearer)."""
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from cloud_sync import protocol as p
+from cloud_sync.register.auth import HubIdentity, Principal
+from cloud_sync.register.errors import Forbidden
+from cloud_sync.register.registry import Registry
+from cloud_sync.register.routes.common import Callers, Notifier, decode_json, doc, json_response, read_body
+from cloud_sync.register.settings import Settings
+
+# Commands a household app or an operator may queue; member_keys and config are the register's own.
+API_COMMAND_KINDS = ("erase", "export", "restrict")
+
+
+def router(reg: Registry, settings: Settings, callers: Callers, notifier: Notifier) -> APIRouter:
+    r = APIRouter()
+    Hub = Annotated[HubIdentity, Depends(callers.hub)]
+
+    @r.get("/v1/commands")
+    async def get_commands(who: Hub, wait: Annotated[float, Query(ge=0, le=p.MAX_COMMAND_WAIT_S)] = 0.0) -> Response:
+        deadline = time.monotonic() + wait
+        while True:
+            pending = await run_in_threadpool(reg.pending_commands, who)
+            remaining = deadline - time.monotonic()
+            if pending or remaining <= 0 or notifier.closing:
+                return json_response(pending)
+            await notifier.wait(min(remaining, settings.command_poll_interval_s), who.hub_id)
+
+    @r.post("/v1/commands/{command_id}/result", openapi_extra=doc("CommandResult"))
+    async def command_result(command_id: str, request: Request, who: Hub) -> Response:
+        result = decode_json(await read_body(request, p.MAX_JSON_BODY_BYTES), p.CommandResult)
+        await run_in_threadpool(reg.command_result, who, command_id, result)
+        return json_response({"ok": True})
+
+    @r.get("/v1/households/{h}/commands")
+    def list_commands(
+        h: str,
+        request: Request,
+        who: Annotated[Principal, Depends(callers.scoped("commands.read"))],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    ) -> Response:
+        callers.operator_read(who, "commands.read", h)
+        page = reg.commands(h, limit=limit + 1, after=after)
+        resp = json_response(page[:limit])
+        if len(page) > limit:
+            # RFC 8288: the next page starts after the last command of this one.
+            nxt = request.url.include_query_params(limit=limit, after=page[limit - 1]["id"])
+            resp.headers["Link"] = f'<{nxt}>; rel="next"'
+        return resp
+
+    @r.post("/v1/households/{h}/commands", status_code=201, openapi_extra=doc("CommandRequest"))
+    async def post_command(
+        h: str, request: Request, who: Annotated[Principal, Depends(callers.scoped("commands.change"))]
+    ) -> Response:
+        c = decode_json(await read_body(request, 64 * 1024), p.CommandRequest)
+        if c.kind not in API_COMMAND_KINDS:
+            # Member keys decide who can decrypt clips: only the register itself pushes them, from the member list,
+            # so no operator can make hubs encrypt to a key of its choosing.
+            raise Forbidden(f"only {', '.join(API_COMMAND_KINDS)} can be queued here", code="command_not_allowed")
+        ids = await run_in_threadpool(lambda: reg.queue_command(h, c.kind, c.args, hub_id=c.hub_id, actor=who.actor))
+        notifier.notify()
+        return json_response({"ids": ids}, 201)
+
+    return r

@@ -1,0 +1,55 @@
+"""What a hub sends up (mTLS): its lanes' batches, its device records, and the signed member list it reads back."""
+
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from cloud_sync import protocol as p
+from cloud_sync.register import ingest, memberlog
+from cloud_sync.register.auth import HubIdentity
+from cloud_sync.register.errors import Invalid
+from cloud_sync.register.metrics import RegisterMetrics
+from cloud_sync.register.registry import Registry
+from cloud_sync.register.routes.common import Callers, decode_json, doc, json_response, lease, read_body
+
+
+def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics) -> APIRouter:
+    r = APIRouter()
+    Hub = Annotated[HubIdentity, Depends(callers.hub)]
+
+    @r.post("/v1/ingest/{lane}", openapi_extra=doc("IngestBatch", "IngestAck", media=p.MSGPACK_CONTENT_TYPE))
+    async def ingest_lane(lane: str, request: Request, who: Hub) -> Response:
+        if lane not in p.LANES:
+            raise Invalid(f"unknown lane {lane!r}; expected one of {', '.join(p.LANES)}", status=404, code="no_lane")
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        if encoding != p.ZSTD_ENCODING:
+            raise Invalid("ingest bodies must be sent with 'Content-Encoding: zstd'", status=415, code="encoding")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != p.MSGPACK_CONTENT_TYPE:
+            raise Invalid(f"ingest bodies must be {p.MSGPACK_CONTENT_TYPE}", status=415, code="content_type")
+        body = await read_body(request, p.MAX_INGEST_COMPRESSED_BYTES)
+        # The memory inflating may take is held before inflating: the size the frame declares (inflating stops
+        # there), or twice the per-request limit for a frame that declares none (honest hubs always declare it).
+        lease(request).take(p.inflate_cost(body))
+        ack = await run_in_threadpool(ingest.ingest_body, reg, who, lane, body)
+        fleet_metrics.ingested(ack)
+        return json_response(ack)
+
+    @r.post("/v1/devices", openapi_extra=doc("DeviceRecord", "DevicesAck", array=True))
+    async def post_devices(request: Request, who: Hub) -> Response:
+        records: list[p.DeviceRecord] = decode_json(
+            await read_body(request, p.MAX_JSON_BODY_BYTES),
+            Annotated[list[p.DeviceRecord], msgspec.Meta(max_length=p.MAX_DEVICES)],  # type: ignore[arg-type]
+        )
+        n = await run_in_threadpool(ingest.upsert_devices, reg, who, records)
+        return json_response(p.DevicesAck(upserted=n))
+
+    @r.get("/v1/member-log", openapi_extra=doc(resp="MemberLogEntry", resp_array=True))
+    def hub_member_log(who: Hub, after: Annotated[int, Query(ge=0, le=2**31)] = 0) -> Response:
+        """The household's signed member list versions after ``after`` (the hub verifies them itself)."""
+        return json_response(memberlog.entries(reg, who.household_id, after=after, limit=memberlog.MAX_PAGE))
+
+    return r

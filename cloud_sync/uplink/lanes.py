@@ -1,0 +1,117 @@
+"""The item lanes (alarm, events, readings, diagnostics): each drains its outbox to the register in batches, in
+order; a lane's cursor moves only once the register acknowledged a durable commit. A batch the register refuses
+for good is split until the refused items are isolated; those become dead letters with the register's reason."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+
+from cloud_sync import protocol as p
+from cloud_sync.uplink.client import RegisterClient, RegisterRejected, RegisterUnavailable, in_thread
+from cloud_sync.uplink.link import IDLE_POLL_S, Link, wait
+from gateway.errors import PermanentError, TransientError
+from gateway.model import Lane
+from gateway.store import OutboxItem
+
+log = logging.getLogger(__name__)
+
+ITEM_LANES = (Lane.ALARM, Lane.EVENTS, Lane.READINGS, Lane.DIAGNOSTICS)
+_size_encoder = msgspec.msgpack.Encoder()
+
+
+async def lane_loop(link: Link, hub_id: str, lane: str) -> None:
+    client = link.client()
+    status = link.status[lane]
+    status.cursor = link.store.synced_seq(lane)
+    waiter = link.store.lane_waiter(lane)
+    backoff = link.backoff()
+    try:
+        while True:
+            waiter.clear()
+            try:
+                await _drain(link, client, hub_id, lane)
+                backoff.reset()
+            except (TransientError, PermanentError, OSError) as exc:
+                # Anything the retry loop did not absorb (a short acknowledgement, a broken spool file, a store
+                # error): the lane waits and starts again from its cursor; nothing is lost, at worst resent.
+                status.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.error("sync of %s interrupted: %s", lane, status.last_error)
+                await link.pause(backoff.next())
+                continue
+            await wait(waiter, IDLE_POLL_S)
+    finally:
+        client.close()
+
+
+async def _drain(link: Link, client: RegisterClient, hub_id: str, lane: str) -> None:
+    """Sends batches until the lane is empty, reading the next batch from the store while one is on the wire."""
+    status = link.status[lane]
+    limit = link.config.batch_items
+    items = await link.store.pending(lane, after=status.cursor, limit=limit)
+    while items:
+        prefetch = asyncio.create_task(link.store.pending(lane, after=items[-1].seq, limit=limit))
+        try:
+            await deliver(link, client, hub_id, lane, items)
+        except BaseException:
+            prefetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await prefetch
+            raise
+        items = await prefetch
+
+
+async def deliver(link: Link, client: RegisterClient, hub_id: str, lane: str, items: list[OutboxItem]) -> None:
+    """Sends ``items`` until acknowledged; isolates and dead-letters what the register refuses for good."""
+    status = link.status[lane]
+    chunks = await asyncio.to_thread(split_by_bytes, items, link.config.batch_bytes)
+    for chunk in chunks:
+        started = time.monotonic()
+        try:
+            async for attempt in link.retrying(lane):
+                with attempt:
+                    ack = await in_thread(client.ingest, hub_id, lane, chunk)
+        except RegisterRejected as exc:
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                await deliver(link, client, hub_id, lane, chunk[:half])
+                await deliver(link, client, hub_id, lane, chunk[half:])
+                continue
+            await link.store.dead_letter(lane, chunk[0].seq, str(exc))
+            status.dead_lettered += 1
+            log.error("the register refused item %d of %s for good; kept as a dead letter", chunk[0].seq, lane)
+            ack = p.IngestAck(lane=lane, acked_seq=chunk[0].seq, stored=0, duplicates=0)
+        if ack.acked_seq < chunk[-1].seq:
+            raise RegisterUnavailable(f"register acknowledged only up to {ack.acked_seq} of {chunk[-1].seq}")
+        status.cursor = max(status.cursor, ack.acked_seq)
+        # The durable cursor follows at the next group commit; if it is lost in a crash the batch is resent and
+        # the register ignores it as a duplicate.
+        link.store.mark_synced(lane, status.cursor)
+        status.sent += len(chunk)
+        status.last_success = time.time()
+        status.last_error = status.next_retry = None
+        status.latency_ms = (time.monotonic() - started) * 1000
+        if link.on_server_time is not None and client.server_time is not None:
+            at, seen = client.server_time
+            link.on_server_time(at + (time.monotonic() - seen))
+
+
+def split_by_bytes(items: list[OutboxItem], limit: int) -> list[list[OutboxItem]]:
+    """Batches under ``limit`` bytes of (uncompressed) body; one oversized item still goes alone."""
+    out: list[list[OutboxItem]] = []
+    current: list[OutboxItem] = []
+    size = 0
+    for item in items:
+        estimate = 16 + len(_size_encoder.encode(item.body))
+        if current and size + estimate > limit:
+            out.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += estimate
+    if current:
+        out.append(current)
+    return out

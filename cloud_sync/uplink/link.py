@@ -1,0 +1,118 @@
+"""What every loop of the uplink shares: the store, the settings, the register client factory, the per-lane status,
+and the retry policy (the hub's one backoff, driven by tenacity, never sooner than the register's ``Retry-After``,
+cut short by ``kotihub sync --now``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from cloud_sync.uplink.client import HubIdentity, RegisterClient, RegisterUnavailable, ReplyStats
+from gateway.backoff import Backoff, BackoffPolicy
+from gateway.config import UplinkSection
+from gateway.model import Lane
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 30.0
+
+
+@dataclass
+class LaneStatus:
+    last_success: float | None = None
+    last_error: str | None = None
+    next_retry: float | None = None
+    sent: int = 0
+    dead_lettered: int = 0
+    cursor: int = 0
+    latency_ms: float | None = None
+
+
+@dataclass
+class Link:
+    """The state and policy the loops share; :class:`cloud_sync.uplink.service.Uplink` is one, with its loops."""
+
+    store: Store
+    config: UplinkSection
+    identity: HubIdentity
+    rng: random.Random = field(default_factory=random.Random)
+    """The jitter's source; seeded in tests."""
+    on_server_time: Callable[[float], None] | None = None
+    """Told the register's clock after each acknowledged batch (retention trusts the hub's clock once they agree)."""
+    status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
+    replies: ReplyStats = field(default_factory=ReplyStats)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def policy(self) -> BackoffPolicy:
+        return BackoffPolicy(initial=self.config.backoff_initial, maximum=self.config.backoff_max)
+
+    def backoff(self) -> Backoff:
+        return self.policy.backoff(rng=self.rng)
+
+    def client(self) -> RegisterClient:
+        return RegisterClient(
+            self.config.register_url,
+            self.identity,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+            replies=self.replies,
+        )
+
+    def retrying(self, lane: str) -> AsyncRetrying:
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            status = self.status[lane]
+            status.last_error = str(exc)[:300]
+            sleep = state.next_action.sleep if state.next_action is not None else 0.0
+            status.next_retry = time.time() + sleep
+            log.warning("sync of %s failed (%s); retrying in %.1f s", lane, exc, sleep)
+
+        return AsyncRetrying(
+            retry=retry_if_exception_type(RegisterUnavailable),
+            wait=_wait_with_retry_after(self.backoff()),
+            before_sleep=before_sleep,
+            sleep=self.pause,
+            reraise=True,
+        )
+
+    async def pause(self, seconds: float) -> None:
+        """A backoff pause that :meth:`kick` cuts short."""
+        await wait(self._wake, seconds)
+
+    def kick(self) -> None:
+        """``kotihub sync --now``: end every backoff pause and idle wait, so each lane retries at once."""
+        # Releases whoever waits on the current event; later pauses wait on a fresh one.
+        self._wake.set()
+        self._wake = asyncio.Event()
+        for lane in Lane:
+            self.store.lane_waiter(lane).set()
+
+
+def _wait_with_retry_after(backoff: Backoff) -> Callable[[RetryCallState], float]:
+    """The backoff policy's delay, but never sooner than the register's Retry-After."""
+
+    def wait(state: RetryCallState) -> float:
+        delay = backoff.delay(state.attempt_number - 1)
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, RegisterUnavailable) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    return wait
+
+
+async def wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` pass. ``asyncio.timeout``, not ``wait_for``: on Python 3.11 the latter
+    drops a cancel that lands as the event is set, and a loop that misses its cancel would hold the daemon's stop."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
