@@ -13,7 +13,7 @@ from typing import Final
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from drivers.lru import Lru
+from gateway.lru import Lru
 from gateway.model import DeviceKind, Event, Reading
 
 

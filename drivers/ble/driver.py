@@ -26,8 +26,8 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort, Link
 from drivers.ble.common import BENIGN, Decoded, Reason, ReplayState, mac_bytes, uuid16
 from drivers.ble.decode import decode_advertisement, is_relevant
-from drivers.lru import Lru
 from drivers.memory import Memory
+from gateway.lru import Lru
 from gateway.model import DeviceInfo, DeviceKind, Event, EventKind, Reading, device_id
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from drivers.lru import Lru
+from gateway.lru import Lru
 from gateway.store import schema
 from gateway.store.keys import REGISTRY_EPOCH
 

@@ -427,6 +427,9 @@ class Store:
 
     async def flush(self) -> None:
         """Returns when everything queued before it is committed."""
+        # Readings of this event-loop tick are still gathering (dispatched by call_soon): send them first, or the
+        # flush would overtake them.
+        self._dispatch_readings()
         await self._submit(lambda conn: None, urgent=True)
 
     # ---- reading -------------------------------------------------------------------------------------------------
