@@ -45,7 +45,8 @@ def test_setup_cfg_pins_the_installed_uvicorn_to_one_minor_version() -> None:
     assert f"{major}.{minor}.0" in req.specifier
 
 
-def test_the_internals_the_subclass_uses_are_there() -> None:
+async def test_the_internals_the_subclass_uses_are_there() -> None:
+    # async: the protocol takes the running loop (outside one, asyncio.get_event_loop() fails after other tests)
     config = uvicorn.Config(app=_app)
     config.load()
     proto = H11Protocol(config, ServerState(), app_state={})
