@@ -109,7 +109,9 @@ class Remux(io.RawIOBase):
         view = memoryview(buffer)
         try:
             while n := self._source.readinto(view) or 0:
-                stdin.write(view[:n])
+                done = 0
+                while done < n:  # a raw pipe may take part of a write
+                    done += stdin.write(view[done:n]) or 0
                 self.bytes_in += n
         except BrokenPipeError:
             pass  # ffmpeg died; its exit status says why
