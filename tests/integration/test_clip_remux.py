@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from drivers.camera.recorder import ClipFeed
-from drivers.camera.remux import Remux, RemuxError, command
+from drivers.camera.remux import COPY_AAC, ENCODE_AAC, PROBE_BYTES, Remux, RemuxError, command
 from gateway.errors import ClipAborted
 
 SEG_S, SEGMENTS = 1.0, 4
@@ -73,6 +73,7 @@ def test_ts_segments_become_a_fragmented_mp4_with_the_streams_copied(segments: l
     with Remux(feed_of(segments)) as mp4:
         data = mp4.read()
         pid = mp4.pid
+    assert mp4.audio == COPY_AAC, "the camera's AAC is copied, not re-encoded"
     assert mp4.bytes_in == sum(p.stat().st_size for p in segments)
     assert mp4.bytes_out == len(data)
     assert_gone(pid)
@@ -103,14 +104,44 @@ def _frame_hashes(source: str) -> list[str]:
 
 
 def test_an_aborted_clip_raises_instead_of_ending_a_short_mp4(segments: list[Path]) -> None:
-    feed = feed_of(segments[:2], end=False)
+    assert sum(p.stat().st_size for p in segments[:3]) > PROBE_BYTES, "so ffmpeg starts before the feed ends"
+    feed = feed_of(segments[:3], end=False)
     with Remux(feed) as mp4:
-        wait_fed(mp4, sum(p.stat().st_size for p in segments[:2]))
+        mp4.start()
+        wait_fed(mp4, sum(p.stat().st_size for p in segments[:3]))
         feed.abort()
         with pytest.raises(ClipAborted):
             mp4.read()
         pid = mp4.pid
     assert_gone(pid)
+
+
+def test_an_abort_before_ffmpeg_starts_raises_and_starts_nothing(segments: list[Path]) -> None:
+    feed = feed_of(segments[:1], end=False)
+    feed.abort()
+    with Remux(feed) as mp4, pytest.raises(ClipAborted):
+        mp4.read()
+    with pytest.raises(AssertionError):
+        _ = mp4.pid  # no ffmpeg was started
+
+
+@pytest.mark.parametrize(("audio", "expected"), [("mp2", ENCODE_AAC), (None, COPY_AAC)], ids=["mp2", "no-audio"])
+def test_audio_mp4_cannot_copy_is_encoded_to_aac(tmp_path: Path, audio: str | None, expected: tuple[str, ...]) -> None:
+    ts = tmp_path / "cam.ts"
+    sound = ["-f", "lavfi", "-i", "sine=duration=2", "-c:a", audio] if audio else []
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc=size=160x120:rate=10:duration=2", *sound, "-c:v", "libx264", "-preset", "ultrafast",
+         "-pix_fmt", "yuv420p", "-f", "mpegts", str(ts)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    with Remux(feed_of([ts])) as mp4:
+        data = mp4.read()
+    assert mp4.audio == expected
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(data)
+    codecs = {s["codec_type"]: s["codec_name"] for s in ffprobe(out)["streams"]}  # type: ignore[attr-defined]
+    assert codecs == ({"video": "h264", "audio": "aac"} if audio else {"video": "h264"})
 
 
 def test_garbage_is_refused_not_sealed(tmp_path: Path) -> None:
@@ -126,9 +157,10 @@ def test_an_empty_clip_is_an_empty_stream() -> None:
 
 
 def test_closing_early_kills_ffmpeg_even_while_the_feed_waits_for_post_roll(segments: list[Path]) -> None:
-    feed = feed_of(segments[:1], end=False)
+    feed = feed_of(segments[:3], end=False)
     mp4 = Remux(feed)
-    wait_fed(mp4, segments[0].stat().st_size)
+    mp4.start()
+    wait_fed(mp4, sum(p.stat().st_size for p in segments[:3]))
     mp4.close()
     assert_gone(mp4.pid)
     feed.abort()  # what the recorder's release() does; the pump thread ends with it
