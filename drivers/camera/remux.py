@@ -30,9 +30,6 @@ from gateway.errors import TransientError
 
 log = logging.getLogger(__name__)
 
-MEDIA_TYPE: Final = "video/mp4"
-"""What a sealed camera clip decrypts to (clips sealed before this release decrypt to ``video/mp2t``)."""
-
 _PUMP_CHUNK: Final = 1 << 16
 
 
