@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -142,6 +143,19 @@ def test_audio_mp4_cannot_copy_is_encoded_to_aac(tmp_path: Path, audio: str | No
     out.write_bytes(data)
     codecs = {s["codec_type"]: s["codec_name"] for s in ffprobe(out)["streams"]}  # type: ignore[attr-defined]
     assert codecs == ({"video": "h264", "audio": "aac"} if audio else {"video": "h264"})
+
+
+def test_an_ffmpeg_killed_mid_clip_is_an_error_not_a_short_mp4(segments: list[Path]) -> None:
+    feed = feed_of(segments[:3], end=False)
+    with Remux(feed) as mp4:
+        mp4.start()
+        wait_fed(mp4, sum(p.stat().st_size for p in segments[:3]))
+        os.kill(mp4.pid, signal.SIGKILL)
+        feed.push(segments[3])
+        feed.end()
+        with pytest.raises(RemuxError, match="exit -9"):
+            mp4.read()
+    assert_gone(mp4.pid)
 
 
 def test_garbage_is_refused_not_sealed(tmp_path: Path) -> None:
