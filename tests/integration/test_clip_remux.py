@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 from drivers.camera.recorder import ClipFeed
-from drivers.camera.remux import COPY_AAC, ENCODE_AAC, PROBE_BYTES, Remux, RemuxError, command
+from drivers.camera.remux import (
+    COPY_AAC,
+    ENCODE_AAC,
+    PROBE_BYTES,
+    Remux,
+    RemuxError,
+    audio_args,
+    command,
+    ffprobe_beside,
+)
 from gateway.errors import ClipAborted
 
 SEG_S, SEGMENTS = 1.0, 4
@@ -186,3 +195,15 @@ def test_the_command_copies_and_writes_fragmented_mp4_to_a_pipe() -> None:
     assert args[args.index("-c:v") + 1] == "copy", "the video is never re-encoded"
     assert args[args.index("-movflags") + 1] == "frag_keyframe+empty_moov+default_base_moof"
     assert args[-1] == "pipe:1" and "pipe:0" in args
+
+
+def test_without_a_working_ffprobe_audio_is_encoded_which_always_works(segments: list[Path]) -> None:
+    head = segments[0].read_bytes()
+    assert audio_args(head) == COPY_AAC
+    assert audio_args(head, ffprobe="/nonexistent/ffprobe") == ENCODE_AAC
+
+
+def test_ffprobe_is_found_beside_the_configured_ffmpeg() -> None:
+    assert ffprobe_beside("/opt/ff/bin/ffmpeg") == "/opt/ff/bin/ffprobe"
+    assert ffprobe_beside("ffmpeg") == "ffprobe"
+    assert ffprobe_beside("/usr/local/bin/avconv") == "ffprobe"
