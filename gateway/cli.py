@@ -416,11 +416,13 @@ def _diag(args: argparse.Namespace) -> int:
 
 def _clip_decrypt(args: argparse.Namespace) -> int:
     """What the household's phone app does: decrypt a clip with a member's own age identity."""
-    from gateway.store.clips import decrypt_clip
+    from gateway.store.clips import decrypt_clip, decrypt_clip_named
 
-    out = args.out or args.clip.with_suffix(".ts")
-    size = decrypt_clip(args.identity, args.clip, out)
-    print(f"decrypted {args.clip.name}: {size} bytes of video in {out}")
+    if args.out is None:
+        out, size, media_type = decrypt_clip_named(args.identity, args.clip)
+    else:
+        out, size, media_type = args.out, decrypt_clip(args.identity, args.clip, args.out), "the given file"
+    print(f"decrypted {args.clip.name}: {size} bytes ({media_type}) in {out}")
     return 0
 
 
@@ -518,7 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     decrypt.add_argument(
         "--identity", type=Path, required=True, help="the member's age identity file (AGE-SECRET-KEY-1...)"
     )
-    decrypt.add_argument("--out", type=Path, default=None, help="where to write the video (default: CLIP with .ts)")
+    decrypt.add_argument(
+        "--out", type=Path, default=None, help="where to write it (default: CLIP as .mp4, .ts or .jpg by content)"
+    )
     decrypt.add_argument("clip", type=Path, help="the encrypted clip (.age)")
     decrypt.set_defaults(func=_clip_decrypt)
     provision = sub.add_parser("provision", parents=[common], help="enroll this hub with the register")

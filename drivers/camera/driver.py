@@ -31,6 +31,7 @@ from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
 from drivers.camera import mdns, ringbuffer, wsdiscovery
 from drivers.camera.ffmpeg import FfmpegVersion, detect
 from drivers.camera.recorder import Recorder, RecorderSettings
+from drivers.camera.remux import Remux
 from gateway.backoff import Backoff
 from gateway.errors import ClipAborted, ConfigError, PermanentError
 from gateway.model import Category, Clip, DeviceInfo, DeviceKind, device_id
@@ -327,7 +328,9 @@ class CameraDriver(Driver):
         loop = asyncio.get_running_loop()
 
         def seal() -> tuple[Clip, Path]:
-            return sealer.seal(capture.feed, clip_id=clip_id, device_id=device, started=capture.trigger, reason=reason)
+            # The ring holds MPEG-TS; browsers play MP4, so the clip is remuxed in pipes on its way to the encryptor.
+            with Remux(capture.feed, ffmpeg=recorder.settings.ffmpeg) as mp4:
+                return sealer.seal(mp4, clip_id=clip_id, device_id=device, started=capture.trigger, reason=reason)
 
         # The encryptor reads the feed in a worker thread while post-roll is still arriving.
         sealing = loop.run_in_executor(executor, seal)

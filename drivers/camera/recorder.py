@@ -5,8 +5,9 @@ ffmpeg copies (never re-encodes: a Pi cannot afford it) into ``seg<N>.ts`` files
 :mod:`drivers.camera.ringbuffer` for why a wiped plaintext ring in RAM is safe) and announces each finished segment
 on stdout through the segment muxer's CSV list. That line is both the "segment ready" signal and the liveness
 heartbeat: no line for ``stall_s`` means the camera stalled, and the process is killed and restarted with backoff.
-MPEG-TS segments concatenate byte-wise into a playable stream, so a clip is the segment files read in order and
-handed to :mod:`gateway.store.clips`, which encrypts them as they stream; nothing is remuxed onto disk.
+MPEG-TS segments concatenate byte-wise into a playable stream, so a clip is the segment files read in order
+(:class:`ClipFeed`), remuxed to MP4 between pipes (:mod:`drivers.camera.remux`) and encrypted as it streams; nothing
+is written to disk in the clear.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import pyrage
 from pyrage import x25519
@@ -190,6 +190,46 @@ def load_identities(identity_file: Path) -> list[x25519.Identity]:
     if not identities:
         raise PermanentError(f"identity file {identity_file} holds no age identity")
     return identities
+
+
+MP4: Final = ("video/mp4", ".mp4")
+MPEG_TS: Final = ("video/mp2t", ".ts")
+JPEG: Final = ("image/jpeg", ".jpg")
+UNKNOWN: Final = ("application/octet-stream", ".bin")
+SNIFF_BYTES: Final = 189
+"""Enough of a plaintext's start to tell what it is: an MPEG-TS packet is 188 bytes, each starting 0x47."""
+
+
+def media_of(head: bytes) -> tuple[str, str]:
+    """(media type, file suffix) of a decrypted clip from its first :data:`SNIFF_BYTES` bytes. Camera clips are
+    fragmented MP4; those sealed by earlier releases are MPEG-TS, snapshots JPEG. The sealed record does not say
+    which (the ciphertext is opaque to the register), so the household side looks at what it decrypted."""
+    if head[4:8] == b"ftyp":
+        return MP4
+    if head[:3] == b"\xff\xd8\xff":
+        return JPEG
+    if head[:1] == b"\x47" and (len(head) <= 188 or head[188] == 0x47):
+        return MPEG_TS
+    return UNKNOWN
+
+
+def decrypt_clip_named(identity_file: Path, clip_path: Path) -> tuple[Path, int, str]:
+    """Decrypts ``clip_path`` beside it, named after it with the suffix its content calls for (``.mp4``, ``.ts``,
+    ``.jpg``); returns (path, plaintext size, media type). As :func:`decrypt_clip` with a path: nothing is left
+    under the final name unless the whole clip authenticated."""
+    partial = clip_path.with_name(f".{clip_path.name}.partial")
+    try:
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w+b") as sink:
+            size = decrypt_clip(identity_file, clip_path, sink)
+            sink.seek(0)
+            media_type, suffix = media_of(sink.read(SNIFF_BYTES))
+        out = clip_path.with_suffix(suffix)
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return out, size, media_type
 
 
 def file_sha256(path: Path) -> str:

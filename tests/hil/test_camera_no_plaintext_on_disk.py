@@ -79,6 +79,6 @@ def test_no_plaintext_marker_is_written_to_persistent_storage(tmp_path: Path, ra
     assert to_storage == []
     assert f"{spool / clip.clip_id}.age.tmp" in storage_files, "the spool writes were traced"
     assert not any(ring.rglob("*.ts")), "the ring was wiped when the driver stopped"
-    out = tmp_path / "household.ts"
+    out = tmp_path / "household.mp4"
     decrypt_clip(member.identity_file, spool / f"{clip.clip_id}.age", out, expected_sha256=clip.sha256)
-    assert MARKER in out.read_bytes()
+    assert MARKER in out.read_bytes(), "the marker survives the remux (-c:v copy keeps the SEI units)"

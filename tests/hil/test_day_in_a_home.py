@@ -148,18 +148,21 @@ async def test_a_day_in_a_home(
                 assert MARKER not in ciphertext
                 sealed = tmp_path / "clip.age"
                 sealed.write_bytes(ciphertext)
-                video = tmp_path / "clip.ts"
+                video = tmp_path / "clip.mp4"
                 decrypt_clip(identity_file, sealed, video)
                 probe = await asyncio.to_thread(
                     subprocess.run,
-                    ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(video)],
+                    ["ffprobe", "-v", "error", "-show_entries", "format=duration,format_name", "-of", "json",
+                     str(video)],
                     check=True, capture_output=True, timeout=30,
                 )  # fmt: skip
-                assert float(json.loads(probe.stdout)["format"]["duration"]) >= 1.0
+                found = json.loads(probe.stdout)["format"]
+                assert found["format_name"] == "mov,mp4,m4a,3gp,3g2,mj2", "the browser-playable clip"
+                assert float(found["duration"]) >= 1.0
                 wrong = pyrage.x25519.Identity.generate()
                 (tmp_path / "other.key").write_text(str(wrong))
                 with pytest.raises(DecryptError):
-                    decrypt_clip(tmp_path / "other.key", sealed, tmp_path / "nope.ts")
+                    decrypt_clip(tmp_path / "other.key", sealed, tmp_path / "nope.mp4")
 
                 # Afternoon: the uplink is down; the hub keeps everything and sends it when it is back.
                 proxy.down = True

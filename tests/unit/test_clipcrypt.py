@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.errors import ClipAborted, DecryptError, PermanentError, TransientError
 from gateway.store import clips
@@ -183,3 +185,42 @@ def test_the_spool_is_reconciled_with_the_store_index_at_start_up(tmp_path: Path
     assert out.getvalue() == b"indexed"
     assert spool_.reconcile_spool(spool, {"kept", "indexed"}) == spool_.SpoolReport()  # idempotent
     assert spool_.reconcile_spool(tmp_path / "missing", set()) == spool_.SpoolReport()
+
+
+_MP4_HEAD = b"\x00\x00\x00\x1cftypiso5\x00\x00\x02\x00iso5iso6mp41"
+_TS_HEAD = (b"\x47\x40\x00\x10" + bytes(184)) * 2
+_JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF"
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "media_type", "suffix"),
+    [
+        (_MP4_HEAD + MARKER * 100, "video/mp4", ".mp4"),
+        (_TS_HEAD + MARKER, "video/mp2t", ".ts"),  # sealed by a release before clips became MP4
+        (_JPEG_HEAD + MARKER, "image/jpeg", ".jpg"),  # a snapshot
+        (MARKER * 10, "application/octet-stream", ".bin"),
+    ],
+    ids=["mp4", "legacy-ts", "jpeg", "unknown"],
+)
+def test_decrypt_names_the_plaintext_by_what_it_is(
+    tmp_path: Path, member: Member, plaintext: bytes, media_type: str, suffix: str
+) -> None:
+    sealed = _seal(tmp_path / "spool", member, plaintext, clip_id="c1")
+    out, size, found = clips.decrypt_clip_named(member.identity_file, sealed)
+    assert (out, size, found) == (sealed.with_suffix(suffix), len(plaintext), media_type)
+    assert out.read_bytes() == plaintext
+    assert sorted(p.name for p in sealed.parent.iterdir()) == sorted([sealed.name, out.name]), "no partial left"
+
+
+def test_decrypt_named_leaves_nothing_for_a_truncated_clip(tmp_path: Path, member: Member) -> None:
+    sealed = _seal(tmp_path / "spool", member, _MP4_HEAD + _plaintext(3 * CHUNK))
+    sealed.write_bytes(sealed.read_bytes()[:-100])
+    with pytest.raises(DecryptError):
+        clips.decrypt_clip_named(member.identity_file, sealed)
+    assert [p.name for p in sealed.parent.iterdir()] == [sealed.name]
+
+
+@given(st.binary(max_size=clips.SNIFF_BYTES))
+def test_media_sniffing_is_total(head: bytes) -> None:
+    media_type, suffix = clips.media_of(head)
+    assert (media_type, suffix) in (clips.MP4, clips.MPEG_TS, clips.JPEG, clips.UNKNOWN)
