@@ -8,6 +8,7 @@ register's exactly-once guarantee, so it lives in the schema, not in code.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import msgspec
@@ -390,8 +391,17 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if create:
+            metadata.create_all(engine)
+        return engine
+    # Readings on PostgreSQL are partitioned by time and ingested by COPY (the module builds on the tables here).
+    from cloud_sync.register import partitions
+
+    partitions.install_stage(engine)
     if create:
-        metadata.create_all(engine)
+        metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t is not readings])
+        with engine.begin() as conn:
+            partitions.create(conn, time.time())
     return engine
 
 
