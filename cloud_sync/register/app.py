@@ -4,8 +4,6 @@ Bodies are decoded with msgspec from a size-bounded read, so every error names t
 request can make the register buffer more than its limit. Blocking database work runs in the thread pool.
 """
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import re
@@ -26,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from cloud_sync import protocol as p
-from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, retention
+from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, retention, wakeups
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.budget import Lease, MemoryBudget
 from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
@@ -126,28 +124,6 @@ def _clip_id(clip_id: str) -> str:
     return clip_id
 
 
-class _Notifier:
-    """Wakes long-polls when this process queues a command (other processes are seen by periodic re-reads), and
-    all of them at once when the server stops, so a stop never waits out a 25 s poll."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-        self.closing = False
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    def close(self) -> None:
-        self.closing = True
-        self.notify()
-
-    async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can drop a cancel on Python 3.11
-            async with asyncio.timeout(timeout):
-                await self._event.wait()
-
-
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -215,7 +191,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     """The register app. Hub endpoints need the verified client certificate in the ASGI TLS extension
     (``scope["extensions"]["tls"]["client_cert_chain"]``), which :mod:`cloud_sync.register.server` provides."""
     reg = registry or Registry(settings)
-    notifier = _Notifier()
+    notifier = wakeups.Wakeups(reg.engine, retry_s=settings.command_poll_interval_s)
     budget = MemoryBudget(settings.body_budget_bytes)
     limiter = Limiter()
     # Refilled over ten minutes; a household (reached from many addresses) gets five sources' worth.
@@ -437,7 +413,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
             remaining = deadline - time.monotonic()
             if pending or remaining <= 0 or notifier.closing:
                 return _json(pending)
-            await notifier.wait(min(remaining, settings.command_poll_interval_s))
+            await notifier.wait(min(remaining, settings.command_poll_interval_s), who.hub_id)
 
     @app.post("/v1/commands/{command_id}/result", openapi_extra=_doc("CommandResult"))
     async def command_result(command_id: str, request: Request, who: Hub) -> Response:

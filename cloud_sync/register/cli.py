@@ -22,7 +22,7 @@ import msgspec
 
 from cloud_sync import clitools
 from cloud_sync.protocol import MemberRequest
-from cloud_sync.register import export, fleet, memberlog, retention, server
+from cloud_sync.register import dbcli, export, fleet, memberlog, retention, server
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import Invalid, RegisterError
 from cloud_sync.register.notify import alarms, contacts, desk
@@ -181,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         help="'online' means heard from within this many minutes (0-10080, default 15)",
     )
     f.set_defaults(func=_fleet, existing=True)
+    dbcli.add_parser(sub, common)
     return ap
 
 
@@ -325,6 +326,8 @@ def _main(argv: list[str] | None) -> int:
         )
         server.serve(settings, host=args.host, port=args.port)
         return 0
+    if args.cmd == "db":
+        return dbcli.run(args, settings)
     if args.existing and not (settings.state_dir / "ca.key").exists():
         # Not a new register (a new CA key, an empty database) where the operator mistyped --state.
         print(f"error: no register in {settings.state_dir} (no ca.key there); check --state", file=sys.stderr)

@@ -8,7 +8,6 @@ register's exactly-once guarantee, so it lives in the schema, not in code.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import msgspec
@@ -39,6 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
+
+from cloud_sync.register import migrate
 
 log = logging.getLogger(__name__)
 
@@ -379,29 +380,28 @@ def default_url(state_dir: str) -> str:
     return f"sqlite:///{state_dir}/register.db"
 
 
-def open_engine(url: str, *, create: bool = True) -> Engine:
-    """An engine for ``url`` with the register's pragmas (SQLite: WAL, synchronous=FULL, foreign keys), and
-    the schema created if missing."""
+def open_engine(url: str, *, create: bool = True, pool_size: int = 8, max_overflow: int = 8) -> Engine:
+    """An engine for ``url`` with the register's pragmas (SQLite: WAL, synchronous=FULL, foreign keys), and the
+    schema created or upgraded by its migrations (:mod:`cloud_sync.register.migrate`). ``pool_size`` and
+    ``max_overflow`` size the PostgreSQL connection pool of this process."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs["pool_size"] = 8
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = max_overflow
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        if create:
-            metadata.create_all(engine)
-        return engine
-    # Readings on PostgreSQL are partitioned by time and ingested by COPY (the module builds on the tables here).
-    from cloud_sync.register import partitions
+    else:
+        # Readings on PostgreSQL are ingested by COPY through a per-connection stage (the module builds on the
+        # tables here, hence imported late).
+        from cloud_sync.register import partitions
 
-    partitions.install_stage(engine)
+        partitions.install_stage(engine)
     if create:
-        metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t is not readings])
-        with engine.begin() as conn:
-            partitions.create(conn, time.time())
+        migrate.upgrade(engine)
     return engine
 
 

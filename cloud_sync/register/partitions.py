@@ -2,8 +2,9 @@
 
 **Partitions.** ``readings`` is partitioned by ``ts`` (the hub's reading time, epoch seconds) into weeks
 (:data:`PARTITION_DAYS`), plus a ``DEFAULT`` partition for readings outside every week made so far (a hub whose clock
-was years off). Retention then drops whole weeks (:func:`drop_expired`) instead of deleting rows one by one, and
-the weeks ahead are created by the same job (:func:`ensure_partitions`) so that ingest never has to.
+was months off); migration ``0003_readings_partitioned`` makes the table. Retention then drops whole weeks
+(:func:`drop_expired`) instead of deleting rows one by one, and the weeks ahead are created by the same job
+(:func:`ensure_partitions`) so that ingest never has to.
 
 PostgreSQL requires every unique key of a partitioned table to contain the partition key, so the primary key is
 ``(hub_id, seq, ts)`` instead of ``(hub_id, seq)``. Deduplication still holds: a hub resends an item exactly as it
@@ -26,7 +27,7 @@ import operator
 import re
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, Index, MetaData, PrimaryKeyConstraint, Table, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
 from cloud_sync.register import db
@@ -49,18 +50,6 @@ _as_tuple = operator.itemgetter(*_COLUMNS)
 _COPY_SQL = f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _COLS = ", ".join(_COLUMNS)
 _MOVE_SQL = text(f"INSERT INTO readings ({_COLS}) SELECT {_COLS} FROM {STAGE} ON CONFLICT DO NOTHING")  # noqa: S608
-
-# The PostgreSQL shape of ``db.readings``: the same columns, the partition key in the primary key.
-_pg_metadata = MetaData()
-readings_pg = Table(
-    "readings",
-    _pg_metadata,
-    *(Column(c.name, c.type, nullable=c.nullable) for c in db.readings.c),
-    PrimaryKeyConstraint("hub_id", "seq", "ts", name="readings_pk"),
-    Index("readings_household_ts", "household_id", "ts"),
-    Index("readings_received", "received_at"),
-    postgresql_partition_by="RANGE (ts)",
-)
 
 
 def week_start(t: float) -> float:
@@ -87,19 +76,6 @@ def is_partitioned(conn: Connection) -> bool:
     if conn.dialect.name != "postgresql":
         return False
     return bool(conn.execute(text("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('readings')")).scalar())
-
-
-def create(conn: Connection, now: float, retention_days: int = 183) -> None:
-    """Creates the partitioned ``readings`` (if missing), its default partition, and the weeks from
-    ``retention_days`` back to :data:`WEEKS_AHEAD` ahead of ``now``."""
-    exists = conn.execute(text("SELECT to_regclass('readings') IS NOT NULL")).scalar()
-    if exists and not is_partitioned(conn):
-        # Made before partitioning: served as it is (COPY works on it too) until its migration converts it.
-        log.warning("readings is not partitioned; retention deletes its rows one by one until it is migrated")
-        return
-    readings_pg.create(conn, checkfirst=True)
-    conn.execute(text("CREATE TABLE IF NOT EXISTS readings_default PARTITION OF readings DEFAULT"))
-    ensure_partitions(conn, now, retention_days)
 
 
 def partitions(conn: Connection) -> dict[str, float]:

@@ -64,7 +64,9 @@ class Registry:
     def __init__(self, settings: Settings, *, engine: Engine | None = None, blobs: BlobStore | None = None) -> None:
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.engine = engine or db.open_engine(settings.database_url)
+        self.engine = engine or db.open_engine(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
         self.ca = CertificateAuthority.load_or_create(settings.state_dir)
         self.blobs: BlobStore = blobs or FileBlobStore(settings.blob_path)
         self._hub_seen: dict[str, float] = {}

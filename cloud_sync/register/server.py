@@ -32,11 +32,12 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cloud_sync.certs import renewal_due_in
-from cloud_sync.register import retention
+from cloud_sync.register import retention, servercert
 from cloud_sync.register.app import create_app
 from cloud_sync.register.notify import dispatch
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
+from cloud_sync.register.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def build_config(
     """A uvicorn config serving the register over TLS with a server certificate from its own CA."""
     reg = registry or Registry(settings)
     hosts = ["localhost", "127.0.0.1", host]
-    cert, key = reg.ca.write_server_cert(settings.state_dir, hosts, days=settings.server_cert_days)
+    cert, key = servercert.current_or_new(reg.ca, settings.state_dir, hosts, days=settings.server_cert_days)
     return RegisterConfig(
         create_app(settings, registry=reg),
         settings=settings,
@@ -243,11 +244,16 @@ class ReadyServer(uvicorn.Server):
         self.ready = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._rotation: asyncio.Task[None] | None = None
+        self._served = ""
 
     async def startup(self, sockets: Any = None) -> None:
         self.loop = asyncio.get_running_loop()
         if isinstance(self.loop, RegisterLoop) and isinstance(self.config, RegisterConfig):
             self.loop.handshake_timeout_s = self.config.settings.tls_handshake_timeout_s
+        notifier = self._notifier()
+        if notifier is not None:
+            # Listening before the first long-poll arrives, so no command queued elsewhere waits for a re-read.
+            await notifier.start()
         await super().startup(sockets)
         if self.started:
             if isinstance(self.config, RegisterConfig):
@@ -255,12 +261,16 @@ class ReadyServer(uvicorn.Server):
             log.info("register listening on https://%s:%d", self.config.host, self.config.port)
             self.ready.set()
 
-    async def shutdown(self, sockets: Any = None) -> None:
-        # Command long-polls answer at once (with what is pending), so the graceful stop has nothing to wait for.
+    def _notifier(self) -> Wakeups | None:
         app = self.config.app
         while not isinstance(app, FastAPI) and hasattr(app, "app"):
             app = app.app  # through wrappers (fault injection in tests)
         notifier = getattr(app.state, "notifier", None) if isinstance(app, FastAPI) else None
+        return notifier if isinstance(notifier, Wakeups) else None
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        # Command long-polls answer at once (with what is pending), so the graceful stop has nothing to wait for.
+        notifier = self._notifier()
         if notifier is not None:
             notifier.close()
 
@@ -272,32 +282,44 @@ class ReadyServer(uvicorn.Server):
 
     async def rotate_server_cert(self) -> x509.Certificate:
         """Issue a new server certificate and serve it to every new connection from now on; connections already
-        open keep theirs. Runs on the event loop, so no handshake sees a certificate without its key."""
+        open keep theirs."""
+        await self._refresh_cert(force=True)
+        config = self.config
+        assert isinstance(config, RegisterConfig)
+        return x509.load_pem_x509_certificate((config.settings.state_dir / "server.crt").read_bytes())
+
+    async def _refresh_cert(self, *, force: bool) -> None:
+        """Renew the shared pair if it is due (or ``force``), and serve the pair on disk if it is not the one
+        this process serves (another register process renewed it)."""
         config = self.config
         assert isinstance(config, RegisterConfig) and config.ssl is not None
-        cert_path, key_path = await asyncio.to_thread(
-            config.registry.ca.write_server_cert,
-            config.settings.state_dir,
-            config.hosts,
-            days=config.settings.server_cert_days,
+        days = config.settings.server_cert_days
+        await asyncio.to_thread(
+            servercert.renew_if_due, config.registry.ca, config.settings.state_dir, config.hosts, days=days, force=force
         )
-        config.ssl.load_cert_chain(str(cert_path), str(key_path))
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        log.info("server certificate rotated; valid until %s", cert.not_valid_after_utc.isoformat())
-        return cert
+        # Loaded on the event loop, so no handshake sees a certificate without its key; the lock is held by a
+        # writer only while it writes two small files.
+        with servercert.locked(config.settings.state_dir) as (cert_path, key_path):
+            served = servercert.fingerprint(cert_path)
+            if served == self._served:
+                return
+            config.ssl.load_cert_chain(str(cert_path), str(key_path))
+            # The first check loads the pair again: it may have changed after uvicorn read it at start.
+            first, self._served = not self._served, served
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if not first:
+            log.info("server certificate rotated; valid until %s", cert.not_valid_after_utc.isoformat())
 
     async def _rotate_when_due(self, config: RegisterConfig) -> None:
         cert_path = config.settings.state_dir / "server.crt"
         while True:
             try:
+                await self._refresh_cert(force=False)
                 due_in = renewal_due_in(await asyncio.to_thread(cert_path.read_bytes), time.time())
-                if due_in <= 0:
-                    await self.rotate_server_cert()
-                    continue
             except (OSError, ValueError, ssl.SSLError):  # retried at the next check; the old one still serves
                 log.exception("server certificate rotation failed")
                 due_in = config.settings.server_cert_check_s
-            await asyncio.sleep(min(due_in, config.settings.server_cert_check_s))
+            await asyncio.sleep(max(1.0, min(due_in, config.settings.server_cert_check_s)))
 
 
 class BackgroundServer:

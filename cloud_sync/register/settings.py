@@ -21,6 +21,12 @@ class Settings:
     enroll_token_ttl_s: int = 600
     hub_cert_days: int = 397
     blob_dir: Path | None = None
+    db_pool_size: int = 8
+    """PostgreSQL connections each register process keeps open (SQLAlchemy ``pool_size``)."""
+    db_max_overflow: int = 8
+    """Connections a process may open beyond ``db_pool_size`` under a burst, closed again when returned. A register
+    of N workers needs up to N x (pool size + overflow) + N (their LISTEN connections) from PostgreSQL's
+    ``max_connections``."""
     command_poll_interval_s: float = 2.0
     """How often a waiting long-poll re-reads the database, for commands queued by another process (the CLI)."""
     server_cert_days: int = 90
@@ -50,6 +56,8 @@ class Settings:
             raise ValueError("server_cert_days must be between 2 and 397")
         if self.body_budget_bytes < MIN_BODY_BUDGET:
             raise ValueError(f"body_budget_bytes must be at least {MIN_BODY_BUDGET} (one ingest request at its limits)")
+        if self.db_pool_size < 1 or self.db_max_overflow < 0:
+            raise ValueError("db_pool_size must be at least 1 and db_max_overflow at least 0")
         if min(self.max_connections_per_source, self.max_anonymous_connections) < 1:
             raise ValueError("connection caps must be at least 1")
         if min(self.tls_handshake_timeout_s, self.first_request_timeout_s, self.server_cert_check_s) <= 0:

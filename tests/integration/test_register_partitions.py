@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloud_sync import protocol as p
-from cloud_sync.register import db, ingest, partitions, retention
+from cloud_sync.register import db, ingest, migrate, partitions, retention
 from cloud_sync.register.auth import HubIdentity
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
@@ -235,18 +235,34 @@ def test_sqlite_keeps_its_table_and_key(tmp_path: Path) -> None:
         r.close()
 
 
-def test_a_readings_table_made_before_partitioning_is_still_served(postgres_url: str, tmp_path: Path) -> None:
-    """A PostgreSQL register upgraded in place keeps working (COPY ingest, row-by-row retention) until migrated."""
-    engine = sa.create_engine(postgres_url)
-    db.metadata.create_all(engine)  # the schema as it was: readings unpartitioned, primary key (hub_id, seq)
-    engine.dispose()
-    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url))
+def test_the_migration_partitions_a_filled_table_and_its_downgrade_puts_it_back(postgres_url: str) -> None:
+    engine = db.open_engine(postgres_url, create=False)
     try:
-        with r.engine.connect() as conn:
+        migrate.upgrade(engine, "0002_command_notify")
+        rows = [
+            {"hub_id": "h", "seq": i, "household_id": "hh", "device_id": "d", "quantity": "t", "value": float(i),
+             "ts": ts, "received_at": NOW}
+            for i, ts in enumerate([NOW - 3600, NOW - 40 * DAY, NOW - 400 * DAY, NOW + 400 * DAY])
+        ]  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(sa.insert(db.readings), rows)
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            assert partitions.is_partitioned(conn)
+            where = conn.execute(sa.text("SELECT seq, tableoid::regclass::text FROM readings ORDER BY seq")).all()
+        assert where == [
+            (0, partitions.partition_name(partitions.week_start(NOW - 3600))),
+            (1, partitions.partition_name(partitions.week_start(NOW - 40 * DAY))),
+            (2, "readings_default"),  # older than any week made: retention deletes it row by row
+            (3, "readings_default"),
+        ]
+        migrate.downgrade(engine, "0002_command_notify")
+        with engine.connect() as conn:
             assert not partitions.is_partitioned(conn)
-        hub = _hub(r)
-        assert ingest.ingest(r, hub, _batch(hub, [0, 1, 2])).stored == 3
-        assert ingest.ingest(r, hub, _batch(hub, [0, 1, 2, 3])) == p.IngestAck("readings", 3, 1, 3)
-        assert retention.purge_expired(r)["readings_partitions_dropped"] == []
+            assert conn.execute(sa.text("SELECT count(*) FROM readings")).scalar() == 4
+            leftovers = conn.execute(
+                sa.text("SELECT count(*) FROM pg_class WHERE relname ~ '^readings_(p[0-9]{8}|default|old)$'")
+            )
+            assert leftovers.scalar() == 0
     finally:
-        r.close()
+        engine.dispose()

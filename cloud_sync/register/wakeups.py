@@ -1,0 +1,102 @@
+"""Wakes a hub's command long-poll when a command is queued for it, in whichever register process queued it.
+
+In one process, :meth:`Wakeups.notify` wakes the long-polls waiting here. Across processes (several workers, the
+CLI) PostgreSQL carries it: a trigger on ``commands`` (migration ``0002_command_notify``) sends ``NOTIFY
+kotihub_commands, '<hub id>'`` when a command is inserted, delivered at commit and only then, and each register
+process LISTENs on one connection of its own and wakes the long-polls of that hub. The long-poll still re-reads
+the database every ``command_poll_interval_s``: that is the bound when the LISTEN connection is down (it is
+re-opened after the same interval) and the only path on SQLite, where nothing crosses processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy import Engine
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "kotihub_commands"
+ANY = ""
+"""The key of a waiter woken by every notification."""
+
+
+class Wakeups:
+    """The notifier of command long-polls: ``notify``, ``wait``, and ``close`` to release every waiter at a stop."""
+
+    def __init__(self, engine: Engine | None = None, *, retry_s: float = 2.0) -> None:
+        self._dsn = _dsn(engine) if engine is not None and engine.dialect.name == "postgresql" else None
+        self._retry_s = retry_s
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+        self.closing = False
+
+    @property
+    def crosses_processes(self) -> bool:
+        return self._dsn is not None
+
+    def notify(self, hub_id: str | None = None) -> None:
+        """Wake the long-polls of ``hub_id`` (all of them when None) in this process."""
+        keys = self._waiting.keys() if hub_id is None else (hub_id, ANY)
+        for key in list(keys):
+            for event in self._waiting.get(key, ()):
+                event.set()
+
+    async def wait(self, timeout: float, hub_id: str = ANY) -> None:
+        """Until a command for ``hub_id`` may have been queued, the stop, or ``timeout`` seconds."""
+        event = asyncio.Event()
+        waiters = self._waiting.setdefault(hub_id, set())
+        waiters.add(event)
+        try:
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can drop a cancel on Python 3.11
+                async with asyncio.timeout(timeout):
+                    await event.wait()
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiting[hub_id]
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Start listening (PostgreSQL only), returning once LISTEN is in place or after ``timeout`` seconds (then
+        the re-reads carry on alone until it is)."""
+        if self._dsn is None or self._listener is not None:
+            return
+        self._listener = asyncio.create_task(self._listen(self._dsn), name="command-wakeups")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.listening.wait()
+
+    def close(self) -> None:
+        self.closing = True
+        if self._listener is not None:
+            self._listener.cancel()
+        self.notify()
+
+    async def _listen(self, dsn: str) -> None:
+        import psycopg  # the postgres extra: only a register on PostgreSQL gets here
+
+        failures = 0
+        while not self.closing:
+            try:
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    failures = 0
+                    # Commands queued while nobody listened are found by this re-read, not lost.
+                    self.notify()
+                    async for note in conn.notifies():
+                        self.notify(note.payload or None)
+            except (psycopg.Error, OSError) as exc:
+                failures += 1
+                if failures == 1:  # once per outage, not per retry
+                    log.warning("command wake-ups from other processes paused (%s); polling", type(exc).__name__)
+            self.listening.clear()
+            await asyncio.sleep(self._retry_s)
+
+
+def _dsn(engine: Engine) -> str:
+    # psycopg takes the URL form; SQLAlchemy's "+psycopg" driver suffix is not part of it.
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
