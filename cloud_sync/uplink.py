@@ -1,7 +1,10 @@
 """The hub's uplink: every lane of the outbox to the register, exactly once in effect, in order per lane.
 
-Each lane has its own task and its own HTTPS connection, so a smoke alarm goes out at once even while a week of
-readings drains. A batch is sent, the register commits it and acknowledges the highest sequence it now holds, and
+Each lane has its own task. The alarm lane has its own HTTPS connection, and so does the command long-poll; the
+bulk lanes (events, readings, diagnostics, clips) and the device list and erasures take turns on one more, so a hub
+holds at most three connections to the register however busy it is (plus the heartbeat's and a renewal's, briefly),
+and a smoke alarm goes out at once even while a week of readings drains. A batch is sent, the register commits it
+and acknowledges the highest sequence it now holds, and
 only then does the lane's cursor move. A reply lost after the register committed means a resend, which the register
 recognises by ``(hub, lane, seq)``. Retries use the hub's one backoff policy (:mod:`gateway.backoff`, driven by
 tenacity), honour ``Retry-After``, and always have connect and read timeouts. A reply of the wrong shape, type or
@@ -204,11 +207,15 @@ class RegisterClient:
         connect_timeout: float,
         read_timeout: float,
         replies: ReplyStats | None = None,
+        shared: bool = False,
     ) -> None:
         self.replies = replies or ReplyStats()
         self.base = base_url.rstrip("/")
         self.identity = identity
         self.session = requests.Session()
+        # Several lanes' threads use a shared client: one request at a time, so they take turns on its one connection
+        # instead of each opening another.
+        self._turn: contextlib.AbstractContextManager[Any] = threading.Lock() if shared else contextlib.nullcontext()
         self.session.trust_env = False  # no proxies or CA bundles from the environment: only the register's CA
         self.session.cert = (str(identity.cert), str(identity.key))
         self._cert_stamp = self._stamp()
@@ -228,6 +235,10 @@ class RegisterClient:
         return st.st_ino, st.st_mtime_ns
 
     def request(self, method: str, path: str, *, read_timeout: float | None = None, **kw: Any) -> requests.Response:
+        with self._turn:
+            return self._request(method, path, read_timeout=read_timeout, **kw)
+
+    def _request(self, method: str, path: str, *, read_timeout: float | None, **kw: Any) -> requests.Response:
         timeout = self.timeout if read_timeout is None else (self.timeout[0], read_timeout)
         stamp = self._stamp()
         if stamp != self._cert_stamp:
@@ -355,6 +366,7 @@ class Uplink:
     replies: ReplyStats = field(default_factory=ReplyStats)
     hub_id: str = ""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _bulk: RegisterClient | None = None
 
     @property
     def policy(self) -> BackoffPolicy:
@@ -363,14 +375,25 @@ class Uplink:
     def _backoff(self) -> Backoff:
         return self.policy.backoff(rng=self.rng)
 
-    def _client(self) -> RegisterClient:
-        return RegisterClient(
+    def _client(self, *, shared: bool = False) -> RegisterClient:
+        """A client of its own, or (``shared``) the one connection the bulk lanes take turns on."""
+        if shared and self._bulk is not None:
+            return self._bulk
+        client = RegisterClient(
             self.config.register_url,
             self.identity,
             connect_timeout=self.config.connect_timeout,
             read_timeout=self.config.read_timeout,
             replies=self.replies,
+            shared=shared,
         )
+        if shared:
+            self._bulk = client
+        return client
+
+    def _release(self, client: RegisterClient) -> None:
+        if client is not self._bulk:
+            client.close()
 
     def _retrying(self, lane: str) -> AsyncRetrying:
         def before_sleep(state: RetryCallState) -> None:
@@ -419,14 +442,19 @@ class Uplink:
             # Its HTTP in the uplink's own daemon threads too, so a heartbeat in flight never holds up a stop.
             interval = self.config.heartbeat_interval
             loops["uplink heartbeat"] = lambda: heartbeat.send_forever(self._client, health, interval, call=in_thread)
-        async with asyncio.TaskGroup() as tg:
-            for name, loop in loops.items():
-                tg.create_task(supervisor.run(name, loop), name=name)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, loop in loops.items():
+                    tg.create_task(supervisor.run(name, loop), name=name)
+        finally:
+            if self._bulk is not None:
+                self._bulk.close()
+                self._bulk = None
 
     # ---- item lanes ----------------------------------------------------------------------------------------------
 
     async def _lane_loop(self, hub_id: str, lane: str) -> None:
-        client = self._client()
+        client = self._client(shared=lane != Lane.ALARM.value)
         status = self.status[lane]
         status.cursor = self.store.synced_seq(lane)
         waiter = self.store.lane_waiter(lane)
@@ -446,7 +474,7 @@ class Uplink:
                     continue
                 await _wait(waiter, IDLE_POLL_S)
         finally:
-            client.close()
+            self._release(client)
 
     async def _drain(self, client: RegisterClient, hub_id: str, lane: str) -> None:
         """Sends batches until the lane is empty, reading the next batch from the store while one is on the wire."""
@@ -502,7 +530,7 @@ class Uplink:
 
     async def _clip_loop(self, hub_id: str) -> None:
         lane = Lane.CLIPS.value
-        client = self._client()
+        client = self._client(shared=True)
         status = self.status[lane]
         status.cursor = self.store.synced_seq(lane)
         waiter = self.store.lane_waiter(lane)
@@ -529,7 +557,7 @@ class Uplink:
                     status.cursor = item.seq
                     self.store.mark_synced(lane, item.seq)
         finally:
-            client.close()
+            self._release(client)
 
     async def _upload_clip(self, client: RegisterClient, item: OutboxItem) -> None:
         """Resumable upload: ask the register how much it holds, send the rest in chunks, bandwidth-capped. Done
@@ -604,7 +632,7 @@ class Uplink:
             log.info("the register had nothing to drop for an erased clip (%s)", exc.status)
 
     async def _devices_loop(self, source: Callable[[], list[dict[str, str]]]) -> None:
-        client = self._client()
+        client = self._client(shared=True)
         sent: bytes | None = None
         try:
             while True:
@@ -620,14 +648,14 @@ class Uplink:
                         log.error("the register refused the device list: %s", exc)
                 await asyncio.sleep(DEVICES_INTERVAL_S)
         finally:
-            client.close()
+            self._release(client)
 
     # ---- erasures ------------------------------------------------------------------------------------------------
 
     async def _erasure_loop(self, erasures: Erasures) -> None:
         """Carries each erasure asked on the hub to the register, in order, until it answers with its receipt. The
         requests wait in the store, so an erasure asked while offline (or before a power cut) still arrives."""
-        client = self._client()
+        client = self._client(shared=True)
         try:
             while True:
                 erasures.waiter.clear()
@@ -651,7 +679,7 @@ class Uplink:
                         log.error("the register's answer to an erasure was unreadable: %s", exc)
                 await _wait(erasures.waiter, IDLE_POLL_S)
         finally:
-            client.close()
+            self._release(client)
 
     # ---- commands ------------------------------------------------------------------------------------------------
 
