@@ -197,7 +197,8 @@ _JSON_TYPES = ("application/json",)
 
 
 class RegisterClient:
-    """Blocking HTTPS calls to the register with the hub's certificate; one instance (one connection) per lane."""
+    """Blocking HTTPS calls to the register with the hub's certificate over one connection: the alarm lane's, the
+    command long-poll's, or (``shared``) the one the bulk lanes take turns on."""
 
     def __init__(
         self,
