@@ -22,7 +22,7 @@ import msgspec
 
 from cloud_sync import clitools
 from cloud_sync.protocol import MemberRequest
-from cloud_sync.register import dbcli, export, fleet, memberlog, retention, server
+from cloud_sync.register import dbcli, export, fleet, memberlog, migrate, retention, server, workers
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import Invalid, RegisterError
 from cloud_sync.register.notify import alarms, contacts, desk
@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--request-timeout", type=float, default=10.0, help="seconds to send a request head")
     s.add_argument("--max-per-source", type=int, default=256, help="open connections per client address")
     s.add_argument("--max-anonymous", type=int, default=2048, help="open connections without a client certificate")
+    s.add_argument("--workers", type=int, default=1, help="register processes on the port (PostgreSQL only; default 1)")
+    s.add_argument(
+        "--command-poll", type=float, default=2.0, help="seconds between a long-poll's re-reads of the database"
+    )
+    s.add_argument("--db-pool", type=int, default=8, help="PostgreSQL connections kept per process (default 8)")
+    s.add_argument(
+        "--db-overflow", type=int, default=8, help="extra PostgreSQL connections per process under load (default 8)"
+    )
     s.set_defaults(func=None)
 
     h = sub.add_parser("household", help="households").add_subparsers(dest="sub", required=True, metavar="COMMAND")
@@ -312,22 +320,33 @@ def _notify(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
     return policy_json(contacts.set_policy(reg, args.household, raw, actor=actor))
 
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings = dataclasses.replace(
+        settings,
+        tls_handshake_timeout_s=args.handshake_timeout,
+        first_request_timeout_s=args.request_timeout,
+        max_connections_per_source=args.max_per_source,
+        max_anonymous_connections=args.max_anonymous,
+        command_poll_interval_s=args.command_poll,
+        db_pool_size=args.db_pool,
+        db_max_overflow=args.db_overflow,
+    )
+    if args.workers != 1:
+        return workers.serve(settings, workers=args.workers, host=args.host, port=args.port)
+    server.serve(settings, host=args.host, port=args.port)
+    return 0
+
+
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings(state_dir=args.state, db_url=args.db, retention_days=args.retention_days)
-    if args.cmd == "serve":
-        settings = dataclasses.replace(
-            settings,
-            tls_handshake_timeout_s=args.handshake_timeout,
-            first_request_timeout_s=args.request_timeout,
-            max_connections_per_source=args.max_per_source,
-            max_anonymous_connections=args.max_anonymous,
-        )
-        server.serve(settings, host=args.host, port=args.port)
-        return 0
-    if args.cmd == "db":
-        return dbcli.run(args, settings)
+    if args.cmd in ("serve", "db"):
+        try:
+            return _serve(args, settings) if args.cmd == "serve" else dbcli.run(args, settings)
+        except (workers.WorkersRefused, migrate.SchemaError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.existing and not (settings.state_dir / "ca.key").exists():
         # Not a new register (a new CA key, an empty database) where the operator mistyped --state.
         print(f"error: no register in {settings.state_dir} (no ca.key there); check --state", file=sys.stderr)

@@ -6,7 +6,8 @@ household or hub id, so a scrape reveals no household and the number of series d
 Two kinds of figures:
 
 * counters this process keeps (requests by route and status class, request duration, ingested items by lane and
-  outcome); they start at zero when the process starts, as Prometheus counters do;
+  outcome); they start at zero when the process starts, as Prometheus counters do; with several workers they are
+  summed over the workers (prometheus-client's multiprocess mode) and start at zero when the register starts;
 * fleet gauges computed from the database at each scrape (hubs enrolled/online, lag per lane, hubs by version,
   hubs with a driver down or low disk, SD-card write volume) — the same in every register process.
 
@@ -14,6 +15,7 @@ Not exported: alarm-to-notification latency, notification outcomes and rollout s
 notifications or run rollouts yet, and a metric with nothing behind it would only mislead.
 """
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Final
@@ -23,6 +25,7 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
@@ -170,7 +173,8 @@ class RegisterMetrics:
             self.batches.labels(lane)
             for outcome in ("stored", "duplicate"):
                 self.items.labels(lane, outcome)
-        self.registry.register(FleetCollector(registry, online_window_s))
+        self._fleet = FleetCollector(registry, online_window_s)
+        self.registry.register(self._fleet)
 
     def ingested(self, ack: p.IngestAck) -> None:
         if ack.lane not in p.LANES:
@@ -180,7 +184,14 @@ class RegisterMetrics:
         self.items.labels(ack.lane, "duplicate").inc(ack.duplicates)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return generate_latest(self.registry)
+        # Several workers (cloud_sync.register.workers) write their counters to files there; whichever worker
+        # is scraped sums them all, so a scrape through the load balancer sees the whole register.
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        merged.register(self._fleet)
+        return generate_latest(merged)
 
 
 def instrument(app: FastAPI, registry: Registry) -> RegisterMetrics:

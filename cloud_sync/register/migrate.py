@@ -30,6 +30,9 @@ from sqlalchemy import Connection, Engine, inspect, text
 from cloud_sync.register.migrations.baseline_schema import BASELINE
 
 log = logging.getLogger(__name__)
+# Alembic logs its dialect at INFO on every connection it configures, i.e. at every CLI command; the one line that
+# matters (which revisions ran) is ours, below.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 SCRIPTS = Path(__file__).with_name("migrations")
 BASELINE_REVISION = "0001_baseline"
@@ -90,13 +93,11 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         if at is None and _is_legacy(conn):
             adopt(conn)
         elif at is not None and at not in known:
-            # A newer release migrated this database and this older one was started on it: running would mean code
-            # and schema disagree. The rollback rule (docs/register.md) keeps the previous release's schema valid
-            # for one release instead, so an operator rolls back code only after downgrading, never by accident.
-            raise SchemaError(
-                f"the database is at revision {at!r}, which this release does not know (a newer release upgraded "
-                "it); run that release, or `kotihub-register db downgrade` with it first"
-            )
+            # A newer release migrated this database (a rolling upgrade, or a rollback of the code). The rollback
+            # rule (docs/register.md) says its migrations only added things; run on it if that holds, i.e. if
+            # everything this release uses is there as this release knows it.
+            _check_newer(conn, at)
+            return at
         command.upgrade(alembic_config(conn), revision)
         now = MigrationContext.configure(conn).get_current_revision()
     if now != at:
@@ -104,10 +105,29 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     return str(now)
 
 
-def downgrade(engine: Engine, revision: str) -> str:
+def downgrade(engine: Engine, revision: str) -> str | None:
+    """Undo migrations down to ``revision`` (``base``: all of them); returns the revision it is at."""
     with _locked(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
-        return str(MigrationContext.configure(conn).get_current_revision())
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _check_newer(conn: Connection, at: str) -> None:
+    from cloud_sync.register import db  # the whole metadata (db imports this module)
+    from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- on db.metadata
+
+    # What the database has beyond this release's metadata shows as "remove_*"; anything else is missing or changed.
+    lacking = [
+        d for d in schema_differences(conn, db.metadata) if not (isinstance(d, tuple) and d[0].startswith("remove_"))
+    ]
+    if lacking:
+        shown = "; ".join(repr(d) for d in lacking[:5])
+        raise SchemaError(
+            f"the database is at revision {at!r}, which this release does not know (a newer release upgraded it), "
+            f"and lacks what this release uses ({shown}); run the newer release, or `kotihub-register db "
+            "downgrade` with it first"
+        )
+    log.warning("the database is at a newer revision, %s; it has everything this release uses, so it runs on it", at)
 
 
 def _is_legacy(conn: Connection) -> bool:

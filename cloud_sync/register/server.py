@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -192,7 +195,9 @@ def _ssl_context(config: uvicorn.Config, _default: Any) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     assert config.ssl_certfile is not None
     assert config.ssl_ca_certs is not None
-    ctx.load_cert_chain(str(config.ssl_certfile), str(config.ssl_keyfile))
+    # Under the pair's lock: another register process on this state directory may be renewing it right now.
+    with servercert.locked(Path(config.ssl_certfile).parent):
+        ctx.load_cert_chain(str(config.ssl_certfile), str(config.ssl_keyfile))
     ctx.load_verify_locations(str(config.ssl_ca_certs))
     # Optional at the TLS layer: a certificate that is presented must still verify against our CA.
     ctx.verify_mode = ssl.CERT_OPTIONAL
@@ -239,9 +244,10 @@ class ReadyServer(uvicorn.Server):
     """A uvicorn server that signals when it is listening (for supervisors and tests), and rotates its own
     server certificate."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, *, on_ready: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self._on_ready = on_ready
         self.loop: asyncio.AbstractEventLoop | None = None
         self._rotation: asyncio.Task[None] | None = None
         self._served = ""
@@ -260,6 +266,8 @@ class ReadyServer(uvicorn.Server):
                 self._rotation = asyncio.create_task(self._rotate_when_due(self.config), name="server-cert")
             log.info("register listening on https://%s:%d", self.config.host, self.config.port)
             self.ready.set()
+            if self._on_ready is not None:
+                self._on_ready()
 
     def _notifier(self) -> Wakeups | None:
         app = self.config.app
@@ -382,24 +390,39 @@ def _retention_loop(registry: Registry, stop: threading.Event, interval_s: float
             log.exception("retention purge failed")
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8443, retention_interval_s: float = 3600) -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    retention_interval_s: float = 3600,
+    sockets: list[socket.socket] | None = None,
+    retention: bool = True,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s`` and dispatching
     notifications (configured from the environment, :mod:`cloud_sync.register.notify.config`). A stop takes well
     under 2 s: long-polls answer at once, and a request still running after 1 s is cut (the hub retries). The one
     wait allowed longer is a notification being handed to a provider at that moment: the stop lets that call end
     (at most the provider timeout, ``KOTIHUB_NOTIFY_TIMEOUT_S``) so that its outcome is recorded and nobody is told
-    twice; a SIGKILL instead leaves the job for the next start, which asks the provider before resending."""
+    twice; a SIGKILL instead leaves the job for the next start, which asks the provider before resending.
+
+    ``sockets``: listen on these instead of binding ``host:port`` (a worker of :mod:`cloud_sync.register.workers`);
+    ``retention``: whether this process runs the hourly purge; ``on_ready``: called once it is listening."""
     registry = Registry(settings)
     stop = threading.Event()
     purger = threading.Thread(
         target=_retention_loop, args=(registry, stop, retention_interval_s), name="retention", daemon=True
     )
-    purger.start()
+    if retention:
+        purger.start()
     _, stop_dispatch = dispatch.start(registry)
     try:
-        ReadyServer(build_config(settings, host=host, port=port, registry=registry, graceful_s=1)).run()
+        config = build_config(settings, host=host, port=port, registry=registry, graceful_s=1)
+        ReadyServer(config, on_ready=on_ready).run(sockets=sockets)
     finally:
         stop_dispatch()
         stop.set()
-        purger.join(60)
+        if purger.is_alive():
+            purger.join(60)
         registry.close()

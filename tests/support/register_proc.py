@@ -15,8 +15,16 @@ from tests.support.postgres import free_port
 
 
 class RegisterProcess:
-    def __init__(self, state: Path, env: dict[str, str], *, db_url: str | None = None, port: int | None = None) -> None:
-        self.state, self.db_url = state, db_url
+    def __init__(
+        self,
+        state: Path,
+        env: dict[str, str],
+        *,
+        db_url: str | None = None,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self.state, self.db_url, self.args = state, db_url, args
         self.port = port or free_port()
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -28,7 +36,7 @@ class RegisterProcess:
 
     def start(self, timeout: float = 30) -> None:
         cmd = [sys.executable, "-m", "cloud_sync.register.cli", "serve", "--state", str(self.state)]
-        cmd += ["--port", str(self.port)]
+        cmd += ["--port", str(self.port), *self.args]
         if self.db_url:
             cmd += ["--db", self.db_url]
         env = {**os.environ, **self.env, "KOTIHUB_REGISTER_PUBLIC_URL": self.url}

@@ -1,0 +1,172 @@
+"""``kotihub-register serve --workers N``: N register processes on one port (SO_REUSEPORT), on PostgreSQL.
+
+Each worker is the whole single-process register (its TLS connection gate, server certificate rotation, command
+wake-ups, notification dispatch) binding its own listening socket with ``SO_REUSEPORT``; the kernel spreads new
+connections over the workers. Not uvicorn's ``--workers``: that runs uvicorn's own server from an import string,
+without the register's server and per-process set-up, and one shared accept queue instead of one per worker. This
+parent only prepares what they share (schema, CA, server certificate, metrics directory), starts the workers,
+restarts one that dies and stops them all on SIGTERM/SIGINT.
+
+What each worker holds in memory is divided by N (:func:`per_worker`): the body budget and the rate-limit
+bursts and connection caps, which are per process. Everything else they share lives in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import SimpleQueue
+from types import FrameType
+from typing import Any
+
+from cloud_sync.register.settings import MIN_BODY_BUDGET, Settings
+
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS = 5
+"""Restarts allowed within :data:`RESTART_WINDOW_S` before the parent gives up (a worker that cannot start)."""
+RESTART_WINDOW_S = 60.0
+
+
+class WorkersRefused(Exception):
+    """The register cannot run several workers as configured (permanent)."""
+
+
+def per_worker(settings: Settings, workers: int) -> Settings:
+    """The settings of one of ``workers`` processes: what is held per process, divided among them."""
+
+    def share(total: int, floor: int = 1) -> int:
+        return max(floor, math.ceil(total / workers))
+
+    return dataclasses.replace(
+        settings,
+        body_budget_bytes=share(settings.body_budget_bytes, MIN_BODY_BUDGET),
+        auth_failure_burst=share(settings.auth_failure_burst),
+        enroll_burst=share(settings.enroll_burst),
+        max_connections_per_source=share(settings.max_connections_per_source),
+        max_anonymous_connections=share(settings.max_anonymous_connections),
+    )
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` that other processes of this user can bind as well."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Linux lets only sockets of the same user join a port's group, so no other account can take connections.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(addr)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(settings: Settings, host: str, port: int, index: int, ready: SimpleQueue[int]) -> None:
+    from cloud_sync.register import server  # imported here: after PROMETHEUS_MULTIPROC_DIR is set
+
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s worker{index} %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers; a terminal's ^C reaches all
+    server.serve(
+        settings,
+        host=host,
+        port=port,
+        sockets=[listening_socket(host, port)],
+        retention=index == 0,  # one purge per hour is enough; the others would only wait on its locks
+        on_ready=lambda: ready.put(index),
+    )
+
+
+def serve(settings: Settings, *, workers: int, host: str, port: int) -> int:
+    """Run ``workers`` register processes until SIGTERM/SIGINT; returns the exit status."""
+    from cloud_sync.register.registry import Registry
+
+    if workers < 2:
+        raise WorkersRefused("--workers must be at least 1")
+    if not settings.database_url.startswith("postgresql"):
+        raise WorkersRefused(
+            "several workers need PostgreSQL (--db postgresql+psycopg://…): SQLite takes one writer at a time, "
+            "and command wake-ups cross processes only through PostgreSQL"
+        )
+    metrics_dir = settings.state_dir / "metrics"
+    # Counters of a previous run would be added to this one's.
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(mode=0o700, parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Once, before any worker: the schema upgrade, the CA and the server certificate (workers reuse them).
+    from cloud_sync.register import servercert
+
+    reg = Registry(settings)
+    try:
+        servercert.current_or_new(
+            reg.ca, settings.state_dir, ["localhost", "127.0.0.1", host], days=settings.server_cert_days
+        )
+    finally:
+        reg.close()
+    return _Supervisor(per_worker(settings, workers), workers, host, port).run()
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings, workers: int, host: str, port: int) -> None:
+        self.ctx = multiprocessing.get_context("spawn")
+        self.settings, self.count, self.host, self.port = settings, workers, host, port
+        self.ready: SimpleQueue[int] = self.ctx.SimpleQueue()
+        self.procs: dict[int, BaseProcess] = {}
+        self.restarts: list[float] = []
+        self.stopping = False
+
+    def _start(self, index: int) -> None:
+        p = self.ctx.Process(
+            target=_worker,
+            args=(self.settings, self.host, self.port, index, self.ready),
+            name=f"register-worker{index}",
+        )
+        p.start()
+        self.procs[index] = p
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        for i in range(self.count):
+            self._start(i)
+        started = 0
+        status = 0
+        while not self.stopping:
+            while started < self.count and not self.ready.empty():
+                self.ready.get()
+                started += 1
+                if started == self.count:
+                    log.info("register: %d workers listening on %s:%d", self.count, self.host, self.port)
+            sentinels: list[Any] = [p.sentinel for p in self.procs.values()]
+            wait(sentinels, timeout=0.2)
+            for index, p in list(self.procs.items()):
+                if p.is_alive() or self.stopping:
+                    continue
+                now = time.monotonic()
+                self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S] + [now]
+                if len(self.restarts) > MAX_RESTARTS:
+                    log.error("register worker%d exited with %s; too many restarts, stopping", index, p.exitcode)
+                    self.stopping, status = True, 1
+                    break
+                log.warning("register worker%d exited with %s; restarting it", index, p.exitcode)
+                self._start(index)
+        for p in self.procs.values():
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        return status

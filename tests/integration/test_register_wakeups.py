@@ -1,0 +1,148 @@
+"""Command wake-ups on PostgreSQL (cloud_sync/register/wakeups.py): by hub, at commit, surviving the loss of the
+LISTEN connection; and the server certificate pair shared by two register processes in one state directory."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography import x509
+from sqlalchemy import Engine, insert, text
+
+from cloud_sync.register import db, workers
+from cloud_sync.register.settings import MIN_BODY_BUDGET, Settings
+from cloud_sync.register.wakeups import Wakeups
+from tests.integration.test_register_certs import _served_cert
+from tests.support.register import start_register
+
+
+def _queue(engine: Engine, hub_id: str, n: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(db.commands).values(
+                id=f"c{n}", household_id="hh", hub_id=hub_id, kind="restrict", args={}, issued_at=0.0, issued_by="t"
+            )
+        )
+
+
+async def _until(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_wakeups_by_hub_at_commit_and_after_the_listen_connection_is_lost(postgres_url: str) -> None:
+    engine = db.open_engine(postgres_url)
+    w = Wakeups(engine, retry_s=0.2)
+    try:
+        await w.start()
+        assert w.listening.is_set() and w.crosses_processes
+        h1 = asyncio.create_task(w.wait(30, "hub_1"))
+        h2 = asyncio.create_task(w.wait(30, "hub_2"))
+        await asyncio.sleep(0)  # both registered before the notification can arrive
+        t0 = time.monotonic()
+        await asyncio.to_thread(_queue, engine, "hub_1", 1)
+        await asyncio.wait_for(h1, 5)
+        assert time.monotonic() - t0 < 1.0
+        assert not h2.done()  # another hub's command does not wake it
+
+        # The LISTEN session dies (a PostgreSQL restart, a network cut): it is re-opened, and everyone waiting
+        # re-reads at once in case a command was queued meanwhile.
+        with engine.begin() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN kotihub_commands%' AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        assert killed == [(True,)]
+        await asyncio.wait_for(h2, 10)
+        await _until(w.listening.is_set, "LISTEN again")
+        h1 = asyncio.create_task(w.wait(30, "hub_1"))
+        await asyncio.sleep(0)
+        t0 = time.monotonic()
+        await asyncio.to_thread(_queue, engine, "hub_1", 2)
+        await asyncio.wait_for(h1, 5)
+        assert time.monotonic() - t0 < 1.0
+
+        # A stop releases every waiter at once.
+        waiting = asyncio.create_task(w.wait(30, "hub_3"))
+        await asyncio.sleep(0)
+        w.close()
+        await asyncio.wait_for(waiting, 2)
+        assert w.closing
+    finally:
+        w.close()
+        engine.dispose()
+
+
+async def test_a_rolled_back_command_wakes_nobody(postgres_url: str) -> None:
+    engine = db.open_engine(postgres_url)
+    w = Wakeups(engine, retry_s=0.2)
+    try:
+        await w.start()
+        waiter = asyncio.create_task(w.wait(1.5, "hub_1"))
+        await asyncio.sleep(0)
+
+        def queue_and_roll_back() -> None:
+            with engine.connect() as conn:
+                conn.execute(
+                    insert(db.commands).values(
+                        id="c1", household_id="hh", hub_id="hub_1", kind="restrict", args={}, issued_at=0, issued_by="t"
+                    )
+                )
+                conn.rollback()
+
+        t0 = time.monotonic()
+        await asyncio.to_thread(queue_and_roll_back)
+        await waiter
+        assert time.monotonic() - t0 >= 1.0  # ran to its timeout
+    finally:
+        w.close()
+        engine.dispose()
+
+
+def test_sqlite_wakeups_stay_in_process(tmp_path: Path) -> None:
+    engine = db.open_engine(f"sqlite:///{tmp_path}/r.db")
+    try:
+        w = Wakeups(engine)
+        assert not w.crosses_processes
+        asyncio.run(w.start())
+        assert not w.listening.is_set()
+    finally:
+        engine.dispose()
+
+
+def test_limits_are_divided_among_workers(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path, body_budget_bytes=4 * MIN_BODY_BUDGET, auth_failure_burst=20, enroll_burst=10)
+    one = workers.per_worker(s, 3)
+    assert one.auth_failure_burst == 7 and one.enroll_burst == 4
+    assert one.max_connections_per_source == 86 and one.max_anonymous_connections == 683
+    assert one.body_budget_bytes == math.ceil(4 * MIN_BODY_BUDGET / 3)
+    # Never below one ingest request at its limits, however many workers.
+    assert workers.per_worker(s, 64).body_budget_bytes == MIN_BODY_BUDGET
+
+
+def test_two_processes_share_the_server_certificate_and_both_serve_a_renewal(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    a = start_register(state, server_cert_check_s=0.2)
+    b = start_register(state, server_cert_check_s=0.2)
+    try:
+        first = _served_cert(a)
+        assert _served_cert(b).serial_number == first.serial_number  # b reused a's pair rather than issuing one
+        assert a._server is not None and a._server.loop is not None
+        fut = asyncio.run_coroutine_threadsafe(a._server.rotate_server_cert(), a._server.loop)
+        renewed: x509.Certificate = fut.result(30)
+        assert renewed.serial_number != first.serial_number
+        assert _served_cert(a).serial_number == renewed.serial_number
+        deadline = time.monotonic() + 15
+        while _served_cert(b).serial_number != renewed.serial_number:  # b loads it at its next check
+            assert time.monotonic() < deadline, "b never served the renewed certificate"
+            time.sleep(0.05)
+    finally:
+        a.close()
+        b.close()
