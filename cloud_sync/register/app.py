@@ -28,6 +28,7 @@ from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberl
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.budget import Lease, MemoryBudget
 from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
+from cloud_sync.register.lanegate import LaneGate
 from cloud_sync.register.notify import routes as notify_routes
 from cloud_sync.register.openapi import CLIP_ID_PATTERN, document
 from cloud_sync.register.ratelimit import Limiter, Rate
@@ -194,6 +195,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     notifier = wakeups.Wakeups(reg.engine, retry_s=settings.command_poll_interval_s)
     budget = MemoryBudget(settings.body_budget_bytes)
     limiter = Limiter()
+    lanes = LaneGate(settings.db_pool_size + settings.db_max_overflow)
     # Refilled over ten minutes; a household (reached from many addresses) gets five sources' worth.
     auth_rate = Rate(settings.auth_failure_burst, settings.auth_failure_burst / 600)
     auth_rate_hh = Rate(5 * settings.auth_failure_burst, 5 * settings.auth_failure_burst / 600)
@@ -360,7 +362,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         # The memory inflating may take is held before inflating: the size the frame declares (inflating stops
         # there), or twice the per-request limit for a frame that declares none (honest hubs always declare it).
         _lease(request).take(p.inflate_cost(body))
-        ack = await run_in_threadpool(ingest.ingest_body, reg, who, lane, body)
+        ack = await lanes.run(lane, ingest.ingest_body, reg, who, lane, body)
         fleet_metrics.ingested(ack)
         return _json(ack)
 
