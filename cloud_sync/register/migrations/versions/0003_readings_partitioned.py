@@ -3,9 +3,12 @@
 PostgreSQL only; SQLite keeps its table. The old table's rows are copied into the partitioned one in this migration's
 transaction (under the migration lock): on a large register this is the long step of the upgrade, about the time
 of one ``COPY`` of the table. Weeks from six months back (the default retention) to four ahead are made; older rows
-go to the default partition, where retention deletes them as before. The previous release runs on this schema:
-``INSERT … ON CONFLICT DO NOTHING`` on ``(hub_id, seq)`` is the one statement it cannot run (the key is wider now), so
-the downgrade puts the unpartitioned table back, one row per ``(hub_id, seq)``.
+go to the default partition, where retention deletes them as before.
+
+Rollback: the previous release cannot store readings on this schema (its ``ON CONFLICT (hub_id, seq)`` names a key
+that no longer exists; hubs get 500s and keep their readings). Roll it back only after
+``kotihub-register db downgrade 0002_command_notify``, which puts the unpartitioned table back, one row per
+``(hub_id, seq)``.
 
 Revision ID: 0003_readings_partitioned
 Revises: 0002_command_notify
