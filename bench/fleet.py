@@ -471,7 +471,8 @@ def main() -> None:
     print()
     print(f"load average during the run: {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores (other work included)")
     print(
-        f"hubs: {len(fleet)} x 3 connections (alarm, bulk, command long-poll); {per_s:.1f} readings/s each steady,"
+        f"hubs: {len(fleet)} x {'2 connections (alarm, bulk)' if args.no_commands else '3 connections (alarm, bulk, command long-poll)'};"
+        f" {per_s:.1f} readings/s each steady,"
         f" sent every {args.send_every:g} s"
     )
     print(f"stored in {wall:.1f} s: {stored:,} readings ({steady:,} steady, {catchup:,} catch-up acked)")
