@@ -469,12 +469,9 @@ def main() -> None:
     per_100k = 100_000 / max(stored, 1)
     bytes_per = float(size) / max(rows_after, 1)
     print()
+    held = "2 connections (alarm, bulk)" if args.no_commands else "3 connections (alarm, bulk, command long-poll)"
     print(f"load average during the run: {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores (other work included)")
-    print(
-        f"hubs: {len(fleet)} x {'2 connections (alarm, bulk)' if args.no_commands else '3 connections (alarm, bulk, command long-poll)'};"
-        f" {per_s:.1f} readings/s each steady,"
-        f" sent every {args.send_every:g} s"
-    )
+    print(f"hubs: {len(fleet)} x {held}; {per_s:.1f} readings/s each steady, sent every {args.send_every:g} s")
     print(f"stored in {wall:.1f} s: {stored:,} readings ({steady:,} steady, {catchup:,} catch-up acked)")
     print(f"sustained ingest:            {rate:12,.0f} readings/s   (target {TARGET_RATE:,})")
     print(f"raw binary COPY, 1 conn:     {copy_rate:12,.0f} rows/s")
