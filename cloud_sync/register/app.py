@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from cloud_sync import protocol as p
 from cloud_sync.register import fleet, metrics, wakeups, webapp
 from cloud_sync.register.budget import MemoryBudget
+from cloud_sync.register.lanegate import LaneGate
 from cloud_sync.register.notify import routes as notify_routes
 from cloud_sync.register.openapi import document
 from cloud_sync.register.registry import Registry
@@ -80,7 +81,8 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.include_router(fleet.router(reg, hub=callers.hub, principal=callers.principal))
     app.include_router(metrics.router(fleet_metrics, callers.principal))
     app.include_router(enroll.router(reg, settings, callers))
-    app.include_router(hub_ingest.router(reg, callers, fleet_metrics))
+    lanes = LaneGate(settings.db_pool_size + settings.db_max_overflow)
+    app.include_router(hub_ingest.router(reg, callers, fleet_metrics, lanes))
     # Resources both sides reach: hubs with their certificate, households and operators with a bearer token.
     app.include_router(clips.router(reg, callers))
     app.include_router(commands.router(reg, settings, callers, notifier))

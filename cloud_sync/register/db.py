@@ -399,6 +399,12 @@ def open_engine(url: str, *, create: bool = True, pool_size: int = 8, max_overfl
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        # Readings on PostgreSQL are ingested by COPY through a per-connection stage (the module builds on the
+        # tables here, hence imported late).
+        from cloud_sync.register import partitions
+
+        partitions.install_stage(engine)
     if create:
         migrate.upgrade(engine)
     return engine

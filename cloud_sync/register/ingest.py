@@ -1,8 +1,9 @@
 """The data plane: lane ingest (exactly-once by ``(hub, lane, seq)``), device upserts, and reading/event queries.
 
 Ingest is the hot path: a batch is decoded by msgspec straight into typed structs (that *is* the validation),
-then written with one ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING`` in one transaction. The ack is built
-only after the commit returned.
+then written in one transaction: on PostgreSQL readings by binary ``COPY`` through a staging table
+(:mod:`.partitions`) and the other lanes by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` over the batch as a JSON
+record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cloud_sync.protocol import (
     decode_batch,
     decompress_bounded,
 )
-from cloud_sync.register import db
+from cloud_sync.register import db, partitions
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.errors import Forbidden, Invalid
 from cloud_sync.register.notify.alarms import (
@@ -173,7 +174,10 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
         with registry.engine.begin() as conn:
             kept = _after_erasure(conn, hub.household_id, rows)
             erased = total - len(kept)
-            stored = db.insert_many_ignore(conn, table, kept)
+            if table is db.readings:
+                stored = partitions.copy_readings(conn, kept)
+            else:
+                stored = db.insert_many_ignore(conn, table, kept)
             raised += _raise_alarms(conn, hub, batch.lane, kept)
     else:
         # SQLite has one writer: take turns through the gate instead of SQLite's busy back-off, alarms first, and

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ BASELINE_REVISION = "0001_baseline"
 ADVISORY_LOCK_KEY = 0x6B6F_7469_6875_6201
 """PostgreSQL advisory lock id of the register's migrations (any constant the database's other users do not use)."""
 VERSION_TABLE = "alembic_version"
+_PARTITION = re.compile(r"readings_(p\d{8}|default)")
 
 
 class SchemaError(Exception):
@@ -135,8 +137,13 @@ def _is_legacy(conn: Connection) -> bool:
 
 def schema_differences(conn: Connection, metadata: Any) -> list[Any]:
     """What Alembic's autogenerate would change to make the database match ``metadata`` (empty: they match)."""
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": _not_a_partition})
     return [d for d in compare_metadata(ctx, metadata) if not _is_version_table(d)]
+
+
+def _not_a_partition(name: str | None, type_: str, _parent: Any) -> bool:
+    """Readings partitions (cloud_sync.register.partitions) come and go with time; the table is ``readings``."""
+    return not (type_ == "table" and name is not None and _PARTITION.fullmatch(name))
 
 
 def _is_version_table(diff: Any) -> bool:

@@ -11,11 +11,11 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, false, insert, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Table, delete, false, insert, literal_column, or_, select, true, tuple_
 
 from cloud_sync.protocol import ERASURE_CATEGORIES, ErasureRequest
 from cloud_sync.receipts import ReceiptInvalid, verify
-from cloud_sync.register import db
+from cloud_sync.register import db, partitions
 from cloud_sync.register.auth import HubIdentity, new_id
 from cloud_sync.register.errors import Invalid
 from cloud_sync.register.notify import schema as notify
@@ -25,15 +25,24 @@ from cloud_sync.register.scrub import scrub
 log = logging.getLogger(__name__)
 
 
-def _delete_batched(registry: Registry, table: Table, where: ColumnElement[bool], batch: int) -> int:
+def _delete_batched(
+    registry: Registry, table: Table, where: ColumnElement[bool], batch: int, touched: set[str] | None = None
+) -> int:
+    """Deletes matching rows ``batch`` at a time; adds to ``touched`` the readings partitions it deleted from (so
+    that the scrub rewrites those and no others)."""
     keys = list(table.primary_key.columns)
+    track = touched is not None and table is db.readings and registry.engine.dialect.name == "postgresql"
     total = 0
     while True:
         with registry.engine.begin() as conn:
             chosen = conn.execute(select(*keys).where(where).limit(batch)).all()
             if not chosen:
                 return total
-            conn.execute(delete(table).where(tuple_(*keys).in_([tuple(r) for r in chosen])))
+            stmt = delete(table).where(tuple_(*keys).in_([tuple(r) for r in chosen]))
+            if track and touched is not None:
+                touched.update(conn.execute(stmt.returning(literal_column("tableoid::regclass::text"))).scalars())
+            else:
+                conn.execute(stmt)
             total += len(chosen)
 
 
@@ -59,18 +68,30 @@ def _delete_clips(registry: Registry, where: ColumnElement[bool], batch: int) ->
 def purge_expired(registry: Registry, *, now: float | None = None, batch: int = 5000) -> dict[str, object]:
     """Delete every household record, clip (row and blob), finished command, receipt and audit entry older than
     ``settings.retention_days``; then scrub. Returns counts per table."""
-    cutoff = (time.time() if now is None else now) - registry.settings.retention_days * 86_400
+    at = time.time() if now is None else now
+    cutoff = at - registry.settings.retention_days * 86_400
     summary: dict[str, object] = {}
+    touched: set[str] = set()
+    # Readings on PostgreSQL: whole weeks go at once, and the weeks ahead are made (see cloud_sync.register.partitions).
+    dropped = partitions.drop_expired(registry.engine, cutoff)
+    summary["readings_partitions_dropped"] = sorted(dropped)
+    if registry.engine.dialect.name == "postgresql":
+        with registry.engine.begin() as conn:
+            if partitions.is_partitioned(conn):
+                partitions.ensure_partitions(conn, at, registry.settings.retention_days)
     for table, columns in db.HOUSEHOLD_TABLES.items():
         if not columns:
             continue
         # Either clock makes a row old: the hub's (when it was recorded) or ours (when it arrived). A clip recorded
         # 200 days ago and uploaded yesterday is 200 days old.
-        old = or_(*(table.c[col] < cutoff for col in columns))
         if table is db.clips:
-            summary[table.name] = _delete_clips(registry, old, batch)
+            summary[table.name] = _delete_clips(registry, or_(*(table.c[col] < cutoff for col in columns)), batch)
         else:
-            summary[table.name] = _delete_batched(registry, table, old, batch)
+            # One clock at a time: each predicate can use its own index (and on partitioned readings, ``ts`` prunes
+            # to the few partitions that can still hold an old reading), where their OR would scan every row.
+            summary[table.name] = sum(
+                _delete_batched(registry, table, table.c[col] < cutoff, batch, touched) for col in columns
+            ) + (sum(dropped.values()) if table is db.readings else 0)
     summary["commands"] = _delete_batched(
         registry, db.commands, (db.commands.c.issued_at < cutoff) & (db.commands.c.status != "pending"), batch
     )
@@ -81,7 +102,7 @@ def purge_expired(registry: Registry, *, now: float | None = None, batch: int = 
         registry, db.erasure_receipts, db.erasure_receipts.c.at < cutoff, batch
     )
     summary["audit"] = _delete_batched(registry, db.audit, db.audit.c.at < cutoff, batch)
-    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.erasure_receipts, db.audit])
+    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.erasure_receipts, db.audit], partitions=touched)
     registry.audit("register:retention", "retention.purge", None, counts=summary)
     log.info("retention purge done: %s", summary)
     return summary
@@ -129,15 +150,16 @@ def erase_household(
             )
             conn.execute(db.households.update().where(db.households.c.id == household_id).values(name=""))
     summary: dict[str, object] = {}
+    touched: set[str] = set()
     # The signed member list (ids and public keys, no names) stays while the household does: its hubs need the
     # next version to follow the one they hold; a closed household's goes too.
     for table in [*db.HOUSEHOLD_TABLES, *([db.member_log] if close else [])]:
-        summary[table.name] = _delete_batched(registry, table, table.c.household_id == household_id, batch)
+        summary[table.name] = _delete_batched(registry, table, table.c.household_id == household_id, batch, touched)
     # Blobs after their rows, so no request can find a clip row whose ciphertext is already gone.
     summary["blobs"] = registry.blobs.delete_household(household_id)
     summary["hubs_revoked"] = revoked
     summary["audit_targets_blanked"] = _blank_audit_targets(registry, household_id)
-    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.audit])
+    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.audit], partitions=touched)
     counts = {k: v for k, v in summary.items() if k != "scrub"}
     receipt = _receipt(registry, household_id, receipt_id, "all", "", actor, asked, counts, summary["scrub"])
     summary["receipt"] = receipt
@@ -277,11 +299,12 @@ def erase_from_hub(registry: Registry, hub: HubIdentity, req: ErasureRequest, *,
         args: dict[str, Any] = {"scope": "all", "register_receipt": receipt}
     else:
         counts: dict[str, object] = {}
+        touched: set[str] = set()
         for table, where in _narrow(hub.household_id, req.scope, req.target).items():
             if table is db.clips:
                 counts[table.name] = _delete_clips(registry, where, batch)
             else:
-                counts[table.name] = _delete_batched(registry, table, where, batch)
+                counts[table.name] = _delete_batched(registry, table, where, batch, touched)
         scrubbed = scrub(
             registry.engine,
             [
@@ -295,6 +318,7 @@ def erase_from_hub(registry: Registry, hub: HubIdentity, req: ErasureRequest, *,
                 notify.notify_jobs,
                 notify.alarms,
             ],
+            partitions=touched,
         )
         receipt = _receipt(
             registry,
@@ -342,10 +366,13 @@ def settle_hub_erasure(registry: Registry, hub: HubIdentity, detail: dict[str, A
             .values(erased_before=max(float(current), float(asked)))
         )
     counts: dict[str, object] = {}
+    touched: set[str] = set()
     for table, column in ((db.readings, "ts"), (db.events, "ts"), (db.clip_records, "started"), (db.diagnostics, "ts")):
         where = (table.c.hub_id == hub.hub_id) & (table.c[column] < asked)
-        counts[table.name] = _delete_batched(registry, table, where, 5000)
+        counts[table.name] = _delete_batched(registry, table, where, 5000, touched)
     counts["clips"] = _delete_clips(registry, (db.clips.c.hub_id == hub.hub_id) & (db.clips.c.started < asked), 5000)
     if any(counts.values()):
-        counts["scrub"] = scrub(registry.engine, [db.readings, db.events, db.clip_records, db.diagnostics, db.clips])
+        counts["scrub"] = scrub(
+            registry.engine, [db.readings, db.events, db.clip_records, db.diagnostics, db.clips], partitions=touched
+        )
     return counts

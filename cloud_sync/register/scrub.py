@@ -7,7 +7,8 @@ stay until they are removed. :func:`scrub` is run after every erasure and every 
 
 * **SQLite** — ``secure_delete`` (set on every connection, see :mod:`.db`) has zeroed the deleted cells in the
   database file; a ``wal_checkpoint(TRUNCATE)`` writes the WAL back and truncates it to zero bytes.
-* **PostgreSQL** — ``VACUUM (FULL)`` of each affected table rewrites it and its indexes and TOAST into new files
+* **PostgreSQL** — ``VACUUM (FULL)`` of each affected table (of a partitioned table, each partition rows were
+  deleted from, see :mod:`.partitions`) rewrites it and its indexes and TOAST into new files
   holding only live rows (the old files are truncated at once and unlinked at the next checkpoint); then
   ``CHECKPOINT``, ``pg_switch_wal()`` and ``CHECKPOINT`` again close the WAL segment that logged the deleted rows
   and remove it — removed, not recycled, when the server runs with ``wal_recycle = off`` as documented.
@@ -21,21 +22,31 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, Table, text
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_MS = 10_000
 LOCK_NOT_AVAILABLE = "55P03"
+UNDEFINED_TABLE = "42P01"
 
 
-def scrub(engine: Engine, tables: Iterable[Table], *, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> dict[str, object]:
-    """Removes what deleted rows of ``tables`` left behind in the engine's files; returns what it did."""
+def scrub(
+    engine: Engine,
+    tables: Iterable[Table],
+    *,
+    partitions: Iterable[str] | None = None,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+) -> dict[str, object]:
+    """Removes what deleted rows of ``tables`` left behind in the engine's files; returns what it did.
+
+    ``partitions``: for a partitioned table among ``tables`` (PostgreSQL readings), only these of its partitions are
+    rewritten, the ones rows were deleted from; None rewrites all of them."""
     if engine.dialect.name == "sqlite":
         return _scrub_sqlite(engine)
     if engine.dialect.name == "postgresql":
-        return _scrub_postgresql(engine, tables, lock_timeout_ms)
+        return _scrub_postgresql(engine, tables, None if partitions is None else set(partitions), lock_timeout_ms)
     raise ValueError(f"no scrub procedure for {engine.dialect.name}")
 
 
@@ -50,7 +61,27 @@ def _scrub_sqlite(engine: Engine) -> dict[str, object]:
     return {"engine": "sqlite", "wal_truncated": not busy, "wal_pages": int(log_pages), "moved": int(checkpointed)}
 
 
-def _scrub_postgresql(engine: Engine, tables: Iterable[Table], lock_timeout_ms: int) -> dict[str, object]:
+def _targets(conn: Connection, tables: Iterable[Table], partitions: set[str] | None) -> list[str]:
+    """What to ``VACUUM (FULL)``: each table, or for a partitioned one the given partitions of it."""
+    out: list[str] = []
+    for table in dict.fromkeys(tables):
+        kind = conn.execute(
+            text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table.name}
+        ).scalar()
+        if kind != "p" or partitions is None:
+            out.append(str(table.name))
+            continue
+        children = conn.execute(
+            text("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = to_regclass(:t)"),
+            {"t": table.name},
+        ).scalars()
+        out.extend(sorted(set(children) & partitions))
+    return out
+
+
+def _scrub_postgresql(
+    engine: Engine, tables: Iterable[Table], partitions: set[str] | None, lock_timeout_ms: int
+) -> dict[str, object]:
     vacuumed: list[str] = []
     done: dict[str, object] = {"engine": "postgresql"}
     # VACUUM and CHECKPOINT cannot run inside a transaction block.
@@ -60,15 +91,18 @@ def _scrub_postgresql(engine: Engine, tables: Iterable[Table], lock_timeout_ms: 
         # VACUUM FULL needs the table to itself, and ingest queues behind it while it waits: never wait long. A
         # table skipped now is rewritten by the next scrub (the hourly retention run scrubs every table).
         conn.execute(text(f"SET lock_timeout = '{int(lock_timeout_ms)}ms'"))
-        for table in dict.fromkeys(tables):
+        for name in _targets(conn, tables, partitions):
             try:
-                conn.execute(text(f"VACUUM (FULL) {quote(table.name)}"))
-                vacuumed.append(str(table.name))
+                conn.execute(text(f"VACUUM (FULL) {quote(name)}"))
+                vacuumed.append(name)
             except DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                state = getattr(exc.orig, "sqlstate", None)
+                if state == UNDEFINED_TABLE:  # a partition retention dropped meanwhile: its files went with it
+                    continue
+                if state != LOCK_NOT_AVAILABLE:
                     raise
-                log.warning("%s is busy; it is rewritten at the next scrub", table.name)
-                skipped.append(str(table.name))
+                log.warning("%s is busy; it is rewritten at the next scrub", name)
+                skipped.append(name)
         try:
             conn.execute(text("CHECKPOINT"))
             conn.execute(text("SELECT pg_switch_wal()"))

@@ -1,7 +1,10 @@
 """The hub's uplink: every lane of the outbox to the register, exactly once in effect, in order per lane.
 
-Each lane has its own task and its own HTTPS connection, so a smoke alarm goes out at once even while a week of
-readings drains. A batch is sent, the register commits it and acknowledges the highest sequence it now holds, and
+Each lane has its own task. The alarm lane has its own HTTPS connection, and so does the command long-poll; the
+bulk lanes (events, readings, diagnostics, clips), the device list and erasures take turns on one more, so a hub
+holds at most three connections to the register however busy it is (plus the heartbeat's and a renewal's, briefly),
+and a smoke alarm goes out at once even while a week of readings drains. A batch is sent, the register commits it
+and acknowledges the highest sequence it now holds, and
 only then does the lane's cursor move. A reply lost after the register committed means a resend, which the register
 recognises by ``(hub, lane, seq)``. Retries use the hub's one backoff policy (:mod:`gateway.backoff`, driven by
 tenacity), honour ``Retry-After``, and always have connect and read timeouts. A reply of the wrong shape, type or

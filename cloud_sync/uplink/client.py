@@ -155,7 +155,8 @@ _JSON_TYPES = ("application/json",)
 
 
 class RegisterClient:
-    """Blocking HTTPS calls to the register with the hub's certificate; one instance (one connection) per lane."""
+    """Blocking HTTPS calls to the register with the hub's certificate over one connection: the alarm lane's, the
+    command long-poll's, or (``shared``) the one the bulk lanes take turns on."""
 
     def __init__(
         self,
@@ -165,11 +166,15 @@ class RegisterClient:
         connect_timeout: float,
         read_timeout: float,
         replies: ReplyStats | None = None,
+        shared: bool = False,
     ) -> None:
         self.replies = replies or ReplyStats()
         self.base = base_url.rstrip("/")
         self.identity = identity
         self.session = requests.Session()
+        # Several lanes' threads use a shared client: one request at a time, so they take turns on its one connection
+        # instead of each opening another.
+        self._turn: contextlib.AbstractContextManager[Any] = threading.Lock() if shared else contextlib.nullcontext()
         self.session.trust_env = False  # no proxies or CA bundles from the environment: only the register's CA
         self.session.cert = (str(identity.cert), str(identity.key))
         self._cert_stamp = self._stamp()
@@ -189,6 +194,10 @@ class RegisterClient:
         return st.st_ino, st.st_mtime_ns
 
     def request(self, method: str, path: str, *, read_timeout: float | None = None, **kw: Any) -> requests.Response:
+        with self._turn:
+            return self._request(method, path, read_timeout=read_timeout, **kw)
+
+    def _request(self, method: str, path: str, *, read_timeout: float | None, **kw: Any) -> requests.Response:
         timeout = self.timeout if read_timeout is None else (self.timeout[0], read_timeout)
         stamp = self._stamp()
         if stamp != self._cert_stamp:

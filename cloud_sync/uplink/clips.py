@@ -30,7 +30,7 @@ CLIP_CHUNK = 1024 * 1024
 
 async def clip_loop(link: Link, hub_id: str, spool_dir: Path | None) -> None:
     lane = Lane.CLIPS.value
-    client = link.client()
+    client = link.client(shared=True)
     status = link.status[lane]
     status.cursor = link.store.synced_seq(lane)
     waiter = link.store.lane_waiter(lane)
@@ -57,7 +57,7 @@ async def clip_loop(link: Link, hub_id: str, spool_dir: Path | None) -> None:
                 status.cursor = item.seq
                 link.store.mark_synced(lane, item.seq)
     finally:
-        client.close()
+        link.release(client)
 
 
 async def _upload(link: Link, client: RegisterClient, spool_dir: Path | None, item: OutboxItem) -> None:

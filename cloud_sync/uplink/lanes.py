@@ -25,7 +25,7 @@ _size_encoder = msgspec.msgpack.Encoder()
 
 
 async def lane_loop(link: Link, hub_id: str, lane: str) -> None:
-    client = link.client()
+    client = link.client(shared=lane != Lane.ALARM.value)  # the alarm lane never queues behind bulk
     status = link.status[lane]
     status.cursor = link.store.synced_seq(lane)
     waiter = link.store.lane_waiter(lane)
@@ -45,7 +45,7 @@ async def lane_loop(link: Link, hub_id: str, lane: str) -> None:
                 continue
             await wait(waiter, IDLE_POLL_S)
     finally:
-        client.close()
+        link.release(client)
 
 
 async def _drain(link: Link, client: RegisterClient, hub_id: str, lane: str) -> None:

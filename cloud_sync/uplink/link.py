@@ -50,6 +50,7 @@ class Link:
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
     replies: ReplyStats = field(default_factory=ReplyStats)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _bulk: RegisterClient | None = None
 
     @property
     def policy(self) -> BackoffPolicy:
@@ -58,14 +59,31 @@ class Link:
     def backoff(self) -> Backoff:
         return self.policy.backoff(rng=self.rng)
 
-    def client(self) -> RegisterClient:
-        return RegisterClient(
+    def client(self, *, shared: bool = False) -> RegisterClient:
+        """A client of its own, or (``shared``) the one connection the bulk lanes take turns on."""
+        if shared and self._bulk is not None:
+            return self._bulk
+        client = RegisterClient(
             self.config.register_url,
             self.identity,
             connect_timeout=self.config.connect_timeout,
             read_timeout=self.config.read_timeout,
             replies=self.replies,
+            shared=shared,
         )
+        if shared:
+            self._bulk = client
+        return client
+
+    def release(self, client: RegisterClient) -> None:
+        """A loop is done with its client: closed, unless it is the shared one (closed when the uplink stops)."""
+        if client is not self._bulk:
+            client.close()
+
+    def close_shared(self) -> None:
+        if self._bulk is not None:
+            self._bulk.close()
+            self._bulk = None
 
     def retrying(self, lane: str) -> AsyncRetrying:
         def before_sleep(state: RetryCallState) -> None:

@@ -32,7 +32,7 @@ class Erasures(Protocol):
 
 
 async def devices_loop(link: Link, source: Callable[[], list[dict[str, str]]]) -> None:
-    client = link.client()
+    client = link.client(shared=True)
     sent: bytes | None = None
     try:
         while True:
@@ -48,13 +48,13 @@ async def devices_loop(link: Link, source: Callable[[], list[dict[str, str]]]) -
                     log.error("the register refused the device list: %s", exc)
             await asyncio.sleep(DEVICES_INTERVAL_S)
     finally:
-        client.close()
+        link.release(client)
 
 
 async def erasure_loop(link: Link, erasures: Erasures) -> None:
     """Carries each erasure asked on the hub to the register, in order, until it answers with its receipt. The
     requests wait in the store, so an erasure asked while offline (or before a power cut) still arrives."""
-    client = link.client()
+    client = link.client(shared=True)
     try:
         while True:
             erasures.waiter.clear()
@@ -78,4 +78,4 @@ async def erasure_loop(link: Link, erasures: Erasures) -> None:
                     log.error("the register's answer to an erasure was unreadable: %s", exc)
             await wait(erasures.waiter, IDLE_POLL_S)
     finally:
-        client.close()
+        link.release(client)

@@ -55,9 +55,12 @@ class Uplink(Link):
             # Its HTTP in the uplink's own daemon threads too, so a heartbeat in flight never holds up a stop.
             interval = self.config.heartbeat_interval
             loops["uplink heartbeat"] = lambda: heartbeat.send_forever(self.client, health, interval, call=in_thread)
-        async with asyncio.TaskGroup() as tg:
-            for name, loop in loops.items():
-                tg.create_task(supervisor.run(name, loop), name=name)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, loop in loops.items():
+                    tg.create_task(supervisor.run(name, loop), name=name)
+        finally:
+            self.close_shared()
 
     def summary(self) -> dict[str, Any]:
         return {

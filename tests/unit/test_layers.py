@@ -134,6 +134,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.register.export",
         "cloud_sync.register.ingest",
         "cloud_sync.register.jsonshape",
+        "cloud_sync.register.lanegate",
         "cloud_sync.register.memberlog",
         "cloud_sync.register.metrics",
         "cloud_sync.register.openapi",

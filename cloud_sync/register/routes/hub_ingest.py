@@ -11,12 +11,13 @@ from cloud_sync import protocol as p
 from cloud_sync.register import ingest, memberlog
 from cloud_sync.register.auth import HubIdentity
 from cloud_sync.register.errors import Invalid
+from cloud_sync.register.lanegate import LaneGate
 from cloud_sync.register.metrics import RegisterMetrics
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.routes.common import Callers, decode_json, doc, json_response, lease, read_body
 
 
-def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics) -> APIRouter:
+def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lanes: LaneGate) -> APIRouter:
     r = APIRouter()
     Hub = Annotated[HubIdentity, Depends(callers.hub)]
 
@@ -34,7 +35,8 @@ def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics) -> A
         # The memory inflating may take is held before inflating: the size the frame declares (inflating stops
         # there), or twice the per-request limit for a frame that declares none (honest hubs always declare it).
         lease(request).take(p.inflate_cost(body))
-        ack = await run_in_threadpool(ingest.ingest_body, reg, who, lane, body)
+        # Bulk lanes queue for their share of the database pool; the alarm lane never waits behind them.
+        ack = await lanes.run(lane, ingest.ingest_body, reg, who, lane, body)
         fleet_metrics.ingested(ack)
         return json_response(ack)
 

@@ -3,8 +3,8 @@ restricted; the indexes Home and a sensor's chart read.
 
 All additions, so the previous release runs unchanged on this schema (the rollback rule).
 
-Revision ID: 0004_household_app
-Revises: 0003_reading_channel
+Revision ID: 0005_household_app
+Revises: 0004_reading_channel
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_household_app"
-down_revision: str | None = "0003_reading_channel"
+revision = "0005_household_app"
+down_revision: str | None = "0004_reading_channel"
 branch_labels = None
 depends_on = None
 

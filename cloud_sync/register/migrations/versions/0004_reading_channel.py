@@ -3,8 +3,8 @@
 Added with an empty-string server default: the previous release, which inserts readings without a channel, runs
 unchanged on this schema (the rollback rule), and every existing reading is channel ''.
 
-Revision ID: 0003_reading_channel
-Revises: 0002_command_notify
+Revision ID: 0004_reading_channel
+Revises: 0003_readings_partitioned
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_reading_channel"
-down_revision: str | None = "0002_command_notify"
+revision = "0004_reading_channel"
+down_revision: str | None = "0003_readings_partitioned"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,502 @@
+"""A fleet against one register on PostgreSQL (issue 17, item 8): sustained ingest, alarm p99 under that load, the
+catch-up rate of one hub, register CPU per 100,000 readings, the share of raw binary COPY speed measured in the same
+run, and an extrapolation to 50,000 and 500,000 homes.
+
+What runs:
+
+* a private PostgreSQL 15 cluster (tests/support/postgres.py) and ``kotihub-register serve --db …`` as its own
+  process (production defaults, migrations included);
+* ``--hubs`` (default 2,000) hubs enrolled through the register's own enrollment (a CSR per hub, a certificate signed
+  by the register's CA), each a real mTLS client (aiohttp) holding the connections a real hub holds
+  (docs/register.md, "What a hub holds"): one for the alarm lane, one for the bulk lanes, one for the command
+  long-poll; spread over ``--sources`` loopback addresses as homes behind their own NATs are;
+* two load processes of half the hubs each. Every hub sends its readings at a home's rate: ``--sensors`` (60)
+  sensors every ``--period`` (30 s), sent as the hub's store commits them (once a second). Process A also sends
+  smoke alarms from random hubs (``--alarm-rate`` per second) and times each to its acknowledgement (after commit).
+  Process B plays a region coming back from an outage: ``--catchup-hubs`` hubs each drain a backlog of
+  ``--backlog`` readings in batches of 5,000 (the uplink's ``batch_items``), one batch in flight per hub, as the
+  uplink does;
+* before the fleet: one hub's catch-up alone (the rate of one hub) and the alarm latency with the register idle;
+  after it: raw binary COPY of the same narrow rows into an unindexed table, one connection, on the same machine.
+
+Run: ``.venv/bin/python bench/fleet.py [--hubs 2000] [--duration 30]``. Not a test: it prints figures. The machine's
+other load is not controlled: read the figures with the load average printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import resource
+import shutil
+import ssl
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import aiohttp  # noqa: E402
+import msgspec  # noqa: E402
+import psycopg  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+from register_proc import RegisterProcess, cpu_s  # noqa: E402
+
+from cloud_sync import protocol as p  # noqa: E402
+from tests.support.postgres import PostgresCluster, start_cluster  # noqa: E402
+
+BATCH = 5_000  # the uplink's default batch_items
+TARGET_RATE = 300_000
+TARGET_SHARE = 0.30
+TARGET_ALARM_P99_MS = 100.0
+TARGET_ONE_HUB = 50_000
+T0 = 1.76e9
+
+
+@dataclass(frozen=True)
+class Hub:
+    hub_id: str
+    cert: str
+    key: str
+    source: str
+
+
+# ------------------------------------------------------------------------------------------------------ set-up
+
+
+def enroll_hubs(state: Path, db_url: str, n: int, hub_dir: Path, sources: int) -> list[Hub]:
+    """``n`` households with one hub each, enrolled by the register's own code (what ``POST /v1/enroll`` runs) so the
+    bench is not held up by the enrollment rate limits; each hub's key and certificate are written for its TLS."""
+    from cloud_sync.register.registry import Registry
+    from cloud_sync.register.settings import Settings
+
+    reg = Registry(Settings(state_dir=state, db_url=db_url))
+    hubs = []
+    try:
+        for i in range(n):
+            household = reg.create_household(f"bench {i}", actor="bench")
+            token = reg.create_enroll_token(household, actor="bench")
+            key = ec.generate_private_key(ec.SECP256R1())
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kotihub")]))
+                .sign(key, hashes.SHA256())
+            )
+            resp = reg.enroll(
+                p.EnrollRequest(token=token, csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode())
+            )
+            cert, keyf = hub_dir / f"{i}.crt", hub_dir / f"{i}.key"
+            cert.write_text(resp.cert_pem)
+            keyf.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+            source = f"127.1.{(i % sources) // 250}.{(i % sources) % 250 + 1}"
+            hubs.append(Hub(resp.hub_id, str(cert), str(keyf), source))
+    finally:
+        reg.close()
+    return hubs
+
+
+def postgres_cpu_s(cluster: PostgresCluster) -> float:
+    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer)."""
+    master = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
+    total = cpu_s(master)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == master:
+            total += cpu_s(int(entry))
+    return total
+
+
+# ------------------------------------------------------------------------------------------------------ the hubs
+
+
+def readings_body(hub_id: str, first: int, n: int, t: float) -> bytes:
+    items = [
+        p.Item(
+            seq=first + i,
+            ts=t,
+            body={"device_id": f"zigbee:{(first + i) % 60:02d}", "quantity": "temperature", "value": 21.5, "ts": t},
+        )
+        for i in range(n)
+    ]
+    return p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items))
+
+
+def catchup_bodies(hub_id: str, backlog: int, start: float) -> list[tuple[int, bytes]]:
+    """A backlog as the hub's outbox holds it: a reading of each sensor every period, oldest first."""
+    out = []
+    for first in range(0, backlog, BATCH):
+        n = min(BATCH, backlog - first)
+        items = [
+            p.Item(
+                seq=first + i,
+                ts=start + (first + i) * 0.5,
+                body={
+                    "device_id": f"zigbee:{(first + i) % 60:02d}",
+                    "quantity": "temperature",
+                    "value": 20 + ((first + i) % 50) / 10,
+                    "ts": start + (first + i) * 0.5,
+                },
+            )
+            for i in range(n)
+        ]
+        out.append((n, p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items))))
+    return out
+
+
+def alarm_body(hub_id: str, seq: int) -> bytes:
+    t = time.time()
+    item = p.Item(seq=seq, ts=t, body={"device_id": "zigbee:smoke", "kind": "smoke", "state": "smoke", "ts": t})
+    return p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="alarm", items=[item]))
+
+
+class SimHub:
+    """One hub's connections: alarm lane, bulk lanes, command long-poll — one aiohttp connector (one TLS connection)
+    each."""
+
+    def __init__(self, hub: Hub, url: str, ca: str) -> None:
+        self.hub, self.url = hub, url
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(hub.cert, hub.key)
+        self.sessions = {
+            lane: aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0), keepalive_timeout=60),
+                timeout=aiohttp.ClientTimeout(total=120),
+            )
+            for lane in ("alarm", "bulk", "poll")
+        }
+        self.seq = 1_000_000_000  # steady readings, above any catch-up backlog
+        self.alarm_seq = 0
+
+    async def post(self, conn: str, lane: str, body: bytes) -> dict[str, Any]:
+        for attempt in range(3):
+            try:
+                async with self.sessions[conn].post(
+                    f"{self.url}/v1/ingest/{lane}", data=body, headers=p.INGEST_HEADERS
+                ) as resp:
+                    data = await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"{lane}: {resp.status} {data[:200]!r}")
+                    return dict(msgspec.json.decode(data))
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                # The register closed a connection idle past its keep-alive (35 s) as we reused it: resend (ingest
+                # is idempotent), as the hub does; the time it costs stays in the measured latency.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def steady(self, per_s: float, every: float, stop: asyncio.Event, counts: dict[str, int]) -> None:
+        """A reading per sensor per period, sent every ``every`` seconds (1 s: as the hub's store commits them)."""
+        await asyncio.sleep(random.random() * every)
+        owed = random.random() * per_s * every
+        while not stop.is_set():
+            await asyncio.sleep(every)
+            owed += per_s * every
+            n = int(owed)
+            if not n:
+                continue
+            owed -= n
+            ack = await self.post("bulk", "readings", readings_body(self.hub.hub_id, self.seq, n, time.time()))
+            self.seq += n
+            counts["steady"] += ack["stored"]
+            counts["requests"] += 1
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            async with self.sessions["poll"].get(f"{self.url}/v1/commands", params={"wait": "25"}) as resp:
+                await resp.read()
+
+    async def alarm(self) -> float:
+        self.alarm_seq += 1
+        body = alarm_body(self.hub.hub_id, self.alarm_seq)
+        start = time.perf_counter()
+        ack = await self.post("alarm", "alarm", body)
+        if ack["stored"] != 1:
+            raise RuntimeError(f"alarm not stored: {ack}")
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        for s in self.sessions.values():
+            await s.close()
+
+
+async def drain(sim: SimHub, bodies: list[tuple[int, bytes]], stop: asyncio.Event, counts: dict[str, int]) -> None:
+    for _n, body in bodies:
+        if stop.is_set():
+            return
+        ack = await sim.post("bulk", "readings", body)
+        counts["catchup"] += ack["stored"]
+        counts["requests"] += 1
+
+
+async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, Any], pipe: Connection) -> None:
+    rng = random.Random(f"fleet-{role}")
+    random.seed(f"fleet-{role}-jitter")
+    sims = [SimHub(h, url, ca) for h in hubs]
+    counts = {"steady": 0, "catchup": 0, "requests": 0}
+    stop = asyncio.Event()
+    bodies: dict[int, list[tuple[int, bytes]]] = {}
+    if role == "B":
+        for i in range(args["catchup_hubs"]):
+            bodies[i] = catchup_bodies(hubs[i].hub_id, args["backlog"], T0 - 30 * 86_400)
+    # Connect every hub: one reading on the bulk connection, one empty alarm batch on the alarm connection.
+    sem = asyncio.Semaphore(200)
+
+    async def connect(sim: SimHub) -> None:
+        async with sem:
+            await sim.post("bulk", "readings", readings_body(sim.hub.hub_id, sim.seq, 1, time.time()))
+            sim.seq += 1
+            await sim.post("alarm", "alarm", p.encode_batch(p.IngestBatch(sim.hub.hub_id, "alarm", [])))
+
+    await asyncio.gather(*(connect(s) for s in sims))
+    tasks = [asyncio.create_task(s.steady(args["per_s"], args["every"], stop, counts)) for s in sims]
+    if args["commands"]:
+        tasks += [asyncio.create_task(s.poll(stop)) for s in sims]
+    await asyncio.sleep(2.0)  # every hub in its rhythm
+    pipe.send("ready")
+    pipe.recv()  # go
+    latencies: list[float] = []
+    start = time.monotonic()
+    base = dict(counts)
+    if role == "B":
+        tasks += [asyncio.create_task(drain(sims[i], bodies[i], stop, counts)) for i in bodies]
+    if role == "A" and args["alarm_rate"] > 0:
+        next_at = time.monotonic()
+        while time.monotonic() - start < args["duration"]:
+            latencies.append(await rng.choice(sims).alarm())
+            next_at += rng.expovariate(args["alarm_rate"])
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    else:
+        await asyncio.sleep(args["duration"])
+    elapsed = time.monotonic() - start
+    done = {k: counts[k] - base[k] for k in counts}
+    pipe.send({"elapsed": elapsed, "counts": done, "latencies": latencies})
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for s in sims:
+        await s.close()
+
+
+def load_process(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, Any], pipe: Connection) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(_load(role, hubs, url, ca, args, pipe))
+
+
+async def one_hub_catchup(hub: Hub, url: str, ca: str, backlog: int) -> float:
+    sim = SimHub(hub, url, ca)
+    try:
+        bodies = catchup_bodies(hub.hub_id, backlog, T0 - 60 * 86_400)
+        await sim.post("bulk", "readings", readings_body(hub.hub_id, 2_000_000_000, 1, time.time()))  # connected
+        start = time.perf_counter()
+        stored = 0
+        for _n, body in bodies:
+            stored += (await sim.post("bulk", "readings", body))["stored"]
+        elapsed = time.perf_counter() - start
+        assert stored == backlog, (stored, backlog)
+        return backlog / elapsed
+    finally:
+        await sim.close()
+
+
+async def idle_alarms(hub: Hub, url: str, ca: str, n: int) -> list[float]:
+    sim = SimHub(hub, url, ca)
+    sim.alarm_seq = 10_000_000
+    try:
+        await sim.alarm()  # connect
+        return [await sim.alarm() for _ in range(n)]
+    finally:
+        await sim.close()
+
+
+# ------------------------------------------------------------------------------------------------------ raw COPY
+
+
+def raw_copy_rate(dsn: str, n: int) -> float:
+    """Rows per second of binary COPY of the readings' narrow rows from Python on one connection, into a table with
+    no index (the ceiling the register's ingest is compared with)."""
+    rows = [("hub_0123456789abcdef", i, "hh_0123456789abcdef", f"zigbee:{i % 60:02d}", "temperature", 21.5, T0 + i, T0)
+            for i in range(n)]  # fmt: skip
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "CREATE TABLE raw_copy (hub_id text, seq int8, household_id text, device_id text, quantity text,"
+            " value float8, ts float8, received_at float8)"
+        )
+        conn.commit()
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY raw_copy FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "int8", "text", "text", "text", "float8", "float8", "float8"])
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        elapsed = time.perf_counter() - start
+        conn.execute("DROP TABLE raw_copy")
+        conn.commit()
+    return n / elapsed
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def alarms_of(results: list[dict[str, Any]]) -> list[float]:
+    return [x for r in results for x in r["latencies"]]
+
+
+def p99(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(0.99 * len(s)))] if s else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hubs", type=int, default=2000)
+    ap.add_argument("--sources", type=int, default=50, help="loopback source addresses the hubs are spread over")
+    ap.add_argument("--sensors", type=int, default=60)
+    ap.add_argument("--period", type=float, default=30.0, help="seconds between two readings of one sensor")
+    ap.add_argument("--send-every", type=float, default=1.0, help="seconds between a steady hub's sends (store: 1 s)")
+    ap.add_argument("--catchup-hubs", type=int, default=40)
+    ap.add_argument("--backlog", type=int, default=100_000, help="readings each catching-up hub holds")
+    ap.add_argument("--alarm-rate", type=float, default=20.0, help="smoke alarms per second over the fleet")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds measured")
+    ap.add_argument("--one-hub-backlog", type=int, default=100_000)
+    ap.add_argument("--copy-rows", type=int, default=1_000_000)
+    ap.add_argument("--no-commands", action="store_true", help="hubs hold no command long-poll")
+    args = ap.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the register
+
+    tmp = Path(tempfile.mkdtemp(prefix="kotihub-fleet-"))
+    cluster = start_cluster()
+    reg: RegisterProcess | None = None
+    try:
+        dbname = cluster.create_database()
+        url_db = cluster.url(dbname)
+        dsn = f"{cluster.admin_dsn(dbname)}"
+        hub_dir = tmp / "hubs"
+        hub_dir.mkdir()
+        t = time.perf_counter()
+        hubs = enroll_hubs(tmp / "register", url_db, args.hubs + 2, hub_dir, args.sources)
+        print(f"enrolled {len(hubs)} hubs in {time.perf_counter() - t:.1f} s")
+        reg = RegisterProcess(tmp / "register", "--db", url_db)
+        reg.start()
+        url, ca = reg.url, str(reg.ca_file)
+        loner, alarmer, fleet = hubs[0], hubs[1], hubs[2:]
+
+        one_hub = asyncio.run(one_hub_catchup(loner, url, ca, args.one_hub_backlog))
+        idle = asyncio.run(idle_alarms(alarmer, url, ca, 200))
+
+        per_s = args.sensors / args.period
+        shared = {
+            "per_s": per_s,
+            "every": args.send_every,
+            "catchup_hubs": args.catchup_hubs,
+            "backlog": args.backlog,
+            "alarm_rate": args.alarm_rate,
+            "duration": args.duration,
+            "commands": not args.no_commands,
+        }
+        ctx = multiprocessing.get_context("spawn")
+        half = len(fleet) // 2
+        pipes, procs = [], []
+        t = time.perf_counter()
+        for role, part in (("A", fleet[:half]), ("B", fleet[half:])):
+            ours, theirs = ctx.Pipe()
+            proc = ctx.Process(target=load_process, args=(role, part, url, ca, shared, theirs), daemon=True)
+            proc.start()
+            pipes.append(ours)
+            procs.append(proc)
+        for pipe in pipes:
+            if not pipe.poll(600):
+                raise SystemExit("a load process did not get its hubs connected within 10 minutes")
+            assert pipe.recv() == "ready"
+        print(f"{len(fleet)} hubs connected in {time.perf_counter() - t:.1f} s; measuring {args.duration:.0f} s")
+        with psycopg.connect(dsn) as conn:
+            rows_before = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
+        reg_cpu0, pg_cpu0, t0 = cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
+        load0 = os.getloadavg()[0]
+        for pipe in pipes:
+            pipe.send("go")
+        results = [pipe.recv() for pipe in pipes]
+        wall = time.monotonic() - t0
+        reg_cpu, pg_cpu = cpu_s(reg.pid) - reg_cpu0, postgres_cpu_s(cluster) - pg_cpu0
+        load1 = os.getloadavg()[0]
+        for proc in procs:
+            proc.join(60)
+        with psycopg.connect(dsn) as conn:
+            rows_after = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
+            size = conn.execute("SELECT pg_total_relation_size('readings') + coalesce((SELECT sum("
+                                "pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent ="
+                                " 'readings'::regclass), 0)").fetchone()[0]  # type: ignore[index]  # fmt: skip
+        reg.stop()
+        reg = None
+        copy_rate = raw_copy_rate(dsn, args.copy_rows)
+    finally:
+        if reg is not None:
+            reg.stop()
+        cluster.stop()
+        shutil.rmtree(cluster.directory, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    steady = sum(r["counts"]["steady"] for r in results)
+    requests = sum(r["counts"]["requests"] for r in results) + len(alarms_of(results))
+    catchup = sum(r["counts"]["catchup"] for r in results)
+    stored = rows_after - rows_before
+    rate = stored / wall
+    alarms = alarms_of(results)
+    per_100k = 100_000 / max(stored, 1)
+    bytes_per = float(size) / max(rows_after, 1)
+    print()
+    held = "2 connections (alarm, bulk)" if args.no_commands else "3 connections (alarm, bulk, command long-poll)"
+    print(f"load average during the run: {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores (other work included)")
+    print(f"hubs: {len(fleet)} x {held}; {per_s:.1f} readings/s each steady, sent every {args.send_every:g} s")
+    print(f"stored in {wall:.1f} s: {stored:,} readings ({steady:,} steady, {catchup:,} catch-up acked)")
+    print(f"sustained ingest:            {rate:12,.0f} readings/s   (target {TARGET_RATE:,})")
+    print(f"raw binary COPY, 1 conn:     {copy_rate:12,.0f} rows/s")
+    print(f"share of raw COPY:           {rate / copy_rate:12.1%}        (target {TARGET_SHARE:.0%})")
+    print(f"register CPU per 100k:       {reg_cpu * per_100k:12.2f} s   ({reg_cpu:.1f} s over the run)")
+    print(f"PostgreSQL CPU per 100k:     {pg_cpu * per_100k:12.2f} s   ({pg_cpu:.1f} s over the run)")
+    print(
+        f"ingest requests answered:    {requests:12,}     "
+        f"({reg_cpu / max(requests, 1) * 1000:.2f} ms register CPU each, long-polls aside)"
+    )
+    target = f"target < {TARGET_ALARM_P99_MS:.0f}"
+    print(f"alarm p99 under load:        {p99(alarms) * 1000:12.1f} ms  (n={len(alarms)}, {target})")
+    print(f"alarm p99 register idle:     {p99(idle) * 1000:12.1f} ms  (n={len(idle)})")
+    print(f"catch-up of one hub (idle):  {one_hub:12,.0f} readings/s   (target {TARGET_ONE_HUB:,})")
+    print(f"PostgreSQL bytes per reading (table + indexes): {bytes_per:.0f}")
+    print()
+    print("extrapolation (60 sensors / 30 s per home; CPU from this run's per-reading cost; 183 days kept)")
+    head = ("homes", "steady r/s", "reg cores", "pg cores", "x5 burst cores", "PG size", "conns")
+    print("{:>9} {:>11} {:>10} {:>9} {:>15} {:>9} {:>9}".format(*head))
+    for homes in (50_000, 500_000):
+        r = homes * per_s
+        rc, pc = r * reg_cpu / max(stored, 1), r * pg_cpu / max(stored, 1)
+        tb = r * 86_400 * 183 * bytes_per / 1e12
+        print(f"{homes:>9,} {r:>11,.0f} {rc:>10.1f} {pc:>9.1f} {5 * (rc + pc):>15.1f} {tb:>7.1f}TB {3 * homes:>9,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Readings on PostgreSQL at fleet scale: a table range-partitioned by reading time, and ingest by binary ``COPY``.
+
+**Partitions.** ``readings`` is partitioned by ``ts`` (the hub's reading time, epoch seconds) into weeks
+(:data:`PARTITION_DAYS`), plus a ``DEFAULT`` partition for readings outside every week made so far (a hub whose clock
+was months off); migration ``0003_readings_partitioned`` makes the table. Retention then drops whole weeks
+(:func:`drop_expired`) instead of deleting rows one by one, and the weeks ahead are created by the same job
+(:func:`ensure_partitions`) so that ingest never has to.
+
+PostgreSQL requires every unique key of a partitioned table to contain the partition key, so the primary key is
+``(hub_id, seq, ts)`` instead of ``(hub_id, seq)``. Deduplication still holds: a hub resends an item exactly as it
+stored it in its outbox (the body, and so ``ts``, is written once and never changed), so a resent reading has the
+same ``ts``, lands in the same partition and meets its first copy's key there. What the wider key would let through
+is the same ``(hub, seq)`` sent with a *different* ``ts``, which no hub does; SQLite keeps ``(hub_id, seq)``.
+
+**COPY.** A batch is written by binary ``COPY`` into a temporary staging table (one per database connection, made
+when the connection opens, emptied at every commit), then moved by one ``INSERT … SELECT … ON CONFLICT DO NOTHING``
+in the same transaction: the speed of ``COPY`` with the deduplication of ``ON CONFLICT``, and the ingest's ack still
+comes only after that transaction committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import operator
+import re
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import DBAPIError
+
+from cloud_sync.register import db
+
+log = logging.getLogger(__name__)
+
+PARTITION_DAYS = 7
+"""Width of a readings partition. A week: fine enough that retention frees space within a week of its due date,
+coarse enough that six months are some 27 partitions."""
+WEEKS_AHEAD = 4
+"""Partitions kept ready beyond the current one, so a retention job that fails for weeks still leaves room."""
+_WIDTH_S = PARTITION_DAYS * 86_400
+_EPOCH_MONDAY = 4 * 86_400  # 1970-01-05, a Monday: partitions start on Mondays 00:00 UTC
+_NAME = re.compile(r"readings_p(\d{8})")
+STAGE = "readings_stage"
+_COLUMNS = [c.name for c in db.readings.c]
+_COPY_TYPES = ["text", "int8", "text", "text", "text", "float8", "float8", "float8", "text"]
+LOCK_NOT_AVAILABLE = "55P03"
+# Every column but the last, the optional channel, which a row may leave out ("" as the column's default).
+_as_tuple = operator.itemgetter(*_COLUMNS[:-1])
+assert _COLUMNS[-1] == "channel"
+_COPY_SQL = f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COLS = ", ".join(_COLUMNS)
+_MOVE_SQL = text(f"INSERT INTO readings ({_COLS}) SELECT {_COLS} FROM {STAGE} ON CONFLICT DO NOTHING")  # noqa: S608
+
+
+def week_start(t: float) -> float:
+    """Start (epoch seconds) of the partition holding reading time ``t``."""
+    return _EPOCH_MONDAY + math.floor((t - _EPOCH_MONDAY) / _WIDTH_S) * _WIDTH_S
+
+
+def partition_name(start: float) -> str:
+    return "readings_p" + dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y%m%d")
+
+
+def _start_of(name: str) -> float | None:
+    m = _NAME.fullmatch(name)
+    if m is None:
+        return None
+    return dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC).timestamp()
+
+
+# --------------------------------------------------------------------------------------------------- schema
+
+
+def is_partitioned(conn: Connection) -> bool:
+    """Whether ``readings`` is the partitioned table (False on SQLite, and on a PostgreSQL database made before)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    return bool(conn.execute(text("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('readings')")).scalar())
+
+
+def partitions(conn: Connection) -> dict[str, float]:
+    """The weekly partitions of ``readings``: name → start (the default partition is not listed)."""
+    names = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'readings'::regclass"
+        )
+    ).scalars()
+    out = {}
+    for name in names:
+        start = _start_of(name)
+        if start is not None:
+            out[name] = start
+    return out
+
+
+def ensure_partitions(conn: Connection, now: float, retention_days: int) -> list[str]:
+    """Creates the missing weeks from the retention cutoff to :data:`WEEKS_AHEAD` weeks ahead; returns their names.
+
+    A week is made as a plain table, filled with any rows of its range the default partition caught, then attached:
+    ``ATTACH`` checks the default partition holds none of the range (which is why they are moved first).
+    """
+    have = set(partitions(conn))
+    made = []
+    start = week_start(now - retention_days * 86_400)
+    last = week_start(now) + WEEKS_AHEAD * _WIDTH_S
+    while start <= last:
+        name = partition_name(start)
+        if name not in have:
+            end = start + _WIDTH_S
+            conn.execute(text(f"CREATE TABLE {name} (LIKE readings INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
+            # ``name`` is made from a date by partition_name(), never from input.
+            move = f"WITH moved AS (DELETE FROM readings_default WHERE ts >= :lo AND ts < :hi RETURNING *) INSERT INTO {name} SELECT * FROM moved"  # noqa: S608, E501
+            conn.execute(
+                text(move),
+                {"lo": start, "hi": end},
+            )
+            conn.execute(text(f"ALTER TABLE readings ATTACH PARTITION {name} FOR VALUES FROM ({start!r}) TO ({end!r})"))
+            made.append(name)
+        start += _WIDTH_S
+    if made:
+        log.info("created readings partitions %s", ", ".join(made))
+    return made
+
+
+def drop_expired(engine: Engine, cutoff: float, *, lock_timeout_ms: int = 10_000) -> dict[str, int]:
+    """Drops every weekly partition whose readings are all older than ``cutoff``; returns their names and how many
+    readings each held.
+
+    Detaching takes a brief exclusive lock on ``readings``, so it waits at most ``lock_timeout_ms``: a week left
+    over now is dropped by the next run (retention runs hourly). The week is counted and dropped only once detached,
+    so ingest never waits for the count; a detached week a crash left behind is found and dropped by the next run.
+    The dropped files are unlinked at the next checkpoint, which :mod:`.scrub` forces.
+    """
+    with engine.connect() as conn:
+        if not is_partitioned(conn):
+            return {}
+        doomed = sorted(name for name, start in partitions(conn).items() if start + _WIDTH_S <= cutoff)
+        conn.rollback()
+        for name in doomed:
+            try:
+                with conn.begin():
+                    conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))
+                    conn.execute(text(f"ALTER TABLE readings DETACH PARTITION {name}"))
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                log.warning("readings is busy; partition %s is dropped at the next retention run", name)
+        dropped = {}
+        for name in _detached(conn):
+            with conn.begin():
+                dropped[name] = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())  # noqa: S608
+                conn.execute(text(f"DROP TABLE {name}"))
+    if dropped:
+        log.info("dropped expired readings partitions %s", ", ".join(dropped))
+    return dropped
+
+
+def _detached(conn: Connection) -> list[str]:
+    """Weekly tables no longer attached to ``readings``: detached by :func:`drop_expired`, not yet dropped."""
+    names = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE 'readings\\_p%'"
+            " AND c.relnamespace = current_schema()::regnamespace"
+            " AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)"
+        )
+    ).scalars()
+    out = sorted(n for n in names if _NAME.fullmatch(n))
+    conn.rollback()
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- ingest
+
+
+def install_stage(engine: Engine) -> None:
+    """Gives every new PostgreSQL connection of ``engine`` its staging table (temporary: private to the session and
+    never written to the WAL; ``ON COMMIT DELETE ROWS``: empty again at every commit)."""
+
+    def _stage(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (hub_id text, seq int8, household_id text, device_id text,"
+                " quantity text, value float8, ts float8, received_at float8, channel text) ON COMMIT DELETE ROWS"
+            )
+        dbapi_conn.commit()
+
+    event.listen(engine, "connect", _stage)
+
+
+def copy_readings(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Stores reading rows (dicts keyed by ``db.readings`` columns) by binary ``COPY`` into the staging table and one
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING``; returns how many were new. Once per transaction (the stage empties
+    at commit). The conflict target is left implicit so that a ``readings`` made before partitioning (primary key
+    ``(hub_id, seq)``) is served the same way."""
+    if not rows:
+        return 0
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(_COPY_SQL) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row((*_as_tuple(row), row.get("channel", "")))
+    finally:
+        cursor.close()
+    return int(conn.execute(_MOVE_SQL).rowcount)

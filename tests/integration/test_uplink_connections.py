@@ -1,0 +1,75 @@
+"""What a hub holds open to the register: the alarm lane, the command long-poll, and one connection the bulk lanes
+take turns on — three at most while every lane is busy, and the alarm still never waits behind bulk."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from cloud_sync.uplink import HubIdentity, Uplink
+from gateway.model import Event, EventKind
+from tests.integration.test_uplink import T0, assert_exactly_once, produce, running, until, uplink_config
+from tests.support.register import RunningRegister
+from tests.support.stores import open_store
+
+ESTABLISHED = "01"
+
+
+def client_connections(port: int) -> int:
+    """Established TCP connections whose remote end is ``port`` on loopback: the clients' ends, not the register's."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == ESTABLISHED and int(remote.split(":")[1], 16) == port:
+            count += 1
+    return count
+
+
+class Sampler:
+    """The most connections seen at once, sampled every 2 ms in a thread while the uplink runs."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.most, self.samples = port, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.most = max(self.most, client_connections(self.port))
+            self.samples += 1
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+async def test_a_busy_hub_holds_three_connections_and_its_alarm_does_not_queue(
+    tmp_path: Path, register: RunningRegister
+) -> None:
+    hub = register.enroll()
+    async with open_store(hub.state_dir) as store:
+        await produce(store, 12_000, 0)
+        for i in range(300):
+            await store.add_event(Event(device_id="mqtt:door", kind=EventKind.CONTACT, state="open", ts=T0 + i))
+            await store.add_item("diagnostics", T0 + i, {"cpu_temp": 50.0, "n": i})
+        uplink = Uplink(store, uplink_config(register.url, batch_items=1000), HubIdentity(hub.state_dir))
+        with Sampler(register.port) as sampler:
+            async with running(uplink):
+                await until(lambda: uplink.status["readings"].sent > 0, what="the backlog to start draining")
+                await store.add_event(Event(device_id="mqtt:s", kind=EventKind.SMOKE, state="smoke", ts=T0))
+                await until(lambda: len(register.items(hub.hub_id, "alarm")) == 1, what="the alarm")
+                backlog_left = (await store.depth())["readings"]
+                await until(lambda: uplink.status["readings"].cursor == 12_000, timeout=180, what="the readings")
+                await until(lambda: uplink.status["diagnostics"].cursor == 300, what="the diagnostics")
+                await until(lambda: uplink.status["events"].cursor == 300, what="the events")
+    assert backlog_left > 0, "the alarm only arrived after the whole backlog"
+    assert sampler.samples > 10
+    # Readings, events and diagnostics all had work at once; the alarm lane and the command long-poll were open.
+    assert 2 <= sampler.most <= 3, f"the hub held {sampler.most} connections at once"
+    assert_exactly_once(register, hub.hub_id, "readings", list(range(1, 12_001)))
+    assert_exactly_once(register, hub.hub_id, "diagnostics", list(range(1, 301)))
