@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from cloud_sync import protocol as p
-from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, retention
+from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, releases, retention
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.budget import Lease, MemoryBudget
 from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
@@ -337,6 +337,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     Who = Annotated[Principal, Depends(principal)]
 
     app.include_router(fleet.router(reg, hub=hub, principal=principal))
+    app.include_router(releases.router(reg, hub=hub))
     app.include_router(metrics.router(fleet_metrics, principal))
 
     def scoped(permission: str) -> Callable[[str, Principal], Principal]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
-FIRST_PARTY = ("gateway", "drivers", "cloud_sync", "household")
+FIRST_PARTY = ("gateway", "drivers", "cloud_sync", "household", "updater")
 
 _HUB = (
     "gateway",
@@ -68,6 +68,11 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "cloud_sync.clitools": (),
     "cloud_sync.privatefile": (),
     "cloud_sync.certs": (),
+    # The release contract (bundle manifest, rollout messages): release tool, register and updater share it.
+    "cloud_sync.releases": (),
+    # The hub's updater, its own process: the release contract, the daemon's control socket (health), and the
+    # file helper; nothing else of the hub, so a broken daemon cannot take the updater down with it.
+    "updater": ("updater", "cloud_sync.releases", "cloud_sync.privatefile", "gateway.control"),
     # Also wire contract: the signed member list and the signed erasure receipts, read by hub, register and household.
     "cloud_sync.memberlist": ("cloud_sync.protocol",),
     "cloud_sync.receipts": ("cloud_sync.protocol",),
@@ -109,6 +114,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.clitools",
         "cloud_sync.privatefile",
         "cloud_sync.certs",
+        "cloud_sync.releases",
     ),
     # The household is a third party: its own keys and tools, the wire contract, nothing of hub or register.
     "household": ("household", "cloud_sync.protocol", "cloud_sync.memberlist", "cloud_sync.privatefile"),
@@ -235,7 +241,13 @@ def _distributions(extras: tuple[str, ...]) -> set[str]:
 def _side(module: str) -> str | None:
     if any(
         under(module, m)
-        for m in ("cloud_sync.protocol", "cloud_sync.clitools", "cloud_sync.memberlist", "cloud_sync.receipts")
+        for m in (
+            "cloud_sync.protocol",
+            "cloud_sync.clitools",
+            "cloud_sync.memberlist",
+            "cloud_sync.receipts",
+            "cloud_sync.releases",
+        )
     ):
         return "protocol"  # shared by both sides: the base install only
     if under(module, "cloud_sync.register"):
