@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.support.camera",
     "tests.support.mosquitto",
     "tests.support.notify",
+    "tests.support.updates",
 ]

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Final
@@ -103,13 +104,15 @@ def install(bundle: Path, manifest: Manifest, layout: Layout, *, python: str, ba
         # "data" refuses absolute paths, links out of the tree, devices and setuid bits.
         tar.extractall(final, filter="data")
     venv = final / "venv"
-    _run([python, "-m", "venv", str(venv)], "create the virtualenv")
+    # Without pip of its own: the updater's pip installs into it (``--python``), which saves the ensurepip step.
+    _run([python, "-m", "venv", "--without-pip", str(venv)], "create the virtualenv")
     if base_site is not None:
         site = next((venv / "lib").glob("python3*/site-packages"))
         (site / "_kotihub_base.pth").write_text(f"{base_site}\n")
     _run(
         [
-            str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+            sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
+            "--no-index", "--no-deps",
             "--disable-pip-version-check", "--no-cache-dir",
             *(str(wheels / w) for w in manifest.wheels),
         ],

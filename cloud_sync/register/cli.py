@@ -22,7 +22,7 @@ import msgspec
 
 from cloud_sync import clitools
 from cloud_sync.protocol import MemberRequest
-from cloud_sync.register import export, fleet, memberlog, retention, server
+from cloud_sync.register import export, fleet, memberlog, release_cli, retention, server
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import Invalid, RegisterError
 from cloud_sync.register.notify import alarms, contacts, desk
@@ -181,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         help="'online' means heard from within this many minutes (0-10080, default 15)",
     )
     f.set_defaults(func=_fleet, existing=True)
+    release_cli.add_parser(sub, common)
     return ap
 
 

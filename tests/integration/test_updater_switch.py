@@ -1,0 +1,181 @@
+"""Side by side, switch, confirm, roll back — with the real daemon as a subprocess, real releases built from this
+project (tests/support/updates.py), the real register over TLS and a real broker.
+
+A release that crashes at start, one whose selftest FAILs and one that hangs each roll back by themselves; a good
+one is confirmed; readings published before, during and after every switch are all in the store at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from drivers.mqtt.broker import MosquittoBroker
+from drivers.mqtt.simulator import AQARA_ID, AQARA_NAME, Z2M, publish_scene
+from gateway import crypto
+from gateway.control import call
+from gateway.store import Store
+from tests.integration.test_daemon import wait_until
+from tests.support.register import RunningRegister
+from tests.support.releases import ReleaseRepo
+from tests.support.updates import PLATFORM, REPO, DaemonService, site_packages
+from updater import config as updater_config
+from updater import health, state
+from updater.apply import Updater
+from updater.cli import make_updater
+from updater.install import Layout
+
+WINDOW_S = 15.0
+"""The health window: long enough for a good release to start and reach the register on a busy 2-core box."""
+
+
+@dataclass
+class Hub:
+    root: Path
+    config: Path
+    state: Path
+    socket: Path
+    hub_id: str
+    updater_cfg: updater_config.UpdaterConfig
+
+
+@pytest.fixture
+def hub(tmp_path: Path, register: RunningRegister, mosquitto: MosquittoBroker, release_bundles: dict[str, Path]) -> Hub:
+    household = register.create_household()
+    register.add_member(household)
+    st, run = tmp_path / "state", tmp_path / "run"
+    config = tmp_path / "kotihub.toml"
+    config.write_text(
+        f'[hub]\nstate_dir = "{st}"\nruntime_dir = "{run}"\nlog_level = "info"\n'
+        "[store]\ncommit_interval = 0.2\n"
+        f'[drivers.mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nreconnect_min = 0.1\n'
+        "reconnect_max = 0.5\n"
+        f'[uplink]\nenabled = true\nregister_url = "{register.url}"\nbackoff_initial = 0.05\nbackoff_max = 0.5\n'
+        "command_poll_wait = 1.0\nheartbeat_interval = 1.0\n"
+    )
+    token, code = register.enroll_token(household), register.pairing_code(household)
+    assert code is not None
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "provision", "--config", str(config), "--register", register.url,
+         "--token", token, "--ca-file", str(register.ca_file), "--pairing-code", code],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    from cloud_sync.uplink import HubIdentity
+
+    cfg = updater_config.UpdaterConfig(
+        root=str(tmp_path / "opt"),
+        state_dir=str(tmp_path / "updater"),
+        trusted_root=str(tmp_path / "release-root.json"),
+        register_url=register.url,
+        hub_config=str(config),
+        hub_state_dir=str(st),
+        control_socket=str(run / "control.sock"),
+        platform=PLATFORM,
+        python=sys.executable,
+        health_window_s=WINDOW_S,
+    )
+    return Hub(tmp_path / "opt", config, st, run / "control.sock", HubIdentity(st).hub_id(), cfg)
+
+
+@pytest.fixture
+def published(register: RunningRegister, release_bundles: dict[str, Path], hub: Hub, tmp_path: Path) -> ReleaseRepo:
+    repo = ReleaseRepo(register, tmp_path / "keys")
+    for path in release_bundles.values():
+        repo.publish(path)
+    Path(hub.updater_cfg.trusted_root).write_bytes(repo.root_file.read_bytes())
+    return repo
+
+
+def _updater(hub: Hub, service: DaemonService) -> Updater:
+    updater = make_updater(hub.updater_cfg, service=service, base_site=site_packages())
+    updater.poll_s = 0.3
+    return updater
+
+
+def _marker(broker: MosquittoBroker, k: int) -> None:
+    """Publishes one temperature (QoS 1) the store must hold afterwards: 10.00 + k/100 °C from the Aqara sensor,
+    with battery 1 + k % so that the daemon's device view shows which marker it has seen last."""
+
+    async def send() -> None:
+        async with aiomqtt.Client(broker.host, broker.port, identifier=f"marker-{os.getpid()}-{k}") as c:
+            body = {"temperature": 10 + k / 100, "humidity": 40.0, "battery": 1 + k, "linkquality": 70}
+            await c.publish(f"{Z2M}/{AQARA_NAME}", json.dumps(body), qos=1)
+
+    asyncio.run(send())
+
+
+def _temperatures(state_dir: Path) -> set[float]:
+    store = Store.open(state_dir, crypto.load_master_key(state_dir, create=False), crypto.Algorithm.AES_256_GCM)
+    try:
+        return {
+            round(r.value, 2)
+            for _, r in store.iter_readings()
+            if r.device_id == AQARA_ID and r.quantity == "temperature"
+        }
+    finally:
+        asyncio.run(store.close())
+
+
+def test_bad_releases_roll_back_by_themselves_and_a_good_one_is_kept(
+    hub: Hub, published: ReleaseRepo, daemon_service: DaemonService, mosquitto: MosquittoBroker
+) -> None:
+    updater = _updater(hub, daemon_service)
+    first = updater.apply("0.1.0")  # the installation: nothing to roll back to yet
+    assert first.outcome == "confirmed", first.detail
+    asyncio.run(publish_scene(mosquitto.host, mosquitto.port))  # the devices announce themselves
+    sent = 0
+
+    def publish_during() -> None:
+        nonlocal sent
+        _marker(mosquitto, sent)
+        sent += 1
+
+    for version, why in (("0.2.1", "exited"), ("0.2.2", "selftest FAIL"), ("0.2.3", "not healthy within")):
+        publish_during()
+        result: list[state.Attempt] = []
+        worker = threading.Thread(target=lambda v=version, r=result: r.append(updater.apply(v)))
+        worker.start()
+        while worker.is_alive():  # readings keep coming while the hub switches, tries, and switches back
+            publish_during()
+            worker.join(timeout=2.0)
+        [attempt] = result
+        assert attempt.outcome == "rolled_back", attempt
+        assert why in attempt.detail
+        assert updater.current() == "0.1.0"
+        assert os.readlink(hub.root / "current").endswith("releases/0.1.0")
+        # Back on the old release, healthy again (it is the one answering, and it reaches the register).
+        wait_until(
+            lambda: health.probe(hub.socket, version="0.1.0", require_uplink=True, since=0).healthy,
+            timeout=30,
+            what="the old release healthy again",
+        )
+
+    good = updater.apply("0.2.0")
+    assert good.outcome == "confirmed", good.detail
+    assert (updater.current(), Layout(hub.root).version_of(hub.root / "previous")) == ("0.2.0", "0.1.0")
+    publish_during()
+    assert daemon_service.starts == ["0.1.0", "0.2.1", "0.1.0", "0.2.2", "0.1.0", "0.2.3", "0.1.0", "0.2.0"]
+    # Nothing accepted is lost: every temperature published before, during and after the switches is stored.
+    wanted = {round(10 + k / 100, 2) for k in range(sent)}
+
+    def last_marker_seen() -> bool:
+        devices = call(hub.socket, "devices")
+        return any(d["device_id"] == AQARA_ID and d["battery"] == sent for d in devices)
+
+    wait_until(last_marker_seen, what="the last reading on the new release")
+    daemon_service.stop()  # SIGTERM: the daemon flushes its group commit
+    missing = wanted - _temperatures(hub.state)
+    assert not missing, f"lost readings: {sorted(missing)}"
+    # An older release is refused outright, without fetching or switching anything.
+    older = updater.apply("0.1.0")
+    assert older.outcome == "refused" and "older" in older.detail
+    assert updater.current() == "0.2.0"
