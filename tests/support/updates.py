@@ -76,6 +76,10 @@ def site_packages() -> Path:
     return Path(sysconfig.get_paths()["purelib"])
 
 
+class PowerCut(BaseException):
+    """The updater's process ends here (as at a power cut); BaseException, so no ``except Exception`` eats it."""
+
+
 class DaemonService:
     """What systemd does for kotihub.service, for the updater's tests: run ``current/venv/bin/kotihub run``."""
 
@@ -83,6 +87,7 @@ class DaemonService:
         self.root, self.config, self.log = root, config, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts: list[str] = []
+        self.cut_power_after_restart = False
 
     def restart(self) -> None:
         self.stop()
@@ -90,6 +95,9 @@ class DaemonService:
         self.starts.append(Path(exe.resolve()).parents[2].name)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(exe), "run", "--config", str(self.config)], cwd=self.root, stderr=log)
+        if self.cut_power_after_restart:
+            self.cut_power_after_restart = False
+            raise PowerCut
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
