@@ -2,10 +2,11 @@
 platform, and a manifest, in one tar.
 
 The dependency set is what ``kotihub[<extras>]`` needs, resolved for the target platform with
-``--only-binary=:all:`` so that a hub never compiles anything. One dependency is left out on purpose:
-python-miio 0.5.12 requires ``netifaces``, which has no aarch64 wheel, and imports it only in ``miio.updater``
-(its firmware-push server), which kotihub never uses; so python-miio's wheel goes in without its dependencies
-and its other requirements are resolved on their own (:data:`NO_DEPS`).
+``--only-binary=:all:`` so that a hub never compiles anything. Three of python-miio 0.5.12's requirements are
+left out on purpose, because none has an aarch64 (or any) wheel on PyPI and python-miio imports each only lazily,
+in code kotihub never runs: ``netifaces`` (``miio.updater``, its firmware-push server), ``android_backup``
+(``miio.extract_tokens``) and ``micloud`` (``miio.cloud``'s token download). So python-miio's wheel goes in
+without its dependencies and its other requirements are resolved on their own (:data:`NO_DEPS`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from typing import Final
 
 from cloud_sync.releases import MANIFEST_NAME, WHEELS_DIR, Manifest, bundle_name
 
-NO_DEPS: Final[dict[str, frozenset[str]]] = {"python-miio": frozenset({"netifaces"})}
-"""Distributions installed without their declared dependencies, and which of those are dropped (see above)."""
+NO_DEPS: Final[dict[str, frozenset[str]]] = {
+    "python-miio": frozenset({"netifaces", "android-backup", "micloud"}),
+}
+"""Distributions installed without their declared dependencies, and which of those are dropped (see above).
+tests/unit/test_bundle.py checks that the miio modules the driver loads import none of them."""
 
 
 class BuildError(Exception):
@@ -48,12 +52,23 @@ def requirements(project: Path, extras: Iterable[str]) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
+def platform_tags(platform: str) -> list[str]:
+    """``manylinux_2_36_aarch64`` and every older glibc tag it runs (down to manylinux2014 = 2.17): pip takes
+    ``--platform`` literally, and most wheels are tagged for an older glibc than the hub's."""
+    m = re.fullmatch(r"manylinux_2_([0-9]+)_(\w+)", platform)
+    if m is None:
+        return [platform]
+    newest, arch = int(m.group(1)), m.group(2)
+    return [*(f"manylinux_2_{v}_{arch}" for v in range(newest, 16, -1)), f"manylinux2014_{arch}"]
+
+
 def _platform_args(platform: str | None, python: str) -> list[str]:
     if platform is None:
         return ["--only-binary=:all:"]
+    tags = [arg for tag in platform_tags(platform) for arg in ("--platform", tag)]
     return [
-        "--only-binary=:all:", "--platform", platform, "--python-version", python.removeprefix("cp"),
-        "--implementation", "cp", "--abi", python,
+        "--only-binary=:all:", *tags, "--python-version", python.removeprefix("cp"),
+        "--implementation", "cp", "--abi", python, "--abi", "abi3", "--abi", "none",
     ]  # fmt: skip
 
 
