@@ -213,3 +213,13 @@ def test_bad_releases_roll_back_by_themselves_and_a_good_one_is_kept(
     older = updater.apply("0.1.0")
     assert older.outcome == "refused" and "older" in older.detail
     assert updater.current() == "0.2.0"
+    # The technician's view: `kotihub update status`.
+    ucfg = hub.root.parent / "updater.toml"
+    ucfg.write_text(f'root = "{hub.updater_cfg.root}"\nstate_dir = "{hub.updater_cfg.state_dir}"\n')
+    shown = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "update", "status", "--updater-config", str(ucfg)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "running release: 0.2.0 (previous: 0.1.0)" in shown.stdout
+    assert "0.2.3      rolled_back" in shown.stdout

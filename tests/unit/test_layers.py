@@ -62,7 +62,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # (`from drivers import REGISTRY, driver_class` is the registry; see crossings()).
     "gateway": _HUB,
     # The kotihub CLI also hosts a member's own commands (`kotihub member …`), which are the household's package.
-    "gateway.cli": (*_HUB, "household"),
+    # ... and `kotihub update status`, which reads the updater's state (updater.cli, updater.config).
+    "gateway.cli": (*_HUB, "household", "updater.cli", "updater.config"),
     # The wire contract depends on nothing of ours, so both ends can share it; so do the CLIs' helpers.
     "cloud_sync.protocol": (),
     "cloud_sync.clitools": (),
