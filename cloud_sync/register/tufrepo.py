@@ -37,6 +37,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 
 from cloud_sync.privatefile import write_private
+from cloud_sync.register.errors import RegisterError
 from cloud_sync.releases import Manifest, bundle_name
 
 ROLES: Final = ("root", "targets", "snapshot", "timestamp")
@@ -52,8 +53,11 @@ EXPIRY: Final = {
 _SERIALIZER: Final = JSONSerializer(compact=False)
 
 
-class RepositoryError(Exception):
-    """The repository on disk is not what the operation needs (missing, inconsistent)."""
+class RepositoryError(RegisterError):
+    """The repository on disk is not what the operation needs (missing, already there, a release number reused)."""
+
+    status = 409
+    code = "release_repository"
 
 
 def generate_key(path: Path) -> SSlibKey:

@@ -95,3 +95,31 @@ def test_metadata_signed_by_a_key_not_in_the_root_is_refused(
     repo.publish(fake_bundle(tmp_path / "out", "1.2.0"))
     with pytest.raises(Refused, match="UnsignedMetadataError"):
         source.fetch("1.2.0", PLATFORM)
+
+
+def test_the_release_cli_makes_keys_a_repository_and_publishes(
+    register: RunningRegister, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kotihub-register release keys/init/add/timestamp` end to end; a hub then fetches what was published."""
+    from cloud_sync.register.cli import main
+
+    state = str(register.settings.state_dir)
+    keys = tmp_path / "keys"
+    assert main(["--state", state, "release", "keys", str(keys)]) == 0
+    assert sorted(p.name for p in keys.iterdir()) == ["root.pem", "snapshot.pem", "targets.pem", "timestamp.pem"]
+    assert all(p.stat().st_mode & 0o077 == 0 for p in keys.iterdir())
+    assert main(["--state", state, "release", "init", "--keys", str(keys)]) == 0
+    assert main(["--state", state, "release", "init", "--keys", str(keys)]) != 0  # never over an existing one
+    bundle = fake_bundle(tmp_path / "out", "3.0.0")
+    assert main(["--state", state, "release", "add", str(bundle), "--keys", str(keys)]) == 0
+    assert main(["--state", state, "release", "timestamp", "--keys", str(keys)]) == 0
+    capsys.readouterr()
+    repo = tufrepo.Repository(register.settings.state_dir / "releases")
+    assert repo.timestamp().signed.version == 3  # init, add, timestamp
+    hub = register.enroll(state_dir=tmp_path / "hub")
+    source = ReleaseSource(
+        register.url, tmp_path / "updater", repo.metadata_dir / "1.root.json", hub_session(hub.cert, hub.key, hub.ca)
+    )
+    assert source.fetch("3.0.0", PLATFORM).read_bytes() == bundle.read_bytes()
+    actions = {e["action"] for e in register.reg.audit_entries()}
+    assert {"release.init", "release.add"} <= actions
