@@ -10,6 +10,7 @@ Exit status: 0 done (or nothing to do), 1 refused / rolled back / install failed
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import sys
@@ -26,6 +27,7 @@ from cloud_sync import releases as rel
 from updater import config as configuration
 from updater import health, state
 from updater.apply import Updater
+from updater.configure import Configurer
 from updater.errors import TransientUpdateError
 from updater.fetch import ReleaseSource, hub_session
 from updater.install import Layout
@@ -71,6 +73,62 @@ def make_updater(
     )
 
 
+def running_version(cfg: configuration.UpdaterConfig) -> str:
+    """The release the daemon runs: ``current``, or (a hub installed before the release layout) this package's."""
+    current = Layout(cfg.root_path).version_of(Layout(cfg.root_path).current)
+    if current is not None:
+        return current
+    try:
+        return importlib.metadata.version("kotihub")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def make_configurer(cfg: configuration.UpdaterConfig, *, service: Service | None = None) -> Configurer:
+    socket, version = Path(cfg.control_socket), running_version(cfg)
+    return Configurer(
+        config_path=Path(cfg.hub_config),
+        state_file=cfg.state_path / "config-state.json",
+        service=service or SystemdService(cfg.restart_command, cfg.active_command),
+        look=lambda since: health.probe(socket, version=version, require_uplink=cfg.require_uplink, since=since),
+        window_s=cfg.health_window_s,
+    )
+
+
+def _post(cfg: configuration.UpdaterConfig, s: requests.Session, path: str, body: bytes) -> bool:
+    try:
+        resp = s.post(
+            register_url(cfg).rstrip("/") + path, data=body, headers={"Content-Type": "application/json"}, timeout=30
+        )
+    except requests.RequestException:
+        return False
+    return resp.status_code in (204, 404, 422)  # 404/422: the register will never take it; do not resend forever
+
+
+def configure_once(cfg: configuration.UpdaterConfig, configurer: Configurer) -> str | None:
+    """Finishes an interrupted configuration trial, then applies the register's pending push if there is one;
+    returns the outcome (None: nothing pending, or the register is unreachable)."""
+    s = session(cfg)
+    base = register_url(cfg).rstrip("/")
+    recovered = configurer.recover()
+    if recovered is not None:
+        push_id, outcome, detail = recovered
+        _post(cfg, s, f"/v1/config/{push_id}/outcome", msgspec.json.encode({"outcome": outcome, "detail": detail}))
+    try:
+        resp = s.get(base + "/v1/config/pending", timeout=30)
+        pending = msgspec.json.decode(resp.content) if resp.status_code == 200 else {}
+    except (requests.RequestException, msgspec.DecodeError):
+        return None
+    new_id, text = pending.get("push_id"), pending.get("toml")
+    if not isinstance(new_id, str) or not isinstance(text, str):
+        return None
+    outcome, detail = configurer.apply(new_id, text)
+    log.info("configuration %s: %s (%s)", new_id, outcome, detail)
+    body = msgspec.json.encode({"outcome": outcome, "detail": detail[:512]})
+    _post(cfg, s, f"/v1/config/{new_id}/outcome", body)
+    return outcome
+
+
 def assignment(cfg: configuration.UpdaterConfig, s: requests.Session) -> rel.Assignment:
     try:
         resp = s.get(register_url(cfg).rstrip("/") + "/v1/releases/assignment", timeout=30)
@@ -106,7 +164,16 @@ def report(cfg: configuration.UpdaterConfig, s: requests.Session) -> None:
     state.save(path, st)
 
 
-def run_once(cfg: configuration.UpdaterConfig, updater: Updater) -> int:
+def run_once(cfg: configuration.UpdaterConfig, updater: Updater, configurer: Configurer | None = None) -> int:
+    """One timer run: the release first (a configuration is judged on the release that will run it), then any
+    pushed configuration."""
+    code = _release_once(cfg, updater)
+    if code != 2:
+        configure_once(cfg, configurer or make_configurer(cfg, service=updater.service))
+    return code
+
+
+def _release_once(cfg: configuration.UpdaterConfig, updater: Updater) -> int:
     s = session(cfg)
     updater.recover()
     report(cfg, s)

@@ -338,6 +338,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     app.include_router(fleet.router(reg, hub=hub, principal=principal))
     app.include_router(releases.router(reg, hub=hub))
+    app.include_router(releases.config_router(reg, hub=hub))
     app.include_router(metrics.router(fleet_metrics, principal))
 
     def scoped(permission: str) -> Callable[[str, Principal], Principal]:

@@ -182,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.set_defaults(func=_fleet, existing=True)
     release_cli.add_parser(sub, common)
+    release_cli.add_config_parser(sub, common)
     return ap
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from securesystemslib.signer import CryptoSigner
 
-from cloud_sync.register import bundle, rollout, tufrepo
+from cloud_sync.register import bundle, config_push, rollout, tufrepo
 from cloud_sync.register.errors import Invalid
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.releases import repo_dir
@@ -68,6 +68,31 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("version", help="the release number")
     cmd("hold", "hold one hub on the release it runs").add_argument("hub", help="hub id")
     cmd("follow", "let a pinned or held hub follow rollouts again").add_argument("hub", help="hub id")
+
+
+def add_config_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    ap = sub.add_parser("config", help="remote configuration: push a kotihub.toml to hubs", parents=[common])
+    cs = ap.add_subparsers(dest="sub", required=True)
+    p = cs.add_parser("push", help="validate a kotihub.toml and queue it for hubs", parents=[common])
+    p.add_argument("file", type=Path, help="the new kotihub.toml (checked as `kotihub config check` does)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--hub", action="append", help="a hub id (repeat for several)")
+    target.add_argument("--percent", type=int, help="every hub whose cohort is below this (1-100)")
+    p.set_defaults(func=_config, existing=True)
+    cs.add_parser("list", help="pushes, newest first, with their outcomes", parents=[common]).set_defaults(
+        func=_config, existing=True
+    )
+
+
+def _config(args: argparse.Namespace, reg: Registry, actor: str) -> Any:
+    if args.sub == "list":
+        return config_push.pushes(reg, actor=actor)
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Invalid(f"cannot read {args.file}: {exc}") from exc
+    ids = config_push.push(reg, text, actor=actor, hubs=args.hub, percent=args.percent)
+    return f"queued for {len(ids)} hub(s)"
 
 
 def _keys(d: Path) -> dict[str, CryptoSigner]:

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from cloud_sync import releases as rel
-from cloud_sync.register import rollout
+from cloud_sync.register import config_push, rollout
 from cloud_sync.register.auth import HubIdentity
 from cloud_sync.register.errors import NotFound
 from cloud_sync.register.registry import Registry
@@ -63,6 +63,26 @@ def router(registry: Registry, *, hub: Callable[[Request], HubIdentity]) -> APIR
     async def outcome(request: Request, who: Annotated[HubIdentity, Depends(hub)]) -> Response:
         o = decode_json(await read_body(request, MAX_OUTCOME_BYTES), rel.Outcome)
         await run_in_threadpool(rollout.record_outcome, registry, who.hub_id, who.household_id, o)
+        return Response(status_code=204)
+
+    return r
+
+
+def config_router(registry: Registry, *, hub: Callable[[Request], HubIdentity]) -> APIRouter:
+    """``GET /v1/config/pending`` and ``POST /v1/config/{push_id}/outcome`` for hubs (remote configuration)."""
+    from cloud_sync.register.app import decode_json, read_body
+
+    r = APIRouter()
+
+    @r.get("/v1/config/pending")
+    async def pending(who: Annotated[HubIdentity, Depends(hub)]) -> Response:
+        got = await run_in_threadpool(config_push.pending, registry, who.hub_id)
+        return Response(content=msgspec.json.encode(got), media_type="application/json")
+
+    @r.post("/v1/config/{push_id}/outcome", status_code=204)
+    async def outcome(push_id: str, request: Request, who: Annotated[HubIdentity, Depends(hub)]) -> Response:
+        o = decode_json(await read_body(request, MAX_OUTCOME_BYTES), config_push.ConfigOutcome)
+        await run_in_threadpool(config_push.record_outcome, registry, who.hub_id, who.household_id, push_id, o)
         return Response(status_code=204)
 
     return r

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
@@ -28,8 +27,7 @@ from gateway.store import Store
 from tests.integration.test_daemon import wait_until
 from tests.support.register import RunningRegister
 from tests.support.releases import ReleaseRepo
-from tests.support.updates import PLATFORM, REPO, DaemonService, PowerCut, site_packages
-from updater import config as updater_config
+from tests.support.updates import REPO, DaemonService, Hub, PowerCut, provision_hub, site_packages
 from updater import health, state
 from updater.apply import Updater
 from updater.cli import make_updater, run_once
@@ -39,53 +37,9 @@ WINDOW_S = 12.0
 """The health window: long enough for a good release to start and reach the register on a busy 2-core box."""
 
 
-@dataclass
-class Hub:
-    root: Path
-    config: Path
-    state: Path
-    socket: Path
-    hub_id: str
-    updater_cfg: updater_config.UpdaterConfig
-
-
 @pytest.fixture
 def hub(tmp_path: Path, register: RunningRegister, mosquitto: MosquittoBroker, release_bundles: dict[str, Path]) -> Hub:
-    household = register.create_household()
-    register.add_member(household)
-    st, run = tmp_path / "state", tmp_path / "run"
-    config = tmp_path / "kotihub.toml"
-    config.write_text(
-        f'[hub]\nstate_dir = "{st}"\nruntime_dir = "{run}"\nlog_level = "info"\n'
-        "[store]\ncommit_interval = 0.2\n"
-        f'[drivers.mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nreconnect_min = 0.1\n'
-        "reconnect_max = 0.5\n"
-        f'[uplink]\nenabled = true\nregister_url = "{register.url}"\nbackoff_initial = 0.05\nbackoff_max = 0.5\n'
-        "command_poll_wait = 1.0\nheartbeat_interval = 1.0\n"
-    )
-    token, code = register.enroll_token(household), register.pairing_code(household)
-    assert code is not None
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "provision", "--config", str(config), "--register", register.url,
-         "--token", token, "--ca-file", str(register.ca_file), "--pairing-code", code],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    from cloud_sync.uplink import HubIdentity
-
-    cfg = updater_config.UpdaterConfig(
-        root=str(tmp_path / "opt"),
-        state_dir=str(tmp_path / "updater"),
-        trusted_root=str(tmp_path / "release-root.json"),
-        register_url=register.url,
-        hub_config=str(config),
-        hub_state_dir=str(st),
-        control_socket=str(run / "control.sock"),
-        platform=PLATFORM,
-        python=sys.executable,
-        health_window_s=WINDOW_S,
-    )
-    return Hub(tmp_path / "opt", config, st, run / "control.sock", HubIdentity(st).hub_id(), cfg)
+    return provision_hub(tmp_path, register, mosquitto, window_s=WINDOW_S)
 
 
 @pytest.fixture

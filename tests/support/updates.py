@@ -10,13 +10,19 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 import sysconfig
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cloud_sync.register import bundle
+from cloud_sync.uplink import HubIdentity
+from drivers.mqtt.broker import MosquittoBroker
+from tests.support.register import RunningRegister
+from updater import config as updater_config
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("gateway", "drivers", "cloud_sync", "household", "updater", "setup.cfg", "pyproject.toml", "README.md")
@@ -72,6 +78,54 @@ def release_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     return {v: build_release(work, work / "bundles", v, flaw) for v, flaw in RELEASES.items()}
 
 
+@dataclass
+class Hub:
+    root: Path
+    config: Path
+    state: Path
+    socket: Path
+    hub_id: str
+    updater_cfg: updater_config.UpdaterConfig
+
+
+def provision_hub(tmp_path: Path, register: RunningRegister, mosquitto: MosquittoBroker, *, window_s: float) -> Hub:
+    """A hub's configuration (broker, uplink to ``register`` with a 1 s heartbeat), enrolled with ``kotihub
+    provision``, and the updater's configuration for it under ``tmp_path``."""
+    household = register.create_household()
+    register.add_member(household)
+    st, run = tmp_path / "state", tmp_path / "run"
+    config = tmp_path / "kotihub.toml"
+    config.write_text(
+        f'[hub]\nstate_dir = "{st}"\nruntime_dir = "{run}"\nlog_level = "info"\n'
+        "[store]\ncommit_interval = 0.2\n"
+        f'[drivers.mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nreconnect_min = 0.1\n'
+        "reconnect_max = 0.5\n"
+        f'[uplink]\nenabled = true\nregister_url = "{register.url}"\nbackoff_initial = 0.05\nbackoff_max = 0.5\n'
+        "command_poll_wait = 1.0\nheartbeat_interval = 1.0\n"
+    )
+    token, code = register.enroll_token(household), register.pairing_code(household)
+    assert code is not None
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "provision", "--config", str(config), "--register", register.url,
+         "--token", token, "--ca-file", str(register.ca_file), "--pairing-code", code],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cfg = updater_config.UpdaterConfig(
+        root=str(tmp_path / "opt"),
+        state_dir=str(tmp_path / "updater"),
+        trusted_root=str(tmp_path / "release-root.json"),
+        register_url=register.url,
+        hub_config=str(config),
+        hub_state_dir=str(st),
+        control_socket=str(run / "control.sock"),
+        platform=PLATFORM,
+        python=sys.executable,
+        health_window_s=window_s,
+    )
+    return Hub(tmp_path / "opt", config, st, run / "control.sock", HubIdentity(st).hub_id(), cfg)
+
+
 def site_packages() -> Path:
     return Path(sysconfig.get_paths()["purelib"])
 
@@ -83,18 +137,24 @@ class PowerCut(BaseException):
 class DaemonService:
     """What systemd does for kotihub.service, for the updater's tests: run ``current/venv/bin/kotihub run``."""
 
-    def __init__(self, root: Path, config: Path, log: Path) -> None:
+    def __init__(self, root: Path, config: Path, log: Path, *, command: list[str] | None = None) -> None:
         self.root, self.config, self.log = root, config, log
+        self.command = command
+        """Instead of ``current/venv/bin/kotihub``: e.g. this checkout's daemon, for hubs without releases."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts: list[str] = []
         self.cut_power_after_restart = False
 
     def restart(self) -> None:
         self.stop()
-        exe = self.root / "current" / "venv" / "bin" / "kotihub"
-        self.starts.append(Path(exe.resolve()).parents[2].name)
+        if self.command is not None:
+            cmd, cwd = [*self.command, "run", "--config", str(self.config)], REPO
+        else:
+            exe = self.root / "current" / "venv" / "bin" / "kotihub"
+            self.starts.append(Path(exe.resolve()).parents[2].name)
+            cmd, cwd = [str(exe), "run", "--config", str(self.config)], self.root
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([str(exe), "run", "--config", str(self.config)], cwd=self.root, stderr=log)
+            self.proc = subprocess.Popen(cmd, cwd=cwd, stderr=log)
         if self.cut_power_after_restart:
             self.cut_power_after_restart = False
             raise PowerCut
