@@ -81,7 +81,8 @@ class ReleaseSource:
             # First run: the root shipped with the installation is the trust anchor; later runs use the newest
             # root TUF has verified (a rotation walked through signed 2.root.json, 3.root.json ...).
             if not self.trusted_root.exists():
-                raise Refused(f"no trusted release root at {self.trusted_root}: the hub cannot verify releases")
+                # Not the release's fault: nothing is recorded against it, and the next run tries again.
+                raise TransientUpdateError(f"no trusted release root at {self.trusted_root}: cannot verify releases")
             shutil.copyfile(self.trusted_root, self.metadata_dir / "root.json")
         return Updater(
             metadata_dir=str(self.metadata_dir),
