@@ -131,3 +131,32 @@ def test_the_health_wait_ends_early_when_the_daemon_is_gone_and_on_time_otherwis
     assert not gone.healthy and "exited" in gone.reason and t[0] == 0
     late = health.wait_healthy(lambda: Verdict(False, "no socket"), 10, clock=lambda: t[0], sleep=sleep, poll_s=1)
     assert not late.healthy and "within 10 s" in late.reason and t[0] == 10
+
+
+def test_a_configuration_trial_cut_off_by_a_power_cut_is_judged_and_reverted(tmp_path: Path) -> None:
+    from updater.configure import Configurer
+
+    config = tmp_path / "kotihub.toml"
+    config.write_text('[hub]\nname = "old"\n')
+    service = Service()
+    looks: list[float] = []
+
+    def look(since: float) -> Verdict:
+        looks.append(since)
+        return Verdict(False, "selftest FAIL: register")
+
+    c = Configurer(config, tmp_path / "updater" / "config-state.json", service, look, window_s=0.01, poll_s=0.001)
+    assert c.recover() is None  # nothing on trial: nothing done
+    # The push is refused if it would move the store, before anything is written.
+    assert c.apply("cfg_1", '[hub]\nstate_dir = "/elsewhere"\n')[0] == "refused"
+    assert config.read_text() == '[hub]\nname = "old"\n' and service.restarts == 0
+    # A valid push that the daemon does not survive is put back, and the daemon restarted on the old file.
+    outcome, detail = c.apply("cfg_2", '[hub]\nname = "new"\n')
+    assert (outcome, detail) == ("reverted", "not healthy within 0 s: selftest FAIL: register")
+    assert config.read_text() == '[hub]\nname = "old"\n' and service.restarts == 2
+    # The power cut: the new file in place and the trial recorded, nothing judged yet. The next run finishes it.
+    c.previous.write_text('[hub]\nname = "old"\n')
+    config.write_text('[hub]\nname = "new"\n')
+    c.state_file.write_text('{"push_id": "cfg_3", "started": 1.0}')
+    assert c.recover() == ("cfg_3", "reverted", "not healthy within 0 s: selftest FAIL: register")
+    assert config.read_text() == '[hub]\nname = "old"\n' and not c.state_file.exists()
