@@ -448,6 +448,16 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _update_status(args: argparse.Namespace) -> int:
+    from updater import cli as updater_cli  # the updater's own package; read-only here
+    from updater import config as updater_config
+
+    cfg = updater_config.load(args.updater_config or updater_config.DEFAULT_PATH)
+    s = updater_cli.status(cfg)
+    _emit(args, s, updater_cli.status_text(s))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """One sub-parser per command, each with ``set_defaults(func=_command)``: a new command is a function above and
     a few lines here, every option with its help text (``tests/unit/test_cli_text.py`` checks that)."""
@@ -542,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help="validate a configuration file: every problem, with its key")
     check.add_argument("file", type=Path, help="the TOML file, e.g. /etc/kotihub/kotihub.toml")
     check.set_defaults(func=_config_check)
+    update = sub.add_parser("update", help="releases: what runs, what was tried (kotihub-updater does the work)")
+    update_sub = update.add_subparsers(dest="update_command", required=True, metavar="COMMAND")
+    ustatus = update_sub.add_parser("status", parents=[common], help="running release, previous, recent attempts")
+    ustatus.add_argument("--updater-config", type=Path, default=None, help="updater.toml (default /etc/kotihub/)")
+    ustatus.set_defaults(func=_update_status)
     return parser
 
 

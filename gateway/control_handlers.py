@@ -8,6 +8,7 @@ serves the table.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -41,6 +42,17 @@ from gateway.retention import RetentionReport
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("kotihub")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+_VERSION = _installed_version()
+"""The release this daemon runs: the updater confirms a switch only when the daemon answering is the new one."""
 
 
 async def _report(coro: Awaitable[RetentionReport]) -> dict[str, Any]:
@@ -171,7 +183,7 @@ class ControlHandlers:
             "horizon": time.time() - self.d.config.retention.days * 86_400,
             **(self.d.retention.summary() if self.d.retention is not None else {"days": self.d.config.retention.days}),
         }
-        summary["hub"] = {"name": self.d.config.hub.name}
+        summary["hub"] = {"name": self.d.config.hub.name, "version": _VERSION}
         summary["tasks"] = self.d.supervisor.summary()
         for name, fn in self.d.status_extras.items():
             summary[name] = await fn()

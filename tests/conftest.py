@@ -8,4 +8,5 @@ pytest_plugins: list[str] = [
     "tests.support.notify",
     "tests.support.webapp",
     "tests.support.browser",
+    "tests.support.updates",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from cloud_sync import protocol as p
-from cloud_sync.register import fleet, metrics, wakeups, webapp
+from cloud_sync.register import fleet, metrics, releases, wakeups, webapp
 from cloud_sync.register.budget import MemoryBudget
 from cloud_sync.register.lanegate import LaneGate
 from cloud_sync.register.notify import routes as notify_routes
@@ -80,6 +80,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     # Hubs (mTLS) and the operator's fleet view.
     app.include_router(fleet.router(reg, hub=callers.hub, principal=callers.principal))
     app.include_router(metrics.router(fleet_metrics, callers.principal))
+    # Signed releases and remote configuration for hubs (TUF metadata, rollout assignment, outcomes; docs/updates.md).
+    app.include_router(releases.router(reg, hub=callers.hub))
+    app.include_router(releases.config_router(reg, hub=callers.hub))
     app.include_router(enroll.router(reg, settings, callers))
     lanes = LaneGate(settings.db_pool_size + settings.db_max_overflow)
     app.include_router(hub_ingest.router(reg, callers, fleet_metrics, lanes))

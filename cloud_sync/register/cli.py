@@ -22,7 +22,7 @@ import msgspec
 
 from cloud_sync import clitools
 from cloud_sync.protocol import MemberRequest
-from cloud_sync.register import dbcli, export, fleet, memberlog, migrate, retention, server, workers
+from cloud_sync.register import dbcli, export, fleet, memberlog, migrate, release_cli, retention, server, workers
 from cloud_sync.register.auth import ROLES
 from cloud_sync.register.errors import Invalid, RegisterError
 from cloud_sync.register.notify import alarms, contacts, desk
@@ -193,6 +193,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.set_defaults(func=_fleet, existing=True)
     dbcli.add_parser(sub, common)
+    release_cli.add_parser(sub, common)
+    release_cli.add_config_parser(sub, common)
     return ap
 
 

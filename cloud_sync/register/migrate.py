@@ -12,6 +12,7 @@ compared with the frozen baseline and, only if they match, stamped as the baseli
 from __future__ import annotations
 
 import fcntl
+import importlib
 import logging
 import re
 from collections.abc import Iterator
@@ -40,6 +41,26 @@ ADVISORY_LOCK_KEY = 0x6B6F_7469_6875_6201
 """PostgreSQL advisory lock id of the register's migrations (any constant the database's other users do not use)."""
 VERSION_TABLE = "alembic_version"
 _PARTITION = re.compile(r"readings_(p\d{8}|default)")
+
+
+TABLE_MODULES = (
+    "cloud_sync.register.db",
+    "cloud_sync.register.notify.schema",
+    "cloud_sync.register.restriction_table",
+    "cloud_sync.register.webapp.schema",
+    "cloud_sync.register.rollout",
+    "cloud_sync.register.config_push",
+)
+"""Every module that defines register tables on ``db.metadata``: what the migrations must make."""
+
+
+def full_metadata() -> Any:
+    """The register's whole metadata, every table module loaded (whatever the caller happened to import)."""
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+    from cloud_sync.register import db  # db imports this module
+
+    return db.metadata
 
 
 class SchemaError(Exception):
@@ -113,12 +134,11 @@ def downgrade(engine: Engine, revision: str) -> str | None:
 
 
 def _check_newer(conn: Connection, at: str) -> None:
-    from cloud_sync.register import db  # the whole metadata (db imports this module)
-    from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- on db.metadata
-
     # What the database has beyond this release's metadata shows as "remove_*"; anything else is missing or changed.
     lacking = [
-        d for d in schema_differences(conn, db.metadata) if not (isinstance(d, tuple) and d[0].startswith("remove_"))
+        d
+        for d in schema_differences(conn, full_metadata())
+        if not (isinstance(d, tuple) and d[0].startswith("remove_"))
     ]
     if lacking:
         shown = "; ".join(repr(d) for d in lacking[:5])

@@ -93,6 +93,8 @@ class ReplyStats:
     bad_replies: int = 0
     last_bad_reply: str | None = None
     last_bad_at: float | None = None
+    last_ok_at: float | None = None
+    """When the register last answered a request with success: the updater's "the uplink reached the register"."""
 
     def bad(self, what: str) -> None:
         self.bad_replies += 1
@@ -224,6 +226,7 @@ class RegisterClient:
                 with contextlib.suppress(ValueError, AttributeError):
                     offset = resp.json().get("offset")
             raise RegisterRejected(f"{resp.status_code}: {_detail(resp)}", status=resp.status_code, offset=offset)
+        self.replies.last_ok_at = time.time()
         return resp
 
     def decode(self, resp: requests.Response, typ: type[R]) -> R:

@@ -133,8 +133,14 @@ def _v2_driver_state(conn: Connection) -> None:
 
 
 # Append only: migration N (1-based) brings user_version from N-1 to N. Never edit a released one.
+# Each is additive (new tables, nullable columns, indexes), and a release adds at most one: so the release before it
+# still reads and writes the store, and an update can always be rolled back (docs/updates.md, "Store migrations";
+# tests/unit/test_store_rollback.py checks both).
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2_driver_state]
 SCHEMA_VERSION = len(MIGRATIONS)
+COMPATIBLE_AHEAD = 1
+"""How many schema versions newer than this code a store may be and still be used as it is: the one a newer
+release added before it was rolled back to this one."""
 
 
 def migrate(conn: Connection) -> int:
@@ -144,6 +150,10 @@ def migrate(conn: Connection) -> int:
     is left as it was.
     """
     current = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+    if SCHEMA_VERSION < current <= SCHEMA_VERSION + COMPATIBLE_AHEAD:
+        # A rolled-back update: the newer release's migration only added what this code does not use.
+        log.warning("store schema %d is newer than this release's %d; using it as it is", current, SCHEMA_VERSION)
+        return int(current)
     if current > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"the database has schema version {current} but this kotihub knows only up to {SCHEMA_VERSION}; "

@@ -30,6 +30,7 @@ COPIED = (
     "cloud_sync",
     "drivers",
     "household",
+    "updater",
     "pyproject.toml",
     "setup.cfg",
 )
@@ -158,6 +159,18 @@ def test_files_modes_user_and_units(installed: tuple[Path, str], checkout: Path)
         )
         assert os.access(root / exec_start.lstrip("/"), os.X_OK), exec_start
 
+    # The updater's layout: `current` is this install as a release, and the updater's units are in place.
+    version = next(
+        line.split("=", 1)[1].strip()
+        for line in (checkout / "setup.cfg").read_text().splitlines()
+        if line.startswith("version =")
+    )
+    assert os.readlink(root / "opt/kotihub/current") == f"releases/{version}"
+    assert os.access(root / "opt/kotihub/current/venv/bin/kotihub-updater", os.X_OK)
+    assert (root / "opt/kotihub/releases" / version / ".complete").read_text() == version + "\n"
+    for unit in ("kotihub-updater.service", "kotihub-updater.timer"):
+        assert (root / "etc/systemd/system" / unit).read_bytes() == (checkout / "systemd" / unit).read_bytes()
+    assert (root / "etc/systemd/system/timers.target.wants/kotihub-updater.timer").is_symlink()
     # The installed package works: the staged CLI validates the staged config.
     check = subprocess.run(
         [root / "opt/kotihub/venv/bin/kotihub", "config", "check", config], capture_output=True, text=True, check=False

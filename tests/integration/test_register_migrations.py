@@ -48,7 +48,7 @@ def test_fresh_database_is_made_by_migrations_and_matches_the_metadata(db_url: s
     try:
         assert migrate.current(engine) == migrate.head()
         with engine.connect() as conn:
-            assert migrate.schema_differences(conn, db.metadata) == []
+            assert migrate.schema_differences(conn, migrate.full_metadata()) == []
     finally:
         engine.dispose()
 

@@ -156,7 +156,7 @@ async def test_a_database_from_newer_code_is_refused_untouched(tmp_path: Path) -
         pass
     db = tmp_path / "kotihub.db"
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + schema.COMPATIBLE_AHEAD + 1}")
     before = db.read_bytes()
     with pytest.raises(SchemaTooNewError, match="refusing"):
         open_store(tmp_path)

@@ -119,7 +119,7 @@ def test_hub_unit_matches_what_the_daemon_expects() -> None:
     assert d["LoadCredential"] == [f"{crypto.CREDENTIAL_NAME}:/etc/credstore/{crypto.CREDENTIAL_NAME}"]
 
     exec_start = d["ExecStart"][0].split()
-    assert exec_start[0] == "/opt/kotihub/venv/bin/kotihub"
+    assert exec_start[0] == "/opt/kotihub/current/venv/bin/kotihub"  # the updater's switchable link
     args = build_parser().parse_args(exec_start[1:])
     assert args.command == "run"
     assert args.config == Path("/etc/kotihub/kotihub.toml")

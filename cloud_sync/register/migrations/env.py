@@ -1,22 +1,19 @@
 """Alembic's environment: migrations run on the connection :mod:`cloud_sync.register.migrate` hands over (it holds
-the migration lock), against the register's whole metadata, the notification tables included."""
+the migration lock), against the register's whole metadata, every table module included (migrate.TABLE_MODULES)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-from cloud_sync.register import db
-from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- on db.metadata
-from cloud_sync.register.restriction_table import restrictions as _restrictions  # noqa: F401 -- likewise
-from cloud_sync.register.webapp import schema as _app_tables  # noqa: F401 -- likewise
+from cloud_sync.register import migrate
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
     raise RuntimeError("run migrations with `kotihub-register db upgrade`, which passes the connection")
 context.configure(
     connection=connection,
-    target_metadata=db.metadata,
+    target_metadata=migrate.full_metadata(),
     compare_type=True,
     # SQLite cannot ALTER most things in place: batch mode copies the table instead.
     render_as_batch=connection.dialect.name == "sqlite",
