@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from drivers.mqtt.broker import MosquittoBroker
 
 from cloud_sync.register import config_push
 from cloud_sync.register.errors import Invalid
 from gateway.control import call
+from kotihub_tools.broker import MosquittoBroker
 from tests.integration.test_daemon import wait_until
 from tests.support.register import RunningRegister
 from tests.support.updates import DaemonService, provision_hub

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from drivers.mqtt.broker import MosquittoBroker
-from drivers.mqtt.simulator import AQARA_ID, AQARA_NAME, Z2M, publish_scene
 from sqlalchemy import select
 
 from cloud_sync.register import rollout
 from gateway import crypto
 from gateway.control import call
 from gateway.store import Store
+from kotihub_tools.broker import MosquittoBroker
+from kotihub_tools.simulators.mqtt import AQARA_ID, AQARA_NAME, Z2M, publish_scene
 from tests.integration.test_daemon import wait_until
 from tests.support.register import RunningRegister
 from tests.support.releases import ReleaseRepo

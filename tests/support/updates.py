@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from drivers.mqtt.broker import MosquittoBroker
 
 from cloud_sync.register import bundle
 from cloud_sync.uplink import HubIdentity
+from kotihub_tools.broker import MosquittoBroker
 from tests.support.register import RunningRegister
 from updater import config as updater_config
 
