@@ -363,6 +363,10 @@ class Uplink:
     def _backoff(self) -> Backoff:
         return self.policy.backoff(rng=self.rng)
 
+    def client(self) -> RegisterClient:
+        """A connection of its own, for a command that talks to the register (the caller closes it)."""
+        return self._client()
+
     def _client(self) -> RegisterClient:
         return RegisterClient(
             self.config.register_url,

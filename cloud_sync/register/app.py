@@ -24,7 +24,19 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from cloud_sync import protocol as p
-from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, retention, wakeups, webapp
+from cloud_sync.register import (
+    clips,
+    export,
+    fleet,
+    hubexports,
+    ingest,
+    jsonshape,
+    memberlog,
+    metrics,
+    retention,
+    wakeups,
+    webapp,
+)
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.budget import Lease, MemoryBudget
 from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
@@ -314,6 +326,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     Who = Annotated[Principal, Depends(principal)]
 
     app.include_router(fleet.router(reg, hub=hub, principal=principal))
+    app.include_router(hubexports.router(reg, hub=hub, read_body=read_body))
     app.include_router(metrics.router(fleet_metrics, principal))
 
     def scoped(permission: str) -> Callable[[str, Principal], Principal]:

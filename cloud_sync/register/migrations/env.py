@@ -7,6 +7,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from cloud_sync.register import db
+from cloud_sync.register import hubexports as _hub_exports  # noqa: F401 -- on db.metadata
 from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- on db.metadata
 
 connection = context.config.attributes.get("connection")
