@@ -193,7 +193,7 @@ def purge_expired(registry: Registry, *, now: float | None = None) -> int:
     """Delete every copy older than :data:`KEEP_S`, and every upload left unfinished as long: blobs first."""
     cutoff = (time.time() if now is None else now) - KEEP_S
     t = hub_exports.c
-    old = and_(t.created_at < cutoff) | and_(t.completed_at.is_not(None), t.completed_at < cutoff)
+    old = and_(t.complete.is_(True), t.completed_at < cutoff) | and_(t.complete.is_(False), t.created_at < cutoff)
     with registry.engine.connect() as conn:
         doomed = conn.execute(select(t.household_id, t.export_id).where(old)).all()
     for household_id, export_id in doomed:
