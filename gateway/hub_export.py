@@ -25,7 +25,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.errors import PermanentError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from gateway.errors import PermanentError, TransientError
 from gateway.privacy import ExportProgress, write_archive
 from gateway.store.clips import encrypt_stream, parse_recipients
 
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+SEND_FOR_S = 600.0
+"""How long the hub keeps resending before it reports the command failed (the household can ask again)."""
 
 
 class NoRecipients(PermanentError):
@@ -169,6 +173,24 @@ def _prepared(exports_dir: Path, out: Path) -> bool:
     return out.exists()
 
 
+async def send(client: Callable[[], RegisterClient], export_id: str, path: Path) -> dict[str, Any]:
+    """Uploads the sealed copy, resuming after every transient failure (a lost reply, the register away) for up to
+    :data:`SEND_FOR_S`; a refusal (4xx) is final and fails the command."""
+    c = client()
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_delay(SEND_FOR_S),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            reraise=True,
+        ):
+            with attempt:
+                return await asyncio.to_thread(upload, c, export_id, path)
+    finally:
+        c.close()
+    raise AssertionError("unreachable: tenacity reraises")
+
+
 async def run(
     store: Store,
     *,
@@ -189,11 +211,11 @@ async def run(
         )
         counts = sealed["counts"]
         await store.audit("register", "export", "all", {"counts": counts, "sealed": True})
-    c = client()
     try:
-        sent = await asyncio.to_thread(upload, c, export_id, out)
+        sent = await send(client, export_id, out)
     finally:
-        c.close()
-    await asyncio.to_thread(out.unlink, missing_ok=True)
+        # Delivered, or failed for good (the command is reported failed and never comes back): either way the
+        # sealed copy has no further use here. A hub killed before this line keeps it for the redelivered command.
+        await asyncio.to_thread(out.unlink, missing_ok=True)
     log.info("the household's sealed copy is with the register (%d bytes)", sent["size"])
     return {"export_id": export_id, **sent, "counts": counts}

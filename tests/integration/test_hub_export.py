@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 import zipfile
+from pathlib import Path
 
 import pyrage
 import pytest
@@ -14,13 +16,15 @@ from sqlalchemy import delete, select
 
 from cloud_sync.register import db, hubexports, mydata
 from cloud_sync.register.errors import NotFound
-from cloud_sync.uplink import HubIdentity
+from cloud_sync.uplink import HubIdentity, RegisterClient
+from gateway import hub_export
 from kotihub_tools.broker import MosquittoBroker
 from kotihub_tools.simulators.mqtt import publish_scene
 from tests.integration import test_hub_register
 from tests.integration.test_daemon import wait_until
 from tests.integration.test_hub_register import SyncedHub
 from tests.support.register import ACTOR, RunningRegister
+from tests.support.tcpproxy import fault_proxy
 
 # The provisioned, paired, running hub of test_hub_register (its fault proxy in between).
 proxy, synced_hub = test_hub_register.proxy, test_hub_register.synced_hub
@@ -108,3 +112,28 @@ def test_an_erasure_deletes_the_hubs_copy_at_the_register(
     assert reg.blobs.size(household, hubexports.BLOB_PREFIX + command_id) == 0
     with pytest.raises(NotFound):
         hubexports.open_export(reg, household, command_id, actor=ACTOR)
+
+
+def test_a_lost_reply_mid_upload_resumes_and_the_copy_arrives_once(register: RunningRegister, tmp_path: Path) -> None:
+    """The hub's upload over TLS through a proxy that cuts the register's reply to a chunk it received: the hub
+    resumes where the register is, the bytes arrive once, and the register verifies the digest."""
+    ident = register.enroll()
+    (command_id,) = register.reg.queue_command(ident.household_id, "export", {}, hub_id=ident.hub_id, actor=ACTOR)
+    sealed = tmp_path / "sealed.age"
+    sealed.write_bytes(random.Random(18).randbytes(3 * hub_export.CHUNK + 12345))
+    with fault_proxy(register.port) as proxy:
+        proxy.request_bytes, proxy.cut_replies = 2 * hub_export.CHUNK, 1  # the second chunk's reply is lost
+
+        def client() -> RegisterClient:
+            return RegisterClient(proxy.url, HubIdentity(ident.state_dir), connect_timeout=5, read_timeout=30)
+
+        sent = asyncio.run(hub_export.send(client, command_id, sealed))
+        assert proxy.cut_count == 1
+    assert sent["size"] == sealed.stat().st_size
+    _, chunks = hubexports.open_export(register.reg, ident.household_id, command_id, actor=ACTOR)
+    assert b"".join(chunks) == sealed.read_bytes()
+    with register.reg.engine.connect() as conn:
+        uploads = conn.execute(
+            select(db.audit.c.id).where(db.audit.c.target == command_id, db.audit.c.action == "hub_export.upload")
+        ).all()
+    assert len(uploads) == 1
