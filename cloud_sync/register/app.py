@@ -326,7 +326,6 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     Who = Annotated[Principal, Depends(principal)]
 
     app.include_router(fleet.router(reg, hub=hub, principal=principal))
-    app.include_router(hubexports.router(reg, hub=hub, read_body=read_body))
     app.include_router(metrics.router(fleet_metrics, principal))
 
     def scoped(permission: str) -> Callable[[str, Principal], Principal]:
@@ -644,6 +643,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         return _json(summary)
 
     app.include_router(notify_routes.make_router(reg, scoped, read_body))
+    app.include_router(hubexports.router(reg, hub=hub, read_body=read_body, scoped=scoped))
     app.include_router(webapp.router(WebContext.create(reg, settings)))
     app.mount(webapp.STATIC_PATH, webapp.static_files())
 

@@ -18,13 +18,13 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Boolean, Column, Double, Integer, String, Table, and_, delete, select, update
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from cloud_sync import protocol as p
 from cloud_sync.register import db
-from cloud_sync.register.auth import HubIdentity
+from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.blobstore import OffsetMismatch
 from cloud_sync.register.clips import OffsetConflict
 from cloud_sync.register.errors import Invalid, NotFound, RegisterError
@@ -177,6 +177,28 @@ def ready(registry: Registry, household_id: str, *, now: float | None = None) ->
     return {r.export_id: {"size": r.size, "expires_at": r.completed_at + KEEP_S} for r in rows}
 
 
+def export_state(command: dict[str, Any], ready: dict[str, Any] | None) -> str:
+    """``asked`` (the hub has not answered), ``ready`` (its ciphertext is here), ``failed``, or ``expired`` (it
+    arrived and was deleted after :data:`KEEP_S`, or erased)."""
+    if command["status"] == "failed":
+        return "failed"
+    if command["status"] != "done":
+        return "asked"
+    return "ready" if ready is not None else "expired"
+
+
+def listing(registry: Registry, household_id: str, *, now: float | None = None) -> list[dict[str, Any]]:
+    """The latest export requests, newest first, each with its ``state`` and, when ready, ``size`` and
+    ``expires_at``."""
+    from cloud_sync.register import mydata  # mydata's erasure side imports retention, which imports this module
+
+    have = ready(registry, household_id, now=now)
+    return [
+        {**e, "state": export_state(e, have.get(e["id"])), **(have.get(e["id"]) or {})}
+        for e in mydata.hub_exports(registry, household_id)
+    ]
+
+
 def open_export(
     registry: Registry, household_id: str, export_id: str, *, actor: str, now: float | None = None
 ) -> tuple[int, Iterator[bytes]]:
@@ -214,11 +236,33 @@ def _export_id(export_id: str) -> str:
 
 
 def router(
-    reg: Registry, *, hub: Callable[[Request], HubIdentity], read_body: Callable[[Request, int], Any]
+    reg: Registry,
+    *,
+    hub: Callable[[Request], HubIdentity],
+    read_body: Callable[[Request, int], Any],
+    scoped: Callable[[str], Callable[..., Principal]],
 ) -> APIRouter:
-    """The hub's upload endpoints (mTLS hub identity)."""
+    """The hub's upload endpoints (mTLS hub identity) and the household API's list and ciphertext (bearer token,
+    as for clips: ``data.read`` to list, ``clips.read`` for the ciphertext, audited ``hub_export.read``)."""
     r = APIRouter()
     Hub = Annotated[HubIdentity, Depends(hub)]
+
+    @r.get("/v1/households/{h}/hub-exports")
+    def list_exports(h: str, who: Annotated[Principal, Depends(scoped("data.read"))]) -> Response:
+        if who.is_operator:
+            reg.audit(who.actor, "hub_export.list", h)
+        return Response(msgspec.json.encode(listing(reg, h)), media_type="application/json")
+
+    @r.get("/v1/households/{h}/hub-exports/{export_id}")
+    def get_export(
+        h: str, export_id: str, who: Annotated[Principal, Depends(scoped("clips.read"))]
+    ) -> StreamingResponse:
+        size, chunks = open_export(reg, h, _export_id(export_id), actor=who.actor)
+        return StreamingResponse(
+            iterate_in_threadpool(chunks),
+            media_type=p.CLIP_CONTENT_TYPE,
+            headers={"Content-Length": str(size), "Cache-Control": "no-store"},
+        )
 
     @r.put("/v1/exports/{export_id}")
     async def put_export(export_id: str, request: Request, who: Hub) -> Any:

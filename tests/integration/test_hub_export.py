@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyrage
 import pytest
+import requests
 from sqlalchemy import delete, select
 
 from cloud_sync.register import db, hubexports, mydata
@@ -28,6 +29,14 @@ from tests.support.tcpproxy import fault_proxy
 
 # The provisioned, paired, running hub of test_hub_register (its fault proxy in between).
 proxy, synced_hub = test_hub_register.proxy, test_hub_register.synced_hub
+
+
+def _bearer(register: RunningRegister, token: str) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = str(register.ca_file)
+    s.headers["Authorization"] = f"Bearer {token}"
+    return s
 
 
 def _export_command(register: RunningRegister, household: str) -> dict[str, object] | None:
@@ -60,6 +69,17 @@ def test_the_hub_answers_export_with_a_copy_only_a_member_opens(
     with register.reg.engine.connect() as conn:
         actions = conn.execute(select(db.audit.c.action).where(db.audit.c.target == command_id)).scalars().all()
     assert "hub_export.read" in actions and "hub_export.upload" in actions
+
+    # The household API lists it and serves the same bytes, to this household's token only.
+    api = _bearer(register, register.api_token("household", household))
+    listed = api.get(f"{register.url}/v1/households/{household}/hub-exports", timeout=30).json()
+    assert [(e["id"], e["state"], e["size"]) for e in listed] == [(command_id, "ready", size)]
+    assert api.get(f"{register.url}/v1/households/{household}/hub-exports/{command_id}", timeout=30).content == (
+        ciphertext
+    )
+    stranger = _bearer(register, register.api_token("household", register.create_household("Naapuri")))
+    refused = stranger.get(f"{register.url}/v1/households/{household}/hub-exports/{command_id}", timeout=30)
+    assert refused.status_code == 403
 
     # Nobody but a member opens it: not a stranger's identity (the register holds none of the household's).
     with pytest.raises(pyrage.DecryptError):

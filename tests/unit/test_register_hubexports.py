@@ -20,7 +20,6 @@ from cloud_sync.register.clips import OffsetConflict
 from cloud_sync.register.errors import NotFound, RegisterError
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
-from cloud_sync.register.webapp.pages.data import export_state
 
 
 @pytest.fixture
@@ -120,7 +119,7 @@ def test_a_copy_lives_seven_days_and_an_unfinished_upload_as_long(reg: Registry)
 
 
 def test_the_page_states() -> None:
-    assert export_state({"status": "pending"}, None) == "asked"
-    assert export_state({"status": "failed"}, None) == "failed"
-    assert export_state({"status": "done"}, {"size": 1}) == "ready"
-    assert export_state({"status": "done"}, None) == "expired"
+    assert hubexports.export_state({"status": "pending"}, None) == "asked"
+    assert hubexports.export_state({"status": "failed"}, None) == "failed"
+    assert hubexports.export_state({"status": "done"}, {"size": 1}) == "ready"
+    assert hubexports.export_state({"status": "done"}, None) == "expired"

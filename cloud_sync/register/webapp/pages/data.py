@@ -114,16 +114,6 @@ register_texts(
 _JS_TEXTS = ("nokeys", "loading", "fetchfailed", "decryptfailed", "saved")
 
 
-def export_state(command: dict[str, Any], ready: dict[str, Any] | None) -> str:
-    """``asked`` (the hub has not answered), ``ready`` (its ciphertext is here), ``failed``, or ``expired`` (it
-    arrived and was deleted after :data:`hubexports.KEEP_S`, or erased)."""
-    if command["status"] == "failed":
-        return "failed"
-    if command["status"] != "done":
-        return "asked"
-    return "ready" if ready is not None else "expired"
-
-
 def router(ctx: WebContext) -> APIRouter:
     r = APIRouter()
 
@@ -131,12 +121,7 @@ def router(ctx: WebContext) -> APIRouter:
         hidden = restrictions.restricted(ctx.reg, household_id)
         counts = mydata.held(ctx.reg, household_id)
         rows = [(name, None if mydata.CATEGORY_OF.get(name, "") in hidden else counts[name]) for name, _ in mydata.HELD]
-        ready = hubexports.ready(ctx.reg, household_id, now=ctx.clock())
-        exports = [
-            {**e, "state": export_state(e, ready.get(e["id"])), **(ready.get(e["id"]) or {})}
-            for e in mydata.hub_exports(ctx.reg, household_id)
-        ]
-        return {"rows": rows, "exports": exports}
+        return {"rows": rows, "exports": hubexports.listing(ctx.reg, household_id, now=ctx.clock())}
 
     @r.get("/app/data", response_class=HTMLResponse)
     async def data(request: Request, session: Member) -> HTMLResponse:
