@@ -25,7 +25,9 @@ from tests.integration import test_hub_register
 from tests.integration.test_daemon import wait_until
 from tests.integration.test_hub_register import SyncedHub
 from tests.support.register import ACTOR, RunningRegister
+from tests.support.stores import open_store
 from tests.support.tcpproxy import fault_proxy
+from tests.unit.test_privacy import populate
 
 # The provisioned, paired, running hub of test_hub_register (its fault proxy in between).
 proxy, synced_hub = test_hub_register.proxy, test_hub_register.synced_hub
@@ -157,3 +159,49 @@ def test_a_lost_reply_mid_upload_resumes_and_the_copy_arrives_once(register: Run
             select(db.audit.c.id).where(db.audit.c.target == command_id, db.audit.c.action == "hub_export.upload")
         ).all()
     assert len(uploads) == 1
+
+
+async def test_a_hub_restarted_mid_upload_resends_the_copy_it_sealed(register: RunningRegister, tmp_path: Path) -> None:
+    """Killed after sealing and part of the upload, the hub gets the command again (still pending): it sends the
+    sealed file it kept, from where the register is, and never seals a second, different copy."""
+    ident = register.enroll()
+    (command_id,) = register.reg.queue_command(ident.household_id, "export", {}, hub_id=ident.hub_id, actor=ACTOR)
+    member = pyrage.x25519.Identity.generate()
+    exports = tmp_path / "run" / "exports"
+    exports.mkdir(parents=True)
+    async with open_store(tmp_path / "hub") as store:
+        await populate(store, tmp_path / "spool")
+        await store.flush()
+        out = hub_export.ciphertext_path(exports, command_id)
+        sealed = hub_export.seal_export(
+            store, out, recipients=[str(member.to_public())], hub_name="koti", spool_dir=tmp_path / "spool"
+        )
+        kept = out.read_bytes()
+        # What the hub sent before it was killed: the record and the first half.
+        client = RegisterClient(register.url, HubIdentity(ident.state_dir), connect_timeout=5, read_timeout=30)
+        try:
+            url = f"/v1/exports/{command_id}"
+            client.request("PUT", url, json={"size": sealed["size"], "sha256": sealed["sha256"]})
+            client.request("PATCH", url, params={"offset": 0}, data=kept[: len(kept) // 2])
+        finally:
+            client.close()
+
+        def nobody() -> list[str]:
+            raise AssertionError("the hub sealed its copy again")
+
+        answer = await hub_export.run(
+            store,
+            export_id=command_id,
+            exports_dir=exports,
+            recipients=nobody,
+            hub_name="koti",
+            spool_dir=tmp_path / "spool",
+            client=lambda: RegisterClient(
+                register.url, HubIdentity(ident.state_dir), connect_timeout=5, read_timeout=30
+            ),
+        )
+    assert answer["sha256"] == sealed["sha256"]
+    assert list(exports.iterdir()) == []  # delivered: nothing kept on the hub
+    _, chunks = hubexports.open_export(register.reg, ident.household_id, command_id, actor=ACTOR)
+    assert b"".join(chunks) == kept
+    assert pyrage.decrypt(kept, [member])[:2] == b"PK"
