@@ -141,6 +141,10 @@ def upload(client: RegisterClient, export_id: str, path: Path) -> dict[str, Any]
         client.request("PUT", url, data=json.dumps({"size": size, "sha256": sha256}), headers=_JSON),
         p.ClipUploadStatus,
     )
+    if state.complete and state.sha256 != sha256:
+        # The register already holds this command's copy, complete and verified: a copy sealed again after a
+        # restart that fell between the upload and the result. That copy is the answer; it is not replaced.
+        return {"size": state.offset, "sha256": state.sha256}
     offset = state.offset
     while not state.complete:
         if not 0 <= offset <= size:

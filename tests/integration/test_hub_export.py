@@ -207,8 +207,23 @@ async def test_a_hub_restarted_mid_upload_resends_the_copy_it_sealed(register: R
                 register.url, HubIdentity(ident.state_dir), connect_timeout=5, read_timeout=30
             ),
         )
-    assert answer["sha256"] == sealed["sha256"]
-    assert list(exports.iterdir()) == []  # delivered: nothing kept on the hub
+        assert answer["sha256"] == sealed["sha256"]
+        assert list(exports.iterdir()) == []  # delivered: nothing kept on the hub
+        # Killed again between the upload and the result: the command comes back, the hub seals anew (other age
+        # randomness), and the register's complete copy stands as the answer.
+        again = await hub_export.run(
+            store,
+            export_id=command_id,
+            exports_dir=exports,
+            recipients=lambda: [str(member.to_public())],
+            hub_name="koti",
+            spool_dir=tmp_path / "spool",
+            client=lambda: RegisterClient(
+                register.url, HubIdentity(ident.state_dir), connect_timeout=5, read_timeout=30
+            ),
+        )
+        assert (again["sha256"], again["size"]) == (sealed["sha256"], sealed["size"])
+        assert list(exports.iterdir()) == []
     _, chunks = hubexports.open_export(register.reg, ident.household_id, command_id, actor=ACTOR)
     assert b"".join(chunks) == kept
     assert pyrage.decrypt(kept, [member])[:2] == b"PK"
