@@ -45,8 +45,9 @@ register_texts(
             "data.download.help": "Yksi tiedosto (JSON-rivit), jossa on kaikki rekisterin tiedot kotitaloudestasi. "
             "Videoiden sisältö ladataan erikseen Tallenteet-sivulla, ja vain jäsenten avaimet avaavat sen.",
             "data.hub": "Keskittimen kopio",
-            "data.hub.help": "Keskittimesi pitää omaa kopiotaan kotona. Pyydä sitä täältä: pyyntö välitetään "
-            "keskittimelle, ja sen vastaus näkyy alla.",
+            "data.hub.help": "Keskittimesi pitää omaa kopiotaan kotona. Pyydä sitä täältä: keskitin salaa kopion "
+            "kotitaloutesi jäsenten avaimille ja lähettää sen tänne. Palvelu säilyttää vain salattua kopiota 7 päivää "
+            "eikä pysty avaamaan sitä; avaat sen tällä laitteella omalla avaimellasi.",
             "data.hub.ask": "Pyydä keskittimen kopiota",
             "data.hub.none": "Et ole vielä pyytänyt keskittimen kopiota.",
             "data.hub.hub": "Keskitin",
@@ -87,8 +88,9 @@ register_texts(
             "data.download.help": "One file (JSON lines) with everything the register holds about your household. "
             "The content of videos is downloaded separately on the Clips page, and only members' keys open it.",
             "data.hub": "The hub's copy",
-            "data.hub.help": "Your hub keeps its own copy at home. Ask for it here: the request goes to the hub, "
-            "and its answer shows below.",
+            "data.hub.help": "Your hub keeps its own copy at home. Ask for it here: the hub encrypts the copy to "
+            "your household members' keys and sends it here. The service keeps only the encrypted copy, for 7 days, "
+            "and cannot open it; you open it on this device with your own key.",
             "data.hub.ask": "Ask the hub for its copy",
             "data.hub.none": "You have not asked for the hub's copy yet.",
             "data.hub.hub": "Hub",
