@@ -19,7 +19,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import Boolean, Column, Double, Integer, String, Table, and_, delete, select, update
+from sqlalchemy import BigInteger, Boolean, Column, Double, String, Table, and_, delete, select, update
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from cloud_sync import protocol as p
@@ -42,7 +42,7 @@ hub_exports = Table(
     Column("household_id", String(64), nullable=False, primary_key=True),
     Column("export_id", String(64), nullable=False, primary_key=True),
     Column("hub_id", String(64), nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("complete", Boolean, nullable=False, default=False),
     Column("created_at", Double, nullable=False),

@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column("household_id", sa.String(64), nullable=False),
         sa.Column("export_id", sa.String(64), nullable=False),
         sa.Column("hub_id", sa.String(64), nullable=False),
-        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("complete", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.Double(), nullable=False),
