@@ -24,22 +24,11 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from cloud_sync import protocol as p
-from cloud_sync.register import (
-    clips,
-    export,
-    fleet,
-    hubexports,
-    ingest,
-    jsonshape,
-    memberlog,
-    metrics,
-    retention,
-    wakeups,
-    webapp,
-)
+from cloud_sync.register import clips, export, fleet, ingest, jsonshape, memberlog, metrics, retention, wakeups, webapp
 from cloud_sync.register.auth import HubIdentity, Principal, require
 from cloud_sync.register.budget import Lease, MemoryBudget
 from cloud_sync.register.errors import Busy, Forbidden, Invalid, RegisterError, TooLarge, Unauthenticated
+from cloud_sync.register.hubexports import router as hub_exports_router
 from cloud_sync.register.notify import routes as notify_routes
 from cloud_sync.register.openapi import CLIP_ID_PATTERN, document
 from cloud_sync.register.ratelimit import Limiter, Rate
@@ -643,7 +632,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
         return _json(summary)
 
     app.include_router(notify_routes.make_router(reg, scoped, read_body))
-    app.include_router(hubexports.router(reg, hub=hub, read_body=read_body, scoped=scoped))
+    app.include_router(hub_exports_router(reg, hub=hub, read_body=read_body, scoped=scoped))
     app.include_router(webapp.router(WebContext.create(reg, settings)))
     app.mount(webapp.STATIC_PATH, webapp.static_files())
 
