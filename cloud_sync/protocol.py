@@ -411,6 +411,18 @@ class ClipAbandoned(msgspec.Struct, frozen=True):
 CLIP_CONTENT_TYPE: Final = "application/octet-stream"
 
 
+MAX_EXPORT_SIZE_BYTES: Final = 4 * 1024 * 1024 * 1024
+
+
+class ExportRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``PUT /v1/exports/{command_id}``: a hub's sealed copy of the household's data (the answer to an ``export``
+    command), uploaded like a clip (``PATCH`` at an offset, replies :class:`ClipUploadStatus`). ``sha256`` is of
+    the age ciphertext: the register checks the upload without being able to read it."""
+
+    size: Annotated[int, msgspec.Meta(ge=0, le=MAX_EXPORT_SIZE_BYTES)]
+    sha256: _Sha256
+
+
 # --------------------------------------------------------------------------------------------------- heartbeat
 
 

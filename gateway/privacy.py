@@ -326,6 +326,20 @@ class _HashingWriter:
 
 def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | None, progress: ExportProgress) -> None:
     """Writes the household's export to ``out`` (blocking; run it in a worker thread)."""
+    tmp = out.with_name(out.name + ".part")
+    with tmp.open("wb") as sink:
+        write_archive(store, sink, hub_name=hub_name, spool_dir=spool_dir, progress=progress)
+    tmp.chmod(0o640)
+    tmp.replace(out)
+    progress.path = str(out)
+    progress.finished = True
+
+
+def write_archive(
+    store: Store, sink: IO[bytes], *, hub_name: str, spool_dir: Path | None, progress: ExportProgress
+) -> None:
+    """Writes the household's export as a zip to ``sink``, which need not be seekable (a pipe into age
+    encryption: :mod:`gateway.hub_export`). Blocking; run it in a worker thread."""
     progress.total = store.count_records()
     digests: dict[str, str] = {}
     counts: dict[str, int] = {}
@@ -342,8 +356,7 @@ def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | 
         digests[name] = w.sha.hexdigest()
         return n
 
-    tmp = out.with_name(out.name + ".part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
 
         def reading_lines() -> Iterator[bytes]:
             nonlocal first_ts, last_ts
@@ -408,8 +421,4 @@ def export_archive(store: Store, out: Path, *, hub_name: str, spool_dir: Path | 
             " household member's identity (kotihub clip decrypt)",
         }
         zf.writestr("manifest.json", json.dumps(manifest, indent=2))
-    tmp.chmod(0o640)
-    tmp.replace(out)
     progress.counts = counts
-    progress.path = str(out)
-    progress.finished = True

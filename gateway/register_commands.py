@@ -1,12 +1,14 @@
 """Commands the register queues for this hub (``alarm_ack``, ``restrict``, ``erase``, ``member_keys``,
-``rename``): one handler each, named in :func:`table`. The uplink fetches them, runs the handler and reports its
-result. A new command is one line in the table and one handler here."""
+``rename``, ``export``): one handler each, named in :func:`table`. The uplink fetches them, runs the handler and
+reports its result. A new command is one line in the table and one handler here."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway import hub_export
 from gateway.model import Category
 from gateway.privacy import REGISTER
 
@@ -57,8 +59,24 @@ def table(daemon: Daemon) -> dict[str, CommandHandler]:
         # Someone acknowledged the alarm at the register: the sirens go quiet.
         return {"silenced": daemon.sirens.acknowledge() if daemon.sirens is not None else False}
 
+    async def export(command: p.Command) -> dict[str, Any]:
+        # The household asked for the hub's copy: sealed to the verified members and uploaded (gateway.hub_export).
+        uplink = daemon.uplink
+        if uplink is None:
+            raise RuntimeError("this hub has no uplink to send its copy through")
+        return await hub_export.run(
+            hub.store,
+            export_id=command.id,
+            exports_dir=Path(daemon.config.hub.runtime_dir) / "exports",
+            recipients=lambda: daemon.members.recipients,
+            hub_name=daemon.config.hub.name,
+            spool_dir=daemon.config.state_path / "spool",
+            client=uplink.client,
+        )
+
     return {
         "alarm_ack": alarm_ack,
+        "export": export,
         "restrict": restrict,
         "erase": erase,
         "member_keys": member_keys,

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from cloud_sync import protocol as p
-from cloud_sync.register import fleet, metrics, releases, wakeups, webapp
+from cloud_sync.register import fleet, hubexports, metrics, releases, wakeups, webapp
 from cloud_sync.register.budget import MemoryBudget
 from cloud_sync.register.lanegate import LaneGate
 from cloud_sync.register.notify import routes as notify_routes
@@ -94,6 +94,8 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.include_router(households.router(reg, callers))
     app.include_router(members.router(reg, callers, notifier))
     app.include_router(notify_routes.make_router(reg, callers.scoped, read_body))
+    # The hub's sealed copy of its data for the household ("ask the hub" on Näytä tietoni; ciphertext only).
+    app.include_router(hubexports.router(reg, hub=callers.hub, read_body=read_body, scoped=callers.scoped))
     # The household's app (server-rendered pages under /app, passkey sessions; not in the API document).
     app.include_router(webapp.router(WebContext.create(reg, settings)))
     app.mount(webapp.STATIC_PATH, webapp.static_files())

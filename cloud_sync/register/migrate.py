@@ -50,6 +50,7 @@ TABLE_MODULES = (
     "cloud_sync.register.webapp.schema",
     "cloud_sync.register.rollout",
     "cloud_sync.register.config_push",
+    "cloud_sync.register.hubexports",
 )
 """Every module that defines register tables on ``db.metadata``: what the migrations must make."""
 

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Table, delete, false, insert, literal_colu
 
 from cloud_sync.protocol import ERASURE_CATEGORIES, ErasureRequest
 from cloud_sync.receipts import ReceiptInvalid, verify
-from cloud_sync.register import db, partitions
+from cloud_sync.register import db, hubexports, partitions
 from cloud_sync.register.auth import HubIdentity, new_id
 from cloud_sync.register.errors import Invalid
 from cloud_sync.register.notify import schema as notify
@@ -102,6 +102,8 @@ def purge_expired(registry: Registry, *, now: float | None = None, batch: int = 
         registry, db.erasure_receipts, db.erasure_receipts.c.at < cutoff, batch
     )
     summary["audit"] = _delete_batched(registry, db.audit, db.audit.c.at < cutoff, batch)
+    # The hub's sealed copies live a week whatever the retention period (docs/app.md).
+    summary["hub_exports"] = hubexports.purge_expired(registry, now=now)
     summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.erasure_receipts, db.audit], partitions=touched)
     registry.audit("register:retention", "retention.purge", None, counts=summary)
     log.info("retention purge done: %s", summary)

@@ -16,7 +16,6 @@ from cloud_sync import protocol
 REPO = Path(__file__).resolve().parents[2]
 
 NOT_HANDLED_YET = {
-    "export": "households may queue it (docs/register.md) but the hub answers that it cannot export",
     "config": "in the protocol, queued by nobody and handled by no hub",
 }
 

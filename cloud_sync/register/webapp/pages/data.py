@@ -1,6 +1,8 @@
 """Näytä tietoni (show my data): what the register holds of the household, in plain words and in counts, the
 download of all of it (``cloud_sync.register.export``, the same stream as the API's export), and asking the hubs
-for their copy (an ``export`` command; see docs/app.md for what a hub answers today)."""
+for their copy (an ``export`` command): the hub uploads its archive sealed to the members (:mod:`..hubexports`),
+``GET /app/data/hub-export/{id}/age`` serves that ciphertext (audited), and static/js/hubexport.js decrypts it in
+the member's browser with keystore.js and saves it."""
 
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from cloud_sync.register import export, mydata, restrictions
+from cloud_sync.register import export, hubexports, mydata, restrictions
 from cloud_sync.register.webapp.context import WebContext
-from cloud_sync.register.webapp.i18n import register_texts
+from cloud_sync.register.webapp.i18n import register_texts, t
 from cloud_sync.register.webapp.notice import NOTICE
 from cloud_sync.register.webapp.render import register_nav, render, secure
 from cloud_sync.register.webapp.session import Checked, Member
@@ -43,15 +45,24 @@ register_texts(
             "data.download.help": "Yksi tiedosto (JSON-rivit), jossa on kaikki rekisterin tiedot kotitaloudestasi. "
             "Videoiden sisältö ladataan erikseen Tallenteet-sivulla, ja vain jäsenten avaimet avaavat sen.",
             "data.hub": "Keskittimen kopio",
-            "data.hub.help": "Keskittimesi pitää omaa kopiotaan kotona. Pyydä sitä täältä: pyyntö välitetään "
-            "keskittimelle, ja sen vastaus näkyy alla.",
+            "data.hub.help": "Keskittimesi pitää omaa kopiotaan kotona. Pyydä sitä täältä: keskitin salaa kopion "
+            "kotitaloutesi jäsenten avaimille ja lähettää sen tänne. Palvelu säilyttää vain salattua kopiota 7 päivää "
+            "eikä pysty avaamaan sitä; avaat sen tällä laitteella omalla avaimellasi.",
             "data.hub.ask": "Pyydä keskittimen kopiota",
             "data.hub.none": "Et ole vielä pyytänyt keskittimen kopiota.",
             "data.hub.hub": "Keskitin",
             "data.hub.asked": "Pyydetty",
             "data.hub.state": "Tila",
-            "data.state.pending": "odottaa keskitintä",
-            "data.state.done": "valmis",
+            "data.state.asked": "odottaa keskitintä",
+            "data.state.ready": "valmis ladattavaksi",
+            "data.state.expired": "vanhentunut (poistettu 7 päivän jälkeen)",
+            "data.hub.expires": "Poistetaan",
+            "data.hub.download": "Lataa ja avaa",
+            "data.js.nokeys": "Tällä laitteella ei ole avaintasi: avaa kopio laitteella, jolla liityit.",
+            "data.js.loading": "Ladataan ja avataan…",
+            "data.js.fetchfailed": "Lataus ei onnistunut.",
+            "data.js.decryptfailed": "Avaintesi ei avaa tätä kopiota.",
+            "data.js.saved": "Kopio avattu ja tallennettu.",
             "data.state.failed": "ei onnistunut",
             "data.hub.asked_now": "Pyyntö lähetetty keskittimille.",
         },
@@ -77,20 +88,32 @@ register_texts(
             "data.download.help": "One file (JSON lines) with everything the register holds about your household. "
             "The content of videos is downloaded separately on the Clips page, and only members' keys open it.",
             "data.hub": "The hub's copy",
-            "data.hub.help": "Your hub keeps its own copy at home. Ask for it here: the request goes to the hub, "
-            "and its answer shows below.",
+            "data.hub.help": "Your hub keeps its own copy at home. Ask for it here: the hub encrypts the copy to "
+            "your household members' keys and sends it here. The service keeps only the encrypted copy, for 7 days, "
+            "and cannot open it; you open it on this device with your own key.",
             "data.hub.ask": "Ask the hub for its copy",
             "data.hub.none": "You have not asked for the hub's copy yet.",
             "data.hub.hub": "Hub",
             "data.hub.asked": "Asked",
             "data.hub.state": "State",
-            "data.state.pending": "waiting for the hub",
-            "data.state.done": "done",
+            "data.state.asked": "waiting for the hub",
+            "data.state.ready": "ready to download",
+            "data.state.expired": "expired (deleted after 7 days)",
+            "data.hub.expires": "Deleted on",
+            "data.hub.download": "Download and open",
+            "data.js.nokeys": "This device does not hold your key: open the copy on the device you joined with.",
+            "data.js.loading": "Downloading and opening…",
+            "data.js.fetchfailed": "The download did not succeed.",
+            "data.js.decryptfailed": "Your keys do not open this copy.",
+            "data.js.saved": "The copy was opened and saved.",
             "data.state.failed": "did not succeed",
             "data.hub.asked_now": "The request was sent to the hubs.",
         },
     }
 )
+
+
+_JS_TEXTS = ("nokeys", "loading", "fetchfailed", "decryptfailed", "saved")
 
 
 def router(ctx: WebContext) -> APIRouter:
@@ -100,7 +123,7 @@ def router(ctx: WebContext) -> APIRouter:
         hidden = restrictions.restricted(ctx.reg, household_id)
         counts = mydata.held(ctx.reg, household_id)
         rows = [(name, None if mydata.CATEGORY_OF.get(name, "") in hidden else counts[name]) for name, _ in mydata.HELD]
-        return {"rows": rows, "exports": mydata.hub_exports(ctx.reg, household_id)}
+        return {"rows": rows, "exports": hubexports.listing(ctx.reg, household_id, now=ctx.clock())}
 
     @r.get("/app/data", response_class=HTMLResponse)
     async def data(request: Request, session: Member) -> HTMLResponse:
@@ -113,6 +136,8 @@ def router(ctx: WebContext) -> APIRouter:
             title_key="data.title",
             notice=NOTICE[lang],
             asked=request.query_params.get("asked") == "1",
+            member_id=session.member_id,
+            js_texts={k: t(f"data.js.{k}", session.lang) for k in _JS_TEXTS},
             fmt_time=lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "",
             **values,
         )
@@ -127,6 +152,19 @@ def router(ctx: WebContext) -> APIRouter:
                 media_type="application/x-ndjson",
                 headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
+        )
+
+    @r.get("/app/data/hub-export/{export_id}/age")
+    async def hub_copy(export_id: str, session: Member) -> StreamingResponse:
+        size, chunks = await run_in_threadpool(
+            lambda: hubexports.open_export(
+                ctx.reg, session.household_id, export_id, actor=session.actor, now=ctx.clock()
+            )
+        )
+        return StreamingResponse(
+            iterate_in_threadpool(chunks),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(size), "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         )
 
     @r.post("/app/data/hub-export")

@@ -1,0 +1,54 @@
+// The hub's copy of the household's data: fetches its age ciphertext from the register, decrypts it here with this
+// device's identities (keystore.js, the same decrypt the clips page uses) and saves the zip. The register holds only
+// the ciphertext; the plaintext exists only in this page until it is saved.
+
+import * as keys from "./keystore.js";
+
+const table = document.getElementById("hub-exports");
+const status = document.getElementById("hub-export-status");
+const textsNode = document.getElementById("data-texts");
+const texts = textsNode ? JSON.parse(textsNode.textContent) : {};
+
+function say(key, extra = "") {
+  status.textContent = (texts[key] || key) + (extra ? ` ${extra}` : "");
+}
+
+async function download(button) {
+  const member = table.dataset.member;
+  const id = button.dataset.hubExport;
+  if (!(await keys.publicKeys(member))) {
+    say("nokeys");
+    return;
+  }
+  say("loading");
+  const response = await fetch(`/app/data/hub-export/${encodeURIComponent(id)}/age`, {
+    credentials: "same-origin", cache: "no-store",
+  });
+  if (!response.ok) {
+    say("fetchfailed", String(response.status));
+    return;
+  }
+  let plain;
+  try {
+    plain = await keys.decrypt(member, new Uint8Array(await response.arrayBuffer()));
+  } catch {
+    say("decryptfailed");
+    return;
+  }
+  const url = URL.createObjectURL(new Blob([plain], { type: "application/zip" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = `kotihub-hub-export-${id}.zip`;
+  link.dataset.saved = id;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  say("saved");
+}
+
+if (table) {
+  for (const button of table.querySelectorAll("button[data-hub-export]")) {
+    button.addEventListener("click", () => download(button).catch((error) => say("fetchfailed", error.message)));
+  }
+}
