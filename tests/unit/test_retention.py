@@ -129,14 +129,19 @@ async def test_retention_never_stalls_an_alarm_for_long(tmp_path: Path) -> None:
         await fill(store, NOW - 260 * DAY, 80, per_day=2000)
         retention = Retention(store, days=183, clock=trust(clock, tmp_path))
         worst = 0.0
+        most_commits = 0
+        alarms_sent = 0
         done = asyncio.Event()
 
         async def alarms() -> None:
-            nonlocal worst
+            nonlocal worst, most_commits, alarms_sent
             while not done.is_set():
                 started = time.perf_counter()
+                before = store.health()["commits"]
                 await store.add_event(Event(device_id="mqtt:s", kind=EventKind.SMOKE, state="smoke", ts=NOW))
+                most_commits = max(most_commits, store.health()["commits"] - before)
                 worst = max(worst, time.perf_counter() - started)
+                alarms_sent += 1
                 await asyncio.sleep(0.005)
 
         task = asyncio.create_task(alarms())
@@ -145,9 +150,14 @@ async def test_retention_never_stalls_an_alarm_for_long(tmp_path: Path) -> None:
         finally:
             done.set()
             await task
-        assert report.frames_deleted > 0
-        # The writer holds a delete batch for at most ~20 ms; leave room for a loaded CI machine.
-        assert worst < 0.25, f"an alarm waited {worst * 1000:.0f} ms behind retention"
+        assert report.frames_deleted > 0 and alarms_sent > 3
+        # Whatever the machine's load, an alarm waits behind at most the delete slice in progress: between its
+        # submission and its return the writer commits that slice, perhaps the next one (queued as the alarm's
+        # batch was formed, or committed before this coroutine resumed), and the alarm's own batch. Wall-clock time
+        # follows from the slice's time box on an idle machine (bench/retention.py measures it); a loaded CI box can
+        # only stretch it, so the time bound here is a gross one.
+        assert most_commits <= 3, f"an alarm waited behind {most_commits - 1} commits of retention"
+        assert worst < 2.0, f"an alarm waited {worst * 1000:.0f} ms behind retention"
         assert [i.body["state"] for i in await store.pending(Lane.ALARM, limit=3)] == ["smoke"] * 3
 
 
