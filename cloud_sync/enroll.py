@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from cloud_sync import memberlist as ml
 from cloud_sync.certs import renewal_due_in
+from cloud_sync.privatefile import write_private
 from cloud_sync.protocol import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse, SignedMemberList
 from gateway.backoff import Backoff
 from gateway.members import HubMembers
@@ -42,18 +43,6 @@ class EnrollError(Exception):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _new_key_and_csr() -> tuple[ec.EllipticCurvePrivateKey, str]:
@@ -131,9 +120,9 @@ def enroll(
                 f"the register's member list does not match the pairing code: {exc}", permanent=True
             ) from exc
     state_dir.mkdir(parents=True, exist_ok=True)
-    _write(state_dir / "hub.key", _key_pem(key), 0o600)
-    _write(state_dir / "hub.crt", result.cert_pem.encode(), 0o600)
-    _write(state_dir / "register-ca.crt", result.ca_pem.encode(), 0o600)
+    write_private(state_dir / "hub.key", _key_pem(key))
+    write_private(state_dir / "hub.crt", result.cert_pem.encode())
+    write_private(state_dir / "register-ca.crt", result.ca_pem.encode())
     if pairing_code is not None:
         pin_household(state_dir, pairing_code, result.member_log)
     log.info("enrolled as hub %s", result.hub_id)
@@ -182,8 +171,8 @@ def renew(register_url: str, state_dir: Path) -> float:
         raise EnrollError("register returned a certificate for a different key", permanent=True)
     # Both new files are durable before either replaces the old pair; finish_renewal() completes a renewal
     # that a crash interrupted between the two renames.
-    _write(state_dir / "hub.key.new", _key_pem(key), 0o600)
-    _write(state_dir / "hub.crt.new", result.cert_pem.encode(), 0o600)
+    write_private(state_dir / "hub.key.new", _key_pem(key))
+    write_private(state_dir / "hub.crt.new", result.cert_pem.encode())
     os.replace(state_dir / "hub.key.new", state_dir / "hub.key")
     finish_renewal(state_dir)
     log.info("renewed the hub certificate")

@@ -72,11 +72,11 @@ class Configurer:
             return "refused", why
         mode = self.config_path.stat().st_mode & 0o777 if self.config_path.exists() else 0o644
         if self.config_path.exists():
-            _write(self.previous, self.config_path.read_bytes(), mode)
+            write_private(self.previous, self.config_path.read_bytes(), mode)
         since = time.time()
         self.state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_private(self.state_file, msgspec.json.encode(Trial(push_id=push_id, started=since)))
-        _write(self.config_path, text.encode(), mode)
+        write_private(self.config_path, text.encode(), mode)
         log.info("configuration %s in place; restarting the daemon", push_id)
         self.service.restart()
         return self._judge(since)
@@ -104,20 +104,6 @@ class Configurer:
             return None
         outcome, detail = self._judge(time.time())
         return trial.push_id, outcome, detail
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Atomically: a temporary file fsynced, renamed over, the directory fsynced."""
-    tmp = path.with_name(f".{path.name}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _sync_dir(path.parent)
 
 
 def _sync_dir(path: Path) -> None:

@@ -51,7 +51,8 @@ def _refuse(exc: ml.MemberListError) -> Invalid | Conflict:
     return Conflict(str(exc), code=code) if status == 409 else Invalid(str(exc), code=code)
 
 
-def _latest(conn: Connection, household_id: str) -> ml.Verified | None:
+def latest(conn: Connection, household_id: str) -> ml.Verified | None:
+    """The household's newest stored version (verified when it was appended), or None before the first."""
     row = conn.execute(
         select(db.member_log.c.signed)
         .where(db.member_log.c.household_id == household_id)
@@ -70,9 +71,9 @@ def append(reg: Registry, household_id: str, signed: p.SignedMemberList, *, acto
     now = time.time()
     with reg.engine.begin() as conn:
         reg.require_household(conn, household_id)
-        latest = _latest(conn, household_id)
+        newest = latest(conn, household_id)
         try:
-            verified = ml.verify_genesis(signed) if latest is None else ml.verify_next(latest, signed)
+            verified = ml.verify_genesis(signed) if newest is None else ml.verify_next(newest, signed)
         except ml.MemberListError as exc:
             raise _refuse(exc) from exc
         if verified.body.household != household_id:

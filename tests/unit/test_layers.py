@@ -125,6 +125,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "gateway.errors",
         "gateway.members",
         "cloud_sync.certs",
+        "cloud_sync.privatefile",
         "gateway.backoff",
     ),
     # The register sees the hub only through the protocol.

@@ -82,17 +82,7 @@ def actor(member_id: str) -> str:
 def latest(reg: Registry, household_id: str) -> ml.Verified | None:
     """The newest stored version (already verified on append)."""
     with reg.engine.connect() as conn:
-        row = conn.execute(
-            select(db.member_log.c.signed)
-            .where(db.member_log.c.household_id == household_id)
-            .order_by(db.member_log.c.version.desc())
-            .limit(1)
-        ).first()
-    if row is None:
-        return None
-    signed = ml.decode_signed(row.signed)
-    body, data = ml.open_signed(signed)
-    return ml.Verified(signed, body, data)
+        return memberlog.latest(conn, household_id)
 
 
 def names(reg: Registry, household_id: str) -> dict[str, str]:

@@ -15,8 +15,8 @@ function say(key, extra = "") {
   status.textContent = texts[key] + (extra ? ` ${extra}` : "");
 }
 
-// What the decrypted bytes are, from their first bytes: the hub records MPEG-TS, which browsers do not play
-// directly; MP4 and WebM play.
+// What the decrypted bytes are, from their first bytes: the hub seals fragmented MP4, which plays; clips sealed
+// before it did are MPEG-TS, which browsers do not play directly (offered to save instead).
 function mediaType(bytes) {
   const ascii = (from, to) => String.fromCharCode(...bytes.slice(from, to));
   if (ascii(4, 8) === "ftyp") return "video/mp4";
@@ -29,25 +29,8 @@ async function play(button) {
   const clip = button.dataset.clip;
   const download = document.getElementById("clip-download");
   download.hidden = true;
-  if (!(await keys.publicKeys(member))) {
-    say("nokeys");
-    return;
-  }
-  say("loading");
-  const response = await fetch(`${root.dataset.base}/${encodeURIComponent(clip)}/age`, {
-    credentials: "same-origin", cache: "no-store",
-  });
-  if (!response.ok) {
-    say("fetchfailed", String(response.status));
-    return;
-  }
-  let plain;
-  try {
-    plain = await keys.decrypt(member, new Uint8Array(await response.arrayBuffer()));
-  } catch {
-    say("decryptfailed");
-    return;
-  }
+  const plain = await keys.openSealed(member, `${root.dataset.base}/${encodeURIComponent(clip)}/age`, say);
+  if (plain === null) return;
   const type = mediaType(plain);
   if (current) URL.revokeObjectURL(current);
   current = URL.createObjectURL(new Blob([plain], { type }));

@@ -16,25 +16,8 @@ function say(key, extra = "") {
 async function download(button) {
   const member = table.dataset.member;
   const id = button.dataset.hubExport;
-  if (!(await keys.publicKeys(member))) {
-    say("nokeys");
-    return;
-  }
-  say("loading");
-  const response = await fetch(`/app/data/hub-export/${encodeURIComponent(id)}/age`, {
-    credentials: "same-origin", cache: "no-store",
-  });
-  if (!response.ok) {
-    say("fetchfailed", String(response.status));
-    return;
-  }
-  let plain;
-  try {
-    plain = await keys.decrypt(member, new Uint8Array(await response.arrayBuffer()));
-  } catch {
-    say("decryptfailed");
-    return;
-  }
+  const plain = await keys.openSealed(member, `/app/data/hub-export/${encodeURIComponent(id)}/age`, say);
+  if (plain === null) return;
   const url = URL.createObjectURL(new Blob([plain], { type: "application/zip" }));
   const link = document.createElement("a");
   link.href = url;

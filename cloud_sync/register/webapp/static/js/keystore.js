@@ -120,6 +120,28 @@ export async function decrypt(member, ciphertext) {
 // Rotation in two steps, so a refused list never strands the member: new keys wait as "pending" until the
 // register has accepted the version that names them, then become current; the old identity stays to open
 // the clips recorded before.
+// Fetches an age file of the household's (a clip, the hub's copy) from our own register and opens it here with this
+// device's identities: the plaintext, or null after telling the member why (say(key, extra): nokeys, loading,
+// fetchfailed, decryptfailed). Only the file's address goes to the server.
+export async function openSealed(member, url, say) {
+  if (!(await publicKeys(member))) {
+    say("nokeys");
+    return null;
+  }
+  say("loading");
+  const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+  if (!response.ok) {
+    say("fetchfailed", String(response.status));
+    return null;
+  }
+  try {
+    return await decrypt(member, new Uint8Array(await response.arrayBuffer()));
+  } catch {
+    say("decryptfailed");
+    return null;
+  }
+}
+
 export async function prepareRotation(member) {
   const rec = await load(member);
   if (!rec) throw new Error("no keys on this device");
