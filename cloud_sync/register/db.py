@@ -462,7 +462,9 @@ def insert_many_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]
         else source.c[c.name]
         for c in table.c
     ]
-    stmt = postgresql.insert(table).from_select(names, select(*values)).on_conflict_do_nothing(index_elements=keys)
+    # No conflict target: partitioned readings have ``ts`` in their key (docs/scale.md), so naming the metadata's
+    # key would match no constraint there; the lane tables have no unique constraint but their primary key.
+    stmt = postgresql.insert(table).from_select(names, select(*values)).on_conflict_do_nothing()
     payload = msgspec.json.encode(rows).decode()
     return int(conn.execute(stmt.execution_options(preserve_rowcount=True), {"rows": payload}).rowcount)
 
