@@ -20,7 +20,7 @@ from gateway import crypto
 from gateway.privacy import JOB_KEY, RECEIPTS_KEY, verify_receipt
 from gateway.store import Store
 
-POINTS = int(os.environ.get("KOTIHUB_ERASE_KILLS", "50"))
+POINTS = int(os.environ.get("KOTIHUB_ERASE_KILLS", "30"))
 REPO = Path(__file__).resolve().parents[2]
 
 

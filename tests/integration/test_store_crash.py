@@ -17,7 +17,7 @@ import pytest
 from gateway import crypto
 from gateway.store import Store
 
-KILLS = int(os.environ.get("KOTIHUB_CRASH_KILLS", "200"))
+KILLS = int(os.environ.get("KOTIHUB_CRASH_KILLS", "120"))
 REPO = Path(__file__).resolve().parents[2]
 
 
