@@ -93,6 +93,24 @@ def _complete(row: Any) -> ClipUploadStatus:
     return ClipUploadStatus(offset=row["size"], complete=True, sha256=row["sha256"])
 
 
+def append_at(registry: Registry, household_id: str, key: str, offset: int, data: bytes) -> int:
+    """Appends a resumable upload's chunk at ``offset`` of blob ``key``; returns the blob's new size. A resend (its
+    reply was lost) may overlap what is held if the overlapping bytes are the same: only the part beyond is
+    appended. Anything else is a real mismatch (409 with the size held). Call it under the upload's lock."""
+    current = registry.blobs.size(household_id, key)
+    if offset > current:
+        raise OffsetConflict(current, offset)
+    if offset < current:
+        overlap = min(current - offset, len(data))
+        if registry.blobs.read_range(household_id, key, offset, overlap) != data[:overlap]:
+            raise OffsetConflict(current, offset)
+        data, offset = data[overlap:], current
+    try:
+        return registry.blobs.append(household_id, key, offset, data)
+    except OffsetMismatch as exc:
+        raise OffsetConflict(exc.current, offset) from exc
+
+
 def append(registry: Registry, hub: HubIdentity, clip_id: str, offset: int, data: bytes) -> ClipUploadStatus:
     row = _row(registry, hub.household_id, clip_id)
     if row["hub_id"] != hub.hub_id:
@@ -106,21 +124,8 @@ def append(registry: Registry, hub: HubIdentity, clip_id: str, offset: int, data
         # A resend after the reply that said "complete" was lost.
         return _complete(row)
     with _lock(hub.household_id, clip_id):
-        current = registry.blobs.size(hub.household_id, clip_id)
-        if offset > current:
-            raise OffsetConflict(current, offset)
-        if offset < current:
-            # A resend (its reply was lost) may overlap what is held if the overlapping bytes are the same;
-            # only the part beyond is appended. Anything else is a real mismatch.
-            overlap = min(current - offset, len(data))
-            if registry.blobs.read_range(hub.household_id, clip_id, offset, overlap) != data[:overlap]:
-                raise OffsetConflict(current, offset)
-            data, offset = data[overlap:], current
-        try:
-            # Also with no data: that creates the blob of an empty clip, so it can be verified and served.
-            new = registry.blobs.append(hub.household_id, clip_id, offset, data)
-        except OffsetMismatch as exc:
-            raise OffsetConflict(exc.current, offset) from exc
+        # Also with no data: that creates the blob of an empty clip, so it can be verified and served.
+        new = append_at(registry, hub.household_id, clip_id, offset, data)
         if new < size:
             return ClipUploadStatus(offset=new)
         digest = registry.blobs.sha256(hub.household_id, clip_id)

@@ -25,8 +25,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from cloud_sync import protocol as p
 from cloud_sync.register import db
 from cloud_sync.register.auth import HubIdentity, Principal
-from cloud_sync.register.blobstore import OffsetMismatch
-from cloud_sync.register.clips import OffsetConflict
+from cloud_sync.register.clips import append_at
 from cloud_sync.register.errors import Invalid, NotFound, RegisterError
 from cloud_sync.register.registry import Registry, write_audit
 
@@ -131,18 +130,7 @@ def append(registry: Registry, hub: HubIdentity, export_id: str, offset: int, da
         return _status(row, size)
     key = _key(export_id)
     with _LOCK:
-        current = registry.blobs.size(hub.household_id, key)
-        if offset > current:
-            raise OffsetConflict(current, offset)
-        if offset < current:
-            overlap = min(current - offset, len(data))
-            if registry.blobs.read_range(hub.household_id, key, offset, overlap) != data[:overlap]:
-                raise OffsetConflict(current, offset)
-            data, offset = data[overlap:], current
-        try:
-            new = registry.blobs.append(hub.household_id, key, offset, data)
-        except OffsetMismatch as exc:
-            raise OffsetConflict(exc.current, offset) from exc
+        new = append_at(registry, hub.household_id, key, offset, data)
         if new < size:
             return p.ClipUploadStatus(offset=new)
         digest = registry.blobs.sha256(hub.household_id, key)
