@@ -183,6 +183,9 @@ class MqttDriver(Driver):
             if topic in self._subscribed:
                 continue  # HA re-publishes discovery configs; one subscription per state topic is enough
             await client.subscribe(topic, qos=1)
+            # A cancel landing as the SUBACK arrives is dropped by 3.11's wait_for: without this the subscriber
+            # would wait on the queue for ever and the driver's TaskGroup, cancelled, would never finish.
+            raise_if_cancelled()
             self._subscribed.append(topic)
 
     def _retire_acker(self) -> None:
