@@ -1,5 +1,7 @@
 """Shared pytest set-up. Fixture modules under tests/support/ are registered here as plugins."""
 
+import pytest
+
 pytest_plugins: list[str] = [
     "tests.support.postgres",
     "tests.support.register",
@@ -10,3 +12,26 @@ pytest_plugins: list[str] = [
     "tests.support.browser",
     "tests.support.updates",
 ]
+
+# The slowest test files, slowest first (from `--durations`). `scripts/test` runs two workers, each taking whole
+# files in collection order; starting these first keeps one worker from finishing a long crash test alone at the end.
+SLOW_FIRST = (
+    "tests/integration/test_store_crash.py",
+    "tests/integration/test_install.py",
+    "tests/integration/test_mqtt_acks.py",
+    "tests/integration/test_erasure_crash.py",
+    "tests/integration/test_register_openapi.py",
+    "tests/integration/test_updater_switch.py",
+    "tests/integration/test_clip_chaos.py",
+    "tests/integration/test_sync_crash.py",
+    "tests/integration/test_notify_crash.py",
+    "tests/integration/test_ble_adoption.py",
+    "tests/hil/test_bench_harness.py",
+    "tests/integration/test_daemon.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.nodeid.split("::", 1)[0], len(rank)), order[id(item)]))
