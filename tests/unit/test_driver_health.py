@@ -12,6 +12,7 @@ import pytest
 
 from drivers import REGISTRY, driver_class
 from drivers.base import Driver, DriverCounters, DriverHealth, Link
+from gateway.cli import _status_text
 from gateway.hub import Hub, HubCounters
 from gateway.sirens import SirenCounters
 from gateway.supervisor import TaskHealth
@@ -80,6 +81,12 @@ async def test_status_shows_the_drivers_health_beside_its_task_state(tmp_path: P
     assert shown["connected"] is False and shown["broker_error"] == ""
     assert shown["link"] == msgspec.to_builtins(Link(check="mqtt", messages="mqtt", up=False, reason="-"))
     assert set(status["counters"]) == set(HubCounters.__struct_fields__)
+    status |= {
+        "hub": {"name": "h"},
+        "store": {"depth": {}, "dead_letters": 0, "db_bytes": 0, "free_bytes": 0},
+        "retention": {"days": 183, "horizon": None},
+    }
+    assert "mqtt: restarting, 2 restarts, 1 malformed, last error: boom" in _status_text(status)
 
 
 def test_a_misspelt_counter_is_an_error_not_a_new_key() -> None:
