@@ -402,7 +402,7 @@ def main() -> None:
                 cpu_daemon -= (calls - 1) * status_cost
                 broker_cpu = cpu_s(broker_pid) - broker0 if broker_pid else 0.0
                 accepted = status["counters"]["readings_accepted"] - base
-                duplicates = status["drivers"]["mqtt"].get("duplicates", 0)
+                duplicates = status["drivers"]["mqtt"].get("counters", {}).get("duplicates", 0)
                 rss_after, hwm_after = memory_mb(pid)
                 received_msub = sub_out.read_bytes().count(b"\n") - warm
                 drain = (

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 import zstandard
@@ -468,16 +468,10 @@ class Heartbeat(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------------------------------------------- commands
 
 
-CommandKind = Literal["erase", "export", "restrict", "member_keys", "config", "alarm_ack", "rename"]
-COMMAND_KINDS: Final[tuple[str, ...]] = (
-    "erase",
-    "export",
-    "restrict",
-    "member_keys",
-    "config",
-    "alarm_ack",
-    "rename",
-)
+# No ``config`` kind: a new configuration reaches a hub through its updater, which pulls pushes on its own timer
+# (docs/updates.md, "Remote configuration"); the daemon has no business rewriting kotihub.toml or restarting itself.
+CommandKind = Literal["erase", "export", "restrict", "member_keys", "alarm_ack", "rename"]
+COMMAND_KINDS: Final[tuple[str, ...]] = get_args(CommandKind)
 
 
 class Command(msgspec.Struct, frozen=True):

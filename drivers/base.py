@@ -165,6 +165,24 @@ class Link(msgspec.Struct, frozen=True, kw_only=True):
     """Down is a failure (no device of the driver can be reached), not only a warning."""
 
 
+class DriverCounters(msgspec.Struct, frozen=True, kw_only=True):
+    """The counters every driver keeps (:class:`DriverStats`), as they stood when its health was asked."""
+
+    messages: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    last_message: float | None = None
+
+
+class DriverHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Driver.health` reports: the driver's :class:`Link` and the counters every driver keeps. A driver
+    with more to say subclasses it (``MqttHealth``); every field is declared, so a misspelt counter is a type error,
+    not a new key in ``kotihub status``. Encoded only where it leaves the process (the control socket)."""
+
+    link: Link | None = None
+    counters: DriverCounters = DriverCounters()
+
+
 class DriverStats:
     """Counters every driver keeps, shown in ``kotihub status``; and a log that speaks once per (device, reason)."""
 
@@ -191,13 +209,13 @@ class DriverStats:
         self._log.warning("ignored a malformed payload (%s); further ones like it are only counted", reason)
         self._log.debug("malformed payload from %s: %s", device_hint, reason)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "messages": self.messages,
-            "malformed": self.malformed,
-            "duplicates": self.duplicates,
-            "last_message": self.last_message,
-        }
+    def counters(self) -> DriverCounters:
+        return DriverCounters(
+            messages=self.messages,
+            malformed=self.malformed,
+            duplicates=self.duplicates,
+            last_message=self.last_message,
+        )
 
 
 class Driver(abc.ABC):
@@ -227,9 +245,10 @@ class Driver(abc.ABC):
         """Actively looks for devices for ``timeout`` seconds; the default driver has no active discovery."""
         return []
 
-    def health(self) -> dict[str, Any]:
-        """Driver-specific health for status and selftest; extend, don't replace, the base counters."""
-        return self.stats.as_dict()
+    def health(self) -> DriverHealth:
+        """The driver's health for status and selftest; a driver that reports more returns its own subclass of
+        :class:`DriverHealth` (and declares that return type), built from :meth:`link` and ``stats.counters()``."""
+        return DriverHealth(link=self.link(), counters=self.stats.counters())
 
     def link(self) -> Link | None:
         """The state of what the driver's devices hang on, if it has one (a broker, an adapter); None by default."""

@@ -83,7 +83,8 @@ def _status_text(s: dict[str, Any]) -> str:
     ]
     for name, d in s["drivers"].items():
         error = f", last error: {d['last_error']}" if d.get("last_error") else ""
-        lines.append(f"  {name}: {d['state']}, {d['restarts']} restarts, {d.get('malformed', 0)} malformed{error}")
+        malformed = d.get("counters", {}).get("malformed", 0)
+        lines.append(f"  {name}: {d['state']}, {d['restarts']} restarts, {malformed} malformed{error}")
     troubled = {name: t for name, t in s.get("tasks", {}).items() if t["restarts"] or t["state"] != "running"}
     if troubled:
         lines.append("tasks restarted:")

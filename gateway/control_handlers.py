@@ -185,6 +185,8 @@ class ControlHandlers:
         }
         summary["hub"] = {"name": self.d.config.hub.name, "version": _VERSION}
         summary["tasks"] = self.d.supervisor.summary()
+        if self.d.sirens is not None:
+            summary["sirens"] = self.d.sirens.summary(self.d.hub.devices)
         for name, fn in self.d.status_extras.items():
             summary[name] = await fn()
         return summary

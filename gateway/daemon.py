@@ -231,10 +231,10 @@ class Daemon:
 
     def status_line(self) -> str:
         assert self.hub is not None
-        s = self.hub.summary()
+        s, counters = self.hub.summary(), self.hub.counters
         return (
             f"{s['devices']['online']}/{s['devices']['known']} devices online, "
-            f"{s['counters']['readings_accepted']} readings stored, {s['counters']['alarms']} alarms"
+            f"{counters.readings_accepted} readings stored, {counters.alarms} alarms"
         )
 
     async def _watchdog(self) -> None:

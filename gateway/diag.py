@@ -116,7 +116,9 @@ async def bundle(daemon: Daemon, logs: RecentLogs | None) -> dict[str, Any]:
         for key in ("host", "address", "stream_url", "username"):
             if isinstance(table, dict) and isinstance(table.get(key), str) and table[key]:
                 sensitive[table[key]] = key
-    status = await daemon.control.status(Args())
+    # Encoded here, where it leaves the process: the redactor walks plain values, and Structs (driver health)
+    # would pass through it unread.
+    status: dict[str, Any] = msgspec.to_builtins(await daemon.control.status(Args()))
     status.pop("devices_list", None)
     raw = {
         "created": time.time(),

@@ -28,6 +28,22 @@ ACTIVITY_QUEUE = 1000
 _ONLINE = {True: "online", False: "offline"}
 
 
+class HubCounters(msgspec.Struct, kw_only=True):
+    """What the hub has accepted and refused since it started (``kotihub status``'s ``counters``)."""
+
+    readings_accepted: int = 0
+    readings_refused: int = 0
+    """Refused by the store (full) or lost in a failed commit."""
+    readings_restricted: int = 0
+    events_accepted: int = 0
+    events_restricted: int = 0
+    alarms: int = 0
+    clips: int = 0
+    clips_failed: int = 0
+    availability_unchanged: int = 0
+    """A driver's availability report that did not change the hub's own decision (no event)."""
+
+
 @dataclass(slots=True)
 class DeviceState:
     info: DeviceInfo
@@ -55,17 +71,7 @@ class Hub:
         self._offline_after = offline_after
         self.devices: dict[str, DeviceState] = {}
         self.restricted: set[Category] = set()
-        self.counters: dict[str, int] = {
-            "readings_accepted": 0,
-            "readings_refused": 0,
-            "readings_restricted": 0,
-            "events_accepted": 0,
-            "events_restricted": 0,
-            "alarms": 0,
-            "clips": 0,
-            "clips_failed": 0,
-            "availability_unchanged": 0,
-        }
+        self.counters = HubCounters()
         self.driver_health: dict[str, TaskHealth] = {}
         self.drivers: dict[str, Driver] = {d.name: d for d in drivers}
         self._unsaved_seen: dict[str, float] = {}
@@ -122,13 +128,13 @@ class Hub:
         only a change becomes an availability event, so the store and the register see the hub's decision once
         per transition, whoever reported it."""
         if state.online == online:
-            self.counters["availability_unchanged"] += 1
+            self.counters.availability_unchanged += 1
             return
         state.online = online
         log.info("a %s %s", state.info.kind.value, "came back online" if online else "went offline")
         event = Event(device_id=state.info.device_id, kind=EventKind.AVAILABILITY, state=_ONLINE[online], ts=ts)
         if event.category in self.restricted:
-            self.counters["events_restricted"] += 1
+            self.counters.events_restricted += 1
             return
         await self._store_event(event)
 
@@ -150,7 +156,7 @@ class Hub:
 
     async def readings(self, readings: Sequence[Reading]) -> None:
         if Category.SENSORS in self.restricted:
-            self.counters["readings_restricted"] += len(readings)
+            self.counters.readings_restricted += len(readings)
             return
         now = self._clock()
         seen: dict[str, DeviceState | None] = {}
@@ -163,7 +169,7 @@ class Hub:
         try:
             fut = self.store.submit_readings(readings)
         except StoreFullError:
-            self.counters["readings_refused"] += len(readings)
+            self.counters.readings_refused += len(readings)
             return
         count = len(readings)
         fut.add_done_callback(lambda f: self._readings_committed(f, count))
@@ -171,16 +177,16 @@ class Hub:
 
     def _readings_committed(self, fut: asyncio.Future[Any], count: int) -> None:
         if fut.cancelled() or fut.exception() is not None:
-            self.counters["readings_refused"] += count
+            self.counters.readings_refused += count
         else:
-            self.counters["readings_accepted"] += count
+            self.counters.readings_accepted += count
 
     async def event(self, event: Event) -> None:
         # First, before the restriction: a siren sounding stores and sends nothing, and safety does not wait.
         for hook in self.event_hooks:
             hook(event)
         if event.category in self.restricted:
-            self.counters["events_restricted"] += 1
+            self.counters.events_restricted += 1
             return
         if event.kind is EventKind.AVAILABILITY:
             # A driver's availability report is evidence (it is not activity of the device); the hub decides.
@@ -198,9 +204,9 @@ class Hub:
 
     async def _store_event(self, event: Event) -> None:
         await self.store.add_event(event)
-        self.counters["events_accepted"] += 1
+        self.counters.events_accepted += 1
         if event.kind is EventKind.SMOKE and event.state == SmokeState.SMOKE:
-            self.counters["alarms"] += 1
+            self.counters.alarms += 1
             log.warning("SMOKE ALARM raised by a smoke detector; it is stored and on the alarm lane")
             await self.clip_requested(event.device_id, "smoke")
         self._publish("event", event)
@@ -217,9 +223,9 @@ class Hub:
     async def _record(self, recorder: RecordsClips, device_id: str, reason: str) -> None:
         try:
             await recorder.record_clips(device_id, reason)
-            self.counters["clips"] += 1
+            self.counters.clips += 1
         except Exception as exc:  # a failed recording is counted and logged; it never stops the hub
-            self.counters["clips_failed"] += 1
+            self.counters.clips_failed += 1
             log.warning("a clip (%s) was not recorded: %s", reason, type(exc).__name__)
 
     async def clip_sealed(self, clip: Clip, sealed: Path) -> Path:
@@ -302,16 +308,17 @@ class Hub:
         return {
             "uptime_s": self._clock() - self.started,
             "devices": {"known": len(self.devices), "online": online, "offline": len(self.devices) - online},
-            "counters": dict(self.counters),
+            "counters": msgspec.structs.replace(self.counters),
             "restricted": sorted(c.value for c in self.restricted),
-            "drivers": {
-                name: {
-                    **h.view(),
-                    **(self.drivers[name].health() if name in self.drivers else {}),
-                }
-                for name, h in self.driver_health.items()
-            },
+            "drivers": {name: self.driver_status(name) for name in self.driver_health},
         }
+
+    def driver_status(self, name: str) -> dict[str, Any]:
+        """One driver in ``kotihub status``: its supervised task's state beside the health it reports (its link,
+        counters and own fields, as :class:`~drivers.base.DriverHealth` Structs that the control socket encodes)."""
+        driver = self.drivers.get(name)
+        health = msgspec.structs.asdict(driver.health()) if driver is not None else {}
+        return {**self.driver_health[name].view(), **health}
 
 
 def _merge(known: DeviceInfo, announced: DeviceInfo) -> DeviceInfo:

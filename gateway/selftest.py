@@ -74,7 +74,7 @@ async def run_checks(daemon: Daemon, *, alarm_test: bool = False) -> list[dict[s
 
     results.append(_key_check(cfg.state_path))
 
-    for name, health in daemon.hub.summary()["drivers"].items():
+    for name, task in daemon.hub.driver_health.items():
         driver = daemon.hub.drivers.get(name)
         if (link := driver.link() if driver is not None else None) is not None:
             down = FAIL if link.essential else WARN
@@ -87,7 +87,7 @@ async def run_checks(daemon: Daemon, *, alarm_test: bool = False) -> list[dict[s
                     reason=link.reason,
                 )
             )
-        healthy = health["state"] == "running" and not health["last_error"]
+        healthy = task.state == "running" and not task.last_error
         results.append(
             check(
                 f"driver:{name}",
@@ -95,8 +95,8 @@ async def run_checks(daemon: Daemon, *, alarm_test: bool = False) -> list[dict[s
                 "driver.ok" if healthy else "driver.restarting",
                 None if healthy else "driver.fix",
                 name=name,
-                restarts=health["restarts"],
-                error=health["last_error"] or "-",
+                restarts=task.restarts,
+                error=task.last_error or "-",
             )
         )
 

@@ -11,17 +11,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
 
 from drivers.base import Driver, DrivesSirens, SirenOutput
 from gateway.errors import TransientError
-from gateway.hub import Hub
+from gateway.hub import DeviceState, Hub
 from gateway.model import DeviceKind, Event, EventKind, SmokeState
 
 log = logging.getLogger(__name__)
 
 RETRY_S: Final = 0.5
 """How soon a siren command that found no broker connection is tried again."""
+
+
+class SirenCounters(msgspec.Struct, kw_only=True):
+    """Siren commands carried out since the daemon started (``kotihub status``'s ``sirens``)."""
+
+    sounded: int = 0
+    silenced: int = 0
+
+
+class SirenStatus(msgspec.Struct, frozen=True, kw_only=True):
+    known: int
+    online: int
+    sounding: bool
+    counters: SirenCounters
 
 
 class Sirens:
@@ -31,7 +48,7 @@ class Sirens:
         self.sounding = False
         self._wanted: asyncio.Queue[bool] = asyncio.Queue()
         self.last_change: dict[str, float] = {}
-        self.counters = {"sounded": 0, "silenced": 0}
+        self.counters = SirenCounters()
 
     def on_event(self, event: Event) -> None:
         """The hub's event hook: decides at once and queues the command (never blocks the hub)."""
@@ -78,17 +95,21 @@ class Sirens:
                             n = 0  # a newer command replaces this one
                             break
                         await asyncio.sleep(RETRY_S)  # a smoke alarm's siren command is never given up
-                self.counters["sounded" if on else "silenced"] += 1
+                if on:
+                    self.counters.sounded += 1
+                else:
+                    self.counters.silenced += 1
                 log.info("siren command sent to %d siren(s)", n)
 
-    def summary(self, devices: dict[str, Any]) -> dict[str, Any]:
+    def summary(self, devices: Mapping[str, DeviceState]) -> SirenStatus:
+        """For ``kotihub status``: the sirens among the hub's ``devices``, and the commands carried out."""
         sirens = [d for d in devices.values() if d.info.kind is DeviceKind.SIREN]
-        return {
-            "known": len(sirens),
-            "online": sum(1 for d in sirens if d.online),
-            "sounding": self.sounding,
-            **self.counters,
-        }
+        return SirenStatus(
+            known=len(sirens),
+            online=sum(1 for d in sirens if d.online),
+            sounding=self.sounding,
+            counters=msgspec.structs.replace(self.counters),
+        )
 
 
 def attach(hub: Hub, drivers: list[Driver]) -> Sirens | None:

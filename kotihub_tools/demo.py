@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from gateway import config as configuration
 from gateway.control_api import Args
 from gateway.daemon import Daemon
@@ -277,7 +279,7 @@ async def _narrate(daemon: Daemon, stop: asyncio.Event, summary: dict[str, Any],
                 line += f"; the register holds {counts['readings']} readings, {counts['alarm']} alarm-lane events"
             _say(line)
             last_report = time.monotonic()
-    status = await daemon.control.status(Args())
+    status = msgspec.to_builtins(await daemon.control.status(Args()))
     summary.update(status)
     if register is not None and daemon.uplink is not None:
         summary["register"] = await asyncio.to_thread(_register_counts, register, daemon.uplink.hub_id)

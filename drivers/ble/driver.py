@@ -23,7 +23,7 @@ from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
-from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort, Link
+from drivers.base import Credentials, Discovered, Driver, DriverContext, DriverHealth, HubPort, Link
 from drivers.ble.common import BENIGN, Decoded, Reason, ReplayState, mac_bytes, uuid16
 from drivers.ble.decode import decode_advertisement, is_relevant
 from drivers.memory import Memory
@@ -120,6 +120,29 @@ class _Heard(msgspec.Struct, kw_only=True):
     decoded: bool = False
     online: bool = True
     announced: float = 0.0
+
+
+class BleHealth(DriverHealth, frozen=True, kw_only=True):
+    """The BLE driver's health: the adapter (``ok``, ``missing`` with its reason) and what was heard."""
+
+    adapter: str
+    adapter_reason: str | None
+    adapter_attempts: int
+    adapter_retry_in_s: float | None
+    """Seconds until the next attempt to open a missing adapter; None while it is open."""
+    scanner_restarts: int
+    scanning_mode: str
+    devices: int
+    """Devices heard whose advertisements decoded."""
+    adopted: int
+    strangers: int
+    online: int
+    pending: int
+    """Readings and events decoded but not yet handed to the hub."""
+    dropped_readings: int
+    partial: int
+    bad_bindkeys: int
+    internal_errors: int
 
 
 class BleDriver(Driver):
@@ -537,26 +560,27 @@ class BleDriver(Driver):
         up = self._adapter_state == "ok"
         return Link(check="bluetooth", messages="ble", up=up, reason=self._adapter_reason or "-", essential=False)
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> BleHealth:
         retry_in = None if self._next_retry is None else max(0.0, self._next_retry - time.monotonic())
-        return {
-            **self.stats.as_dict(),
-            "adapter": self._adapter_state,
-            "adapter_reason": self._adapter_reason,
-            "adapter_attempts": self._adapter_attempts,
-            "adapter_retry_in_s": retry_in,
-            "scanner_restarts": self.scanner_restarts,
-            "scanning_mode": self.config.scanning_mode,
-            "devices": sum(1 for h in self._heard.values() if h.decoded),
-            "adopted": len(self._adopted),
-            "strangers": self.strangers,
-            "online": sum(1 for h in self._heard.values() if h.decoded and h.online),
-            "pending": len(self._pending_events) + len(self._pending_readings),
-            "dropped_readings": self.dropped_readings,
-            "partial": self.partial,
-            "bad_bindkeys": self.bad_bindkeys,
-            "internal_errors": self.internal_errors,
-        }
+        return BleHealth(
+            link=self.link(),
+            counters=self.stats.counters(),
+            adapter=self._adapter_state,
+            adapter_reason=self._adapter_reason,
+            adapter_attempts=self._adapter_attempts,
+            adapter_retry_in_s=retry_in,
+            scanner_restarts=self.scanner_restarts,
+            scanning_mode=self.config.scanning_mode,
+            devices=sum(1 for h in self._heard.values() if h.decoded),
+            adopted=len(self._adopted),
+            strangers=self.strangers,
+            online=sum(1 for h in self._heard.values() if h.decoded and h.online),
+            pending=len(self._pending_events) + len(self._pending_readings),
+            dropped_readings=self.dropped_readings,
+            partial=self.partial,
+            bad_bindkeys=self.bad_bindkeys,
+            internal_errors=self.internal_errors,
+        )
 
 
 def _explain(exc: BaseException, mode: str) -> str:

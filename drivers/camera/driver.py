@@ -22,15 +22,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
-from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
+from drivers.base import Credentials, Discovered, Driver, DriverContext, DriverHealth, HubPort
 from drivers.camera import mdns, ringbuffer, wsdiscovery
 from drivers.camera.ffmpeg import FfmpegVersion, detect
-from drivers.camera.recorder import Recorder, RecorderSettings
+from drivers.camera.recorder import Recorder, RecorderHealth, RecorderSettings
 from drivers.camera.remux import Remux
 from gateway.backoff import Backoff
 from gateway.errors import ClipAborted, ConfigError, PermanentError
@@ -109,6 +109,21 @@ def new_clip_id() -> str:
     outlive the clip: so it says nothing of when or by which camera the clip was recorded (that is inside the
     encrypted record), and unlike a keyed hash of those it does not even link two clips of one camera."""
     return secrets.token_hex(16)
+
+
+class CameraHealth(DriverHealth, frozen=True, kw_only=True):
+    """The camera driver's health: restriction, who clips are sealed to, clip counts and each camera's recorder."""
+
+    restricted: bool
+    recipients: int
+    """How many household members a clip sealed now could be opened by."""
+    clips_sealed: int
+    clips_failed: int
+    clips_aborted: int
+    cameras: dict[str, RecorderHealth]
+    discovered: int
+    discovery_errors: dict[str, int]
+    """Failed discovery rounds by method (``mdns``, ``wsdiscovery``)."""
 
 
 class CameraDriver(Driver):
@@ -418,21 +433,19 @@ class CameraDriver(Driver):
             log.debug("camera clip for %s failed", device, exc_info=True)
         return None
 
-    def health(self) -> dict[str, Any]:
-        base = super().health()
-        base.update(
-            {
-                "restricted": self._restricted,
-                "recipients": self.context.clips.recipients() if self.context.clips is not None else 0,
-                "clips_sealed": self.clips_sealed,
-                "clips_failed": self.clips_failed,
-                "clips_aborted": self.clips_aborted,
-                "cameras": {device: rec.health() for device, rec in self._recorders.items()},
-                "discovered": len(self.discovered),
-                "discovery_errors": dict(self.discovery_errors),
-            }
+    def health(self) -> CameraHealth:
+        return CameraHealth(
+            link=self.link(),
+            counters=self.stats.counters(),
+            restricted=self._restricted,
+            recipients=self.context.clips.recipients() if self.context.clips is not None else 0,
+            clips_sealed=self.clips_sealed,
+            clips_failed=self.clips_failed,
+            clips_aborted=self.clips_aborted,
+            cameras={device: rec.health() for device, rec in self._recorders.items()},
+            discovered=len(self.discovered),
+            discovery_errors=dict(self.discovery_errors),
         )
-        return base
 
 
 def _from_mdns(camera: mdns.CameraAnnouncement) -> Discovered:

@@ -238,6 +238,21 @@ class Capture:
         self.feed.end()
 
 
+class RecorderHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """One camera's recorder, in the camera driver's health (no address, no credentials)."""
+
+    state: str
+    starts: int
+    restarts: int
+    stalls: int
+    failures: int
+    segments_total: int
+    segments_buffered: int
+    last_segment_age_s: float | None
+    last_error: str
+    clips_in_progress: int
+
+
 class Recorder:
     """Keeps one camera's rolling segment buffer alive; :meth:`run` supervises ffmpeg until cancelled."""
 
@@ -349,20 +364,20 @@ class Recorder:
             raise TransientError("ffmpeg could not make a snapshot from the buffered video")
         return jpeg
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> RecorderHealth:
         age = None if self.last_segment_at is None else round(time.time() - self.last_segment_at, 1)
-        return {
-            "state": self.state,
-            "starts": self.starts,
-            "restarts": self.restarts,
-            "stalls": self.stalls,
-            "failures": self.failures,
-            "segments_total": self.segments_total,
-            "segments_buffered": len(self.segments),
-            "last_segment_age_s": age,
-            "last_error": self.last_error,
-            "clips_in_progress": len(self._captures),
-        }
+        return RecorderHealth(
+            state=self.state,
+            starts=self.starts,
+            restarts=self.restarts,
+            stalls=self.stalls,
+            failures=self.failures,
+            segments_total=self.segments_total,
+            segments_buffered=len(self.segments),
+            last_segment_age_s=age,
+            last_error=self.last_error,
+            clips_in_progress=len(self._captures),
+        )
 
     async def wait_until(self, predicate: Callable[[Recorder], bool], timeout: float) -> None:
         """Waits until ``predicate(self)`` holds, re-checking on every state change; ``TimeoutError`` otherwise."""

@@ -12,10 +12,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort
+import msgspec
+
+from drivers.base import Credentials, Discovered, Driver, DriverContext, DriverHealth, HubPort
 from drivers.miio import discovery
 from drivers.miio.config import DeviceConfig, MiioConfig
 from drivers.miio.poller import DevicePoller, DeviceUnreachable, PollResult
@@ -32,9 +33,9 @@ def token_name(host: str) -> str:
     return f"miio.token.{host}"
 
 
-@dataclass
-class LinkHealth:
-    """What the driver knows about one configured device; shown (without its address) in ``kotihub status``."""
+class LinkHealth(msgspec.Struct, kw_only=True):
+    """What the driver knows about one configured device; shown (without its address) in ``kotihub status``. The
+    driver's device loop updates it in place; :meth:`MiioDriver.health` reports copies."""
 
     index: int
     kind: str
@@ -48,17 +49,12 @@ class LinkHealth:
     retry_at: float | None = None
     """When the next attempt is due (UTC seconds), while the device is not ok."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "kind": self.kind,
-            "state": self.state,
-            "device_id": self.device_id,
-            "failures": self.failures,
-            "last_ok": self.last_ok,
-            "last_error": self.last_error,
-            "retry_at": self.retry_at,
-        }
+
+class MiioHealth(DriverHealth, frozen=True, kw_only=True):
+    """The miio driver's health: each configured device's link, and how many of them are failing."""
+
+    devices: list[LinkHealth]
+    failing: int
 
 
 class MiioDriver(Driver):
@@ -104,13 +100,15 @@ class MiioDriver(Driver):
         log.info("miio discovery: %d device(s) answered", len(out))
         return out
 
-    def health(self) -> dict[str, Any]:
-        out = super().health()
-        out["devices"] = [link.as_dict() for link in self.links]
-        out["failing"] = sum(1 for link in self.links if link.state not in ("ok", "starting"))
-        return out
+    def health(self) -> MiioHealth:
+        return MiioHealth(
+            link=self.link(),
+            counters=self.stats.counters(),
+            devices=[msgspec.structs.replace(link) for link in self.links],
+            failing=sum(1 for link in self.links if link.state not in ("ok", "starting")),
+        )
 
-    async def wait_health(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> None:
+    async def wait_health(self, predicate: Callable[[MiioHealth], bool], timeout: float) -> None:
         """Waits until ``predicate(self.health())`` holds (for tests and the demo); ``TimeoutError`` otherwise."""
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: bool(predicate(self.health())))

@@ -9,11 +9,11 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import aiomqtt
 
-from drivers.base import Credentials, Discovered, Driver, DriverContext, HubPort, Link
+from drivers.base import Credentials, Discovered, Driver, DriverContext, DriverHealth, HubPort, Link
 from drivers.memory import Memory
 from drivers.mqtt import ha, z2m
 from drivers.mqtt.acks import RECENT_NS, Acker, Recent, digest, manual_acks, received
@@ -51,6 +51,29 @@ async def _leave(client: aiomqtt.Client) -> bool:
         log.warning("the MQTT broker did not acknowledge the disconnect within %.0f s", DISCONNECT_TIMEOUT_S)
         return False
     return True
+
+
+class MqttHealth(DriverHealth, frozen=True, kw_only=True):
+    """The MQTT driver's health: the broker connection and its delivery counters (``kotihub status``)."""
+
+    connected: bool
+    broker: str
+    """``host:port`` (the diagnostics bundle redacts it)."""
+    connects: int
+    disconnects: int
+    ignored: int
+    subscriptions: int
+    unacked: int
+    acked: int
+    early_commits: int
+    most_unacked: int
+    redeliveries: int
+    held: int
+    held_dropped: int
+    devices: int
+    broker_error: str
+    """Why the last connection failed or was lost; ``""`` before any failure. (Not ``last_error``: that name is the
+    supervisor's, why the driver task last failed.)"""
 
 
 class MqttDriver(Driver):
@@ -310,25 +333,27 @@ class MqttDriver(Driver):
     def link(self) -> Link:
         return Link(check="mqtt", messages="mqtt", up=self.connected, reason=self.last_error or "-")
 
-    def health(self) -> dict[str, Any]:
-        return {
-            **self.stats.as_dict(),
-            "connected": self.connected,
-            "broker": f"{self.config.host}:{self.config.port}",
-            "connects": self.connects,
-            "disconnects": self.disconnects,
-            "ignored": self.ignored,
-            "subscriptions": len(self._subscribed),
-            "unacked": self._acker.unacked if self._acker is not None else 0,
-            "acked": self.acked + (self._acker.acked if self._acker is not None else 0),
-            "early_commits": self.early_commits + (self._acker.early_commits if self._acker is not None else 0),
-            "most_unacked": self._acker.most_unacked if self._acker is not None else 0,
-            "redeliveries": self.redeliveries,
-            "held": len(self._held),
-            "held_dropped": self._held.dropped,
-            "devices": len(self._decoder.state.last_seen),
-            "last_error": self.last_error,
-        }
+    def health(self) -> MqttHealth:
+        acker = self._acker
+        return MqttHealth(
+            link=self.link(),
+            counters=self.stats.counters(),
+            connected=self.connected,
+            broker=f"{self.config.host}:{self.config.port}",
+            connects=self.connects,
+            disconnects=self.disconnects,
+            ignored=self.ignored,
+            subscriptions=len(self._subscribed),
+            unacked=acker.unacked if acker is not None else 0,
+            acked=self.acked + (acker.acked if acker is not None else 0),
+            early_commits=self.early_commits + (acker.early_commits if acker is not None else 0),
+            most_unacked=acker.most_unacked if acker is not None else 0,
+            redeliveries=self.redeliveries,
+            held=len(self._held),
+            held_dropped=self._held.dropped,
+            devices=len(self._decoder.state.last_seen),
+            broker_error=self.last_error,
+        )
 
     def _password(self) -> str | None:
         secret = self.credentials.get(PASSWORD_CREDENTIAL)

@@ -104,8 +104,8 @@ def test_clip_is_recorded_sealed_and_plays_for_the_household(
                 snapshot, snapshot_path = await driver.record_snapshot(device, "manual")
                 assert snapshot_path == spool / f"{snapshot.clip_id}.age"
                 health = driver.health()
-                assert health["clips_sealed"] == 1
-                assert health["cameras"][device]["state"] == "recording"
+                assert health.clips_sealed == 1
+                assert health.cameras[device].state == "recording"
                 running.cancel()
             assert [d.device_id for d in hub.devices] == [device]
             assert cam.connections >= 1, "the stream was served only after Basic auth with the stored password"
@@ -184,7 +184,7 @@ def test_restriction_aborts_a_clip_and_stops_recording_at_once(tmp_path: Path, r
                 recorder = driver.recorder(device)
                 await recorder.wait_until(lambda r: r.segments_total >= 2, 20)
                 clip_task = tg.create_task(_aborted(driver.record_clip(device, "alarm")))
-                await recorder.wait_until(lambda r: r.health()["clips_in_progress"] == 1, 5)
+                await recorder.wait_until(lambda r: r.health().clips_in_progress == 1, 5)
                 driver.restriction_changed(frozenset({Category.CAMERA}))
                 assert await clip_task, "the clip in progress was aborted"
                 await recorder.wait_until(lambda r: r.state == "restricted" and not r.running, 5)
@@ -194,7 +194,7 @@ def test_restriction_aborts_a_clip_and_stops_recording_at_once(tmp_path: Path, r
                 total = recorder.segments_total
                 driver.restriction_changed(frozenset())
                 await recorder.wait_until(lambda r: r.segments_total > total, 20)
-                assert driver.health()["clips_aborted"] == 2
+                assert driver.health().clips_aborted == 2
                 running.cancel()
 
     asyncio.run(main())
@@ -234,16 +234,16 @@ def test_a_stalled_garbage_or_dropping_camera_is_restarted_and_recovers(
                 running = tg.create_task(recorder.run())
                 if mode == "stall":
                     await recorder.wait_until(lambda r: r.stalls >= 1 and r.restarts >= 1, 15)
-                    assert recorder.health()["last_error"].startswith("stalled")
+                    assert recorder.health().last_error.startswith("stalled")
                 else:
                     await recorder.wait_until(lambda r: r.failures >= 2 and r.restarts >= 2, 15)
-                    assert recorder.health()["last_error"].startswith("failed")
+                    assert recorder.health().last_error.startswith("failed")
                 assert recorder.segments_total == 0
                 connections = cam.connections
                 assert connections >= 2 or mode == "stall"
                 cam.mode = "ok"
                 await recorder.wait_until(lambda r: r.state == "recording", 20)
-                assert recorder.health()["segments_buffered"] >= 1
+                assert recorder.health().segments_buffered >= 1
                 assert cam.connections > connections
                 assert "s3cret" not in repr(recorder.health())
                 running.cancel()

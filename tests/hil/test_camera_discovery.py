@@ -180,7 +180,7 @@ def test_running_driver_reports_discovered_cameras_to_the_hub(ram_dir: Path) -> 
                 running.cancel()
             assert all(hub.devices[d].kind is DeviceKind.CAMERA for d in wanted)
             assert hub.devices[cam.device_id_by_uuid].address == "127.0.0.1"
-            assert driver.health()["discovery_errors"] == {}
+            assert driver.health().discovery_errors == {}
 
     asyncio.run(main())
 
@@ -201,7 +201,7 @@ def test_failing_discovery_does_not_stop_recording(ram_dir: Path) -> None:
                 await driver.wait_ready(10)
                 recorder = driver.recorder(cam.device_id_by_mac)
                 await recorder.wait_until(lambda r: r.segments_total >= 1, 20)
-                assert driver.health()["discovery_errors"] == {"wsdiscovery": 1}
+                assert driver.health().discovery_errors == {"wsdiscovery": 1}
                 assert not running.done()
                 running.cancel()
 

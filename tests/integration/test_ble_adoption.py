@@ -113,8 +113,8 @@ def test_100k_advertisements_record_only_adopted_devices_and_memory_stays_bounde
     assert {r.device_id for r in hub.received} <= household
     assert {r.device_id for r in hub.received} >= {f"ble:{ALLOWLISTED.lower()}", f"ble:{ADOPTED.lower()}"}
     health = driver.health()
-    assert health["strangers"] == ADVERTISEMENTS
-    assert health["messages"] == ADVERTISEMENTS + fed_household
+    assert health.strangers == ADVERTISEMENTS
+    assert health.counters.messages == ADVERTISEMENTS + fed_household
     for table in (
         driver._heard,
         driver._last_payload,

@@ -82,7 +82,7 @@ def test_replayed_recordings_reach_the_hub(caplog: pytest.LogCaptureFixture) -> 
     smoke_device = next(d for d in hub.devices if d.device_id == smoke.device_id)
     assert (smoke_device.kind, smoke_device.model) == (DeviceKind.SMOKE_DETECTOR, "JTYJGD03MI")
     health = driver.health()
-    assert (health["malformed"], health["devices"], health["pending"]) == (0, len(addresses), 0)
+    assert (health.counters.malformed, health.devices, health.pending) == (0, len(addresses), 0)
     # No addresses or values in anything logged at INFO or above.
     for record in caplog.records:
         if record.levelno >= logging.INFO:
@@ -108,7 +108,7 @@ def test_identical_advertisements_are_stored_once_until_the_window_passes() -> N
 
     asyncio.run(scenario())
     assert len(hub.received) == 4
-    assert driver.health()["duplicates"] == 1
+    assert driver.health().counters.duplicates == 1
     assert len(hub.devices) == 2  # re-announced once per window, not per advertisement
 
 
@@ -123,7 +123,7 @@ def test_smoke_transitions_are_never_deduplicated() -> None:
 
     asyncio.run(scenario())
     assert [e.state for e in hub.events] == [SmokeState.SMOKE, SmokeState.CLEAR, SmokeState.SMOKE]
-    assert driver.health()["duplicates"] == 1
+    assert driver.health().counters.duplicates == 1
 
 
 def test_bind_key_lookup_and_bad_keys() -> None:
@@ -140,7 +140,7 @@ def test_bind_key_lookup_and_bad_keys() -> None:
     assert creds.asked == ["ble.bindkey.5448e68f80a5"]
     assert hub.received == []
     health = driver.health()
-    assert (health["bad_bindkeys"], health["malformed"]) == (1, 1)
+    assert (health.bad_bindkeys, health.counters.malformed) == (1, 1)
 
     creds = DictCredentials({"ble.bindkey.5448e68f80a5": b" 231D39C1D7CC1AB1AEE224CD096DB932\n"})
     driver = BleDriver(BleConfig(adopt=("*",)), creds, clock=Clock())
@@ -154,7 +154,7 @@ def test_bad_payloads_are_counted_and_logged_once(caplog: pytest.LogCaptureFixtu
     for payload in ("4002ca", "4002cb", "40ff01"):
         driver.on_advertisement(*_adv("11:22:33:44:55:0C", payload))
     health = driver.health()
-    assert health["malformed"] == 3
+    assert health.counters.malformed == 3
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2  # truncated once, unknown object once
     assert all("11:22:33" not in w for w in warnings)
@@ -165,7 +165,7 @@ def test_irrelevant_advertisements_are_ignored_cheaply() -> None:
     device = BLEDevice("AA:BB:CC:DD:EE:FF", "phone", None)
     adv = AdvertisementData("phone", {0x004C: b"\x02\x15"}, {uuid16(0x180F): b"\x64"}, [], None, -50, ())
     driver.on_advertisement(device, adv)
-    assert driver.health()["messages"] == 0
+    assert driver.health().counters.messages == 0
 
 
 def test_offline_and_back_online() -> None:
@@ -192,7 +192,7 @@ def test_offline_and_back_online() -> None:
     asyncio.run(scenario())
     availability = [(e.device_id, e.state) for e in hub.events if e.kind is EventKind.AVAILABILITY]
     assert availability == [("ble:a4:c1:38:8d:18:b2", "online")]
-    assert driver.health()["online"] == 1
+    assert driver.health().online == 1
 
 
 def test_readings_survive_a_failing_hub_call() -> None:
@@ -215,7 +215,7 @@ def test_pending_readings_are_bounded_and_drops_counted() -> None:
     driver.on_advertisement(*_adv("A4:C1:38:8D:18:B2", "4002ca0903bf13"))
     driver.on_advertisement(*_adv("A4:C1:38:8D:18:B2", "4002cb0903bf13"))
     health = driver.health()
-    assert (health["pending"], health["dropped_readings"]) == (3, 1)
+    assert (health.pending, health.dropped_readings) == (3, 1)
 
 
 class FakeScanner(BaseBleakScanner):
@@ -265,7 +265,7 @@ def test_run_with_a_scanner_backend_delivers_and_reports_ok() -> None:
     (created,) = FakeScanner.created
     assert created["scanning_mode"] == "passive"
     assert created["bluez"] == {"adapter": "hci0", "or_patterns": or_patterns(BleConfig().formats)}
-    assert driver.health()["adapter"] == "ok"
+    assert driver.health().adapter == "ok"
     assert {(d.address, d.rssi) for d in found} == {(r.address, r.rssi) for r in RECORDINGS}
 
 
@@ -297,9 +297,9 @@ def test_without_bluez_run_reports_missing_and_retries_quietly(caplog: pytest.Lo
         return health
 
     health = asyncio.run(scenario())
-    assert health["adapter"] == "missing"
-    assert "D-Bus" in health["adapter_reason"]
-    assert health["adapter_attempts"] >= 3
+    assert health.adapter == "missing"
+    assert "D-Bus" in health.adapter_reason
+    assert health.adapter_attempts >= 3
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1  # said once; the retries go to DEBUG
     assert "BLE adapter unavailable" in warnings[0].getMessage()
@@ -368,7 +368,7 @@ def test_a_bug_in_handling_is_contained_and_logged_once(caplog: pytest.LogCaptur
     driver = BleDriver(BleConfig(adopt=("*",)), Exploding())
     driver.on_advertisement(*_adv("11:22:33:44:55:04", "402900"))
     driver.on_advertisement(*_adv("11:22:33:44:55:05", "402900"))
-    assert driver.health()["internal_errors"] == 2
+    assert driver.health().internal_errors == 2
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
 
 
@@ -396,14 +396,14 @@ def test_availability_events_can_be_left_to_the_hub() -> None:
     async def scenario() -> None:
         driver.on_advertisement(*_adv("A4:C1:38:8D:18:B2", "4002ca0903bf13"))
         assert len(driver.offline_events(clock.now + 61)) == 1  # still tracked for health and discover
-        assert driver.health()["online"] == 0
+        assert driver.health().online == 0
         clock.now += 100
         driver.on_advertisement(*_adv("A4:C1:38:8D:18:B2", "4002cb0903bf13"))
         await driver.flush(hub)
 
     asyncio.run(scenario())
     assert hub.events == []
-    assert driver.health()["online"] == 1
+    assert driver.health().online == 1
 
 
 def test_shipped_example_documents_every_key_with_its_default() -> None:
@@ -435,7 +435,7 @@ def test_cancelling_the_scan_ends_it_even_if_the_scanner_fails_to_stop() -> None
         return ended
 
     assert asyncio.run(scenario()) is True
-    assert driver.health()["adapter"] == "ok"  # not mistaken for a missing adapter on the way out
+    assert driver.health().adapter == "ok"  # not mistaken for a missing adapter on the way out
 
 
 class SilentScanner(FakeScanner):
@@ -457,5 +457,5 @@ def test_a_silent_scanner_is_restarted() -> None:
 
     asyncio.run(scenario())
     health = driver.health()
-    assert health["scanner_restarts"] >= 2
-    assert health["adapter"] == "ok"
+    assert health.scanner_restarts >= 2
+    assert health.adapter == "ok"

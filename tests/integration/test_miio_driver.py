@@ -145,8 +145,8 @@ def test_gateway_devices_and_readings() -> None:
             assert hub.values(gw_id, Quantity.ILLUMINANCE)[0] == gw.illumination
             # The ht.v1 has no pressure sensor; nothing is made up for it.
             assert hub.values(subs[DEMO_HT_SID], Quantity.PRESSURE) == []
-            assert driver.health()["devices"][0]["state"] == "ok"
-            assert driver.health()["malformed"] == 0
+            assert driver.health().devices[0].state == "ok"
+            assert driver.health().counters.malformed == 0
             assert "get_device_prop_exp" in sim.requests
 
     run(scenario())
@@ -238,17 +238,17 @@ def test_silent_device_shows_in_health_and_recovers() -> None:
             gw_id = f"miio:{gw.did}"
 
             def state(h: dict[str, Any]) -> str:
-                return str(h["devices"][0]["state"])
+                return str(h.devices[0].state)
 
             async with running(driver, hub):
                 await driver.wait_health(lambda h: state(h) == "ok", WAIT)
                 sim.answering = False
-                await driver.wait_health(lambda h: state(h) == "unreachable" and h["devices"][0]["failures"] >= 2, WAIT)
+                await driver.wait_health(lambda h: state(h) == "unreachable" and h.devices[0].failures >= 2, WAIT)
                 health = driver.health()
-                assert health["failing"] == 1
-                assert health["devices"][0]["last_error"] == "no answer"
-                assert health["devices"][0]["retry_at"] is not None
-                assert health["devices"][0]["device_id"] == gw_id
+                assert health.failing == 1
+                assert health.devices[0].last_error == "no answer"
+                assert health.devices[0].retry_at is not None
+                assert health.devices[0].device_id == gw_id
                 readings_when_down = len(hub.received)
 
                 sim.answering = True
@@ -257,7 +257,7 @@ def test_silent_device_shows_in_health_and_recovers() -> None:
 
             availability = [e.state for e in hub.events if e.kind is EventKind.AVAILABILITY and e.device_id == gw_id]
             assert availability == ["offline", "online"]
-            assert driver.health()["devices"][0]["failures"] == 0
+            assert driver.health().devices[0].failures == 0
 
     run(scenario())
 
@@ -270,10 +270,10 @@ def test_missing_then_added_token() -> None:
             creds = Creds({})
             driver = make_driver(sim.port, creds=creds)
             async with running(driver, hub):
-                await driver.wait_health(lambda h: h["devices"][0]["state"] == "no_token", WAIT)
+                await driver.wait_health(lambda h: h.devices[0].state == "no_token", WAIT)
                 assert sim.requests == []
                 creds.tokens[token_name("127.0.0.1")] = TOKEN.hex().encode()
-                await driver.wait_health(lambda h: h["devices"][0]["state"] == "ok", WAIT)
+                await driver.wait_health(lambda h: h.devices[0].state == "ok", WAIT)
             assert f"miio:{gw.did}" in hub.devices
 
     run(scenario())
@@ -287,15 +287,15 @@ def test_wrong_token_is_unreachable_until_corrected() -> None:
             wrong = Creds({token_name("127.0.0.1"): b"00" * 16})
             driver = make_driver(sim.port, creds=wrong)
             async with running(driver, hub):
-                await driver.wait_health(lambda h: h["devices"][0]["failures"] >= 2, WAIT)
+                await driver.wait_health(lambda h: h.devices[0].failures >= 2, WAIT)
                 # The hello needs no token, the request does: the device ignores what it cannot authenticate.
-                assert driver.health()["devices"][0]["state"] == "unreachable"
+                assert driver.health().devices[0].state == "unreachable"
                 assert sim.malformed >= 1
                 assert hub.devices == {}
                 assert hub.received == []
                 # The technician corrects the credential; the driver picks it up without a restart.
                 wrong.tokens[token_name("127.0.0.1")] = TOKEN.hex().encode()
-                await driver.wait_health(lambda h: h["devices"][0]["state"] == "ok", WAIT)
+                await driver.wait_health(lambda h: h.devices[0].state == "ok", WAIT)
             assert f"miio:{gw.did}" in hub.devices
 
     run(scenario())
@@ -379,7 +379,7 @@ def test_a_lost_subdevice_costs_only_its_own_values() -> None:
                 await hub.wait_for(lambda: bool(hub.values(weather_id, Quantity.TEMPERATURE)))
                 gw.subdevices[weather].lost = True
                 lost_at = len(hub.values(weather_id, Quantity.TEMPERATURE))
-                await driver.wait_health(lambda h: h["malformed"] >= 4, WAIT)
+                await driver.wait_health(lambda h: h.counters.malformed >= 4, WAIT)
                 ht_before = len(hub.values(ht_id, Quantity.TEMPERATURE))
                 gw.weather(ht, temperature=-3.25, humidity=71.5)
                 await hub.wait_for(lambda: -3.25 in hub.values(ht_id, Quantity.TEMPERATURE))
@@ -388,7 +388,7 @@ def test_a_lost_subdevice_costs_only_its_own_values() -> None:
                 assert len(after) <= lost_at + 1  # at most a poll that was already under way
                 assert len(hub.values(ht_id, Quantity.TEMPERATURE)) > ht_before
                 assert hub.values(ht_id, Quantity.HUMIDITY)[-1] == 71.5
-                assert driver.health()["devices"][0]["state"] == "ok"
+                assert driver.health().devices[0].state == "ok"
 
                 gw.subdevices[weather].lost = False
                 count = len(hub.values(weather_id, Quantity.TEMPERATURE))

@@ -165,7 +165,7 @@ def test_broker_restart_is_survived(mosquitto: MosquittoBroker) -> None:
                 and bool(hub.values(sim.AQARA_ID, Quantity.HUMIDITY))
             )
         )
-        assert driver.health()["connected"] is True
+        assert driver.health().connected is True
 
     _run(body, _driver(mosquitto))
 
@@ -186,7 +186,7 @@ def test_malformed_payloads_are_counted_not_fatal(mosquitto: MosquittoBroker) ->
         await _publish(mosquitto, [*announce, *garbage, (good.topic, good.payload)])
         await hub.wait_for(lambda: hub.smoke_states(sim.SMOKE_ID) == ["smoke"])
         assert driver.stats.malformed == len(garbage)
-        assert driver.health()["malformed"] == len(garbage)
+        assert driver.health().counters.malformed == len(garbage)
         # Only the good message produced readings; the garbage produced none.
         assert {r.device_id for r in hub.received} == {sim.SMOKE_ID}
 

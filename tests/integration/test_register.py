@@ -27,6 +27,7 @@ from cloud_sync.enroll import EnrollError, enroll, finish_renewal, renew
 from cloud_sync.register import clips, db, retention
 from cloud_sync.register.auth import HubIdentity as RegHub
 from cloud_sync.register.ca import CertificateAuthority
+from cloud_sync.register.errors import Invalid
 from gateway.members import HubMembers
 from tests.support.register import HubIdentity, RunningRegister
 
@@ -953,7 +954,12 @@ def test_no_operator_can_choose_the_keys_clips_are_encrypted_to(register: Runnin
         refused = who.post(f"{reg.url}/v1/households/{h}/commands", json=rogue)
         assert refused.status_code == 403
         assert refused.json()["error"] == "command_not_allowed"
+        # A kind the protocol does not have (``config`` was one until remote configuration went to the updater).
+        unknown = who.post(f"{reg.url}/v1/households/{h}/commands", json={"kind": "config", "args": {}})
+        assert unknown.status_code == 422 and unknown.json()["error"] == "invalid", unknown.text
     assert hub.session().get(f"{reg.url}/v1/commands").json() == []
+    with pytest.raises(Invalid, match="kind must be one of"):
+        reg.reg.queue_command(h, "config", {}, actor="test")
     recipient = str(pyrage.x25519.Identity.generate().to_public())
     member = {"name": "Operaattori", "recipient": recipient}
     assert admin.post(f"{reg.url}/v1/households/{h}/members", json=member).status_code == 403

@@ -113,7 +113,7 @@ async def test_smoke_in_one_room_sounds_every_siren_within_500_ms_and_clear_or_a
                 # Smoke in the living room too; the kitchen clears: still sounding (interconnect).
                 await client.publish("zigbee2mqtt/smoke_living_room", json.dumps({"smoke": True}).encode(), qos=1)
                 await client.publish("zigbee2mqtt/smoke_kitchen", json.dumps({"smoke": False}).encode(), qos=1)
-                await _until(lambda: hub.counters["alarms"] == 2, 5, "both alarms")
+                await _until(lambda: hub.counters.alarms == 2, 5, "both alarms")
                 await _until(lambda: f"mqtt:{SMOKE_A}" in s.alarming and f"mqtt:{SMOKE_B}" not in s.alarming, 5, "")
                 assert s.sounding
                 # Both clear: silence.
@@ -133,7 +133,7 @@ async def test_smoke_in_one_room_sounds_every_siren_within_500_ms_and_clear_or_a
                 assert s.acknowledge() is True
                 await _until(lambda: set(commands(acked)) == SIREN_TOPICS, 5, "silenced by the acknowledgement")
                 assert commands(acked)["cmnd/siren-hall/POWER1"] == "OFF"
-                assert s.counters == {"sounded": 2, "silenced": 2}
+                assert s.counters == sirens.SirenCounters(sounded=2, silenced=2)
             finally:
                 for t in tasks:
                     t.cancel()

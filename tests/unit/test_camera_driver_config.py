@@ -116,10 +116,10 @@ def test_record_clip_needs_recipients_spool_and_no_restriction(tmp_path: Path, m
     driver.restriction_changed(frozenset({Category.CAMERA}))
     with pytest.raises(ClipAborted):
         asyncio.run(driver.record_clip("camera:00:40:8c:12:34:56", "manual"))
-    assert driver.health()["restricted"] is True
-    assert driver.health()["recipients"] == 1
+    assert driver.health().restricted is True
+    assert driver.health().recipients == 1
     driver.restriction_changed(frozenset({Category.SENSORS}))
-    assert driver.health()["restricted"] is False
+    assert driver.health().restricted is False
     assert not spool.exists()
 
 
@@ -142,5 +142,5 @@ def test_shipped_example_config_decodes() -> None:
     config = msgspec.convert(table, CameraDriverConfig)
     driver = CameraDriver(config, NoCredentials())
     assert [c.name for c in config.cameras] == ["hall"]
-    assert driver.health()["restricted"] is False
+    assert driver.health().restricted is False
     assert camera_device_id(config.cameras[0]) == "camera:00:40:8c:12:34:56"

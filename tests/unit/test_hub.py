@@ -56,7 +56,7 @@ async def test_a_crashing_driver_is_restarted_with_backoff_and_never_stops_the_o
         async with asyncio.TaskGroup() as tg:
             crashing = tg.create_task(hub.supervise(Crashing(NoConfig(), Creds())))
             steady = tg.create_task(hub.supervise(Steady(NoConfig(), Creds())))
-            while Crashing.runs < 4 or hub.counters["readings_accepted"] < 10:
+            while Crashing.runs < 4 or hub.counters.readings_accepted < 10:
                 await asyncio.sleep(0.01)
             crashing.cancel()
             steady.cancel()
@@ -110,9 +110,9 @@ async def test_a_hung_driver_is_cancelled_and_restarted_while_the_others_run(tmp
             async with asyncio.timeout(30):
                 while Hanging.runs < 3:
                     await asyncio.sleep(0.01)
-            accepted = hub.counters["readings_accepted"]
+            accepted = hub.counters.readings_accepted
             async with asyncio.timeout(30):
-                while hub.counters["readings_accepted"] < accepted + 10:
+                while hub.counters.readings_accepted < accepted + 10:
                     await asyncio.sleep(0.01)
             for task in tasks:
                 task.cancel()
@@ -130,7 +130,7 @@ async def test_restriction_drops_the_category_before_the_store(tmp_path: Path) -
         await hub.readings([Reading("x", Quantity.TEMPERATURE, 1.0, T0)])
         await hub.event(Event(device_id="x", kind=EventKind.SMOKE, state="smoke", ts=T0))
         await store.flush()
-        assert hub.counters["readings_restricted"] == 1
+        assert hub.counters.readings_restricted == 1
         assert list(store.iter_readings()) == []
         assert [i.body["state"] for i in store.iter_items(Lane.ALARM)] == ["smoke"]  # alarms are another category
         again = Hub(store, offline_after={})
@@ -189,7 +189,7 @@ async def test_a_smoke_alarm_does_not_wait_for_a_clip(tmp_path: Path) -> None:
             assert recorded == []  # the alarm is stored while the clip is still recording
             release.set()
         assert recorded == ["smoke"]
-        assert hub.counters["clips"] == 1
+        assert hub.counters.clips == 1
 
 
 class Camera(Driver):
@@ -266,4 +266,4 @@ async def test_the_hub_decides_liveness_and_stores_each_transition_once(tmp_path
         await hub.event(Event(device_id="a", kind=EventKind.MOTION, state="on", ts=now[0]))  # back, after the event
         events = [i.body["state"] for i in await store.pending(Lane.EVENTS)]
         assert events == ["offline", "online", "offline", "on", "online"]
-        assert hub.counters["availability_unchanged"] == 3
+        assert hub.counters.availability_unchanged == 3

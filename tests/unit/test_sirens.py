@@ -88,4 +88,4 @@ async def test_sirens_sound_even_when_the_alarm_category_is_restricted(tmp_path:
         hub.event_hooks.append(s.on_event)
         await hub.event(smoke("a", "smoke"))
         assert s.sounding
-        assert hub.counters["events_restricted"] == 1 and hub.counters["alarms"] == 0
+        assert hub.counters.events_restricted == 1 and hub.counters.alarms == 0

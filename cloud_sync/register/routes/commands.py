@@ -15,7 +15,7 @@ from cloud_sync.register.registry import Registry
 from cloud_sync.register.routes.common import Callers, Notifier, decode_json, doc, json_response, read_body
 from cloud_sync.register.settings import Settings
 
-# Commands a household app or an operator may queue; member_keys and config are the register's own.
+# Commands a household app or an operator may queue; member_keys, alarm_ack and rename are the register's own.
 API_COMMAND_KINDS = ("erase", "export", "restrict")
 
 
