@@ -1,9 +1,10 @@
 """The data plane: lane ingest (exactly-once by ``(hub, lane, seq)``), device upserts, and reading/event queries.
 
-Ingest is the hot path: a batch is decoded by msgspec straight into typed structs (that *is* the validation),
-then written in one transaction: on PostgreSQL readings by binary ``COPY`` through a staging table
-(:mod:`.partitions`) and the other lanes by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` over the batch as a JSON
-record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned.
+Ingest is the hot path: a batch is decoded by msgspec straight into typed structs (that *is* the validation, with
+a readings batch's strings checked once per distinct value), then written in one transaction: on PostgreSQL readings
+by binary ``COPY`` (:mod:`.partitions`: straight into the table, or through a staging table when the register already
+holds part of the batch) and the other lanes by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` over the batch as a
+JSON record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ stored it in its outbox (the body, and so ``ts``, is written once and never chan
 same ``ts``, lands in the same partition and meets its first copy's key there. What the wider key would let through
 is the same ``(hub, seq)`` sent with a *different* ``ts``, which no hub does; SQLite keeps ``(hub_id, seq)``.
 
-**COPY.** A batch is written by binary ``COPY`` into a temporary staging table (one per database connection, made
-when the connection opens, emptied at every commit), then moved by one ``INSERT … SELECT … ON CONFLICT DO NOTHING``
-in the same transaction: the speed of ``COPY`` with the deduplication of ``ON CONFLICT``, and the ingest's ack still
-comes only after that transaction committed.
+**COPY.** A batch the register holds nothing of (the common case) is written by binary ``COPY`` straight into
+``readings``; if the primary key refuses it (a resend after a lost ack, two sends racing) the transaction is rolled
+back and the batch goes by ``COPY`` into a temporary staging table (one per database connection, made when the
+connection opens, emptied at every commit), then one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` in the same
+transaction. Either way the ingest's ack comes only after that transaction committed.
 """
 
 from __future__ import annotations
