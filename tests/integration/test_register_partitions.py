@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cloud_sync import protocol as p
 from cloud_sync.register import db, ingest, migrate, partitions, retention
 from cloud_sync.register.auth import HubIdentity
+from cloud_sync.register.notify import schema
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -151,6 +152,38 @@ def test_concurrent_resends_of_one_batch_store_it_once(reg: Registry) -> None:
     assert sum(a.stored for a in acks) == 2000
     assert all(a.stored + a.duplicates == 2000 and a.acked_seq == 1999 for a in acks)
     assert _held(reg, hub) == list(range(2000))
+
+
+def test_the_straight_copy_keeps_the_erasure_watermark_and_the_battery_alerts(reg: Registry) -> None:
+    """Both store paths drop items recorded before the household's last erasure and open battery alerts in the
+    batch's transaction: a fresh batch (straight COPY) and a resend of it with more (the stage)."""
+    hub = _hub(reg)
+    with reg.engine.begin() as conn:
+        conn.execute(
+            sa.update(db.households).where(db.households.c.id == hub.household_id).values(erased_before=NOW - 1000)
+        )
+
+    def batch(seqs: range) -> p.ReadingsBatch:
+        return p.ReadingsBatch(
+            hub_id=hub.hub_id,
+            lane="readings",
+            items=[
+                p.ReadingItem(
+                    seq=s, ts=NOW - 2000 + s, body=p.ReadingBody(f"mqtt:{s % 2}", "battery", 5.0, NOW - 2000 + s)
+                )
+                for s in seqs
+            ],
+        )
+
+    # Seqs 0-999 were recorded before the erasure: dropped, counted neither stored nor duplicate.
+    assert ingest.ingest(reg, hub, batch(range(0, 1200))) == p.IngestAck("readings", 1199, stored=200, duplicates=0)
+    assert ingest.ingest(reg, hub, batch(range(900, 1300))) == p.IngestAck("readings", 1299, stored=100, duplicates=200)
+    assert _held(reg, hub) == list(range(1000, 1300))
+    with reg.engine.connect() as conn:
+        alarms = conn.execute(
+            sa.select(schema.alarms.c.device_id, schema.alarms.c.category).where(schema.alarms.c.hub_id == hub.hub_id)
+        ).all()
+    assert sorted(alarms) == [("mqtt:0", "battery_low"), ("mqtt:1", "battery_low")]
 
 
 def _week_of(reg: Registry, ts: float) -> str:
