@@ -154,6 +154,16 @@ def test_concurrent_resends_of_one_batch_store_it_once(reg: Registry) -> None:
     assert _held(reg, hub) == list(range(2000))
 
 
+def test_a_batch_whose_last_item_is_held_falls_back_and_stores_the_rest_once(reg: Registry) -> None:
+    """The primary key refuses the straight COPY only at the end, after thousands of rows were streamed: the
+    transaction is rolled back and the stage stores the rest."""
+    hub = _hub(reg)
+    assert ingest.ingest(reg, hub, _batch(hub, [9000])).stored == 1
+    ack = ingest.ingest(reg, hub, _batch(hub, [*range(4000), 9000]))
+    assert ack == p.IngestAck(lane="readings", acked_seq=9000, stored=4000, duplicates=1)
+    assert _held(reg, hub) == [*range(4000), 9000]
+
+
 def test_the_straight_copy_keeps_the_erasure_watermark_and_the_battery_alerts(reg: Registry) -> None:
     """Both store paths drop items recorded before the household's last erasure and open battery alerts in the
     batch's transaction: a fresh batch (straight COPY) and a resend of it with more (the stage)."""
