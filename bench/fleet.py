@@ -52,7 +52,7 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
-from register_proc import RegisterProcess, cpu_s  # noqa: E402
+from register_proc import TICK, RegisterProcess, cpu_s  # noqa: E402
 
 from cloud_sync import protocol as p  # noqa: E402
 from tests.support.postgres import PostgresCluster, start_cluster  # noqa: E402
@@ -112,9 +112,13 @@ def enroll_hubs(state: Path, db_url: str, n: int, hub_dir: Path, sources: int) -
 
 
 def postgres_cpu_s(cluster: PostgresCluster) -> float:
-    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer)."""
+    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer),
+    those that exited included: the register's pool closes its overflow connections when a burst is over, and their
+    backends' CPU would otherwise vanish from the sum (the postmaster's cutime/cstime keep it)."""
     master = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
-    total = cpu_s(master)
+    stat = Path(f"/proc/{master}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    total = cpu_s(master) + (int(fields[13]) + int(fields[14])) / TICK
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -436,12 +440,14 @@ def main() -> None:
         with psycopg.connect(dsn) as conn:
             rows_before = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
         reg_cpu0, pg_cpu0, t0 = cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
+        load_cpu0 = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None)
         load0 = os.getloadavg()[0]
         for pipe in pipes:
             pipe.send("go")
         results = [pipe.recv() for pipe in pipes]
         wall = time.monotonic() - t0
         reg_cpu, pg_cpu = cpu_s(reg.pid) - reg_cpu0, postgres_cpu_s(cluster) - pg_cpu0
+        load_cpu = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None) - load_cpu0
         load1 = os.getloadavg()[0]
         for proc in procs:
             proc.join(60)
@@ -478,6 +484,10 @@ def main() -> None:
     print(f"share of raw COPY:           {rate / copy_rate:12.1%}        (target {TARGET_SHARE:.0%})")
     print(f"register CPU per 100k:       {reg_cpu * per_100k:12.2f} s   ({reg_cpu:.1f} s over the run)")
     print(f"PostgreSQL CPU per 100k:     {pg_cpu * per_100k:12.2f} s   ({pg_cpu:.1f} s over the run)")
+    print(
+        f"load processes' CPU:         {load_cpu / wall:12.2f} cores  ({load_cpu:.1f} s over the run, 2 processes:"
+        " TLS, HTTP and the steady batches' encoding; catch-up batches are encoded before the run)"
+    )
     print(
         f"ingest requests answered:    {requests:12,}     "
         f"({reg_cpu / max(requests, 1) * 1000:.2f} ms register CPU each, long-polls aside)"

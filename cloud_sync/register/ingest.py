@@ -1,9 +1,10 @@
 """The data plane: lane ingest (exactly-once by ``(hub, lane, seq)``), device upserts, and reading/event queries.
 
-Ingest is the hot path: a batch is decoded by msgspec straight into typed structs (that *is* the validation),
-then written in one transaction: on PostgreSQL readings by binary ``COPY`` through a staging table
-(:mod:`.partitions`) and the other lanes by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` over the batch as a JSON
-record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned.
+Ingest is the hot path: a batch is decoded by msgspec straight into typed structs (that *is* the validation, with
+a readings batch's strings checked once per distinct value), then written in one transaction: on PostgreSQL readings
+by binary ``COPY`` (:mod:`.partitions`: straight into the table, or through a staging table when the register already
+holds part of the batch) and the other lanes by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` over the batch as a
+JSON record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
@@ -164,22 +166,23 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
         raise Forbidden("batch hub_id does not match the client certificate", code="wrong_hub")
     if not batch.items:
         return IngestAck(lane=batch.lane, acked_seq=-1, stored=0, duplicates=0)
-    rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
-    table = db.LANE_TABLES[batch.lane]
-    total = len(rows)
+    total = len(batch.items)
     erased = 0
     stored = 0
     raised = 0
-    if registry.engine.dialect.name != "sqlite":
+    postgres = registry.engine.dialect.name != "sqlite"
+    if postgres and isinstance(batch, ReadingsBatch):
+        erased, stored, raised = _readings_postgres(registry, hub, batch)
+    elif postgres:
+        rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
         with registry.engine.begin() as conn:
             kept = _after_erasure(conn, hub.household_id, rows)
             erased = total - len(kept)
-            if table is db.readings:
-                stored = partitions.copy_readings(conn, kept)
-            else:
-                stored = db.insert_many_ignore(conn, table, kept)
+            stored = db.insert_many_ignore(conn, db.LANE_TABLES[batch.lane], kept)
             raised += _raise_alarms(conn, hub, batch.lane, kept)
     else:
+        rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
+        table = db.LANE_TABLES[batch.lane]
         # SQLite has one writer: take turns through the gate instead of SQLite's busy back-off, alarms first, and
         # commit big batches in chunks so an alarm waits for at most one chunk. Chunks are idempotent like the
         # whole batch, and the ack below still comes only after the last one committed.
@@ -198,6 +201,34 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
         notify_dispatchers(registry.engine)
     # All items of the batch are now held (stored just now, or by an earlier send) or were erased by the household.
     return IngestAck(lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=total - erased - stored)
+
+
+def _readings_postgres(registry: Registry, hub: HubIdentity, batch: ReadingsBatch) -> tuple[int, int, int]:
+    """Stores a readings batch on PostgreSQL in one transaction; returns ``(erased, stored, alarms raised)``.
+
+    First straight into ``readings`` by ``COPY`` (no stage, no ``ON CONFLICT``): the common case, a batch the
+    register holds nothing of. If it holds any of it (a resend after a lost ack, two sends racing), the primary key
+    refuses that ``COPY`` whole; the transaction is rolled back and the batch goes through the stage, which stores
+    each seq at most once. Either way nothing is acked before the commit."""
+    now = time.time()
+    for direct in (True, False):
+        try:
+            with registry.engine.begin() as conn:
+                cutoff = _erasure_cutoff(conn, hub.household_id) or 0.0
+                items = batch.items if not cutoff else [it for it in batch.items if it.body.ts >= cutoff]
+                rows = partitions.reading_rows(items, hub.hub_id, hub.household_id, now)
+                stored = partitions.copy_readings(conn, rows, direct=direct)
+                low = [r for r in rows if r[4] == "battery" and r[5] < BATTERY_ALERT_MAX]
+                raised = on_battery(conn, hub.hub_id, hub.household_id, [_row_dict(r) for r in low]) if low else 0
+            return len(batch.items) - len(items), stored, raised
+        except psycopg.errors.UniqueViolation:
+            if not direct:
+                raise
+    raise AssertionError("unreachable: the stage path returns or raises")
+
+
+def _row_dict(row: partitions.ReadingRow) -> dict[str, Any]:
+    return dict(zip(partitions.COLUMNS, row, strict=True))
 
 
 def _raise_alarms(conn: Connection, hub: HubIdentity, lane: str, rows: _Rows) -> int:
@@ -231,12 +262,18 @@ def _after_erasure(conn: Connection, household_id: str, rows: _Rows) -> _Rows:
     batches in flight and later batches see it; on SQLite under the write lock (see :func:`_lock_household`), so a
     racing batch can never land after the erasure's deletes.
     """
+    cutoff = _erasure_cutoff(conn, household_id) or 0.0
+    if not cutoff:
+        return rows
+    return [r for r in rows if (r["ts"] if "ts" in r else r["started"]) >= cutoff]
+
+
+def _erasure_cutoff(conn: Connection, household_id: str) -> float | None:
+    """The household's erasure watermark, read FOR SHARE (see :func:`_after_erasure`)."""
     cutoff = conn.execute(
         select(db.households.c.erased_before).where(db.households.c.id == household_id).with_for_update(read=True)
     ).scalar_one_or_none()
-    if not cutoff:
-        return rows
-    return [r for r in rows if r.get("ts", r.get("started", 0.0)) >= cutoff]
+    return float(cutoff) if cutoff else None
 
 
 def upsert_devices(registry: Registry, hub: HubIdentity, records: list[DeviceRecord]) -> int:

@@ -12,10 +12,11 @@ stored it in its outbox (the body, and so ``ts``, is written once and never chan
 same ``ts``, lands in the same partition and meets its first copy's key there. What the wider key would let through
 is the same ``(hub, seq)`` sent with a *different* ``ts``, which no hub does; SQLite keeps ``(hub_id, seq)``.
 
-**COPY.** A batch is written by binary ``COPY`` into a temporary staging table (one per database connection, made
-when the connection opens, emptied at every commit), then moved by one ``INSERT … SELECT … ON CONFLICT DO NOTHING``
-in the same transaction: the speed of ``COPY`` with the deduplication of ``ON CONFLICT``, and the ingest's ack still
-comes only after that transaction committed.
+**COPY.** A batch the register holds nothing of (the common case) is written by binary ``COPY`` straight into
+``readings``; if the primary key refuses it (a resend after a lost ack, two sends racing) the transaction is rolled
+back and the batch goes by ``COPY`` into a temporary staging table (one per database connection, made when the
+connection opens, emptied at every commit), then one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` in the same
+transaction. Either way the ingest's ack comes only after that transaction committed.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import operator
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
+from cloud_sync.protocol import ReadingItem
 from cloud_sync.register import db
 
 log = logging.getLogger(__name__)
@@ -43,14 +45,13 @@ _WIDTH_S = PARTITION_DAYS * 86_400
 _EPOCH_MONDAY = 4 * 86_400  # 1970-01-05, a Monday: partitions start on Mondays 00:00 UTC
 _NAME = re.compile(r"readings_p(\d{8})")
 STAGE = "readings_stage"
-_COLUMNS = [c.name for c in db.readings.c]
+COLUMNS = [c.name for c in db.readings.c]
 _COPY_TYPES = ["text", "int8", "text", "text", "text", "float8", "float8", "float8", "text"]
 LOCK_NOT_AVAILABLE = "55P03"
-# Every column but the last, the optional channel, which a row may leave out ("" as the column's default).
-_as_tuple = operator.itemgetter(*_COLUMNS[:-1])
-assert _COLUMNS[-1] == "channel"
-_COPY_SQL = f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-_COLS = ", ".join(_COLUMNS)
+assert COLUMNS == ["hub_id", "seq", "household_id", "device_id", "quantity", "value", "ts", "received_at", "channel"]
+_COPY_SQL = f"COPY {STAGE} ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_DIRECT_SQL = f"COPY readings ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COLS = ", ".join(COLUMNS)
 _MOVE_SQL = text(f"INSERT INTO readings ({_COLS}) SELECT {_COLS} FROM {STAGE} ON CONFLICT DO NOTHING")  # noqa: S608
 
 
@@ -190,19 +191,37 @@ def install_stage(engine: Engine) -> None:
     event.listen(engine, "connect", _stage)
 
 
-def copy_readings(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    """Stores reading rows (dicts keyed by ``db.readings`` columns) by binary ``COPY`` into the staging table and one
-    ``INSERT … SELECT … ON CONFLICT DO NOTHING``; returns how many were new. Once per transaction (the stage empties
-    at commit). The conflict target is left implicit so that a ``readings`` made before partitioning (primary key
-    ``(hub_id, seq)``) is served the same way."""
-    if not rows:
-        return 0
+ReadingRow = tuple[str, int, str, str, str, float, float, float, str]
+"""A row of ``readings`` in column order (:data:`COLUMNS`), as :func:`copy_readings` writes it."""
+
+
+def reading_rows(items: list[ReadingItem], hub_id: str, household_id: str, now: float) -> list[ReadingRow]:
+    """The rows of a readings batch's items, built straight from the decoded structs (no dict per row)."""
+    return [
+        (hub_id, it.seq, household_id, b.device_id, b.quantity, b.value, b.ts, now, b.channel)
+        for it in items
+        for b in (it.body,)
+    ]
+
+
+def copy_readings(conn: Connection, rows: Iterable[ReadingRow], *, direct: bool = False) -> int:
+    """Stores reading rows by binary ``COPY``; returns how many were new. Once per transaction.
+
+    ``direct``: ``COPY`` straight into ``readings`` and return them all as new. If any row is already held the
+    ``COPY`` fails with a unique violation (:class:`psycopg.errors.UniqueViolation`) and the transaction must be
+    rolled back and the batch sent again without ``direct``. Otherwise through the staging table and one ``INSERT …
+    SELECT … ON CONFLICT DO NOTHING``; the conflict target is left implicit so that a ``readings`` made before
+    partitioning (primary key ``(hub_id, seq)``) is served the same way."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    n = 0
     try:
-        with cursor.copy(_COPY_SQL) as copy:
+        with cursor.copy(_DIRECT_SQL if direct else _COPY_SQL) as copy:
             copy.set_types(_COPY_TYPES)
             for row in rows:
-                copy.write_row((*_as_tuple(row), row.get("channel", "")))
+                copy.write_row(row)
+                n += 1
     finally:
         cursor.close()
+    if direct or not n:
+        return n
     return int(conn.execute(_MOVE_SQL).rowcount)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cloud_sync import protocol as p
 from cloud_sync.register import db, ingest, migrate, partitions, retention
 from cloud_sync.register.auth import HubIdentity
+from cloud_sync.register.notify import schema
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -98,15 +99,15 @@ def test_copy_ingest_stores_each_seq_once_whatever_is_resent(
     assert _held(reg, hub) == sorted(held)
 
 
-class _CutMidway(list[dict[str, Any]]):
+class _CutMidway(list[partitions.ReadingRow]):
     """Rows that kill their own database session once half of them have gone into the COPY: a register crash or a
     network cut in the middle of a batch."""
 
-    def __init__(self, rows: list[dict[str, Any]], dsn: str, pid: int) -> None:
+    def __init__(self, rows: list[partitions.ReadingRow], dsn: str, pid: int) -> None:
         super().__init__(rows)
         self.dsn, self.pid = dsn, pid
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[partitions.ReadingRow]:
         for i, row in enumerate(super().__iter__()):
             if i == len(self) // 2:
                 with psycopg.connect(self.dsn, autocommit=True) as admin:
@@ -114,19 +115,24 @@ class _CutMidway(list[dict[str, Any]]):
             yield row
 
 
-def _copy_cut_midway(reg: Registry, rows: list[dict[str, Any]], dsn: str) -> None:
+def _copy_cut_midway(reg: Registry, rows: list[partitions.ReadingRow], dsn: str, *, direct: bool) -> None:
     with reg.engine.begin() as conn:
         pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-        partitions.copy_readings(conn, _CutMidway(rows, dsn, pid))
+        partitions.copy_readings(conn, _CutMidway(rows, dsn, pid), direct=direct)
 
 
-def test_a_batch_cut_midway_stores_nothing_and_its_resend_stores_all_once(reg: Registry, postgres_url: str) -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["straight-copy", "stage"])
+def test_a_batch_cut_midway_stores_nothing_and_its_resend_stores_all_once(
+    reg: Registry, postgres_url: str, direct: bool
+) -> None:
     hub = _hub(reg)
     ingest.ingest(reg, hub, _batch(hub, list(range(0, 100))))
-    rows = ingest._reading_rows(_batch(hub, list(range(50, 5050))), hub.household_id, time.time())
+    first = 100 if direct else 50  # the straight COPY is only tried on a batch the register holds nothing of
+    cut = _batch(hub, list(range(first, 5050)))
+    rows = partitions.reading_rows(cut.items, hub.hub_id, hub.household_id, time.time())
     dsn = postgres_url.replace("postgresql+psycopg://", "postgresql://")
     with pytest.raises(sa.exc.DBAPIError):
-        _copy_cut_midway(reg, rows, dsn)
+        _copy_cut_midway(reg, rows, dsn, direct=direct)
     assert _held(reg, hub) == list(range(100))  # the first batch, nothing of the cut one
     ack = ingest.ingest(reg, hub, _batch(hub, list(range(50, 5050))))
     assert ack == p.IngestAck(lane="readings", acked_seq=5049, stored=4950, duplicates=50)
@@ -146,6 +152,48 @@ def test_concurrent_resends_of_one_batch_store_it_once(reg: Registry) -> None:
     assert sum(a.stored for a in acks) == 2000
     assert all(a.stored + a.duplicates == 2000 and a.acked_seq == 1999 for a in acks)
     assert _held(reg, hub) == list(range(2000))
+
+
+def test_a_batch_whose_last_item_is_held_falls_back_and_stores_the_rest_once(reg: Registry) -> None:
+    """The primary key refuses the straight COPY only at the end, after thousands of rows were streamed: the
+    transaction is rolled back and the stage stores the rest."""
+    hub = _hub(reg)
+    assert ingest.ingest(reg, hub, _batch(hub, [9000])).stored == 1
+    ack = ingest.ingest(reg, hub, _batch(hub, [*range(4000), 9000]))
+    assert ack == p.IngestAck(lane="readings", acked_seq=9000, stored=4000, duplicates=1)
+    assert _held(reg, hub) == [*range(4000), 9000]
+
+
+def test_the_straight_copy_keeps_the_erasure_watermark_and_the_battery_alerts(reg: Registry) -> None:
+    """Both store paths drop items recorded before the household's last erasure and open battery alerts in the
+    batch's transaction: a fresh batch (straight COPY) and a resend of it with more (the stage)."""
+    hub = _hub(reg)
+    with reg.engine.begin() as conn:
+        conn.execute(
+            sa.update(db.households).where(db.households.c.id == hub.household_id).values(erased_before=NOW - 1000)
+        )
+
+    def batch(seqs: range) -> p.ReadingsBatch:
+        return p.ReadingsBatch(
+            hub_id=hub.hub_id,
+            lane="readings",
+            items=[
+                p.ReadingItem(
+                    seq=s, ts=NOW - 2000 + s, body=p.ReadingBody(f"mqtt:{s % 2}", "battery", 5.0, NOW - 2000 + s)
+                )
+                for s in seqs
+            ],
+        )
+
+    # Seqs 0-999 were recorded before the erasure: dropped, counted neither stored nor duplicate.
+    assert ingest.ingest(reg, hub, batch(range(0, 1200))) == p.IngestAck("readings", 1199, stored=200, duplicates=0)
+    assert ingest.ingest(reg, hub, batch(range(900, 1300))) == p.IngestAck("readings", 1299, stored=100, duplicates=200)
+    assert _held(reg, hub) == list(range(1000, 1300))
+    with reg.engine.connect() as conn:
+        alarms = conn.execute(
+            sa.select(schema.alarms.c.device_id, schema.alarms.c.category).where(schema.alarms.c.hub_id == hub.hub_id)
+        ).all()
+    assert sorted(alarms) == [("mqtt:0", "battery_low"), ("mqtt:1", "battery_low")]
 
 
 def _week_of(reg: Registry, ts: float) -> str:

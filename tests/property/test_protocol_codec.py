@@ -180,3 +180,38 @@ def test_clip_ids_the_protocol_accepts_are_safe_blob_keys(clip_id: str) -> None:
         path = FileBlobStore(Path(d))._path("hh_1", clip_id)
         assert path.parent == Path(d) / "hh_1"
         assert path.name == f"{clip_id}.age"
+
+
+@given(
+    st.sampled_from(
+        [
+            ("device_id", ""),
+            ("device_id", "x" * 129),
+            ("device_id", "mqtt:a\x7f"),
+            ("quantity", "Temperature"),
+            ("quantity", "x" * 33),
+            ("quantity", ""),
+            ("channel", "a b"),
+            ("channel", "1" * 17),
+        ]
+    ),
+    st.integers(0, 199),
+)
+def test_each_reading_string_rule_refuses_whichever_item_breaks_it(bad: tuple[str, str], at: int) -> None:
+    """The readings' strings are checked once per distinct value of a batch, not by msgspec per item: each rule
+    still refuses, and the error names the first item that broke it."""
+    field, value = bad
+    good = {"device_id": "zigbee:a", "quantity": "temperature", "value": 1.0, "ts": 1.0}
+    items = [p.Item(seq=i, ts=1.0, body={**good, field: value} if i >= at else good) for i in range(200)]
+    batch = p.IngestBatch(hub_id="hub_1", lane="readings", items=items)
+    with pytest.raises(p.ProtocolError, match=re.escape(f"$.items[{at}].body.{field}")) as err:
+        p.decode_batch("readings", p.decompress_bounded(p.encode_batch(batch)))
+    assert err.value.status == 422
+
+
+def test_a_reading_with_an_unknown_field_is_refused() -> None:
+    body = {"device_id": "zigbee:a", "quantity": "temperature", "value": 1.0, "ts": 1.0, "unit": "C"}
+    batch = p.IngestBatch(hub_id="hub_1", lane="readings", items=[p.Item(seq=0, ts=1.0, body=body)])
+    with pytest.raises(p.ProtocolError, match="unit") as err:
+        p.decode_batch("readings", p.decompress_bounded(p.encode_batch(batch)))
+    assert err.value.status == 422
