@@ -102,7 +102,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document(app, _SCHEMA_TYPES, hub=callers.hub, bearer=callers.principal)
+            app.openapi_schema = document(
+                app, _SCHEMA_TYPES, hub=(callers.hub, callers.hub_certificate), bearer=callers.principal
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
