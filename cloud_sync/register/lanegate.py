@@ -7,8 +7,8 @@ would queue behind them. So:
 * the bulk lanes (events, readings, clips, diagnostics) wait for a turn in a queue of their own, which admits at most
   :data:`SHARED_RESERVE` fewer than the process's database pool holds (the other routes keep those), without holding
   a thread or a connection while they wait;
-* the alarm lane never waits in that queue: it has threads of its own (:data:`ALARM_THREADS`, not the thread pool's
-  40 tokens every sync route shares) and connections of its own (``Registry.urgent_engine``).
+* the alarm lane never waits in that queue: it has threads of its own (as many as its connections, not the thread
+  pool's 40 tokens every sync route shares) and connections of its own (``Registry.urgent_engine``).
 """
 
 from __future__ import annotations
@@ -23,17 +23,16 @@ T = TypeVar("T")
 
 SHARED_RESERVE = 2
 """Connections of the process's main pool that bulk ingest never takes: the other routes' (heartbeats, commands...)."""
-ALARM_THREADS = 4
-"""Alarm batches of a process in their threads at once (as many as the alarm lane's connections)."""
 
 
 class LaneGate:
-    def __init__(self, connections: int) -> None:
-        """``connections``: the most the process's main database pool hands out at once (pool size + overflow)."""
+    def __init__(self, connections: int, alarm_connections: int) -> None:
+        """``connections``: the most the process's main database pool hands out at once (pool size + overflow);
+        ``alarm_connections``: the alarm lane's pool (``Registry.urgent_engine``), one thread each."""
         self.bulk_limit = max(1, connections - SHARED_RESERVE)
         # A limiter is waited for before a thread is taken (FIFO): a queued batch holds neither thread nor connection.
         self._bulk_threads = CapacityLimiter(self.bulk_limit)
-        self._alarm_threads = CapacityLimiter(ALARM_THREADS)
+        self._alarm_threads = CapacityLimiter(alarm_connections)
 
     async def run(self, lane: str, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` in a worker thread: at once for the alarm lane, after its turn for a bulk lane."""

@@ -39,8 +39,10 @@ from cloud_sync.register.webapp import schema as _app_tables  # noqa: F401 -- th
 
 log = logging.getLogger(__name__)
 
-URGENT_POOL = 4
-"""PostgreSQL connections of a process kept for the alarm lane alone (:attr:`Registry.urgent_engine`)."""
+URGENT_POOL = 8
+"""PostgreSQL connections of a process kept for the alarm lane alone (:attr:`Registry.urgent_engine`). Under load an
+alarm's transaction waits on PostgreSQL (its commit's WAL flush behind bulk COPYs) some hundreds of ms; eight at
+once keep a burst of alarms from queueing for them."""
 
 MAX_COMMAND_ARGS_BYTES = 64 * 1024
 """A queued command's arguments as JSON, the register's own ``member_keys`` list included."""
