@@ -216,10 +216,12 @@ class SimHub:
         first send comes within one period, so a hub in its rhythm keeps its connection (the register closes one
         idle for 35 s) as a real hub sending every 30 s does."""
         owed = random.random() * per_s * every
-        pause = random.random() * every
+        # On a fixed schedule: sleeping a period after each ack would stretch the gap past the keep-alive whenever
+        # the register is slow, and the bench would measure reconnects of its own making.
+        due = time.monotonic() + random.random() * every
         while not stop.is_set():
-            await asyncio.sleep(pause)
-            pause = every
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            due += every
             owed += per_s * every
             n = int(owed)
             if not n:
