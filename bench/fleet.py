@@ -116,9 +116,13 @@ def enroll_hubs(state: Path, db_url: str, n: int, hub_dir: Path, sources: int) -
 
 
 def postgres_cpu_s(cluster: PostgresCluster) -> float:
-    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer)."""
+    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer),
+    those that exited too (the postmaster's children's time once reaped: a backend whose connection closed during
+    the run would otherwise take its CPU out of the sum, and the difference could come out negative)."""
     master = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
-    total = cpu_s(master)
+    stat = Path(f"/proc/{master}/stat").read_text()
+    reaped = stat[stat.rindex(")") + 2 :].split()[13:15]  # cutime, cstime
+    total = cpu_s(master) + sum(int(t) for t in reaped) / os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
