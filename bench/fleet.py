@@ -10,12 +10,16 @@ What runs:
   by the register's CA), each a real mTLS client (aiohttp) holding the connections a real hub holds
   (docs/register.md, "What a hub holds"): one for the alarm lane, one for the bulk lanes, one for the command
   long-poll; spread over ``--sources`` loopback addresses as homes behind their own NATs are;
-* two load processes of half the hubs each. Every hub sends its readings at a home's rate: ``--sensors`` (60)
-  sensors every ``--period`` (30 s), sent as the hub's store commits them (once a second). Process A also sends
-  smoke alarms from random hubs (``--alarm-rate`` per second) and times each to its acknowledgement (after commit).
-  Process B plays a region coming back from an outage: ``--catchup-hubs`` hubs each drain a backlog of
-  ``--backlog`` readings in batches of 5,000 (the uplink's ``batch_items``), one batch in flight per hub, as the
-  uplink does;
+* two load processes holding the bulk connections (and long-polls) of half the hubs each. Every hub sends its
+  readings at a home's rate: ``--sensors`` (60) sensors every ``--period`` (30 s), sent as the hub's store commits
+  them (once a second). Process B also plays a region coming back from an outage: ``--catchup-hubs`` hubs each drain
+  a backlog of ``--backlog`` readings in batches of 5,000 (the uplink's ``batch_items``), one batch in flight per
+  hub, as the uplink does;
+* a third load process holding every hub's alarm connection, and nothing else: it sends smoke alarms from random
+  hubs at Poisson times (``--alarm-rate`` per second), each on its own without waiting for the one before, and times
+  each from just before its request is written to its acknowledgement (after commit). Its own event loop has
+  nothing else to do, so the time measured is the register's (and the network's); how late each alarm left
+  against its schedule is printed too, as the check that this process is not the wall;
 * before the fleet: one hub's catch-up alone (the rate of one hub) and the alarm latency with the register idle;
   after it: raw binary COPY of the same narrow rows into an unindexed table, one connection, on the same machine.
 
@@ -113,12 +117,12 @@ def enroll_hubs(state: Path, db_url: str, n: int, hub_dir: Path, sources: int) -
 
 def postgres_cpu_s(cluster: PostgresCluster) -> float:
     """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer),
-    those that exited included: the register's pool closes its overflow connections when a burst is over, and their
-    backends' CPU would otherwise vanish from the sum (the postmaster's cutime/cstime keep it)."""
+    those that exited too (the postmaster's children's time once reaped: a backend whose connection closed during
+    the run would otherwise take its CPU out of the sum, and the difference could come out negative)."""
     master = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
     stat = Path(f"/proc/{master}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    total = cpu_s(master) + (int(fields[13]) + int(fields[14])) / TICK
+    reaped = stat[stat.rindex(")") + 2 :].split()[13:15]  # cutime, cstime
+    total = cpu_s(master) + sum(int(t) for t in reaped) / TICK
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -176,10 +180,10 @@ def alarm_body(hub_id: str, seq: int) -> bytes:
 
 
 class SimHub:
-    """One hub's connections: alarm lane, bulk lanes, command long-poll — one aiohttp connector (one TLS connection)
-    each."""
+    """One hub's connections (those of ``conns`` this load process holds): alarm lane, bulk lanes, command long-poll —
+    one aiohttp connector (one TLS connection) each."""
 
-    def __init__(self, hub: Hub, url: str, ca: str) -> None:
+    def __init__(self, hub: Hub, url: str, ca: str, conns: tuple[str, ...] = ("alarm", "bulk", "poll")) -> None:
         self.hub, self.url = hub, url
         ctx = ssl.create_default_context(cafile=ca)
         ctx.load_cert_chain(hub.cert, hub.key)
@@ -188,8 +192,9 @@ class SimHub:
                 connector=aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0), keepalive_timeout=60),
                 timeout=aiohttp.ClientTimeout(total=120),
             )
-            for lane in ("alarm", "bulk", "poll")
+            for lane in conns
         }
+        self.alarm_busy = False
         self.seq = 1_000_000_000  # steady readings, above any catch-up backlog
         self.alarm_seq = 0
 
@@ -211,11 +216,16 @@ class SimHub:
         raise AssertionError("unreachable")
 
     async def steady(self, per_s: float, every: float, stop: asyncio.Event, counts: dict[str, int]) -> None:
-        """A reading per sensor per period, sent every ``every`` seconds (1 s: as the hub's store commits them)."""
-        await asyncio.sleep(random.random() * every)
+        """A reading per sensor per period, sent every ``every`` seconds (1 s: as the hub's store commits them). The
+        first send comes within one period, so a hub in its rhythm keeps its connection (the register closes one
+        idle for 35 s) as a real hub sending every 30 s does."""
         owed = random.random() * per_s * every
+        # On a fixed schedule: sleeping a period after each ack would stretch the gap past the keep-alive whenever
+        # the register is slow, and the bench would measure reconnects of its own making.
+        due = time.monotonic() + random.random() * every
         while not stop.is_set():
-            await asyncio.sleep(every)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            due += every
             owed += per_s * every
             n = int(owed)
             if not n:
@@ -234,11 +244,16 @@ class SimHub:
     async def alarm(self) -> float:
         self.alarm_seq += 1
         body = alarm_body(self.hub.hub_id, self.alarm_seq)
-        start = time.perf_counter()
-        ack = await self.post("alarm", "alarm", body)
+        self.alarm_busy = True
+        try:
+            start = time.perf_counter()
+            ack = await self.post("alarm", "alarm", body)
+            took = time.perf_counter() - start
+        finally:
+            self.alarm_busy = False
         if ack["stored"] != 1:
             raise RuntimeError(f"alarm not stored: {ack}")
-        return time.perf_counter() - start
+        return took
 
     async def close(self) -> None:
         for s in self.sessions.values():
@@ -255,47 +270,73 @@ async def drain(sim: SimHub, bodies: list[tuple[int, bytes]], stop: asyncio.Even
 
 
 async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, Any], pipe: Connection) -> None:
+    """``role`` "A" or "B": the bulk connections (and long-polls) of ``hubs``, B with the catch-up; "alarms": their
+    alarm connections and the smoke alarms."""
     rng = random.Random(f"fleet-{role}")
     random.seed(f"fleet-{role}-jitter")
-    sims = [SimHub(h, url, ca) for h in hubs]
+    alarms = role == "alarms"
+    conns = ("alarm",) if alarms else ("bulk", "poll") if args["commands"] else ("bulk",)
+    sims = [SimHub(h, url, ca, conns) for h in hubs]
     counts = {"steady": 0, "catchup": 0, "requests": 0}
     stop = asyncio.Event()
     bodies: dict[int, list[tuple[int, bytes]]] = {}
     if role == "B":
         for i in range(args["catchup_hubs"]):
             bodies[i] = catchup_bodies(hubs[i].hub_id, args["backlog"], T0 - 30 * 86_400)
-    # Connect every hub: one reading on the bulk connection, one empty alarm batch on the alarm connection.
+    # Connect every hub: one reading on the bulk connection, or one empty alarm batch on the alarm connection.
     sem = asyncio.Semaphore(200)
 
     async def connect(sim: SimHub) -> None:
         async with sem:
-            await sim.post("bulk", "readings", readings_body(sim.hub.hub_id, sim.seq, 1, time.time()))
-            sim.seq += 1
-            await sim.post("alarm", "alarm", p.encode_batch(p.IngestBatch(sim.hub.hub_id, "alarm", [])))
+            if alarms:
+                await sim.post("alarm", "alarm", p.encode_batch(p.IngestBatch(sim.hub.hub_id, "alarm", [])))
+            else:
+                await sim.post("bulk", "readings", readings_body(sim.hub.hub_id, sim.seq, 1, time.time()))
+                sim.seq += 1
 
     await asyncio.gather(*(connect(s) for s in sims))
-    tasks = [asyncio.create_task(s.steady(args["per_s"], args["every"], stop, counts)) for s in sims]
-    if args["commands"]:
+    tasks: list[asyncio.Task[Any]] = []
+    if not alarms:
+        tasks += [asyncio.create_task(s.steady(args["per_s"], args["every"], stop, counts)) for s in sims]
+    if args["commands"] and not alarms:
         tasks += [asyncio.create_task(s.poll(stop)) for s in sims]
-    await asyncio.sleep(2.0)  # every hub in its rhythm
+    # Every hub in its rhythm: each sent once since the connect phase (bulk connections idle through that phase were
+    # closed by the register and are open again), so the measured time holds no reconnect storm of the bench's own.
+    await asyncio.sleep(2.0 if alarms else args["every"] + 2.0)
     pipe.send("ready")
     pipe.recv()  # go
     latencies: list[float] = []
+    lags: list[float] = []
     start = time.monotonic()
     base = dict(counts)
     if role == "B":
         tasks += [asyncio.create_task(drain(sims[i], bodies[i], stop, counts)) for i in bodies]
-    if role == "A" and args["alarm_rate"] > 0:
-        next_at = time.monotonic()
-        while time.monotonic() - start < args["duration"]:
-            latencies.append(await rng.choice(sims).alarm())
-            next_at += rng.expovariate(args["alarm_rate"])
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    if alarms and args["alarm_rate"] > 0:
+
+        async def one(sim: SimHub, due: float) -> None:
+            lags.append(time.monotonic() - due)
+            latencies.append(await sim.alarm())
+
+        sent: list[asyncio.Task[None]] = []
+        due = start
+        while True:
+            due += rng.expovariate(args["alarm_rate"])
+            if due - start >= args["duration"]:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            # A hub has one alarm connection: the next alarm goes from a hub whose last one was acknowledged.
+            sim = rng.choice(sims)
+            while sim.alarm_busy:
+                sim = rng.choice(sims)
+            sent.append(asyncio.create_task(one(sim, due)))
+        await asyncio.sleep(max(0.0, start + args["duration"] - time.monotonic()))
+        elapsed = time.monotonic() - start
+        await asyncio.gather(*sent)  # the last alarms' acks count too (sent within the measured time)
     else:
         await asyncio.sleep(args["duration"])
-    elapsed = time.monotonic() - start
+        elapsed = time.monotonic() - start
     done = {k: counts[k] - base[k] for k in counts}
-    pipe.send({"elapsed": elapsed, "counts": done, "latencies": latencies})
+    pipe.send({"elapsed": elapsed, "counts": done, "latencies": latencies, "lags": lags})
     stop.set()
     for t in tasks:
         t.cancel()
@@ -365,8 +406,13 @@ def raw_copy_rate(dsn: str, n: int) -> float:
 # ------------------------------------------------------------------------------------------------------ report
 
 
-def alarms_of(results: list[dict[str, Any]]) -> list[float]:
-    return [x for r in results for x in r["latencies"]]
+def alarms_of(results: list[dict[str, Any]], key: str = "latencies") -> list[float]:
+    return [x for r in results for x in r[key]]
+
+
+def p50(values: list[float]) -> float:
+    s = sorted(values)
+    return s[len(s) // 2] if s else float("nan")
 
 
 def p99(values: list[float]) -> float:
@@ -426,7 +472,7 @@ def main() -> None:
         half = len(fleet) // 2
         pipes, procs = [], []
         t = time.perf_counter()
-        for role, part in (("A", fleet[:half]), ("B", fleet[half:])):
+        for role, part in (("A", fleet[:half]), ("B", fleet[half:]), ("alarms", fleet)):
             ours, theirs = ctx.Pipe()
             proc = ctx.Process(target=load_process, args=(role, part, url, ca, shared, theirs), daemon=True)
             proc.start()
@@ -494,6 +540,9 @@ def main() -> None:
     )
     target = f"target < {TARGET_ALARM_P99_MS:.0f}"
     print(f"alarm p99 under load:        {p99(alarms) * 1000:12.1f} ms  (n={len(alarms)}, {target})")
+    print(f"alarm p50 under load:        {p50(alarms) * 1000:12.1f} ms")
+    lags = alarms_of(results, "lags")
+    print(f"alarm sender's lag p99:      {p99(lags) * 1000:12.1f} ms  (how late the bench sent them: its own wall)")
     print(f"alarm p99 register idle:     {p99(idle) * 1000:12.1f} ms  (n={len(idle)})")
     print(f"catch-up of one hub (idle):  {one_hub:12,.0f} readings/s   (target {TARGET_ONE_HUB:,})")
     print(f"PostgreSQL bytes per reading (table + indexes): {bytes_per:.0f}")

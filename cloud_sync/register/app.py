@@ -15,7 +15,7 @@ from cloud_sync.register.budget import MemoryBudget
 from cloud_sync.register.lanegate import LaneGate
 from cloud_sync.register.notify import routes as notify_routes
 from cloud_sync.register.openapi import document
-from cloud_sync.register.registry import Registry
+from cloud_sync.register.registry import URGENT_POOL, Registry
 from cloud_sync.register.routes import clips, commands, enroll, erasures, errors, households, hub_ingest, members
 from cloud_sync.register.routes.common import BodyBudget, Callers, decode_json, read_body
 from cloud_sync.register.settings import Settings
@@ -84,7 +84,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.include_router(releases.router(reg, hub=callers.hub))
     app.include_router(releases.config_router(reg, hub=callers.hub))
     app.include_router(enroll.router(reg, settings, callers))
-    lanes = LaneGate(settings.db_pool_size + settings.db_max_overflow)
+    lanes = LaneGate(settings.db_pool_size + settings.db_max_overflow, URGENT_POOL)
     app.include_router(hub_ingest.router(reg, callers, fleet_metrics, lanes))
     # Resources both sides reach: hubs with their certificate, households and operators with a bearer token.
     app.include_router(clips.router(reg, callers))
@@ -102,7 +102,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document(app, _SCHEMA_TYPES, hub=callers.hub, bearer=callers.principal)
+            app.openapi_schema = document(
+                app, _SCHEMA_TYPES, hub=(callers.hub, callers.hub_certificate), bearer=callers.principal
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

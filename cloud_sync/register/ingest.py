@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import and_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from cloud_sync.protocol import (
     ClipsBatch,
@@ -45,6 +45,11 @@ from cloud_sync.register.registry import Registry, write_audit
 
 _Rows = list[dict[str, Any]]
 SQLITE_CHUNK = 1000
+
+DECODE_SLOTS = 2
+"""Bulk batches of a process inflated and decoded at once. Decoding is pure Python under the GIL, so more at once is
+no faster; each one more is a thread the event loop and a smoke alarm's thread take turns with for the GIL."""
+_decoding = threading.BoundedSemaphore(DECODE_SLOTS)
 
 
 class WriteGate:
@@ -155,13 +160,20 @@ _ROWS: dict[type, Callable[[Any, str, float], _Rows]] = {
 }
 
 
-def ingest_body(registry: Registry, hub: HubIdentity, lane: str, compressed: bytes) -> IngestAck:
-    """Decompress (bounded), decode and store one batch; returns the ack after commit."""
-    batch = decode_batch(lane, decompress_bounded(compressed))
-    return ingest(registry, hub, batch)
+def ingest_body(
+    registry: Registry, hub: HubIdentity, lane: str, compressed: bytes, *, engine: Engine | None = None
+) -> IngestAck:
+    """Decompress (bounded), decode and store one batch; returns the ack after commit. ``engine``: another pool than
+    the registry's (the alarm lane's)."""
+    if lane == "alarm":
+        batch = decode_batch(lane, decompress_bounded(compressed))
+    else:
+        with _decoding:
+            batch = decode_batch(lane, decompress_bounded(compressed))
+    return ingest(registry, hub, batch, engine=engine)
 
 
-def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck:
+def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch, *, engine: Engine | None = None) -> IngestAck:
     if batch.hub_id != hub.hub_id:
         raise Forbidden("batch hub_id does not match the client certificate", code="wrong_hub")
     if not batch.items:
@@ -175,7 +187,7 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
         erased, stored, raised = _readings_postgres(registry, hub, batch)
     elif postgres:
         rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
-        with registry.engine.begin() as conn:
+        with (engine or registry.engine).begin() as conn:
             kept = _after_erasure(conn, hub.household_id, rows)
             erased = total - len(kept)
             stored = db.insert_many_ignore(conn, db.LANE_TABLES[batch.lane], kept)
@@ -198,7 +210,7 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch) -> IngestAck
                 stored += db.insert_many_ignore(conn, table, kept)
                 raised += _raise_alarms(conn, hub, batch.lane, kept)
     if raised:
-        notify_dispatchers(registry.engine)
+        notify_dispatchers(registry.engine)  # the dispatchers' key is the registry's engine, whichever pool stored
     # All items of the batch are now held (stored just now, or by an earlier send) or were erased by the household.
     return IngestAck(lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=total - erased - stored)
 

@@ -1,35 +1,41 @@
 """Bulk lanes queue apart from the alarm lane in the register.
 
-Ingest runs in the thread pool and takes a database connection for its transaction. Left alone, a region's worth of
-catch-up batches would hold every pooled connection, and a smoke alarm's batch would queue behind them for one. So
-the bulk lanes (events, readings, clips, diagnostics) wait for a turn in a queue of their own, which admits at most
-:data:`ALARM_RESERVE` fewer than the process's pool holds, and the alarm lane never waits in it: there is always a
-connection (and a thread) for an alarm.
+Ingest (the hub's database check, decoding, the transaction) runs in a worker thread. Left alone, a region's worth of
+catch-up batches would hold every pooled connection and every thread of the shared pool, and a smoke alarm's batch
+would queue behind them. So:
+
+* the bulk lanes (events, readings, clips, diagnostics) wait for a turn in a queue of their own, which admits at most
+  :data:`SHARED_RESERVE` fewer than the process's database pool holds (the other routes keep those), without holding
+  a thread or a connection while they wait;
+* the alarm lane never waits in that queue: it has threads of its own (as many as its connections, not the thread
+  pool's 40 tokens every sync route shares) and connections of its own (``Registry.urgent_engine``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
-from starlette.concurrency import run_in_threadpool
+import anyio.to_thread
+from anyio import CapacityLimiter
 
 T = TypeVar("T")
 
-ALARM_RESERVE = 2
-"""Database connections of a process that bulk ingest never takes."""
+SHARED_RESERVE = 2
+"""Connections of the process's main pool that bulk ingest never takes: the other routes' (heartbeats, commands...)."""
 
 
 class LaneGate:
-    def __init__(self, connections: int) -> None:
-        """``connections``: the most the process's database pool hands out at once (pool size + overflow)."""
-        self.bulk_limit = max(1, connections - ALARM_RESERVE)
-        self._bulk = asyncio.Semaphore(self.bulk_limit)
+    def __init__(self, connections: int, alarm_connections: int) -> None:
+        """``connections``: the most the process's main database pool hands out at once (pool size + overflow);
+        ``alarm_connections``: the alarm lane's pool (``Registry.urgent_engine``), one thread each."""
+        self.bulk_limit = max(1, connections - SHARED_RESERVE)
+        # A limiter is waited for before a thread is taken (FIFO): a queued batch holds neither thread nor connection.
+        self._bulk_threads = CapacityLimiter(self.bulk_limit)
+        self._alarm_threads = CapacityLimiter(alarm_connections)
 
     async def run(self, lane: str, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` in the thread pool: at once for the alarm lane, after its turn for a bulk lane."""
+        """``fn(*args)`` in a worker thread: at once for the alarm lane, after its turn for a bulk lane."""
         if lane == "alarm":
-            return await run_in_threadpool(fn, *args)
-        async with self._bulk:
-            return await run_in_threadpool(fn, *args)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._alarm_threads)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._bulk_threads)

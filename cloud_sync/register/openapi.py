@@ -60,8 +60,9 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 def document(
-    app: FastAPI, types: tuple[Any, ...], *, hub: Callable[..., Any], bearer: Callable[..., Any]
+    app: FastAPI, types: tuple[Any, ...], *, hub: tuple[Callable[..., Any], ...], bearer: Callable[..., Any]
 ) -> dict[str, Any]:
+    """``hub``: the dependencies that authenticate a hub (its certificate, checked in the database or not yet)."""
     schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     comps = schema.setdefault("components", {})
@@ -77,7 +78,7 @@ def document(
         calls = {d.call for d in _all(route.dependant)}
         for method in (route.methods or set()) - {"HEAD"}:
             op = schema["paths"][route.path_format][method.lower()]
-            _complete(op, route, method, hub in calls, bearer in calls)
+            _complete(op, route, method, bool(calls.intersection(hub)), bearer in calls)
     return schema
 
 

@@ -39,6 +39,11 @@ from cloud_sync.register.webapp import schema as _app_tables  # noqa: F401 -- th
 
 log = logging.getLogger(__name__)
 
+URGENT_POOL = 8
+"""PostgreSQL connections of a process kept for the alarm lane alone (:attr:`Registry.urgent_engine`). Under load an
+alarm's transaction waits on PostgreSQL (its commit's WAL flush behind bulk COPYs) some hundreds of ms; eight at
+once keep a burst of alarms from queueing for them."""
+
 MAX_COMMAND_ARGS_BYTES = 64 * 1024
 """A queued command's arguments as JSON, the register's own ``member_keys`` list included."""
 
@@ -69,11 +74,25 @@ class Registry:
         self.engine = engine or db.open_engine(
             settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
+        # The alarm lane's own pool on PostgreSQL (connections open when first used), so a smoke alarm never waits
+        # for a connection bulk ingest or any other route holds. SQLite has one writer anyway (ingest.WriteGate).
+        self.urgent_engine = (
+            self.engine
+            if self.engine.dialect.name == "sqlite"
+            else db.open_engine(
+                self.engine.url.render_as_string(hide_password=False),
+                create=False,
+                pool_size=URGENT_POOL,
+                max_overflow=0,
+            )
+        )
         self.ca = CertificateAuthority.load_or_create(settings.state_dir)
         self.blobs: BlobStore = blobs or FileBlobStore(settings.blob_path)
         self._hub_seen: dict[str, float] = {}
 
     def close(self) -> None:
+        if self.urgent_engine is not self.engine:
+            self.urgent_engine.dispose()
         self.engine.dispose()
 
     # ------------------------------------------------------------------------------------------ households
@@ -331,11 +350,12 @@ class Registry:
             not_after=cert.not_valid_after_utc.timestamp(),
         )
 
-    def check_hub(self, hub: HubIdentity) -> None:
+    def check_hub(self, hub: HubIdentity, *, engine: Engine | None = None) -> None:
         """Refuse a hub that is unknown, revoked, not in the household its certificate names, or that presents a
         certificate other than its current one (a retired one after renewal). The first use of a pending renewed
-        certificate makes it current, which retires the old one."""
-        with self.engine.connect() as conn:
+        certificate makes it current, which retires the old one. ``engine``: another pool than :attr:`engine`
+        (the alarm lane's)."""
+        with (engine or self.engine).connect() as conn:
             row = conn.execute(
                 select(db.hubs.c.household_id, db.hubs.c.revoked, db.hubs.c.cert_sha256).where(
                     db.hubs.c.id == hub.hub_id

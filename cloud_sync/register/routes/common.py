@@ -8,12 +8,13 @@ can make the register buffer more than its limit.
 import hashlib
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from sqlalchemy import Engine
 
 from cloud_sync.register import jsonshape
 from cloud_sync.register.auth import HubIdentity, Principal, require
@@ -157,6 +158,9 @@ class Callers:
         self.auth_rate = Rate(settings.auth_failure_burst, settings.auth_failure_burst / 600)
         self.auth_rate_hh = Rate(5 * settings.auth_failure_burst, 5 * settings.auth_failure_burst / 600)
         self.hub: Callable[[Request], HubIdentity] = self._hub
+        # For a route that checks the hub in the database itself, in its own worker (:meth:`check_hub`): the hub's
+        # ingest, so that a smoke alarm's check never waits for a thread or a connection bulk requests hold.
+        self.hub_certificate: Callable[[Request], Awaitable[HubIdentity]] = self._hub_certificate
         self.principal: Callable[[Request], Principal] = self._principal
 
     @staticmethod
@@ -164,6 +168,15 @@ class Callers:
         return request.client.host if request.client else ""
 
     def _hub(self, request: Request) -> HubIdentity:
+        identity = self._certified(request)
+        self.check_hub(self.source(request), identity)
+        return identity
+
+    async def _hub_certificate(self, request: Request) -> HubIdentity:
+        return self._certified(request)
+
+    def _certified(self, request: Request) -> HubIdentity:
+        """The hub its client certificate names (verified; cached by certificate), not yet checked in the database."""
         src = ("src", self.source(request))
         self.limiter.check(src, self.auth_rate, "failed authentications from this address")
         tls = request.scope.get("extensions", {}).get("tls") or {}
@@ -172,15 +185,20 @@ class Callers:
             if not chain:
                 raise Unauthenticated("a client certificate issued at enrollment is required", code="no_client_cert")
             household_id, hub_id = self.reg.ca.hub_identity(chain[0].encode())
-            der = ssl.PEM_cert_to_DER_cert(chain[0])
-            identity = HubIdentity(
-                hub_id=hub_id, household_id=household_id, cert_sha256=hashlib.sha256(der).hexdigest()
-            )
-            self.reg.check_hub(identity)
         except (Unauthenticated, Forbidden):
             self.limiter.spend(src, self.auth_rate)
             raise
-        return identity
+        der = ssl.PEM_cert_to_DER_cert(chain[0])
+        return HubIdentity(hub_id=hub_id, household_id=household_id, cert_sha256=hashlib.sha256(der).hexdigest())
+
+    def check_hub(self, source: str, identity: HubIdentity, engine: Engine | None = None) -> None:
+        """The database half of :attr:`hub` (enrolled, not revoked, its current certificate), on ``engine``'s pool.
+        Blocking: for a thread."""
+        try:
+            self.reg.check_hub(identity, engine=engine)
+        except (Unauthenticated, Forbidden):
+            self.limiter.spend(("src", source), self.auth_rate)
+            raise
 
     def _principal(self, request: Request) -> Principal:
         src = ("src", self.source(request))

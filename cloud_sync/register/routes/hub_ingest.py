@@ -20,9 +20,10 @@ from cloud_sync.register.routes.common import Callers, decode_json, doc, json_re
 def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lanes: LaneGate) -> APIRouter:
     r = APIRouter()
     Hub = Annotated[HubIdentity, Depends(callers.hub)]
+    HubCertificate = Annotated[HubIdentity, Depends(callers.hub_certificate)]
 
     @r.post("/v1/ingest/{lane}", openapi_extra=doc("IngestBatch", "IngestAck", media=p.MSGPACK_CONTENT_TYPE))
-    async def ingest_lane(lane: str, request: Request, who: Hub) -> Response:
+    async def ingest_lane(lane: str, request: Request, who: HubCertificate) -> Response:
         if lane not in p.LANES:
             raise Invalid(f"unknown lane {lane!r}; expected one of {', '.join(p.LANES)}", status=404, code="no_lane")
         encoding = request.headers.get("content-encoding", "").strip().lower()
@@ -35,8 +36,16 @@ def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lane
         # The memory inflating may take is held before inflating: the size the frame declares (inflating stops
         # there), or twice the per-request limit for a frame that declares none (honest hubs always declare it).
         lease(request).take(p.inflate_cost(body))
-        # Bulk lanes queue for their share of the database pool; the alarm lane never waits behind them.
-        ack = await lanes.run(lane, ingest.ingest_body, reg, who, lane, body)
+        # Bulk lanes queue for their share of the database pool and threads; the alarm lane has its own of both, for
+        # the hub's check in the database as well as the batch.
+        engine = reg.urgent_engine if lane == "alarm" else reg.engine
+        source = callers.source(request)
+
+        def checked_ingest() -> p.IngestAck:
+            callers.check_hub(source, who, engine)
+            return ingest.ingest_body(reg, who, lane, body, engine=engine)
+
+        ack = await lanes.run(lane, checked_ingest)
         fleet_metrics.ingested(ack)
         return json_response(ack)
 
