@@ -118,6 +118,7 @@ class SimulatedCamera:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._zc: AsyncZeroconf | None = None
         self._wsd: asyncio.DatagramTransport | None = None
         self._wsd_protocol: _WsdResponder | None = None
@@ -160,6 +161,7 @@ class SimulatedCamera:
         await self.aclose()
 
     async def aclose(self) -> None:
+        self._closing = True
         if self._zc is not None:
             await self._zc.async_unregister_all_services()
             await self._zc.async_close()
@@ -233,6 +235,11 @@ class SimulatedCamera:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if self._closing:
+            # Accepted just before aclose() closed the server, and started after it cancelled the handlers it knew:
+            # serving now would start an ffmpeg that nobody stops before the test's event loop is gone.
+            writer.close()
+            return
         self._handlers.add(task)
         try:
             await self._serve(reader, writer)
