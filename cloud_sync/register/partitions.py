@@ -32,7 +32,6 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
 from cloud_sync.protocol import ReadingItem
-from cloud_sync.register import db
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +44,11 @@ _WIDTH_S = PARTITION_DAYS * 86_400
 _EPOCH_MONDAY = 4 * 86_400  # 1970-01-05, a Monday: partitions start on Mondays 00:00 UTC
 _NAME = re.compile(r"readings_p(\d{8})")
 STAGE = "readings_stage"
-COLUMNS = [c.name for c in db.readings.c]
+# The order of a row as :func:`reading_rows` builds it; every COPY and INSERT names these columns, so the table's own
+# column order does not matter (tests/unit/test_partitions_columns.py checks they are exactly the table's columns).
+COLUMNS = ("hub_id", "seq", "household_id", "device_id", "quantity", "value", "ts", "received_at", "channel")
 _COPY_TYPES = ["text", "int8", "text", "text", "text", "float8", "float8", "float8", "text"]
 LOCK_NOT_AVAILABLE = "55P03"
-assert COLUMNS == ["hub_id", "seq", "household_id", "device_id", "quantity", "value", "ts", "received_at", "channel"]
 _COPY_SQL = f"COPY {STAGE} ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _DIRECT_SQL = f"COPY readings ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _COLS = ", ".join(COLUMNS)
