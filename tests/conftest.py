@@ -1,6 +1,14 @@
 """Shared pytest set-up. Fixture modules under tests/support/ are registered here as plugins."""
 
+import signal
+
 import pytest
+
+# Started in the background without job control (`scripts/test &` from a script, nohup), the suite would inherit
+# SIGINT ignored and pass it on to every process it starts: the Ctrl-C tests would then wait out their timeouts.
+# Python's own handler here is reset to the default in each child at exec, so they see Ctrl-C as a person would.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 pytest_plugins: list[str] = [
     "tests.support.postgres",
