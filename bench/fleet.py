@@ -151,24 +151,29 @@ def readings_body(hub_id: str, first: int, n: int, t: float) -> bytes:
     return p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items))
 
 
+def backlog_items(first: int, n: int, start: float) -> list[p.Item]:
+    """Items ``first`` to ``first + n`` of a backlog: 60 sensors in turn, a reading every 0.5 s from ``start``."""
+    return [
+        p.Item(
+            seq=seq,
+            ts=start + seq * 0.5,
+            body={
+                "device_id": f"zigbee:{seq % 60:02d}",
+                "quantity": "temperature",
+                "value": 20 + (seq % 50) / 10,
+                "ts": start + seq * 0.5,
+            },
+        )
+        for seq in range(first, first + n)
+    ]
+
+
 def catchup_bodies(hub_id: str, backlog: int, start: float) -> list[tuple[int, bytes]]:
     """A backlog as the hub's outbox holds it: a reading of each sensor every period, oldest first."""
     out = []
     for first in range(0, backlog, BATCH):
         n = min(BATCH, backlog - first)
-        items = [
-            p.Item(
-                seq=first + i,
-                ts=start + (first + i) * 0.5,
-                body={
-                    "device_id": f"zigbee:{(first + i) % 60:02d}",
-                    "quantity": "temperature",
-                    "value": 20 + ((first + i) % 50) / 10,
-                    "ts": start + (first + i) * 0.5,
-                },
-            )
-            for i in range(n)
-        ]
+        items = backlog_items(first, n, start)
         out.append((n, p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items))))
     return out
 

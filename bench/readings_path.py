@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import msgspec  # noqa: E402
-from fleet import postgres_cpu_s  # noqa: E402
+from fleet import backlog_items, postgres_cpu_s  # noqa: E402
 
 from cloud_sync import protocol as p  # noqa: E402
 from cloud_sync.register import partitions  # noqa: E402
@@ -62,19 +62,7 @@ class _PerItemBatch(msgspec.Struct, frozen=True):
 
 
 def batch_bytes(hub_id: str, first: int) -> bytes:
-    items = [
-        p.Item(
-            seq=first + i,
-            ts=T0 + (first + i) * 0.5,
-            body={
-                "device_id": f"zigbee:{(first + i) % 60:02d}",
-                "quantity": "temperature",
-                "value": 20 + ((first + i) % 50) / 10,
-                "ts": T0 + (first + i) * 0.5,
-            },
-        )
-        for i in range(BATCH)
-    ]
+    items = backlog_items(first, BATCH, T0)
     return p.decompress_bounded(p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items)))
 
 
