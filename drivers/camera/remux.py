@@ -13,6 +13,11 @@ the MP4 muxer takes through the ``aac_adtstoasc`` filter, given up front because
 before the first packet. That filter refuses any other codec, so other audio (MP2, AC-3) is encoded to AAC. Which
 one it is, ffprobe reads from the clip's first bytes (the stream types in the TS program table) before the remux
 starts. The MPEG-TS demuxer handles timestamp discontinuities, so a clip that spans a recorder restart remuxes.
+
+H.265 is tagged ``hvc1`` (``-tag:v hvc1``): ffmpeg's MP4 muxer writes ``hev1`` by default, which Apple's players
+(Safari, QuickTime, HomeKit) refuse. ``hvc1`` says the parameter sets are in the sample entry, which the copy keeps
+(ffmpeg moves them there from the TS's in-band VPS/SPS/PPS). The same ffprobe names the video codec; H.264 keeps its
+``avc1`` (the tag would be refused for it), and so does a clip ffprobe could not read.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import io
 import logging
 import subprocess
 import threading
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 from drivers.camera.ffmpeg import redact
 from gateway.errors import TransientError
@@ -38,34 +43,51 @@ class RemuxError(TransientError):
 
 
 PROBE_BYTES: Final = 64 * 1024
-"""How much of the clip's start ffprobe sees to name the audio codec: the program table comes first in a segment."""
+"""How much of the clip's start ffprobe sees to name the codecs: the program table comes first in a segment."""
 COPY_AAC: Final = ("-c:a", "copy", "-bsf:a", "aac_adtstoasc")
 ENCODE_AAC: Final = ("-c:a", "aac")
+COPY_VIDEO: Final = ("-c:v", "copy")
+COPY_HEVC: Final = ("-c:v", "copy", "-tag:v", "hvc1")
 
 
-def command(ffmpeg: str = "ffmpeg", audio: tuple[str, ...] = ENCODE_AAC) -> list[str]:
-    """ffmpeg's arguments: MPEG-TS on stdin to fragmented MP4 on stdout, video copied, audio as ``audio`` says."""
+class StreamArgs(NamedTuple):
+    """ffmpeg's arguments for the clip's video and audio, as ffprobe found them."""
+
+    video: tuple[str, ...] = COPY_VIDEO
+    audio: tuple[str, ...] = ENCODE_AAC
+
+
+def command(
+    ffmpeg: str = "ffmpeg", audio: tuple[str, ...] = ENCODE_AAC, video: tuple[str, ...] = COPY_VIDEO
+) -> list[str]:
+    """ffmpeg's arguments: MPEG-TS on stdin to fragmented MP4 on stdout, video and audio as ``video``/``audio`` say."""
     return [
         ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
         "-f", "mpegts", "-i", "pipe:0",
-        "-map", "0:v:0", "-map", "0:a?", "-c:v", "copy", *audio,
+        "-map", "0:v:0", "-map", "0:a?", *video, *audio,
         "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1",
     ]  # fmt: skip
 
 
-def audio_args(head: bytes, ffprobe: str = "ffprobe") -> tuple[str, ...]:
-    """Copy AAC (or no audio); encode anything else, and when in doubt (ffprobe failed), which always works."""
+def stream_args(head: bytes, ffprobe: str = "ffprobe") -> StreamArgs:
+    """Copy AAC (or no audio), encode any other audio; tag H.265 ``hvc1``. When in doubt (ffprobe failed): encode the
+    audio and copy the video untagged, which always works."""
     try:
         found = subprocess.run(
-            [ffprobe, "-v", "error", "-f", "mpegts", "-i", "pipe:0", "-select_streams", "a:0",
-             "-show_entries", "stream=codec_name", "-of", "csv=p=0"],
+            [ffprobe, "-v", "error", "-f", "mpegts", "-i", "pipe:0",
+             "-show_entries", "stream=codec_type,codec_name", "-of", "csv=p=0"],
             input=head, capture_output=True, timeout=10, check=True,
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        return ENCODE_AAC
-    # The stream is listed once per section it appears in (its program's and its own).
-    codecs = set(found.stdout.decode(errors="replace").split())
-    return COPY_AAC if codecs <= {"aac"} else ENCODE_AAC
+        return StreamArgs()
+    # A stream is listed once per section it appears in (its program's and its own): a set of (name, type) rows.
+    rows = {tuple(line.split(",")[:2]) for line in found.stdout.decode(errors="replace").split()}
+    video = [name for name, *kind in rows if kind == ["video"]]
+    audio = {name for name, *kind in rows if kind == ["audio"]}
+    return StreamArgs(
+        video=COPY_HEVC if video == ["hevc"] else COPY_VIDEO,
+        audio=COPY_AAC if audio <= {"aac"} else ENCODE_AAC,
+    )
 
 
 def ffprobe_beside(ffmpeg: str) -> str:
@@ -92,11 +114,12 @@ class Remux(io.RawIOBase):
         self._empty = False
         self._head = b""
         self.audio: tuple[str, ...] = ()
+        self.video: tuple[str, ...] = ()
         self.bytes_in = 0
         self.bytes_out = 0
 
     def start(self) -> None:
-        """Reads the clip's first :data:`PROBE_BYTES` (or all of a shorter clip), chooses the audio handling and
+        """Reads the clip's first :data:`PROBE_BYTES` (or all of a shorter clip), chooses the streams' handling and
         starts ffmpeg with its pump; called by the first read. Raises what the source raises."""
         if self._proc is not None or self._empty:
             return
@@ -108,9 +131,9 @@ class Remux(io.RawIOBase):
             self._empty = True
             return
         self._head = bytes(head)
-        self.audio = audio_args(self._head, ffprobe_beside(self._ffmpeg))
+        self.video, self.audio = stream_args(self._head, ffprobe_beside(self._ffmpeg))
         self._proc = subprocess.Popen(
-            command(self._ffmpeg, self.audio),
+            command(self._ffmpeg, self.audio, self.video),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -51,7 +51,8 @@ def assert_no_personal_data_logged(caplog: pytest.LogCaptureFixture, *secrets: s
 
 def ffprobe(path: Path) -> dict[str, object]:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration,format_name:stream=codec_name,width,height",
+        ["ffprobe", "-v", "error", "-show_entries",
+         "format=duration,format_name:stream=codec_name,codec_tag_string,width,height",
          "-of", "json", str(path)],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
@@ -139,7 +140,48 @@ def test_clip_is_recorded_sealed_and_plays_for_the_household(
     assert PRE + POST - 0.5 <= duration <= PRE + POST + 2 * SEG + 0.5
     assert abs(duration - clip.duration_s) < 0.5
     stream = probe["streams"][0]  # type: ignore[index]
-    assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 160, 120)
+    assert (stream["codec_name"], stream["codec_tag_string"], stream["width"], stream["height"]) == (
+        "h264",
+        "avc1",
+        160,
+        120,
+    )
+
+
+def test_an_h265_camera_records_clips_tagged_hvc1_for_apple_players(
+    tmp_path: Path, ram_dir: Path, member: Member
+) -> None:
+    """A camera set to H.265: its clips are copied, never re-encoded, and tagged ``hvc1`` (not ffmpeg's default
+    ``hev1``, which Safari, QuickTime and HomeKit refuse)."""
+    spool = tmp_path / "spool"
+
+    async def main() -> Clip:
+        async with SimulatedCamera(mdns_enabled=False, codec="hevc") as cam:
+            context = spool_context(spool, [member.recipient])
+            driver = CameraDriver(_driver_config(cam, ram_dir, pre=1.0, post=1.0), Credentials({}), context)
+            async with asyncio.TaskGroup() as tg:
+                running = tg.create_task(driver.run(RecordingHub()))
+                await driver.wait_ready(10)
+                device = cam.device_id_by_mac
+                await driver.recorder(device).wait_until(lambda r: r.segments_total >= 2, 20)
+                clip = await driver.record_clip(device, "motion")
+                running.cancel()
+        return clip
+
+    clip = asyncio.run(main())
+    out = tmp_path / "household" / "clip.mp4"
+    decrypt_clip(member.identity_file, spool / f"{clip.clip_id}.age", out, expected_sha256=clip.sha256)
+    probe = ffprobe(out)
+    assert probe["format"]["format_name"] == "mov,mp4,m4a,3gp,3g2,mj2"  # type: ignore[index]
+    streams: list[dict[str, object]] = probe["streams"]  # type: ignore[assignment]
+    assert len(streams) == 1, "video only, as the camera sends"
+    stream = streams[0]
+    assert (stream["codec_name"], stream["codec_tag_string"], stream["width"], stream["height"]) == (
+        "hevc",
+        "hvc1",
+        160,
+        120,
+    )
 
 
 def test_a_removed_member_cannot_open_new_clips(tmp_path: Path, ram_dir: Path, member: Member) -> None:

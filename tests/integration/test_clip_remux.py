@@ -16,34 +16,53 @@ import pytest
 from drivers.camera.recorder import ClipFeed
 from drivers.camera.remux import (
     COPY_AAC,
+    COPY_HEVC,
+    COPY_VIDEO,
     ENCODE_AAC,
     PROBE_BYTES,
     Remux,
     RemuxError,
-    audio_args,
+    StreamArgs,
     command,
     ffprobe_beside,
+    stream_args,
 )
 from gateway.errors import ClipAborted
 
 SEG_S, SEGMENTS = 1.0, 4
 
 
-@pytest.fixture(scope="module")
-def segments(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Four 1 s H.264 MPEG-TS segments cut by ffmpeg's segment muxer, as the recorder's ring holds them."""
-    ring = tmp_path_factory.mktemp("ring")
+def cut_segments(ring: Path, video: list[str]) -> list[Path]:
+    """Four 1 s MPEG-TS segments (``video`` as the camera encodes it, AAC audio) cut by ffmpeg's segment muxer, as the
+    recorder's ring holds them."""
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
          "-f", "lavfi", "-i", f"testsrc=size=160x120:rate=10:duration={SEG_S * SEGMENTS:g}",
          "-f", "lavfi", "-i", f"sine=frequency=440:duration={SEG_S * SEGMENTS:g}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "10", "-c:a", "aac",
+         *video, "-pix_fmt", "yuv420p", "-g", "10", "-c:a", "aac",
          "-f", "segment", "-segment_time", f"{SEG_S:g}", "-segment_format", "mpegts", str(ring / "seg%03d.ts")],
         check=True, timeout=60,
     )  # fmt: skip
     found = sorted(ring.glob("seg*.ts"))
     assert len(found) == SEGMENTS
     return found
+
+
+H264: list[str] = ["-c:v", "libx264", "-preset", "ultrafast"]
+# Debian's ffmpeg has libx265; log-level=error keeps its banner out of the test's output.
+H265: list[str] = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"]
+
+
+@pytest.fixture(scope="module")
+def segments(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """H.264 segments, as most cameras send."""
+    return cut_segments(tmp_path_factory.mktemp("ring"), H264)
+
+
+@pytest.fixture(scope="module")
+def hevc_segments(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """H.265 segments, as a camera set to HEVC sends (Hikvision, Reolink, Axis offer it)."""
+    return cut_segments(tmp_path_factory.mktemp("ring265"), H265)
 
 
 def feed_of(paths: list[Path], *, end: bool = True) -> ClipFeed:
@@ -57,7 +76,8 @@ def feed_of(paths: list[Path], *, end: bool = True) -> ClipFeed:
 
 def ffprobe(path: Path) -> dict[str, object]:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration,format_name:stream=codec_name,codec_type",
+        ["ffprobe", "-v", "error", "-show_entries",
+         "format=duration,format_name:stream=codec_name,codec_type,codec_tag_string",
          "-of", "json", str(path)],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
@@ -97,9 +117,26 @@ def test_ts_segments_become_a_fragmented_mp4_with_the_streams_copied(segments: l
     assert abs(float(probe["format"]["duration"]) - SEG_S * SEGMENTS) < 0.5  # type: ignore[index]
     codecs = {s["codec_type"]: s["codec_name"] for s in probe["streams"]}  # type: ignore[attr-defined]
     assert codecs == {"video": "h264", "audio": "aac"}
+    tags = {s["codec_type"]: s["codec_tag_string"] for s in probe["streams"]}  # type: ignore[attr-defined]
+    assert tags == {"video": "avc1", "audio": "mp4a"}, "H.264 keeps its usual tag"
     # -c:v copy: every decoded frame is bit-identical to the TS's (a lossy re-encode could not be).
     concat = "concat:" + "|".join(str(p) for p in segments)
     assert _frame_hashes(str(out)) == _frame_hashes(concat)
+
+
+def test_h265_is_tagged_hvc1_which_apple_players_need(hevc_segments: list[Path], tmp_path: Path) -> None:
+    with Remux(feed_of(hevc_segments)) as mp4:
+        data = mp4.read()
+    assert mp4.video == COPY_HEVC and mp4.audio == COPY_AAC
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(data)
+    probe = ffprobe(out)
+    streams = {s["codec_type"]: (s["codec_name"], s["codec_tag_string"]) for s in probe["streams"]}  # type: ignore[attr-defined]
+    assert streams == {"video": ("hevc", "hvc1"), "audio": ("aac", "mp4a")}
+    assert b"hvcC" in data[:4096], "hvc1: the parameter sets are in the sample entry"
+    assert abs(float(probe["format"]["duration"]) - SEG_S * SEGMENTS) < 0.5  # type: ignore[index]
+    concat = "concat:" + "|".join(str(p) for p in hevc_segments)
+    assert _frame_hashes(str(out)) == _frame_hashes(concat), "still a copy, not a re-encode"
 
 
 def _frame_hashes(source: str) -> list[str]:
@@ -147,7 +184,7 @@ def test_audio_mp4_cannot_copy_is_encoded_to_aac(tmp_path: Path, audio: str | No
     )  # fmt: skip
     with Remux(feed_of([ts])) as mp4:
         data = mp4.read()
-    assert mp4.audio == expected
+    assert mp4.audio == expected and mp4.video == COPY_VIDEO
     out = tmp_path / "clip.mp4"
     out.write_bytes(data)
     codecs = {s["codec_type"]: s["codec_name"] for s in ffprobe(out)["streams"]}  # type: ignore[attr-defined]
@@ -193,14 +230,21 @@ def test_the_command_copies_and_writes_fragmented_mp4_to_a_pipe() -> None:
     args = command("/usr/bin/ffmpeg")
     assert args[0] == "/usr/bin/ffmpeg"
     assert args[args.index("-c:v") + 1] == "copy", "the video is never re-encoded"
+    assert "-tag:v" not in args, "H.264's tag is the muxer's default"
+    hevc = command("/usr/bin/ffmpeg", video=COPY_HEVC)
+    assert hevc[hevc.index("-c:v") + 1] == "copy" and hevc[hevc.index("-tag:v") + 1] == "hvc1"
     assert args[args.index("-movflags") + 1] == "frag_keyframe+empty_moov+default_base_moof"
     assert args[-1] == "pipe:1" and "pipe:0" in args
 
 
-def test_without_a_working_ffprobe_audio_is_encoded_which_always_works(segments: list[Path]) -> None:
-    head = segments[0].read_bytes()
-    assert audio_args(head) == COPY_AAC
-    assert audio_args(head, ffprobe="/nonexistent/ffprobe") == ENCODE_AAC
+def test_without_a_working_ffprobe_audio_is_encoded_and_video_copied_which_always_works(
+    segments: list[Path], hevc_segments: list[Path]
+) -> None:
+    assert stream_args(segments[0].read_bytes()) == StreamArgs(COPY_VIDEO, COPY_AAC)
+    assert stream_args(hevc_segments[0].read_bytes()) == StreamArgs(COPY_HEVC, COPY_AAC)
+    assert stream_args(hevc_segments[0].read_bytes(), ffprobe="/nonexistent/ffprobe") == StreamArgs(
+        COPY_VIDEO, ENCODE_AAC
+    )
 
 
 def test_ffprobe_is_found_beside_the_configured_ffmpeg() -> None:
