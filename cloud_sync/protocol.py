@@ -42,6 +42,9 @@ MAX_JSON_BODY_BYTES: Final = 1024 * 1024
 MAX_CLIP_CHUNK_BYTES: Final = 8 * 1024 * 1024
 MAX_CLIP_SIZE_BYTES: Final = 2 * 1024 * 1024 * 1024
 MAX_COMMAND_WAIT_S: Final = 30.0
+MAX_HELD_COMMANDS: Final = 100
+"""How many command ids a hub may name in ``GET /v1/commands?held=...`` (those it runs now); more is 422."""
+COMMAND_ID_PATTERN: Final = "^cmd_[0-9a-f]{1,60}$"
 
 _ID_RULE: Final = msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00-\x1f\x7f]+\\Z")
 """Device and hub ids (``driver:native-id``): any text without control characters."""

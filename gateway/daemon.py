@@ -191,6 +191,7 @@ class Daemon:
             identity,
             supervisor=self.supervisor,
             command_handlers=register_commands.table(self),
+            command_touches=register_commands.TOUCHES,
             spool_dir=self.config.state_path / "spool",
             erasures=self.eraser.outbox,
             health_source=HealthSource(self.store, hub),

@@ -1,6 +1,8 @@
 """Commands the register queues for this hub (``alarm_ack``, ``restrict``, ``erase``, ``member_keys``,
-``rename``, ``export``): one handler each, named in :func:`table`. The uplink fetches them, runs the handler and
-reports its result. A new command is one line in the table and one handler here."""
+``rename``, ``export``): one handler each, named in :func:`table`, and what each touches, in :data:`TOUCHES`. The
+uplink fetches them, runs the handler and reports its result; commands that touch nothing in common run beside each
+other, the rest in the order the register issued them. A new command is one line in each table and one handler
+here."""
 
 from __future__ import annotations
 
@@ -16,6 +18,21 @@ if TYPE_CHECKING:
     from cloud_sync import protocol as p
     from cloud_sync.uplink import CommandHandler
     from gateway.daemon import Daemon
+
+
+TOUCHES: dict[str, frozenset[str]] = {
+    # Only the sirens: an acknowledgement never waits for a long export (docs/app.md, "Cost, and a limit").
+    "alarm_ack": frozenset({"sirens"}),
+    # Reads the store as it goes: runs after earlier erasures and restrictions, and later ones wait for it, so the
+    # copy holds exactly what the household had when it asked. It reads the member list once, before sealing, and
+    # the device names as they are then (a rename beside it changes a label, never what is in the copy).
+    "export": frozenset({"data"}),
+    "erase": frozenset({"data", "devices", "members"}),
+    "restrict": frozenset({"data"}),
+    "rename": frozenset({"devices"}),
+    "member_keys": frozenset({"members"}),
+}
+"""What each command touches (uplink ``command_touches``): two commands that share a word run in issue order."""
 
 
 def table(daemon: Daemon) -> dict[str, CommandHandler]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import msgspec
@@ -476,16 +476,16 @@ class Registry:
             write_audit(conn, actor, f"command.{kind}", household_id, ",".join(ids))
         return ids
 
-    def pending_commands(self, hub: HubIdentity) -> list[Command]:
-        """Commands without a result yet; re-sent until the hub reports one (the hub deduplicates by id)."""
+    def pending_commands(self, hub: HubIdentity, held: Collection[str] = ()) -> list[Command]:
+        """Commands without a result yet, oldest first; re-sent until the hub reports one (the hub deduplicates by
+        id), except those in ``held``: the hub says it runs them now, so resending them would only end its long-poll
+        early."""
+        pending = [db.commands.c.hub_id == hub.hub_id, db.commands.c.status == "pending"]
+        if held:
+            pending.append(db.commands.c.id.not_in(list(held)))
         with self.engine.begin() as conn:
             rows = (
-                conn.execute(
-                    select(db.commands)
-                    .where(db.commands.c.hub_id == hub.hub_id, db.commands.c.status == "pending")
-                    .order_by(db.commands.c.issued_at)
-                    .limit(100)
-                )
+                conn.execute(select(db.commands).where(*pending).order_by(db.commands.c.issued_at).limit(100))
                 .mappings()
                 .all()
             )

@@ -1,11 +1,25 @@
 """Commands from the register: long-polled, handed to the hub's handler for their kind, the result reported back
-(a failed command is reported, never fatal to the hub)."""
+(a failed command is reported, never fatal to the hub).
+
+Commands run beside each other unless they touch the same thing. Each kind names what it touches (``touches``, the
+hub's table in gateway/register_commands.py), and a command starts only once every earlier command that touches any
+of the same has finished. So a long ``export`` does not hold up an ``alarm_ack``, while an ``erase`` queued after
+the export still waits for it (and an export after an erase for the erase), and commands of one kind keep their
+order. A kind that names nothing touches everything: it waits for all before it and all after it wait for it, which
+is how every command ran before kinds said what they touch.
+
+The register resends every command until its result is in. The poll names the commands the hub runs now
+(``held``), which the register leaves out of its answer, so a long export neither comes back nor ends the long-poll
+early; a command the loop already runs, or has just answered (a poll that crossed the result), is skipped.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
 
 import msgspec
 
@@ -17,46 +31,136 @@ log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[p.Command], Awaitable[dict[str, Any]]]
 
+EVERYTHING: Final = frozenset({"*"})
+"""What a kind touches when it names nothing: it runs alone, in order."""
+ANSWERED_KEPT: Final = 256
+"""How many answered command ids the loop remembers, to skip one a poll returned as its result went in."""
 
-async def command_loop(link: Link, handlers: dict[str, CommandHandler]) -> None:
-    client = link.client()
+
+class InFlight:
+    """The commands the hub runs or waits to run, in the order they came, and those it has lately answered."""
+
+    def __init__(self, touches: Mapping[str, frozenset[str]]) -> None:
+        self._touches = touches
+        self._running: dict[str, tuple[frozenset[str], asyncio.Event]] = {}
+        self._answered: collections.deque[str] = collections.deque(maxlen=ANSWERED_KEPT)
+
+    def touches(self, kind: str) -> frozenset[str]:
+        return self._touches.get(kind) or EVERYTHING
+
+    def held(self) -> list[str]:
+        """The ids the register need not resend now (the oldest first, as many as it takes)."""
+        return list(self._running)[: p.MAX_HELD_COMMANDS]
+
+    def admit(self, command: p.Command) -> list[asyncio.Event] | None:
+        """Takes ``command`` on: what it must wait for (the earlier commands that touch what it touches), or
+        ``None`` if it runs already or was just answered."""
+        if command.id in self._running or command.id in self._answered:
+            return None
+        mine = self.touches(command.kind)
+        before = [done for theirs, done in self._running.values() if _overlap(mine, theirs)]
+        self._running[command.id] = (mine, asyncio.Event())
+        return before
+
+    def finish(self, command_id: str) -> None:
+        _, done = self._running.pop(command_id)
+        self._answered.append(command_id)
+        done.set()
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+
+def _overlap(a: frozenset[str], b: frozenset[str]) -> bool:
+    return "*" in a or "*" in b or not a.isdisjoint(b)
+
+
+async def command_loop(
+    link: Link, handlers: dict[str, CommandHandler], touches: Mapping[str, frozenset[str]] | None = None
+) -> None:
+    """Polls for commands and runs each as a task of its own, as :class:`InFlight` allows; ends (cancelling them)
+    when cancelled or when a command's task fails unexpectedly (the supervisor starts it again)."""
+    poll, answer = link.client(), link.client()
+    # A client's session is not for two threads at once: results take turns on a connection of their own, so a
+    # result never waits for the 25 s long-poll.
+    answering = asyncio.Lock()
+    flight = InFlight(touches or {})
     wait = link.config.command_poll_wait
     backoff = link.backoff()
     try:
-        while True:
-            try:
-                async for attempt in link.retrying("diagnostics"):
-                    with attempt:
-                        resp = await in_thread(
-                            client.request, "GET", "/v1/commands", params={"wait": wait}, read_timeout=wait + 15
-                        )
-                        commands = client.decode(resp, list[p.Command])
-                backoff.reset()
-            except RegisterRejected as exc:
-                log.error("could not read commands from the register: %s", exc)
-                await link.pause(backoff.next())
-                continue
-            for command in commands:
-                await _run(link, client, handlers, command)
+        async with asyncio.TaskGroup() as tasks:
+            while True:
+                try:
+                    async for attempt in link.retrying("diagnostics"):
+                        with attempt:
+                            resp = await in_thread(
+                                poll.request,
+                                "GET",
+                                "/v1/commands",
+                                params={"wait": wait, "held": flight.held()},
+                                read_timeout=wait + 15,
+                            )
+                            commands = poll.decode(resp, list[p.Command])
+                except RegisterRejected as exc:
+                    log.error("could not read commands from the register: %s", exc)
+                    await link.pause(backoff.next())
+                    continue
+                fresh = 0
+                for command in commands:
+                    before = flight.admit(command)
+                    if before is None:
+                        continue
+                    fresh += 1
+                    tasks.create_task(
+                        _run_after(before, link, answer, answering, handlers, command, flight),
+                        name=f"command {command.kind}",
+                    )
+                if commands and not fresh:
+                    # Only commands in hand: a register that ignores ``held`` answers at once with them; not in a loop.
+                    await link.pause(backoff.next())
+                else:
+                    backoff.reset()
     finally:
-        client.close()
+        poll.close()
+        answer.close()
 
 
-async def _run(link: Link, client: RegisterClient, handlers: dict[str, CommandHandler], command: p.Command) -> None:
+async def _run_after(
+    before: list[asyncio.Event],
+    link: Link,
+    client: RegisterClient,
+    answering: asyncio.Lock,
+    handlers: dict[str, CommandHandler],
+    command: p.Command,
+    flight: InFlight,
+) -> None:
+    try:
+        for done in before:
+            await done.wait()
+        result = await _result(handlers, command)
+        async with answering:
+            await _report(link, client, command, result)
+    finally:
+        flight.finish(command.id)
+
+
+async def _result(handlers: dict[str, CommandHandler], command: p.Command) -> p.CommandResult:
     handler = handlers.get(command.kind)
     if handler is None:
-        result = p.CommandResult(status="failed", detail={"error": f"this hub cannot {command.kind}"})
-    else:
-        try:
-            result = p.CommandResult(status="done", detail=await handler(command))
-        except Exception as exc:  # a failed command is reported to the register, not fatal to the hub
-            # A handler may say more than its message, e.g. why a member list was refused (it logs that itself).
-            extra = getattr(exc, "detail", None)
-            if extra is None:
-                log.exception("command %s failed", command.kind)
-            result = p.CommandResult(
-                status="failed", detail={**(extra if isinstance(extra, dict) else {}), "error": str(exc)[:300]}
-            )
+        return p.CommandResult(status="failed", detail={"error": f"this hub cannot {command.kind}"})
+    try:
+        return p.CommandResult(status="done", detail=await handler(command))
+    except Exception as exc:  # a failed command is reported to the register, not fatal to the hub
+        # A handler may say more than its message, e.g. why a member list was refused (it logs that itself).
+        extra = getattr(exc, "detail", None)
+        if extra is None:
+            log.exception("command %s failed", command.kind)
+        return p.CommandResult(
+            status="failed", detail={**(extra if isinstance(extra, dict) else {}), "error": str(exc)[:300]}
+        )
+
+
+async def _report(link: Link, client: RegisterClient, command: p.Command, result: p.CommandResult) -> None:
     try:
         async for attempt in link.retrying("diagnostics"):
             with attempt:

@@ -26,6 +26,9 @@ class Uplink(Link):
     """Runs until cancelled: one task per lane, the clip uploader and the command poller."""
 
     command_handlers: dict[str, CommandHandler] = field(default_factory=dict)
+    command_touches: dict[str, frozenset[str]] = field(default_factory=dict)
+    """What each command kind touches; commands that touch nothing in common run beside each other, the rest in
+    order (cloud_sync.uplink.commands). A kind not named here touches everything."""
     spool_dir: Path | None = None
     erasures: Erasures | None = None
     """Erasures asked on the hub: each is posted to ``/v1/erasures`` until the register has carried it out."""
@@ -44,7 +47,7 @@ class Uplink(Link):
         loops: dict[str, Callable[[], Awaitable[None]]] = {
             **{f"uplink {lane.value}": _bind(lane_loop, self, hub_id, lane.value) for lane in ITEM_LANES},
             "uplink clips": _bind(clip_loop, self, hub_id, self.spool_dir),
-            "uplink commands": _bind(command_loop, self, self.command_handlers),
+            "uplink commands": _bind(command_loop, self, self.command_handlers, self.command_touches),
         }
         if self.devices_source is not None:
             loops["uplink devices"] = _bind(devices_loop, self, self.devices_source)

@@ -606,6 +606,28 @@ def test_commands_long_poll_and_results(register_any: RunningRegister) -> None:
     assert [(c["id"], c["status"], c["detail"]) for c in listed] == [(cid, "done", {"restricted": ["camera"]})]
 
 
+def test_commands_the_hub_holds_are_left_out_and_do_not_end_the_long_poll(register_any: RunningRegister) -> None:
+    reg = register_any
+    hub = reg.enroll()
+    s = hub.session()
+    (long,) = reg.queue_command(hub.household_id, "export")
+    (ack,) = reg.queue_command(hub.household_id, "alarm_ack")
+    url = f"{reg.url}/v1/commands"
+    assert [c["id"] for c in s.get(url).json()] == [long, ack], "oldest first"
+    assert [c["id"] for c in s.get(url, params={"held": [long]}).json()] == [ack]
+    # Holding both: nothing to say, so the long-poll waits its whole time instead of answering at once.
+    t0 = time.monotonic()
+    assert s.get(url, params={"wait": 1, "held": [long, ack]}).json() == []
+    assert time.monotonic() - t0 >= 0.9
+    # Still pending: a hub that restarted (and holds nothing) gets them again.
+    assert [c["id"] for c in s.get(url).json()] == [long, ack]
+    assert len(s.get(url, params={"held": "cmd_0123456789abcdef"}).json()) == 2, "an unknown id held changes nothing"
+    too_many = [f"cmd_{i:016x}" for i in range(p.MAX_HELD_COMMANDS + 1)]
+    for bad in (too_many, "cmd_" + "0" * 61, "cmd_XYZ", "true", ""):
+        r = s.get(url, params={"held": bad})
+        assert r.status_code == 422 and "held" in r.json()["detail"], (bad, r.text)
+
+
 def test_command_queue_validation(register: RunningRegister) -> None:
     hub = register.enroll()
     token = register.api_token("household", hub.household_id)

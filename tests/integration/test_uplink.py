@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
 import random
@@ -19,7 +20,8 @@ import sqlalchemy as sa
 
 from cloud_sync.register import clips
 from cloud_sync.register.server import ReadyServer, build_config
-from cloud_sync.uplink import HubIdentity, Uplink
+from cloud_sync.uplink import CommandHandler, HubIdentity, Uplink
+from gateway import register_commands
 from gateway.config import UplinkSection
 from gateway.model import Event, EventKind, Lane, Quantity, Reading
 from gateway.store import Store, schema
@@ -37,8 +39,11 @@ class FaultInjector:
         self.app = app
         self.plan: list[int] = []
         self.injected = 0
+        self.paths: collections.Counter[str] = collections.Counter()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.paths[scope["path"]] += 1
         if scope["type"] == "http" and scope["path"].startswith("/v1/ingest") and self.plan:
             status = self.plan.pop(0)
             self.injected += 1
@@ -263,6 +268,66 @@ async def test_commands_are_fetched_run_and_reported(tmp_path: Path, register: R
         results = {c["kind"]: c["status"] for c in register.reg.commands(hub.household_id)}
     assert ran == [{"category": "camera", "on": True}]
     assert results == {"restrict": "done", "export": "failed"}
+
+
+AFTER_THE_EXPORT: list[tuple[str, dict[str, Any]]] = [
+    ("rename", {"device_id": "mqtt:0x1"}),  # before the erase, which it would otherwise wait for (both touch devices)
+    ("erase", {}),
+    ("restrict", {"category": "camera", "on": True}),
+    ("alarm_ack", {}),
+    ("restrict", {"category": "camera", "on": False}),
+]
+
+
+async def test_a_long_command_holds_up_only_the_commands_that_touch_what_it_touches(
+    tmp_path: Path, faulty_register: FaultyRegister
+) -> None:
+    """An export that takes long (it waits for the test) is not resent, and holds up neither an ``alarm_ack`` nor a
+    ``rename`` issued after it; an ``erase`` and two ``restrict`` after it still run after it, in issue order."""
+    register = faulty_register
+    hub = register.enroll()
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    def handler(name: str, gate: asyncio.Event | None = None) -> CommandHandler:
+        async def run(command: Any) -> dict[str, Any]:
+            ran.append(name if name != "restrict" else f"restrict {command.args['on']}")
+            if gate is not None:
+                await gate.wait()
+                ran.append(f"{name} done")
+            return {}
+
+        return run
+
+    handlers = {k: handler(k) for k in ("alarm_ack", "erase", "restrict", "rename")}
+    handlers["export"] = handler("export", release)
+
+    def status() -> dict[str, str]:
+        return {c["kind"] + str(c["args"].get("on", "")): c["status"] for c in register.reg.commands(hub.household_id)}
+
+    async with open_store(hub.state_dir) as store:
+        uplink = Uplink(
+            store,
+            uplink_config(register.url),
+            HubIdentity(hub.state_dir),
+            command_handlers=handlers,
+            command_touches=register_commands.TOUCHES,
+        )
+        async with running(uplink):
+            register.queue_command(hub.household_id, "export")
+            await until(lambda: ran == ["export"], what="the export to start")
+            for kind, args in AFTER_THE_EXPORT:
+                register.queue_command(hub.household_id, kind, args)
+            await until(lambda: status()["alarm_ack"] == status()["rename"] == "done", what="ack and rename")
+            # The register long-polls twice more while the export runs: it is not resent to the hub, nor run again.
+            polls = register.injector.paths["/v1/commands"]
+            await until(lambda: register.injector.paths["/v1/commands"] >= polls + 2, what="two more polls")
+            assert sorted(ran) == ["alarm_ack", "export", "rename"]
+            assert status()["export"] == status()["erase"] == status()["restrictTrue"] == "pending"
+            release.set()
+            await until(lambda: set(status().values()) == {"done"}, what="every result")
+    assert ran[ran.index("export done") :] == ["export done", "erase", "restrict True", "restrict False"]
+    assert ran.count("export") == 1
 
 
 async def test_sync_now_cuts_a_long_backoff_short(tmp_path: Path, register: RunningRegister) -> None:

@@ -69,3 +69,12 @@ def test_every_kind_the_register_queues_is_in_the_protocol_and_handled_by_the_hu
     assert queued - hub_command_kinds() <= set(NOT_HANDLED_YET), (
         f"the register queues kinds no hub handles: {sorted(queued - hub_command_kinds() - set(NOT_HANDLED_YET))}"
     )
+
+
+def test_every_command_the_hub_handles_says_what_it_touches() -> None:
+    """A kind missing from ``TOUCHES`` would run alone (safe, but an export would hold it up again); a stray entry
+    is a command that no longer exists."""
+    from gateway.register_commands import TOUCHES
+
+    assert set(TOUCHES) == hub_command_kinds()
+    assert all(TOUCHES.values()), "an empty set is read as everything: name what the kind touches"

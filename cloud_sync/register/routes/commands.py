@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from cloud_sync import protocol as p
@@ -14,6 +15,8 @@ from cloud_sync.register.errors import Forbidden
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.routes.common import Callers, Notifier, decode_json, doc, json_response, read_body
 from cloud_sync.register.settings import Settings
+
+CommandId = Annotated[str, StringConstraints(pattern=p.COMMAND_ID_PATTERN)]
 
 # Commands a household app or an operator may queue; member_keys, alarm_ack and rename are the register's own.
 API_COMMAND_KINDS = ("erase", "export", "restrict")
@@ -24,10 +27,16 @@ def router(reg: Registry, settings: Settings, callers: Callers, notifier: Notifi
     Hub = Annotated[HubIdentity, Depends(callers.hub)]
 
     @r.get("/v1/commands")
-    async def get_commands(who: Hub, wait: Annotated[float, Query(ge=0, le=p.MAX_COMMAND_WAIT_S)] = 0.0) -> Response:
+    async def get_commands(
+        who: Hub,
+        wait: Annotated[float, Query(ge=0, le=p.MAX_COMMAND_WAIT_S)] = 0.0,
+        held: Annotated[list[CommandId] | None, Query(max_length=p.MAX_HELD_COMMANDS)] = None,
+    ) -> Response:
+        # ``held``: commands the hub runs now (a long export); left out, so the long-poll waits for new ones only.
+        held_ids = frozenset(held or ())
         deadline = time.monotonic() + wait
         while True:
-            pending = await run_in_threadpool(reg.pending_commands, who)
+            pending = await run_in_threadpool(reg.pending_commands, who, held_ids)
             remaining = deadline - time.monotonic()
             if pending or remaining <= 0 or notifier.closing:
                 return json_response(pending)
