@@ -3,6 +3,8 @@
     kotihub-updater run            finish an interrupted trial, ask the register, apply, report
     kotihub-updater apply VERSION  bring one release in now (TUF-verified like any other; never older)
     kotihub-updater status         what runs, what was tried, what is being tried (also `kotihub update status`)
+    kotihub-updater check-root FILE     whether FILE is a release root the updater can start from (scripts/install)
+    kotihub-updater check-config FILE   whether FILE is updater settings it can read; prints their trusted_root
 
 Exit status: 0 done (or nothing to do), 1 refused / rolled back / install failed, 2 transient (try later).
 """
@@ -25,7 +27,7 @@ import requests
 
 from cloud_sync import releases as rel
 from updater import config as configuration
-from updater import health, state
+from updater import health, installcheck, state
 from updater.apply import Updater
 from updater.configure import Configurer
 from updater.errors import TransientUpdateError
@@ -218,6 +220,18 @@ def status_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _check(cmd: str, file: Path) -> int:
+    try:
+        if cmd == "check-root":
+            print(f"{file}: {installcheck.check_root(file).text()}", file=sys.stderr)
+        else:
+            print(installcheck.check_config(file).trusted_root)
+    except installcheck.BadInstallFile as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kotihub-updater", description="the hub's release updater")
     ap.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH, help="updater.toml")
@@ -227,8 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("version", help="release number")
     st = sub.add_parser("status", help="what runs and what was tried")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    cr = sub.add_parser("check-root", help="check a release root (TUF root metadata signed by its own keys)")
+    cr.add_argument("file", type=Path)
+    cc = sub.add_parser("check-config", help="check updater settings; prints where they expect the release root")
+    cc.add_argument("file", type=Path)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.cmd in ("check-root", "check-config"):
+        return _check(args.cmd, args.file)
     cfg = configuration.load(args.config)
     if args.cmd == "status":
         s = status(cfg)

@@ -93,6 +93,12 @@ class ReleaseSource:
             bootstrap=None,
         )
 
+    def trust_anchor(self) -> None:
+        """Loads the trusted root as every fetch starts (TUF accepts it only if a threshold of the root keys it names
+        signed it); raises tuf's ``RepositoryError`` if it does not, or :class:`TransientUpdateError` if it is
+        missing. Fetches nothing."""
+        self._updater()
+
     def fetch(self, version: str, platform: str) -> Path:
         """The verified bundle of ``version`` for ``platform``, downloaded (or found already verified in the cache)."""
         name = bundle_name(version, platform)
