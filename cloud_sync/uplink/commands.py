@@ -80,10 +80,9 @@ async def command_loop(
 ) -> None:
     """Polls for commands and runs each as a task of its own, as :class:`InFlight` allows; ends (cancelling them)
     when cancelled or when a command's task fails unexpectedly (the supervisor starts it again)."""
-    poll, answer = link.client(), link.client()
-    # A client's session is not for two threads at once: results take turns on a connection of their own, so a
-    # result never waits for the 25 s long-poll.
-    answering = asyncio.Lock()
+    # Results go on the bulk lanes' connection (one request at a time, so a result waits at most one batch), not
+    # on the long-poll's, where they would wait up to 25 s; a hub still holds three connections (docs/scale.md).
+    poll, answer = link.client(), link.client(shared=True)
     flight = InFlight(touches or {})
     wait = link.config.command_poll_wait
     backoff = link.backoff()
@@ -112,7 +111,7 @@ async def command_loop(
                         continue
                     fresh += 1
                     tasks.create_task(
-                        _run_after(before, link, answer, answering, handlers, command, flight),
+                        _run_after(before, link, answer, handlers, command, flight),
                         name=f"command {command.kind}",
                     )
                 if commands and not fresh:
@@ -122,14 +121,13 @@ async def command_loop(
                     backoff.reset()
     finally:
         poll.close()
-        answer.close()
+        link.release(answer)
 
 
 async def _run_after(
     before: list[asyncio.Event],
     link: Link,
     client: RegisterClient,
-    answering: asyncio.Lock,
     handlers: dict[str, CommandHandler],
     command: p.Command,
     flight: InFlight,
@@ -137,9 +135,7 @@ async def _run_after(
     try:
         for done in before:
             await done.wait()
-        result = await _result(handlers, command)
-        async with answering:
-            await _report(link, client, command, result)
+        await _report(link, client, command, await _result(handlers, command))
     finally:
         flight.finish(command.id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from cloud_sync.uplink import HubIdentity, Uplink
 from gateway.model import Event, EventKind
@@ -57,13 +58,28 @@ async def test_a_busy_hub_holds_three_connections_and_its_alarm_does_not_queue(
         for i in range(300):
             await store.add_event(Event(device_id="mqtt:door", kind=EventKind.CONTACT, state="open", ts=T0 + i))
             await store.add_item("diagnostics", T0 + i, {"cpu_temp": 50.0, "n": i})
-        uplink = Uplink(store, uplink_config(register.url, batch_items=1000), HubIdentity(hub.state_dir))
+
+        async def restrict(command: Any) -> dict[str, Any]:
+            return {}
+
+        uplink = Uplink(
+            store,
+            uplink_config(register.url, batch_items=1000),
+            HubIdentity(hub.state_dir),
+            command_handlers={"restrict": restrict},
+        )
         with Sampler(register.port) as sampler:
             async with running(uplink):
                 await until(lambda: uplink.status["readings"].sent > 0, what="the backlog to start draining")
                 await store.add_event(Event(device_id="mqtt:s", kind=EventKind.SMOKE, state="smoke", ts=T0))
                 await until(lambda: len(register.items(hub.hub_id, "alarm")) == 1, what="the alarm")
                 backlog_left = (await store.depth())["readings"]
+                # A command's result takes its turn on the bulk connection: no fourth one.
+                register.queue_command(hub.household_id, "restrict", {"category": "camera"})
+                await until(
+                    lambda: [c["status"] for c in register.reg.commands(hub.household_id)] == ["done"],
+                    what="the command's result",
+                )
                 await until(lambda: uplink.status["readings"].cursor == 12_000, timeout=180, what="the readings")
                 await until(lambda: uplink.status["diagnostics"].cursor == 300, what="the diagnostics")
                 await until(lambda: uplink.status["events"].cursor == 300, what="the events")
