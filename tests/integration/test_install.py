@@ -103,8 +103,12 @@ def installed(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 def test_dry_run_changes_nothing_and_lists_the_steps(checkout: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    output = run(checkout / "scripts/install", "--root", root, "--register", "--dry-run")
+    operators = tmp_path / "release-root.json"
+    operators.write_text("{}")  # a dry run checks nothing with the updater it has not installed, and places nothing
+    output = run(checkout / "scripts/install", "--root", root, "--register", "--dry-run", "--release-root", operators)
     assert not root.exists()
+    assert f"would check {operators} (kotihub-updater check-root)" in output
+    assert f"install -D -m 0644 {operators} {root}/etc/kotihub/release-root.json" in output
     assert "dry run: nothing is changed" in output
     assert "systemd-sysusers --root=" in output
     assert "creating " + str(root / KEY) in output
@@ -242,6 +246,64 @@ def test_an_existing_state_dir_key_is_moved_into_the_credential_store(checkout: 
     output = run(checkout / "scripts/install", "--root", root, "--dry-run")
     assert "moving that one into the credential store" in output
     assert not (root / KEY).exists()
+
+
+def _operator_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A release repository's root as ``kotihub-register release init`` makes it, a copy with its signed part
+    changed, and the operator's updater settings naming where the root goes."""
+    from cloud_sync.register import tufrepo
+
+    keys = {role: tufrepo.generate_key(tmp_path / f"{role}.pem") for role in tufrepo.ROLES}
+    repo = tufrepo.Repository(tmp_path / "repo")
+    sign = {role: tufrepo.load_signer(tmp_path / f"{role}.pem") for role in tufrepo.ROLES}
+    repo.create(sign["root"], keys, targets_signer=sign["targets"], snapshot_signer=sign["snapshot"],
+                timestamp_signer=sign["timestamp"])  # fmt: skip
+    good = repo.metadata_dir / "1.root.json"
+    tampered = tmp_path / "tampered-root.json"
+    tampered.write_bytes(good.read_bytes().replace(b'"version": 1', b'"version": 7', 1))
+    assert tampered.read_bytes() != good.read_bytes()
+    settings = tmp_path / "updater.toml"
+    settings.write_text('trusted_root = "/etc/kotihub/release-root-2026.json"\nhealth_window_s = 240.0\n')
+    return good, tampered, settings
+
+
+def test_the_operators_release_root_and_updater_settings_are_checked_then_placed(
+    installed: tuple[Path, str], checkout: Path, tmp_path: Path
+) -> None:
+    root, _ = installed
+    good, tampered, settings = _operator_files(tmp_path)
+    placed_root, placed_settings = root / "etc/kotihub/release-root-2026.json", root / "etc/kotihub/updater.toml"
+    install = checkout / "scripts/install"
+
+    # Refused by the installed updater: nothing of the updater's is placed, neither the good half.
+    before = snapshot(root / "etc")
+    refused = run(install, "--root", root, "--release-root", tampered, "--updater-config", settings, check=False)
+    assert refused.startswith("rc=1") and "refused:" in refused and f"the updater refused {tampered}" in refused
+    broken = tmp_path / "broken.toml"
+    broken.write_text("health_window_s = -1\n")
+    refused = run(install, "--root", root, "--release-root", good, "--updater-config", broken, check=False)
+    assert refused.startswith("rc=1") and "health_window_s" in refused
+    assert snapshot(root / "etc") == before
+    assert run(install, "--root", root, "--release-root", tmp_path / "nowhere.json", check=False).startswith("rc=2")
+
+    # Both good: placed where the settings say, 0644, as given.
+    output = run(install, "--root", root, "--release-root", good, "--updater-config", settings)
+    assert "TUF root version 1, signed by at least 1 of its 1 root keys" in output
+    for placed, given in ((placed_root, good), (placed_settings, settings)):
+        assert placed.read_bytes() == given.read_bytes()
+        assert stat.S_IMODE(placed.stat().st_mode) == 0o644
+    assert not (root / "etc/kotihub/release-root.json").exists(), "the settings named another place"
+    # What the updater will read from there: these settings, which name this root, which it trusts.
+    updater = root / "opt/kotihub/venv/bin/kotihub-updater"
+    named = subprocess.run([updater, "check-config", placed_settings], capture_output=True, text=True, check=True)
+    assert named.stdout.strip() == "/etc/kotihub/release-root-2026.json"
+    assert subprocess.run([updater, "check-root", placed_root], capture_output=True, check=False).returncode == 0
+
+    # Idempotent: the same files again change nothing; without the options, what is there is left alone.
+    before = snapshot(root)
+    again = run(install, "--root", root, "--release-root", good, "--updater-config", settings)
+    assert snapshot(root) == before and "+ install -D" not in again
+    assert run(install, "--root", root, "--register-only", "--release-root", good, check=False).startswith("rc=2")
 
 
 def test_uninstall_keeps_data_and_purge_removes_everything(installed: tuple[Path, str], checkout: Path) -> None:
