@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -33,6 +34,7 @@ CommandHandler = Callable[[p.Command], Awaitable[dict[str, Any]]]
 
 EVERYTHING: Final = frozenset({"*"})
 """What a kind touches when it names nothing: it runs alone, in order."""
+_COMMAND_ID: Final = re.compile(p.COMMAND_ID_PATTERN)
 ANSWERED_KEPT: Final = 256
 """How many answered command ids the loop remembers, to skip one a poll returned as its result went in."""
 
@@ -49,8 +51,10 @@ class InFlight:
         return self._touches.get(kind) or EVERYTHING
 
     def held(self) -> list[str]:
-        """The ids the register need not resend now (the oldest first, as many as it takes)."""
-        return list(self._running)[: p.MAX_HELD_COMMANDS]
+        """The ids the register need not resend now (the oldest first, as many as it takes). Only ids of the form
+        it checks: one it would refuse would make it refuse every poll."""
+        ids = [i for i in self._running if _COMMAND_ID.fullmatch(i)]
+        return ids[: p.MAX_HELD_COMMANDS]
 
     def admit(self, command: p.Command) -> list[asyncio.Event] | None:
         """Takes ``command`` on: what it must wait for (the earlier commands that touch what it touches), or
