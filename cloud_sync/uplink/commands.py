@@ -71,9 +71,6 @@ class InFlight:
         self._answered.append(command_id)
         done.set()
 
-    def __len__(self) -> int:
-        return len(self._running)
-
 
 def _overlap(a: frozenset[str], b: frozenset[str]) -> bool:
     return "*" in a or "*" in b or not a.isdisjoint(b)
