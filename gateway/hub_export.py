@@ -180,6 +180,8 @@ def _prepared(exports_dir: Path, out: Path) -> bool:
 async def send(client: Callable[[], RegisterClient], export_id: str, path: Path) -> dict[str, Any]:
     """Uploads the sealed copy, resuming after every transient failure (a lost reply, the register away) for up to
     :data:`SEND_FOR_S`; a refusal (4xx) is final and fails the command."""
+    from cloud_sync.uplink import in_thread  # the uplink's own daemon threads: a stop never waits for an upload
+
     c = client()
     try:
         async for attempt in AsyncRetrying(
@@ -189,7 +191,7 @@ async def send(client: Callable[[], RegisterClient], export_id: str, path: Path)
             reraise=True,
         ):
             with attempt:
-                return await asyncio.to_thread(upload, c, export_id, path)
+                return await in_thread(upload, c, export_id, path)
     finally:
         c.close()
     raise AssertionError("unreachable: tenacity reraises")
@@ -217,9 +219,13 @@ async def run(
         await store.audit("register", "export", "all", {"counts": counts, "sealed": True})
     try:
         sent = await send(client, export_id, out)
-    finally:
-        # Delivered, or failed for good (the command is reported failed and never comes back): either way the
-        # sealed copy has no further use here. A hub killed before this line keeps it for the redelivered command.
-        await asyncio.to_thread(out.unlink, missing_ok=True)
+    except asyncio.CancelledError:
+        raise  # the daemon stops: the register resends the command, and this copy goes as it is
+    except BaseException:
+        await asyncio.to_thread(out.unlink, missing_ok=True)  # failed for good: reported, never comes back
+        raise
+    # Delivered: the sealed copy has no further use here. A hub killed before this line keeps it for the resent
+    # command.
+    await asyncio.to_thread(out.unlink, missing_ok=True)
     log.info("the household's sealed copy is with the register (%d bytes)", sent["size"])
     return {"export_id": export_id, **sent, "counts": counts}

@@ -5,7 +5,10 @@ queued after it is answered meanwhile; a ``restrict`` queued after it still wait
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,3 +99,31 @@ def test_an_alarm_ack_is_answered_while_a_long_export_uploads(
     assert {c["status"] for c in done.values()} == {"done"}, done
     assert done[ack]["completed_at"] < done[export]["completed_at"] <= done[restrict]["completed_at"]
     assert "presence" in hub.cli_json("status")["restricted"]
+
+
+def test_a_hub_stopped_mid_export_stops_at_once_and_sends_the_same_copy_when_back(
+    synced_hub: tuple[SyncedHub, str], register: GatedRegister, mosquitto: MosquittoBroker
+) -> None:
+    """Stopping the daemon (an update's restart, say) while the register holds its upload: the stop does not wait
+    for the upload, the sealed copy stays for the command the register resends, and that same copy is sent."""
+    hub, household = synced_hub
+    asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
+    wait_until(lambda: hub.cli_json("status")["members"]["recipients"] == 1, what="the hub's verified member list")
+    (export,) = mydata.ask_hub_export(register.reg, household, actor=ACTOR)
+    wait_until(lambda: register.gate.held, timeout=60, what="the hub sealing its copy and starting the upload")
+    started = time.monotonic()
+    code, _ = hub.stop(signal.SIGTERM)
+    assert code == 0 and time.monotonic() - started < 10, "the stop waited for the held upload"
+    (sealed,) = (hub.root / "run" / "exports").glob("kotihub-export-*.age")
+    digest = hashlib.sha256(sealed.read_bytes()).hexdigest()
+
+    register.gate.open.set()
+    hub.start()
+    wait_until(lambda: command_of(register, household, export)["status"] == "done", timeout=60, what="the export")
+    assert command_of(register, household, export)["detail"]["sha256"] == digest, "resent as sealed, not resealed"
+    assert not sealed.exists(), "gone once the register holds it"
+
+
+def command_of(register: RunningRegister, household: str, command_id: str) -> dict[str, Any]:
+    (found,) = [c for c in register.reg.commands(household) if c["id"] == command_id]
+    return found
