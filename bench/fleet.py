@@ -115,14 +115,13 @@ def enroll_hubs(state: Path, db_url: str, n: int, hub_dir: Path, sources: int) -
     return hubs
 
 
-def postgres_cpu_s(cluster: PostgresCluster) -> float:
-    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer),
-    those that exited too (the postmaster's children's time once reaped: a backend whose connection closed during
-    the run would otherwise take its CPU out of the sum, and the difference could come out negative)."""
-    master = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
-    stat = Path(f"/proc/{master}/stat").read_text()
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid`` and every process it started, those that exited too (its children's time once
+    reaped: a PostgreSQL backend whose connection closed during the run would otherwise take its CPU out of the sum,
+    and the difference could come out negative). The register with ``--workers`` is such a tree as well."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
     reaped = stat[stat.rindex(")") + 2 :].split()[13:15]  # cutime, cstime
-    total = cpu_s(master) + sum(int(t) for t in reaped) / TICK
+    total = cpu_s(pid) + sum(int(t) for t in reaped) / TICK
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -131,9 +130,14 @@ def postgres_cpu_s(cluster: PostgresCluster) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == master:
+        if int(fields[1]) == pid:
             total += cpu_s(int(entry))
     return total
+
+
+def postgres_cpu_s(cluster: PostgresCluster) -> float:
+    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer)."""
+    return tree_cpu_s(int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0]))
 
 
 # ------------------------------------------------------------------------------------------------------ the hubs
@@ -372,6 +376,23 @@ async def one_hub_catchup(hub: Hub, url: str, ca: str, backlog: int) -> float:
         await sim.close()
 
 
+async def small_requests(hub: Hub, url: str, ca: str, pid: int, n: int, per: int) -> float:
+    """Register CPU-seconds per request for ``n`` requests of ``per`` readings (a steady hub's send), one after
+    another on one kept-alive connection with the register otherwise idle: its cost per request, without the
+    fleet's connections, handshakes and queues."""
+    sim = SimHub(hub, url, ca, ("bulk",))
+    seq = 3_000_000_000
+    bodies = [readings_body(hub.hub_id, seq + i * per, per, T0 + i) for i in range(n)]
+    try:
+        await sim.post("bulk", "readings", readings_body(hub.hub_id, seq - 1, 1, T0))  # connected
+        cpu0 = tree_cpu_s(pid)
+        for body in bodies:
+            await sim.post("bulk", "readings", body)
+        return (tree_cpu_s(pid) - cpu0) / n
+    finally:
+        await sim.close()
+
+
 async def idle_alarms(hub: Hub, url: str, ca: str, n: int) -> list[float]:
     sim = SimHub(hub, url, ca)
     sim.alarm_seq = 10_000_000
@@ -439,6 +460,8 @@ def main() -> None:
     ap.add_argument("--one-hub-backlog", type=int, default=100_000)
     ap.add_argument("--copy-rows", type=int, default=1_000_000)
     ap.add_argument("--no-commands", action="store_true", help="hubs hold no command long-poll")
+    ap.add_argument("--workers", type=int, default=1, help="register worker processes (serve --workers)")
+    ap.add_argument("--small-requests", type=int, default=1000, help="one hub's sends timed alone, for CPU each")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the register
@@ -455,11 +478,14 @@ def main() -> None:
         t = time.perf_counter()
         hubs = enroll_hubs(tmp / "register", url_db, args.hubs + 2, hub_dir, args.sources)
         print(f"enrolled {len(hubs)} hubs in {time.perf_counter() - t:.1f} s")
-        reg = RegisterProcess(tmp / "register", "--db", url_db)
+        # --workers: register processes on the one port (serve --workers, SO_REUSEPORT); CPU summed over all.
+        reg = RegisterProcess(tmp / "register", "--db", url_db, "--workers", str(args.workers))
         reg.start()
         url, ca = reg.url, str(reg.ca_file)
         loner, alarmer, fleet = hubs[0], hubs[1], hubs[2:]
 
+        per_send = max(1, round(args.sensors / args.period * args.send_every))
+        per_request = asyncio.run(small_requests(loner, url, ca, reg.pid, args.small_requests, per_send))
         one_hub = asyncio.run(one_hub_catchup(loner, url, ca, args.one_hub_backlog))
         idle = asyncio.run(idle_alarms(alarmer, url, ca, 200))
 
@@ -490,14 +516,14 @@ def main() -> None:
         print(f"{len(fleet)} hubs connected in {time.perf_counter() - t:.1f} s; measuring {args.duration:.0f} s")
         with psycopg.connect(dsn) as conn:
             rows_before = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
-        reg_cpu0, pg_cpu0, t0 = cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
+        reg_cpu0, pg_cpu0, t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
         load_cpu0 = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None)
         load0 = os.getloadavg()[0]
         for pipe in pipes:
             pipe.send("go")
         results = [pipe.recv() for pipe in pipes]
         wall = time.monotonic() - t0
-        reg_cpu, pg_cpu = cpu_s(reg.pid) - reg_cpu0, postgres_cpu_s(cluster) - pg_cpu0
+        reg_cpu, pg_cpu = tree_cpu_s(reg.pid) - reg_cpu0, postgres_cpu_s(cluster) - pg_cpu0
         load_cpu = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None) - load_cpu0
         load1 = os.getloadavg()[0]
         for proc in procs:
@@ -550,6 +576,10 @@ def main() -> None:
     print(f"alarm sender's lag p99:      {p99(lags) * 1000:12.1f} ms  (how late the bench sent them: its own wall)")
     print(f"alarm p99 register idle:     {p99(idle) * 1000:12.1f} ms  (n={len(idle)})")
     print(f"catch-up of one hub (idle):  {one_hub:12,.0f} readings/s   (target {TARGET_ONE_HUB:,})")
+    print(
+        f"one request of {per_send} (idle):   {per_request * 1000:12.2f} ms register CPU"
+        f"  ({args.small_requests} in a row on one connection)"
+    )
     print(f"PostgreSQL bytes per reading (table + indexes): {bytes_per:.0f}")
     print()
     print("extrapolation (60 sensors / 30 s per home; CPU from this run's per-reading cost; 183 days kept)")

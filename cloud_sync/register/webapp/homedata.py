@@ -90,14 +90,17 @@ def read(conn: Connection, household_id: str, now: float) -> Home:
     # A device the hub reports readings of before it has sent its device list (every minute) shows at once,
     # under its id and without a room, rather than a minute later.
     r = db.readings.c
-    # The newest readings only, by the (household, time) index: a DISTINCT here would scan the household's readings
-    # through the (household, device, quantity, time) index.
-    recent = conn.execute(
-        select(r.device_id)
-        .where(r.household_id == household_id, r.ts >= now - UNNAMED_WINDOW_S)
-        .order_by(r.ts.desc())
-        .limit(UNNAMED_SCAN)
-    ).scalars()
+    # The newest readings of each of the household's hubs, backwards through the primary key (hub, seq): a hub's seq
+    # follows its time, and the ts bound leaves only this week's partition. (A DISTINCT would scan the household's
+    # readings through the sensor index; there is no (household, time) index to ingest into.)
+    recent: list[str] = []
+    for hub_id in conn.execute(select(h.id).where(h.household_id == household_id)).scalars().all():
+        recent += conn.execute(
+            select(r.device_id)
+            .where(r.hub_id == hub_id, r.household_id == household_id, r.ts >= now - UNNAMED_WINDOW_S)
+            .order_by(r.seq.desc())
+            .limit(UNNAMED_SCAN)
+        ).scalars()
     unnamed = list(dict.fromkeys(dev_id for dev_id in recent if dev_id not in devices))[:MAX_UNNAMED]
     if unnamed:
         new = {dev_id: Device(dev_id, dev_id, "", "") for dev_id in sorted(unnamed)}
