@@ -376,12 +376,11 @@ async def one_hub_catchup(hub: Hub, url: str, ca: str, backlog: int) -> float:
         await sim.close()
 
 
-async def small_requests(hub: Hub, url: str, ca: str, pid: int, n: int, per: int) -> float:
+async def small_requests(hub: Hub, url: str, ca: str, pid: int, n: int, per: int, seq: int = 3_000_000_000) -> float:
     """Register CPU-seconds per request for ``n`` requests of ``per`` readings (a steady hub's send), one after
     another on one kept-alive connection with the register otherwise idle: its cost per request, without the
     fleet's connections, handshakes and queues."""
     sim = SimHub(hub, url, ca, ("bulk",))
-    seq = 3_000_000_000
     bodies = [readings_body(hub.hub_id, seq + i * per, per, T0 + i) for i in range(n)]
     try:
         await sim.post("bulk", "readings", readings_body(hub.hub_id, seq - 1, 1, T0))  # connected

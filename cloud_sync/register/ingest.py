@@ -161,8 +161,17 @@ _ROWS: dict[type, Callable[[Any, str, float], _Rows]] = {
 
 
 HubCheck = Callable[[Connection], None]
-"""The hub's check in the database (enrolled, not revoked, its current certificate), run on the connection given;
-raises to refuse the request. Whatever it writes is committed with the batch."""
+"""The hub's full check in the database (enrolled, not revoked, its current certificate), run on the connection
+given; raises to refuse the request, and makes a pending renewed certificate current. Whatever it writes is
+committed with the batch."""
+
+# The hub's check and its household's erasure watermark in one statement (PostgreSQL): the household row FOR SHARE,
+# so that an erasure's watermark update waits for the batches in flight and later batches read its new value (the
+# lock's recheck reads the row's latest version). Sent through the driver, prepared after a few uses.
+_ADMIT = (
+    "SELECT h.household_id, h.revoked, h.cert_sha256, hh.erased_before FROM hubs h"
+    " JOIN households hh ON hh.id = h.household_id WHERE h.id = %s FOR SHARE OF hh"
+)
 
 
 def ingest_body(
@@ -177,9 +186,11 @@ def ingest_body(
     """Check the hub (``check``), decompress (bounded), decode and store one batch; returns the ack after commit.
     ``engine``: another pool than the registry's (the alarm lane's).
 
-    On PostgreSQL the check runs on the connection and in the transaction that then stores the batch: one pool
-    checkout and one transaction per request instead of two. On SQLite it stays a transaction of its own, committed
-    before the batch waits for the write gate (a read transaction that later writes could not take SQLite's lock)."""
+    On PostgreSQL the check is the first statement of the transaction that then stores the batch, and reads the
+    erasure watermark too (:func:`_admit`): one pool checkout, one transaction and one statement before the batch's
+    own per request, where there were two of each and two statements. On SQLite the check stays a transaction of its
+    own, committed before the batch waits for the write gate (a read transaction that later writes could not take
+    SQLite's lock)."""
     eng = engine or registry.engine
     if eng.dialect.name == "sqlite":
         if check is not None:
@@ -187,9 +198,31 @@ def ingest_body(
                 check(conn)
         return ingest(registry, hub, _decode(lane, compressed), engine=engine)
     with eng.connect() as conn:
-        if check is not None:
-            check(conn)
-        return _ingest_postgres(registry, hub, _decode(lane, compressed), conn)
+        conn.begin()
+        cutoff = _admit(registry, conn, hub, check)
+        return _ingest_postgres(registry, hub, _decode(lane, compressed), conn, cutoff)
+
+
+def _admit(registry: Registry, conn: Connection, hub: HubIdentity, check: HubCheck | None) -> float:
+    """The hub's check and the erasure watermark, in ``conn``'s transaction (PostgreSQL); returns the watermark.
+
+    A hub its row admits as it is (enrolled in the certificate's household, not revoked, this certificate) costs
+    one statement. Any other goes through the full ``check``, which refuses it, or makes its renewed certificate
+    current (in this transaction) after which it is admitted."""
+    for _ in range(2):
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_ADMIT, (hub.hub_id,))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is not None and row[0] == hub.household_id and not row[1] and row[2] == hub.cert_sha256:
+            registry.mark_seen(conn, hub.hub_id, time.time())
+            return float(row[3] or 0.0)
+        if check is None:
+            break
+        check(conn)
+    raise Forbidden("this hub is not enrolled", code="hub_unknown")
 
 
 def _decode(lane: str, compressed: bytes) -> TypedBatch:
@@ -204,7 +237,8 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch, *, engine: E
     eng = engine or registry.engine
     if eng.dialect.name != "sqlite":
         with eng.connect() as conn:
-            return _ingest_postgres(registry, hub, batch, conn)
+            conn.begin()
+            return _ingest_postgres(registry, hub, batch, conn, _erasure_cutoff(conn, hub.household_id) or 0.0)
     _own_batch(hub, batch)
     if not batch.items:
         return _empty_ack(batch)
@@ -247,25 +281,27 @@ def _acked(registry: Registry, batch: TypedBatch, erased: int, stored: int, rais
     return IngestAck(lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=total - erased - stored)
 
 
-def _ingest_postgres(registry: Registry, hub: HubIdentity, batch: TypedBatch, conn: Connection) -> IngestAck:
-    """Stores a batch on PostgreSQL in ``conn``'s transaction (begun by the hub's check, or now) and commits it;
-    whatever fails leaves the transaction to be rolled back when ``conn`` is closed."""
+def _ingest_postgres(
+    registry: Registry, hub: HubIdentity, batch: TypedBatch, conn: Connection, cutoff: float
+) -> IngestAck:
+    """Stores a batch on PostgreSQL in ``conn``'s transaction, begun with the watermark ``cutoff`` read FOR SHARE,
+    and commits it; whatever fails leaves the transaction to be rolled back when ``conn`` is closed."""
     _own_batch(hub, batch)
     if not batch.items:
         conn.commit()  # what the hub's check wrote
         return _empty_ack(batch)
     if isinstance(batch, ReadingsBatch):
-        erased, stored, raised = _readings_postgres(conn, hub, batch)
+        erased, stored, raised = _readings_postgres(conn, hub, batch, cutoff)
         return _acked(registry, batch, erased, stored, raised)
     rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
-    kept = _after_erasure(conn, hub.household_id, rows)
+    kept = _since(rows, cutoff)
     stored = db.insert_many_ignore(conn, db.LANE_TABLES[batch.lane], kept)
     raised = _raise_alarms(conn, hub, batch.lane, kept)
     conn.commit()
     return _acked(registry, batch, len(batch.items) - len(kept), stored, raised)
 
 
-def _readings_postgres(conn: Connection, hub: HubIdentity, batch: ReadingsBatch) -> tuple[int, int, int]:
+def _readings_postgres(conn: Connection, hub: HubIdentity, batch: ReadingsBatch, cutoff: float) -> tuple[int, int, int]:
     """Stores a readings batch on PostgreSQL in ``conn``'s transaction and commits; returns ``(erased, stored,
     alarms raised)``.
 
@@ -276,7 +312,6 @@ def _readings_postgres(conn: Connection, hub: HubIdentity, batch: ReadingsBatch)
     now = time.time()
     for direct in (True, False):
         try:
-            cutoff = _erasure_cutoff(conn, hub.household_id) or 0.0
             items = batch.items if not cutoff else [it for it in batch.items if it.body.ts >= cutoff]
             rows = partitions.reading_rows(items, hub.hub_id, hub.household_id, now)
             stored = partitions.copy_readings(conn, rows, direct=direct)
@@ -286,11 +321,21 @@ def _readings_postgres(conn: Connection, hub: HubIdentity, batch: ReadingsBatch)
             return len(batch.items) - len(items), stored, raised
         except psycopg.errors.UniqueViolation:
             # The hub's check (done in this transaction) is not repeated: the request was admitted; a last-seen it
-            # wrote is lost with the rollback, which only delays that coarse figure by a minute.
+            # wrote is lost with the rollback, which only delays that coarse figure by a minute. The watermark is
+            # read again, FOR SHARE, in the new transaction.
             conn.rollback()
             if not direct:
                 raise
+            conn.begin()
+            cutoff = _erasure_cutoff(conn, hub.household_id) or 0.0
     raise AssertionError("unreachable: the stage path returns or raises")
+
+
+def _since(rows: _Rows, cutoff: float) -> _Rows:
+    """The rows recorded at or after the erasure watermark ``cutoff`` (all of them when there is none)."""
+    if not cutoff:
+        return rows
+    return [r for r in rows if (r["ts"] if "ts" in r else r["started"]) >= cutoff]
 
 
 def _row_dict(row: partitions.ReadingRow) -> dict[str, Any]:
@@ -328,10 +373,7 @@ def _after_erasure(conn: Connection, household_id: str, rows: _Rows) -> _Rows:
     batches in flight and later batches see it; on SQLite under the write lock (see :func:`_lock_household`), so a
     racing batch can never land after the erasure's deletes.
     """
-    cutoff = _erasure_cutoff(conn, household_id) or 0.0
-    if not cutoff:
-        return rows
-    return [r for r in rows if (r["ts"] if "ts" in r else r["started"]) >= cutoff]
+    return _since(rows, _erasure_cutoff(conn, household_id) or 0.0)
 
 
 def _erasure_cutoff(conn: Connection, household_id: str) -> float | None:

@@ -376,12 +376,16 @@ class Registry:
         if hub.cert_sha256 != row.cert_sha256:
             self._promote_renewed(conn, hub, row.cert_sha256, now)
             return True
-        # Health for support: a coarse last-seen, written at most once a minute per hub.
-        if now - self._hub_seen.get(hub.hub_id, 0.0) > 60:
-            self._hub_seen[hub.hub_id] = now
-            conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(last_seen=now))
-            return True
-        return False
+        return self.mark_seen(conn, hub.hub_id, now)
+
+    def mark_seen(self, conn: Connection, hub_id: str, now: float) -> bool:
+        """Health for support: a coarse last-seen, written at most once a minute per hub (in ``conn``'s transaction,
+        to be committed by the caller); returns whether it wrote."""
+        if now - self._hub_seen.get(hub_id, 0.0) <= 60:
+            return False
+        self._hub_seen[hub_id] = now
+        conn.execute(update(db.hubs).where(db.hubs.c.id == hub_id).values(last_seen=now))
+        return True
 
     def _promote_renewed(self, conn: Connection, hub: HubIdentity, current: str, now: float) -> None:
         """Make the presented certificate current if it is the hub's pending renewal; refuse it otherwise."""
