@@ -4,8 +4,9 @@ run, and an extrapolation to 50,000 and 500,000 homes.
 
 What runs:
 
-* a private PostgreSQL 15 cluster (tests/support/postgres.py) and ``kotihub-register serve --db …`` as its own
-  process (production defaults, migrations included);
+* a private PostgreSQL 15 cluster (tests/support/postgres.py) and ``kotihub-register serve --db … --workers N`` as
+  its own process tree (production defaults, migrations included; ``--workers``, default 1; the register's CPU is
+  summed over the tree);
 * ``--hubs`` (default 2,000) hubs enrolled through the register's own enrollment (a CSR per hub, a certificate signed
   by the register's CA), each a real mTLS client (aiohttp) holding the connections a real hub holds
   (docs/register.md, "What a hub holds"): one for the alarm lane, one for the bulk lanes, one for the command
@@ -20,7 +21,9 @@ What runs:
   each from just before its request is written to its acknowledgement (after commit). Its own event loop has
   nothing else to do, so the time measured is the register's (and the network's); how late each alarm left
   against its schedule is printed too, as the check that this process is not the wall;
-* before the fleet: one hub's catch-up alone (the rate of one hub) and the alarm latency with the register idle;
+* before the fleet: one hub's steady sends alone, one after another (the register's CPU per request, without the
+  fleet's connections and queues), its catch-up alone (the rate of one hub) and the alarm latency with the register
+  idle;
   after it: raw binary COPY of the same narrow rows into an unindexed table, one connection, on the same machine.
 
 Run: ``.venv/bin/python bench/fleet.py [--hubs 2000] [--duration 30]``. Not a test: it prints figures. The machine's

@@ -4,14 +4,17 @@ request, docs/scale.md "Run G"); every promise of the separate check still holds
 from __future__ import annotations
 
 import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 from sqlalchemy import event, select
 
 from cloud_sync.enroll import renew
-from cloud_sync.register import db
+from cloud_sync.register import db, retention
 from tests.integration.test_register import batch, error_of, post
 from tests.integration.test_register import event as smoke
 from tests.support.register import RunningRegister
@@ -107,3 +110,45 @@ def test_renewal_through_ingest_retires_the_old_certificate(register_pg: Running
     assert [seq for seq, _ in register_pg.items(hub.hub_id, "readings")] == [1, 2, 3]
     actions = [a["action"] for a in register_pg.reg.audit_entries(hub.household_id)]
     assert actions.count("hub.cert_retired") == 1
+
+
+def _lock_waits(dsn: str, query: str = "%") -> int:
+    """Backends waiting for a lock, running a statement ``LIKE query``."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            " AND query LIKE %s",
+            (query,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_an_erasure_waits_for_a_batch_in_flight_and_later_batches_see_its_watermark(
+    register_pg: RunningRegister,
+) -> None:
+    """The admission statement reads the watermark FOR SHARE: an erasure that comes while a batch is being stored
+    waits for its commit, then erases it too; a batch from before the erasure sent after it is acked, not stored."""
+    hub = register_pg.enroll()
+    dsn = register_pg.reg.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
+    s = hub.session()
+    assert post(register_pg, s, "readings", batch(hub, "readings", [0])).json()["stored"] == 1
+    # The holder is left first: on a failure its lock goes, and the pool's threads can finish.
+    with ThreadPoolExecutor(2) as pool, psycopg.connect(dsn) as holder:
+        holder.execute("LOCK TABLE readings IN EXCLUSIVE MODE")  # the batch's COPY waits, its admission done
+        sent = pool.submit(post, register_pg, s, "readings", batch(hub, "readings", range(1, 11)))
+        deadline = time.monotonic() + 20
+        while _lock_waits(dsn) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        erased = pool.submit(retention.erase_household, register_pg.reg, hub.household_id, actor="test")
+        while _lock_waits(dsn, "UPDATE households%") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The erasure's watermark update waits for the batch in flight (for its lock on the household row).
+        assert _lock_waits(dsn, "UPDATE households%") == 1 and not erased.done()
+        holder.rollback()
+        assert sent.result(timeout=30).json()["stored"] == 10
+        erased.result(timeout=60)
+    assert register_pg.items(hub.hub_id, "readings") == []  # stored before the erasure, so erased with it
+    late = post(register_pg, s, "readings", batch(hub, "readings", range(11, 15))).json()
+    assert (late["stored"], late["duplicates"], late["acked_seq"]) == (0, 0, 14)
+    assert register_pg.items(hub.hub_id, "readings") == []
