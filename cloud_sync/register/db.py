@@ -152,7 +152,7 @@ readings = Table(
     Index("readings_received", "received_at", postgresql_using="brin", postgresql_with={"autosummarize": "on"}),
     # One sensor's readings in time order with their values: a chart and Home's latest value read this index only;
     # its prefix serves every household-wide read (erasure, counts, the sensor list). No (household, ts) index: one
-    # index fewer to maintain per reading ingested (docs/scale.md "Run G").
+    # index fewer to maintain per reading ingested (docs/scale.md "Indexes on readings").
     Index("readings_sensor_ts", "household_id", "device_id", "quantity", "ts", "value"),
 )
 
