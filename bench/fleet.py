@@ -482,7 +482,12 @@ def main() -> None:
         print(f"enrolled {len(hubs)} hubs in {time.perf_counter() - t:.1f} s")
         # --workers: register processes on the one port (serve --workers, SO_REUSEPORT); CPU summed over all.
         reg = RegisterProcess(tmp / "register", "--db", url_db, "--workers", str(args.workers))
-        reg.start()
+        reg.start()  # returns when the first worker listens; the figures below want all of them started
+        deadline = time.monotonic() + 120
+        while args.workers > 1 and not any("workers listening" in line for line in reg.lines):
+            if time.monotonic() > deadline:
+                raise SystemExit("the register's workers did not all start within 2 minutes")
+            time.sleep(0.1)
         url, ca = reg.url, str(reg.ca_file)
         loner, alarmer, fleet = hubs[0], hubs[1], hubs[2:]
 
