@@ -4,7 +4,9 @@ Ingest is the hot path: a batch is decoded by msgspec straight into typed struct
 a readings batch's strings checked once per distinct value), then written in one transaction: on PostgreSQL readings
 by binary ``COPY`` (:mod:`.partitions`: straight into the table, or through a staging table when the register already
 holds part of the batch) and the other lanes by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` over the batch as a
-JSON record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned.
+JSON record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned. On
+PostgreSQL that transaction is also the request's hub check: its first statement checks the hub and reads the
+household's erasure watermark (:func:`_admit`), so a request costs one pool checkout and one transaction.
 """
 
 from __future__ import annotations
