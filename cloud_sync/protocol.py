@@ -405,7 +405,7 @@ _READING_STRINGS: Final = operator.attrgetter(*(f"body.{field}" for field in REA
 
 _ACCEPTED_MAX: Final = 65_536
 """Combinations of reading strings remembered as accepted (a hub's few dozen sensors each, over the hubs a register
-process serves), so a steady hub's next batch checks none again. Cleared whole when full: a bound (some 17 MB of
+process serves), so a steady hub's next batch checks none again. Cleared whole when full: a bound (some 15 MB of
 short ids), not an LRU."""
 _accepted: set[tuple[str, ...]] = set()
 
