@@ -4,8 +4,9 @@ run, and an extrapolation to 50,000 and 500,000 homes.
 
 What runs:
 
-* a private PostgreSQL 15 cluster (tests/support/postgres.py) and ``kotihub-register serve --db …`` as its own
-  process (production defaults, migrations included);
+* a private PostgreSQL 15 cluster (tests/support/postgres.py) and ``kotihub-register serve --db … --workers N`` as
+  its own process tree (production defaults, migrations included; ``--workers``, default 1; the register's CPU is
+  summed over the tree);
 * ``--hubs`` (default 2,000) hubs enrolled through the register's own enrollment (a CSR per hub, a certificate signed
   by the register's CA), each a real mTLS client (aiohttp) holding the connections a real hub holds
   (docs/register.md, "What a hub holds"): one for the alarm lane, one for the bulk lanes, one for the command
@@ -20,7 +21,9 @@ What runs:
   each from just before its request is written to its acknowledgement (after commit). Its own event loop has
   nothing else to do, so the time measured is the register's (and the network's); how late each alarm left
   against its schedule is printed too, as the check that this process is not the wall;
-* before the fleet: one hub's catch-up alone (the rate of one hub) and the alarm latency with the register idle;
+* before the fleet: one hub's steady sends alone, one after another (the register's CPU per request, without the
+  fleet's connections and queues), its catch-up alone (the rate of one hub) and the alarm latency with the register
+  idle;
   after it: raw binary COPY of the same narrow rows into an unindexed table, one connection, on the same machine.
 
 Run: ``.venv/bin/python bench/fleet.py [--hubs 2000] [--duration 30]``. Not a test: it prints figures. The machine's
@@ -115,14 +118,13 @@ def enroll_hubs(state: Path, db_url: str, n: int, hub_dir: Path, sources: int) -
     return hubs
 
 
-def postgres_cpu_s(cluster: PostgresCluster) -> float:
-    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer),
-    those that exited too (the postmaster's children's time once reaped: a backend whose connection closed during
-    the run would otherwise take its CPU out of the sum, and the difference could come out negative)."""
-    master = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
-    stat = Path(f"/proc/{master}/stat").read_text()
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid`` and every process it started, those that exited too (its children's time once
+    reaped: a PostgreSQL backend whose connection closed during the run would otherwise take its CPU out of the sum,
+    and the difference could come out negative). The register with ``--workers`` is such a tree as well."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
     reaped = stat[stat.rindex(")") + 2 :].split()[13:15]  # cutime, cstime
-    total = cpu_s(master) + sum(int(t) for t in reaped) / TICK
+    total = cpu_s(pid) + sum(int(t) for t in reaped) / TICK
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -131,9 +133,14 @@ def postgres_cpu_s(cluster: PostgresCluster) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == master:
+        if int(fields[1]) == pid:
             total += cpu_s(int(entry))
     return total
+
+
+def postgres_cpu_s(cluster: PostgresCluster) -> float:
+    """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer)."""
+    return tree_cpu_s(int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0]))
 
 
 # ------------------------------------------------------------------------------------------------------ the hubs
@@ -372,6 +379,22 @@ async def one_hub_catchup(hub: Hub, url: str, ca: str, backlog: int) -> float:
         await sim.close()
 
 
+async def small_requests(hub: Hub, url: str, ca: str, pid: int, n: int, per: int, seq: int = 3_000_000_000) -> float:
+    """Register CPU-seconds per request for ``n`` requests of ``per`` readings (a steady hub's send), one after
+    another on one kept-alive connection with the register otherwise idle: its cost per request, without the
+    fleet's connections, handshakes and queues."""
+    sim = SimHub(hub, url, ca, ("bulk",))
+    bodies = [readings_body(hub.hub_id, seq + i * per, per, T0 + i) for i in range(n)]
+    try:
+        await sim.post("bulk", "readings", readings_body(hub.hub_id, seq - 1, 1, T0))  # connected
+        cpu0 = tree_cpu_s(pid)
+        for body in bodies:
+            await sim.post("bulk", "readings", body)
+        return (tree_cpu_s(pid) - cpu0) / n
+    finally:
+        await sim.close()
+
+
 async def idle_alarms(hub: Hub, url: str, ca: str, n: int) -> list[float]:
     sim = SimHub(hub, url, ca)
     sim.alarm_seq = 10_000_000
@@ -439,6 +462,8 @@ def main() -> None:
     ap.add_argument("--one-hub-backlog", type=int, default=100_000)
     ap.add_argument("--copy-rows", type=int, default=1_000_000)
     ap.add_argument("--no-commands", action="store_true", help="hubs hold no command long-poll")
+    ap.add_argument("--workers", type=int, default=1, help="register worker processes (serve --workers)")
+    ap.add_argument("--small-requests", type=int, default=1000, help="one hub's sends timed alone, for CPU each")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the register
@@ -455,11 +480,19 @@ def main() -> None:
         t = time.perf_counter()
         hubs = enroll_hubs(tmp / "register", url_db, args.hubs + 2, hub_dir, args.sources)
         print(f"enrolled {len(hubs)} hubs in {time.perf_counter() - t:.1f} s")
-        reg = RegisterProcess(tmp / "register", "--db", url_db)
-        reg.start()
+        # --workers: register processes on the one port (serve --workers, SO_REUSEPORT); CPU summed over all.
+        reg = RegisterProcess(tmp / "register", "--db", url_db, "--workers", str(args.workers))
+        reg.start()  # returns when the first worker listens; the figures below want all of them started
+        deadline = time.monotonic() + 120
+        while args.workers > 1 and not any("workers listening" in line for line in reg.lines):
+            if time.monotonic() > deadline:
+                raise SystemExit("the register's workers did not all start within 2 minutes")
+            time.sleep(0.1)
         url, ca = reg.url, str(reg.ca_file)
         loner, alarmer, fleet = hubs[0], hubs[1], hubs[2:]
 
+        per_send = max(1, round(args.sensors / args.period * args.send_every))
+        per_request = asyncio.run(small_requests(loner, url, ca, reg.pid, args.small_requests, per_send))
         one_hub = asyncio.run(one_hub_catchup(loner, url, ca, args.one_hub_backlog))
         idle = asyncio.run(idle_alarms(alarmer, url, ca, 200))
 
@@ -490,14 +523,14 @@ def main() -> None:
         print(f"{len(fleet)} hubs connected in {time.perf_counter() - t:.1f} s; measuring {args.duration:.0f} s")
         with psycopg.connect(dsn) as conn:
             rows_before = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
-        reg_cpu0, pg_cpu0, t0 = cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
+        reg_cpu0, pg_cpu0, t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
         load_cpu0 = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None)
         load0 = os.getloadavg()[0]
         for pipe in pipes:
             pipe.send("go")
         results = [pipe.recv() for pipe in pipes]
         wall = time.monotonic() - t0
-        reg_cpu, pg_cpu = cpu_s(reg.pid) - reg_cpu0, postgres_cpu_s(cluster) - pg_cpu0
+        reg_cpu, pg_cpu = tree_cpu_s(reg.pid) - reg_cpu0, postgres_cpu_s(cluster) - pg_cpu0
         load_cpu = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None) - load_cpu0
         load1 = os.getloadavg()[0]
         for proc in procs:
@@ -550,6 +583,10 @@ def main() -> None:
     print(f"alarm sender's lag p99:      {p99(lags) * 1000:12.1f} ms  (how late the bench sent them: its own wall)")
     print(f"alarm p99 register idle:     {p99(idle) * 1000:12.1f} ms  (n={len(idle)})")
     print(f"catch-up of one hub (idle):  {one_hub:12,.0f} readings/s   (target {TARGET_ONE_HUB:,})")
+    print(
+        f"one request of {per_send} (idle):   {per_request * 1000:12.2f} ms register CPU"
+        f"  ({args.small_requests} in a row on one connection)"
+    )
     print(f"PostgreSQL bytes per reading (table + indexes): {bytes_per:.0f}")
     print()
     print("extrapolation (60 sensors / 30 s per home; CPU from this run's per-reading cost; 183 days kept)")

@@ -406,11 +406,19 @@ _SEQ: Final = operator.attrgetter("seq")
 _READING_STRINGS: Final = operator.attrgetter(*(f"body.{field}" for field in READING_STRING_RULES))
 
 
+_ACCEPTED_MAX: Final = 65_536
+"""Combinations of reading strings remembered as accepted (a hub's few dozen sensors each, over the hubs a register
+process serves), so a steady hub's next batch checks none again. Cleared whole when full: a bound (some 15 MB of
+short ids), not an LRU."""
+_accepted: set[tuple[str, ...]] = set()
+
+
 def _check_reading_strings(items: list[ReadingItem]) -> None:
     """Applies :data:`READING_STRING_RULES` to each distinct combination of the batch's strings once (one C-level
-    pass collects them); the first item holding a refused one is named, as msgspec names a field
-    (``$.items[i].body.device_id``)."""
-    for strings in set(map(_READING_STRINGS, items)):
+    pass collects them), and not again to a combination an earlier batch passed; the first item holding a refused
+    one is named, as msgspec names a field (``$.items[i].body.device_id``)."""
+    fresh = set(map(_READING_STRINGS, items)) - _accepted
+    for strings in fresh:
         for (field, pattern, lo, hi), value in zip(_RULE_CHECKS, strings, strict=True):
             if lo <= len(value) <= hi and pattern.match(value):
                 continue
@@ -421,6 +429,9 @@ def _check_reading_strings(items: list[ReadingItem]) -> None:
                 status=422,
                 code="invalid",
             )
+    if len(_accepted) + len(fresh) > _ACCEPTED_MAX:
+        _accepted.clear()
+    _accepted.update(fresh)  # only once every one passed: a refused batch teaches nothing
 
 
 # ----------------------------------------------------------------------------------------------------- devices

@@ -80,9 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--command-poll", type=float, default=2.0, help="seconds between a long-poll's re-reads of the database"
     )
-    s.add_argument("--db-pool", type=int, default=8, help="PostgreSQL connections kept per process (default 8)")
+    s.add_argument("--db-pool", type=int, default=12, help="PostgreSQL connections kept per process (default 12)")
     s.add_argument(
-        "--db-overflow", type=int, default=8, help="extra PostgreSQL connections per process under load (default 8)"
+        "--db-overflow", type=int, default=4, help="extra PostgreSQL connections per process under load (default 4)"
     )
     s.set_defaults(func=None)
 

@@ -148,9 +148,11 @@ readings = Table(
     # Last, where migration 0003 adds it: the PostgreSQL batch insert names the row type's columns in table order.
     Column("channel", String(16), nullable=False, server_default=""),
     PrimaryKeyConstraint("hub_id", "seq", name="readings_pk"),
-    Index("readings_household_ts", "household_id", "ts"),
-    Index("readings_received", "received_at"),
-    # One sensor's readings in time order with their values: a chart and Home's latest value read this index only.
+    # Retention by arrival time. A BRIN on PostgreSQL: rows are appended in arrival order (migration 0008).
+    Index("readings_received", "received_at", postgresql_using="brin", postgresql_with={"autosummarize": "on"}),
+    # One sensor's readings in time order with their values: a chart and Home's latest value read this index only;
+    # its prefix serves every household-wide read (erasure, counts, the sensor list). No (household, ts) index: one
+    # index fewer to maintain per reading ingested (docs/scale.md "Indexes on readings").
     Index("readings_sensor_ts", "household_id", "device_id", "quantity", "ts", "value"),
 )
 

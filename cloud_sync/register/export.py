@@ -66,21 +66,29 @@ def _records(registry: Registry, household_id: str) -> Iterator[dict[str, Any]]:
             col = table.c.id if table is db.households else table.c.household_id
             for row in conn.execute(select(table).where(col == household_id)).mappings():
                 yield _clean(kind, row)
+    with registry.engine.connect() as conn:
+        hubs = conn.execute(select(db.hubs.c.id).where(db.hubs.c.household_id == household_id)).scalars().all()
     for kind, table in _LARGE:
-        keys = list(table.primary_key.columns)
-        after: tuple[Any, ...] | None = None
-        while True:
-            q = select(table).where(table.c.household_id == household_id).order_by(*keys).limit(_PAGE)
-            if after is not None:
-                q = q.where(tuple_(*keys) > tuple_(*after))
-            # A short connection per page: a slow reader of the export never holds a transaction open for long.
-            with registry.engine.connect() as conn:
-                rows = conn.execute(q).mappings().all()
-            for row in rows:
-                yield _clean(kind, row)
-            if len(rows) < _PAGE:
-                break
-            after = tuple(rows[-1][k.name] for k in keys)
+        # Hub by hub (a hub never changes household, and its row is never deleted), each in its primary key's order
+        # (hub_id first): every page is a range of that key, not a filter over the household's rows. The household
+        # is checked on the rows, not in SQL, where PostgreSQL would combine the household's index with the key's
+        # and sort the hub's every row for each page (bench/readings_plans.py).
+        keys = list(table.primary_key.columns)[1:]
+        for hub_id in sorted(hubs):
+            after: tuple[Any, ...] | None = None
+            while True:
+                q = select(table).where(table.c.hub_id == hub_id).order_by(*keys).limit(_PAGE)
+                if after is not None:
+                    q = q.where(tuple_(*keys) > tuple_(*after))
+                # A short connection per page: a slow reader of the export never holds a transaction open for long.
+                with registry.engine.connect() as conn:
+                    rows = conn.execute(q).mappings().all()
+                for row in rows:
+                    if row["household_id"] == household_id:
+                        yield _clean(kind, row)
+                if len(rows) < _PAGE:
+                    break
+                after = tuple(rows[-1][k.name] for k in keys)
     for entry in registry.audit_entries(household_id, limit=100_000):
         yield _clean("audit", entry)
 

@@ -4,7 +4,9 @@ Ingest is the hot path: a batch is decoded by msgspec straight into typed struct
 a readings batch's strings checked once per distinct value), then written in one transaction: on PostgreSQL readings
 by binary ``COPY`` (:mod:`.partitions`: straight into the table, or through a staging table when the register already
 holds part of the batch) and the other lanes by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` over the batch as a
-JSON record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned.
+JSON record set; on SQLite by ``executemany`` in chunks. The ack is built only after the commit returned. On
+PostgreSQL that transaction is also the request's hub check: its first statement checks the hub and reads the
+household's erasure watermark (:func:`_admit`), so a request costs one pool checkout and one transaction.
 """
 
 from __future__ import annotations
@@ -160,83 +162,182 @@ _ROWS: dict[type, Callable[[Any, str, float], _Rows]] = {
 }
 
 
+HubCheck = Callable[[Connection], None]
+"""The hub's full check in the database (enrolled, not revoked, its current certificate), run on the connection
+given; raises to refuse the request, and makes a pending renewed certificate current. Whatever it writes is
+committed with the batch."""
+
+# The hub's check and its household's erasure watermark in one statement (PostgreSQL): the household row FOR SHARE,
+# so that an erasure's watermark update waits for the batches in flight and later batches read its new value (the
+# lock's recheck reads the row's latest version). Sent through the driver, prepared after a few uses.
+_ADMIT = (
+    "SELECT h.household_id, h.revoked, h.cert_sha256, hh.erased_before FROM hubs h"
+    " JOIN households hh ON hh.id = h.household_id WHERE h.id = %s FOR SHARE OF hh"
+)
+
+
 def ingest_body(
-    registry: Registry, hub: HubIdentity, lane: str, compressed: bytes, *, engine: Engine | None = None
+    registry: Registry,
+    hub: HubIdentity,
+    lane: str,
+    compressed: bytes,
+    *,
+    engine: Engine | None = None,
+    check: HubCheck | None = None,
 ) -> IngestAck:
-    """Decompress (bounded), decode and store one batch; returns the ack after commit. ``engine``: another pool than
-    the registry's (the alarm lane's)."""
+    """Check the hub (``check``), decompress (bounded), decode and store one batch; returns the ack after commit.
+    ``engine``: another pool than the registry's (the alarm lane's).
+
+    On PostgreSQL the check is the first statement of the transaction that then stores the batch, and reads the
+    erasure watermark too (:func:`_admit`): one pool checkout, one transaction and one statement before the batch's
+    own per request, where there were two of each and two statements. On SQLite the check stays a transaction of its
+    own, committed before the batch waits for the write gate (a read transaction that later writes could not take
+    SQLite's lock)."""
+    eng = engine or registry.engine
+    if eng.dialect.name == "sqlite":
+        if check is not None:
+            with eng.begin() as conn:
+                check(conn)
+        return ingest(registry, hub, _decode(lane, compressed), engine=engine)
+    with eng.connect() as conn:
+        conn.begin()
+        cutoff = _admit(registry, conn, hub, check)
+        return _ingest_postgres(registry, hub, _decode(lane, compressed), conn, cutoff)
+
+
+def _admit(registry: Registry, conn: Connection, hub: HubIdentity, check: HubCheck | None) -> float:
+    """The hub's check and the erasure watermark, in ``conn``'s transaction (PostgreSQL); returns the watermark.
+
+    A hub its row admits as it is (enrolled in the certificate's household, not revoked, this certificate) costs
+    one statement. Any other goes through the full ``check``, which refuses it, or makes its renewed certificate
+    current (in this transaction) after which it is admitted."""
+    for _ in range(2):
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_ADMIT, (hub.hub_id,))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is not None and row[0] == hub.household_id and not row[1] and row[2] == hub.cert_sha256:
+            registry.mark_seen(conn, hub.hub_id, time.time())
+            return float(row[3] or 0.0)
+        if check is None:
+            break
+        check(conn)
+    raise Forbidden("this hub is not enrolled", code="hub_unknown")
+
+
+def _decode(lane: str, compressed: bytes) -> TypedBatch:
     if lane == "alarm":
-        batch = decode_batch(lane, decompress_bounded(compressed))
-    else:
-        with _decoding:
-            batch = decode_batch(lane, decompress_bounded(compressed))
-    return ingest(registry, hub, batch, engine=engine)
+        return decode_batch(lane, decompress_bounded(compressed))
+    with _decoding:
+        return decode_batch(lane, decompress_bounded(compressed))
 
 
 def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch, *, engine: Engine | None = None) -> IngestAck:
+    """Store a decoded batch (the hub already checked); returns the ack after commit."""
+    eng = engine or registry.engine
+    if eng.dialect.name != "sqlite":
+        with eng.connect() as conn:
+            conn.begin()
+            return _ingest_postgres(registry, hub, batch, conn, _erasure_cutoff(conn, hub.household_id) or 0.0)
+    _own_batch(hub, batch)
+    if not batch.items:
+        return _empty_ack(batch)
+    total = len(batch.items)
+    erased = stored = raised = 0
+    rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
+    table = db.LANE_TABLES[batch.lane]
+    # SQLite has one writer: take turns through the gate instead of SQLite's busy back-off, alarms first, and
+    # commit big batches in chunks so an alarm waits for at most one chunk. Chunks are idempotent like the
+    # whole batch, and the ack below still comes only after the last one committed.
+    gate = _gate(registry)
+    urgent = batch.lane == "alarm"
+    for start in range(0, len(rows), SQLITE_CHUNK):
+        with gate.hold(urgent=urgent), registry.engine.begin() as conn:
+            # Take SQLite's write lock before reading the watermark (pysqlite opens the transaction only at the
+            # first write): an erasure's watermark is then either seen here or committed after these rows.
+            _lock_household(conn, hub.household_id)
+            kept = _after_erasure(conn, hub.household_id, rows[start : start + SQLITE_CHUNK])
+            erased += min(SQLITE_CHUNK, total - start) - len(kept)
+            stored += db.insert_many_ignore(conn, table, kept)
+            raised += _raise_alarms(conn, hub, batch.lane, kept)
+    return _acked(registry, batch, erased, stored, raised)
+
+
+def _own_batch(hub: HubIdentity, batch: TypedBatch) -> None:
     if batch.hub_id != hub.hub_id:
         raise Forbidden("batch hub_id does not match the client certificate", code="wrong_hub")
-    if not batch.items:
-        return IngestAck(lane=batch.lane, acked_seq=-1, stored=0, duplicates=0)
-    total = len(batch.items)
-    erased = 0
-    stored = 0
-    raised = 0
-    postgres = registry.engine.dialect.name != "sqlite"
-    if postgres and isinstance(batch, ReadingsBatch):
-        erased, stored, raised = _readings_postgres(registry, hub, batch)
-    elif postgres:
-        rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
-        with (engine or registry.engine).begin() as conn:
-            kept = _after_erasure(conn, hub.household_id, rows)
-            erased = total - len(kept)
-            stored = db.insert_many_ignore(conn, db.LANE_TABLES[batch.lane], kept)
-            raised += _raise_alarms(conn, hub, batch.lane, kept)
-    else:
-        rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
-        table = db.LANE_TABLES[batch.lane]
-        # SQLite has one writer: take turns through the gate instead of SQLite's busy back-off, alarms first, and
-        # commit big batches in chunks so an alarm waits for at most one chunk. Chunks are idempotent like the
-        # whole batch, and the ack below still comes only after the last one committed.
-        gate = _gate(registry)
-        urgent = batch.lane == "alarm"
-        for start in range(0, len(rows), SQLITE_CHUNK):
-            with gate.hold(urgent=urgent), registry.engine.begin() as conn:
-                # Take SQLite's write lock before reading the watermark (pysqlite opens the transaction only at the
-                # first write): an erasure's watermark is then either seen here or committed after these rows.
-                _lock_household(conn, hub.household_id)
-                kept = _after_erasure(conn, hub.household_id, rows[start : start + SQLITE_CHUNK])
-                erased += min(SQLITE_CHUNK, total - start) - len(kept)
-                stored += db.insert_many_ignore(conn, table, kept)
-                raised += _raise_alarms(conn, hub, batch.lane, kept)
+
+
+def _empty_ack(batch: TypedBatch) -> IngestAck:
+    return IngestAck(lane=batch.lane, acked_seq=-1, stored=0, duplicates=0)
+
+
+def _acked(registry: Registry, batch: TypedBatch, erased: int, stored: int, raised: int) -> IngestAck:
+    """The ack of a committed batch (and the dispatchers woken for the alarms it raised)."""
     if raised:
         notify_dispatchers(registry.engine)  # the dispatchers' key is the registry's engine, whichever pool stored
     # All items of the batch are now held (stored just now, or by an earlier send) or were erased by the household.
+    total = len(batch.items)
     return IngestAck(lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=total - erased - stored)
 
 
-def _readings_postgres(registry: Registry, hub: HubIdentity, batch: ReadingsBatch) -> tuple[int, int, int]:
-    """Stores a readings batch on PostgreSQL in one transaction; returns ``(erased, stored, alarms raised)``.
+def _ingest_postgres(
+    registry: Registry, hub: HubIdentity, batch: TypedBatch, conn: Connection, cutoff: float
+) -> IngestAck:
+    """Stores a batch on PostgreSQL in ``conn``'s transaction, begun with the watermark ``cutoff`` read FOR SHARE,
+    and commits it; whatever fails leaves the transaction to be rolled back when ``conn`` is closed."""
+    _own_batch(hub, batch)
+    if not batch.items:
+        conn.commit()  # what the hub's check wrote
+        return _empty_ack(batch)
+    if isinstance(batch, ReadingsBatch):
+        erased, stored, raised = _readings_postgres(conn, hub, batch, cutoff)
+        return _acked(registry, batch, erased, stored, raised)
+    rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
+    kept = _since(rows, cutoff)
+    stored = db.insert_many_ignore(conn, db.LANE_TABLES[batch.lane], kept)
+    raised = _raise_alarms(conn, hub, batch.lane, kept)
+    conn.commit()
+    return _acked(registry, batch, len(batch.items) - len(kept), stored, raised)
+
+
+def _readings_postgres(conn: Connection, hub: HubIdentity, batch: ReadingsBatch, cutoff: float) -> tuple[int, int, int]:
+    """Stores a readings batch on PostgreSQL in ``conn``'s transaction and commits; returns ``(erased, stored,
+    alarms raised)``.
 
     First straight into ``readings`` by ``COPY`` (no stage, no ``ON CONFLICT``): the common case, a batch the
     register holds nothing of. If it holds any of it (a resend after a lost ack, two sends racing), the primary key
-    refuses that ``COPY`` whole; the transaction is rolled back and the batch goes through the stage, which stores
-    each seq at most once. Either way nothing is acked before the commit."""
+    refuses that ``COPY`` whole; the transaction is rolled back and the batch goes through the stage in a new one,
+    which stores each seq at most once. Either way nothing is acked before the commit."""
     now = time.time()
     for direct in (True, False):
         try:
-            with registry.engine.begin() as conn:
-                cutoff = _erasure_cutoff(conn, hub.household_id) or 0.0
-                items = batch.items if not cutoff else [it for it in batch.items if it.body.ts >= cutoff]
-                rows = partitions.reading_rows(items, hub.hub_id, hub.household_id, now)
-                stored = partitions.copy_readings(conn, rows, direct=direct)
-                low = [r for r in rows if r[4] == "battery" and r[5] < BATTERY_ALERT_MAX]
-                raised = on_battery(conn, hub.hub_id, hub.household_id, [_row_dict(r) for r in low]) if low else 0
+            items = batch.items if not cutoff else [it for it in batch.items if it.body.ts >= cutoff]
+            rows = partitions.reading_rows(items, hub.hub_id, hub.household_id, now)
+            stored = partitions.copy_readings(conn, rows, direct=direct)
+            low = [r for r in rows if r[4] == "battery" and r[5] < BATTERY_ALERT_MAX]
+            raised = on_battery(conn, hub.hub_id, hub.household_id, [_row_dict(r) for r in low]) if low else 0
+            conn.commit()
             return len(batch.items) - len(items), stored, raised
         except psycopg.errors.UniqueViolation:
+            # The hub's check (done in this transaction) is not repeated: the request was admitted; a last-seen it
+            # wrote is lost with the rollback, which only delays that coarse figure by a minute. The watermark is
+            # read again, FOR SHARE, in the new transaction.
+            conn.rollback()
             if not direct:
                 raise
+            conn.begin()
+            cutoff = _erasure_cutoff(conn, hub.household_id) or 0.0
     raise AssertionError("unreachable: the stage path returns or raises")
+
+
+def _since(rows: _Rows, cutoff: float) -> _Rows:
+    """The rows recorded at or after the erasure watermark ``cutoff`` (all of them when there is none)."""
+    if not cutoff:
+        return rows
+    return [r for r in rows if (r["ts"] if "ts" in r else r["started"]) >= cutoff]
 
 
 def _row_dict(row: partitions.ReadingRow) -> dict[str, Any]:
@@ -274,10 +375,7 @@ def _after_erasure(conn: Connection, household_id: str, rows: _Rows) -> _Rows:
     batches in flight and later batches see it; on SQLite under the write lock (see :func:`_lock_household`), so a
     racing batch can never land after the erasure's deletes.
     """
-    cutoff = _erasure_cutoff(conn, household_id) or 0.0
-    if not cutoff:
-        return rows
-    return [r for r in rows if (r["ts"] if "ts" in r else r["started"]) >= cutoff]
+    return _since(rows, _erasure_cutoff(conn, household_id) or 0.0)
 
 
 def _erasure_cutoff(conn: Connection, household_id: str) -> float | None:

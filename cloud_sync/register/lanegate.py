@@ -5,8 +5,10 @@ catch-up batches would hold every pooled connection and every thread of the shar
 would queue behind them. So:
 
 * the bulk lanes (events, readings, clips, diagnostics) wait for a turn in a queue of their own, which admits at most
-  :data:`SHARED_RESERVE` fewer than the process's database pool holds (the other routes keep those), without holding
-  a thread or a connection while they wait;
+  :data:`SHARED_RESERVE` fewer than the process's database pool keeps open (the other routes keep those, and the
+  pool's overflow), without holding a thread or a connection while they wait. Not the overflow: an overflow
+  connection is closed when returned, and reopening one (a PostgreSQL backend, its stage table) at each burst cost
+  more than the batch it carried;
 * the alarm lane never waits in that queue: it has threads of its own (as many as its connections, not the thread
   pool's 40 tokens every sync route shares) and connections of its own (``Registry.urgent_engine``).
 """
@@ -27,7 +29,7 @@ SHARED_RESERVE = 2
 
 class LaneGate:
     def __init__(self, connections: int, alarm_connections: int) -> None:
-        """``connections``: the most the process's main database pool hands out at once (pool size + overflow);
+        """``connections``: the connections the process's main database pool keeps open (its pool size);
         ``alarm_connections``: the alarm lane's pool (``Registry.urgent_engine``), one thread each."""
         self.bulk_limit = max(1, connections - SHARED_RESERVE)
         # A limiter is waited for before a thread is taken (FIFO): a queued batch holds neither thread nor connection.

@@ -350,31 +350,42 @@ class Registry:
             not_after=cert.not_valid_after_utc.timestamp(),
         )
 
-    def check_hub(self, hub: HubIdentity, *, engine: Engine | None = None) -> None:
+    def check_hub(self, hub: HubIdentity, *, engine: Engine | None = None, conn: Connection | None = None) -> None:
         """Refuse a hub that is unknown, revoked, not in the household its certificate names, or that presents a
         certificate other than its current one (a retired one after renewal). The first use of a pending renewed
         certificate makes it current, which retires the old one. ``engine``: another pool than :attr:`engine`
-        (the alarm lane's)."""
-        with (engine or self.engine).connect() as conn:
-            row = conn.execute(
-                select(db.hubs.c.household_id, db.hubs.c.revoked, db.hubs.c.cert_sha256).where(
-                    db.hubs.c.id == hub.hub_id
-                )
-            ).first()
-            if row is None or row.household_id != hub.household_id:
-                raise Forbidden("this hub is not enrolled", code="hub_unknown")
-            if row.revoked:
-                raise Forbidden("this hub's enrollment was revoked", code="hub_revoked")
-            now = time.time()
-            if hub.cert_sha256 != row.cert_sha256:
-                self._promote_renewed(conn, hub, row.cert_sha256, now)
-                conn.commit()
-                return
-            # Health for support: a coarse last-seen, written at most once a minute per hub.
-            if now - self._hub_seen.get(hub.hub_id, 0.0) > 60:
-                self._hub_seen[hub.hub_id] = now
-                conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(last_seen=now))
-                conn.commit()
+        (the alarm lane's). ``conn``: check in the caller's transaction instead (ingest, which saves a connection
+        checkout and a transaction per request); what the check writes is then committed with the caller's work."""
+        if conn is not None:
+            self._check_hub(conn, hub)
+            return
+        with (engine or self.engine).connect() as own:
+            if self._check_hub(own, hub):
+                own.commit()
+
+    def _check_hub(self, conn: Connection, hub: HubIdentity) -> bool:
+        """:meth:`check_hub` on ``conn``; returns whether it wrote (to be committed)."""
+        row = conn.execute(
+            select(db.hubs.c.household_id, db.hubs.c.revoked, db.hubs.c.cert_sha256).where(db.hubs.c.id == hub.hub_id)
+        ).first()
+        if row is None or row.household_id != hub.household_id:
+            raise Forbidden("this hub is not enrolled", code="hub_unknown")
+        if row.revoked:
+            raise Forbidden("this hub's enrollment was revoked", code="hub_revoked")
+        now = time.time()
+        if hub.cert_sha256 != row.cert_sha256:
+            self._promote_renewed(conn, hub, row.cert_sha256, now)
+            return True
+        return self.mark_seen(conn, hub.hub_id, now)
+
+    def mark_seen(self, conn: Connection, hub_id: str, now: float) -> bool:
+        """Health for support: a coarse last-seen, written at most once a minute per hub (in ``conn``'s transaction,
+        to be committed by the caller); returns whether it wrote."""
+        if now - self._hub_seen.get(hub_id, 0.0) <= 60:
+            return False
+        self._hub_seen[hub_id] = now
+        conn.execute(update(db.hubs).where(db.hubs.c.id == hub_id).values(last_seen=now))
+        return True
 
     def _promote_renewed(self, conn: Connection, hub: HubIdentity, current: str, now: float) -> None:
         """Make the presented certificate current if it is the hub's pending renewal; refuse it otherwise."""

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Engine, Integer, cast, func, select
+from sqlalchemy import Engine, Integer, cast, func, select, text
 
 from cloud_sync.register import db
 from cloud_sync.register.errors import Invalid
@@ -119,34 +119,57 @@ def downsample(
     )
 
 
+# The household's distinct (device, quantity) pairs by skipping through ``readings_sensor_ts`` (household, device,
+# quantity, ts, value): each step one seek to the next pair, so a household's sensors cost a seek each rather than a
+# scan of its readings (PostgreSQL has no skip scan of its own before 18); then each one's newest time since the
+# span's start, one backward seek each (on PostgreSQL only into the weeks the span reaches). Row values and
+# recursive CTEs: PostgreSQL and SQLite alike.
+_SENSORS = text(
+    """
+WITH RECURSIVE s(device_id, quantity) AS (
+    SELECT device_id, quantity FROM (
+        SELECT device_id, quantity FROM readings WHERE household_id = :h ORDER BY device_id, quantity LIMIT 1
+    ) AS first
+    UNION ALL
+    SELECT
+        (SELECT r.device_id FROM readings r WHERE r.household_id = :h
+            AND (r.device_id, r.quantity) > (s.device_id, s.quantity) ORDER BY r.device_id, r.quantity LIMIT 1),
+        (SELECT r.quantity FROM readings r WHERE r.household_id = :h
+            AND (r.device_id, r.quantity) > (s.device_id, s.quantity) ORDER BY r.device_id, r.quantity LIMIT 1)
+    FROM s WHERE s.device_id IS NOT NULL
+)
+SELECT s.device_id, s.quantity, (
+    SELECT max(r.ts) FROM readings r
+    WHERE r.household_id = :h AND r.device_id = s.device_id AND r.quantity = s.quantity AND r.ts >= :since
+) AS last
+FROM s WHERE s.device_id IS NOT NULL
+"""
+)
+
+
 def sensors(engine: Engine, household_id: str, *, since: float) -> list[dict[str, Any]]:
     """The household's sensors (device and quantity) that reported since ``since``, with the device's name and
-    room, for the chart page's list. A range query on ``readings_household_ts``."""
-    r, d = db.readings.c, db.devices.c
-    recent = (
-        select(r.device_id, r.quantity, func.max(r.ts).label("last"))
-        .where(r.household_id == household_id, r.ts >= since)
-        .group_by(r.device_id, r.quantity)
-        .subquery()
-    )
-    q = (
-        select(recent.c.device_id, recent.c.quantity, recent.c.last, d.name, d.room)
-        .select_from(
-            recent.outerjoin(db.devices, (d.household_id == household_id) & (d.device_id == recent.c.device_id))
-        )
-        .order_by(d.room, d.name, recent.c.device_id, recent.c.quantity)
-    )
+    room, for the chart page's list: named devices by room and name, then those not in the device list."""
+    d = db.devices.c
     with engine.connect() as conn:
-        return [
-            {
-                "device_id": row.device_id,
-                "quantity": row.quantity,
-                "last": float(row.last),
-                "name": row.name or "",
-                "room": row.room or "",
-            }
-            for row in conn.execute(q)
-        ]
+        found = conn.execute(_SENSORS, {"h": household_id, "since": since}).all()
+        names = {
+            row.device_id: (row.name, row.room)
+            for row in conn.execute(select(d.device_id, d.name, d.room).where(d.household_id == household_id))
+        }
+    out = [
+        {
+            "device_id": device_id,
+            "quantity": quantity,
+            "last": float(last),
+            "name": names.get(device_id, ("", ""))[0] or "",
+            "room": names.get(device_id, ("", ""))[1] or "",
+        }
+        for device_id, quantity, last in found
+        if last is not None
+    ]
+    out.sort(key=lambda x: (x["device_id"] not in names, x["room"], x["name"], x["device_id"], x["quantity"]))
+    return out
 
 
 def has_sensor(engine: Engine, household_id: str, device_id: str, quantity: str) -> bool:

@@ -21,10 +21,12 @@ class Settings:
     enroll_token_ttl_s: int = 600
     hub_cert_days: int = 397
     blob_dir: Path | None = None
-    db_pool_size: int = 8
-    """PostgreSQL connections each register process keeps open (SQLAlchemy ``pool_size``)."""
-    db_max_overflow: int = 8
-    """Connections a process may open beyond ``db_pool_size`` under a burst, closed again when returned. A register
+    db_pool_size: int = 12
+    """PostgreSQL connections each register process keeps open (SQLAlchemy ``pool_size``). Bulk ingest takes at most
+    this many less two (:mod:`.lanegate`), never overflow, so its connections stay open across bursts."""
+    db_max_overflow: int = 4
+    """Connections a process may open beyond ``db_pool_size`` under a burst, closed again when returned (the other
+    routes', when bulk ingest holds its share of the pool). A register
     of N workers needs up to N x (pool size + overflow) + N (their LISTEN connections) from PostgreSQL's
     ``max_connections``."""
     command_poll_interval_s: float = 2.0

@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 import msgspec
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 from cloud_sync.register import db, series
 
@@ -85,3 +85,58 @@ def test_six_months_is_one_query_and_small(tmp_path: Path) -> None:
         assert "COVERING INDEX readings_sensor_ts" in plan
     finally:
         engine.dispose()
+
+
+def _sensor_rows(household: str, hub: str, sensors: list[tuple[str, str, float]], n: int) -> list[dict[str, object]]:
+    """``n`` readings of each ``(device, quantity, newest ts)``, one a minute up to that time."""
+    return [
+        {"hub_id": hub, "seq": k * n + i, "household_id": household, "device_id": dev, "quantity": q,
+         "value": float(i), "ts": newest - (n - 1 - i) * 60.0, "received_at": newest, "channel": ""}
+        for k, (dev, q, newest) in enumerate(sensors)
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_the_sensor_list_is_found_by_seeks_on_both_databases(tmp_path: Path, postgres_url: str) -> None:
+    now = T0 + 100 * DAY
+    mine = [
+        ("d-kitchen", "temperature", now - 60),
+        ("d-kitchen", "humidity", now - 120),
+        ("d-hall", "temperature", now - 40 * DAY),  # silent since before the list's span
+        ("d-new", "pm25", now - 5),  # not in the device list
+        ("d-attic", "temperature", now - 3600),
+    ]
+    rows = _sensor_rows(HH, "hub_c", mine, 2000) + _sensor_rows("hh_other", "hub_o", [("d-x", "co2", now)], 2000)
+    lite, pg = db.open_engine(f"sqlite:///{tmp_path / 'r.db'}"), db.open_engine(postgres_url)
+    try:
+        for engine in (lite, pg):
+            _fill(engine, rows)
+            with engine.begin() as conn:
+                conn.execute(db.households.insert(), [{"id": HH, "name": "x", "created_at": T0}])
+                conn.execute(
+                    db.devices.insert(),
+                    [
+                        {"household_id": HH, "device_id": d, "hub_id": "hub_c", "kind": "sensor", "name": name,
+                         "model": "", "room": room, "updated_at": T0}
+                        for d, name, room in (("d-kitchen", "Lämpö", "Keittiö"), ("d-hall", "Aula", "Aula"),
+                                              ("d-attic", "Ullakko", "Ullakko"))
+                    ],
+                )  # fmt: skip
+            listed = series.sensors(engine, HH, since=now - 7 * DAY)
+            assert [(s["device_id"], s["quantity"], s["last"], s["room"]) for s in listed] == [
+                ("d-kitchen", "humidity", now - 120, "Keittiö"),
+                ("d-kitchen", "temperature", now - 60, "Keittiö"),
+                ("d-attic", "temperature", now - 3600, "Ullakko"),
+                ("d-new", "pm25", now - 5, ""),
+            ]
+            assert len(series.sensors(engine, HH, since=now - 183 * DAY)) == 5
+            assert series.sensors(engine, "hh_nobody", since=0.0) == []
+        with pg.connect() as conn:
+            conn.exec_driver_sql("ANALYZE readings")
+            explain = text("EXPLAIN " + series._SENSORS.text)
+            plan = "\n".join(str(r[0]) for r in conn.execute(explain, {"h": HH, "since": now - 7 * DAY}))
+        # Every probe is an index seek (the partitions' copies of readings_sensor_ts), never a scan of the readings.
+        assert "Seq Scan" not in plan and "Index Only Scan" in plan, plan
+    finally:
+        lite.dispose()
+        pg.dispose()

@@ -201,3 +201,44 @@ def test_processes_starting_at_once_upgrade_once(db_url: str, tmp_path: Path) ->
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def _reading_indexes(engine: Engine) -> dict[str, str]:
+    """The readings table's indexes: name -> method ("btree", "brin"; SQLite's are all b-trees)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            names = conn.execute(
+                text(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings' AND sql IS NOT NULL"
+                )
+            ).scalars()
+            return {name: "btree" for name in names}
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = 'readings'::regclass AND NOT i.indisprimary"
+            )
+        ).all()
+        return {str(name): str(method) for name, method in rows}
+
+
+def test_0008_drops_the_household_time_index_and_its_downgrade_puts_it_back(db_url: str) -> None:
+    engine = db.open_engine(db_url, create=False)
+    brin = "brin" if engine.dialect.name == "postgresql" else "btree"
+    try:
+        migrate.upgrade(engine, "0007_hub_exports")
+        before = {"readings_household_ts": "btree", "readings_received": "btree", "readings_sensor_ts": "btree"}
+        assert _reading_indexes(engine) == before
+        row = {"hub_id": "h", "seq": 1, "household_id": "hh", "device_id": "d", "quantity": "t", "value": 1.5,
+               "ts": 1.76e9, "received_at": 1.76e9, "channel": ""}  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(db.readings.insert(), [row])
+        migrate.upgrade(engine)
+        assert _reading_indexes(engine) == {"readings_received": brin, "readings_sensor_ts": "btree"}
+        with engine.connect() as conn:
+            assert migrate.schema_differences(conn, migrate.full_metadata()) == []
+            assert [dict(r) for r in conn.execute(select(db.readings)).mappings()] == [row]
+        migrate.downgrade(engine, "0007_hub_exports")
+        assert _reading_indexes(engine) == before
+    finally:
+        engine.dispose()

@@ -215,3 +215,28 @@ def test_a_reading_with_an_unknown_field_is_refused() -> None:
     with pytest.raises(p.ProtocolError, match="unit") as err:
         p.decode_batch("readings", p.decompress_bounded(p.encode_batch(batch)))
     assert err.value.status == 422
+
+
+def test_accepted_reading_strings_are_remembered_but_never_a_refused_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A steady hub's strings are checked once, not at every batch; a bad one is refused however often it comes,
+    and the memory stays bounded."""
+    monkeypatch.setattr(p, "_accepted", set())
+    monkeypatch.setattr(p, "_ACCEPTED_MAX", 50)
+
+    def decode(devices: list[str]) -> p.TypedBatch:
+        items = [
+            p.Item(seq=i, ts=1.0, body={"device_id": d, "quantity": "temperature", "value": 1.0, "ts": 1.0})
+            for i, d in enumerate(devices)
+        ]
+        return p.decode_batch(
+            "readings", p.decompress_bounded(p.encode_batch(p.IngestBatch("hub_1", "readings", items)))
+        )
+
+    decode([f"zigbee:{i}" for i in range(30)])
+    assert ("zigbee:0", "temperature", "") in p._accepted and len(p._accepted) == 30
+    for _ in range(2):
+        with pytest.raises(p.ProtocolError, match=re.escape("$.items[30].body.device_id")):
+            decode([f"zigbee:{i}" for i in range(30)] + ["bad device\n"])
+    assert len(p._accepted) == 30  # the refused batch taught nothing
+    decode([f"zigbee:{i}" for i in range(30, 60)])  # past the bound: forgotten, then these remembered
+    assert len(p._accepted) == 30 and ("zigbee:0", "temperature", "") not in p._accepted

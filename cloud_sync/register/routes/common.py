@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from fastapi import Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from cloud_sync.register import jsonshape
 from cloud_sync.register.auth import HubIdentity, Principal, require
@@ -191,11 +191,13 @@ class Callers:
         der = ssl.PEM_cert_to_DER_cert(chain[0])
         return HubIdentity(hub_id=hub_id, household_id=household_id, cert_sha256=hashlib.sha256(der).hexdigest())
 
-    def check_hub(self, source: str, identity: HubIdentity, engine: Engine | None = None) -> None:
-        """The database half of :attr:`hub` (enrolled, not revoked, its current certificate), on ``engine``'s pool.
-        Blocking: for a thread."""
+    def check_hub(
+        self, source: str, identity: HubIdentity, engine: Engine | None = None, conn: Connection | None = None
+    ) -> None:
+        """The database half of :attr:`hub` (enrolled, not revoked, its current certificate), on ``engine``'s pool
+        or in ``conn``'s transaction (see :meth:`Registry.check_hub`). Blocking: for a thread."""
         try:
-            self.reg.check_hub(identity, engine=engine)
+            self.reg.check_hub(identity, engine=engine, conn=conn)
         except (Unauthenticated, Forbidden):
             self.limiter.spend(("src", source), self.auth_rate)
             raise

@@ -5,6 +5,7 @@ from typing import Annotated
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from cloud_sync import protocol as p
@@ -37,13 +38,15 @@ def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lane
         # there), or twice the per-request limit for a frame that declares none (honest hubs always declare it).
         lease(request).take(p.inflate_cost(body))
         # Bulk lanes queue for their share of the database pool and threads; the alarm lane has its own of both, for
-        # the hub's check in the database as well as the batch.
+        # the hub's check in the database as well as the batch (on PostgreSQL in the batch's own transaction).
         engine = reg.urgent_engine if lane == "alarm" else reg.engine
         source = callers.source(request)
 
+        def check(conn: Connection) -> None:
+            callers.check_hub(source, who, conn=conn)
+
         def checked_ingest() -> p.IngestAck:
-            callers.check_hub(source, who, engine)
-            return ingest.ingest_body(reg, who, lane, body, engine=engine)
+            return ingest.ingest_body(reg, who, lane, body, engine=engine, check=check)
 
         ack = await lanes.run(lane, checked_ingest)
         fleet_metrics.ingested(ack)

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, String, literal, select, true, union_all
+from sqlalchemy import Connection, Select, String, func, literal, select, true, union_all
 
 from cloud_sync.register import db
 from cloud_sync.register.fleet import ONLINE_WINDOW_S
@@ -90,14 +90,20 @@ def read(conn: Connection, household_id: str, now: float) -> Home:
     # A device the hub reports readings of before it has sent its device list (every minute) shows at once,
     # under its id and without a room, rather than a minute later.
     r = db.readings.c
-    # The newest readings only, by the (household, time) index: a DISTINCT here would scan the household's readings
-    # through the (household, device, quantity, time) index.
-    recent = conn.execute(
-        select(r.device_id)
-        .where(r.household_id == household_id, r.ts >= now - UNNAMED_WINDOW_S)
-        .order_by(r.ts.desc())
-        .limit(UNNAMED_SCAN)
-    ).scalars()
+    # The newest readings of each of the household's hubs: its last UNNAMED_SCAN seqs, a range of the primary key
+    # (hub, seq), of which those of the window (a hub's seq follows its time; the ts bound leaves only this week's
+    # partition). There is no (household, time) index to ingest into, and a DISTINCT would scan the household's
+    # readings through the sensor index. (A hub is in one household for good: the rows need no household filter,
+    # which would make PostgreSQL combine indexes over the hub's whole week instead of reading a range.)
+    since = now - UNNAMED_WINDOW_S
+    recent: list[str] = []
+    for hub_id in conn.execute(select(h.id).where(h.household_id == household_id)).scalars().all():
+        top = select(func.max(r.seq)).where(r.hub_id == hub_id, r.ts >= since).scalar_subquery()
+        recent += conn.execute(
+            select(r.device_id)
+            .where(r.hub_id == hub_id, r.seq > top - UNNAMED_SCAN, r.ts >= since)
+            .order_by(r.seq.desc())
+        ).scalars()
     unnamed = list(dict.fromkeys(dev_id for dev_id in recent if dev_id not in devices))[:MAX_UNNAMED]
     if unnamed:
         new = {dev_id: Device(dev_id, dev_id, "", "") for dev_id in sorted(unnamed)}
