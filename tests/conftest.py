@@ -3,6 +3,12 @@
 import signal
 
 import pytest
+from hypothesis import settings
+
+# Every property test runs the same examples each time (seeded from the test), and none fails for taking longer than
+# hypothesis's 200 ms per example: CI is a busy 2-core machine running two test processes side by side.
+settings.register_profile("kotihub", derandomize=True, deadline=None)
+settings.load_profile("kotihub")
 
 # Started in the background without job control (`scripts/test &` from a script, nohup), the suite would inherit
 # SIGINT ignored and pass it on to every process it starts: the Ctrl-C tests would then wait out their timeouts.
