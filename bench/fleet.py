@@ -498,6 +498,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="register worker processes (serve --workers; default 2)")
     ap.add_argument("--alarm-port", type=int, default=0, help="the alarm listener port (default: a free one)")
     ap.add_argument("--no-alarm-listener", action="store_true", help="no alarm listener: alarms go to the main port")
+    ap.add_argument("--serve-arg", action="append", default=[], help="one more argument for kotihub-register serve")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the register
@@ -514,7 +515,7 @@ def main() -> None:
         t = time.perf_counter()
         hubs = enroll_hubs(tmp / "register", url_db, args.hubs + 2, hub_dir, args.sources)
         print(f"enrolled {len(hubs)} hubs in {time.perf_counter() - t:.1f} s")
-        serve = ["--db", url_db, "--workers", str(args.workers)]
+        serve = ["--db", url_db, "--workers", str(args.workers), *args.serve_arg]
         if not args.no_alarm_listener:
             serve += ["--alarm-port", str(args.alarm_port or free_port())]
         reg = RegisterProcess(tmp / "register", *serve)

@@ -87,7 +87,9 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.include_router(releases.router(reg, hub=callers.hub))
     app.include_router(releases.config_router(reg, hub=callers.hub))
     app.include_router(enroll.router(reg, settings, callers))
-    lanes = LaneGate(settings.db_pool_size + settings.db_max_overflow, URGENT_POOL)
+    lanes = LaneGate(
+        settings.db_pool_size + settings.db_max_overflow, URGENT_POOL, bulk_limit=settings.bulk_ingest_limit
+    )
     app.include_router(hub_ingest.router(reg, callers, fleet_metrics, lanes))
     # Resources both sides reach: hubs with their certificate, households and operators with a bearer token.
     app.include_router(clips.router(reg, callers))

@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-anonymous", type=int, default=2048, help="open connections without a client certificate")
     s.add_argument("--workers", type=int, default=1, help="register processes on the port (PostgreSQL only; default 1)")
     s.add_argument(
+        "--bulk-ingest",
+        type=int,
+        help="bulk ingest batches each process runs in PostgreSQL at once (default: --db-pool + --db-overflow - 2)",
+    )
+    s.add_argument(
         "--alarm-port",
         type=int,
         help="serve the alarm lane alone on this port, in a process of its own, and announce it to hubs "
@@ -348,6 +353,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         db_pool_size=args.db_pool,
         db_max_overflow=args.db_overflow,
         alarm_port=args.alarm_port,
+        bulk_ingest_limit=args.bulk_ingest,
         bulk_nice=args.bulk_nice,
     )
     if args.workers != 1 or args.alarm_port is not None:
