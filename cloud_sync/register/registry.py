@@ -355,7 +355,12 @@ class Registry:
         certificate other than its current one (a retired one after renewal). The first use of a pending renewed
         certificate makes it current, which retires the old one. ``engine``: another pool than :attr:`engine`
         (the alarm lane's)."""
-        with (engine or self.engine).connect() as conn:
+        engine = engine or self.engine
+        with engine.connect() as conn:
+            if engine.dialect.name != "sqlite":
+                # Single statements, outside a transaction: no BEGIN and ROLLBACK round trips around the read, each
+                # of which a smoke alarm waits for behind bulk ingest on a busy PostgreSQL.
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             row = conn.execute(
                 select(db.hubs.c.household_id, db.hubs.c.revoked, db.hubs.c.cert_sha256).where(
                     db.hubs.c.id == hub.hub_id
@@ -366,15 +371,16 @@ class Registry:
             if row.revoked:
                 raise Forbidden("this hub's enrollment was revoked", code="hub_revoked")
             now = time.time()
-            if hub.cert_sha256 != row.cert_sha256:
-                self._promote_renewed(conn, hub, row.cert_sha256, now)
-                conn.commit()
+            if hub.cert_sha256 == row.cert_sha256:
+                # Health for support: a coarse last-seen, written at most once a minute per hub.
+                if now - self._hub_seen.get(hub.hub_id, 0.0) > 60:
+                    self._hub_seen[hub.hub_id] = now
+                    conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(last_seen=now))
+                    conn.commit()
                 return
-            # Health for support: a coarse last-seen, written at most once a minute per hub.
-            if now - self._hub_seen.get(hub.hub_id, 0.0) > 60:
-                self._hub_seen[hub.hub_id] = now
-                conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(last_seen=now))
-                conn.commit()
+        # A renewed certificate's first use (rare): its promotion is several statements, in one transaction.
+        with engine.begin() as tx:
+            self._promote_renewed(tx, hub, row.cert_sha256, now)
 
     def _promote_renewed(self, conn: Connection, hub: HubIdentity, current: str, now: float) -> None:
         """Make the presented certificate current if it is the hub's pending renewal; refuse it otherwise."""

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from cloud_sync import protocol as p
+from cloud_sync.enroll import renew
 from tests.integration.test_register import INGEST_HEADERS, batch, event
 from tests.integration.test_register_workers import (
     ACTOR,
@@ -92,11 +93,23 @@ def test_the_alarm_port_serves_the_alarm_lane_alone(tmp_path: Path, postgres_url
         assert r.status_code == 200, r.text
         assert r.json()["acked_seq"] == 3 and r.json()["stored"] == 3
         assert p.ALARM_URL_HEADER not in r.headers
+        # A renewed certificate's first use, here, makes it current and retires the old one (a transaction of its
+        # own: the hub check is otherwise outside any).
+        old_cert, old_key = tmp_path / "old.crt", tmp_path / "old.key"
+        old_cert.write_bytes(hub.cert.read_bytes())
+        old_key.write_bytes(hub.key.read_bytes())
+        renew(proc.url, hub.state_dir)
+        r = _alarm(hub.session(), alarm_url, hub, range(4, 5))
+        assert r.status_code == 200, r.text
+        old = hub.session()
+        old.cert = (str(old_cert), str(old_key))
+        r = _alarm(old, alarm_url, hub, range(5, 6))
+        assert r.status_code == 401 and r.json()["error"] == "cert_retired", r.text
         anonymous = _session(fleet.state / "ca.crt")
-        r = _alarm(anonymous, alarm_url, hub, range(4, 5))
+        r = _alarm(anonymous, alarm_url, hub, range(5, 6))
         assert r.status_code == 401 and r.json()["error"] == "no_client_cert"
         fleet.reg.revoke_hub(hub.hub_id, actor=ACTOR)
-        assert _alarm(hub.session(), alarm_url, hub, range(4, 5)).status_code == 403
+        assert _alarm(hub.session(), alarm_url, hub, range(5, 6)).status_code == 403
 
         # Everything else: 404 alarm_listener_only, whoever asks.
         for method, path in [
@@ -115,8 +128,8 @@ def test_the_alarm_port_serves_the_alarm_lane_alone(tmp_path: Path, postgres_url
         admin = _session(fleet.state / "ca.crt")
         admin.headers["Authorization"] = f"Bearer {fleet.reg.create_api_token('admin', None, actor=ACTOR)}"
         body = admin.get(f"{proc.url}/metrics", timeout=10).text
-        assert _metric(body, "kotihub_register_alarm_listener_batches_total") == 1
-        assert _metric(body, "kotihub_register_ingest_batches_total", lane="alarm") == 1
+        assert _metric(body, "kotihub_register_alarm_listener_batches_total") == 2
+        assert _metric(body, "kotihub_register_ingest_batches_total", lane="alarm") == 2
 
         # The bulk workers run 10 nice values below the listener, which keeps the supervisor's priority.
         assert proc.proc is not None
