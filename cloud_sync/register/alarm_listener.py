@@ -6,6 +6,12 @@ load"). This process serves ``POST /v1/ingest/alarm`` alone, with the same route
 hub checks as the main port, and answers every other request with 404 ``alarm_listener_only``; the bulk workers run
 niced under it (:mod:`cloud_sync.register.workers`).
 
+A smoke alarm's ack waits for about a dozen round trips to PostgreSQL, each behind bulk ingest's backends on a busy
+database, so this process spares it what it can: its alarm pool is opened at start (:func:`warm`) and hands out
+connections without a test round trip first. A connection PostgreSQL dropped (a restart) fails that one alarm with a
+500, which the hub resends to the main port at once (``cloud_sync.uplink.alarmroute``), and SQLAlchemy replaces
+the pool's connections for the next.
+
 Hubs learn where it is from the main port: every reply to a ``/v1/`` request there carries the
 :data:`~cloud_sync.protocol.ALARM_URL_HEADER` header, ``https://<the host the hub asked for>:<alarm port>``
 (:class:`AnnounceAlarmURL`). The host is the one in the request's ``Host`` header, which is the host of the register
@@ -15,6 +21,7 @@ URL the hub already uses, so a hub behind any name reaches the listener by the s
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgspec
@@ -87,6 +94,14 @@ class OnlyAlarmIngest:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(NOT_HERE)).encode())]
         await send({"type": "http.response.start", "status": 404, "headers": headers})
         await send({"type": "http.response.body", "body": NOT_HERE})
+
+
+def warm(registry: Registry) -> None:
+    """Opens the alarm lane's pool now, so no smoke alarm waits for a PostgreSQL connection (its TCP, its
+    authentication and the stage table every register connection makes) to be set up."""
+    with contextlib.ExitStack() as held:
+        for _ in range(URGENT_POOL):
+            held.enter_context(registry.urgent_engine.connect())
 
 
 def create_alarm_app(settings: Settings, *, registry: Registry) -> OnlyAlarmIngest:

@@ -68,7 +68,16 @@ def write_audit(
 class Registry:
     """The register's state: database engine, CA and blob store, with the operations on them."""
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None, blobs: BlobStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        blobs: BlobStore | None = None,
+        urgent_pre_ping: bool = True,
+    ) -> None:
+        """``urgent_pre_ping``: False in the alarm listener, whose hubs resend a failed alarm to the main port at
+        once (:mod:`cloud_sync.register.alarm_listener`)."""
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.engine = engine or db.open_engine(
@@ -84,6 +93,7 @@ class Registry:
                 create=False,
                 pool_size=URGENT_POOL,
                 max_overflow=0,
+                pre_ping=urgent_pre_ping,
             )
         )
         self.ca = CertificateAuthority.load_or_create(settings.state_dir)

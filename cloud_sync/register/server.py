@@ -36,7 +36,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cloud_sync.certs import renewal_due_in
-from cloud_sync.register import retention, servercert
+from cloud_sync.register import alarm_listener, retention, servercert
 from cloud_sync.register.alarm_listener import create_alarm_app
 from cloud_sync.register.app import create_app
 from cloud_sync.register.notify import dispatch
@@ -423,7 +423,9 @@ def serve(
     # The event loop hands every request to a worker thread and back, and takes the GIL from bulk threads at each
     # hop: at CPython's 5 ms switch interval an alarm's few hops waited tens of ms behind bulk decoding and COPY rows.
     sys.setswitchinterval(GIL_SWITCH_S)
-    registry = Registry(settings)
+    registry = Registry(settings, urgent_pre_ping=not alarm_only)
+    if alarm_only:
+        alarm_listener.warm(registry)
     stop = threading.Event()
     purger = threading.Thread(
         target=_retention_loop, args=(registry, stop, retention_interval_s), name="retention", daemon=True

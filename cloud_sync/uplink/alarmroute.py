@@ -78,6 +78,8 @@ class AlarmRoute:
         self.refused = 0
         """Announcements refused (counted every time; logged once per distinct value)."""
         self._retry_s, self._clock = RETRY_S if retry_s is None else retry_s, clock
+        self.last_failure: str | None = None
+        """Why the listener last failed (for ``kotihub status``)."""
         self._last_refused: str | None = None
         self._down_until: float | None = None
         self._lock = threading.Lock()
@@ -116,6 +118,7 @@ class AlarmRoute:
 
     def failed(self, url: str, exc: Exception) -> None:
         with self._lock:
+            self.last_failure = f"{type(exc).__name__}: {exc}"[:300]
             if self._down_until is None:
                 log.warning(
                     "the alarm listener %s failed (%s); alarms go to %s, retrying it in %.0f s",

@@ -117,6 +117,49 @@ async def test_alarms_go_to_the_listener_and_fall_back_at_once_when_it_is_down(
         proc.stop()
 
 
+async def test_an_alarm_whose_listener_lost_its_database_connection_is_acked_through_the_main_port(
+    tmp_path: Path, postgres_url: str, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listener hands out pooled connections untested (no round trip before each alarm): one PostgreSQL dropped
+    fails that alarm there, and the hub has it acked through the main port at once; the listener then serves again."""
+    monkeypatch.setattr(alarmroute, "RETRY_S", 0.5)
+    alarm_port = free_port()
+    proc = RegisterProcess(
+        fleet.state, {}, db_url=postgres_url, args=("--workers", "1", "--alarm-port", str(alarm_port))
+    )
+    proc.start()
+    try:
+        _wait_for_log(proc, "alarm listener on")
+        counts = Counts(proc.url, fleet)
+        hub = fleet.hub(proc.url, 1)
+        async with open_store(hub.state_dir) as store:
+            uplink = Uplink(store, uplink_config(proc.url), HubIdentity(hub.state_dir))
+            async with running(uplink):
+                await until(lambda: uplink.alarm_route.url is not None, what="the hub to learn the alarm URL")
+                await store.add_event(smoke(1))
+                await until(lambda: uplink.status["alarm"].cursor == 1, what="the first alarm")
+                assert counts() == (1, 1)
+
+                # Every register connection to the database dropped, as a PostgreSQL restart does.
+                with fleet.reg.engine.connect() as conn:
+                    conn.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                await store.add_event(smoke(2))
+                await until(lambda: uplink.status["alarm"].cursor == 2, what="the alarm through the main port")
+                assert counts() == (2, 1)
+                assert "500" in (uplink.alarm_route.last_failure or ""), uplink.alarm_route.last_failure
+
+                await until(lambda: uplink.alarm_route.target() is not None, what="the hub's pause")
+                await store.add_event(smoke(3))
+                await until(lambda: uplink.status["alarm"].cursor == 3, what="the alarm through the listener again")
+                assert counts() == (3, 2)
+        assert [seq for seq, _ in ingest.items(fleet.reg, hub.hub_id, "alarm")] == [1, 2, 3]
+    finally:
+        proc.stop()
+
+
 def _listening(port: int) -> bool:
     import socket
 
