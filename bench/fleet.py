@@ -337,7 +337,11 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     random.seed(f"fleet-{role}-jitter")
     alarms = role == "alarms"
     conns = ("alarm",) if alarms else ("bulk", "poll") if args["commands"] else ("bulk",)
-    sims = [SimHub(h, url, ca, conns, args["alarm_url"]) for h in hubs]
+    # With --compare-main, every other hub sends its alarms to the main port: the baseline, under the same load.
+    sims = [
+        SimHub(h, url, ca, conns, None if args["compare_main"] and i % 2 else args["alarm_url"])
+        for i, h in enumerate(hubs)
+    ]
     counts = {"steady": 0, "catchup": 0, "requests": 0}
     stop = asyncio.Event()
     bodies: dict[int, list[tuple[int, bytes]]] = {}
@@ -367,6 +371,7 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     pipe.send("ready")
     pipe.recv()  # go
     latencies: list[float] = []
+    latencies_main: list[float] = []
     lags: list[float] = []
     start = time.monotonic()
     base = dict(counts)
@@ -376,7 +381,8 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
 
         async def one(sim: SimHub, due: float) -> None:
             lags.append(time.monotonic() - due)
-            latencies.append(await sim.alarm())
+            took = await sim.alarm()
+            (latencies if sim.urls["alarm"] != sim.url else latencies_main).append(took)
 
         sent: list[asyncio.Task[None]] = []
         due = start
@@ -397,7 +403,9 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
         await asyncio.sleep(args["duration"])
         elapsed = time.monotonic() - start
     done = {k: counts[k] - base[k] for k in counts}
-    pipe.send({"elapsed": elapsed, "counts": done, "latencies": latencies, "lags": lags})
+    pipe.send(
+        {"elapsed": elapsed, "counts": done, "latencies": latencies, "latencies_main": latencies_main, "lags": lags}
+    )
     stop.set()
     for t in tasks:
         t.cancel()
@@ -498,6 +506,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="register worker processes (serve --workers; default 2)")
     ap.add_argument("--alarm-port", type=int, default=0, help="the alarm listener port (default: a free one)")
     ap.add_argument("--no-alarm-listener", action="store_true", help="no alarm listener: alarms go to the main port")
+    ap.add_argument(
+        "--no-compare-main",
+        action="store_true",
+        help="send no alarms to the main port (by default every other hub does: the baseline in the same run)",
+    )
     ap.add_argument("--serve-arg", action="append", default=[], help="one more argument for kotihub-register serve")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -545,6 +558,7 @@ def main() -> None:
             "duration": args.duration,
             "commands": not args.no_commands,
             "alarm_url": alarm_url,
+            "compare_main": alarm_url is not None and not args.no_compare_main,
         }
         ctx = multiprocessing.get_context("spawn")
         half = len(fleet) // 2
@@ -593,7 +607,8 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     steady = sum(r["counts"]["steady"] for r in results)
-    requests = sum(r["counts"]["requests"] for r in results) + len(alarms_of(results))
+    alarms_main = alarms_of(results, "latencies_main")
+    requests = sum(r["counts"]["requests"] for r in results) + len(alarms_of(results)) + len(alarms_main)
     catchup = sum(r["counts"]["catchup"] for r in results)
     stored = rows_after - rows_before
     rate = stored / wall
@@ -621,8 +636,15 @@ def main() -> None:
         f"({reg_cpu / max(requests, 1) * 1000:.2f} ms register CPU each, long-polls aside)"
     )
     target = f"target < {TARGET_ALARM_P99_MS:.0f}"
-    print(f"alarm p99 under load:        {p99(alarms) * 1000:12.1f} ms  (n={len(alarms)}, {target})")
+    where = "to the alarm listener" if alarm_url else "to the main port"
+    print(f"alarm p99 under load:        {p99(alarms) * 1000:12.1f} ms  (n={len(alarms)} {where}, {target})")
     print(f"alarm p50 under load:        {p50(alarms) * 1000:12.1f} ms")
+    if alarms_main:
+        print(
+            f"  the same run, main port:   {p99(alarms_main) * 1000:12.1f} ms p99, {p50(alarms_main) * 1000:.1f} ms p50"
+            f" (n={len(alarms_main)}); alarm listener / main port: p99 {p99(alarms) / p99(alarms_main):.2f},"
+            f" p50 {p50(alarms) / p50(alarms_main):.2f}"
+        )
     lags = alarms_of(results, "lags")
     print(f"alarm sender's lag p99:      {p99(lags) * 1000:12.1f} ms  (how late the bench sent them: its own wall)")
     print(f"alarm p99 register idle:     {p99(idle) * 1000:12.1f} ms  (n={len(idle)})")
