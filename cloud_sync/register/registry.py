@@ -32,6 +32,7 @@ from cloud_sync.register.auth import ROLES, HubIdentity, Principal, hash_token, 
 from cloud_sync.register.blobstore import BlobStore, FileBlobStore
 from cloud_sync.register.ca import CertificateAuthority, fingerprint
 from cloud_sync.register.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from cloud_sync.register.lastseen import DeferredLastSeen
 from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- their tables are created with ours
 from cloud_sync.register.restriction_table import restrictions as _restrictions  # noqa: F401 -- likewise
 from cloud_sync.register.settings import Settings
@@ -99,8 +100,11 @@ class Registry:
         self.ca = CertificateAuthority.load_or_create(settings.state_dir)
         self.blobs: BlobStore = blobs or FileBlobStore(settings.blob_path)
         self._hub_seen: dict[str, float] = {}
+        # The alarm lane's last-seen writes, off its path (PostgreSQL only: SQLite's alarm lane shares the engine).
+        self._deferred_seen = DeferredLastSeen(self.engine)
 
     def close(self) -> None:
+        self._deferred_seen.close()
         if self.urgent_engine is not self.engine:
             self.urgent_engine.dispose()
         self.engine.dispose()
@@ -385,8 +389,11 @@ class Registry:
                 # Health for support: a coarse last-seen, written at most once a minute per hub.
                 if now - self._hub_seen.get(hub.hub_id, 0.0) > 60:
                     self._hub_seen[hub.hub_id] = now
-                    conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(last_seen=now))
-                    conn.commit()
+                    if engine is self.urgent_engine and engine is not self.engine:
+                        self._deferred_seen.seen(hub.hub_id, now)
+                    else:
+                        conn.execute(update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(last_seen=now))
+                        conn.commit()
                 return
         # A renewed certificate's first use (rare): its promotion is several statements, in one transaction.
         with engine.begin() as tx:

@@ -143,6 +143,7 @@ def test_the_alarm_port_serves_the_alarm_lane_alone(tmp_path: Path, postgres_url
         os.kill(listener, signal.SIGKILL)
         _wait_for_log(proc, "register alarm listener exited with -9; restarting it")
         hub2 = fleet.hub(proc.url, 2)
+        enrolled_seen = fleet.reg.hubs(hub2.household_id)[0]["last_seen"]
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -153,6 +154,11 @@ def test_the_alarm_port_serves_the_alarm_lane_alone(tmp_path: Path, postgres_url
                 time.sleep(0.05)
         assert r.status_code == 200, r.text
         assert _listener_pid(proc.proc.pid, alarm_port) != listener
+        # The hub's last-seen time, written after the ack rather than before the alarm's transaction.
+        deadline = time.monotonic() + 30
+        while (fleet.reg.hubs(hub2.household_id)[0]["last_seen"] or 0) <= (enrolled_seen or 0):
+            assert time.monotonic() < deadline, "last_seen was never written"
+            time.sleep(0.05)
     finally:
         proc.stop()
 

@@ -175,7 +175,9 @@ async def test_an_old_register_announces_nothing_and_alarms_go_to_the_main_url(t
             uplink = Uplink(store, uplink_config(register.url), HubIdentity(hub.state_dir))
             async with running(uplink):
                 await store.add_event(smoke(1))
-                await until(lambda: len(register.items(hub.hub_id, "alarm")) == 1, what="the alarm")
+                # Acked: the hub has read the register's reply (which carried no announcement).
+                await until(lambda: uplink.status["alarm"].cursor == 1, what="the alarm's ack")
+                assert len(register.items(hub.hub_id, "alarm")) == 1
                 assert uplink.replies.last_ok_at is not None
                 assert uplink.alarm_route.url is None
                 assert uplink.summary()["alarm_url"] is None
