@@ -4,9 +4,10 @@ run, and an extrapolation to 50,000 and 500,000 homes.
 
 What runs:
 
-* a private PostgreSQL 15 cluster (tests/support/postgres.py) and ``kotihub-register serve --db … --workers N`` as
-  its own process tree (production defaults, migrations included; ``--workers``, default 1; the register's CPU is
-  summed over the tree);
+* a private PostgreSQL 15 cluster (tests/support/postgres.py) and ``kotihub-register serve --db … --workers 2
+  --alarm-port …`` as its own process tree (production defaults, migrations included; ``--workers``,
+  ``--alarm-port`` and ``--no-alarm-listener`` change that; the register's CPU is summed over the tree); the alarms
+  go to the alarm URL the register announces (``Kotihub-Alarm-Url``), as a hub sends them;
 * ``--hubs`` (default 2,000) hubs enrolled through the register's own enrollment (a CSR per hub, a certificate signed
   by the register's CA), each a real mTLS client (aiohttp) holding the connections a real hub holds
   (docs/register.md, "What a hub holds"): one for the alarm lane, one for the bulk lanes, one for the command
@@ -59,9 +60,10 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
-from register_proc import TICK, RegisterProcess, cpu_s  # noqa: E402
+from register_proc import TICK, RegisterProcess, cpu_s, free_port  # noqa: E402
 
 from cloud_sync import protocol as p  # noqa: E402
+from cloud_sync.uplink.alarmroute import check_alarm_url  # noqa: E402
 from tests.support.postgres import PostgresCluster, start_cluster  # noqa: E402
 
 BATCH = 5_000  # the uplink's default batch_items
@@ -118,29 +120,54 @@ def enroll_hubs(state: Path, db_url: str, n: int, hub_dir: Path, sources: int) -
     return hubs
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds of process ``pid`` and every process it started, those that exited too (its children's time once
-    reaped: a PostgreSQL backend whose connection closed during the run would otherwise take its CPU out of the sum,
-    and the difference could come out negative). The register with ``--workers`` is such a tree as well."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    reaped = stat[stat.rindex(")") + 2 :].split()[13:15]  # cutime, cstime
-    total = cpu_s(pid) + sum(int(t) for t in reaped) / TICK
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            total += cpu_s(int(entry))
-    return total
-
-
 def postgres_cpu_s(cluster: PostgresCluster) -> float:
     """CPU seconds of the cluster's postmaster and every process it started (backends, WAL writer, checkpointer)."""
     return tree_cpu_s(int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0]))
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
+    except OSError:  # exited meanwhile
+        return []
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and all its descendants (the register's supervisor and its workers), with the
+    children it has reaped (a worker restarted during the run)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    own = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / TICK
+    return own + sum(tree_cpu_s(k) for k in children(pid))
+
+
+def listener_pid(supervisor: int, port: int) -> int | None:
+    """The register's child holding the listening socket of ``port`` (the alarm listener)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[1].endswith(f":{port:04X}") and f[3] == "0A":
+            inodes.add(f"socket:[{f[9]}]")
+    for kid in children(supervisor):
+        try:
+            if any(os.readlink(fd) in inodes for fd in Path(f"/proc/{kid}/fd").iterdir()):
+                return kid
+        except OSError:
+            continue
+    return None
+
+
+def announced_alarm_url(url: str, ca: str) -> str | None:
+    """The alarm URL the register announces on its main port's replies, checked as a hub checks it."""
+    import requests
+
+    resp = requests.get(f"{url}/v1/health", verify=ca, timeout=30)
+    resp.raise_for_status()
+    value = resp.headers.get(p.ALARM_URL_HEADER)
+    return check_alarm_url(value, url) if value is not None else None
 
 
 # ------------------------------------------------------------------------------------------------------ the hubs
@@ -195,8 +222,16 @@ class SimHub:
     """One hub's connections (those of ``conns`` this load process holds): alarm lane, bulk lanes, command long-poll —
     one aiohttp connector (one TLS connection) each."""
 
-    def __init__(self, hub: Hub, url: str, ca: str, conns: tuple[str, ...] = ("alarm", "bulk", "poll")) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        url: str,
+        ca: str,
+        conns: tuple[str, ...] = ("alarm", "bulk", "poll"),
+        alarm_url: str | None = None,
+    ) -> None:
         self.hub, self.url = hub, url
+        self.urls = {"alarm": alarm_url or url}
         ctx = ssl.create_default_context(cafile=ca)
         ctx.load_cert_chain(hub.cert, hub.key)
         self.sessions = {
@@ -214,7 +249,7 @@ class SimHub:
         for attempt in range(3):
             try:
                 async with self.sessions[conn].post(
-                    f"{self.url}/v1/ingest/{lane}", data=body, headers=p.INGEST_HEADERS
+                    f"{self.urls.get(conn, self.url)}/v1/ingest/{lane}", data=body, headers=p.INGEST_HEADERS
                 ) as resp:
                     data = await resp.read()
                     if resp.status != 200:
@@ -288,7 +323,11 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     random.seed(f"fleet-{role}-jitter")
     alarms = role == "alarms"
     conns = ("alarm",) if alarms else ("bulk", "poll") if args["commands"] else ("bulk",)
-    sims = [SimHub(h, url, ca, conns) for h in hubs]
+    # With --compare-main, every other hub sends its alarms to the main port: the baseline, under the same load.
+    sims = [
+        SimHub(h, url, ca, conns, None if args["compare_main"] and i % 2 else args["alarm_url"])
+        for i, h in enumerate(hubs)
+    ]
     counts = {"steady": 0, "catchup": 0, "requests": 0}
     stop = asyncio.Event()
     bodies: dict[int, list[tuple[int, bytes]]] = {}
@@ -318,6 +357,7 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     pipe.send("ready")
     pipe.recv()  # go
     latencies: list[float] = []
+    latencies_main: list[float] = []
     lags: list[float] = []
     start = time.monotonic()
     base = dict(counts)
@@ -327,7 +367,9 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
 
         async def one(sim: SimHub, due: float) -> None:
             lags.append(time.monotonic() - due)
-            latencies.append(await sim.alarm())
+            took = await sim.alarm()
+            baseline = args["compare_main"] and sim.urls["alarm"] == sim.url
+            (latencies_main if baseline else latencies).append(took)
 
         sent: list[asyncio.Task[None]] = []
         due = start
@@ -348,7 +390,9 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
         await asyncio.sleep(args["duration"])
         elapsed = time.monotonic() - start
     done = {k: counts[k] - base[k] for k in counts}
-    pipe.send({"elapsed": elapsed, "counts": done, "latencies": latencies, "lags": lags})
+    pipe.send(
+        {"elapsed": elapsed, "counts": done, "latencies": latencies, "latencies_main": latencies_main, "lags": lags}
+    )
     stop.set()
     for t in tasks:
         t.cancel()
@@ -395,8 +439,8 @@ async def small_requests(hub: Hub, url: str, ca: str, pid: int, n: int, per: int
         await sim.close()
 
 
-async def idle_alarms(hub: Hub, url: str, ca: str, n: int) -> list[float]:
-    sim = SimHub(hub, url, ca)
+async def idle_alarms(hub: Hub, url: str, ca: str, n: int, alarm_url: str | None) -> list[float]:
+    sim = SimHub(hub, url, ca, alarm_url=alarm_url)
     sim.alarm_seq = 10_000_000
     try:
         await sim.alarm()  # connect
@@ -462,8 +506,16 @@ def main() -> None:
     ap.add_argument("--one-hub-backlog", type=int, default=100_000)
     ap.add_argument("--copy-rows", type=int, default=1_000_000)
     ap.add_argument("--no-commands", action="store_true", help="hubs hold no command long-poll")
-    ap.add_argument("--workers", type=int, default=1, help="register worker processes (serve --workers)")
+    ap.add_argument("--workers", type=int, default=2, help="register worker processes (serve --workers; default 2)")
     ap.add_argument("--small-requests", type=int, default=1000, help="one hub's sends timed alone, for CPU each")
+    ap.add_argument("--alarm-port", type=int, default=0, help="the alarm listener port (default: a free one)")
+    ap.add_argument("--no-alarm-listener", action="store_true", help="no alarm listener: alarms go to the main port")
+    ap.add_argument(
+        "--no-compare-main",
+        action="store_true",
+        help="send no alarms to the main port (by default every other hub does: the baseline in the same run)",
+    )
+    ap.add_argument("--serve-arg", action="append", default=[], help="one more argument for kotihub-register serve")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the register
@@ -480,21 +532,27 @@ def main() -> None:
         t = time.perf_counter()
         hubs = enroll_hubs(tmp / "register", url_db, args.hubs + 2, hub_dir, args.sources)
         print(f"enrolled {len(hubs)} hubs in {time.perf_counter() - t:.1f} s")
-        # --workers: register processes on the one port (serve --workers, SO_REUSEPORT); CPU summed over all.
-        reg = RegisterProcess(tmp / "register", "--db", url_db, "--workers", str(args.workers))
-        reg.start()  # returns when the first worker listens; the figures below want all of them started
-        deadline = time.monotonic() + 120
-        while args.workers > 1 and not any("workers listening" in line for line in reg.lines):
-            if time.monotonic() > deadline:
-                raise SystemExit("the register's workers did not all start within 2 minutes")
-            time.sleep(0.1)
+        serve = ["--db", url_db, "--workers", str(args.workers), *args.serve_arg]
+        if not args.no_alarm_listener:
+            serve += ["--alarm-port", str(args.alarm_port or free_port())]
+        reg = RegisterProcess(tmp / "register", *serve)
+        reg.start()
+        if args.workers > 1 or not args.no_alarm_listener:
+            deadline = time.monotonic() + 120
+            while not any("workers listening" in line for line in reg.lines):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the register's workers did not start:\n" + "".join(reg.lines[-30:]))
+                time.sleep(0.1)
         url, ca = reg.url, str(reg.ca_file)
+        alarm_url = announced_alarm_url(url, ca)
+        alarm_pid = listener_pid(reg.pid, int(alarm_url.rsplit(":", 1)[1])) if alarm_url else None
+        print(f"register: {args.workers} worker(s); alarms to {alarm_url or url} (alarm listener pid {alarm_pid})")
         loner, alarmer, fleet = hubs[0], hubs[1], hubs[2:]
 
         per_send = max(1, round(args.sensors / args.period * args.send_every))
         per_request = asyncio.run(small_requests(loner, url, ca, reg.pid, args.small_requests, per_send))
         one_hub = asyncio.run(one_hub_catchup(loner, url, ca, args.one_hub_backlog))
-        idle = asyncio.run(idle_alarms(alarmer, url, ca, 200))
+        idle = asyncio.run(idle_alarms(alarmer, url, ca, 200, alarm_url))
 
         per_s = args.sensors / args.period
         shared = {
@@ -505,6 +563,8 @@ def main() -> None:
             "alarm_rate": args.alarm_rate,
             "duration": args.duration,
             "commands": not args.no_commands,
+            "alarm_url": alarm_url,
+            "compare_main": alarm_url is not None and not args.no_compare_main,
         }
         ctx = multiprocessing.get_context("spawn")
         half = len(fleet) // 2
@@ -523,6 +583,7 @@ def main() -> None:
         print(f"{len(fleet)} hubs connected in {time.perf_counter() - t:.1f} s; measuring {args.duration:.0f} s")
         with psycopg.connect(dsn) as conn:
             rows_before = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
+        alarm_cpu0 = tree_cpu_s(alarm_pid) if alarm_pid else 0.0
         reg_cpu0, pg_cpu0, t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
         load_cpu0 = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None)
         load0 = os.getloadavg()[0]
@@ -531,6 +592,7 @@ def main() -> None:
         results = [pipe.recv() for pipe in pipes]
         wall = time.monotonic() - t0
         reg_cpu, pg_cpu = tree_cpu_s(reg.pid) - reg_cpu0, postgres_cpu_s(cluster) - pg_cpu0
+        alarm_cpu = tree_cpu_s(alarm_pid) - alarm_cpu0 if alarm_pid else 0.0
         load_cpu = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None) - load_cpu0
         load1 = os.getloadavg()[0]
         for proc in procs:
@@ -551,7 +613,8 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     steady = sum(r["counts"]["steady"] for r in results)
-    requests = sum(r["counts"]["requests"] for r in results) + len(alarms_of(results))
+    alarms_main = alarms_of(results, "latencies_main")
+    requests = sum(r["counts"]["requests"] for r in results) + len(alarms_of(results)) + len(alarms_main)
     catchup = sum(r["counts"]["catchup"] for r in results)
     stored = rows_after - rows_before
     rate = stored / wall
@@ -566,7 +629,9 @@ def main() -> None:
     print(f"sustained ingest:            {rate:12,.0f} readings/s   (target {TARGET_RATE:,})")
     print(f"raw binary COPY, 1 conn:     {copy_rate:12,.0f} rows/s")
     print(f"share of raw COPY:           {rate / copy_rate:12.1%}        (target {TARGET_SHARE:.0%})")
-    print(f"register CPU per 100k:       {reg_cpu * per_100k:12.2f} s   ({reg_cpu:.1f} s over the run)")
+    print(f"register CPU per 100k:       {reg_cpu * per_100k:12.2f} s   ({reg_cpu:.1f} s over the run, all processes)")
+    if alarm_pid:
+        print(f"alarm listener's CPU:        {alarm_cpu / wall:12.3f} cores  ({alarm_cpu:.1f} s over the run)")
     print(f"PostgreSQL CPU per 100k:     {pg_cpu * per_100k:12.2f} s   ({pg_cpu:.1f} s over the run)")
     print(
         f"load processes' CPU:         {load_cpu / wall:12.2f} cores  ({load_cpu:.1f} s over the run, 2 processes:"
@@ -577,8 +642,15 @@ def main() -> None:
         f"({reg_cpu / max(requests, 1) * 1000:.2f} ms register CPU each, long-polls aside)"
     )
     target = f"target < {TARGET_ALARM_P99_MS:.0f}"
-    print(f"alarm p99 under load:        {p99(alarms) * 1000:12.1f} ms  (n={len(alarms)}, {target})")
+    where = "to the alarm listener" if alarm_url else "to the main port"
+    print(f"alarm p99 under load:        {p99(alarms) * 1000:12.1f} ms  (n={len(alarms)} {where}, {target})")
     print(f"alarm p50 under load:        {p50(alarms) * 1000:12.1f} ms")
+    if alarms_main:
+        print(
+            f"  the same run, main port:   {p99(alarms_main) * 1000:12.1f} ms p99, {p50(alarms_main) * 1000:.1f} ms p50"
+            f" (n={len(alarms_main)}); alarm listener / main port: p99 {p99(alarms) / p99(alarms_main):.2f},"
+            f" p50 {p50(alarms) / p50(alarms_main):.2f}"
+        )
     lags = alarms_of(results, "lags")
     print(f"alarm sender's lag p99:      {p99(lags) * 1000:12.1f} ms  (how late the bench sent them: its own wall)")
     print(f"alarm p99 register idle:     {p99(idle) * 1000:12.1f} ms  (n={len(idle)})")

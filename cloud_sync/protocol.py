@@ -32,6 +32,10 @@ LaneName = Literal["alarm", "events", "readings", "clips", "diagnostics"]
 
 MSGPACK_CONTENT_TYPE: Final = "application/msgpack"
 ZSTD_ENCODING: Final = "zstd"
+ALARM_URL_HEADER: Final = "Kotihub-Alarm-Url"
+"""On the main port's ``/v1/`` replies of a register with an alarm listener (``serve --alarm-port``): where a hub
+sends its alarm lane, ``https://<the host it asked for>:<port>``. A hub that ignores it sends alarms to the main
+port, as before; a hub that gets none (an older register) does too."""
 
 # Limits the register enforces; the hub sizes its batches to stay under them.
 MAX_BATCH_ITEMS: Final = 20_000

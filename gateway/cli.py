@@ -184,7 +184,8 @@ def _sync(args: argparse.Namespace) -> int:
         ]
         for lane, u in s["lanes"].items()
     ]
-    human = f"register {s['register']}\n" + _table(
+    alarms = f"alarms to the register's alarm listener {s['alarm_url']}\n" if s.get("alarm_url") else ""
+    human = f"register {s['register']}\n{alarms}" + _table(
         rows, ["lane", "waiting", "last success", "last error", "next retry", "dead letters"]
     )
     _emit(args, s, human)

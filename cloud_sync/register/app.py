@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from cloud_sync import protocol as p
 from cloud_sync.register import fleet, hubexports, metrics, releases, wakeups, webapp
+from cloud_sync.register.alarm_listener import AnnounceAlarmURL
 from cloud_sync.register.budget import MemoryBudget
 from cloud_sync.register.lanegate import LaneGate
 from cloud_sync.register.notify import routes as notify_routes
@@ -75,6 +76,8 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.state.metrics = fleet_metrics = metrics.instrument(app, reg)
     app.state.budget = budget
     app.add_middleware(BodyBudget, budget=budget)
+    if settings.alarm_port is not None:
+        app.add_middleware(AnnounceAlarmURL, port=settings.alarm_port)
     errors.install(app)
 
     # Hubs (mTLS) and the operator's fleet view.
@@ -84,7 +87,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.include_router(releases.router(reg, hub=callers.hub))
     app.include_router(releases.config_router(reg, hub=callers.hub))
     app.include_router(enroll.router(reg, settings, callers))
-    lanes = LaneGate(settings.db_pool_size, URGENT_POOL)
+    lanes = LaneGate(settings.db_pool_size, URGENT_POOL, bulk_limit=settings.bulk_ingest_limit)
     app.include_router(hub_ingest.router(reg, callers, fleet_metrics, lanes))
     # Resources both sides reach: hubs with their certificate, households and operators with a bearer token.
     app.include_router(clips.router(reg, callers))

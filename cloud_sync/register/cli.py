@@ -78,6 +78,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-anonymous", type=int, default=2048, help="open connections without a client certificate")
     s.add_argument("--workers", type=int, default=1, help="register processes on the port (PostgreSQL only; default 1)")
     s.add_argument(
+        "--bulk-ingest",
+        type=int,
+        help="bulk ingest batches each process runs in PostgreSQL at once (default: --db-pool + --db-overflow - 2)",
+    )
+    s.add_argument(
+        "--alarm-port",
+        type=int,
+        help="serve the alarm lane alone on this port, in a process of its own, and announce it to hubs "
+        "(PostgreSQL only; default: alarms go to --port)",
+    )
+    s.add_argument(
+        "--bulk-nice",
+        type=int,
+        default=10,
+        help="with --alarm-port: how much the other register processes lower their CPU priority (0-19; default 10)",
+    )
+    s.add_argument(
         "--command-poll", type=float, default=2.0, help="seconds between a long-poll's re-reads of the database"
     )
     s.add_argument("--db-pool", type=int, default=12, help="PostgreSQL connections kept per process (default 12)")
@@ -335,8 +352,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         command_poll_interval_s=args.command_poll,
         db_pool_size=args.db_pool,
         db_max_overflow=args.db_overflow,
+        alarm_port=args.alarm_port,
+        bulk_ingest_limit=args.bulk_ingest,
+        bulk_nice=args.bulk_nice,
     )
-    if args.workers != 1:
+    if args.workers != 1 or args.alarm_port is not None:
         return workers.serve(settings, workers=args.workers, host=args.host, port=args.port)
     server.serve(settings, host=args.host, port=args.port)
     return 0

@@ -387,17 +387,20 @@ def default_url(state_dir: str) -> str:
     return f"sqlite:///{state_dir}/register.db"
 
 
-def open_engine(url: str, *, create: bool = True, pool_size: int = 8, max_overflow: int = 8) -> Engine:
+def open_engine(
+    url: str, *, create: bool = True, pool_size: int = 8, max_overflow: int = 8, pre_ping: bool = True
+) -> Engine:
     """An engine for ``url`` with the register's pragmas (SQLite: WAL, synchronous=FULL, foreign keys), and the
     schema created or upgraded by its migrations (:mod:`cloud_sync.register.migrate`). ``pool_size`` and
-    ``max_overflow`` size the PostgreSQL connection pool of this process."""
+    ``max_overflow`` size the PostgreSQL connection pool of this process; ``pre_ping``: test each pooled
+    connection with a round trip before handing it out."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_size"] = pool_size
         kwargs["max_overflow"] = max_overflow
-        kwargs["pool_pre_ping"] = True
+        kwargs["pool_pre_ping"] = pre_ping
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -219,7 +219,8 @@ def _admit(registry: Registry, conn: Connection, hub: HubIdentity, check: HubChe
         finally:
             cursor.close()
         if row is not None and row[0] == hub.household_id and not row[1] and row[2] == hub.cert_sha256:
-            registry.mark_seen(conn, hub.hub_id, time.time())
+            # The alarm lane's last-seen is written off its path (lastseen.py), not in the alarm's transaction.
+            registry.mark_seen(conn, hub.hub_id, time.time(), defer=conn.engine is registry.urgent_engine)
             return float(row[3] or 0.0)
         if check is None:
             break

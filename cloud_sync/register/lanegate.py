@@ -28,10 +28,11 @@ SHARED_RESERVE = 2
 
 
 class LaneGate:
-    def __init__(self, connections: int, alarm_connections: int) -> None:
+    def __init__(self, connections: int, alarm_connections: int, *, bulk_limit: int | None = None) -> None:
         """``connections``: the connections the process's main database pool keeps open (its pool size);
-        ``alarm_connections``: the alarm lane's pool (``Registry.urgent_engine``), one thread each."""
-        self.bulk_limit = max(1, connections - SHARED_RESERVE)
+        ``alarm_connections``: the alarm lane's pool (``Registry.urgent_engine``), one thread each; ``bulk_limit``:
+        fewer bulk batches at once than the pool allows (``Settings.bulk_ingest_limit``)."""
+        self.bulk_limit = max(1, min(connections - SHARED_RESERVE, bulk_limit or connections))
         # A limiter is waited for before a thread is taken (FIFO): a queued batch holds neither thread nor connection.
         self._bulk_threads = CapacityLimiter(self.bulk_limit)
         self._alarm_threads = CapacityLimiter(alarm_connections)

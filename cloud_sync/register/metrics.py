@@ -145,8 +145,17 @@ class FleetCollector(Collector):
 class RegisterMetrics:
     """The register's metrics, in a registry of its own (one per app, so tests can run several registers)."""
 
-    def __init__(self, registry: Registry, *, online_window_s: float = ONLINE_WINDOW_S) -> None:
+    def __init__(
+        self, registry: Registry, *, online_window_s: float = ONLINE_WINDOW_S, alarm_listener: bool = False
+    ) -> None:
         self.registry = CollectorRegistry()
+        self._alarm_listener = alarm_listener
+        self.listener_batches = Counter(
+            "kotihub_register_alarm_listener_batches",
+            "Alarm batches acknowledged by the alarm listener (serve --alarm-port); the rest of "
+            "ingest_batches{lane=alarm} came to the main port.",
+            registry=self.registry,
+        )
         self.requests = Counter(
             "kotihub_register_requests",
             "HTTP requests by route template, method and status class.",
@@ -180,6 +189,8 @@ class RegisterMetrics:
         if ack.lane not in p.LANES:
             return
         self.batches.labels(ack.lane).inc()
+        if self._alarm_listener:
+            self.listener_batches.inc()
         self.items.labels(ack.lane, "stored").inc(ack.stored)
         self.items.labels(ack.lane, "duplicate").inc(ack.duplicates)
 
@@ -194,9 +205,10 @@ class RegisterMetrics:
         return generate_latest(merged)
 
 
-def instrument(app: FastAPI, registry: Registry) -> RegisterMetrics:
-    """Attach the metrics to ``app``: the request middleware now; the route comes with :func:`router`."""
-    m = RegisterMetrics(registry)
+def instrument(app: FastAPI, registry: Registry, *, alarm_listener: bool = False) -> RegisterMetrics:
+    """Attach the metrics to ``app``: the request middleware now; the route comes with :func:`router`.
+    ``alarm_listener``: the app of the alarm listener, whose acks are also counted apart."""
+    m = RegisterMetrics(registry, alarm_listener=alarm_listener)
     app.add_middleware(_Middleware, metrics=m)
     return m
 

@@ -32,6 +32,7 @@ from cloud_sync.register.auth import ROLES, HubIdentity, Principal, hash_token, 
 from cloud_sync.register.blobstore import BlobStore, FileBlobStore
 from cloud_sync.register.ca import CertificateAuthority, fingerprint
 from cloud_sync.register.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from cloud_sync.register.lastseen import DeferredLastSeen
 from cloud_sync.register.notify import schema as _notify_tables  # noqa: F401 -- their tables are created with ours
 from cloud_sync.register.restriction_table import restrictions as _restrictions  # noqa: F401 -- likewise
 from cloud_sync.register.settings import Settings
@@ -68,7 +69,16 @@ def write_audit(
 class Registry:
     """The register's state: database engine, CA and blob store, with the operations on them."""
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None, blobs: BlobStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        blobs: BlobStore | None = None,
+        urgent_pre_ping: bool = True,
+    ) -> None:
+        """``urgent_pre_ping``: False in the alarm listener, whose hubs resend a failed alarm to the main port at
+        once (:mod:`cloud_sync.register.alarm_listener`)."""
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.engine = engine or db.open_engine(
@@ -84,13 +94,17 @@ class Registry:
                 create=False,
                 pool_size=URGENT_POOL,
                 max_overflow=0,
+                pre_ping=urgent_pre_ping,
             )
         )
         self.ca = CertificateAuthority.load_or_create(settings.state_dir)
         self.blobs: BlobStore = blobs or FileBlobStore(settings.blob_path)
         self._hub_seen: dict[str, float] = {}
+        # The alarm lane's last-seen writes, off its path (PostgreSQL only: SQLite's alarm lane shares the engine).
+        self._deferred_seen = DeferredLastSeen(self.engine)
 
     def close(self) -> None:
+        self._deferred_seen.close()
         if self.urgent_engine is not self.engine:
             self.urgent_engine.dispose()
         self.engine.dispose()
@@ -359,12 +373,33 @@ class Registry:
         if conn is not None:
             self._check_hub(conn, hub)
             return
-        with (engine or self.engine).connect() as own:
-            if self._check_hub(own, hub):
-                own.commit()
+        engine = engine or self.engine
+        with engine.connect() as own:
+            if engine.dialect.name != "sqlite":
+                # Single statements, outside a transaction: no BEGIN and ROLLBACK round trips around the read, each
+                # of which a hub request waits for behind bulk ingest on a busy PostgreSQL.
+                own.execution_options(isolation_level="AUTOCOMMIT")
+            current = self._current_cert(own, hub)
+            now = time.time()
+            if hub.cert_sha256 == current:
+                if self.mark_seen(own, hub.hub_id, now, defer=engine is self.urgent_engine):
+                    own.commit()
+                return
+        # A renewed certificate's first use (rare): its promotion is several statements, in one transaction.
+        with engine.begin() as tx:
+            self._promote_renewed(tx, hub, current, now)
 
-    def _check_hub(self, conn: Connection, hub: HubIdentity) -> bool:
-        """:meth:`check_hub` on ``conn``; returns whether it wrote (to be committed)."""
+    def _check_hub(self, conn: Connection, hub: HubIdentity) -> None:
+        """:meth:`check_hub` in ``conn``'s transaction."""
+        current = self._current_cert(conn, hub)
+        now = time.time()
+        if hub.cert_sha256 != current:
+            self._promote_renewed(conn, hub, current, now)
+        else:
+            self.mark_seen(conn, hub.hub_id, now)
+
+    def _current_cert(self, conn: Connection, hub: HubIdentity) -> str:
+        """The fingerprint of the hub's current certificate, once it is known to be enrolled here and not revoked."""
         row = conn.execute(
             select(db.hubs.c.household_id, db.hubs.c.revoked, db.hubs.c.cert_sha256).where(db.hubs.c.id == hub.hub_id)
         ).first()
@@ -372,18 +407,18 @@ class Registry:
             raise Forbidden("this hub is not enrolled", code="hub_unknown")
         if row.revoked:
             raise Forbidden("this hub's enrollment was revoked", code="hub_revoked")
-        now = time.time()
-        if hub.cert_sha256 != row.cert_sha256:
-            self._promote_renewed(conn, hub, row.cert_sha256, now)
-            return True
-        return self.mark_seen(conn, hub.hub_id, now)
+        return str(row.cert_sha256)
 
-    def mark_seen(self, conn: Connection, hub_id: str, now: float) -> bool:
-        """Health for support: a coarse last-seen, written at most once a minute per hub (in ``conn``'s transaction,
-        to be committed by the caller); returns whether it wrote."""
+    def mark_seen(self, conn: Connection, hub_id: str, now: float, *, defer: bool = False) -> bool:
+        """Health for support: a coarse last-seen, written at most once a minute per hub, in ``conn``'s transaction
+        (to be committed by the caller; returns whether it wrote) or, ``defer``, off the caller's path
+        (:class:`~cloud_sync.register.lastseen.DeferredLastSeen`: the alarm lane's)."""
         if now - self._hub_seen.get(hub_id, 0.0) <= 60:
             return False
         self._hub_seen[hub_id] = now
+        if defer and self.urgent_engine is not self.engine:
+            self._deferred_seen.seen(hub_id, now)
+            return False
         conn.execute(update(db.hubs).where(db.hubs.c.id == hub_id).values(last_seen=now))
         return True
 

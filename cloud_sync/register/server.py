@@ -36,7 +36,8 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cloud_sync.certs import renewal_due_in
-from cloud_sync.register import retention, servercert
+from cloud_sync.register import alarm_listener, retention, servercert
+from cloud_sync.register.alarm_listener import create_alarm_app
 from cloud_sync.register.app import create_app
 from cloud_sync.register.notify import dispatch
 from cloud_sync.register.registry import Registry
@@ -215,13 +216,16 @@ def build_config(
     port: int = 8443,
     registry: Registry | None = None,
     graceful_s: int = 5,
+    alarm_only: bool = False,
 ) -> RegisterConfig:
-    """A uvicorn config serving the register over TLS with a server certificate from its own CA."""
+    """A uvicorn config serving the register over TLS with a server certificate from its own CA; ``alarm_only``: the
+    alarm listener's app (:mod:`cloud_sync.register.alarm_listener`) instead of the whole register."""
     reg = registry or Registry(settings)
     hosts = ["localhost", "127.0.0.1", host]
     cert, key = servercert.current_or_new(reg.ca, settings.state_dir, hosts, days=settings.server_cert_days)
+    app = create_alarm_app(settings, registry=reg) if alarm_only else create_app(settings, registry=reg)
     return RegisterConfig(
-        create_app(settings, registry=reg),
+        app,
         settings=settings,
         hosts=hosts,
         registry=reg,
@@ -403,6 +407,7 @@ def serve(
     sockets: list[socket.socket] | None = None,
     retention: bool = True,
     on_ready: Callable[[], None] | None = None,
+    alarm_only: bool = False,
 ) -> None:
     """Run the register until SIGINT/SIGTERM, purging expired data every ``retention_interval_s`` and dispatching
     notifications (configured from the environment, :mod:`cloud_sync.register.notify.config`). A stop takes well
@@ -412,11 +417,15 @@ def serve(
     twice; a SIGKILL instead leaves the job for the next start, which asks the provider before resending.
 
     ``sockets``: listen on these instead of binding ``host:port`` (a worker of :mod:`cloud_sync.register.workers`);
-    ``retention``: whether this process runs the hourly purge; ``on_ready``: called once it is listening."""
+    ``retention``: whether this process runs the hourly purge; ``on_ready``: called once it is listening;
+    ``alarm_only``: serve the alarm listener's app (it still dispatches notifications: an alarm it stores wakes
+    this process's dispatcher at once, not at another process's next poll)."""
     # The event loop hands every request to a worker thread and back, and takes the GIL from bulk threads at each
     # hop: at CPython's 5 ms switch interval an alarm's few hops waited tens of ms behind bulk decoding and COPY rows.
     sys.setswitchinterval(GIL_SWITCH_S)
-    registry = Registry(settings)
+    registry = Registry(settings, urgent_pre_ping=not alarm_only)
+    if alarm_only:
+        alarm_listener.warm(registry)
     stop = threading.Event()
     purger = threading.Thread(
         target=_retention_loop, args=(registry, stop, retention_interval_s), name="retention", daemon=True
@@ -425,7 +434,7 @@ def serve(
         purger.start()
     _, stop_dispatch = dispatch.start(registry)
     try:
-        config = build_config(settings, host=host, port=port, registry=registry, graceful_s=1)
+        config = build_config(settings, host=host, port=port, registry=registry, graceful_s=1, alarm_only=alarm_only)
         ReadyServer(config, on_ready=on_ready).run(sockets=sockets)
     finally:
         stop_dispatch()

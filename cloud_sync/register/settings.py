@@ -48,6 +48,16 @@ class Settings:
     enroll_burst: int = 10
     """Enrollment attempts allowed at once per source address (5x per household), refilled over 10 minutes."""
     """Open connections without a client certificate (enrollment, apps, operators); hubs have their own room."""
+    bulk_ingest_limit: int | None = None
+    """Bulk ingest batches (events, readings, clips, diagnostics) a process runs in PostgreSQL at once; more wait
+    their turn without holding a connection. None: ``db_pool_size + db_max_overflow - 2``. Each one more is one more
+    PostgreSQL backend a smoke alarm's statements share the CPU with (docs/scale.md)."""
+    alarm_port: int | None = None
+    """The alarm listener's TCP port (``serve --alarm-port``): a process of its own serving only the alarm lane, which
+    the main port announces to hubs (``Kotihub-Alarm-Url``). None: alarms go to the main port with everything."""
+    bulk_nice: int = 10
+    """With an alarm listener: how much the other register processes lower their own CPU priority (``os.nice``), so
+    the listener runs ahead of bulk ingest when the CPU is short. 0 leaves them as they are."""
     public_url: str = ""
     """The register's URL as browsers see it (the app's WebAuthn origin; its host is the relying party id).
     Empty: ``KOTIHUB_REGISTER_PUBLIC_URL``, else ``https://localhost:8443``."""
@@ -65,6 +75,12 @@ class Settings:
             raise ValueError("db_pool_size must be at least 1 and db_max_overflow at least 0")
         if min(self.max_connections_per_source, self.max_anonymous_connections) < 1:
             raise ValueError("connection caps must be at least 1")
+        if self.bulk_ingest_limit is not None and self.bulk_ingest_limit < 1:
+            raise ValueError("bulk_ingest_limit must be at least 1")
+        if self.alarm_port is not None and not 1 <= self.alarm_port <= 65_535:
+            raise ValueError("alarm_port must be a TCP port (1-65535)")
+        if not 0 <= self.bulk_nice <= 19:
+            raise ValueError("bulk_nice must be between 0 and 19")
         if min(self.tls_handshake_timeout_s, self.first_request_timeout_s, self.server_cert_check_s) <= 0:
             raise ValueError("timeouts must be positive")
 

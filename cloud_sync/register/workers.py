@@ -1,4 +1,6 @@
-"""``kotihub-register serve --workers N``: N register processes on one port (SO_REUSEPORT), on PostgreSQL.
+"""``kotihub-register serve --workers N [--alarm-port P]``: N register processes on one port (SO_REUSEPORT), on
+PostgreSQL, and with ``--alarm-port`` one more serving only the alarm lane (:mod:`cloud_sync.register.alarm_listener`),
+the N workers niced under it (``Settings.bulk_nice``).
 
 Each worker is the whole single-process register (its TLS connection gate, server certificate rotation, command
 wake-ups, notification dispatch) binding its own listening socket with ``SO_REUSEPORT``; the kernel spreads new
@@ -75,6 +77,10 @@ def _worker(settings: Settings, host: str, port: int, index: int, ready: SimpleQ
 
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s worker{index} %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers; a terminal's ^C reaches all
+    if settings.alarm_port is not None and settings.bulk_nice:
+        # Below the alarm listener: when the CPU is short, bulk ingest waits, not a smoke alarm. Raising one's own
+        # nice value needs no privilege.
+        os.nice(settings.bulk_nice)
     server.serve(
         settings,
         host=host,
@@ -85,17 +91,37 @@ def _worker(settings: Settings, host: str, port: int, index: int, ready: SimpleQ
     )
 
 
+def _alarm_listener(settings: Settings, host: str, port: int, index: int, ready: SimpleQueue[int]) -> None:
+    from cloud_sync.register import server
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s alarm %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server.serve(
+        settings,
+        host=host,
+        port=port,
+        sockets=[listening_socket(host, port)],
+        retention=False,
+        on_ready=lambda: ready.put(index),
+        alarm_only=True,
+    )
+
+
 def serve(settings: Settings, *, workers: int, host: str, port: int) -> int:
-    """Run ``workers`` register processes until SIGTERM/SIGINT; returns the exit status."""
+    """Run ``workers`` register processes (and the alarm listener's, with ``settings.alarm_port``) until
+    SIGTERM/SIGINT; returns the exit status."""
     from cloud_sync.register.registry import Registry
 
-    if workers < 2:
+    if workers < 1 or (workers < 2 and settings.alarm_port is None):
         raise WorkersRefused("--workers must be at least 1")
     if not settings.database_url.startswith("postgresql"):
         raise WorkersRefused(
-            "several workers need PostgreSQL (--db postgresql+psycopg://…): SQLite takes one writer at a time, "
-            "and command wake-ups cross processes only through PostgreSQL"
+            "several workers need PostgreSQL (--db postgresql+psycopg://…), and so does the alarm listener: SQLite "
+            "takes one writer at a time, so an alarm in a process of its own would still wait for bulk ingest's "
+            "writes, and command wake-ups cross processes only through PostgreSQL"
         )
+    if settings.alarm_port == port:
+        raise WorkersRefused("--alarm-port must differ from --port")
     metrics_dir = settings.state_dir / "metrics"
     # Counters of a previous run would be added to this one's.
     shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -118,17 +144,23 @@ class _Supervisor:
     def __init__(self, settings: Settings, workers: int, host: str, port: int) -> None:
         self.ctx = multiprocessing.get_context("spawn")
         self.settings, self.count, self.host, self.port = settings, workers, host, port
+        # The alarm listener is one more process, index ``workers``, restarted like the others.
+        self.total = workers + (settings.alarm_port is not None)
         self.ready: SimpleQueue[int] = self.ctx.SimpleQueue()
         self.procs: dict[int, BaseProcess] = {}
         self.restarts: list[float] = []
         self.stopping = False
 
+    def _name(self, index: int) -> str:
+        return "alarm listener" if index == self.count else f"worker{index}"
+
     def _start(self, index: int) -> None:
-        p = self.ctx.Process(
-            target=_worker,
-            args=(self.settings, self.host, self.port, index, self.ready),
-            name=f"register-worker{index}",
-        )
+        if index == self.count:
+            assert self.settings.alarm_port is not None
+            target, port, name = _alarm_listener, self.settings.alarm_port, "register-alarm"
+        else:
+            target, port, name = _worker, self.port, f"register-worker{index}"
+        p = self.ctx.Process(target=target, args=(self.settings, self.host, port, index, self.ready), name=name)
         p.start()
         self.procs[index] = p
 
@@ -138,16 +170,18 @@ class _Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
-        for i in range(self.count):
+        for i in range(self.total):
             self._start(i)
         started = 0
         status = 0
         while not self.stopping:
-            while started < self.count and not self.ready.empty():
+            while started < self.total and not self.ready.empty():
                 self.ready.get()
                 started += 1
-                if started == self.count:
+                if started == self.total:
                     log.info("register: %d workers listening on %s:%d", self.count, self.host, self.port)
+                    if self.settings.alarm_port is not None:
+                        log.info("register: alarm listener on %s:%d", self.host, self.settings.alarm_port)
             sentinels: list[Any] = [p.sentinel for p in self.procs.values()]
             wait(sentinels, timeout=0.2)
             for index, p in list(self.procs.items()):
@@ -156,10 +190,10 @@ class _Supervisor:
                 now = time.monotonic()
                 self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S] + [now]
                 if len(self.restarts) > MAX_RESTARTS:
-                    log.error("register worker%d exited with %s; too many restarts, stopping", index, p.exitcode)
+                    log.error("register %s exited with %s; too many restarts, stopping", self._name(index), p.exitcode)
                     self.stopping, status = True, 1
                     break
-                log.warning("register worker%d exited with %s; restarting it", index, p.exitcode)
+                log.warning("register %s exited with %s; restarting it", self._name(index), p.exitcode)
                 self._start(index)
         for p in self.procs.values():
             if p.is_alive() and p.pid is not None:

@@ -169,8 +169,12 @@ class RegisterClient:
         read_timeout: float,
         replies: ReplyStats | None = None,
         shared: bool = False,
+        on_reply: Callable[[str | None], None] | None = None,
     ) -> None:
+        """``on_reply``: told the :data:`~cloud_sync.protocol.ALARM_URL_HEADER` of every successful reply (None
+        when absent); set on the clients of the register's main URL only."""
         self.replies = replies or ReplyStats()
+        self.on_reply = on_reply
         self.base = base_url.rstrip("/")
         self.identity = identity
         self.session = requests.Session()
@@ -227,6 +231,8 @@ class RegisterClient:
                     offset = resp.json().get("offset")
             raise RegisterRejected(f"{resp.status_code}: {_detail(resp)}", status=resp.status_code, offset=offset)
         self.replies.last_ok_at = time.time()
+        if self.on_reply is not None:
+            self.on_reply(resp.headers.get(p.ALARM_URL_HEADER))
         return resp
 
     def decode(self, resp: requests.Response, typ: type[R]) -> R:

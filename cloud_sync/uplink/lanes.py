@@ -12,6 +12,7 @@ import time
 import msgspec
 
 from cloud_sync import protocol as p
+from cloud_sync.uplink.alarmroute import AlarmClient
 from cloud_sync.uplink.client import RegisterClient, RegisterRejected, RegisterUnavailable, in_thread
 from cloud_sync.uplink.link import IDLE_POLL_S, Link, wait
 from gateway.errors import PermanentError, TransientError
@@ -25,7 +26,8 @@ _size_encoder = msgspec.msgpack.Encoder()
 
 
 async def lane_loop(link: Link, hub_id: str, lane: str) -> None:
-    client = link.client(shared=lane != Lane.ALARM.value)  # the alarm lane never queues behind bulk
+    # The alarm lane never queues behind bulk: its own connection, to the alarm listener when the register has one.
+    client = link.alarm_client() if lane == Lane.ALARM.value else link.client(shared=True)
     status = link.status[lane]
     status.cursor = link.store.synced_seq(lane)
     waiter = link.store.lane_waiter(lane)
@@ -48,7 +50,7 @@ async def lane_loop(link: Link, hub_id: str, lane: str) -> None:
         link.release(client)
 
 
-async def _drain(link: Link, client: RegisterClient, hub_id: str, lane: str) -> None:
+async def _drain(link: Link, client: RegisterClient | AlarmClient, hub_id: str, lane: str) -> None:
     """Sends batches until the lane is empty, reading the next batch from the store while one is on the wire."""
     status = link.status[lane]
     limit = link.config.batch_items
@@ -65,7 +67,9 @@ async def _drain(link: Link, client: RegisterClient, hub_id: str, lane: str) -> 
         items = await prefetch
 
 
-async def deliver(link: Link, client: RegisterClient, hub_id: str, lane: str, items: list[OutboxItem]) -> None:
+async def deliver(
+    link: Link, client: RegisterClient | AlarmClient, hub_id: str, lane: str, items: list[OutboxItem]
+) -> None:
     """Sends ``items`` until acknowledged; isolates and dead-letters what the register refuses for good."""
     status = link.status[lane]
     chunks = await asyncio.to_thread(split_by_bytes, items, link.config.batch_bytes)

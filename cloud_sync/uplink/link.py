@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from cloud_sync.uplink.alarmroute import AlarmClient, AlarmRoute
 from cloud_sync.uplink.client import HubIdentity, RegisterClient, RegisterUnavailable, ReplyStats
 from gateway.backoff import Backoff, BackoffPolicy
 from gateway.config import UplinkSection
@@ -51,6 +52,14 @@ class Link:
     replies: ReplyStats = field(default_factory=ReplyStats)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _bulk: RegisterClient | None = None
+    _alarm_route: AlarmRoute | None = None
+
+    @property
+    def alarm_route(self) -> AlarmRoute:
+        """Where alarms go: learned from the main URL's replies (:mod:`cloud_sync.uplink.alarmroute`)."""
+        if self._alarm_route is None:
+            self._alarm_route = AlarmRoute(self.config.register_url)
+        return self._alarm_route
 
     @property
     def policy(self) -> BackoffPolicy:
@@ -63,19 +72,37 @@ class Link:
         """A client of its own, or (``shared``) the one connection the bulk lanes take turns on."""
         if shared and self._bulk is not None:
             return self._bulk
-        client = RegisterClient(
-            self.config.register_url,
-            self.identity,
-            connect_timeout=self.config.connect_timeout,
-            read_timeout=self.config.read_timeout,
-            replies=self.replies,
-            shared=shared,
-        )
+        client = self._client(self.config.register_url, shared=shared)
         if shared:
             self._bulk = client
         return client
 
-    def release(self, client: RegisterClient) -> None:
+    def _client(
+        self,
+        url: str,
+        *,
+        shared: bool = False,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> RegisterClient:
+        main = url.rstrip("/") == self.config.register_url.rstrip("/")
+        return RegisterClient(
+            url,
+            self.identity,
+            connect_timeout=min(self.config.connect_timeout, connect_timeout or self.config.connect_timeout),
+            read_timeout=min(self.config.read_timeout, read_timeout or self.config.read_timeout),
+            replies=self.replies,
+            shared=shared,
+            # Only the main URL's replies say where the alarm listener is (the listener's own say nothing).
+            on_reply=self.alarm_route.announced if main else None,
+        )
+
+    def alarm_client(self) -> AlarmClient:
+        """The alarm lane's client: the alarm listener's connection when one is announced, else one of its own to
+        the main URL; never the bulk lanes' connection."""
+        return AlarmClient(self.alarm_route, self._client)
+
+    def release(self, client: RegisterClient | AlarmClient) -> None:
         """A loop is done with its client: closed, unless it is the shared one (closed when the uplink stops)."""
         if client is not self._bulk:
             client.close()

@@ -68,6 +68,7 @@ class Uplink(Link):
     def summary(self) -> dict[str, Any]:
         return {
             "register": self.config.register_url,
+            "alarm_url": self.alarm_route.url,
             "lanes": {lane: vars(s).copy() for lane, s in self.status.items()},
             "replies": vars(self.replies).copy(),
         }

@@ -1,0 +1,186 @@
+"""Where the alarm lane sends: the register's alarm listener when it announced one, else the main URL.
+
+A register with an alarm listener (``kotihub-register serve --alarm-port``) names it in the
+:data:`~cloud_sync.protocol.ALARM_URL_HEADER` header of its replies; nothing is set on the hub. The hub takes it only
+if it is ``https://`` on **the host of the register URL it already uses**, with an explicit port and nothing else
+(no user, path, query or fragment): the alarm still goes to the machine the hub was set up to trust, verified
+against the register's CA with the hub's own certificate, so a hostile or mistaken reply can move alarms to another
+port of that host at most, never to another host or to plain HTTP. A refused value is logged once (and again only
+when it changes) and alarms keep going to the main URL.
+
+An alarm is never late because the listener is down: a send there that fails for any reason (refused, TLS failure,
+timeout, an error status) goes to the main URL at once, and the listener is tried again after :data:`RETRY_S`. A
+batch the listener committed before the failure is recognised by the main URL as a duplicate of ``(hub, lane, seq)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from cloud_sync import protocol as p
+from cloud_sync.uplink.client import RegisterClient, RegisterRejected, RegisterUnavailable
+from gateway.store import OutboxItem
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 60.0
+"""After a failed send to the alarm listener, alarms go to the main URL for this long before it is tried again."""
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 10.0
+"""The listener's timeouts (or the uplink's, if shorter): a listener that hangs delays an alarm by at most this
+before it goes to the main URL."""
+MAX_URL_LENGTH = 300
+
+
+class BadAlarmURL(ValueError):
+    """An announced alarm URL the hub does not take (permanent for that value)."""
+
+
+def check_alarm_url(value: str, register_url: str) -> str:
+    """The announced alarm URL, normalised to ``https://host:port``; :class:`BadAlarmURL` says why it is refused."""
+    try:
+        return _checked(value, register_url)
+    except BadAlarmURL:
+        raise
+    except ValueError as exc:  # urlsplit's own: a port out of range, a malformed IPv6 address
+        raise BadAlarmURL(str(exc)) from None
+
+
+def _checked(value: str, register_url: str) -> str:
+    if len(value) > MAX_URL_LENGTH or not value.isascii() or not value.isprintable():
+        raise BadAlarmURL("not a URL")
+    url, main = urlsplit(value), urlsplit(register_url)
+    if url.scheme != "https":
+        raise BadAlarmURL("not https")
+    if url.username is not None or url.password is not None or url.path not in ("", "/") or url.query or url.fragment:
+        raise BadAlarmURL("more than https://host:port")
+    if not url.hostname or url.hostname != main.hostname:
+        raise BadAlarmURL(f"not the register's host {main.hostname}")
+    port = url.port  # ValueError if out of range
+    if port is None or port == 0:
+        raise BadAlarmURL("no port")
+    return f"https://{url.netloc}"
+
+
+class AlarmRoute:
+    """What the hub knows of the alarm listener: the URL announced (checked), and whether it is resting after a
+    failure. Told by every reply of the main URL; used from the uplink's HTTP threads, hence the lock."""
+
+    def __init__(
+        self, register_url: str, *, retry_s: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.main = register_url.rstrip("/")
+        self.url: str | None = None
+        self.refused = 0
+        """Announcements refused (counted every time; logged once per distinct value)."""
+        self._retry_s, self._clock = RETRY_S if retry_s is None else retry_s, clock
+        self.last_failure: str | None = None
+        """Why the listener last failed (for ``kotihub status``)."""
+        self._last_refused: str | None = None
+        self._down_until: float | None = None
+        self._lock = threading.Lock()
+
+    def announced(self, value: str | None) -> None:
+        """A successful reply of the main URL said this (None: it announces no listener, e.g. an older register)."""
+        with self._lock:
+            if value is None:
+                if self.url is not None:
+                    log.info("the register no longer announces an alarm listener; alarms go to %s", self.main)
+                self.url = None
+                return
+            if self.url is not None and value == self.url:
+                return
+            try:
+                url = check_alarm_url(value, self.main)
+            except BadAlarmURL as exc:
+                self.refused += 1
+                if value != self._last_refused:
+                    self._last_refused = value
+                    log.warning("refused the alarm URL the register announced (%s): %.300r", exc, value)
+                if self.url is not None:
+                    log.info("alarms go to %s again", self.main)
+                self.url = None
+                return
+            if url != self.url:
+                log.info("alarms go to the register's alarm listener at %s", url)
+                self.url, self._down_until = url, None
+
+    def target(self) -> str | None:
+        """The listener's URL if one is known and not resting after a failure."""
+        with self._lock:
+            if self.url is None or (self._down_until is not None and self._clock() < self._down_until):
+                return None
+            return self.url
+
+    def failed(self, url: str, exc: Exception) -> None:
+        with self._lock:
+            self.last_failure = f"{type(exc).__name__}: {exc}"[:300]
+            if self._down_until is None:
+                log.warning(
+                    "the alarm listener %s failed (%s); alarms go to %s, retrying it in %.0f s",
+                    url,
+                    exc,
+                    self.main,
+                    self._retry_s,
+                )
+            self._down_until = self._clock() + self._retry_s
+
+    def served(self, url: str) -> None:
+        with self._lock:
+            if self._down_until is not None:
+                log.info("the alarm listener %s answers again", url)
+            self._down_until = None
+
+
+class AlarmClient:
+    """The alarm lane's client: the listener's connection while it answers, the main URL's otherwise (each its own
+    connection, never the bulk lanes')."""
+
+    def __init__(self, route: AlarmRoute, make: Callable[..., RegisterClient]) -> None:
+        """``make(url, connect_timeout=…, read_timeout=…)``: a client of its own on ``url`` (timeouts: None keeps the
+        uplink's)."""
+        self.route = route
+        self._make = make
+        self.main = make(route.main)
+        self._listener: RegisterClient | None = None
+        self.server_time: tuple[float, float] | None = None
+        self.served_by: str | None = None
+        """The URL that acknowledged the last batch."""
+
+    def _listener_for(self, url: str) -> RegisterClient:
+        if self._listener is None or self._listener.base != url:
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = self._make(url, connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S)
+        return self._listener
+
+    def ingest(self, hub_id: str, lane: str, items: list[OutboxItem]) -> p.IngestAck:
+        url = self.route.target()
+        if url is not None:
+            client = self._listener_for(url)
+            try:
+                ack = client.ingest(hub_id, lane, items)
+            except RegisterRejected as exc:
+                # Refused for good there: the main URL decides (the same 4xx, split and dead-lettered as ever).
+                # A 404 means whatever listens there is no alarm listener: rest it like an outage.
+                if exc.status == 404:
+                    self.route.failed(url, exc)
+            except RegisterUnavailable as exc:
+                client.close()
+                self.route.failed(url, exc)
+            else:
+                self.route.served(url)
+                self.server_time, self.served_by = client.server_time, url
+                return ack
+        ack = self.main.ingest(hub_id, lane, items)
+        self.server_time, self.served_by = self.main.server_time, self.route.main
+        return ack
+
+    def close(self) -> None:
+        self.main.close()
+        if self._listener is not None:
+            self._listener.close()
