@@ -24,9 +24,10 @@ TOUCHES: dict[str, frozenset[str]] = {
     # Only the sirens: an acknowledgement never waits for a long export (docs/app.md, "Cost, and a limit").
     "alarm_ack": frozenset({"sirens"}),
     # Reads the store as it goes: runs after earlier erasures and restrictions, and later ones wait for it, so the
-    # copy holds exactly what the household had when it asked. It reads the member list once, before sealing, and
-    # the device names as they are then (a rename beside it changes a label, never what is in the copy).
-    "export": frozenset({"data"}),
+    # copy holds exactly what the household had when it asked. It is sealed to the member list, so it also waits for
+    # an earlier member change (a member removed before the export was asked can never open it) and a later one
+    # waits for it. Device names are read as they are then (a rename beside it changes a label, never the data).
+    "export": frozenset({"data", "members"}),
     "erase": frozenset({"data", "devices", "members"}),
     "restrict": frozenset({"data"}),
     "rename": frozenset({"devices"}),

@@ -32,6 +32,24 @@ def test_a_command_waits_only_for_earlier_ones_that_touch_what_it_touches() -> N
     asyncio.run(main())
 
 
+def test_an_export_is_sealed_to_the_members_of_when_it_was_asked() -> None:
+    """A member change issued before an export runs first (a member removed then can never open the copy); one
+    issued after waits for the export (sealed to those who were members when the household asked)."""
+
+    async def main() -> None:
+        flight = InFlight(TOUCHES)
+        removal, export, later = command(1, "member_keys"), command(2, "export"), command(3, "member_keys")
+        assert flight.admit(removal) == []
+        waits = flight.admit(export)
+        assert waits is not None and len(waits) == 1, "the export waits for the member change before it"
+        after = flight.admit(later)
+        assert after is not None and len(after) == 2, "a later member change waits for the export (and the first)"
+        flight.finish(removal.id)
+        assert waits[0].is_set()
+
+    asyncio.run(main())
+
+
 def test_a_kind_that_names_nothing_runs_alone() -> None:
     async def main() -> None:
         flight = InFlight({"alarm_ack": frozenset({"sirens"})})
