@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--bulk-ingest",
         type=int,
-        help="bulk ingest batches each process runs in PostgreSQL at once (default: --db-pool + --db-overflow - 2)",
+        help="bulk ingest batches each process runs in PostgreSQL at once (default: --db-pool - 2)",
     )
     s.add_argument(
         "--alarm-port",

@@ -50,7 +50,7 @@ class Settings:
     """Open connections without a client certificate (enrollment, apps, operators); hubs have their own room."""
     bulk_ingest_limit: int | None = None
     """Bulk ingest batches (events, readings, clips, diagnostics) a process runs in PostgreSQL at once; more wait
-    their turn without holding a connection. None: ``db_pool_size + db_max_overflow - 2``. Each one more is one more
+    their turn without holding a connection. None: ``db_pool_size - 2`` (never the overflow). Each one more is one more
     PostgreSQL backend a smoke alarm's statements share the CPU with (docs/scale.md)."""
     alarm_port: int | None = None
     """The alarm listener's TCP port (``serve --alarm-port``): a process of its own serving only the alarm lane, which
