@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from cloud_sync.register import mydata
-from cloud_sync.register.server import ReadyServer, build_config
 from cloud_sync.uplink import HubIdentity
 from kotihub_tools.broker import MosquittoBroker
 from kotihub_tools.simulators.mqtt import publish_scene
@@ -48,15 +47,9 @@ class ExportGate:
 class GatedRegister(RunningRegister):
     gate: ExportGate
 
-    def start(self) -> None:
-        config = build_config(self.settings, port=self.port, registry=self.reg, graceful_s=1)
-        self.gate = ExportGate(config.app)
-        config.app = self.gate
-        self._server = ReadyServer(config)
-        self._thread = threading.Thread(target=self._server.run, name="register", daemon=True)
-        self._thread.start()
-        if not self._server.ready.wait(30):
-            raise RuntimeError("register did not start")
+    def wrap_app(self, app: Any) -> Any:
+        self.gate = ExportGate(app)
+        return self.gate
 
 
 @pytest.fixture

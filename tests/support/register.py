@@ -94,11 +94,17 @@ class RunningRegister:
 
     def start(self) -> None:
         assert self._server is None, "already running"
-        self._server = ReadyServer(build_config(self.settings, port=self.port, registry=self.reg, graceful_s=1))
+        config = build_config(self.settings, port=self.port, registry=self.reg, graceful_s=1)
+        config.app = self.wrap_app(config.app)
+        self._server = ReadyServer(config)
         self._thread = threading.Thread(target=self._server.run, name="register", daemon=True)
         self._thread.start()
         if not self._server.ready.wait(30):
             raise RuntimeError("register did not start within 30 s")
+
+    def wrap_app(self, app: Any) -> Any:
+        """The ASGI app served: a test's register may put a wrapper of its own around the register's app."""
+        return app
 
     def stop(self) -> None:
         if self._server is None or self._thread is None:
