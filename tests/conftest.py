@@ -19,6 +19,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 pytest_plugins: list[str] = [
     "tests.support.postgres",
     "tests.support.register",
+    "tests.support.register_fleet",
     "tests.support.camera",
     "tests.support.mosquitto",
     "tests.support.notify",

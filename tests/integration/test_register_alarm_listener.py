@@ -9,34 +9,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 
 from cloud_sync import protocol as p
 from cloud_sync.enroll import renew
 from tests.integration.test_register import INGEST_HEADERS, batch, event
-from tests.integration.test_register_workers import (
+from tests.support.postgres import free_port
+from tests.support.register_fleet import (
     ACTOR,
     Fleet,
-    _metric,
-    _session,
-    _wait_for_log,
-    _worker_pids,
+    metric,
+    session,
+    wait_for_log,
+    worker_pids,
 )
-from tests.support.postgres import free_port
 from tests.support.register_proc import RegisterProcess
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, postgres_url: str) -> Iterator[Fleet]:
-    f = Fleet(tmp_path / "state", postgres_url)
-    try:
-        yield f
-    finally:
-        f.reg.close()
 
 
 def _nice(pid: int) -> int:
@@ -52,7 +41,7 @@ def _listener_pid(parent: int, port: int) -> int:
         if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # local address, state LISTEN
             inodes.add(f"socket:[{fields[9]}]")
     owners = set()
-    for pid in _worker_pids(parent):
+    for pid in worker_pids(parent):
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             try:
                 if os.readlink(fd) in inodes:
@@ -76,7 +65,7 @@ def test_the_alarm_port_serves_the_alarm_lane_alone(tmp_path: Path, postgres_url
     )
     proc.start()
     try:
-        _wait_for_log(proc, f"alarm listener on 127.0.0.1:{alarm_port}")
+        wait_for_log(proc, f"alarm listener on 127.0.0.1:{alarm_port}")
         alarm_url = f"https://127.0.0.1:{alarm_port}"
         hub = fleet.hub(proc.url, 1)
         s = hub.session()
@@ -105,7 +94,7 @@ def test_the_alarm_port_serves_the_alarm_lane_alone(tmp_path: Path, postgres_url
         old.cert = (str(old_cert), str(old_key))
         r = _alarm(old, alarm_url, hub, range(5, 6))
         assert r.status_code == 401 and r.json()["error"] == "cert_retired", r.text
-        anonymous = _session(fleet.state / "ca.crt")
+        anonymous = session(fleet.state / "ca.crt")
         r = _alarm(anonymous, alarm_url, hub, range(5, 6))
         assert r.status_code == 401 and r.json()["error"] == "no_client_cert"
         fleet.reg.revoke_hub(hub.hub_id, actor=ACTOR)
@@ -125,23 +114,23 @@ def test_the_alarm_port_serves_the_alarm_lane_alone(tmp_path: Path, postgres_url
             assert r.json()["error"] == "alarm_listener_only"
 
         # The main port's metrics count what the listener acked, apart from the lane's total.
-        admin = _session(fleet.state / "ca.crt")
+        admin = session(fleet.state / "ca.crt")
         admin.headers["Authorization"] = f"Bearer {fleet.reg.create_api_token('admin', None, actor=ACTOR)}"
         body = admin.get(f"{proc.url}/metrics", timeout=10).text
-        assert _metric(body, "kotihub_register_alarm_listener_batches_total") == 2
-        assert _metric(body, "kotihub_register_ingest_batches_total", lane="alarm") == 2
+        assert metric(body, "kotihub_register_alarm_listener_batches_total") == 2
+        assert metric(body, "kotihub_register_ingest_batches_total", lane="alarm") == 2
 
         # The bulk workers run 10 nice values below the listener, which keeps the supervisor's priority.
         assert proc.proc is not None
         listener = _listener_pid(proc.proc.pid, alarm_port)
-        workers = [k for k in _worker_pids(proc.proc.pid) if k != listener]
+        workers = [k for k in worker_pids(proc.proc.pid) if k != listener]
         assert len(workers) == 2
         assert _nice(listener) == _nice(proc.proc.pid)
         assert all(_nice(w) == _nice(proc.proc.pid) + 10 for w in workers), [_nice(w) for w in workers]
 
         # Killed outright, it is restarted like a worker and serves again.
         os.kill(listener, signal.SIGKILL)
-        _wait_for_log(proc, "register alarm listener exited with -9; restarting it")
+        wait_for_log(proc, "register alarm listener exited with -9; restarting it")
         hub2 = fleet.hub(proc.url, 2)
         enrolled_seen = fleet.reg.hubs(hub2.household_id)[0]["last_seen"]
         deadline = time.monotonic() + 60

@@ -8,57 +8,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import requests
-from prometheus_client.parser import text_string_to_metric_families
-
-from cloud_sync.enroll import enroll
-from cloud_sync.register.registry import Registry
-from cloud_sync.register.settings import Settings
 from tests.integration.test_register import INGEST_HEADERS, batch
 from tests.support.register import HubIdentity
+from tests.support.register_fleet import ACTOR, Fleet, metric, session, wait_for_log, worker_pids
 from tests.support.register_proc import RegisterProcess
 
 SLOW_POLL = ("--command-poll", "20")
-ACTOR = "test:workers"
-
-
-def _session(ca: Path) -> requests.Session:
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = str(ca)
-    return s
-
-
-class Fleet:
-    """Households and hubs of a register whose processes share ``state``, made through a Registry of its own."""
-
-    def __init__(self, state: Path, db_url: str) -> None:
-        self.state = state
-        self.reg = Registry(Settings(state_dir=state, db_url=db_url))
-
-    def hub(self, url: str, n: int) -> HubIdentity:
-        h = self.reg.create_household(f"koti{n}", actor=ACTOR)
-        d = self.state.parent / f"hub{n}"
-        resp = enroll(url, self.reg.create_enroll_token(h, ttl_s=600, actor=ACTOR), d, ca_file=self.state / "ca.crt")
-        return HubIdentity(resp.hub_id, resp.household_id, d / "hub.crt", d / "hub.key", d / "register-ca.crt", d)
-
-    def queue(self, url: str, hub: HubIdentity) -> str:
-        token = self.reg.create_api_token("household", hub.household_id, actor=ACTOR)
-        s = _session(self.state / "ca.crt")
-        s.headers["Authorization"] = f"Bearer {token}"
-        r = s.post(
-            f"{url}/v1/households/{hub.household_id}/commands",
-            json={"kind": "restrict", "args": {"category": "camera"}},
-            timeout=10,
-        )
-        assert r.status_code == 201, r.text
-        ids: list[str] = r.json()["ids"]
-        return ids[0]
 
 
 class Poll:
@@ -77,15 +35,6 @@ class Poll:
         finally:
             self.answered_at = time.monotonic()
             self.done.set()
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, postgres_url: str) -> Iterator[Fleet]:
-    f = Fleet(tmp_path / "state", postgres_url)
-    try:
-        yield f
-    finally:
-        f.reg.close()
 
 
 def test_a_command_queued_through_one_process_wakes_a_long_poll_on_another(
@@ -112,26 +61,11 @@ def test_a_command_queued_through_one_process_wakes_a_long_poll_on_another(
         b.stop()
 
 
-def _wait_for_log(proc: RegisterProcess, text: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in proc.log.read_text(errors="replace"):
-        assert time.monotonic() < deadline, proc.log.read_text(errors="replace")[-3000:]
-        time.sleep(0.05)
-
-
-def _metric(body: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(body):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    raise AssertionError(f"no sample {name} {labels}")
-
-
 def test_serve_with_three_workers(tmp_path: Path, postgres_url: str, fleet: Fleet) -> None:
     proc = RegisterProcess(fleet.state, {}, db_url=postgres_url, args=(*SLOW_POLL, "--workers", "3"))
     proc.start()
     try:
-        _wait_for_log(proc, "3 workers listening")
+        wait_for_log(proc, "3 workers listening")
         hubs = [fleet.hub(proc.url, n) for n in range(4)]
 
         # Every hub sends the same batch three times at once, each on a connection of its own (the kernel spreads
@@ -171,22 +105,22 @@ def test_serve_with_three_workers(tmp_path: Path, postgres_url: str, fleet: Flee
             assert [c["id"] for c in p.got] == [queued[h.hub_id]]
 
         # A scrape answered by any one worker counts the ingest of all of them.
-        admin = _session(fleet.state / "ca.crt")
+        admin = session(fleet.state / "ca.crt")
         admin.headers["Authorization"] = f"Bearer {fleet.reg.create_api_token('admin', None, actor=ACTOR)}"
         body = admin.get(f"{proc.url}/metrics", timeout=10).text
-        assert _metric(body, "kotihub_register_ingest_items_total", lane="readings", outcome="stored") == 80
-        assert _metric(body, "kotihub_register_ingest_items_total", lane="readings", outcome="duplicate") == 160
+        assert metric(body, "kotihub_register_ingest_items_total", lane="readings", outcome="stored") == 80
+        assert metric(body, "kotihub_register_ingest_items_total", lane="readings", outcome="duplicate") == 160
 
         # A worker killed outright is replaced, and the register goes on waking long-polls.
         assert proc.proc is not None
-        before = _worker_pids(proc.proc.pid)
+        before = worker_pids(proc.proc.pid)
         assert len(before) == 3
         os.kill(before[0], signal.SIGKILL)
         deadline = time.monotonic() + 60
-        while len(after := _worker_pids(proc.proc.pid)) != 3 or before[0] in after:
+        while len(after := worker_pids(proc.proc.pid)) != 3 or before[0] in after:
             assert time.monotonic() < deadline, proc.log.read_text(errors="replace")[-3000:]
             time.sleep(0.05)
-        _wait_for_log(proc, "restarting it")
+        wait_for_log(proc, "restarting it")
         hub = hubs[0]
         r = hub.session().post(f"{proc.url}/v1/commands/{queued[hub.hub_id]}/result", json={"status": "done"})
         assert r.status_code == 200
@@ -203,19 +137,6 @@ def test_serve_with_three_workers(tmp_path: Path, postgres_url: str, fleet: Flee
     finally:
         proc.stop()
     assert proc.proc is None
-
-
-def _worker_pids(parent: int) -> list[int]:
-    """The supervisor's worker processes (multiprocessing's spawned children, not its resource tracker)."""
-    kids = [int(k) for t in Path(f"/proc/{parent}/task").iterdir() for k in (t / "children").read_text().split()]
-    return [k for k in kids if b"spawn_main" in _cmdline(k)]
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:  # exited meanwhile
-        return b""
 
 
 def _items(fleet: Fleet, hub: HubIdentity) -> list[tuple[int, dict[str, Any]]]:

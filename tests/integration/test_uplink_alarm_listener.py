@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,12 @@ from cloud_sync.uplink import HubIdentity, Uplink, alarmroute
 from gateway.model import Event, EventKind
 from tests.integration.test_register import INGEST_HEADERS, batch, event
 from tests.integration.test_register_alarm_listener import _listener_pid
-from tests.integration.test_register_workers import ACTOR, Fleet, _metric, _session, _wait_for_log
 from tests.integration.test_uplink import T0, running, until, uplink_config
 from tests.support.postgres import free_port
 from tests.support.register import RunningRegister, start_register
+from tests.support.register_fleet import ACTOR, Fleet, metric, session, wait_for_log
 from tests.support.register_proc import RegisterProcess
 from tests.support.stores import open_store
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, postgres_url: str) -> Iterator[Fleet]:
-    f = Fleet(tmp_path / "state", postgres_url)
-    try:
-        yield f
-    finally:
-        f.reg.close()
 
 
 def smoke(i: int) -> Event:
@@ -47,13 +37,13 @@ class Counts:
 
     def __init__(self, url: str, fleet: Fleet) -> None:
         self.url = url
-        self.admin = _session(fleet.state / "ca.crt")
+        self.admin = session(fleet.state / "ca.crt")
         self.admin.headers["Authorization"] = f"Bearer {fleet.reg.create_api_token('admin', None, actor=ACTOR)}"
 
     def __call__(self) -> tuple[int, int]:
         body = self.admin.get(f"{self.url}/metrics", timeout=10).text
-        total = _metric(body, "kotihub_register_ingest_batches_total", lane="alarm")
-        listener = _metric(body, "kotihub_register_alarm_listener_batches_total")
+        total = metric(body, "kotihub_register_ingest_batches_total", lane="alarm")
+        listener = metric(body, "kotihub_register_alarm_listener_batches_total")
         return int(total), int(listener)
 
 
@@ -67,7 +57,7 @@ async def test_alarms_go_to_the_listener_and_fall_back_at_once_when_it_is_down(
     )
     proc.start()
     try:
-        _wait_for_log(proc, "alarm listener on")
+        wait_for_log(proc, "alarm listener on")
         alarm_url = f"https://127.0.0.1:{alarm_port}"
         counts = Counts(proc.url, fleet)
         hub = fleet.hub(proc.url, 1)
@@ -106,7 +96,7 @@ async def test_alarms_go_to_the_listener_and_fall_back_at_once_when_it_is_down(
                     os.kill(proc.proc.pid, signal.SIGCONT)
 
                 # Restarted by the supervisor, and used again once the hub's pause is over.
-                _wait_for_log(proc, "register alarm listener exited with -9; restarting it")
+                wait_for_log(proc, "register alarm listener exited with -9; restarting it")
                 await until(lambda: _listening(alarm_port), what="the listener back")
                 await until(lambda: uplink.alarm_route.target() == alarm_url, what="the hub's pause")
                 await store.add_event(smoke(3))
@@ -129,7 +119,7 @@ async def test_an_alarm_whose_listener_lost_its_database_connection_is_acked_thr
     )
     proc.start()
     try:
-        _wait_for_log(proc, "alarm listener on")
+        wait_for_log(proc, "alarm listener on")
         counts = Counts(proc.url, fleet)
         hub = fleet.hub(proc.url, 1)
         async with open_store(hub.state_dir) as store:
