@@ -71,22 +71,25 @@ def test_serve_with_three_workers(tmp_path: Path, postgres_url: str, fleet: Flee
         # Every hub sends the same batch three times at once, each on a connection of its own (the kernel spreads
         # connections over the workers): each item is stored once.
         acks: list[dict[str, Any]] = []
+        refused: list[str] = []
         lock = threading.Lock()
 
         def send(hub: HubIdentity) -> None:
             r = hub.session().post(
                 f"{proc.url}/v1/ingest/readings", data=batch(hub, "readings", range(20)), headers=INGEST_HEADERS
             )
-            assert r.status_code == 200, r.text
             with lock:
-                acks.append(r.json())
+                if r.status_code == 200:
+                    acks.append(r.json())
+                else:
+                    refused.append(f"{r.status_code} {r.text}")
 
         senders = [threading.Thread(target=send, args=(h,)) for h in hubs for _ in range(3)]
         for t in senders:
             t.start()
         for t in senders:
             t.join(60)
-        assert len(acks) == 12
+        assert not refused and len(acks) == 12, (refused, proc.log.read_text(errors="replace")[-4000:])
         assert sum(a["stored"] for a in acks) == 4 * 20
         assert sum(a["duplicates"] for a in acks) == 2 * 4 * 20
         assert {a["acked_seq"] for a in acks} == {19}
