@@ -142,6 +142,23 @@ def test_enrollment_attempts_are_rate_limited_per_source_and_household(register:
     assert r.status_code == 429
 
 
+def test_enrolling_from_an_address_never_counts_against_its_hubs(register: RunningRegister) -> None:
+    """Enrollment attempts and failed authentications are two allowances: spending the first (a technician enrolling
+    hubs from one address, or the household's NAT) leaves the hubs behind that address served. They were one bucket,
+    and a register worker that took a few enrollments refused its hubs' requests with 429 for minutes."""
+    hub = register.enroll()
+    csr = {"csr_pem": _csr(), "hub_name": ""}
+    technician = from_source(anonymous(register), 80)
+    codes = [
+        technician.post(f"{register.url}/v1/enroll", json={"token": f"kh_enroll_typo{i:04d}", **csr}).status_code
+        for i in range(11)
+    ]
+    assert codes == [401] * 10 + [429], "the enrollment allowance is spent"
+    same_address = from_source(hub.session(), 80)
+    r = same_address.get(f"{register.url}/v1/commands", params={"wait": 0})
+    assert r.status_code == 200, r.text
+
+
 # ------------------------------------------------------------------------------------------------ the budget
 
 

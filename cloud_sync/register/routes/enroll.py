@@ -27,8 +27,10 @@ def router(reg: Registry, settings: Settings, callers: Callers) -> APIRouter:
 
     @r.post("/v1/enroll", openapi_extra=doc("EnrollRequest", "EnrollResponse"))
     async def enroll(request: Request) -> Response:
-        # Every attempt counts, not only failures: a token is a secret to guess, and each try signs a CSR.
-        src = ("src", callers.source(request))
+        # Every attempt counts, not only failures: a token is a secret to guess, and each try signs a CSR. A bucket
+        # of its own: on the failed-authentication one ("src"), a technician enrolling a few hubs from one address
+        # would have their hubs (and everyone behind that NAT) refused with 429 for minutes.
+        src = ("enroll-src", callers.source(request))
         limiter.check(src, enroll_rate, "enrollment attempts from this address")
         limiter.spend(src, enroll_rate)
         req = decode_json(await read_body(request, 64 * 1024), p.EnrollRequest)
