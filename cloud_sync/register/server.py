@@ -37,7 +37,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cloud_sync.certs import renewal_due_in
 from cloud_sync.register import alarm_listener, retention, servercert
-from cloud_sync.register.alarm_listener import create_alarm_app
 from cloud_sync.register.app import create_app
 from cloud_sync.register.notify import dispatch
 from cloud_sync.register.registry import Registry
@@ -223,7 +222,7 @@ def build_config(
     reg = registry or Registry(settings)
     hosts = ["localhost", "127.0.0.1", host]
     cert, key = servercert.current_or_new(reg.ca, settings.state_dir, hosts, days=settings.server_cert_days)
-    app = create_alarm_app(settings, registry=reg) if alarm_only else create_app(settings, registry=reg)
+    app = alarm_listener.create_alarm_app(settings, registry=reg) if alarm_only else create_app(settings, registry=reg)
     return RegisterConfig(
         app,
         settings=settings,

@@ -47,10 +47,8 @@ class Counts:
         return int(total), int(listener)
 
 
-async def test_alarms_go_to_the_listener_and_fall_back_at_once_when_it_is_down(
-    tmp_path: Path, postgres_url: str, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(alarmroute, "RETRY_S", 0.5)
+def start_with_listener(fleet: Fleet, postgres_url: str) -> tuple[RegisterProcess, int]:
+    """A register of one worker and an alarm listener, both listening; returns it and the listener's port."""
     alarm_port = free_port()
     proc = RegisterProcess(
         fleet.state, {}, db_url=postgres_url, args=("--workers", "1", "--alarm-port", str(alarm_port))
@@ -58,6 +56,18 @@ async def test_alarms_go_to_the_listener_and_fall_back_at_once_when_it_is_down(
     proc.start()
     try:
         wait_for_log(proc, "alarm listener on")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, alarm_port
+
+
+async def test_alarms_go_to_the_listener_and_fall_back_at_once_when_it_is_down(
+    tmp_path: Path, postgres_url: str, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(alarmroute, "RETRY_S", 0.5)
+    proc, alarm_port = start_with_listener(fleet, postgres_url)
+    try:
         alarm_url = f"https://127.0.0.1:{alarm_port}"
         counts = Counts(proc.url, fleet)
         hub = fleet.hub(proc.url, 1)
@@ -113,13 +123,8 @@ async def test_an_alarm_whose_listener_lost_its_database_connection_is_acked_thr
     """The listener hands out pooled connections untested (no round trip before each alarm): one PostgreSQL dropped
     fails that alarm there, and the hub has it acked through the main port at once; the listener then serves again."""
     monkeypatch.setattr(alarmroute, "RETRY_S", 0.5)
-    alarm_port = free_port()
-    proc = RegisterProcess(
-        fleet.state, {}, db_url=postgres_url, args=("--workers", "1", "--alarm-port", str(alarm_port))
-    )
-    proc.start()
+    proc, _ = start_with_listener(fleet, postgres_url)
     try:
-        wait_for_log(proc, "alarm listener on")
         counts = Counts(proc.url, fleet)
         hub = fleet.hub(proc.url, 1)
         async with open_store(hub.state_dir) as store:
