@@ -52,11 +52,24 @@ def parse_version(text: str) -> FfmpegVersion | None:
 async def reap(proc: asyncio.subprocess.Process) -> None:
     """Kills ``proc`` if it still runs, then waits for it *and* reads its pipes to the end. A pipe whose reading was
     paused (nobody read it) would otherwise keep the process's transport open until garbage collection, when the
-    event loop may be gone and closing it raises."""
+    event loop may be gone and closing it raises.
+
+    Reaping finishes even when the caller is cancelled meanwhile (a camera that hangs up just as its server shuts
+    down cancels a handler already in here): the killed child dies at once, and abandoning the wait would leave the
+    same open transport behind. The cancellation is passed on once the child is reaped."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-    await proc.communicate()
+    reaping = asyncio.ensure_future(proc.communicate())
+    cancelled: asyncio.CancelledError | None = None
+    while not reaping.done():
+        try:
+            await asyncio.shield(reaping)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    reaping.result()
+    if cancelled is not None:
+        raise cancelled
 
 
 async def detect(ffmpeg: str = "ffmpeg") -> FfmpegVersion:
@@ -67,7 +80,10 @@ async def detect(ffmpeg: str = "ffmpeg") -> FfmpegVersion:
     proc = await asyncio.create_subprocess_exec(
         path, "-hide_banner", "-version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await proc.communicate()
+    finally:
+        await reap(proc)
     version = parse_version(out.decode(errors="replace"))
     if version is None:
         # A git build has no release number; assume a modern one rather than refuse to record.

@@ -43,6 +43,15 @@ class FaultProxy:
         self._server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
         self._ready.set()
         self._loop.run_forever()
+        # Stopped: end every connection's task and close the loop here, on its own thread. A stopped loop left
+        # unclosed with its tasks pending is destroyed later by the garbage collector, in whichever test runs then.
+        self._server.close()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        self._loop.close()
 
     def start(self) -> None:
         self._thread.start()
@@ -50,7 +59,6 @@ class FaultProxy:
 
     def stop(self) -> None:
         def shutdown() -> None:
-            self._server.close()
             for w in list(self._writers):
                 w.close()
             self._loop.stop()

@@ -52,6 +52,22 @@ def test_installed_ffmpeg_is_detected_with_the_flags_it_takes() -> None:
     assert f"{version.rtsp_timeout_flag} " in help_text
 
 
+async def test_reaping_a_child_finishes_even_when_the_reaper_is_cancelled() -> None:
+    # CI once failed on an ffmpeg transport left open and its child unreaped: a camera handler cancelled while it
+    # was already reaping. The loop that owned the transport was gone when it was collected, and closing it raised.
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec("sleep", "30", stdout=asyncio.subprocess.PIPE)
+    reaper = asyncio.create_task(ffmpeg.reap(proc))
+    await asyncio.sleep(0)  # one turn: the reaper has killed the child and is waiting for it
+    assert proc.returncode is None
+    reaper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reaper
+    assert proc.returncode == -9
+    assert proc.stdout is not None and proc.stdout.at_eof()
+
+
 def test_http_inputs_get_an_io_timeout_not_rtsp_flags() -> None:
     args = ffmpeg.input_args("http://cam.example/s.ts", ffmpeg.FfmpegVersion(5, 1, 59))
     assert "-rw_timeout" in args and "-rtsp_transport" not in args
