@@ -67,7 +67,11 @@ class FaultProxy:
         self._thread.join(10)
 
     def cut_all(self) -> None:
-        self._loop.call_soon_threadsafe(lambda: [w.close() for w in list(self._writers)])
+        def cut() -> None:
+            for w in list(self._writers):
+                w.close()
+
+        self._loop.call_soon_threadsafe(cut)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.down:
