@@ -50,6 +50,12 @@ class Link:
     """Told the register's clock after each acknowledged batch (retention trusts the hub's clock once they agree)."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
     replies: ReplyStats = field(default_factory=ReplyStats)
+    kicks: int = 0
+    """How many times :meth:`kick` ran; a linger that sees it change stops waiting."""
+    lingering: bool = True
+    """Off once the uplink is stopping (:meth:`cloud_sync.uplink.service.Uplink.flush`): nothing waits for more."""
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set each time a lane's cursor moves (the register acknowledged a batch)."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _bulk: RegisterClient | None = None
     _alarm_route: AlarmRoute | None = None
@@ -136,6 +142,7 @@ class Link:
     def kick(self) -> None:
         """``kotihub sync --now``: end every backoff pause and idle wait, so each lane retries at once."""
         # Releases whoever waits on the current event; later pauses wait on a fresh one.
+        self.kicks += 1
         self._wake.set()
         self._wake = asyncio.Event()
         for lane in Lane:
