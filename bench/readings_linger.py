@@ -92,8 +92,8 @@ async def run_mode(
         async def watch() -> None:
             """When each cursor was first seen: the register acknowledged everything up to it."""
             while True:
-                await uplink.acked.wait()
-                uplink.acked.clear()
+                await uplink.progress.wait()
+                uplink.progress.clear()
                 acked_at.setdefault(status.cursor, time.monotonic())
                 if expected and status.cursor >= expected:
                     caught_up.set()

@@ -43,6 +43,7 @@ async def lane_loop(link: Link, hub_id: str, lane: str) -> None:
     try:
         while True:
             waiter.clear()
+            status.draining = True
             try:
                 await _drain(link, client, hub_id, lane)
                 backoff.reset()
@@ -53,6 +54,9 @@ async def lane_loop(link: Link, hub_id: str, lane: str) -> None:
                 log.error("sync of %s interrupted: %s", lane, status.last_error)
                 await link.pause(backoff.next())
                 continue
+            finally:
+                status.draining = False
+                link.progress.set()
             await wait(waiter, IDLE_POLL_S)
             if lane in LINGERING_LANES:
                 await linger(link, lane, waiter)
@@ -68,15 +72,19 @@ def backlog(link: Link, lane: str) -> int:
 async def linger(link: Link, lane: str, waiter: asyncio.Event) -> None:
     """Returns when the items that woke the lane should go: ``readings_linger_s`` after they did, or as soon as a
     full batch (``batch_items``) is waiting, a kick (``kotihub sync --now``) comes, or the uplink stops."""
-    seconds = link.config.readings_linger_s
-    deadline = time.monotonic() + seconds
+    status = link.status[lane]
+    deadline = time.monotonic() + link.config.readings_linger_s
     kicks = link.kicks
-    while link.lingering and link.kicks == kicks and 0 < backlog(link, lane) < link.config.batch_items:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        waiter.clear()  # woken by each commit, to see whether the batch is full
-        await wait(waiter, remaining)
+    try:
+        while link.lingering and link.kicks == kicks and 0 < backlog(link, lane) < link.config.batch_items:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            status.lingering = True
+            waiter.clear()  # woken by each commit, to see whether the batch is full
+            await wait(waiter, remaining)
+    finally:
+        status.lingering = False
 
 
 async def _drain(link: Link, client: RegisterClient | AlarmClient, hub_id: str, lane: str) -> None:
@@ -124,7 +132,7 @@ async def deliver(
         # The durable cursor follows at the next group commit; if it is lost in a crash the batch is resent and
         # the register ignores it as a duplicate.
         link.store.mark_synced(lane, status.cursor)
-        link.acked.set()
+        link.progress.set()
         status.sent += len(chunk)
         status.last_success = time.time()
         status.last_error = status.next_retry = None

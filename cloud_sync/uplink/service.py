@@ -16,7 +16,7 @@ from cloud_sync.enroll import renewal_loop
 from cloud_sync.uplink.client import in_thread
 from cloud_sync.uplink.clips import clip_loop
 from cloud_sync.uplink.commands import CommandHandler, command_loop
-from cloud_sync.uplink.lanes import ITEM_LANES, LINGERING_LANES, backlog, lane_loop
+from cloud_sync.uplink.lanes import ITEM_LANES, LINGERING_LANES, lane_loop
 from cloud_sync.uplink.link import Link, wait
 from cloud_sync.uplink.records import Erasures, devices_loop, erasure_loop
 from gateway.supervisor import Supervisor
@@ -68,16 +68,18 @@ class Uplink(Link):
 
     async def flush(self, timeout: float) -> None:
         """The daemon is stopping: what the lingering lanes hold goes now, and this waits (at most ``timeout``)
-        until they have sent it, unless a lane is failing (then it stays in the store for the next start)."""
+        until they have sent it, unless a lane is failing (then it stays in the store for the next start). A lane
+        that was catching up is not waited for: its backlog is the next start's."""
+        lingering = [self.status[lane] for lane in LINGERING_LANES if self.status[lane].lingering]
         self.lingering = False
         self.kick()
         deadline = time.monotonic() + timeout
-        while any(backlog(self, lane) > 0 and self.status[lane].last_error is None for lane in LINGERING_LANES):
+        while any((s.lingering or s.draining) and s.last_error is None for s in lingering):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            self.acked.clear()
-            await wait(self.acked, remaining)
+            self.progress.clear()
+            await wait(self.progress, remaining)
 
     def summary(self) -> dict[str, Any]:
         return {

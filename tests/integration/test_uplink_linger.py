@@ -217,3 +217,24 @@ def test_what_lingers_when_the_hub_is_killed_is_sent_by_the_next_start(
 
     asyncio.run(restart())
     assert [seq for seq, _ in register.items(hub.hub_id, "readings")] == list(range(1, 52))
+
+
+async def test_a_stop_does_not_wait_for_a_register_that_is_gone(register: CountingRegister) -> None:
+    """The stop's flush sends what lingers if it can; with the register down it returns at the first failure (well
+    inside its bound), and the readings stay in the store for the next start."""
+    hub = register.enroll()
+    async with open_store(hub.state_dir) as store:
+        uplink = Uplink(store, config(register.url, readings_linger_s=60.0), HubIdentity(hub.state_dir))
+        await prime(store)
+        async with running(uplink):
+            await connected(uplink, store)
+            await store.add_readings([reading(i) for i in range(5)])
+            await store.flush()
+            await until(lambda: uplink.status["readings"].lingering, what="the readings lingering")
+            register.stop()
+            started = time.monotonic()
+            await uplink.flush(timeout=60)
+            assert time.monotonic() - started < 30, "the flush waited for a register that refuses connections"
+            assert uplink.status["readings"].last_error is not None
+            assert uplink.status["readings"].cursor == 1
+        assert (await store.depth())["readings"] == 5
