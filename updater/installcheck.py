@@ -100,6 +100,9 @@ def check_config_bytes(data: bytes, name: str) -> configuration.UpdaterConfig:
         raise BadInstallFile(f"{name}: {exc}") from exc
     if not Path(cfg.trusted_root).is_absolute():
         raise BadInstallFile(f"{name}: trusted_root must be an absolute path, not {cfg.trusted_root!r}")
+    if ".." in Path(cfg.trusted_root).parts:
+        # The install places the root there (under a staging root too): no way out of it.
+        raise BadInstallFile(f"{name}: trusted_root must not contain '..', not {cfg.trusted_root!r}")
     return cfg
 
 

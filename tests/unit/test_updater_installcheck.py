@@ -98,6 +98,7 @@ def test_updater_settings_go_through_the_updaters_schema(tmp_path: Path) -> None
         ('keep_releases = "3"\n', "keep_releases"),
         ("[broken\n", "updater.toml"),
         ('trusted_root = "release-root.json"\n', "absolute"),
+        ('trusted_root = "/etc/kotihub/../../tmp/root.json"\n', "'..'"),
     ]:
         good.write_text(body)
         with pytest.raises(installcheck.BadInstallFile, match=why):
