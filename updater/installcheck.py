@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,16 +109,20 @@ def check_config_bytes(data: bytes, name: str) -> configuration.UpdaterConfig:
 
 def place(data: bytes, target: Path, mode: int = 0o644) -> bool:
     """Puts exactly ``data`` at ``target`` (``mode``, owned by root when run as root), atomically: a reader sees the
-    old file or the new one, never a part. False if it was already there, byte for byte with that mode."""
+    old file or the new one, never a part. False if it was already there: a regular file (not a link), byte for
+    byte, with that mode and owner."""
+    root = os.geteuid() == 0
     with contextlib.suppress(OSError):
-        if target.read_bytes() == data and target.stat().st_mode & 0o7777 == mode:
+        st = target.lstat()
+        owned = not root or (st.st_uid, st.st_gid) == (0, 0)
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == mode and owned and target.read_bytes() == data:
             return False
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
-            if os.geteuid() == 0:
+            if root:
                 os.fchown(f.fileno(), 0, 0)
             f.write(data)
             f.flush()

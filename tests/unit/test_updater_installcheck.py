@@ -187,3 +187,17 @@ def test_install_files_places_nothing_if_either_is_refused_and_nothing_new_when_
     (dest / "etc/kotihub/updater.toml").write_text('trusted_root = "/etc/kotihub/other.json"\n')
     assert main(["install-files", "--dest", str(dest), "--release-root", str(root_file(repo))]) == 0
     assert (dest / "etc/kotihub/other.json").read_bytes() == root_file(repo).read_bytes()
+
+
+def test_place_replaces_a_link_or_a_wrong_mode_and_leaves_an_identical_file_alone(tmp_path: Path) -> None:
+    target, elsewhere = tmp_path / "etc/release-root.json", tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(b"root")
+    target.parent.mkdir()
+    target.symlink_to(elsewhere)  # same bytes, but a link to a file someone else may control
+    assert installcheck.place(b"root", target)
+    assert not target.is_symlink() and target.read_bytes() == b"root"
+    target.chmod(0o666)
+    assert installcheck.place(b"root", target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert not installcheck.place(b"root", target)
+    assert elsewhere.read_bytes() == b"root"  # the link's target was never written through
