@@ -13,7 +13,9 @@ restarts one that dies and stops them all on SIGTERM/SIGINT.
 port's group and take half the hubs. So before anything else the parent binds each port it will serve once without
 ``SO_REUSEPORT`` (:func:`probe_port`): that fails while any process listens there, and the start is refused
 (:class:`PortTaken`) before the schema, the CA, the metrics directory or a worker is touched. The supervisor's
-restart of one worker does not probe again: its siblings still hold the port, and it rejoins their group.
+restart of one worker does not probe again: its siblings still hold the port, and it rejoins their group. Two
+registers started in the same instant could both pass the probe before either binds; the probe is against the
+mistake of a second start, and systemd runs one instance of the unit.
 
 What each worker holds in memory is divided by N (:func:`per_worker`): the body budget and the rate-limit
 bursts and connection caps, which are per process. Everything else they share lives in PostgreSQL.
