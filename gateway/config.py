@@ -61,6 +61,9 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     command_poll_wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 25.0
     heartbeat_interval: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
     """Seconds between health heartbeats to the register (disk, write volume, drivers, lanes)."""
+    readings_linger_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
+    """Seconds new readings and diagnostics wait for more to join their batch (unless a full batch is there first);
+    0 sends each store commit's at once. Alarms and events never wait (cloud_sync.uplink.lanes)."""
 
     def __post_init__(self) -> None:
         if self.enabled and not re.match(r"^https://[^\s/]+", self.register_url):

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+UPLINK_FLUSH_S = 1.0
+"""How long a stop waits for the uplink to send the readings it let linger (cloud_sync.uplink.lanes)."""
+
 
 class Daemon:
     """Everything the hub runs, wired together. Use :meth:`run` (until ``stop`` is set)."""
@@ -162,6 +165,10 @@ class Daemon:
                     await self.stop.wait()
                     sdnotify.notify("STOPPING=1")
                     log.info("stopping")
+                    if self.uplink is not None:
+                        # Readings lingering for company go now (bounded: a stop stays quick; what is not sent
+                        # stays in the store for the next start).
+                        await self.uplink.flush(UPLINK_FLUSH_S)
                     # Everything in the group ends now: recordings and jobs too, or shutdown would wait for them.
                     for task in [*tasks, *spawned, *self.jobs.tasks()]:
                         task.cancel()

@@ -232,6 +232,16 @@ def _check(cmd: str, file: Path) -> int:
     return 0
 
 
+def _install_files(dest: Path, release_root: Path | None, updater_config: Path | None) -> int:
+    try:
+        lines = installcheck.install_files(dest, release_root=release_root, updater_config=updater_config)
+    except installcheck.BadInstallFile as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kotihub-updater", description="the hub's release updater")
     ap.add_argument("--config", type=Path, default=configuration.DEFAULT_PATH, help="updater.toml")
@@ -245,10 +255,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     cr.add_argument("file", type=Path)
     cc = sub.add_parser("check-config", help="check updater settings; prints where they expect the release root")
     cc.add_argument("file", type=Path)
+    inst = sub.add_parser(
+        "install-files",
+        help="check the operator's settings and release root, then place exactly what was checked (scripts/install)",
+    )
+    inst.add_argument("--dest", type=Path, default=Path("/"), help="the root of the installation (default /)")
+    inst.add_argument("--release-root", type=Path, help="the operator's TUF root, placed where the settings say")
+    inst.add_argument("--updater-config", type=Path, help="the operator's updater.toml")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.cmd in ("check-root", "check-config"):
         return _check(args.cmd, args.file)
+    if args.cmd == "install-files":
+        return _install_files(args.dest, args.release_root, args.updater_config)
     cfg = configuration.load(args.config)
     if args.cmd == "status":
         s = status(cfg)

@@ -50,4 +50,9 @@ class UpdaterConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 def load(path: Path = DEFAULT_PATH) -> UpdaterConfig:
     if not path.exists():
         return UpdaterConfig()
-    return msgspec.toml.decode(path.read_bytes(), type=UpdaterConfig)
+    return decode(path.read_bytes())
+
+
+def decode(data: bytes) -> UpdaterConfig:
+    """Settings from the bytes of an updater.toml (msgspec's ``DecodeError``/``ValidationError`` if they are not)."""
+    return msgspec.toml.decode(data, type=UpdaterConfig)

@@ -17,7 +17,21 @@ import hashlib
 import time
 from typing import Any, Final
 
-from sqlalchemy import Boolean, Column, Double, Integer, String, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Integer,
+    RowMapping,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from cloud_sync import releases as rel
 from cloud_sync.register import db
@@ -146,15 +160,23 @@ def set_override(registry: Registry, hub_id: str, *, actor: str, pin: str | None
 def assignment(registry: Registry, hub_id: str) -> rel.Assignment:
     with registry.engine.begin() as conn:
         o = conn.execute(select(release_overrides).where(release_overrides.c.hub_id == hub_id)).mappings().first()
-        if o is not None and o["hold"]:
-            return rel.Assignment(version=None, reason="hold")
-        if o is not None and o["pin_version"]:
-            return rel.Assignment(version=o["pin_version"], reason="pin")
-        newest = (
-            conn.execute(select(release_rollouts).order_by(release_rollouts.c.started_at.desc()).limit(1))
-            .mappings()
-            .first()
-        )
+        newest = _newest_rollout(conn)
+    return _assign(hub_id, o, newest)
+
+
+def _newest_rollout(conn: Connection) -> RowMapping | None:
+    """The rollout hubs follow: the newest started."""
+    q = select(release_rollouts).order_by(release_rollouts.c.started_at.desc()).limit(1)
+    return conn.execute(q).mappings().first()
+
+
+def _assign(hub_id: str, override: RowMapping | None, newest: RowMapping | None) -> rel.Assignment:
+    """A hub's assignment from its override (``pin_version``, ``hold``; None or both empty: none) and the newest
+    rollout: the one rule for a single hub (:func:`assignment`) and for the whole fleet (:func:`hubs`)."""
+    if override is not None and override["hold"]:
+        return rel.Assignment(version=None, reason="hold")
+    if override is not None and override["pin_version"]:
+        return rel.Assignment(version=override["pin_version"], reason="pin")
     if newest is None:
         return rel.Assignment(version=None, reason="none")
     if newest["state"] != "active":
@@ -206,7 +228,9 @@ def rollouts(registry: Registry) -> list[dict[str, Any]]:
 
 
 def hubs(registry: Registry, *, actor: str) -> list[dict[str, Any]]:
-    """Where each hub stands: the release it last said it runs, what it is assigned, its last outcome; audited."""
+    """Where each hub stands: the release it last said it runs, what it is assigned, its last outcome; audited.
+    Four statements whatever the fleet's size (the outcomes, the hubs with their overrides, the newest rollout, the
+    audit entry), in one transaction, so every hub is judged against the same rollout."""
     h, hh, ov, oc = db.hubs, db.hub_health, release_overrides, release_outcomes
     out = []
     with registry.engine.begin() as conn:
@@ -220,9 +244,10 @@ def hubs(registry: Registry, *, actor: str) -> list[dict[str, Any]]:
             .order_by(h.c.id)
         )
         rows = conn.execute(q).mappings().all()
+        newest = _newest_rollout(conn)
         write_audit(conn, actor, "release.read", None, hubs=len(rows))
     for r in rows:
-        a = assignment(registry, r["id"])
+        a = _assign(r["id"], r, newest)
         o = last.get(r["id"])
         out.append(
             {

@@ -9,6 +9,14 @@ without the register's server and per-process set-up, and one shared accept queu
 parent only prepares what they share (schema, CA, server certificate, metrics directory), starts the workers,
 restarts one that dies and stops them all on SIGTERM/SIGINT.
 
+``SO_REUSEPORT`` would also let a second register of the same user, started by mistake on the same port, join the
+port's group and take half the hubs. So before anything else the parent binds each port it will serve once without
+``SO_REUSEPORT`` (:func:`probe_port`): that fails while any process listens there, and the start is refused
+(:class:`PortTaken`) before the schema, the CA, the metrics directory or a worker is touched. The supervisor's
+restart of one worker does not probe again: its siblings still hold the port, and it rejoins their group. Two
+registers started in the same instant could both pass the probe before either binds; the probe is against the
+mistake of a second start, and systemd runs one instance of the unit.
+
 What each worker holds in memory is divided by N (:func:`per_worker`): the body budget and the rate-limit
 bursts and connection caps, which are per process. Everything else they share lives in PostgreSQL.
 """
@@ -16,6 +24,7 @@ bursts and connection caps, which are per process. Everything else they share li
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
 import multiprocessing
@@ -41,6 +50,28 @@ RESTART_WINDOW_S = 60.0
 
 class WorkersRefused(Exception):
     """The register cannot run several workers as configured (permanent)."""
+
+
+class PortTaken(WorkersRefused):
+    """Another process listens on a port this register would serve; nothing was started (permanent)."""
+
+
+def probe_port(host: str, port: int, what: str = "--port") -> None:
+    """Binds ``host:port`` once with ``SO_REUSEADDR`` only, and closes it: :class:`PortTaken` if another process
+    listens there (with or without ``SO_REUSEPORT``), :class:`WorkersRefused` if it cannot be bound at all. Connections
+    left in TIME_WAIT by a register that just stopped do not count (that is what ``SO_REUSEADDR`` allows)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortTaken(
+                    f"{what} {port} on {host} is held by another process (is a register already running there?); "
+                    "nothing was started"
+                ) from exc
+            raise WorkersRefused(f"cannot bind {what} {port} on {host}: {exc.strerror}; nothing was started") from exc
 
 
 def per_worker(settings: Settings, workers: int) -> Settings:
@@ -122,6 +153,10 @@ def serve(settings: Settings, *, workers: int, host: str, port: int) -> int:
         )
     if settings.alarm_port == port:
         raise WorkersRefused("--alarm-port must differ from --port")
+    # Before anything is changed: the metrics directory below is the running register's if it shares our state.
+    probe_port(host, port)
+    if settings.alarm_port is not None:
+        probe_port(host, settings.alarm_port, "--alarm-port")
     metrics_dir = settings.state_dir / "metrics"
     # Counters of a previous run would be added to this one's.
     shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -35,6 +35,10 @@ class LaneStatus:
     dead_lettered: int = 0
     cursor: int = 0
     latency_ms: float | None = None
+    lingering: bool = False
+    """New items wait for company (``readings_linger_s``, :func:`cloud_sync.uplink.lanes.linger`)."""
+    draining: bool = False
+    """The lane is sending what it holds."""
 
 
 @dataclass
@@ -50,6 +54,12 @@ class Link:
     """Told the register's clock after each acknowledged batch (retention trusts the hub's clock once they agree)."""
     status: dict[str, LaneStatus] = field(default_factory=lambda: {lane.value: LaneStatus() for lane in Lane})
     replies: ReplyStats = field(default_factory=ReplyStats)
+    kicks: int = 0
+    """How many times :meth:`kick` ran; a linger that sees it change stops waiting."""
+    lingering: bool = True
+    """Off once the uplink is stopping (:meth:`cloud_sync.uplink.service.Uplink.flush`): nothing waits for more."""
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set each time a lane's cursor moves (the register acknowledged a batch), a send fails, or a drain ends."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _bulk: RegisterClient | None = None
     _alarm_route: AlarmRoute | None = None
@@ -119,6 +129,7 @@ class Link:
             status.last_error = str(exc)[:300]
             sleep = state.next_action.sleep if state.next_action is not None else 0.0
             status.next_retry = time.time() + sleep
+            self.progress.set()  # a stop's flush does not wait for a lane that is failing
             log.warning("sync of %s failed (%s); retrying in %.1f s", lane, exc, sleep)
 
         return AsyncRetrying(
@@ -136,6 +147,7 @@ class Link:
     def kick(self) -> None:
         """``kotihub sync --now``: end every backoff pause and idle wait, so each lane retries at once."""
         # Releases whoever waits on the current event; later pauses wait on a fresh one.
+        self.kicks += 1
         self._wake.set()
         self._wake = asyncio.Event()
         for lane in Lane:

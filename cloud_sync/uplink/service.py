@@ -4,6 +4,7 @@ renewal, the health heartbeat), each supervised on its own."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,8 @@ from cloud_sync.enroll import renewal_loop
 from cloud_sync.uplink.client import in_thread
 from cloud_sync.uplink.clips import clip_loop
 from cloud_sync.uplink.commands import CommandHandler, command_loop
-from cloud_sync.uplink.lanes import ITEM_LANES, lane_loop
-from cloud_sync.uplink.link import Link
+from cloud_sync.uplink.lanes import ITEM_LANES, LINGERING_LANES, lane_loop
+from cloud_sync.uplink.link import Link, wait
 from cloud_sync.uplink.records import Erasures, devices_loop, erasure_loop
 from gateway.supervisor import Supervisor
 
@@ -64,6 +65,21 @@ class Uplink(Link):
                     tg.create_task(supervisor.run(name, loop), name=name)
         finally:
             self.close_shared()
+
+    async def flush(self, timeout: float) -> None:
+        """The daemon is stopping: what the lingering lanes hold goes now, and this waits (at most ``timeout``)
+        until they have sent it, unless a lane is failing (then it stays in the store for the next start). A lane
+        that was catching up is not waited for: its backlog is the next start's."""
+        lingering = [self.status[lane] for lane in LINGERING_LANES if self.status[lane].lingering]
+        self.lingering = False
+        self.kick()
+        deadline = time.monotonic() + timeout
+        while any((s.lingering or s.draining) and s.last_error is None for s in lingering):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.progress.clear()
+            await wait(self.progress, remaining)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -107,8 +107,7 @@ def test_dry_run_changes_nothing_and_lists_the_steps(checkout: Path, tmp_path: P
     operators.write_text("{}")  # a dry run checks nothing with the updater it has not installed, and places nothing
     output = run(checkout / "scripts/install", "--root", root, "--register", "--dry-run", "--release-root", operators)
     assert not root.exists()
-    assert f"would check {operators} (kotihub-updater check-root)" in output
-    assert f"install -D -m 0644 {operators} {root}/etc/kotihub/release-root.json" in output
+    assert f"would check {operators}, place it where the settings say (install-files)" in output
     assert "dry run: nothing is changed" in output
     assert "systemd-sysusers --root=" in output
     assert "creating " + str(root / KEY) in output
@@ -278,7 +277,8 @@ def test_the_operators_release_root_and_updater_settings_are_checked_then_placed
     # Refused by the installed updater: nothing of the updater's is placed, neither the good half.
     before = snapshot(root / "etc")
     refused = run(install, "--root", root, "--release-root", tampered, "--updater-config", settings, check=False)
-    assert refused.startswith("rc=1") and "refused:" in refused and f"the updater refused {tampered}" in refused
+    assert refused.startswith("rc=1") and f"refused: {tampered} is not a release root" in refused
+    assert f"the updater refused {settings} {tampered}; nothing of it was placed" in refused
     broken = tmp_path / "broken.toml"
     broken.write_text("health_window_s = -1\n")
     refused = run(install, "--root", root, "--release-root", good, "--updater-config", broken, check=False)
@@ -302,7 +302,7 @@ def test_the_operators_release_root_and_updater_settings_are_checked_then_placed
     # Idempotent: the same files again change nothing; without the options, what is there is left alone.
     before = snapshot(root)
     again = run(install, "--root", root, "--release-root", good, "--updater-config", settings)
-    assert snapshot(root) == before and "+ install -D" not in again
+    assert snapshot(root) == before and "present, the same" in again and "placed /etc" not in again
     assert run(install, "--root", root, "--register-only", "--release-root", good, check=False).startswith("rc=2")
 
 

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.test_register import INGEST_HEADERS, batch
+from tests.support.postgres import free_port
 from tests.support.register import HubIdentity
 from tests.support.register_fleet import ACTOR, Fleet, metric, session, wait_for_log, worker_pids
 from tests.support.register_proc import RegisterProcess
@@ -149,9 +155,6 @@ def _items(fleet: Fleet, hub: HubIdentity) -> list[tuple[int, dict[str, Any]]]:
 
 
 def test_several_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     out = subprocess.run(
         [sys.executable, "-m", "cloud_sync.register.cli", "serve", "--state", str(tmp_path), "--workers", "2"],
         capture_output=True,
@@ -160,3 +163,76 @@ def test_several_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "several workers need PostgreSQL" in out.stderr
+
+
+def _holder(port: int, *, reuseport: bool) -> socket.socket:
+    """A listener on the port, as another register's worker (``reuseport``) or any other program holds it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(16)
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("held", "reuseport"),
+    [("--port", True), ("--port", False), ("--alarm-port", True)],
+    ids=["port-by-a-register", "port-by-another-program", "alarm-port-by-a-register"],
+)
+def test_a_port_another_process_listens_on_is_refused_before_anything_starts(
+    tmp_path: Path, postgres_url: str, held: str, reuseport: bool
+) -> None:
+    """Without the probe a second ``serve --workers`` of the same user joined the first one's SO_REUSEPORT group
+    and took half its hubs: here it would not exit at all, and the test would time out."""
+    port, alarm_port = free_port(), free_port()
+    state = tmp_path / "state"
+    # What a running register sharing this state directory keeps there, which a refused start must leave alone.
+    counters = state / "metrics" / "counter_4242.db"
+    counters.parent.mkdir(parents=True)
+    counters.write_bytes(b"the running register's counters")
+    cmd = [sys.executable, "-m", "cloud_sync.register.cli", "serve", "--state", str(state), "--db", postgres_url]
+    cmd += ["--port", str(port), "--workers", "2", "--alarm-port", str(alarm_port)]
+    taken = port if held == "--port" else alarm_port
+    with _holder(taken, reuseport=reuseport) as holder:
+        # A session of its own: if the start is not refused, its workers are stopped with it.
+        serve = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        try:
+            _, stderr = serve.communicate(timeout=60)
+        finally:
+            if serve.poll() is None:
+                os.killpg(serve.pid, signal.SIGKILL)
+                serve.wait(10)
+        assert serve.returncode == 2, stderr[-2000:]
+        assert f"{held} {taken} on 127.0.0.1 is held by another process" in stderr
+        assert "nothing was started" in stderr
+        # Nothing joined the holder's port: a connection still reaches the holder.
+        with socket.create_connection(("127.0.0.1", taken), timeout=10):
+            holder.settimeout(10)
+            holder.accept()[0].close()
+    assert counters.read_bytes() == b"the running register's counters"
+    assert not (state / "ca.key").exists(), "the start went on past the probe"
+
+
+def test_workers_start_again_at_once_on_the_port_they_just_left(
+    tmp_path: Path, postgres_url: str, fleet: Fleet
+) -> None:
+    """The probe does not mistake the connections a stopped register leaves behind (TIME_WAIT) for a holder."""
+    proc = RegisterProcess(fleet.state, {}, db_url=postgres_url, args=("--workers", "2"))
+    proc.start()
+    try:
+        wait_for_log(proc, "2 workers listening")
+        hub = fleet.hub(proc.url, 1)
+        sessions = [hub.session() for _ in range(4)]
+        for s in sessions:  # open keep-alive connections, on both workers most likely
+            assert s.get(f"{proc.url}/v1/health", timeout=10).status_code == 200
+        proc.stop()
+        proc.start()
+        wait_for_log(proc, "2 workers listening")
+        assert hub.session().get(f"{proc.url}/v1/health", timeout=10).status_code == 200
+        assert "held by another process" not in proc.log.read_text(errors="replace")
+    finally:
+        proc.stop()

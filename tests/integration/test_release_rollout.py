@@ -6,16 +6,21 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
+from sqlalchemy import event, insert, select
 
 from cloud_sync import releases as rel
-from cloud_sync.register import rollout
+from cloud_sync.register import db, rollout
 from cloud_sync.register.cli import main
+from cloud_sync.register.registry import Registry
+from cloud_sync.register.settings import Settings
 from tests.support.register import RunningRegister
 
 OPERATOR = "test:operator"
+T0 = 1_790_000_000.0
 
 
 def test_cohorts_are_stable_and_widening_only_adds_hubs(register: RunningRegister) -> None:
@@ -142,3 +147,81 @@ def test_the_operator_cli_starts_pauses_pins_and_shows_hubs(
     assert code == 1 and "no such hub" in out
     code, out = run("release", "start", "2.0.0-rc1", "--percent", "5")
     assert code == 1 and "not a release number" in out
+
+
+def _fleet_of(reg: Registry, n: int, seed: int) -> list[str]:
+    """``n`` hubs made in the register's tables directly (enrolling 300 would take minutes), with what
+    ``release hubs`` reads mixed in at random: heartbeats, pins, holds, outcomes, a few revoked."""
+    rng = random.Random(seed)
+    hh = reg.create_household("koti", actor=OPERATOR)
+    ids = [f"hub_{seed}_{rng.getrandbits(64):016x}" for _ in range(n)]
+    hubs, health, overrides, outcomes = [], [], [], []
+    for i, hub in enumerate(ids):
+        hubs.append({"id": hub, "household_id": hh, "cert_sha256": "0" * 64, "enrolled_at": T0})
+        hubs[-1]["revoked"] = rng.random() < 0.05
+        if rng.random() < 0.7:
+            health.append({"hub_id": hub, "household_id": hh, "received_at": T0, "uptime_s": 1.0, "body": {}})
+            health[-1].update(version=rng.choice(["1.0.0", "1.1.0"]), drivers_down=0, store_bytes=1)
+            health[-1].update(disk_free_bytes=1, disk_total_bytes=2)
+        kind = rng.random()
+        if kind < 0.25:  # a pin, or a hold
+            pin = "1.0.5" if kind < 0.15 else None
+            overrides.append({"hub_id": hub, "pin_version": pin, "hold": pin is None, "set_by": "t", "set_at": T0})
+        if rng.random() < 0.3:
+            outcome = rng.choice(["confirmed", "rolled_back"])
+            outcomes.append({"hub_id": hub, "version": "1.1.0", "outcome": outcome, "at": T0 + i})
+    with reg.engine.begin() as conn:
+        for table, rows in (
+            (db.hubs, hubs),
+            (db.hub_health, health),
+            (rollout.release_overrides, overrides),
+            (rollout.release_outcomes, outcomes),
+        ):
+            if rows:
+                conn.execute(insert(table), rows)
+    return ids
+
+
+def _one_by_one(reg: Registry, listed: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
+    """What the command showed before: each hub's assignment by a query of its own (the hub's own endpoint's)."""
+    out = []
+    for row in listed:
+        a = rollout.assignment(reg, row["hub_id"])
+        out.append((row["hub_id"], a.version, a.reason))
+    return out
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_release_hubs_takes_as_many_statements_for_300_hubs_as_for_3_and_shows_the_same(
+    tmp_path: Path, paused: bool
+) -> None:
+    statements: dict[int, int] = {}
+    for n in (3, 300):
+        reg = Registry(Settings(state_dir=tmp_path / f"r{n}"))
+        try:
+            ids = _fleet_of(reg, n, seed=n)
+            rollout.start(reg, "1.1.0", 30, actor=OPERATOR, now=T0)
+            rollout.start(reg, "1.2.0", 60, actor=OPERATOR, now=T0 + 1)  # the newest: the one hubs follow
+            if paused:
+                rollout.pause(reg, "1.2.0", actor=OPERATOR)
+            seen: list[str] = []
+
+            def count(*a: Any, seen: list[str] = seen) -> None:
+                seen.append(a[2])
+
+            event.listen(reg.engine, "before_cursor_execute", count)
+            try:
+                listed = rollout.hubs(reg, actor=OPERATOR)
+            finally:
+                event.remove(reg.engine, "before_cursor_execute", count)
+            statements[n] = len(seen)
+            with reg.engine.connect() as conn:
+                revoked = set(conn.execute(select(db.hubs.c.id).where(db.hubs.c.revoked)).scalars())
+            assert [r["hub_id"] for r in listed] == sorted(set(ids) - revoked)
+            assert [(r["hub_id"], r["assigned"], r["why"]) for r in listed] == _one_by_one(reg, listed)
+            if n == 300:  # every rule was exercised
+                rules = {"pin", "hold", "paused"} if paused else {"pin", "hold", "rollout", "none"}
+                assert {r["why"] for r in listed} == rules
+        finally:
+            reg.close()
+    assert statements[3] == statements[300] <= 5, statements

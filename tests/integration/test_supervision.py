@@ -143,6 +143,35 @@ def test_bad_register_replies_are_counted_and_retried_while_the_alarm_gets_throu
             hub.proc.wait()
 
 
+def test_sigterm_sends_the_readings_that_linger_first(
+    tmp_path: Path, mosquitto: MosquittoBroker, register: RunningRegister
+) -> None:
+    """A minute's linger: the scene's readings wait on the hub; the stop sends them before the loops end, still in
+    under 2 s."""
+    hub = provisioned(tmp_path, mosquitto, register, extra="readings_linger_s = 60.0\n")
+    hub.start()
+    try:
+        asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
+        hub_id = HubIdentity(hub.state).hub_id()
+
+        def lingering() -> int:
+            sync = hub.cli_json("sync")
+            return int(sync["depth"]["readings"]) if sync["lanes"]["readings"]["lingering"] else 0
+
+        wait_until(lambda: lingering() > 0, what="the scene's readings lingering")
+        waiting = lingering()
+        assert waiting > 0 and register.items(hub_id, "readings") == []
+        elapsed, code, log = timed_stop(hub)
+        assert code == 0, log
+        assert elapsed < 2.0, f"SIGTERM took {elapsed:.2f} s"
+        sent = [seq for seq, _ in register.items(hub_id, "readings")]
+        assert len(sent) >= waiting and sent == list(range(1, len(sent) + 1))
+    finally:
+        if hub.proc is not None and hub.proc.poll() is None:
+            hub.proc.kill()
+            hub.proc.wait()
+
+
 def timed_stop(hub: HubProcess) -> tuple[float, int, str]:
     assert hub.proc is not None
     started = time.monotonic()

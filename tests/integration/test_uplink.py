@@ -109,6 +109,8 @@ def uplink_config(url: str, **kw: Any) -> UplinkSection:
         "backoff_max": 0.5,
         "read_timeout": 10.0,
         "command_poll_wait": 1.0,
+        # Short: these tests are about delivery; the linger's own are in test_uplink_linger.py.
+        "readings_linger_s": 0.2,
     }
     base.update(kw)
     return UplinkSection(**base)

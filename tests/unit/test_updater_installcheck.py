@@ -4,8 +4,10 @@ a real TUF root made the way ``kotihub-register release init`` makes one, and th
 from __future__ import annotations
 
 import json
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tuf.api.metadata import Metadata, Root
@@ -96,6 +98,7 @@ def test_updater_settings_go_through_the_updaters_schema(tmp_path: Path) -> None
         ('keep_releases = "3"\n', "keep_releases"),
         ("[broken\n", "updater.toml"),
         ('trusted_root = "release-root.json"\n', "absolute"),
+        ('trusted_root = "/etc/kotihub/../../tmp/root.json"\n', "'..'"),
     ]:
         good.write_text(body)
         with pytest.raises(installcheck.BadInstallFile, match=why):
@@ -116,3 +119,85 @@ def test_the_cli_exits_1_with_the_reason_and_prints_the_roots_place(
     settings.write_text("nonsense = 1\n")
     assert main(["check-config", str(settings)]) == 1
     assert capsys.readouterr().err.startswith("refused: ")
+
+
+def test_what_is_placed_is_exactly_what_was_checked_even_if_the_source_changes_after_the_check(
+    repo: tuple[tufrepo.Repository, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of a check and a later copy: both files are swapped for bad ones right after their check (as a
+    local attacker or a careless sync would), and the placed files are still the checked bytes."""
+    dest = tmp_path / "dest"
+    root_src, settings_src = tmp_path / "root.json", tmp_path / "updater.toml"
+    good_root = root_file(repo).read_bytes()
+    good_settings = b'trusted_root = "/etc/kotihub/root-2026.json"\n'
+    root_src.write_bytes(good_root)
+    settings_src.write_bytes(good_settings)
+    checked: list[bytes] = []
+    real_root, real_config = installcheck.check_root_bytes, installcheck.check_config_bytes
+
+    def root_then_swap(data: bytes, name: str) -> installcheck.RootSummary:
+        summary = real_root(data, name)
+        checked.append(data)
+        root_src.write_bytes(good_root.replace(b'"version": 1', b'"version": 7', 1))  # unsigned change
+        return summary
+
+    def config_then_swap(data: bytes, name: str) -> Any:
+        cfg = real_config(data, name)
+        checked.append(data)
+        settings_src.write_bytes(b'trusted_root = "/etc/passwd"\nhealth_window_s = -1\n')
+        return cfg
+
+    monkeypatch.setattr(installcheck, "check_root_bytes", root_then_swap)
+    monkeypatch.setattr(installcheck, "check_config_bytes", config_then_swap)
+    lines = installcheck.install_files(dest, release_root=root_src, updater_config=settings_src)
+
+    placed_root, placed_settings = dest / "etc/kotihub/root-2026.json", dest / "etc/kotihub/updater.toml"
+    assert checked == [good_settings, good_root]
+    assert placed_root.read_bytes() == good_root and placed_settings.read_bytes() == good_settings
+    assert stat.S_IMODE(placed_root.stat().st_mode) == stat.S_IMODE(placed_settings.stat().st_mode) == 0o644
+    assert "placed /etc/kotihub/root-2026.json" in lines and "updater: /etc/kotihub/root-2026.json present" in lines
+    assert not (dest / "etc/passwd").exists()
+    # What the updater will load from there is what was checked: a trusted root.
+    assert installcheck.check_root(placed_root).version == 1
+
+
+def test_install_files_places_nothing_if_either_is_refused_and_nothing_new_when_run_again(
+    repo: tuple[tufrepo.Repository, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "dest"
+    settings, bad_root = tmp_path / "updater.toml", tmp_path / "bad-root.json"
+    settings.write_text("health_window_s = 240.0\n")
+    bad_root.write_bytes(root_file(repo).read_bytes().replace(b'"version": 1', b'"version": 7', 1))
+    args = ["install-files", "--dest", str(dest), "--updater-config", str(settings)]
+    assert main([*args, "--release-root", str(bad_root)]) == 1
+    assert f"refused: {bad_root} is not a release root" in capsys.readouterr().err
+    assert not dest.exists()
+
+    assert main([*args, "--release-root", str(root_file(repo))]) == 0
+    out = capsys.readouterr().out
+    assert "TUF root version 1" in out and "placed /etc/kotihub/release-root.json" in out
+    placed = dest / "etc/kotihub/release-root.json"
+    before = (placed.stat().st_mtime_ns, (dest / "etc/kotihub/updater.toml").stat().st_mtime_ns)
+    assert main([*args, "--release-root", str(root_file(repo))]) == 0
+    assert "/etc/kotihub/release-root.json: present, the same" in capsys.readouterr().out
+    assert (placed.stat().st_mtime_ns, (dest / "etc/kotihub/updater.toml").stat().st_mtime_ns) == before
+    assert sorted(p.name for p in placed.parent.iterdir()) == ["release-root.json", "updater.toml"]  # no temp left
+
+    # Without new settings, the root goes where the installed ones say.
+    (dest / "etc/kotihub/updater.toml").write_text('trusted_root = "/etc/kotihub/other.json"\n')
+    assert main(["install-files", "--dest", str(dest), "--release-root", str(root_file(repo))]) == 0
+    assert (dest / "etc/kotihub/other.json").read_bytes() == root_file(repo).read_bytes()
+
+
+def test_place_replaces_a_link_or_a_wrong_mode_and_leaves_an_identical_file_alone(tmp_path: Path) -> None:
+    target, elsewhere = tmp_path / "etc/release-root.json", tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(b"root")
+    target.parent.mkdir()
+    target.symlink_to(elsewhere)  # same bytes, but a link to a file someone else may control
+    assert installcheck.place(b"root", target)
+    assert not target.is_symlink() and target.read_bytes() == b"root"
+    target.chmod(0o666)
+    assert installcheck.place(b"root", target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert not installcheck.place(b"root", target)
+    assert elsewhere.read_bytes() == b"root"  # the link's target was never written through
