@@ -204,11 +204,15 @@ def ingest_body(
                 check(conn)
         return ingest(registry, hub, _decode(lane, compressed), engine=engine)
     with eng.connect() as conn:
+        # Begun for SQLAlchemy (nothing is sent): a connection PostgreSQL dropped under alarm_txn then fails the
+        # rollback here, which SQLAlchemy takes as a disconnect and replaces the pool's connections, as for its own.
+        conn.begin()
         if pipelined and lane == "alarm" and eng is registry.urgent_engine is not registry.engine:
             ack = _alarm_pipelined(registry, hub, compressed, conn)
             if ack is not None:
                 return ack
-        conn.begin()
+            conn.rollback()  # nothing to roll back on the wire: alarm_txn left the connection idle
+            conn.begin()
         cutoff = _admit(registry, conn, hub, check)
         return _ingest_postgres(registry, hub, _decode(lane, compressed), conn, cutoff)
 
@@ -227,6 +231,7 @@ def _alarm_pipelined(registry: Registry, hub: HubIdentity, compressed: bytes, co
     done = alarm_txn.store(conn.connection.dbapi_connection, _ADMIT, hub, rows)  # type: ignore[arg-type]
     if done is None:
         return None
+    conn.commit()  # alarm_txn committed; this only ends SQLAlchemy's transaction
     # As in _admit: the alarm lane's last-seen is written off its path (lastseen.py).
     registry.mark_seen(conn, hub.hub_id, time.time(), defer=True)
     return _acked(registry, batch, done.erased, done.stored, done.raised)

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import insert
 
+from cloud_sync import protocol as p
+from cloud_sync.register import db, ingest
+from cloud_sync.register.notify import schema
 from cloud_sync.register.registry import Registry
-from tests.support.alarm_home import AlarmHome, make_home, open_registry, smoke
+from tests.support.alarm_home import DEVICES, AlarmHome, make_home, open_registry, smoke
 from tests.support.pgtrips import RoundTrips
 
 
@@ -41,3 +49,114 @@ def test_a_smoke_alarm_is_two_round_trips_from_checkout_to_commit(home: AlarmHom
     # A resend (nothing new stored, the alarm already open) costs the same.
     ack = home.send([smoke(1)])
     assert (ack.stored, ack.duplicates, trips.take().round_trips) == (0, 1, 2)
+
+
+# ------------------------------------------------------------------------------------ the same as the Python path
+
+T0 = 1_760_000_000.0  # 2025-10-09 08:53 UTC: daytime in Helsinki; T0 + 14 h is in the default quiet hours
+_STATES = {
+    "smoke": ("smoke", "clear", "fault", "tamper", "test", "battery_low", "end_of_life", "hush"),
+    "availability": ("offline", "online", "unknown"),
+    "contact": ("open",),
+}
+_DEVICE_IDS = (*(d.device_id for d in DEVICES), "z2m:not-registered")
+_POLICIES: tuple[object, ...] = (
+    None,
+    {"restricted": ["test", "device_offline"]},
+    {"quiet_start": "00:00", "quiet_end": "00:00", "health": ["email"], "offline_debounce_s": {"gateway": 60}},
+    {"smoke": [{"after_s": 5, "channels": ["voice", "sms"], "in_order": True, "gap_s": 10, "repeat": 1}]},
+    {"smoke": "not a list"},  # a stored policy that no longer validates: both paths fall back to the defaults
+)
+
+item_bodies = st.builds(
+    lambda kind, state, dev, late, selftest: (kind, state, dev, late, selftest),
+    st.sampled_from(sorted(_STATES)),
+    st.integers(0, 7),
+    st.sampled_from(_DEVICE_IDS),
+    st.booleans(),
+    st.booleans(),
+)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[object, float, float, list[list[p.Item]]]:
+    policy = draw(st.sampled_from(_POLICIES))
+    clock = T0 + draw(st.sampled_from((0.0, 14 * 3600.0)))
+    watermark = draw(st.sampled_from((0.0, clock - 50.0)))
+    batches: list[list[p.Item]] = []
+    seq = 0
+    for _ in range(draw(st.integers(1, 3))):
+        if batches and draw(st.booleans()):
+            batches.append(draw(st.sampled_from(batches)))  # a resend, exactly as the outbox holds it
+            continue
+        items = []
+        for kind, state, dev, late, selftest in draw(st.lists(item_bodies, min_size=1, max_size=4)):
+            states = _STATES[kind]
+            ts = clock - (100.0 if late else 1.0) + seq / 8
+            attrs = {"selftest": True} if selftest else {}
+            body = {"device_id": dev, "kind": kind, "state": states[state % len(states)], "ts": ts, "attrs": attrs}
+            items.append(p.Item(seq=seq, ts=ts, body=body))
+            seq += 1
+        batches.append(items)
+    return policy, clock, watermark, batches
+
+
+def _reset(home: AlarmHome, policy: object, watermark: float) -> None:
+    h = home.hub.household_id
+    with home.registry.engine.begin() as conn:
+        conn.execute(db.events.delete().where(db.events.c.hub_id == home.hub.hub_id))
+        conn.execute(schema.alarms.delete().where(schema.alarms.c.household_id == h))
+        conn.execute(schema.notify_jobs.delete().where(schema.notify_jobs.c.household_id == h))
+        conn.execute(schema.escalation_policies.delete().where(schema.escalation_policies.c.household_id == h))
+        if policy is not None:
+            conn.execute(insert(schema.escalation_policies).values(household_id=h, policy=policy, updated_at=T0))
+        conn.execute(db.households.update().where(db.households.c.id == h).values(erased_before=watermark))
+
+
+def _stored(home: AlarmHome) -> dict[str, list[dict[str, Any]]]:
+    h = home.hub.household_id
+    with home.registry.engine.connect() as conn:
+        return {
+            name: [dict(r) for r in conn.execute(q).mappings()]
+            for name, q in (
+                ("events", db.events.select().where(db.events.c.hub_id == home.hub.hub_id).order_by("seq")),
+                ("alarms", schema.alarms.select().where(schema.alarms.c.household_id == h).order_by("id")),
+                ("jobs", schema.notify_jobs.select().where(schema.notify_jobs.c.household_id == h).order_by("id")),
+            )
+        }
+
+
+def _item(seq: int, kind: str, state: str, dev: str, ts: float) -> p.Item:
+    return p.Item(seq=seq, ts=ts, body={"device_id": dev, "kind": kind, "state": state, "ts": ts, "attrs": {}})
+
+
+# Every branch at least once whatever hypothesis draws: a device offline and back (its pending jobs cancelled), a
+# smoke alarm and its clear, a resend, and items from before the erasure watermark.
+_OFFLINE_AND_BACK = [
+    _item(0, "availability", "offline", "z2m:gateway", T0 - 20),
+    _item(1, "smoke", "smoke", "z2m:smoke-hall", T0 - 10),
+    _item(2, "smoke", "fault", "z2m:smoke-kitchen", T0 - 200),
+]
+_BACK = [_item(3, "availability", "online", "z2m:gateway", T0 - 5), _item(4, "smoke", "clear", "z2m:smoke-hall", T0)]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=scenarios())
+@example(scenario=(None, T0, 0.0, [_OFFLINE_AND_BACK, _BACK, _OFFLINE_AND_BACK]))
+@example(scenario=(_POLICIES[2], T0, T0 - 15, [_OFFLINE_AND_BACK, _BACK]))
+def test_the_pipelined_path_stores_what_the_python_path_stores(
+    home: AlarmHome, monkeypatch: pytest.MonkeyPatch, scenario: tuple[object, float, float, list[list[p.Item]]]
+) -> None:
+    policy, clock, watermark, batches = scenario
+    monkeypatch.setattr(ingest, "time", SimpleNamespace(time=lambda: clock))  # received_at, for both paths alike
+    outcome = {}
+    for pipelined in (False, True):
+        _reset(home, policy, watermark)
+        acks = [home.send(items, pipelined=pipelined) for items in batches]
+        outcome[pipelined] = (acks, _stored(home))
+    assert outcome[True] == outcome[False]
