@@ -3,6 +3,7 @@ the Python path stores, keeps its promises, and stays at two round trips."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,10 +12,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from cloud_sync import protocol as p
-from cloud_sync.register import db, ingest
+from cloud_sync.register import alarm_txn, db, ingest
+from cloud_sync.register.errors import Forbidden
 from cloud_sync.register.notify import schema
 from cloud_sync.register.registry import Registry
 from tests.support.alarm_home import DEVICES, AlarmHome, make_home, open_registry, smoke
@@ -160,3 +163,76 @@ def test_the_pipelined_path_stores_what_the_python_path_stores(
         acks = [home.send(items, pipelined=pipelined) for items in batches]
         outcome[pipelined] = (acks, _stored(home))
     assert outcome[True] == outcome[False]
+
+
+# ------------------------------------------------------------------------------------------------- the promises
+
+
+def _open_alarms(registry: Registry, household_id: str) -> int:
+    with registry.engine.connect() as conn:
+        q = select(func.count()).select_from(schema.alarms).where(schema.alarms.c.household_id == household_id)
+        return int(conn.execute(q).scalar_one())
+
+
+def test_the_dispatchers_are_woken_after_the_commit(home: AlarmHome, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    def woken(_key: object) -> None:
+        seen.append(_open_alarms(home.registry, home.hub.household_id))  # from another connection: committed?
+
+    monkeypatch.setattr(ingest, "notify_dispatchers", woken)
+    home.send([smoke(0)])
+    assert seen == [1]
+    home.send([smoke(0)])  # a resend opens nothing, so wakes nobody
+    assert seen == [1]
+
+
+def test_a_batch_cut_between_its_round_trips_stores_nothing_and_its_resend_opens_the_alarm_once(
+    home: AlarmHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL drops the connection after the first round trip (event inserted, not committed): no ack, nothing
+    kept; the hub's resend is stored, and its alarm opened, once."""
+    plan = alarm_txn._plan
+    killer = home.registry.engine
+
+    def plan_then_drop(*args: Any) -> Any:
+        with killer.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state = 'idle in transaction'"
+            )
+        return plan(*args)
+
+    monkeypatch.setattr(alarm_txn, "_plan", plan_then_drop)
+    with pytest.raises(DBAPIError):
+        home.send([smoke(0), smoke(1, "z2m:smoke-kitchen")])
+    assert ingest.items(home.registry, home.hub.hub_id, "alarm") == []
+    assert _open_alarms(home.registry, home.hub.household_id) == 0
+    monkeypatch.setattr(alarm_txn, "_plan", plan)
+    ack = home.send([smoke(0), smoke(1, "z2m:smoke-kitchen")])
+    assert (ack.acked_seq, ack.stored, ack.duplicates) == (1, 2, 0)
+    assert home.send([smoke(0), smoke(1, "z2m:smoke-kitchen")]).duplicates == 2
+    assert _open_alarms(home.registry, home.hub.household_id) == 2
+
+
+def test_a_refused_hub_stores_nothing_and_gets_the_python_paths_refusal(home: AlarmHome) -> None:
+    home.registry.revoke_hub(home.hub.hub_id, actor="test")
+    trips = RoundTrips(home.registry.urgent_engine)
+    with pytest.raises(Forbidden) as refused:
+        home.send([smoke(0)])
+    assert refused.value.code == "hub_revoked"
+    assert ingest.items(home.registry, home.hub.hub_id, "alarm") == []
+    assert _open_alarms(home.registry, home.hub.household_id) == 0
+    # The pipeline (refused by its admission), its rollback, then the Python path's check: only refusals cost more.
+    assert trips.take().round_trips > 2
+
+
+def test_an_alarm_from_before_the_erasure_is_acked_and_not_stored(home: AlarmHome) -> None:
+    now = time.time()
+    with home.registry.engine.begin() as conn:
+        conn.execute(db.households.update().values(erased_before=now))
+    old, new = _item(0, "smoke", "smoke", "z2m:smoke-hall", now - 1), _item(1, "smoke", "smoke", "z2m:smoke-hall", now)
+    ack = home.send([old, new])
+    assert (ack.acked_seq, ack.stored, ack.duplicates) == (1, 1, 0)
+    assert [seq for seq, _ in ingest.items(home.registry, home.hub.hub_id, "alarm")] == [1]
+    assert _open_alarms(home.registry, home.hub.household_id) == 1
