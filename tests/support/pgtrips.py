@@ -51,9 +51,15 @@ class RoundTrips:
 
     def __init__(self, engine: Engine) -> None:
         self.total = Trace()
+        self._engine = engine
         self._open: dict[int, tuple[int, str]] = {}
         event.listen(engine, "checkout", self._checkout)
         event.listen(engine, "checkin", self._checkin)
+
+    def close(self) -> None:
+        """Stops counting (connections out now are not traced to the end)."""
+        event.remove(self._engine, "checkout", self._checkout)
+        event.remove(self._engine, "checkin", self._checkin)
 
     def _checkout(self, dbapi: Any, *_: Any) -> None:
         fd, path = tempfile.mkstemp(prefix="kotihub-pgtrace-")
