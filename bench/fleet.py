@@ -234,10 +234,20 @@ class SimHub:
         self.urls = {"alarm": alarm_url or url}
         ctx = ssl.create_default_context(cafile=ca)
         ctx.load_cert_chain(hub.cert, hub.key)
+        # Whether an alarm opened a connection (TCP and a TLS handshake: the register closed the idle one) or reused
+        # one, so the alarm figures can be split by it.
+        self.alarm_connected = False
+        opened = aiohttp.TraceConfig()
+
+        async def connected(*_: Any) -> None:
+            self.alarm_connected = True
+
+        opened.on_connection_create_end.append(connected)
         self.sessions = {
             lane: aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0), keepalive_timeout=60),
                 timeout=aiohttp.ClientTimeout(total=120),
+                trace_configs=[opened] if lane == "alarm" else None,
             )
             for lane in conns
         }
@@ -292,6 +302,7 @@ class SimHub:
         self.alarm_seq += 1
         body = alarm_body(self.hub.hub_id, self.alarm_seq)
         self.alarm_busy = True
+        self.alarm_connected = False
         try:
             start = time.perf_counter()
             ack = await self.post("alarm", "alarm", body)
@@ -359,6 +370,8 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     latencies: list[float] = []
     latencies_main: list[float] = []
     lags: list[float] = []
+    connected: list[float] = []
+    reused: list[float] = []
     start = time.monotonic()
     base = dict(counts)
     if role == "B":
@@ -370,6 +383,8 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
             took = await sim.alarm()
             baseline = args["compare_main"] and sim.urls["alarm"] == sim.url
             (latencies_main if baseline else latencies).append(took)
+            if not baseline:
+                (connected if sim.alarm_connected else reused).append(took)
 
         sent: list[asyncio.Task[None]] = []
         due = start
@@ -391,7 +406,15 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
         elapsed = time.monotonic() - start
     done = {k: counts[k] - base[k] for k in counts}
     pipe.send(
-        {"elapsed": elapsed, "counts": done, "latencies": latencies, "latencies_main": latencies_main, "lags": lags}
+        {
+            "elapsed": elapsed,
+            "counts": done,
+            "latencies": latencies,
+            "latencies_main": latencies_main,
+            "lags": lags,
+            "connected": connected,
+            "reused": reused,
+        }
     )
     stop.set()
     for t in tasks:
@@ -651,6 +674,10 @@ def main() -> None:
             f" (n={len(alarms_main)}); alarm listener / main port: p99 {p99(alarms) / p99(alarms_main):.2f},"
             f" p50 {p50(alarms) / p50(alarms_main):.2f}"
         )
+    for key, what in (("connected", "on a new connection (TLS handshake)"), ("reused", "on a kept-alive connection")):
+        xs = alarms_of(results, key)
+        if xs:
+            print(f"  {what + ':':<36} {p99(xs) * 1000:.1f} ms p99, {p50(xs) * 1000:.1f} ms p50 (n={len(xs)})")
     lags = alarms_of(results, "lags")
     print(f"alarm sender's lag p99:      {p99(lags) * 1000:12.1f} ms  (how late the bench sent them: its own wall)")
     print(f"alarm p99 register idle:     {p99(idle) * 1000:12.1f} ms  (n={len(idle)})")
