@@ -87,6 +87,23 @@ def bulk_load(dsn: str, stop: threading.Event, copied: list[int]) -> None:
             copied[0] += 5_000
 
 
+def loaded(home: AlarmHome, dsn: str, bulk: int, first_seq: int, n: int) -> tuple[dict[str, list[float]], float]:
+    """:func:`timed` while ``bulk`` connections COPY without pause; returns the times and the rows/s copied."""
+    stop, copied = threading.Event(), [0]
+    threads = [threading.Thread(target=bulk_load, args=(dsn, stop, copied), daemon=True) for _ in range(bulk)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)  # let the COPYs get going (not a synchronisation: a warm-up)
+        t0, c0 = time.monotonic(), copied[0]
+        times = timed(home, first_seq, n)
+        return times, (copied[0] - c0) / (time.monotonic() - t0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+
+
 def percentile(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * len(s)))]
@@ -109,6 +126,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alarms", type=int, default=300, help="alarms per path and phase")
     ap.add_argument("--bulk", type=int, default=4, help="COPY connections in the loaded phase (0: none)")
+    ap.add_argument(
+        "--then",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PostgreSQL setting (ALTER SYSTEM, reloaded) for a second loaded phase after the first",
+    )
     args = ap.parse_args()
     logging.getLogger("cloud_sync").setLevel(logging.ERROR)  # each smoke alarm opened is logged at WARNING
     print("uptime before:", os.getloadavg())
@@ -132,22 +156,18 @@ def main() -> None:
                 dsn = cluster.admin_dsn(name)
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute("CREATE TABLE bulk_readings (LIKE readings INCLUDING ALL)")
-                stop, copied = threading.Event(), [0]
-                threads = [
-                    threading.Thread(target=bulk_load, args=(dsn, stop, copied), daemon=True) for _ in range(args.bulk)
-                ]
-                for t in threads:
-                    t.start()
-                try:
-                    time.sleep(2)  # let the COPYs get going (not a synchronisation: a warm-up)
-                    t0, c0 = time.monotonic(), copied[0]
-                    times = timed(home, 100_000, args.alarms)
-                    rate = (copied[0] - c0) / (time.monotonic() - t0)
-                finally:
-                    stop.set()
-                    for t in threads:
-                        t.join(60)
-                report(f"one alarm, {args.bulk} bulk COPY connections beside it ({rate:,.0f} rows/s)", times)
+                phases: list[tuple[str, list[str]]] = [("PostgreSQL's defaults", [])]
+                if args.then:
+                    phases.append((", ".join(args.then), args.then))
+                for i, (what, settings) in enumerate(phases):
+                    with psycopg.connect(dsn, autocommit=True) as conn:
+                        for setting in settings:
+                            key, _, value = setting.partition("=")
+                            conn.execute(f"ALTER SYSTEM SET {key} = '{value}'")
+                        conn.execute("SELECT pg_reload_conf()")
+                    times, rate = loaded(home, dsn, args.bulk, 100_000 * (i + 1), args.alarms)
+                    title = f"one alarm, {args.bulk} bulk COPY connections beside it ({rate:,.0f} rows/s); {what}"
+                    report(title, times)
         finally:
             registry.close()
     finally:
