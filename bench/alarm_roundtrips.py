@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -69,7 +70,7 @@ def timed(home: AlarmHome, first_seq: int, n: int) -> dict[str, list[float]]:
 
 def bulk_load(dsn: str, stop: threading.Event, copied: list[int]) -> None:
     """COPY 5,000-row batches into a copy of readings (its indexes too), one transaction each, until ``stop``."""
-    hub = f"hub_bulk_{threading.get_ident()}"
+    hub = f"hub_bulk_{secrets.token_hex(6)}"  # a hub of its own per thread and phase
     with psycopg.connect(dsn) as conn:
         seq = 0
         while not stop.is_set():
