@@ -28,12 +28,13 @@ from cloud_sync.protocol import (
     DiagnosticsBatch,
     EventsBatch,
     IngestAck,
+    ProtocolError,
     ReadingsBatch,
     TypedBatch,
     decode_batch,
     decompress_bounded,
 )
-from cloud_sync.register import db, partitions
+from cloud_sync.register import alarm_txn, db, partitions
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.errors import Forbidden, Invalid
 from cloud_sync.register.notify.alarms import (
@@ -184,9 +185,12 @@ def ingest_body(
     *,
     engine: Engine | None = None,
     check: HubCheck | None = None,
+    pipelined: bool = True,
 ) -> IngestAck:
     """Check the hub (``check``), decompress (bounded), decode and store one batch; returns the ack after commit.
-    ``engine``: another pool than the registry's (the alarm lane's).
+    ``engine``: another pool than the registry's (the alarm lane's). ``pipelined``: an alarm batch on the alarm
+    lane's pool goes through :mod:`.alarm_txn` (two round trips); False keeps it on the Python path (benches, the
+    test that compares the two).
 
     On PostgreSQL the check is the first statement of the transaction that then stores the batch, and reads the
     erasure watermark too (:func:`_admit`): one pool checkout, one transaction and one statement before the batch's
@@ -200,9 +204,37 @@ def ingest_body(
                 check(conn)
         return ingest(registry, hub, _decode(lane, compressed), engine=engine)
     with eng.connect() as conn:
+        # Begun for SQLAlchemy (nothing is sent): a connection PostgreSQL dropped under alarm_txn then fails the
+        # rollback here, which SQLAlchemy takes as a disconnect and replaces the pool's connections, as for its own.
         conn.begin()
+        if pipelined and lane == "alarm" and eng is registry.urgent_engine is not registry.engine:
+            ack = _alarm_pipelined(registry, hub, compressed, conn)
+            if ack is not None:
+                return ack
+            conn.rollback()  # nothing to roll back on the wire: alarm_txn left the connection idle
+            conn.begin()
         cutoff = _admit(registry, conn, hub, check)
         return _ingest_postgres(registry, hub, _decode(lane, compressed), conn, cutoff)
+
+
+def _alarm_pipelined(registry: Registry, hub: HubIdentity, compressed: bytes, conn: Connection) -> IngestAck | None:
+    """An alarm batch through :mod:`.alarm_txn`; ``None`` leaves it to the Python path, which gives whatever is out
+    of the ordinary the answer it always had (a body that does not decode, a batch naming another hub, an empty
+    one, a hub the admission statement does not admit), in the same order (the hub is refused before its body)."""
+    try:
+        batch = _decode("alarm", compressed)
+    except ProtocolError:
+        return None
+    if batch.hub_id != hub.hub_id or not batch.items:
+        return None
+    rows = _event_rows(batch, hub.household_id, time.time())  # type: ignore[arg-type]
+    done = alarm_txn.store(conn.connection.dbapi_connection, _ADMIT, hub, rows)  # type: ignore[arg-type]
+    if done is None:
+        return None
+    conn.commit()  # alarm_txn committed; this only ends SQLAlchemy's transaction
+    # As in _admit: the alarm lane's last-seen is written off its path (lastseen.py).
+    registry.mark_seen(conn, hub.hub_id, time.time(), defer=True)
+    return _acked(registry, batch, done.erased, done.stored, done.raised)
 
 
 def _admit(registry: Registry, conn: Connection, hub: HubIdentity, check: HubCheck | None) -> float:

@@ -11,11 +11,11 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, Select, and_, insert, select, update
 
 from cloud_sync.register import db
 from cloud_sync.register.auth import new_id
@@ -61,6 +61,11 @@ def load_policy(conn: Connection, household_id: str) -> Policy:
     raw = conn.execute(
         select(schema.escalation_policies.c.policy).where(schema.escalation_policies.c.household_id == household_id)
     ).scalar_one_or_none()
+    return stored_policy(raw)
+
+
+def stored_policy(raw: Any) -> Policy:
+    """The policy stored as ``raw`` (``None``: the household has none)."""
     if raw is None:
         return DEFAULT_POLICY
     try:
@@ -73,8 +78,14 @@ def load_policy(conn: Connection, household_id: str) -> Policy:
 
 def recipients(conn: Connection, household_id: str) -> list[dict[str, Any]]:
     """The household's members with their contact details, in call order."""
+    return [recipient(r) for r in conn.execute(recipients_select(household_id)).mappings()]
+
+
+def recipients_select(household_id: Any) -> Select[Any]:
+    """The query behind :func:`recipients` (``household_id`` a value or a bind parameter); rows go through
+    :func:`recipient`."""
     c, m = schema.contacts, db.members
-    rows = conn.execute(
+    return (
         select(
             m.c.id,
             m.c.name,
@@ -88,20 +99,18 @@ def recipients(conn: Connection, household_id: str) -> list[dict[str, Any]]:
         .select_from(m.outerjoin(c, c.c.member_id == m.c.id))
         .where(m.c.household_id == household_id)
         .order_by(c.c.call_order, m.c.created_at)
-    ).mappings()
-    out = []
-    for r in rows:
-        out.append(
-            {
-                "member_id": r["id"],
-                "name": r["name"],
-                # The contact record wins; members added before contacts existed keep their member details.
-                "phone": r["c_phone"] if r["c_phone"] is not None else r["phone"],
-                "email": r["c_email"] if r["c_email"] is not None else r["email"],
-                "language": r["language"] or "fi",
-            }
-        )
-    return out
+    )
+
+
+def recipient(r: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        "member_id": r["id"],
+        "name": r["name"],
+        # The contact record wins; members added before contacts existed keep their member details.
+        "phone": r["c_phone"] if r["c_phone"] is not None else r["phone"],
+        "email": r["c_email"] if r["c_email"] is not None else r["email"],
+        "language": r["language"] or "fi",
+    }
 
 
 # ------------------------------------------------------------------------------------------ opening alarms
