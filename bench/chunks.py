@@ -19,6 +19,7 @@ and were it to reach the table it would meet its first copy's primary key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -41,6 +42,9 @@ COLUMNS = (
     "seqs",
     "ts",
     "vals",
+    "vmin",
+    "vmax",
+    "vsum",
     "received_at",
 )
 COPY_TYPES = [
@@ -57,6 +61,9 @@ COPY_TYPES = [
     "int8[]",
     "float8[]",
     "float8[]",
+    "float8",
+    "float8",
+    "float8",
     "float8",
 ]
 
@@ -77,6 +84,10 @@ class Chunk(NamedTuple):
     seqs: list[int]
     ts: list[float]
     vals: list[float]
+    vmin: float
+    vmax: float
+    vsum: float
+    """The values' least, greatest and sum, so a chart reads a chunk wholly inside one bucket without its arrays."""
     received_at: float
 
 
@@ -112,6 +123,7 @@ def encode(
         for part in _cut(group):
             seqs = [it.seq for it in part]
             ts = [it.body.ts for it in part]
+            vals = [it.body.value for it in part]
             out.append(
                 Chunk(
                     hub_id,
@@ -126,7 +138,10 @@ def encode(
                     len(seqs),
                     seqs,
                     ts,
-                    [it.body.value for it in part],
+                    vals,
+                    min(vals),
+                    max(vals),
+                    math.fsum(vals),
                     received_at,
                 )
             )

@@ -20,11 +20,13 @@ kept, so every weekly partition holds some and a chart of six months has somethi
 walk at 0.01 resolution. Per shape and layout it prints PostgreSQL CPU per 100,000 readings (the loading backend's,
 from ``/proc/<pg_backend_pid()>/stat``, and the whole cluster's: WAL writer, checkpointer, autovacuum), the
 register-side Python CPU per 100,000 readings (building the ``COPY``: rows or grouping, and the stream), bytes per
-reading on disk after ``VACUUM`` (heap, TOAST and indexes of every partition), a chart read (one sensor, six months,
-200 buckets: ``series.downsample`` against ``unnest`` of the chunks) and an export of one hub (``export.py``'s pages
-of 5,000 against the chunks' pages unnested in Python), each as a ratio chunks/rows. It checks as it goes: both
-tables hold every reading once, a resend cut the same way and one cut differently store only what is new (and the
-same chunks past the mark meet the key), the chart's buckets and the export's records are equal.
+reading on disk after ``VACUUM`` (heap, indexes, and the rest: TOAST and the free-space and visibility maps, of
+every partition), a chart read (``series.downsample`` against ``unnest`` of the chunks: six months of a sensor of its
+own reporting every ~30 s, ~525,000 readings, loaded after the sizes were taken, in chunks of the shape's size; 200
+buckets) and an export of one hub (``export.py``'s pages of 5,000 against the chunks' pages unnested in Python), each
+as a ratio chunks/rows. It checks as it goes: both tables hold every reading once, a resend cut the same way and one
+cut differently store only what is new (and the same chunks past the mark meet the key), the chart's buckets and the
+export's records are equal.
 
 Run (one bench at a time on a shared machine)::
 
@@ -69,6 +71,7 @@ BUCKETS = 200
 EXPORT_PAGE = 5000  # export.py's page
 TICK = os.sysconf("SC_CLK_TCK")
 SHAPES = {"steady": 60, "linger": 600, "catch-up": 5000}
+SHAPE_PER_CHUNK = {"steady": 1, "linger": 10, "catch-up": 83}
 QUANTITIES = ("temperature", "humidity")
 
 CHUNKS_DDL = """
@@ -77,6 +80,7 @@ CREATE TABLE reading_chunks (
     household_id varchar(64) NOT NULL, device_id varchar(128) NOT NULL, quantity varchar(32) NOT NULL,
     channel varchar(16) NOT NULL DEFAULT '', ts_first double precision NOT NULL, ts_last double precision NOT NULL,
     n integer NOT NULL, seqs bigint[] NOT NULL, ts double precision[] NOT NULL, vals double precision[] NOT NULL,
+    vmin double precision NOT NULL, vmax double precision NOT NULL, vsum double precision NOT NULL,
     received_at double precision NOT NULL,
     CONSTRAINT reading_chunks_pk PRIMARY KEY (hub_id, seq_first, ts_first)
 ) PARTITION BY RANGE (ts_first);
@@ -101,6 +105,24 @@ WHERE c.household_id = %(h)s AND c.device_id = %(d)s AND c.quantity = %(q)s
   AND c.ts_first >= %(lo)s AND c.ts_first < %(until)s AND c.ts_last >= %(since)s
   AND u.t >= %(since)s AND u.t < %(until)s
 GROUP BY b ORDER BY b
+"""
+# The same, a chunk wholly inside one bucket read from its min, max and sum (no arrays), the others unnested.
+_SENSOR = "c.household_id = %(h)s AND c.device_id = %(d)s AND c.quantity = %(q)s"
+_WHOLE = (
+    "c.ts_first >= %(since)s AND c.ts_last < %(until)s"
+    " AND floor((c.ts_first - %(since)s) * %(scale)s) = floor((c.ts_last - %(since)s) * %(scale)s)"
+)
+SUMMARY_CHART = f"""
+SELECT b, min(lo), max(hi), sum(s), sum(k) FROM (
+    SELECT CAST(floor((c.ts_first - %(since)s) * %(scale)s) AS integer) AS b, c.vmin AS lo, c.vmax AS hi,
+        c.vsum AS s, c.n AS k
+    FROM reading_chunks c WHERE {_SENSOR} AND {_WHOLE}
+    UNION ALL
+    SELECT CAST(floor((u.t - %(since)s) * %(scale)s) AS integer), u.v, u.v, u.v, 1
+    FROM reading_chunks c CROSS JOIN LATERAL unnest(c.ts, c.vals) AS u(t, v)
+    WHERE {_SENSOR} AND c.ts_first >= %(lo)s AND c.ts_first < %(until)s AND c.ts_last >= %(since)s
+      AND NOT ({_WHOLE}) AND u.t >= %(since)s AND u.t < %(until)s
+) x GROUP BY b ORDER BY b
 """
 ROW_CHART = """
 SELECT CAST(floor((ts - %(since)s) * %(scale)s) AS integer) AS b, min(value), max(value), sum(value), count(*)
@@ -249,6 +271,36 @@ def make_chunk_tables(engine: Engine, hubs: list[Hub], now: float) -> None:
             conn.execute(text("INSERT INTO reading_chunk_marks VALUES (:h, -1)"), {"h": hub.hub_id})
 
 
+def chart_sensor(engine: Engine, per_chunk: int, now: float, step: float, seed: int) -> Hub:
+    """One sensor's six months, a reading every ``step`` seconds, into both tables (chunks of ``per_chunk``)."""
+    rng = random.Random(seed)
+    sensor = Hub("hub_chart", "hh_chart", [])
+    t, value = now - SPAN_S, 21.0
+    while t < now:
+        value = round(value + rng.gauss(0.0, 0.05), 2)
+        body = p.ReadingBody(device_id="zigbee:0x00158d0001c4a27e", quantity="temperature", value=value, ts=t)
+        sensor.items.append(p.ReadingItem(seq=len(sensor.items), ts=t, body=body))
+        t += step * rng.uniform(0.9, 1.1)
+    with engine.begin() as conn:
+        rows = partitions.reading_rows(sensor.items, sensor.hub_id, sensor.household_id, now)
+        partitions.copy_readings(conn, rows, direct=True)
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(CHUNKS_COPY) as copy:
+                copy.set_types(ch.COPY_TYPES)
+                for i in range(0, len(sensor.items), per_chunk):
+                    for c in ch.encode(sensor.items[i : i + per_chunk], sensor.hub_id, sensor.household_id, now):
+                        copy.write_row(c)
+        finally:
+            cursor.close()
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "VACUUM (ANALYZE) readings, reading_chunks"
+        )
+    return sensor
+
+
 def on_disk(engine: Engine, table: str) -> dict[str, int]:
     """Bytes of every partition of ``table``: heap, TOAST (with its index) and indexes, after VACUUM."""
     with engine.connect() as conn:
@@ -261,7 +313,7 @@ def on_disk(engine: Engine, table: str) -> dict[str, int]:
             {"t": table},
         ).one()
     heap, indexes, total = (int(x) for x in row)
-    return {"heap": heap, "indexes": indexes, "toast": total - heap - indexes, "total": total}
+    return {"heap": heap, "indexes": indexes, "toast": total - heap - indexes, "total": total}  # toast: and the maps
 
 
 # --------------------------------------------------------------------------------------------------- the reads
@@ -279,11 +331,11 @@ def best_of(rounds: int, fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return statistics.median(walls), statistics.median(cpus), out
 
 
-def chunk_chart(engine: Engine, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+def chunk_chart(engine: Engine, params: dict[str, Any], sql: str = CHUNK_CHART) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(CHUNK_CHART, params)
+            cursor.execute(sql, params)
             return list(cursor.fetchall())
         finally:
             cursor.close()
@@ -352,7 +404,14 @@ def export_chunks(engine: Engine, hub: Hub, page: int) -> Counter[tuple[Any, ...
 
 
 def run_shape(
-    cluster: PostgresCluster, name: str, size: int, hubs: list[Hub], now: float, halves: int
+    cluster: PostgresCluster,
+    name: str,
+    size: int,
+    hubs: list[Hub],
+    now: float,
+    halves: int,
+    chart_step: float,
+    seed: int,
 ) -> dict[str, Any]:
     engine = db.open_engine(cluster.url(cluster.create_database()), pool_size=2, max_overflow=2)  # the migrations
     with engine.begin() as conn:
@@ -399,21 +458,31 @@ def run_shape(
         n_chunks = int(conn.execute(text("SELECT count(*) FROM reading_chunks")).scalar_one())
     sizes = {"rows": on_disk(engine, "readings"), "chunks": on_disk(engine, "reading_chunks")}
 
-    # The chart: hub 0's first sensor over the six months, 200 buckets; both give the same buckets.
-    first = hubs[0].items[0].body
+    # The chart: a sensor of its own reporting every 30 s for the six months, loaded now (not counted above) in
+    # chunks of this shape's size; 200 buckets; both layouts give the same buckets.
+    sensor = chart_sensor(engine, SHAPE_PER_CHUNK[name], now, chart_step, seed)
     since, until = now - SPAN_S - 86_400, now
-    chart: dict[str, Any] = {"h": hubs[0].household_id, "d": first.device_id, "q": first.quantity}
+    chart: dict[str, Any] = {"h": sensor.household_id, "d": sensor.items[0].body.device_id, "q": "temperature"}
     chart.update(since=since, until=until, scale=BUCKETS / (until - since), lo=since - ch.MAX_SPAN_S)
 
     def rows_chart() -> series.Buckets:
         return series.downsample(engine, chart["h"], chart["d"], chart["q"], since=since, until=until, buckets=BUCKETS)
 
-    charts = {"rows": best_of(7, rows_chart), "chunks": best_of(7, lambda: chunk_chart(engine, chart))}
+    charts = {
+        "rows": best_of(7, rows_chart),
+        "chunks": best_of(7, lambda: chunk_chart(engine, chart)),
+        "summary": best_of(7, lambda: chunk_chart(engine, chart, SUMMARY_CHART)),
+    }
     got_rows: series.Buckets = charts["rows"][2]
-    got_chunks = charts["chunks"][2]
-    assert got_rows.count == [int(r[4]) for r in got_chunks], "the chunks' chart differs from the rows'"
-    assert got_rows.lo == [r[1] for r in got_chunks] and got_rows.hi == [r[2] for r in got_chunks]
-    chart_buffers = {"rows": buffers(engine, ROW_CHART, chart), "chunks": buffers(engine, CHUNK_CHART, chart)}
+    for layout in ("chunks", "summary"):
+        got = charts[layout][2]
+        assert got_rows.count == [int(r[4]) for r in got], f"the {layout} chart differs from the rows'"
+        assert got_rows.lo == [r[1] for r in got] and got_rows.hi == [r[2] for r in got], layout
+    chart_buffers = {
+        "rows": buffers(engine, ROW_CHART, chart),
+        "chunks": buffers(engine, CHUNK_CHART, chart),
+        "summary": buffers(engine, SUMMARY_CHART, chart),
+    }
 
     # The export of hub 0: export.py's pages of 5,000 rows; pages of chunks holding about as many readings.
     page = max(1, EXPORT_PAGE * n_chunks // total)
@@ -432,6 +501,8 @@ def run_shape(
         "sizes": sizes,
         "chart": {k: v[:2] for k, v in charts.items()},
         "chart_points": sum(got_rows.count),
+        "chart_chunks": -(-len(sensor.items) // SHAPE_PER_CHUNK[name]),
+        "chart_step": chart_step,
         "chart_buffers": chart_buffers,
         "export": {k: v[:2] for k, v in exports.items()},
         "export_pages": -(-len(hubs[0].items) // EXPORT_PAGE),
@@ -460,13 +531,16 @@ def report(res: dict[str, Any]) -> None:
          chunks.per_100k(chunks.python_s))  # fmt: skip
     line("load, readings/s (one connection, wall)", rows.readings / rows.wall_s, chunks.readings / chunks.wall_s,
          "{:10,.0f}")  # fmt: skip
-    for part in ("total", "heap", "toast", "indexes"):
-        line(f"bytes per reading on disk: {part}", res["sizes"]["rows"][part] / res["readings"],
+    for part in ("total", "heap", "indexes", "toast"):
+        label = f"bytes per reading on disk: {part}" + (", FSM, VM" if part == "toast" else "")
+        line(label, res["sizes"]["rows"][part] / res["readings"],
              res["sizes"]["chunks"][part] / res["readings"], "{:10.1f}")  # fmt: skip
     cr, cc = res["chart"]["rows"], res["chart"]["chunks"]
-    line(f"chart, 1 sensor, 6 months, {BUCKETS} buckets ({res['chart_points']:,} points): ms", cr[0] * 1e3,
-         cc[0] * 1e3)  # fmt: skip
-    print(f"   {'  buffers (rows | chunks)':<58} {res['chart_buffers']['rows']} | {res['chart_buffers']['chunks']}")
+    line(f"chart: 1 sensor, 6 months, {BUCKETS} buckets, ms (unnest)", cr[0] * 1e3, cc[0] * 1e3)
+    line("chart, a chunk inside one bucket by its min/max/sum, ms", cr[0] * 1e3, res["chart"]["summary"][0] * 1e3)
+    print(f"     ({res['chart_points']:,} readings every ~{res['chart_step']:.0f} s, {res['chart_chunks']:,} chunks)")
+    b = res["chart_buffers"]
+    print(f"     buffers: rows {b['rows']} | unnest {b['chunks']} | min/max/sum {b['summary']}")
     er, ec = res["export"]["rows"], res["export"]["chunks"]
     pages = res["export_pages"]
     line(f"export, ms per page of 5,000 readings ({res['export_page_chunks']} chunks a page)", er[0] / pages * 1e3,
@@ -481,6 +555,7 @@ def main() -> None:
     ap.add_argument("--halves", type=int, default=2, help="parts each layout's load is cut into, alternating")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="which of: " + ", ".join(SHAPES))
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--chart-step", type=float, default=30.0, help="seconds between the chart sensor's readings")
     args = ap.parse_args()
     per_hub = args.readings // args.hubs // (ROUNDS_PER_EPISODE * SENSORS) * ROUNDS_PER_EPISODE * SENSORS
     if per_hub < ROUNDS_PER_EPISODE * SENSORS:
@@ -492,7 +567,7 @@ def main() -> None:
     cluster = start_cluster()
     try:
         for name in args.shapes.split(","):
-            results.append(run_shape(cluster, name, SHAPES[name], hubs, now, args.halves))
+            results.append(run_shape(cluster, name, SHAPES[name], hubs, now, args.halves, args.chart_step, args.seed))
     finally:
         cluster.stop()
         shutil.rmtree(cluster.directory, ignore_errors=True)

@@ -7,6 +7,7 @@ key would) and the hub's mark (its highest stored seq), as the bench's ingest ke
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def test_a_batch_unnests_to_its_readings(items: list[ReadingItem]) -> None:
         assert c.n == len(c.seqs) == len(c.ts) == len(c.vals) >= 1
         assert c.seqs == sorted(set(c.seqs)) and (c.seq_first, c.seq_last) == (c.seqs[0], c.seqs[-1])
         assert (c.ts_first, c.ts_last) == (min(c.ts), max(c.ts)) and c.ts_last - c.ts_first <= ch.MAX_SPAN_S
+        assert (c.vmin, c.vmax, c.vsum) == (min(c.vals), max(c.vals), math.fsum(c.vals))
         keys.add((c.hub_id, c.seq_first, c.ts_first))
     assert len(keys) == len(chunks)  # no two chunks of a batch share the primary key
     # One chunk per sensor unless a sensor's readings are further apart than a chunk may span.
