@@ -180,10 +180,13 @@ def make_hubs(n_hubs: int, per_hub: int, now: float, rng: random.Random) -> list
                 ts = base + k * 0.5
                 body = {"device_id": devices[s], "quantity": QUANTITIES[s % 2], "value": level[s], "ts": ts}
                 items.append(p.Item(seq=len(items), ts=ts, body=body))
-        payload = p.decompress_bounded(p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items)))
-        batch = p.decode_batch("readings", payload)
-        assert isinstance(batch, p.ReadingsBatch)
-        hubs.append(Hub(hub_id, household, batch.items))
+        decoded: list[p.ReadingItem] = []
+        for i in range(0, len(items), p.MAX_BATCH_ITEMS):
+            batch = p.IngestBatch(hub_id=hub_id, lane="readings", items=items[i : i + p.MAX_BATCH_ITEMS])
+            typed = p.decode_batch("readings", p.decompress_bounded(p.encode_batch(batch)))
+            assert isinstance(typed, p.ReadingsBatch)
+            decoded += typed.items
+        hubs.append(Hub(hub_id, household, decoded))
     return hubs
 
 
