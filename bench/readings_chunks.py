@@ -70,8 +70,10 @@ SPAN_S = 182 * 86_400.0
 BUCKETS = 200
 EXPORT_PAGE = 5000  # export.py's page
 TICK = os.sysconf("SC_CLK_TCK")
-SHAPES = {"steady": 60, "linger": 600, "catch-up": 5000}
-SHAPE_PER_CHUNK = {"steady": 1, "linger": 10, "catch-up": 83}
+SHAPES = {"steady": 60, "linger": 600, "catch-up": 5000, "linger-60s": 120, "linger-150s": 300}
+"""Batch sizes from 60 sensors reporting every 30 s: a batch a round (no linger), a hub lingering 5 minutes, a
+catch-up batch; and (``--shapes``) lingers of one and two and a half minutes, to find where chunks start to pay."""
+SHAPE_PER_CHUNK = {name: round(size / SENSORS) for name, size in SHAPES.items()}
 QUANTITIES = ("temperature", "humidity")
 
 CHUNKS_DDL = """
@@ -556,7 +558,7 @@ def main() -> None:
     ap.add_argument("--readings", type=int, default=600_000, help="readings per shape (all hubs)")
     ap.add_argument("--hubs", type=int, default=4)
     ap.add_argument("--halves", type=int, default=2, help="parts each layout's load is cut into, alternating")
-    ap.add_argument("--shapes", default=",".join(SHAPES), help="which of: " + ", ".join(SHAPES))
+    ap.add_argument("--shapes", default="steady,linger,catch-up", help="which of: " + ", ".join(SHAPES))
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--chart-step", type=float, default=30.0, help="seconds between the chart sensor's readings")
     args = ap.parse_args()
