@@ -47,7 +47,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,6 @@ class Load:
     python_s: float = 0.0
     wall_s: float = 0.0
     readings: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
     def per_100k(self, seconds: float) -> float:
         return seconds * 1e5 / self.readings
@@ -276,8 +275,9 @@ def make_chunk_tables(engine: Engine, hubs: list[Hub], now: float) -> None:
             conn.execute(text("INSERT INTO reading_chunk_marks VALUES (:h, -1)"), {"h": hub.hub_id})
 
 
-def chart_sensor(engine: Engine, per_chunk: int, now: float, step: float, seed: int) -> Hub:
-    """One sensor's six months, a reading every ``step`` seconds, into both tables (chunks of ``per_chunk``)."""
+def chart_sensor(engine: Engine, per_chunk: int, now: float, step: float, seed: int) -> tuple[Hub, int]:
+    """One sensor's six months, a reading every ``step`` seconds, into both tables (chunks of ``per_chunk``);
+    returns it and how many chunks it made."""
     rng = random.Random(seed)
     sensor = Hub("hub_chart", "hh_chart", [])
     t, value = now - SPAN_S, 21.0
@@ -291,19 +291,21 @@ def chart_sensor(engine: Engine, per_chunk: int, now: float, step: float, seed: 
         partitions.copy_readings(conn, rows, direct=True)
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        made = 0
         try:
             with cursor.copy(CHUNKS_COPY) as copy:
                 copy.set_types(ch.COPY_TYPES)
                 for i in range(0, len(sensor.items), per_chunk):
                     for c in ch.encode(sensor.items[i : i + per_chunk], sensor.hub_id, sensor.household_id, now):
                         copy.write_row(c)
+                        made += 1
         finally:
             cursor.close()
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
             "VACUUM (ANALYZE) readings, reading_chunks"
         )
-    return sensor
+    return sensor, made
 
 
 def on_disk(engine: Engine, table: str) -> dict[str, int]:
@@ -324,7 +326,7 @@ def on_disk(engine: Engine, table: str) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------- the reads
 
 
-def best_of(rounds: int, fn: Callable[[], Any]) -> tuple[float, float, Any]:
+def median_of(rounds: int, fn: Callable[[], Any]) -> tuple[float, float, Any]:
     """Median wall and Python CPU seconds of ``rounds`` calls (after one to warm the cache), and the last result."""
     out = fn()
     walls, cpus = [], []
@@ -465,7 +467,7 @@ def run_shape(
 
     # The chart: a sensor of its own reporting every 30 s for the six months, loaded now (not counted above) in
     # chunks of this shape's size; 200 buckets; both layouts give the same buckets.
-    sensor = chart_sensor(engine, SHAPE_PER_CHUNK[name], now, chart_step, seed)
+    sensor, sensor_chunks = chart_sensor(engine, SHAPE_PER_CHUNK[name], now, chart_step, seed)
     since, until = now - SPAN_S - 86_400, now
     chart: dict[str, Any] = {"h": sensor.household_id, "d": sensor.items[0].body.device_id, "q": "temperature"}
     chart.update(since=since, until=until, scale=BUCKETS / (until - since), lo=since - ch.MAX_SPAN_S)
@@ -474,9 +476,9 @@ def run_shape(
         return series.downsample(engine, chart["h"], chart["d"], chart["q"], since=since, until=until, buckets=BUCKETS)
 
     charts = {
-        "rows": best_of(7, rows_chart),
-        "chunks": best_of(7, lambda: chunk_chart(engine, chart)),
-        "summary": best_of(7, lambda: chunk_chart(engine, chart, SUMMARY_CHART)),
+        "rows": median_of(7, rows_chart),
+        "chunks": median_of(7, lambda: chunk_chart(engine, chart)),
+        "summary": median_of(7, lambda: chunk_chart(engine, chart, SUMMARY_CHART)),
     }
     got_rows: series.Buckets = charts["rows"][2]
     for layout in ("chunks", "summary"):
@@ -492,8 +494,8 @@ def run_shape(
     # The export of hub 0: export.py's pages of 5,000 rows; pages of chunks holding about as many readings.
     page = max(1, EXPORT_PAGE * n_chunks // total)
     exports = {
-        "rows": best_of(3, lambda: export_rows(engine, hubs[0])),
-        "chunks": best_of(3, lambda: export_chunks(engine, hubs[0], page)),
+        "rows": median_of(3, lambda: export_rows(engine, hubs[0])),
+        "chunks": median_of(3, lambda: export_chunks(engine, hubs[0], page)),
     }
     assert exports["rows"][2] == exports["chunks"][2], "the chunks' export differs from the rows'"
     engine.dispose()
@@ -506,7 +508,7 @@ def run_shape(
         "sizes": sizes,
         "chart": {k: v[:2] for k, v in charts.items()},
         "chart_points": sum(got_rows.count),
-        "chart_chunks": -(-len(sensor.items) // SHAPE_PER_CHUNK[name]),
+        "chart_chunks": sensor_chunks,
         "chart_step": chart_step,
         "chart_buffers": chart_buffers,
         "export": {k: v[:2] for k, v in exports.items()},
