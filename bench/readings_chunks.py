@@ -14,25 +14,27 @@ real PostgreSQL (issue 17: ingest ≥ 300,000 readings/s).
 
 Three batch shapes, each into a database of its own, both layouts loaded in alternating halves so both see the same
 machine: **steady** (60 sensors, batches of 60: one reading per chunk), **linger** (batches of 600: 10 per chunk, a
-hub lingering 5 minutes) and **catch-up** (batches of 5,000: ~83 per chunk). The readings: ``--hubs`` hubs of 60
+hub lingering 5 minutes) and **catch-up** (batches of 5,000: ~83 per chunk); ``--shapes`` adds lingers of 60 s and
+150 s (2 and 5 per chunk). The readings: ``--hubs`` hubs of 60
 sensors, one reading per sensor every ~30 s in episodes of 250 rounds (about two hours) spread over the six months
 kept, so every weekly partition holds some and a chart of six months has something to read; values a seeded random
 walk at 0.01 resolution. Per shape and layout it prints PostgreSQL CPU per 100,000 readings (the loading backend's,
 from ``/proc/<pg_backend_pid()>/stat``, and the whole cluster's: WAL writer, checkpointer, autovacuum), the
 register-side Python CPU per 100,000 readings (building the ``COPY``: rows or grouping, and the stream), bytes per
 reading on disk after ``VACUUM`` (heap, indexes, and the rest: TOAST and the free-space and visibility maps, of
-every partition), a chart read (``series.downsample`` against ``unnest`` of the chunks: six months of a sensor of its
-own reporting every ~30 s, ~525,000 readings, loaded after the sizes were taken, in chunks of the shape's size; 200
-buckets) and an export of one hub (``export.py``'s pages of 5,000 against the chunks' pages unnested in Python), each
-as a ratio chunks/rows. It checks as it goes: both tables hold every reading once, a resend cut the same way and one
-cut differently store only what is new (and the same chunks past the mark meet the key), the chart's buckets and the
-export's records are equal.
+every partition), a chart read (``series.downsample`` against ``unnest`` of the chunks, and against a chunk inside
+one bucket read by its ``vmin``/``vmax``/``vsum``: six months of a sensor of its own reporting every ~30 s, ~525,000
+readings, loaded after the sizes were taken, in chunks of the shape's size; 200 buckets) and an export of one hub
+(``export.py``'s pages of 5,000 against the chunks' pages unnested in Python), each as a ratio chunks/rows. It checks
+as it goes: both tables hold every reading once, a resend cut the same way and one cut differently store only what
+is new (and the same chunks past the mark meet the key), the chart's buckets and the export's records are equal.
 
 Run (one bench at a time on a shared machine)::
 
     flock /tmp/kotihub-bench.lock sh -c 'uptime; .venv/bin/python bench/readings_chunks.py; uptime'
 
-Not a test: it prints figures; the machine's other load is not controlled (the load average is printed).
+About 3 minutes on this machine at the defaults (``--readings`` scales it). Not a test: it prints figures; the
+machine's other load is not controlled (the load average is printed).
 """
 
 from __future__ import annotations
