@@ -1,0 +1,128 @@
+"""The packed-chunk encoding that bench/readings_chunks.py measures round-trips: a batch's chunks unnest to exactly
+its readings, and a hub's sends with resends (cut the same way or differently) hold each reading exactly once.
+
+The table is modelled by a dict on its primary key (a second chunk with a key already held raises, as PostgreSQL's
+key would) and the hub's mark (its highest stored seq), as the bench's ingest keeps them."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud_sync.protocol import ReadingBody, ReadingItem
+
+# The bench's helper, loaded from its file: bench/ is not a package, and its folder is not put on sys.path.
+_spec = importlib.util.spec_from_file_location("bench_chunks", Path(__file__).resolve().parents[2] / "bench/chunks.py")
+assert _spec is not None and _spec.loader is not None
+ch = importlib.util.module_from_spec(_spec)
+sys.modules["bench_chunks"] = ch  # NamedTuple resolves its annotations through the module
+_spec.loader.exec_module(ch)
+
+SENSORS = [("zigbee:a", "temperature", ""), ("zigbee:a", "humidity", ""), ("ble:b", "temperature", "1"),
+           ("ble:b", "temperature", "2"), ("zigbee:c", "battery", "")]  # fmt: skip
+_ts = st.one_of(
+    st.floats(min_value=0.0, max_value=2.0**40),  # anywhere: a hub whose clock was wrong
+    st.floats(min_value=1.7e9, max_value=1.7e9 + 4 * ch.MAX_SPAN_S),  # near one another: chunks longer than one
+)
+_reading = st.tuples(st.integers(1, 1000), st.sampled_from(SENSORS), _ts,
+                     st.floats(min_value=-1e300, max_value=1e300, allow_nan=False))  # fmt: skip
+
+
+@st.composite
+def streams(draw: st.DrawFn, max_size: int = 120) -> list[ReadingItem]:
+    """A hub's readings outbox: strictly ascending seqs (with gaps), any sensor mix, times and values."""
+    raw = draw(st.lists(_reading, min_size=1, max_size=max_size))
+    out, seq = [], draw(st.integers(0, 2**40))
+    for gap, (device_id, quantity, channel), ts, value in raw:
+        seq += gap
+        body = ReadingBody(device_id=device_id, quantity=quantity, value=value, ts=ts, channel=channel)
+        out.append(ReadingItem(seq=seq, ts=ts, body=body))
+    return out
+
+
+def as_readings(items: list[ReadingItem]) -> list[ch.Reading]:
+    return [ch.Reading(it.seq, it.body.device_id, it.body.quantity, it.body.channel, it.body.ts, it.body.value)
+            for it in items]  # fmt: skip
+
+
+class Table:
+    """``reading_chunks`` and the hubs' marks, as the bench keeps them in PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int, float], ch.Chunk] = {}
+        self.marks: dict[str, int] = {}
+
+    def ingest(self, hub: str, batch: list[ReadingItem]) -> int:
+        chunks = ch.encode(batch, hub, "hh", 1.0, mark=self.marks.get(hub, -1))
+        for c in chunks:
+            key = (c.hub_id, c.seq_first, c.ts_first)
+            if key in self.rows:
+                raise KeyError(key)  # PostgreSQL: a unique violation, the batch's transaction rolled back
+            self.rows[key] = c
+        self.marks[hub] = max([self.marks.get(hub, -1), *(it.seq for it in batch)])
+        return sum(c.n for c in chunks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams())
+def test_a_batch_unnests_to_its_readings(items: list[ReadingItem]) -> None:
+    chunks = ch.encode(items, "hub", "hh", 5.0)
+    assert sorted(ch.unnest(chunks)) == as_readings(items)
+    keys = set()
+    for c in chunks:
+        assert c.n == len(c.seqs) == len(c.ts) == len(c.vals) >= 1
+        assert c.seqs == sorted(set(c.seqs)) and (c.seq_first, c.seq_last) == (c.seqs[0], c.seqs[-1])
+        assert (c.ts_first, c.ts_last) == (min(c.ts), max(c.ts)) and c.ts_last - c.ts_first <= ch.MAX_SPAN_S
+        assert (c.vmin, c.vmax, c.vsum) == (min(c.vals), max(c.vals), math.fsum(c.vals))
+        keys.add((c.hub_id, c.seq_first, c.ts_first))
+    assert len(keys) == len(chunks)  # no two chunks of a batch share the primary key
+    # One chunk per sensor unless a sensor's readings are further apart than a chunk may span.
+    sensors = {(it.body.device_id, it.body.quantity, it.body.channel) for it in items}
+    spans = [max(it.body.ts for it in items) - min(it.body.ts for it in items)]
+    if spans[0] <= ch.MAX_SPAN_S:
+        assert len(chunks) == len(sensors)
+    # The same batch is cut the same way: a resend that reached the table would meet every key it holds.
+    assert ch.encode(items, "hub", "hh", 9.0) == [c._replace(received_at=9.0) for c in chunks]
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams(), st.lists(st.tuples(st.integers(1, 40), st.booleans(), st.booleans()), min_size=1, max_size=30),
+       st.data())  # fmt: skip
+def test_resends_cut_either_way_hold_each_reading_once(
+    stream: list[ReadingItem], sends: list[tuple[int, bool, bool]], data: st.DataObject
+) -> None:
+    """The hub sends from its acked position; a lost ack makes it send from there again, in a batch of another size
+    (cut differently) or the same (cut the same way); now and then an old batch arrives again whole."""
+    table, acked, sent = Table(), 0, []
+    for size, ack_lost, old_again in sends:
+        batch = stream[acked : acked + size]
+        if batch:
+            top = max((b[-1].seq for b in sent), default=-1)
+            assert table.ingest("hub", batch) == len([it for it in batch if it.seq > top])
+            sent.append(batch)
+            if not ack_lost:
+                acked += len(batch)
+        if old_again and sent:
+            assert table.ingest("hub", sent[data.draw(st.integers(0, len(sent) - 1))]) == 0
+    held = sorted(ch.unnest(table.rows.values()))
+    top = max((b[-1].seq for b in sent), default=-1)
+    assert held == as_readings([it for it in stream if it.seq <= top])
+    # Another hub's same seqs are its own.
+    assert table.ingest("other", stream) == len(stream)
+
+
+def test_a_resend_past_the_mark_would_meet_the_key() -> None:
+    """Without the mark (as when two sends of one batch race), a resend cut the same way conflicts on the key."""
+    items = [ReadingItem(seq=s, ts=1.7e9 + s, body=ReadingBody(device_id=f"d{s % 3}", quantity="temperature",
+             value=float(s), ts=1.7e9 + s)) for s in range(30)]  # fmt: skip
+    table = Table()
+    table.ingest("hub", items)
+    table.marks.clear()
+    with pytest.raises(KeyError):
+        table.ingest("hub", items)
