@@ -127,12 +127,14 @@ async def running(uplink: Uplink) -> AsyncIterator[None]:
             await task
 
 
-async def until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+async def until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> float:
+    """Polls ``predicate`` (in a thread) until it is true; returns how long that took."""
+    start = time.monotonic()
     while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
+        if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+    return time.monotonic() - start
 
 
 def readings(n: int, start: int = 0) -> list[Reading]:

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cloud_sync.uplink import HubIdentity, Uplink
-from gateway.config import UplinkSection
 from gateway.model import Event, EventKind, Lane, Quantity, Reading
 from gateway.store import Store
+from tests.integration.test_uplink import running, until, uplink_config
 from tests.support.register import RunningRegister
 from tests.support.stores import open_store
 
@@ -56,35 +55,9 @@ def register(tmp_path: Path) -> Iterator[CountingRegister]:
         r.close()
 
 
-def config(url: str, **kw: Any) -> UplinkSection:
-    base: dict[str, Any] = {
-        "enabled": True,
-        "register_url": url,
-        "backoff_initial": 0.05,
-        "backoff_max": 0.5,
-        "command_poll_wait": 1.0,
-    }
-    return UplinkSection(**{**base, **kw})
-
-
-@contextlib.asynccontextmanager
-async def running(uplink: Uplink) -> AsyncIterator[None]:
-    task = asyncio.create_task(uplink.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> float:
-    """Polls ``predicate`` until true; returns how long it took."""
-    start = time.monotonic()
-    while not await asyncio.to_thread(predicate):
-        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
+def lingering(register: RunningRegister, store: Store, state_dir: Path, linger: float = 60.0, **kw: Any) -> Uplink:
+    """An uplink to ``register`` of the hub enrolled in ``state_dir``, whose readings linger ``linger`` seconds."""
+    return Uplink(store, uplink_config(register.url, readings_linger_s=linger, **kw), HubIdentity(state_dir))
 
 
 def reading(i: int) -> Reading:
@@ -118,7 +91,7 @@ async def requests_for_a_trickle(register: CountingRegister, linger: float) -> i
     """Readings requests for 4.5 s of readings committed one by one, every 0.15 s, with this linger."""
     hub = register.enroll()
     async with open_store(hub.state_dir) as store:
-        uplink = Uplink(store, config(register.url, readings_linger_s=linger), HubIdentity(hub.state_dir))
+        uplink = lingering(register, store, hub.state_dir, linger)
         await prime(store)
         async with running(uplink):
             await connected(uplink, store)
@@ -142,9 +115,7 @@ async def test_readings_committed_one_by_one_go_in_a_few_requests_with_a_linger_
 async def test_a_full_batch_goes_at_once_and_sync_now_sends_what_waits(register: CountingRegister) -> None:
     hub = register.enroll()
     async with open_store(hub.state_dir) as store:
-        uplink = Uplink(
-            store, config(register.url, readings_linger_s=60.0, batch_items=100), HubIdentity(hub.state_dir)
-        )
+        uplink = lingering(register, store, hub.state_dir, batch_items=100)
         await prime(store)
         async with running(uplink):
             await connected(uplink, store)
@@ -169,7 +140,7 @@ async def test_a_full_batch_goes_at_once_and_sync_now_sends_what_waits(register:
 async def test_alarms_and_events_never_wait_and_a_stop_sends_what_waits(register: CountingRegister) -> None:
     hub = register.enroll()
     async with open_store(hub.state_dir) as store:
-        uplink = Uplink(store, config(register.url, readings_linger_s=60.0), HubIdentity(hub.state_dir))
+        uplink = lingering(register, store, hub.state_dir)
         await prime(store)
         async with running(uplink):
             await connected(uplink, store)
@@ -209,7 +180,7 @@ def test_what_lingers_when_the_hub_is_killed_is_sent_by_the_next_start(
 
     async def restart() -> None:
         async with open_store(hub.state_dir, key) as store:
-            uplink = Uplink(store, config(register.url, readings_linger_s=60.0), HubIdentity(hub.state_dir))
+            uplink = lingering(register, store, hub.state_dir)
             async with running(uplink):
                 # At its start a lane sends what it holds at once: no linger for a backlog.
                 took = await until(lambda: len(register.items(hub.hub_id, "readings")) == 51, what="the backlog")
@@ -224,7 +195,7 @@ async def test_a_stop_does_not_wait_for_a_register_that_is_gone(register: Counti
     inside its bound), and the readings stay in the store for the next start."""
     hub = register.enroll()
     async with open_store(hub.state_dir) as store:
-        uplink = Uplink(store, config(register.url, readings_linger_s=60.0), HubIdentity(hub.state_dir))
+        uplink = lingering(register, store, hub.state_dir)
         await prime(store)
         async with running(uplink):
             await connected(uplink, store)
