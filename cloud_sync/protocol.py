@@ -36,6 +36,11 @@ ALARM_URL_HEADER: Final = "Kotihub-Alarm-Url"
 """On the main port's ``/v1/`` replies of a register with an alarm listener (``serve --alarm-port``): where a hub
 sends its alarm lane, ``https://<the host it asked for>:<port>``. A hub that ignores it sends alarms to the main
 port, as before; a hub that gets none (an older register) does too."""
+ALARM_PING_PATH: Final = "/v1/alarm/ping"
+"""``GET`` with the hub's certificate, on the connection its alarms go over: 204, nothing read or written. It keeps
+that connection open (the register holds a connection whose last request was an alarm or a ping for
+``alarm_keep_alive_s``, and says so in a ``Keep-Alive: timeout=N`` header), so a smoke alarm goes without a TCP
+connect and a TLS handshake first (cloud_sync.uplink.alarmroute)."""
 
 # Limits the register enforces; the hub sizes its batches to stay under them.
 MAX_BATCH_ITEMS: Final = 20_000

@@ -185,6 +185,10 @@ def _sync(args: argparse.Namespace) -> int:
         for lane, u in s["lanes"].items()
     ]
     alarms = f"alarms to the register's alarm listener {s['alarm_url']}\n" if s.get("alarm_url") else ""
+    if (conn := s.get("alarm_connection")) is not None:
+        ping = f", last ping {conn['ping_ms']:.0f} ms" if conn.get("ping_ms") is not None else ""
+        state = "kept open" if conn["kept_open"] else "not open"
+        alarms += f"alarm connection {state} ({conn['pings']} pings, {conn['ping_failures']} failed{ping})\n"
     human = f"register {s['register']}\n{alarms}" + _table(
         rows, ["lane", "waiting", "last success", "last error", "next retry", "dead letters"]
     )

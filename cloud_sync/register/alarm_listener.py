@@ -2,8 +2,9 @@
 
 Under fleet load one register process shares its event loop (TLS handshakes, HTTP parsing), its GIL and its CPU
 share between bulk ingest and a smoke alarm, and the alarm waited seconds (docs/scale.md, "The alarm lane under
-load"). This process serves ``POST /v1/ingest/alarm`` alone, with the same route code, the same mTLS and the same
-hub checks as the main port, and answers every other request with 404 ``alarm_listener_only``; the bulk workers run
+load"). This process serves ``POST /v1/ingest/alarm`` alone (and the hubs' pings that keep their alarm connections open,
+``GET /v1/alarm/ping``), with the same route code, the same mTLS and the same hub checks as the main port, and
+answers every other request with 404 ``alarm_listener_only``; the bulk workers run
 niced under it (:mod:`cloud_sync.register.workers`).
 
 A smoke alarm's ack waits for about a dozen round trips to PostgreSQL, each behind bulk ingest's backends on a busy
@@ -45,6 +46,9 @@ NOT_HERE = msgspec.json.encode(
 )
 
 
+_SERVED = frozenset({("POST", ALARM_PATH), ("GET", p.ALARM_PING_PATH)})
+
+
 def _host_of(value: str) -> str | None:
     """The host of a ``Host`` header (``name``, ``name:port``, ``[v6]:port``), or None if it is not one."""
     if value.startswith("["):
@@ -82,13 +86,14 @@ class AnnounceAlarmURL:
 
 
 class OnlyAlarmIngest:
-    """ASGI wrapper of the alarm listener: 404 for anything but ``POST /v1/ingest/alarm``, before any routing."""
+    """ASGI wrapper of the alarm listener: 404 for anything but ``POST /v1/ingest/alarm`` and the hub's
+    ``GET /v1/alarm/ping``, before any routing."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or (scope["method"] == "POST" and scope["path"] == ALARM_PATH):
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in _SERVED:
             await self.app(scope, receive, send)
             return
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(NOT_HERE)).encode())]

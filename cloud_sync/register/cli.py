@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --alarm-port: how much the other register processes lower their CPU priority (0-19; default 10)",
     )
     s.add_argument(
+        "--alarm-keep-alive",
+        type=float,
+        default=180.0,
+        help="seconds a hub's idle alarm connection is kept open between its pings (default 180)",
+    )
+    s.add_argument(
         "--command-poll", type=float, default=2.0, help="seconds between a long-poll's re-reads of the database"
     )
     s.add_argument("--db-pool", type=int, default=12, help="PostgreSQL connections kept per process (default 12)")
@@ -355,6 +361,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         alarm_port=args.alarm_port,
         bulk_ingest_limit=args.bulk_ingest,
         bulk_nice=args.bulk_nice,
+        alarm_keep_alive_s=args.alarm_keep_alive,
     )
     if args.workers != 1 or args.alarm_port is not None:
         return workers.serve(settings, workers=args.workers, host=args.host, port=args.port)

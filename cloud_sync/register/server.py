@@ -35,6 +35,7 @@ from cryptography import x509
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from cloud_sync import protocol as p
 from cloud_sync.certs import renewal_due_in
 from cloud_sync.register import alarm_listener, retention, servercert
 from cloud_sync.register.app import create_app
@@ -44,6 +45,8 @@ from cloud_sync.register.settings import Settings
 from cloud_sync.register.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
+
+_ALARM_PATHS = frozenset({p.ALARM_PING_PATH, f"{p.API_PREFIX}/ingest/alarm"})
 
 GIL_SWITCH_S = 0.001
 """CPython's GIL switch interval in a serving register process (its default is 5 ms)."""
@@ -175,6 +178,18 @@ class TLSH11Protocol(H11Protocol):
 
         self._request_timer = self.loop.call_later(timeout, expire)
 
+    def _keep_alive_after(self, cycle: Any) -> float:
+        """How long the connection may idle after this response: ``alarm_keep_alive_s`` for a hub's alarm connection
+        (its last request an alarm or an alarm ping, with a client certificate), ``keep_alive_s`` otherwise, so
+        strangers cannot hold connections longer by asking for the alarm's paths."""
+        config = self.config
+        if not isinstance(config, RegisterConfig):
+            return self.timeout_keep_alive
+        alarm = cycle is not None and cycle.scope["path"] in _ALARM_PATHS
+        certified = self._admitted is not None and self._admitted[1]
+        seconds = config.settings.alarm_keep_alive_s if alarm and certified else config.settings.keep_alive_s
+        return seconds
+
     def shutdown(self) -> None:
         self._stopping = True
         if self.cycle is None or self.cycle.response_complete:
@@ -185,6 +200,7 @@ class TLSH11Protocol(H11Protocol):
             super().shutdown()
 
     def on_response_complete(self) -> None:
+        self.timeout_keep_alive = self._keep_alive_after(self.cycle)  # type: ignore[assignment]  # a float is fine
         super().on_response_complete()
         if self._stopping:
             # The last response of a stopping server: its TLS close would wait for the client's close_notify,
@@ -238,8 +254,8 @@ def build_config(
         ssl_context_factory=_ssl_context,
         lifespan="off",
         log_level="warning",
-        # Long-polls last up to 30 s; keep-alive between them lets a hub reuse its TLS session.
-        timeout_keep_alive=35,
+        # Per connection after each response (TLSH11Protocol.on_response_complete): a hub's alarm connection longer.
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=graceful_s,
         # Off: it is one pool for everyone, and 503s every request once idle connections fill it. ConnectionGate
         # caps connections per source and anonymous ones apart from hubs instead.

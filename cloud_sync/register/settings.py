@@ -41,13 +41,20 @@ class Settings:
     max_connections_per_source: int = 256
     """Open connections allowed from one IP address (a household's hubs behind one NAT stay well below)."""
     max_anonymous_connections: int = 2048
+    """Open connections without a client certificate (enrollment, apps, operators); hubs have their own room."""
+    keep_alive_s: float = 35.0
+    """How long an idle connection is kept between requests (long-polls last up to 30 s; keep-alive between them
+    lets a hub reuse its TLS session)."""
+    alarm_keep_alive_s: float = 180.0
+    """How long a hub's idle connection whose last request was an alarm or an alarm ping
+    (:data:`~cloud_sync.protocol.ALARM_PING_PATH`) is kept: hubs ping it (every 60 s by default) so that a smoke alarm
+    finds it open. Only for connections with a client certificate; anonymous ones get ``keep_alive_s``."""
     body_budget_bytes: int = 160 * 1024 * 1024
     """Request bodies held at once, buffered and inflated, over all requests (beyond: 503 with Retry-After)."""
     auth_failure_burst: int = 20
     """Failed authentications allowed at once per source address (5x per household), refilled over 10 minutes."""
     enroll_burst: int = 10
     """Enrollment attempts allowed at once per source address (5x per household), refilled over 10 minutes."""
-    """Open connections without a client certificate (enrollment, apps, operators); hubs have their own room."""
     bulk_ingest_limit: int | None = None
     """Bulk ingest batches (events, readings, clips, diagnostics) a process runs in PostgreSQL at once; more wait
     their turn without holding a connection. None: ``db_pool_size - 2`` (never the overflow). Each one more is one more
@@ -81,7 +88,8 @@ class Settings:
             raise ValueError("alarm_port must be a TCP port (1-65535)")
         if not 0 <= self.bulk_nice <= 19:
             raise ValueError("bulk_nice must be between 0 and 19")
-        if min(self.tls_handshake_timeout_s, self.first_request_timeout_s, self.server_cert_check_s) <= 0:
+        timeouts = (self.tls_handshake_timeout_s, self.first_request_timeout_s, self.server_cert_check_s)
+        if min(*timeouts, self.keep_alive_s, self.alarm_keep_alive_s) <= 0:
             raise ValueError("timeouts must be positive")
 
     @property

@@ -11,18 +11,34 @@ when it changes) and alarms keep going to the main URL.
 An alarm is never late because the listener is down: a send there that fails for any reason (refused, TLS failure,
 timeout, an error status) goes to the main URL at once, and the listener is tried again after :data:`RETRY_S`. A
 batch the listener committed before the failure is recognised by the main URL as a duplicate of ``(hub, lane, seq)``.
+
+**The alarm connection is kept open.** A register closes an idle connection after 35 s, so nearly every smoke alarm
+(minutes or months apart) paid a TCP connect and a TLS handshake with certificates both ways before its request:
+two more round trips over the home's internet and the register's costliest CPU work, at the moment it matters. The
+alarm lane therefore pings its connection while idle (``uplink.alarm_keepalive_s``, 60 s; ``GET
+/v1/alarm/ping``, answered without touching the database), and the register keeps a hub's alarm connection open
+``alarm_keep_alive_s`` (180 s, said in ``Keep-Alive: timeout=N``; pings never come further apart than 80 % of it).
+A ping also finds a dead listener before an alarm needs it (rested as a failed alarm would rest it).
+
+A kept connection can die without a word — a home router's NAT that forgot it, a register machine that lost power —
+and a request written into it waits for the read timeout. So an alarm's first try on a kept connection waits at most
+:data:`FIRST_ANSWER_S` for its answer, then goes again over a new connection (to the main URL), as a failed listener
+does: a batch the first try committed is a duplicate there. An alarm that comes while a ping is on the wire does not
+wait for it (cloud_sync.uplink.lanes).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from cloud_sync import protocol as p
-from cloud_sync.uplink.client import RegisterClient, RegisterRejected, RegisterUnavailable
+from cloud_sync.uplink.client import ConnectionLost, RegisterClient, RegisterRejected, RegisterUnavailable
 from gateway.store import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -34,6 +50,15 @@ READ_TIMEOUT_S = 10.0
 """The listener's timeouts (or the uplink's, if shorter): a listener that hangs delays an alarm by at most this
 before it goes to the main URL."""
 MAX_URL_LENGTH = 300
+FIRST_ANSWER_S = 2.0
+"""An alarm sent over a kept connection that has no answer by then goes again over a new one (to the main URL)."""
+KEEP_ALIVE_DEFAULT_S = 35.0
+"""How long a register that does not say (no ``Keep-Alive`` header) keeps an idle connection."""
+KEPT_SHARE = 0.8
+"""Pings come at most this share of the register's keep-alive apart, so the connection is pinged before it closes."""
+PING_TIMEOUT_S = 5.0
+PINGS_REFUSED_REST_S = 3600.0
+"""A register that refuses pings (an older one, without the route) is asked again after this."""
 
 
 class BadAlarmURL(ValueError):
@@ -138,7 +163,7 @@ class AlarmRoute:
 
 class AlarmClient:
     """The alarm lane's client: the listener's connection while it answers, the main URL's otherwise (each its own
-    connection, never the bulk lanes')."""
+    connection, never the bulk lanes'), kept open between alarms by pings (:meth:`ping`)."""
 
     def __init__(self, route: AlarmRoute, make: Callable[..., RegisterClient]) -> None:
         """``make(url, connect_timeout=…, read_timeout=…)``: a client of its own on ``url`` (timeouts: None keeps the
@@ -150,6 +175,14 @@ class AlarmClient:
         self.server_time: tuple[float, float] | None = None
         self.served_by: str | None = None
         """The URL that acknowledged the last batch."""
+        self.pings = 0
+        self.ping_failures = 0
+        self.ping_ms: float | None = None
+        """How long the last answered ping took: a round trip to the register and back, nothing else."""
+        self.reopened = 0
+        """Alarms sent again over a new connection because the kept one gave no answer in time."""
+        self._pinged_at = -math.inf
+        self._pings_rest_until = -math.inf
 
     def _listener_for(self, url: str) -> RegisterClient:
         if self._listener is None or self._listener.base != url:
@@ -158,12 +191,18 @@ class AlarmClient:
             self._listener = self._make(url, connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S)
         return self._listener
 
+    def _first_answer(self, client: RegisterClient) -> float | None:
+        """The read timeout of an alarm's first try: short on a kept connection, which may have died without a word
+        (a NAT that forgot it, a register machine gone), so the alarm goes again over a new one soon."""
+        return FIRST_ANSWER_S if client.kept_alive(KEEP_ALIVE_DEFAULT_S) else None
+
     def ingest(self, hub_id: str, lane: str, items: list[OutboxItem]) -> p.IngestAck:
         url = self.route.target()
         if url is not None:
             client = self._listener_for(url)
+            first = self._first_answer(client)
             try:
-                ack = client.ingest(hub_id, lane, items)
+                ack = client.ingest(hub_id, lane, items, read_timeout=first)
             except RegisterRejected as exc:
                 # Refused for good there: the main URL decides (the same 4xx, split and dead-lettered as ever).
                 # A 404 means whatever listens there is no alarm listener: rest it like an outage.
@@ -172,13 +211,75 @@ class AlarmClient:
             except RegisterUnavailable as exc:
                 client.close()
                 self.route.failed(url, exc)
+                if first is not None and isinstance(exc, ConnectionLost):
+                    self.reopened += 1
             else:
                 self.route.served(url)
                 self.server_time, self.served_by = client.server_time, url
                 return ack
-        ack = self.main.ingest(hub_id, lane, items)
+        first = self._first_answer(self.main)
+        try:
+            ack = self.main.ingest(hub_id, lane, items, read_timeout=first)
+        except ConnectionLost:
+            if first is None:
+                raise
+            # Once more over a new connection, with the full timeout; a batch the first try committed is a duplicate.
+            self.reopened += 1
+            self.main.close()
+            ack = self.main.ingest(hub_id, lane, items)
         self.server_time, self.served_by = self.main.server_time, self.route.main
         return ack
+
+    def ping_due(self, every_s: float) -> float | None:
+        """When (monotonic) the alarm connection should next be pinged, pinging every ``every_s`` but never less
+        often than the register says it keeps an idle connection; None: no pings (``every_s`` 0)."""
+        if every_s <= 0:
+            return None
+        url = self.route.target()
+        client = self.main if url is None else self._listener if self._listener and self._listener.base == url else None
+        if client is None:
+            return self._pings_rest_until  # a listener not yet connected: at once (unless resting)
+        interval = min(every_s, KEPT_SHARE * client.kept_s) if client.kept_s else every_s
+        last = max(client.answered_at or -math.inf, self._pinged_at)
+        return max(last + interval, self._pings_rest_until)
+
+    def ping(self) -> None:
+        """``GET`` :data:`~cloud_sync.protocol.ALARM_PING_PATH` on the connection the next alarm would take, so that
+        it stays open (and a dead listener is found before an alarm needs it). Never raises: a failure is counted
+        and, on the listener, rests it as a failed alarm would."""
+        url = self.route.target()
+        client = self._listener_for(url) if url is not None else self.main
+        started = self._pinged_at = time.monotonic()
+        try:
+            client.request("GET", p.ALARM_PING_PATH, read_timeout=PING_TIMEOUT_S)
+        except RegisterRejected as exc:
+            # An older register, which has no ping: its connections close when idle, as they always did.
+            self._pings_rest_until = started + PINGS_REFUSED_REST_S
+            log.info("the register does not answer alarm pings (%s); not pinging for an hour", exc.status)
+        except RegisterUnavailable as exc:
+            client.close()
+            self.ping_failures += 1
+            log.debug("alarm ping failed: %s", exc)
+            if url is not None:
+                self.route.failed(url, exc)
+        else:
+            self.pings += 1
+            self.ping_ms = (time.monotonic() - started) * 1000
+            if url is not None:
+                self.route.served(url)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``kotihub status`` shows of the alarm connection."""
+        url = self.route.target()
+        client = self._listener if url is not None else self.main
+        return {
+            "url": url or self.route.main,
+            "kept_open": client is not None and client.kept_alive(KEEP_ALIVE_DEFAULT_S),
+            "pings": self.pings,
+            "ping_failures": self.ping_failures,
+            "ping_ms": self.ping_ms,
+            "reopened": self.reopened,
+        }
 
     def close(self) -> None:
         self.main.close()

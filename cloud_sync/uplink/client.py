@@ -33,6 +33,10 @@ class RegisterUnavailable(TransientError):
         self.retry_after = retry_after
 
 
+class ConnectionLost(RegisterUnavailable):
+    """No reply came: the connection failed, was refused or timed out (as opposed to a reply saying "later")."""
+
+
 class RegisterBadReply(RegisterUnavailable):
     """A 2xx reply that is not what the protocol promises (HTML, a truncated body, a wrong type or shape): a
     register bug, a proxy or version skew. Retried with backoff like an outage; counted in ``kotihub status``."""
@@ -112,6 +116,20 @@ def _server_time(headers: Any) -> tuple[float, float] | None:
         return None
 
 
+def _keep_alive(headers: Any) -> float | None:
+    """The ``timeout=N`` of a ``Keep-Alive`` header (RFC 2068 19.7.1.1, as servers still send it), else None."""
+    value = headers.get("Keep-Alive") if headers is not None else None
+    for part in (value or "").split(","):
+        name, _, number = part.strip().partition("=")
+        if name.strip().lower() == "timeout":
+            try:
+                seconds = float(number.strip())
+            except ValueError:
+                return None
+            return seconds if 0 < seconds < 86_400 else None
+    return None
+
+
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     if value is None:
@@ -188,9 +206,21 @@ class RegisterClient:
         self.timeout = (connect_timeout, read_timeout)
         self.server_time: tuple[float, float] | None = None
         """The register's clock from its last ``Date`` header, with our monotonic time when it arrived."""
+        self.answered_at: float | None = None
+        """Monotonic time of the last reply on this client's connection; None before the first or after a close."""
+        self.kept_s: float | None = None
+        """How long the register said it keeps the idle connection (``Keep-Alive: timeout=N``), if it said."""
 
     def close(self) -> None:
         self.session.close()
+        self.answered_at = None
+
+    def kept_alive(self, default_s: float) -> bool:
+        """Whether the next request probably goes over the connection the last reply came on (the register keeps an
+        idle one ``kept_s``, else ``default_s``): a guess, used only to bound how long a first answer may take."""
+        if self.answered_at is None:
+            return False
+        return time.monotonic() - self.answered_at < (self.kept_s or default_s)
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -209,18 +239,21 @@ class RegisterClient:
         if stamp != self._cert_stamp:
             # The certificate was renewed: pooled connections still speak with the old (soon retired) one.
             self._cert_stamp = stamp
-            self.session.close()
+            self.close()
         try:
             resp = self.session.request(method, self.base + path, timeout=timeout, **kw)
         except requests.RequestException as exc:
-            raise RegisterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            self.answered_at = None
+            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+        self.answered_at = time.monotonic()
+        self.kept_s = _keep_alive(resp.headers)
         self.server_time = _server_time(resp.headers) or self.server_time
         if resp.status_code == 429 or resp.status_code >= 500:
             raise RegisterUnavailable(f"register answered {resp.status_code}", retry_after=_retry_after(resp.headers))
         if resp.status_code in (401, 403):
             # Our certificate was refused (revoked, expired or retired): keep buffering and keep trying; a person
             # must act. The next attempt connects afresh, with whatever certificate is on disk by then.
-            self.session.close()
+            self.close()
             raise RegisterUnavailable(f"register refused the hub's certificate ({resp.status_code}): {_detail(resp)}")
         if resp.status_code == 408:
             raise RegisterUnavailable("register timed out reading the request")
@@ -253,13 +286,16 @@ class RegisterClient:
         self.replies.bad(what)
         return RegisterBadReply(f"bad reply from the register: {what}")
 
-    def ingest(self, hub_id: str, lane: str, items: list[OutboxItem]) -> p.IngestAck:
+    def ingest(
+        self, hub_id: str, lane: str, items: list[OutboxItem], *, read_timeout: float | None = None
+    ) -> p.IngestAck:
         batch = p.IngestBatch(
             hub_id=hub_id, lane=cast(p.LaneName, lane), items=[p.Item(i.seq, i.ts, i.body) for i in items]
         )
         resp = self.request(
             "POST",
             f"/v1/ingest/{lane}",
+            read_timeout=read_timeout,
             data=p.encode_batch(batch),
             headers={"Content-Type": p.MSGPACK_CONTENT_TYPE, "Content-Encoding": p.ZSTD_ENCODING},
         )

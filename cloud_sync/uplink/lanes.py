@@ -7,7 +7,8 @@ sensors every 30 s) that was a request a second of two readings each. The linger
 therefore let new items wait up to ``readings_linger_s`` for more to join them (:func:`linger`), unless a full batch
 is there first, ``kotihub sync --now`` kicks, or the uplink stops. What waits is already committed in the store, so a
 SIGKILL loses nothing: the next start sends it. Alarms never wait, nor do events (a door opening is a few a day, and
-people watch for it in the app)."""
+people watch for it in the app). While idle, the alarm lane pings its connection to keep it open
+(:func:`keep_warm`; cloud_sync.uplink.alarmroute says why)."""
 
 from __future__ import annotations
 
@@ -57,11 +58,40 @@ async def lane_loop(link: Link, hub_id: str, lane: str) -> None:
             finally:
                 status.draining = False
                 link.progress.set()
-            await wait(waiter, IDLE_POLL_S)
+            if isinstance(client, AlarmClient):
+                await keep_warm(link, client, waiter)
+            else:
+                await wait(waiter, IDLE_POLL_S)
             if lane in LINGERING_LANES:
                 await linger(link, lane, waiter)
     finally:
         link.release(client)
+
+
+async def keep_warm(link: Link, client: AlarmClient, waiter: asyncio.Event) -> None:
+    """The alarm lane's idle wait: until an alarm is committed (or ``IDLE_POLL_S``), pinging the alarm connection
+    when due (``alarm_keepalive_s``). An alarm committed while a ping is on the wire does not wait for it: the ping
+    is left to finish in its thread, and the alarm takes another connection."""
+    until = time.monotonic() + IDLE_POLL_S
+    while not waiter.is_set():
+        now = time.monotonic()
+        due = client.ping_due(link.config.alarm_keepalive_s)
+        if due is not None and due <= now:
+            ping = asyncio.ensure_future(in_thread(client.ping))
+            woken = asyncio.ensure_future(waiter.wait())
+            try:
+                await asyncio.wait({ping, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (ping, woken):
+                    task.cancel()
+                await asyncio.gather(ping, woken, return_exceptions=True)
+            if ping.done() and not ping.cancelled() and (error := ping.exception()) is not None:
+                raise error  # a bug: ping() handles every failure it expects
+            continue
+        wake = until if due is None else min(until, due)
+        if wake <= now:
+            return
+        await wait(waiter, wake - now)
 
 
 def backlog(link: Link, lane: str) -> int:

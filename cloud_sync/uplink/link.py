@@ -61,6 +61,8 @@ class Link:
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     """Set each time a lane's cursor moves (the register acknowledged a batch), a send fails, or a drain ends."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    alarm: AlarmClient | None = None
+    """The alarm lane's client, once its loop made it (for ``kotihub status``)."""
     _bulk: RegisterClient | None = None
     _alarm_route: AlarmRoute | None = None
 
@@ -110,7 +112,8 @@ class Link:
     def alarm_client(self) -> AlarmClient:
         """The alarm lane's client: the alarm listener's connection when one is announced, else one of its own to
         the main URL; never the bulk lanes' connection."""
-        return AlarmClient(self.alarm_route, self._client)
+        self.alarm = AlarmClient(self.alarm_route, self._client)
+        return self.alarm
 
     def release(self, client: RegisterClient | AlarmClient) -> None:
         """A loop is done with its client: closed, unless it is the shared one (closed when the uplink stops)."""

@@ -85,6 +85,7 @@ class Uplink(Link):
         return {
             "register": self.config.register_url,
             "alarm_url": self.alarm_route.url,
+            "alarm_connection": self.alarm.summary() if self.alarm is not None else None,
             "lanes": {lane: vars(s).copy() for lane, s in self.status.items()},
             "replies": vars(self.replies).copy(),
         }

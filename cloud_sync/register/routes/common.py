@@ -153,6 +153,7 @@ class Callers:
 
     def __init__(self, settings: Settings, reg: Registry) -> None:
         self.reg = reg
+        self.settings = settings
         self.limiter = Limiter()
         # Refilled over ten minutes; a household (reached from many addresses) gets five sources' worth.
         self.auth_rate = Rate(settings.auth_failure_burst, settings.auth_failure_burst / 600)

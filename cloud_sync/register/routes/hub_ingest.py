@@ -52,6 +52,14 @@ def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lane
         fleet_metrics.ingested(ack)
         return json_response(ack)
 
+    @r.get(p.ALARM_PING_PATH, status_code=204)
+    async def alarm_ping(who: HubCertificate) -> Response:
+        """Keeps the hub's alarm connection open: the certificate is verified (issued by the register's CA), nothing
+        is read or written, so a fleet's pings cost no database work. A revoked hub's ping is answered too; its
+        alarms are refused as ever, in their own transaction."""
+        settings = callers.settings
+        return Response(status_code=204, headers={"Keep-Alive": f"timeout={int(settings.alarm_keep_alive_s)}"})
+
     @r.post("/v1/devices", openapi_extra=doc("DeviceRecord", "DevicesAck", array=True))
     async def post_devices(request: Request, who: Hub) -> Response:
         records: list[p.DeviceRecord] = decode_json(
