@@ -181,6 +181,8 @@ class AlarmClient:
         """How long the last answered ping took: a round trip to the register and back, nothing else."""
         self.reopened = 0
         """Alarms sent again over a new connection because the kept one gave no answer in time."""
+        self.ping_started: float | None = None
+        """Monotonic time the ping on the wire now was sent; None when none is."""
         self._pinged_at = -math.inf
         self._pings_rest_until = -math.inf
 
@@ -249,7 +251,7 @@ class AlarmClient:
         and, on the listener, rests it as a failed alarm would."""
         url = self.route.target()
         client = self._listener_for(url) if url is not None else self.main
-        started = self._pinged_at = time.monotonic()
+        started = self._pinged_at = self.ping_started = time.monotonic()
         try:
             client.request("GET", p.ALARM_PING_PATH, read_timeout=PING_TIMEOUT_S)
         except RegisterRejected as exc:
@@ -267,6 +269,8 @@ class AlarmClient:
             self.ping_ms = (time.monotonic() - started) * 1000
             if url is not None:
                 self.route.served(url)
+        finally:
+            self.ping_started = None
 
     def summary(self) -> dict[str, Any]:
         """What ``kotihub status`` shows of the alarm connection."""

@@ -5,7 +5,9 @@ TLS stays end to end (the proxy only moves bytes), so mTLS is exercised for real
 answered, the hub never hears it (an ambiguous acknowledgement). A reply is server→client data on a connection that
 has already carried ``request_bytes`` from the client, which the TLS handshake alone does not reach, so handshakes
 pass and the cut lands on the answer to a real request; ``delay`` — every chunk is held
-back; ``down`` — new connections are refused (closed at once) and existing ones are cut.
+back; ``down`` — new connections are refused (closed at once) and existing ones are cut; :meth:`FaultProxy.stall` —
+the connections open now go silent both ways without closing (a NAT that forgot them), new ones pass. ``opened`` and
+``open`` count client connections.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class FaultProxy:
         self.request_bytes = 6000
         self.delay = 0.0
         self.down = False
+        self.opened = 0
+        self.open = 0
+        self._stalled: set[int] = set()
         self._loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
         self._ready = threading.Event()
@@ -73,10 +78,29 @@ class FaultProxy:
 
         self._loop.call_soon_threadsafe(cut)
 
+    def stall(self) -> None:
+        """The connections open now stop carrying bytes, both ways, and are not closed."""
+
+        async def mark() -> None:
+            self._stalled |= {id(w) for w in self._writers}
+
+        asyncio.run_coroutine_threadsafe(mark(), self._loop).result(10)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.down:
             writer.close()
             return
+        self.opened += 1
+        self.open += 1
+        try:
+            await self._relay(reader, writer)
+        except asyncio.CancelledError:
+            # The proxy stopping: end quietly (asyncio's server callback logs a client task that ends cancelled).
+            writer.close()
+        finally:
+            self.open -= 1
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -91,6 +115,7 @@ class FaultProxy:
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
+                self._stalled.discard(id(w))
                 w.close()
 
     async def _pipe(
@@ -107,6 +132,8 @@ class FaultProxy:
                     self.cut_replies -= 1
                     self.cut_count += 1
                     break
+                if id(writer) in self._stalled:
+                    continue  # swallowed: the peer hears nothing, and nothing is closed
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 writer.write(data)
