@@ -3,6 +3,7 @@ the Python path stores, keeps its promises, and stays at two round trips."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,3 +237,31 @@ def test_an_alarm_from_before_the_erasure_is_acked_and_not_stored(home: AlarmHom
     assert (ack.acked_seq, ack.stored, ack.duplicates) == (1, 1, 0)
     assert [seq for seq, _ in ingest.items(home.registry, home.hub.hub_id, "alarm")] == [1]
     assert _open_alarms(home.registry, home.hub.household_id) == 1
+
+
+def test_one_alarm_sent_twice_at_once_is_stored_and_opened_once(home: AlarmHome) -> None:
+    """What a hub's second try over a new connection can do (cloud_sync/uplink/alarmroute.py): the first, on a kept
+    connection, is still in the register when the second arrives. Both are acknowledged; one stores the alarm and
+    plans its jobs, the other finds it held."""
+    barrier = threading.Barrier(2)
+    acks: list[p.IngestAck] = []
+
+    def send() -> None:
+        barrier.wait(10)
+        acks.append(home.send([smoke(0)]))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    seq = smoke(0).seq
+    assert sorted((a.acked_seq, a.stored, a.duplicates) for a in acks) == [(seq, 0, 1), (seq, 1, 0)]
+    assert _open_alarms(home.registry, home.hub.household_id) == 1
+    with home.registry.engine.connect() as conn:
+        jobs = schema.notify_jobs
+        keys = select(jobs.c.alarm_id, jobs.c.step, jobs.c.channel, jobs.c.member_id).where(
+            jobs.c.household_id == home.hub.household_id
+        )
+        rows = conn.execute(keys).all()
+    assert rows and len(rows) == len(set(rows))  # each job planned once
