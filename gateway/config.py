@@ -64,7 +64,7 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     readings_linger_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
     """Seconds new readings and diagnostics wait for more to join their batch (unless a full batch is there first);
     0 sends each store commit's at once. Alarms and events never wait (cloud_sync.uplink.lanes)."""
-    alarm_keepalive_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 60.0
+    alarm_keepalive_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 120.0
     """Seconds between pings on the alarm lane's idle connection, so a smoke alarm finds it open (no TCP connect and
     TLS handshake first; cloud_sync.uplink.alarmroute). Never longer than the register says it keeps the connection;
     0 = no pings (the register closes the idle connection, and an alarm opens a new one)."""

@@ -24,6 +24,7 @@ import ssl
 import sys
 import threading
 import time
+from asyncio import sslproto
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,11 +109,24 @@ class RegisterConfig(uvicorn.Config):
         )
 
 
+TLS_READ_BUFFER = 32 * 1024
+"""Bytes asyncio's TLS layer reads from a socket at once, and so holds per connection (its default, 256 KiB, is
+allocated and touched for every connection: a register holding each hub's long-poll and alarm connections paid
+288 KiB of memory per connection; bench/alarm_keepalive.py). Two TLS records' worth: a 16 MiB body is read in 512
+reads instead of 64, nothing next to inflating and decoding it."""
+
+
 class RegisterLoop(asyncio.SelectorEventLoop):
     """The event loop, with a bounded TLS handshake on every server it creates (uvicorn passes none, and
-    asyncio's default is 60 s)."""
+    asyncio's default is 60 s), and a smaller TLS read buffer per connection (:data:`TLS_READ_BUFFER`)."""
 
     handshake_timeout_s: float = 10.0
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        # A class attribute of asyncio's TLS protocol, the only place it can be set; in a register process every TLS
+        # connection is the register's own.
+        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
     async def create_server(self, *args: Any, **kw: Any) -> asyncio.Server:
         if kw.get("ssl") is not None:

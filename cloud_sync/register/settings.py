@@ -47,7 +47,7 @@ class Settings:
     lets a hub reuse its TLS session)."""
     alarm_keep_alive_s: float = 180.0
     """How long a hub's idle connection whose last request was an alarm or an alarm ping
-    (:data:`~cloud_sync.protocol.ALARM_PING_PATH`) is kept: hubs ping it (every 60 s by default) so that a smoke alarm
+    (:data:`~cloud_sync.protocol.ALARM_PING_PATH`) is kept: hubs ping it (every 120 s by default) so that a smoke alarm
     finds it open. Only for connections with a client certificate; anonymous ones get ``keep_alive_s``."""
     body_budget_bytes: int = 160 * 1024 * 1024
     """Request bodies held at once, buffered and inflated, over all requests (beyond: 503 with Retry-After)."""

@@ -15,7 +15,7 @@ batch the listener committed before the failure is recognised by the main URL as
 **The alarm connection is kept open.** A register closes an idle connection after 35 s, so nearly every smoke alarm
 (minutes or months apart) paid a TCP connect and a TLS handshake with certificates both ways before its request:
 two more round trips over the home's internet and the register's costliest CPU work, at the moment it matters. The
-alarm lane therefore pings its connection while idle (``uplink.alarm_keepalive_s``, 60 s; ``GET
+alarm lane therefore pings its connection while idle (``uplink.alarm_keepalive_s``, 120 s; ``GET
 /v1/alarm/ping``, answered without touching the database), and the register keeps a hub's alarm connection open
 ``alarm_keep_alive_s`` (180 s, said in ``Keep-Alive: timeout=N``; pings never come further apart than 80 % of it).
 A ping also finds a dead listener before an alarm needs it (rested as a failed alarm would rest it).

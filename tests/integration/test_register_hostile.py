@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.flood import IdleFlood, alarm_latencies, closed_by_peer, p99, raw_connection, source
 from tests.support.register import RunningRegister, start_register
+from tests.support.register_proc import RegisterProcess
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -123,3 +124,40 @@ def test_the_alarm_lane_is_served_while_1000_idle_connections_are_held(tmp_path:
         assert p99(lat) < 1.0, f"alarm p99 {p99(lat) * 1000:.0f} ms under the flood"
     finally:
         reg.close()
+
+
+def test_a_held_tls_connection_costs_the_register_tens_of_kib_not_a_quarter_mib(tmp_path: Path) -> None:
+    """asyncio's TLS layer holds a read buffer per connection, 256 KiB unless the register sets it
+    (server.TLS_READ_BUFFER): for a register holding every hub's long-poll and alarm connections, most of its memory."""
+    (tmp_path / "register").mkdir()
+    proc = RegisterProcess(tmp_path / "register", {})
+    proc.start()
+    held: list[ssl.SSLSocket] = []
+    try:
+        assert proc.proc is not None
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "register" / "ca.crt"))
+
+        def hold(n: int) -> None:
+            for _ in range(n):
+                raw = socket.create_connection(("127.0.0.1", proc.port), timeout=30)
+                s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+                s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert s.recv(65536).startswith(b"HTTP/1.1 200")
+                held.append(s)
+
+        hold(20)  # the first connections warm the process (imports, caches)
+        before = _rss(proc.proc.pid)
+        hold(150)
+        per_connection = (_rss(proc.proc.pid) - before) / 150
+        assert per_connection < 160 * 1024, f"{per_connection / 1024:.0f} KiB per held connection"
+    finally:
+        for s in held:
+            s.close()
+        proc.stop()
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

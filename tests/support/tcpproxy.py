@@ -5,7 +5,9 @@ TLS stays end to end (the proxy only moves bytes), so mTLS is exercised for real
 answered, the hub never hears it (an ambiguous acknowledgement). A reply is server→client data on a connection that
 has already carried ``request_bytes`` from the client, which the TLS handshake alone does not reach, so handshakes
 pass and the cut lands on the answer to a real request; ``delay`` — every chunk is held
-back; ``down`` — new connections are refused (closed at once) and existing ones are cut; :meth:`FaultProxy.stall` —
+back; ``latency`` — every chunk arrives that many seconds after it was sent, both ways, and a new connection's
+first bytes a round trip later (its TCP handshake): a long link, as a delay line (chunks in flight together);
+``down`` — new connections are refused (closed at once) and existing ones are cut; :meth:`FaultProxy.stall` —
 the connections open now go silent both ways without closing (a NAT that forgot them), new ones pass. ``opened`` and
 ``open`` count client connections.
 """
@@ -30,6 +32,7 @@ class FaultProxy:
         self.cut_count = 0
         self.request_bytes = 6000
         self.delay = 0.0
+        self.latency = 0.0
         self.down = False
         self.opened = 0
         self.open = 0
@@ -101,6 +104,8 @@ class FaultProxy:
             self.open -= 1
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.latency:
+            await asyncio.sleep(2 * self.latency)  # the TCP handshake's round trip
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -121,6 +126,38 @@ class FaultProxy:
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: list[int], *, reply: bool
     ) -> None:
+        line: asyncio.Queue[tuple[float, bytes]] | None = asyncio.Queue() if self.latency else None
+        sender = asyncio.ensure_future(self._send_later(line, writer)) if line is not None else None
+        try:
+            await self._forward(reader, writer, sent, reply=reply, line=line)
+        finally:
+            if line is not None and sender is not None:
+                # What is still on the line arrives before the close does.
+                line.put_nowait((asyncio.get_running_loop().time() + self.latency, b""))
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(sender, self.latency + 5)
+        writer.close()
+
+    async def _send_later(self, line: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConnectionError, OSError):
+            while True:
+                due, data = await line.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if not data:
+                    return
+                writer.write(data)
+                await writer.drain()
+
+    async def _forward(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sent: list[int],
+        *,
+        reply: bool,
+        line: asyncio.Queue[tuple[float, bytes]] | None,
+    ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while True:
                 data = await reader.read(65536)
@@ -134,11 +171,13 @@ class FaultProxy:
                     break
                 if id(writer) in self._stalled:
                     continue  # swallowed: the peer hears nothing, and nothing is closed
+                if line is not None:
+                    line.put_nowait((asyncio.get_running_loop().time() + self.latency, data))
+                    continue
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 writer.write(data)
                 await writer.drain()
-        writer.close()
 
 
 @contextlib.contextmanager
