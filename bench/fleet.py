@@ -21,7 +21,10 @@ What runs:
   hubs at Poisson times (``--alarm-rate`` per second), each on its own without waiting for the one before, and times
   each from just before its request is written to its acknowledgement (after commit). Its own event loop has
   nothing else to do, so the time measured is the register's (and the network's); how late each alarm left
-  against its schedule is printed too, as the check that this process is not the wall;
+  against its schedule is printed too, as the check that this process is not the wall. Each hub pings its alarm
+  connection every ``--alarm-keepalive`` seconds (120, the hub's default; 0: no pings, and every alarm on a new
+  connection, as a real hub's alarms, minutes to months apart, met it); ``--compare-keepalive`` makes half the hubs
+  sending to the listener not ping, the baseline in the same run;
 * before the fleet: one hub's steady sends alone, one after another (the register's CPU per request, without the
   fleet's connections and queues), its catch-up alone (the rate of one hub) and the alarm latency with the register
   idle;
@@ -229,8 +232,12 @@ class SimHub:
         ca: str,
         conns: tuple[str, ...] = ("alarm", "bulk", "poll"),
         alarm_url: str | None = None,
+        ping_every: float = 0.0,
     ) -> None:
         self.hub, self.url = hub, url
+        self.ping_every = ping_every
+        """Seconds between pings of the alarm connection (``GET /v1/alarm/ping``), as a hub's alarm lane sends while
+        idle (``uplink.alarm_keepalive_s``); 0: none, and each alarm on a new connection, as a real hub's were."""
         self.urls = {"alarm": alarm_url or url}
         ctx = ssl.create_default_context(cafile=ca)
         ctx.load_cert_chain(hub.cert, hub.key)
@@ -245,7 +252,16 @@ class SimHub:
         opened.on_connection_create_end.append(connected)
         self.sessions = {
             lane: aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0), keepalive_timeout=60),
+                connector=aiohttp.TCPConnector(
+                    limit=1,
+                    ssl=ctx,
+                    local_addr=(hub.source, 0),
+                    # aiohttp's own idle close must not come before the register's, or pings could not keep it.
+                    keepalive_timeout=max(60.0, 2 * ping_every) if lane == "alarm" else 60,
+                    # A hub that does not ping meets every alarm (minutes to months apart) with its connection long
+                    # closed by the register: each alarm a new connection.
+                    force_close=lane == "alarm" and ping_every == 0,
+                ),
                 timeout=aiohttp.ClientTimeout(total=120),
                 trace_configs=[opened] if lane == "alarm" else None,
             )
@@ -293,6 +309,18 @@ class SimHub:
             counts["steady"] += ack["stored"]
             counts["requests"] += 1
 
+    async def keep_warm(self, stop: asyncio.Event) -> None:
+        """Pings the alarm connection every ``ping_every`` seconds (first at a random point of the period), unless
+        an alarm is on it."""
+        await asyncio.sleep(random.random() * self.ping_every)
+        while not stop.is_set():
+            if not self.alarm_busy:
+                async with self.sessions["alarm"].get(f"{self.urls['alarm']}{p.ALARM_PING_PATH}") as resp:
+                    await resp.read()
+                    if resp.status != 204:
+                        raise RuntimeError(f"alarm ping: {resp.status}")
+            await asyncio.sleep(self.ping_every)
+
     async def poll(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             async with self.sessions["poll"].get(f"{self.url}/v1/commands", params={"wait": "25"}) as resp:
@@ -334,9 +362,15 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     random.seed(f"fleet-{role}-jitter")
     alarms = role == "alarms"
     conns = ("alarm",) if alarms else ("bulk", "poll") if args["commands"] else ("bulk",)
+
     # With --compare-main, every other hub sends its alarms to the main port: the baseline, under the same load.
+    # With --compare-keepalive, every other hub sending to the listener pings its alarm connection and the others
+    # do not: the baseline of the kept connection, under the same load.
+    def pings(i: int) -> float:
+        return 0.0 if args["compare_keepalive"] and (i // 2) % 2 else args["alarm_keepalive"]
+
     sims = [
-        SimHub(h, url, ca, conns, None if args["compare_main"] and i % 2 else args["alarm_url"])
+        SimHub(h, url, ca, conns, None if args["compare_main"] and i % 2 else args["alarm_url"], pings(i))
         for i, h in enumerate(hubs)
     ]
     counts = {"steady": 0, "catchup": 0, "requests": 0}
@@ -362,6 +396,8 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
         tasks += [asyncio.create_task(s.steady(args["per_s"], args["every"], stop, counts)) for s in sims]
     if args["commands"] and not alarms:
         tasks += [asyncio.create_task(s.poll(stop)) for s in sims]
+    if alarms:
+        tasks += [asyncio.create_task(s.keep_warm(stop)) for s in sims if s.ping_every > 0]
     # Every hub in its rhythm: each sent once since the connect phase (bulk connections idle through that phase were
     # closed by the register and are open again), so the measured time holds no reconnect storm of the bench's own.
     await asyncio.sleep(2.0 if alarms else args["every"] + 2.0)
@@ -372,6 +408,8 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     lags: list[float] = []
     connected: list[float] = []
     reused: list[float] = []
+    pinged: list[float] = []
+    unpinged: list[float] = []
     start = time.monotonic()
     base = dict(counts)
     if role == "B":
@@ -385,6 +423,7 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
             (latencies_main if baseline else latencies).append(took)
             if not baseline:
                 (connected if sim.alarm_connected else reused).append(took)
+                (pinged if sim.ping_every > 0 else unpinged).append(took)
 
         sent: list[asyncio.Task[None]] = []
         due = start
@@ -414,6 +453,8 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
             "lags": lags,
             "connected": connected,
             "reused": reused,
+            "pinged": pinged,
+            "unpinged": unpinged,
         }
     )
     stop.set()
@@ -549,6 +590,17 @@ def main() -> None:
         action="store_true",
         help="send no alarms to the main port (by default every other hub does: the baseline in the same run)",
     )
+    ap.add_argument(
+        "--alarm-keepalive",
+        type=float,
+        default=120.0,
+        help="seconds between a hub's pings of its alarm connection (the hub's default 120; 0: none)",
+    )
+    ap.add_argument(
+        "--compare-keepalive",
+        action="store_true",
+        help="half the hubs sending alarms to the listener do not ping: the baseline in the same run",
+    )
     ap.add_argument("--serve-arg", action="append", default=[], help="one more argument for kotihub-register serve")
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -600,6 +652,8 @@ def main() -> None:
             "alarm_url": alarm_url,
             "alarm_sender_nice": args.alarm_sender_nice,
             "compare_main": alarm_url is not None and not args.no_compare_main,
+            "alarm_keepalive": args.alarm_keepalive,
+            "compare_keepalive": args.compare_keepalive,
         }
         ctx = multiprocessing.get_context("spawn")
         half = len(fleet) // 2
@@ -686,7 +740,13 @@ def main() -> None:
             f" (n={len(alarms_main)}); alarm listener / main port: p99 {p99(alarms) / p99(alarms_main):.2f},"
             f" p50 {p50(alarms) / p50(alarms_main):.2f}"
         )
-    for key, what in (("connected", "on a new connection (TLS handshake)"), ("reused", "on a kept-alive connection")):
+    kinds = (
+        ("connected", "on a new connection (TLS handshake)"),
+        ("reused", "on a kept-alive connection"),
+        ("pinged", f"from hubs pinging every {args.alarm_keepalive:g} s"),
+        ("unpinged", "from hubs not pinging"),
+    )
+    for key, what in kinds:
         xs = alarms_of(results, key)
         if xs:
             print(f"  {what + ':':<36} {p99(xs) * 1000:.1f} ms p99, {p50(xs) * 1000:.1f} ms p50 (n={len(xs)})")
