@@ -184,8 +184,8 @@ def _plan(
                 category = "smoke"
             elif state == "clear":
                 steps.append(_Step(_CLEAR, where))
-            elif state in alarms._DETECTOR_HEALTH:
-                category = alarms._DETECTOR_HEALTH[state]
+            elif state in alarms.DETECTOR_HEALTH:
+                category = alarms.DETECTOR_HEALTH[state]
         elif kind == "availability":
             if state == "offline":
                 category = "device_offline"

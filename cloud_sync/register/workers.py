@@ -10,12 +10,13 @@ parent only prepares what they share (schema, CA, server certificate, metrics di
 restarts one that dies and stops them all on SIGTERM/SIGINT.
 
 ``SO_REUSEPORT`` would also let a second register of the same user, started by mistake on the same port, join the
-port's group and take half the hubs. So before anything else the parent binds each port it will serve once without
-``SO_REUSEPORT`` (:func:`probe_port`): that fails while any process listens there, and the start is refused
-(:class:`PortTaken`) before the schema, the CA, the metrics directory or a worker is touched. The supervisor's
-restart of one worker does not probe again: its siblings still hold the port, and it rejoins their group. Two
-registers started in the same instant could both pass the probe before either binds; the probe is against the
-mistake of a second start, and systemd runs one instance of the unit.
+port's group and take half the hubs. So before anything else the parent takes a claim on each port it will serve
+(:func:`claim_port`), then binds it once without ``SO_REUSEPORT`` (:func:`probe_port`): either fails while another
+register holds the claim or any process listens there, and the start is refused (:class:`PortTaken`) before the
+schema, the CA, the metrics directory or a worker is touched. The probe alone left a window: between it and the
+workers' binds a second register started in the same instant passed it too. The claim is taken in one atomic bind
+and held by the parent until it exits, so of two such starts exactly one goes on. The supervisor's restart of one
+worker does not probe again: its siblings still hold the port, and it rejoins their group.
 
 What each worker holds in memory is divided by N (:func:`per_worker`): the body budget and the rate-limit
 bursts and connection caps, which are per process. Everything else they share lives in PostgreSQL.
@@ -23,6 +24,7 @@ bursts and connection caps, which are per process. Everything else they share li
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -56,6 +58,39 @@ class PortTaken(WorkersRefused):
     """Another process listens on a port this register would serve; nothing was started (permanent)."""
 
 
+def _taken(what: str, host: str, port: int) -> PortTaken:
+    return PortTaken(
+        f"{what} {port} on {host} is held by another process (is a register already running there?); "
+        "nothing was started"
+    )
+
+
+def claim_name(host: str, port: int) -> bytes:
+    """The abstract ``AF_UNIX`` name of the claim on ``host:port``: the address ``host`` resolves to, so that
+    ``localhost`` and ``127.0.0.1`` are one claim."""
+    addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][4]
+    return f"\0kotihub-register:{addr[0]}:{port}".encode()
+
+
+def claim_port(host: str, port: int, what: str = "--port") -> socket.socket:
+    """This process's claim on ``host:port``, held while the returned socket is open: :class:`PortTaken` if another
+    process holds it.
+
+    An abstract ``AF_UNIX`` name: binding it is atomic, and the kernel frees it when its last descriptor closes, so
+    also when the holder is killed (SIGKILL) — no lock file to go stale. Abstract names, like the port, belong to a
+    network namespace. The socket is not inheritable, so the workers do not hold the claim: it ends with the parent
+    (and orphaned workers still listening are refused by :func:`probe_port`)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(claim_name(host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise _taken(what, host, port) from exc
+        raise WorkersRefused(f"cannot claim {what} {port} on {host}: {exc.strerror}; nothing was started") from exc
+    return sock
+
+
 def probe_port(host: str, port: int, what: str = "--port") -> None:
     """Binds ``host:port`` once with ``SO_REUSEADDR`` only, and closes it: :class:`PortTaken` if another process
     listens there (with or without ``SO_REUSEPORT``), :class:`WorkersRefused` if it cannot be bound at all. Connections
@@ -67,10 +102,7 @@ def probe_port(host: str, port: int, what: str = "--port") -> None:
             sock.bind(addr)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortTaken(
-                    f"{what} {port} on {host} is held by another process (is a register already running there?); "
-                    "nothing was started"
-                ) from exc
+                raise _taken(what, host, port) from exc
             raise WorkersRefused(f"cannot bind {what} {port} on {host}: {exc.strerror}; nothing was started") from exc
 
 
@@ -141,8 +173,6 @@ def _alarm_listener(settings: Settings, host: str, port: int, index: int, ready:
 def serve(settings: Settings, *, workers: int, host: str, port: int) -> int:
     """Run ``workers`` register processes (and the alarm listener's, with ``settings.alarm_port``) until
     SIGTERM/SIGINT; returns the exit status."""
-    from cloud_sync.register.registry import Registry
-
     if workers < 1 or (workers < 2 and settings.alarm_port is None):
         raise WorkersRefused("--workers must be at least 1")
     if not settings.database_url.startswith("postgresql"):
@@ -154,9 +184,21 @@ def serve(settings: Settings, *, workers: int, host: str, port: int) -> int:
     if settings.alarm_port == port:
         raise WorkersRefused("--alarm-port must differ from --port")
     # Before anything is changed: the metrics directory below is the running register's if it shares our state.
-    probe_port(host, port)
+    # The claims first (the probe alone does not stop a register started in the same instant), held until we exit.
+    ports = [(port, "--port")]
     if settings.alarm_port is not None:
-        probe_port(host, settings.alarm_port, "--alarm-port")
+        ports.append((settings.alarm_port, "--alarm-port"))
+    with contextlib.ExitStack() as claims:
+        for p, what in ports:
+            claims.enter_context(claim_port(host, p, what))
+        for p, what in ports:
+            probe_port(host, p, what)
+        return _serve_claimed(settings, workers, host, port)
+
+
+def _serve_claimed(settings: Settings, workers: int, host: str, port: int) -> int:
+    from cloud_sync.register.registry import Registry
+
     metrics_dir = settings.state_dir / "metrics"
     # Counters of a previous run would be added to this one's.
     shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -165,6 +165,19 @@ def test_several_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
     assert "several workers need PostgreSQL" in out.stderr
 
 
+def _start_refused(cmd: list[str]) -> tuple[int, str]:
+    """Runs a ``serve`` expected to be refused: its exit status and stderr. In a session of its own, so that if the
+    start is not refused its workers are stopped with it at the timeout."""
+    serve = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = serve.communicate(timeout=60)
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(10)
+    return serve.returncode, stderr
+
+
 def _holder(port: int, *, reuseport: bool) -> socket.socket:
     """A listener on the port, as another register's worker (``reuseport``) or any other program holds it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -196,17 +209,8 @@ def test_a_port_another_process_listens_on_is_refused_before_anything_starts(
     cmd += ["--port", str(port), "--workers", "2", "--alarm-port", str(alarm_port)]
     taken = port if held == "--port" else alarm_port
     with _holder(taken, reuseport=reuseport) as holder:
-        # A session of its own: if the start is not refused, its workers are stopped with it.
-        serve = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        try:
-            _, stderr = serve.communicate(timeout=60)
-        finally:
-            if serve.poll() is None:
-                os.killpg(serve.pid, signal.SIGKILL)
-                serve.wait(10)
-        assert serve.returncode == 2, stderr[-2000:]
+        returncode, stderr = _start_refused(cmd)
+        assert returncode == 2, stderr[-2000:]
         assert f"{held} {taken} on 127.0.0.1 is held by another process" in stderr
         assert "nothing was started" in stderr
         # Nothing joined the holder's port: a connection still reaches the holder.
@@ -236,3 +240,88 @@ def test_workers_start_again_at_once_on_the_port_they_just_left(
         assert "held by another process" not in proc.log.read_text(errors="replace")
     finally:
         proc.stop()
+
+
+# Holds the claim as a register's parent does (an abstract AF_UNIX name), in a process of its own to SIGKILL.
+_CLAIM_HOLDER = """
+import socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.bind(b"\\0kotihub-register:127.0.0.1:" + sys.argv[1].encode())
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def _serve_cmd(state: Path, postgres_url: str, port: int, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "cloud_sync.register.cli", "serve", "--state", str(state), "--db", postgres_url]
+    return [*cmd, "--port", str(port), "--workers", "2", *extra]
+
+
+@pytest.mark.parametrize("held", ["--port", "--alarm-port"])
+def test_a_claimed_port_is_refused_until_the_claim_holder_dies(
+    tmp_path: Path, postgres_url: str, fleet: Fleet, held: str
+) -> None:
+    """Nothing listens on the port, so only the claim can refuse the start; SIGKILL frees the claim with its
+    holder, and no lock file is left behind to clean up."""
+    port, alarm_port = free_port(), free_port()
+    taken = port if held == "--port" else alarm_port
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _CLAIM_HOLDER, str(taken)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        returncode, stderr = _start_refused(
+            _serve_cmd(fleet.state, postgres_url, port, "--alarm-port", str(alarm_port))
+        )
+        assert returncode == 2, stderr[-2000:]
+        assert f"{held} {taken} on 127.0.0.1 is held by another process" in stderr
+        assert "nothing was started" in stderr
+        assert not (fleet.state / "metrics").exists(), "the start went on past the claim"
+    finally:
+        holder.kill()
+        holder.wait(10)
+    proc = RegisterProcess(
+        fleet.state, {}, db_url=postgres_url, port=port, args=("--workers", "2", "--alarm-port", str(alarm_port))
+    )
+    proc.start()
+    try:
+        wait_for_log(proc, "alarm listener on")
+        assert "held by another process" not in proc.log.read_text(errors="replace")
+    finally:
+        proc.stop()
+
+
+def test_of_two_registers_started_at_once_on_one_port_exactly_one_serves(tmp_path: Path, postgres_url: str) -> None:
+    """The probe alone let both through: it binds and closes at once, and the workers bind seconds later."""
+    state = tmp_path / "state"
+    for round_ in range(3):
+        port = free_port()
+        logs = [tmp_path / f"serve-{round_}-{i}.log" for i in range(2)]
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for log in logs:  # back to back: both are still importing when the other one reaches the claim
+                with open(log, "wb") as f:
+                    cmd = _serve_cmd(state, postgres_url, port)
+                    procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True))
+            deadline = time.monotonic() + 90
+            # Until one has exited and the other serves, both have exited, or (both serving) the deadline.
+            while time.monotonic() < deadline and not all(p.poll() is not None for p in procs):
+                if any(p.poll() is not None for p in procs) and any(
+                    "2 workers listening" in log.read_text(errors="replace") for log in logs
+                ):
+                    break
+                time.sleep(0.05)
+            codes = [p.poll() for p in procs]
+            texts = [log.read_text(errors="replace") for log in logs]
+            assert sorted(codes, key=str) == [2, None], (codes, [t[-2000:] for t in texts])
+            loser, winner = (0, 1) if codes[0] == 2 else (1, 0)
+            assert f"--port {port} on 127.0.0.1 is held by another process" in texts[loser]
+            assert "2 workers listening" in texts[winner]
+            assert "workers listening" not in texts[loser]
+            procs[winner].terminate()
+            assert procs[winner].wait(60) == 0
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(10)

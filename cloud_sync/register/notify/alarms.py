@@ -29,14 +29,14 @@ log = logging.getLogger(__name__)
 LATE_AFTER_S: Final = 30.0
 """An alarm the register receives this long after the hub raised it is marked late in every message."""
 
-# Smoke-detector states (alarm lane) that are health alerts rather than smoke.
-_DETECTOR_HEALTH: Final[dict[str, str]] = {
+DETECTOR_HEALTH: Final[dict[str, str]] = {
     "fault": "detector_fault",
     "tamper": "tamper",
     "test": "test",
     "battery_low": "battery_low",
     "end_of_life": "end_of_life",
 }
+"""Smoke-detector states (alarm lane) that are health alerts rather than smoke, and the alarm category of each."""
 
 _wakeups: dict[int, threading.Condition] = {}
 _wakeups_lock = threading.Lock()
@@ -159,9 +159,9 @@ def on_events(conn: Connection, hub_id: str, household_id: str, lane: str, rows:
                     )
                     .values(cleared_at=ts)
                 )
-            elif state in _DETECTOR_HEALTH:
+            elif state in DETECTOR_HEALTH:
                 policy = policy or load_policy(conn, household_id)
-                cat = _DETECTOR_HEALTH[state]
+                cat = DETECTOR_HEALTH[state]
                 touched += open_alarm(conn, policy, alarm_id, household_id, hub_id, dev, cat, ts, now)
         elif kind == "availability":
             if state == "offline":
