@@ -250,18 +250,19 @@ class SimHub:
             self.alarm_connected = True
 
         opened.on_connection_create_end.append(connected)
+
+        def connector(lane: str) -> aiohttp.TCPConnector:
+            if lane == "alarm" and ping_every == 0:
+                # A hub that does not ping meets every alarm (minutes to months apart) with its connection long
+                # closed by the register: each alarm a new connection.
+                return aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0), force_close=True)
+            # aiohttp's own idle close must not come before the register's, or pings could not keep it.
+            keep = max(60.0, 2 * ping_every) if lane == "alarm" else 60.0
+            return aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0), keepalive_timeout=keep)
+
         self.sessions = {
             lane: aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=1,
-                    ssl=ctx,
-                    local_addr=(hub.source, 0),
-                    # aiohttp's own idle close must not come before the register's, or pings could not keep it.
-                    keepalive_timeout=max(60.0, 2 * ping_every) if lane == "alarm" else 60,
-                    # A hub that does not ping meets every alarm (minutes to months apart) with its connection long
-                    # closed by the register: each alarm a new connection.
-                    force_close=lane == "alarm" and ping_every == 0,
-                ),
+                connector=connector(lane),
                 timeout=aiohttp.ClientTimeout(total=120),
                 trace_configs=[opened] if lane == "alarm" else None,
             )
