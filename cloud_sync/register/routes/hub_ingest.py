@@ -56,7 +56,9 @@ def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lane
     async def alarm_ping(who: HubCertificate) -> Response:
         """Keeps the hub's alarm connection open: the certificate is verified (issued by the register's CA), nothing
         is read or written, so a fleet's pings cost no database work. A revoked hub's ping is answered too; its
-        alarms are refused as ever, in their own transaction."""
+        alarms are refused as ever, in their own transaction. The register's transport answers a ping with a
+        verified certificate before it reaches the app (``server._WithTLS``, for its cost), so this route documents
+        the reply and refuses a caller without one (401)."""
         settings = callers.settings
         return Response(status_code=204, headers={"Keep-Alive": f"timeout={int(settings.alarm_keep_alive_s)}"})
 
