@@ -56,6 +56,8 @@ KEEP_ALIVE_DEFAULT_S = 35.0
 """How long a register that does not say (no ``Keep-Alive`` header) keeps an idle connection."""
 KEPT_SHARE = 0.8
 """Pings come at most this share of the register's keep-alive apart, so the connection is pinged before it closes."""
+MIN_PING_INTERVAL_S = 10.0
+"""However short a keep-alive the register announces, pings come no closer together (unless configured so)."""
 PING_TIMEOUT_S = 5.0
 PINGS_REFUSED_REST_S = 3600.0
 """A register that refuses pings (an older one, without the route) is asked again after this."""
@@ -241,7 +243,9 @@ class AlarmClient:
         client = self.main if url is None else self._listener if self._listener and self._listener.base == url else None
         if client is None:
             return self._pings_rest_until  # a listener not yet connected: at once (unless resting)
-        interval = min(every_s, KEPT_SHARE * client.kept_s) if client.kept_s else every_s
+        # A register that says it keeps connections only a moment (misconfigured, or hostile) gets pings no oftener
+        # than MIN_PING_INTERVAL_S: the connection closes between them, which costs an alarm a handshake, no more.
+        interval = min(every_s, max(MIN_PING_INTERVAL_S, KEPT_SHARE * client.kept_s)) if client.kept_s else every_s
         last = max(client.answered_at or -math.inf, self._pinged_at)
         return max(last + interval, self._pings_rest_until)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync.uplink.alarmroute import KEPT_SHARE, AlarmClient, AlarmRoute
+from cloud_sync.uplink.alarmroute import KEPT_SHARE, MIN_PING_INTERVAL_S, AlarmClient, AlarmRoute
 from cloud_sync.uplink.client import HubIdentity, RegisterClient, _keep_alive
 
 URL = "https://register.example:8443"
@@ -66,6 +66,14 @@ def test_pings_come_every_interval_but_before_the_register_closes_the_connection
     assert c.ping_due(120.0) == now + 120.0  # 80 % of 180 is 144: the interval is shorter
     c.main.kept_s = 35.0
     assert c.ping_due(120.0) == pytest.approx(now + KEPT_SHARE * 35.0)
+
+
+def test_a_register_announcing_a_tiny_keep_alive_does_not_make_the_hub_ping_in_a_loop() -> None:
+    c = client()
+    now = time.monotonic()
+    c.main.answered_at, c.main.kept_s = now, 0.001
+    assert c.ping_due(120.0) == now + MIN_PING_INTERVAL_S
+    assert c.ping_due(0.5) == now + 0.5  # what the hub's own configuration asks for is kept
 
 
 def test_a_failed_ping_is_not_retried_before_the_next_interval() -> None:
