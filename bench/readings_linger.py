@@ -140,7 +140,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds per mode (default 120)")
     parser.add_argument("--sensors", type=int, default=60)
     parser.add_argument("--period", type=float, default=30.0, help="seconds between a sensor's readings")
-    parser.add_argument("--linger", type=float, default=UplinkSection().readings_linger_s)
+    parser.add_argument(
+        "--linger",
+        type=float,
+        nargs="+",
+        default=[UplinkSection().readings_linger_s],
+        help="one or more lingers, each run as a mode of its own after the baseline (default: the shipped one)",
+    )
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix="bench-linger-") as tmp:
@@ -150,7 +156,7 @@ def main() -> None:
         try:
             token = reg.cli("api-token", "--role", "admin").split()[-1]
             results = {}
-            for name, linger in (("baseline", 0.0), ("linger", args.linger)):
+            for name, linger in (("baseline", 0.0), *((f"linger {x:g} s", x) for x in args.linger)):
                 hub_dir = root / f"hub-{name}"
                 reg.enroll(hub_dir)
                 results[name] = asyncio.run(run_mode(reg, token, hub_dir, linger, args))
@@ -158,21 +164,26 @@ def main() -> None:
             reg.stop()
     rate = args.sensors / args.period * 60
     print(f"a home: {args.sensors} sensors every {args.period:.0f} s = {rate:.0f} readings/min; {args.duration:.0f} s")
-    print(f"store commit_interval {StoreSection().commit_interval} s; linger {args.linger} s (baseline: 0, the old)")
+    lingers = ", ".join(f"{x:g}" for x in args.linger)
+    print(f"store commit_interval {StoreSection().commit_interval} s; lingers {lingers} s (baseline: 0, the old)")
     print()
     head = ("readings req/min", "all req/min", "register CPU ms/min", "delay p50 s", "delay max s")
-    print(f"{'':10}" + "".join(f"{h:>21}" for h in head))
+    print(f"{'':14}" + "".join(f"{h:>21}" for h in head))
     for name, r in results.items():
         cols = (r["readings_req_per_min"], r["all_req_per_min"], r["register_cpu_ms_per_min"])
-        print(f"{name:10}" + "".join(f"{c:>21.1f}" for c in cols) + f"{r['delay_p50']:>21.2f}{r['delay_max']:>21.2f}")
-    base, new = results["baseline"], results["linger"]
+        print(f"{name:14}" + "".join(f"{c:>21.1f}" for c in cols) + f"{r['delay_p50']:>21.2f}{r['delay_max']:>21.2f}")
+    base = results["baseline"]
     print()
-    print(
-        f"readings requests: {new['readings_req_per_min']:.1f}/min vs {base['readings_req_per_min']:.1f}/min, ratio "
-        f"{new['readings_req_per_min'] / base['readings_req_per_min']:.2f}; all requests ratio "
-        f"{new['all_req_per_min'] / base['all_req_per_min']:.2f}; register CPU ratio "
-        f"{new['register_cpu_ms_per_min'] / base['register_cpu_ms_per_min']:.2f}"
-    )
+    for name, new in results.items():
+        if name == "baseline":
+            continue
+        requests, base_requests = new["readings_req_per_min"], base["readings_req_per_min"]
+        print(
+            f"{name}: readings requests {requests:.1f}/min vs {base_requests:.1f}/min, ratio"
+            f" {requests / base_requests:.2f};"
+            f" all requests ratio {new['all_req_per_min'] / base['all_req_per_min']:.2f};"
+            f" register CPU ratio {new['register_cpu_ms_per_min'] / base['register_cpu_ms_per_min']:.2f}"
+        )
     print(msgspec.json.encode({"args": vars(args), "results": results}).decode())
 
 
