@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -148,15 +148,20 @@ class _Client(Protocol):
     def close(self) -> None: ...
 
 
+C = TypeVar("C", bound=_Client)
+
+
 async def send_forever(
-    client_factory: Callable[[], _Client],
+    client_factory: Callable[[], C],
     source: Callable[[], Awaitable[p.Heartbeat | None]],
     interval: float,
     *,
     call: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+    release: Callable[[C], None] | None = None,
 ) -> None:
     """Sends a heartbeat at once and then every ``interval`` seconds until cancelled. A failure is logged (once
-    until the next success) and the next heartbeat simply comes on schedule: only the latest one matters."""
+    until the next success) and the next heartbeat simply comes on schedule: only the latest one matters.
+    ``release``: how the client is let go at the end (default: closed; the uplink's shared one is left open)."""
     client = client_factory()
     failing = False
     try:
@@ -183,4 +188,7 @@ async def send_forever(
                 failing = False
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
     finally:
-        client.close()
+        if release is not None:
+            release(client)
+        else:
+            client.close()

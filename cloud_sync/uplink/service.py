@@ -13,7 +13,7 @@ from typing import Any
 from cloud_sync import heartbeat
 from cloud_sync import protocol as p
 from cloud_sync.enroll import renewal_loop
-from cloud_sync.uplink.client import in_thread
+from cloud_sync.uplink.client import RegisterClient, in_thread
 from cloud_sync.uplink.clips import clip_loop
 from cloud_sync.uplink.commands import CommandHandler, command_loop
 from cloud_sync.uplink.lanes import ITEM_LANES, LINGERING_LANES, lane_loop
@@ -56,9 +56,17 @@ class Uplink(Link):
         if self.erasures is not None:
             loops["uplink erasures"] = _bind(erasure_loop, self, self.erasures)
         if (health := self.health_source) is not None:
-            # Its HTTP in the uplink's own daemon threads too, so a heartbeat in flight never holds up a stop.
+            # Its HTTP in the uplink's own daemon threads too, so a heartbeat in flight never holds up a stop. On the
+            # bulk lanes' connection, which the readings keep open: a connection of its own was closed by the
+            # register between two heartbeats (300 s apart), and each heartbeat paid a TLS handshake.
             interval = self.config.heartbeat_interval
-            loops["uplink heartbeat"] = lambda: heartbeat.send_forever(self.client, health, interval, call=in_thread)
+
+            def bulk() -> RegisterClient:
+                return self.client(shared=True)
+
+            loops["uplink heartbeat"] = lambda: heartbeat.send_forever(
+                bulk, health, interval, call=in_thread, release=self.release
+            )
         try:
             async with asyncio.TaskGroup() as tg:
                 for name, loop in loops.items():

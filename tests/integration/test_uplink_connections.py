@@ -7,9 +7,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import protocol as p
 from cloud_sync.uplink import HubIdentity, Uplink
 from gateway.model import Event, EventKind
-from tests.integration.test_uplink import T0, assert_exactly_once, produce, running, until, uplink_config
+from tests.integration.test_uplink import (
+    T0,
+    assert_exactly_once,
+    produce,
+    readings,
+    running,
+    until,
+    uplink_config,
+)
 from tests.support.register import RunningRegister
 from tests.support.stores import open_store
 
@@ -89,3 +98,51 @@ async def test_a_busy_hub_holds_three_connections_and_its_alarm_does_not_queue(
     assert 2 <= sampler.most <= 3, f"the hub held {sampler.most} connections at once"
     assert_exactly_once(register, hub.hub_id, "readings", list(range(1, 12_001)))
     assert_exactly_once(register, hub.hub_id, "diagnostics", list(range(1, 301)))
+
+
+class PortsSeen(RunningRegister):
+    """A register that notes, per request path, the hub's source port: which of its connections carried it."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.ports: dict[str, set[int]] = {}
+
+    def wrap_app(self, app: Any) -> Any:
+        async def noting(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope.get("client"):
+                self.ports.setdefault(scope["path"], set()).add(scope["client"][1])
+            await app(scope, receive, send)
+
+        return noting
+
+
+async def test_heartbeats_ride_the_bulk_connection(tmp_path: Path) -> None:
+    """A heartbeat (every 300 s) on a connection of its own found it closed by the register each time and paid a TLS
+    handshake; on the bulk lanes' connection, which readings keep open, it pays none."""
+    (tmp_path / "register").mkdir()
+    register = PortsSeen(tmp_path / "register")
+    register.start()
+    try:
+        hub = register.enroll()
+        async with open_store(hub.state_dir) as store:
+            sent = 0
+
+            async def health() -> p.Heartbeat:
+                nonlocal sent
+                sent += 1
+                return p.Heartbeat(version="t", uptime_s=1, disk_free_bytes=1, disk_total_bytes=1, store_bytes=0)
+
+            uplink = Uplink(store, uplink_config(register.url, heartbeat_interval=1.0), HubIdentity(hub.state_dir))
+            uplink.health_source = health
+            async with running(uplink):
+                for i in range(40):
+                    await store.add_readings(readings(5, 5 * i))
+                    if sent >= 4:
+                        break
+                    acked = 5 * (i + 1)
+                    await until(lambda: uplink.status["readings"].cursor >= acked, what="readings acked")  # noqa: B023
+                await until(lambda: sent >= 4, what="four heartbeats")
+        heartbeats, readings_ports = register.ports["/v1/heartbeat"], register.ports["/v1/ingest/readings"]
+        assert heartbeats and heartbeats <= readings_ports, (heartbeats, readings_ports)
+    finally:
+        register.close()
