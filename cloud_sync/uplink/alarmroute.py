@@ -22,9 +22,10 @@ A ping also finds a dead listener before an alarm needs it (rested as a failed a
 
 A kept connection can die without a word — a home router's NAT that forgot it, a register machine that lost power —
 and a request written into it waits for the read timeout. So an alarm's first try on a kept connection waits at most
-:data:`FIRST_ANSWER_S` for its answer, then goes again over a new connection (to the main URL), as a failed listener
-does: a batch the first try committed is a duplicate there. An alarm that comes while a ping is on the wire does not
-wait for it (cloud_sync.uplink.lanes).
+:data:`FIRST_ANSWER_S` (or :data:`FIRST_ANSWER_PINGS` of its last ping's round trips, on a slow link) for its
+answer, then goes again over a new connection (to the main URL), as a failed listener does: a batch the first try
+committed is a duplicate there. An alarm that comes while a ping is on the wire does not wait for it
+(cloud_sync.uplink.lanes).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ before it goes to the main URL."""
 MAX_URL_LENGTH = 300
 FIRST_ANSWER_S = 2.0
 """An alarm sent over a kept connection that has no answer by then goes again over a new one (to the main URL)."""
+FIRST_ANSWER_PINGS = 4
+"""… or by this many times the last ping's round trip, if that is longer."""
 KEEP_ALIVE_DEFAULT_S = 35.0
 """How long a register that does not say (no ``Keep-Alive`` header) keeps an idle connection."""
 KEPT_SHARE = 0.8
@@ -198,7 +201,10 @@ class AlarmClient:
     def _first_answer(self, client: RegisterClient) -> float | None:
         """The read timeout of an alarm's first try: short on a kept connection, which may have died without a word
         (a NAT that forgot it, a register machine gone), so the alarm goes again over a new one soon."""
-        return FIRST_ANSWER_S if client.kept_alive(KEEP_ALIVE_DEFAULT_S) else None
+        if not client.kept_alive(KEEP_ALIVE_DEFAULT_S):
+            return None
+        # A slow link (satellite, a congested mobile cell) gets longer: a few of its last ping's round trips.
+        return max(FIRST_ANSWER_S, FIRST_ANSWER_PINGS * (self.ping_ms or 0.0) / 1000)
 
     def ingest(self, hub_id: str, lane: str, items: list[OutboxItem]) -> p.IngestAck:
         url = self.route.target()

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync.uplink.alarmroute import KEPT_SHARE, MIN_PING_INTERVAL_S, AlarmClient, AlarmRoute
+from cloud_sync.uplink.alarmroute import (
+    FIRST_ANSWER_PINGS,
+    FIRST_ANSWER_S,
+    KEPT_SHARE,
+    MIN_PING_INTERVAL_S,
+    AlarmClient,
+    AlarmRoute,
+)
 from cloud_sync.uplink.client import HubIdentity, RegisterClient, _keep_alive
 
 URL = "https://register.example:8443"
@@ -93,3 +100,12 @@ def test_a_kept_connection_is_one_that_answered_within_the_registers_keep_alive(
     assert not c.kept_alive(35.0)
     c.close()
     assert c.answered_at is None and not c.kept_alive(35.0)
+
+
+def test_an_alarms_first_answer_on_a_kept_connection_is_bounded_and_longer_on_a_slow_link() -> None:
+    c = client()
+    assert c._first_answer(c.main) is None  # no kept connection: the ordinary timeouts
+    c.main.answered_at = time.monotonic()
+    assert c._first_answer(c.main) == FIRST_ANSWER_S
+    c.ping_ms = 1500.0  # a satellite link's round trip
+    assert c._first_answer(c.main) == pytest.approx(FIRST_ANSWER_PINGS * 1.5)
