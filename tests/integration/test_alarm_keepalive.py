@@ -167,11 +167,10 @@ async def test_the_alarm_lane_pings_while_idle_and_an_alarm_does_not_wait_for_a_
             # Every connection open now goes silent; the alarm lane's next ping hangs in it.
             proxy.stall()
             await until(lambda: _pinging_for(alarm, 1.0), what="a ping hanging in the silent connection")
-            pinged = alarm.pings
             await store.add_event(Event(device_id="mqtt:smoke1", kind=EventKind.SMOKE, state="smoke", ts=T0))
-            await until(lambda: uplink.status["alarm"].cursor == 1, what="the alarm's ack")
-            # Acknowledged while that ping still hung (it would for 120 s), over a new connection.
-            assert _pinging_for(alarm, 1.0) and alarm.pings == pinged and alarm.ping_failures == 0
+            took = await until(lambda: uplink.status["alarm"].cursor == 1, what="the alarm's ack")
+            # Acknowledged over a new connection while that ping still hung: it would hang until its timeout.
+            assert took < alarmroute.PING_TIMEOUT_S / 4 and alarm.ping_failures == 0
     assert [seq for seq, _ in register.items(hub.hub_id, "alarm")] == [1]
 
 
