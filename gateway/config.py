@@ -61,9 +61,11 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     command_poll_wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 25.0
     heartbeat_interval: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
     """Seconds between health heartbeats to the register (disk, write volume, drivers, lanes)."""
-    readings_linger_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
+    readings_linger_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 20.0
     """Seconds new readings and diagnostics wait for more to join their batch (unless a full batch is there first);
-    0 sends each store commit's at once. Alarms and events never wait (cloud_sync.uplink.lanes)."""
+    0 sends each store commit's at once. Alarms and events never wait (cloud_sync.uplink.lanes). 20 s: a home's
+    readings in about 3 requests a minute, each on the bulk connection the register still holds (it keeps an idle
+    one 35 s), so no send pays a TLS handshake (docs/scale.md, "The readings linger")."""
     alarm_keepalive_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 120.0
     """Seconds between pings on the alarm lane's idle connection, so a smoke alarm finds it open (no TCP connect and
     TLS handshake first; cloud_sync.uplink.alarmroute). Never longer than the register says it keeps the connection;

@@ -97,7 +97,7 @@ async def test_a_day_in_a_home(
                 "hub": {"name": "koti", "state_dir": str(state), "runtime_dir": str(tmp_path / "run")},
                 "store": {"commit_interval": 0.1},
                 "uplink": {"enabled": True, "register_url": proxy.url, "backoff_initial": 0.05, "backoff_max": 0.5,
-                           "command_poll_wait": 1.0},
+                           "command_poll_wait": 1.0, "readings_linger_s": 5.0},
                 "drivers": {
                     "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
                     "miio": demo_table(miio.port, poll_interval=1.0),

@@ -35,7 +35,7 @@ def beating_hub(
             tmp_path,
             mosquitto,
             f'[uplink]\nenabled = true\nregister_url = "{proxy.url}"\nbackoff_initial = 0.05\nbackoff_max = 0.5\n'
-            "command_poll_wait = 1.0\nheartbeat_interval = 1.0\n",
+            "command_poll_wait = 1.0\nheartbeat_interval = 1.0\nreadings_linger_s = 5.0\n",
         )
         token = register.enroll_token(household)
         code = register.pairing_code(household)

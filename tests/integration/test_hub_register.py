@@ -27,7 +27,8 @@ class SyncedHub(HubProcess):
             root,
             broker,
             f'[uplink]\nenabled = true\nregister_url = "{register_url}"\nbackoff_initial = 0.05\n'
-            "backoff_max = 0.5\ncommand_poll_wait = 1.0\n",
+            # What reaches the register is what this tests, not how long readings linger on the hub.
+            "backoff_max = 0.5\ncommand_poll_wait = 1.0\nreadings_linger_s = 5.0\n",
         )
 
 

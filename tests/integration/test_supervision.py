@@ -84,7 +84,10 @@ class SyncedHub(HubProcess):
             root,
             broker,
             f'[uplink]\nenabled = true\nregister_url = "{register_url}"\nbackoff_initial = 0.05\n'
-            "backoff_max = 0.3\ncommand_poll_wait = 20.0\n" + extra,
+            "backoff_max = 0.3\ncommand_poll_wait = 20.0\n"
+            # What reaches the register is what these test, not how long readings linger (unless a test says).
+            + ("" if "readings_linger_s" in extra else "readings_linger_s = 5.0\n")
+            + extra,
         )
 
 

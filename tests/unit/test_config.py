@@ -245,7 +245,7 @@ def test_every_driver_has_an_example_with_every_key(name: str) -> None:
 
 
 def test_the_readings_linger_is_seconds_from_0_to_600() -> None:
-    assert config.load(None).uplink.readings_linger_s == 5.0
+    assert config.load(None).uplink.readings_linger_s == 20.0
     assert config.parse({"uplink": {"readings_linger_s": 0}}).uplink.readings_linger_s == 0.0  # off
     [(key, reason)] = problems({"uplink": {"readings_linger_s": -1}})
     assert key == "uplink.readings_linger_s" and ">= 0" in reason
