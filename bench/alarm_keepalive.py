@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cloud_sync.uplink.alarmroute import AlarmClient, AlarmRoute  # noqa: E402
-from cloud_sync.uplink.client import HubIdentity, RegisterClient  # noqa: E402
+from cloud_sync.uplink.alarmroute import AlarmClient  # noqa: E402
 from gateway.store import OutboxItem  # noqa: E402
+from tests.support.alarm_client import alarm_client  # noqa: E402
 from tests.support.postgres import start_cluster  # noqa: E402
 from tests.support.register_fleet import Fleet  # noqa: E402
 from tests.support.register_proc import RegisterProcess  # noqa: E402
@@ -55,15 +55,6 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def client_for(url: str, state_dir: Path) -> AlarmClient:
-    identity = HubIdentity(state_dir)
-
-    def make(u: str, *, connect_timeout: float | None = None, read_timeout: float | None = None) -> RegisterClient:
-        return RegisterClient(u, identity, connect_timeout=connect_timeout or 10.0, read_timeout=read_timeout or 30.0)
-
-    return AlarmClient(AlarmRoute(url), make)
-
-
 def smoke(seq: int) -> list[OutboxItem]:
     body = {"device_id": "mqtt:smoke1", "kind": "smoke", "state": "smoke" if seq % 2 else "clear", "ts": T0 + seq}
     return [OutboxItem(seq=seq, ts=T0 + seq, body=body)]
@@ -81,7 +72,7 @@ def latency(
     out: dict[str, list[float]] = {"new connection": [], "kept connection": []}
     with fault_proxy(int(url.rsplit(":", 1)[1])) as proxy:
         proxy.latency = rtt_ms / 2000
-        client = client_for(proxy.url, state_dir)
+        client = alarm_client(proxy.url, state_dir)
         try:
             for i in range(n):
                 for mode in ("new connection", "kept connection") if i % 2 else ("kept connection", "new connection"):
@@ -105,7 +96,7 @@ def latency(
 
 def register_costs(url: str, state_dir: Path, pid: int, n: int) -> dict[str, float]:
     """Register CPU ms per ping on a kept connection and per new connection with one ping; RSS bytes per kept one."""
-    client = client_for(url, state_dir)
+    client = alarm_client(url, state_dir)
     client.ping()
     before = cpu_s(pid)
     for _ in range(5 * n):  # CPU time is counted in ticks (10 ms): enough pings to count many
@@ -122,7 +113,7 @@ def register_costs(url: str, state_dir: Path, pid: int, n: int) -> dict[str, flo
     hold = min(n, HOLD_MAX)
     try:
         for _ in range(hold):
-            kept = client_for(url, state_dir)
+            kept = alarm_client(url, state_dir)
             kept.ping()
             held.append(kept)
         per_kept = (rss_bytes(pid) - rss0) / hold

@@ -16,12 +16,12 @@ import requests
 
 from cloud_sync import protocol as p
 from cloud_sync.uplink import HubIdentity, Uplink, alarmroute
-from cloud_sync.uplink.alarmroute import AlarmClient, AlarmRoute
-from cloud_sync.uplink.client import RegisterClient
+from cloud_sync.uplink.alarmroute import AlarmClient
 from gateway.model import Event, EventKind
 from gateway.store import OutboxItem
 from tests.integration.test_register import anonymous, event
 from tests.integration.test_uplink import T0, running, until, uplink_config
+from tests.support.alarm_client import alarm_client
 from tests.support.register import RunningRegister, start_register
 from tests.support.stores import open_store
 from tests.support.tcpproxy import FaultProxy, fault_proxy
@@ -44,15 +44,6 @@ def register(tmp_path: Path) -> Iterator[RunningRegister]:
 def proxy(register: RunningRegister) -> Iterator[FaultProxy]:
     with fault_proxy(register.port) as proxy:
         yield proxy
-
-
-def alarm_client(url: str, state_dir: Path) -> AlarmClient:
-    identity = HubIdentity(state_dir)
-
-    def make(u: str, *, connect_timeout: float | None = None, read_timeout: float | None = None) -> RegisterClient:
-        return RegisterClient(u, identity, connect_timeout=connect_timeout or 5.0, read_timeout=read_timeout or 30.0)
-
-    return AlarmClient(AlarmRoute(url), make)
 
 
 def smoke(seq: int) -> list[OutboxItem]:

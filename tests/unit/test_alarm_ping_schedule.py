@@ -17,20 +17,15 @@ from cloud_sync.uplink.alarmroute import (
     KEPT_SHARE,
     MIN_PING_INTERVAL_S,
     AlarmClient,
-    AlarmRoute,
 )
-from cloud_sync.uplink.client import HubIdentity, RegisterClient, _keep_alive
+from cloud_sync.uplink.client import _keep_alive
+from tests.support.alarm_client import alarm_client
 
 URL = "https://register.example:8443"
 
 
 def client() -> AlarmClient:
-    identity = HubIdentity(Path("/nonexistent"))
-
-    def make(u: str, *, connect_timeout: float | None = None, read_timeout: float | None = None) -> RegisterClient:
-        return RegisterClient(u, identity, connect_timeout=connect_timeout or 5.0, read_timeout=read_timeout or 30.0)
-
-    return AlarmClient(AlarmRoute(URL), make)
+    return alarm_client(URL, Path("/nonexistent"))
 
 
 @pytest.mark.parametrize(
