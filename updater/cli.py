@@ -3,7 +3,9 @@
     kotihub-updater run            finish an interrupted trial, ask the register, apply, report
     kotihub-updater apply VERSION  bring one release in now (TUF-verified like any other; never older)
     kotihub-updater status         what runs, what was tried, what is being tried (also `kotihub update status`)
-    kotihub-updater check-root FILE     whether FILE is a release root the updater can start from (scripts/install)
+    kotihub-updater check-root FILE     whether FILE is a release root the updater can start from
+    kotihub-updater install-files …     check the operator's settings and release root, then place exactly the bytes
+                                        checked (scripts/install)
     kotihub-updater check-config FILE   whether FILE is updater settings it can read; prints their trusted_root
 
 Exit status: 0 done (or nothing to do), 1 refused / rolled back / install failed, 2 transient (try later).

@@ -152,17 +152,17 @@ def install_files(dest: Path, *, release_root: Path | None, updater_config: Path
     def under(path: str | Path) -> Path:
         return dest / Path(path).relative_to("/")
 
-    settings_data = read_once(updater_config, "updater settings") if updater_config is not None else None
-    root_data = read_once(release_root, "release root") if release_root is not None else None
+    settings_data = root_data = None
     lines = []
-    if settings_data is not None:
-        assert updater_config is not None
+    if updater_config is not None:
+        settings_data = read_once(updater_config, "updater settings")
         cfg = check_config_bytes(settings_data, str(updater_config))
     elif under(SETTINGS_PATH).is_file():
         cfg = check_config(under(SETTINGS_PATH))
     else:
         cfg = configuration.UpdaterConfig()
-    if root_data is not None:
+    if release_root is not None:
+        root_data = read_once(release_root, "release root")
         lines.append(f"{release_root}: {check_root_bytes(root_data, str(release_root)).text()}")
     # Both checked: only now is either placed.
     for data, target in ((settings_data, SETTINGS_PATH), (root_data, Path(cfg.trusted_root))):

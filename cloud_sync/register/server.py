@@ -48,7 +48,7 @@ from cloud_sync.register.wakeups import Wakeups
 log = logging.getLogger(__name__)
 
 _PING = ("GET", p.ALARM_PING_PATH)
-_ALARM_PATHS = frozenset({p.ALARM_PING_PATH, f"{p.API_PREFIX}/ingest/alarm"})
+_ALARM_PATHS = frozenset({p.ALARM_PING_PATH, alarm_listener.ALARM_PATH})
 
 GIL_SWITCH_S = 0.001
 """CPython's GIL switch interval in a serving register process (its default is 5 ms)."""
