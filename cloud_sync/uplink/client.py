@@ -209,7 +209,7 @@ class RegisterClient:
         self.answered_at: float | None = None
         """Monotonic time of the last reply on this client's connection; None before the first or after a close."""
         self.kept_s: float | None = None
-        """How long the register said it keeps the idle connection (``Keep-Alive: timeout=N``), if it said."""
+        """How long the register last said it keeps the idle connection (``Keep-Alive: timeout=N``), if it said."""
 
     def close(self) -> None:
         self.session.close()
@@ -246,7 +246,8 @@ class RegisterClient:
             self.answered_at = None
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
         self.answered_at = time.monotonic()
-        self.kept_s = _keep_alive(resp.headers)
+        # Only the ping's reply says it; an alarm's ack after it does not take it back.
+        self.kept_s = _keep_alive(resp.headers) or self.kept_s
         self.server_time = _server_time(resp.headers) or self.server_time
         if resp.status_code == 429 or resp.status_code >= 500:
             raise RegisterUnavailable(f"register answered {resp.status_code}", retry_after=_retry_after(resp.headers))

@@ -71,6 +71,8 @@ def test_a_pinged_alarm_connection_outlives_the_keep_alive_and_the_next_alarm_go
         assert client.main.kept_alive(alarmroute.KEEP_ALIVE_DEFAULT_S) and client.summary()["kept_open"]
         ack = client.ingest(hub.hub_id, "alarm", smoke(1))
         assert (ack.acked_seq, ack.stored) == (1, 1)
+        # The ack says nothing of the keep-alive: what the ping's reply said still holds.
+        assert client.main.kept_s == ALARM_KEEP_S
         # Over the pinged connection, idle longer than the ordinary keep-alive by now: no new connection.
         assert proxy.opened == 2 and proxy.open == 1
         assert client.reopened == 0
