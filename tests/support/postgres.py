@@ -77,6 +77,14 @@ class PostgresCluster:
         with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def retire_wal(self) -> None:
+        """Writes every change back and removes the WAL segments that logged it (``wal_recycle=off``), as the
+        register's scrub does."""
+        with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+            conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+
 
 def start_cluster() -> PostgresCluster:
     directory = Path(tempfile.mkdtemp(prefix="kotihub-pg-"))
