@@ -8,11 +8,10 @@ Two kinds of figures:
 * counters this process keeps (requests by route and status class, request duration, ingested items by lane and
   outcome); they start at zero when the process starts, as Prometheus counters do; with several workers they are
   summed over the workers (prometheus-client's multiprocess mode) and start at zero when the register starts;
-* fleet gauges computed from the database at each scrape (hubs enrolled/online, lag per lane, hubs by version,
-  hubs with a driver down or low disk, SD-card write volume) — the same in every register process.
-
-Not exported: alarm-to-notification latency, notification outcomes and rollout state. The register does not send
-notifications or run rollouts yet, and a metric with nothing behind it would only mislead.
+* gauges computed from the database at each scrape — the same in every register process: the fleet (hubs
+  enrolled/online, lag per lane, hubs by version, hubs with a driver down or low disk, SD-card write volume), alarms
+  reaching people (:mod:`.notify.metrics`: alarm-to-notification latency as a gauge histogram, notification outcomes,
+  overdue jobs) and release rollouts (:mod:`.rollout_metrics`).
 """
 
 import os
@@ -36,7 +35,9 @@ from cloud_sync import protocol as p
 from cloud_sync.register import db
 from cloud_sync.register.auth import Principal
 from cloud_sync.register.fleet import ONLINE_WINDOW_S, require_operator
+from cloud_sync.register.notify.metrics import NotifyCollector
 from cloud_sync.register.registry import Registry
+from cloud_sync.register.rollout_metrics import RolloutCollector
 
 LOW_DISK_FRACTION: Final = 0.10
 UNMATCHED: Final = "unmatched"
@@ -182,8 +183,13 @@ class RegisterMetrics:
             self.batches.labels(lane)
             for outcome in ("stored", "duplicate"):
                 self.items.labels(lane, outcome)
-        self._fleet = FleetCollector(registry, online_window_s)
-        self.registry.register(self._fleet)
+        self._from_database: list[Collector] = [
+            FleetCollector(registry, online_window_s),
+            NotifyCollector(registry.engine),
+            RolloutCollector(registry.engine),
+        ]
+        for collector in self._from_database:
+            self.registry.register(collector)
 
     def ingested(self, ack: p.IngestAck) -> None:
         if ack.lane not in p.LANES:
@@ -201,7 +207,8 @@ class RegisterMetrics:
         # is scraped sums them all, so a scrape through the load balancer sees the whole register.
         merged = CollectorRegistry()
         MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-        merged.register(self._fleet)
+        for collector in self._from_database:
+            merged.register(collector)
         return generate_latest(merged)
 
 
