@@ -1,8 +1,9 @@
 """The hub's health heartbeat: a compact :class:`~cloud_sync.protocol.Heartbeat` sent on a schedule.
 
-It goes straight to ``PUT /v1/heartbeat`` on a connection of its own, not through the outbox: only the latest
-matters, so a heartbeat missed while offline is simply not sent (no backlog, and no writes to the SD card it is
-partly there to watch). An alarm never waits for it: the alarm lane has its own task and connection.
+It goes straight to ``PUT /v1/heartbeat``, not through the outbox: only the latest matters, so a heartbeat missed
+while offline is simply not sent (no backlog, and no writes to the SD card it is partly there to watch). It takes
+its turn on the bulk lanes' connection, which readings keep open, rather than paying a TLS handshake every five
+minutes on one of its own. An alarm never waits for it: the alarm lane has its own task and connection.
 
 It carries no personal data: versions, uptime, disk and store sizes, write volume, driver states by driver name,
 and per-lane sequence numbers and counts — no device ids, names, rooms or addresses. It is still "diagnostics from
