@@ -4,7 +4,10 @@ Run: ``.venv/bin/python bench/fleet_view.py [--db postgresql+psycopg://…] [--h
 Without ``--db`` the register uses SQLite in a temporary directory. Not a test: it prints figures, each beside a
 baseline measured in the same run on the same database:
 
-* a scrape (all fleet gauges, ``generate_latest``) against one plain read of every ``hub_health`` row;
+* a scrape (all gauges, ``generate_latest``) against one plain read of every ``hub_health`` row, and the alarm
+  gauges (``notify.metrics``) and the rollout gauges alone against the same baseline; the database holds six
+  months of alarms at ``--alarms-per-hub-day`` (one a fortnight by default: smoke tests, batteries, devices
+  offline), four notification jobs each, as retention keeps them;
 * a heartbeat (lag per lane from five index lookups, then the upsert) against the bare upsert of the same row.
 
 Rows are written directly (no TLS), since the figures are about the database work behind each request.
@@ -29,7 +32,10 @@ from cloud_sync import protocol as p  # noqa: E402
 from cloud_sync.register import db, fleet  # noqa: E402
 from cloud_sync.register.auth import HubIdentity  # noqa: E402
 from cloud_sync.register.metrics import RegisterMetrics  # noqa: E402
+from cloud_sync.register.notify import schema  # noqa: E402
+from cloud_sync.register.notify.metrics import NotifyCollector  # noqa: E402
 from cloud_sync.register.registry import Registry  # noqa: E402
+from cloud_sync.register.rollout_metrics import RolloutCollector  # noqa: E402
 from cloud_sync.register.settings import Settings  # noqa: E402
 
 
@@ -84,12 +90,66 @@ def populate(registry: Registry, hubs: int, rng: random.Random) -> list[HubIdent
     return [HubIdentity(hub_id=r["id"], household_id=r["household_id"]) for r in hub_rows]
 
 
+def populate_alarms(registry: Registry, hubs: list[HubIdentity], per_hub_day: float, rng: random.Random) -> int:
+    """Alarms over the retention period (183 days) with their jobs, most of them sent, some failed or cancelled."""
+    now = time.time()
+    total = round(len(hubs) * per_hub_day * 183)
+    alarms, jobs = [], []
+    for i in range(total):
+        who = rng.choice(hubs)
+        received = now - rng.uniform(0, 183 * 86_400)
+        alarm_id = f"{who.hub_id}.alarm.{i}"
+        urgent = rng.random() < 0.3
+        alarms.append(
+            {
+                "id": alarm_id,
+                "household_id": who.household_id,
+                "hub_id": who.hub_id,
+                "device_id": "zigbee:01",
+                "category": "smoke" if urgent else "device_offline",
+                "urgent": urgent,
+                "place": "",
+                "raised_at": received - rng.uniform(0.05, 0.5),
+                "received_at": received,
+                "late": False,
+                "acked_at": received + 60,
+                "cleared_at": None,
+            }
+        )
+        for step, channel in enumerate(("sms", "email", "voice", "desk")):
+            sent = rng.random() < 0.8
+            jobs.append(
+                {
+                    "id": f"{alarm_id}.{step}",
+                    "household_id": who.household_id,
+                    "alarm_id": alarm_id,
+                    "step": step,
+                    "channel": channel,
+                    "member_id": "m",
+                    "due_at": received + 30 * step,
+                    "state": "sent" if sent else rng.choice(["failed", "cancelled"]),
+                    "attempts": 1,
+                    "late": False,
+                    "resends": 0,
+                    "sent_at": received + 30 * step + rng.uniform(0.2, 3) if sent else None,
+                    "provider_status": rng.choice(["delivered", "completed", "accepted"]) if sent else None,
+                }
+            )
+    with registry.engine.begin() as conn:
+        for start in range(0, total, 5000):
+            conn.execute(insert(schema.alarms), alarms[start : start + 5000])
+        for start in range(0, len(jobs), 20_000):
+            conn.execute(insert(schema.notify_jobs), jobs[start : start + 20_000])
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", default=None)
     ap.add_argument("--hubs", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--heartbeats", type=int, default=500)
+    ap.add_argument("--alarms-per-hub-day", type=float, default=1 / 14)
     args = ap.parse_args()
     rng = random.Random(17)
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,6 +158,10 @@ def main() -> None:
             started = time.perf_counter()
             ids = populate(registry, args.hubs, rng)
             print(f"{args.hubs} hubs with health rows written in {time.perf_counter() - started:.1f} s")
+            started = time.perf_counter()
+            n_alarms = populate_alarms(registry, ids, args.alarms_per_hub_day, rng)
+            took = time.perf_counter() - started
+            print(f"{n_alarms} alarms (six months) with {4 * n_alarms} jobs written in {took:.1f} s")
             metrics = RegisterMetrics(registry)
 
             def read_all() -> None:
@@ -109,6 +173,10 @@ def main() -> None:
             view = best(lambda: fleet.fleet(registry, actor="bench"), max(1, args.rounds // 2))
             print(f"scrape: {scrape * 1000:.1f} ms; baseline (read every hub_health row once): {base * 1000:.1f} ms;")
             print(f"  ratio {scrape / base:.2f}")
+            alarms = best(lambda: list(NotifyCollector(registry.engine).collect()), args.rounds)
+            rollouts = best(lambda: list(RolloutCollector(registry.engine).collect()), args.rounds)
+            print(f"  of which the alarm gauges: {alarms * 1000:.1f} ms (ratio to the baseline {alarms / base:.2f}),")
+            print(f"  the rollout gauges: {rollouts * 1000:.1f} ms (ratio {rollouts / base:.3f})")
             print(f"fleet read (all hubs, audited): {view * 1000:.0f} ms; ratio to the baseline {view / base:.2f}")
 
             hb = p.Heartbeat(

@@ -26,12 +26,12 @@ provider's callback chooses the status text, and it must not be able to add seri
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Final
 
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, Row, Select, and_, func, select
 
 from cloud_sync.register.notify import schema
 from cloud_sync.register.notify.dispatch import LATE_AFTER_S
@@ -82,18 +82,22 @@ class NotifyCollector(Collector):
         a, j = schema.alarms, schema.notify_jobs
         widest = max(w for _, w in WINDOWS)
         received_since = a.c.received_at >= now - widest
-        first_sent = (
-            select(a.c.received_at, a.c.raised_at, a.c.urgent, func.min(j.c.sent_at))
-            .select_from(a.join(j, j.c.alarm_id == a.c.id))
-            .where(received_since, j.c.state == "sent", j.c.sent_at.is_not(None))
-            .group_by(a.c.id, a.c.received_at, a.c.raised_at, a.c.urgent)
-        )
-        jobs = (
-            select(a.c.received_at, j.c.channel, j.c.state, j.c.late, j.c.provider_status, func.count())
-            .select_from(a.join(j, j.c.alarm_id == a.c.id))
-            .where(received_since)
-            .group_by(a.c.received_at, j.c.channel, j.c.state, j.c.late, j.c.provider_status)
-        )
+        # Driven from the window's alarms (by arrival), each one's jobs found by alarm id. Not filtered on state
+        # (``sent_at`` is set only as a job becomes sent): with ``state = 'sent'`` SQLite took the due index and read
+        # every job ever sent for each alarm (bench/fleet_view.py: 65-145 ms a scrape at 2,000 hubs).
+        first = select(func.min(j.c.sent_at)).where(j.c.alarm_id == a.c.id).correlate(a).scalar_subquery()
+        first_sent = select(a.c.received_at, a.c.raised_at, a.c.urgent, first).where(received_since)
+
+        def jobs(width: float) -> Select[str, str, bool, str | None, int]:
+            # The jobs of the window's alarms by ``IN``: as a join, SQLite began from the jobs (2.3 s a scrape at
+            # 50,000 hubs' six months of alarms, against 45 ms).
+            in_window = select(a.c.id).where(a.c.received_at >= now - width)
+            return (
+                select(j.c.channel, j.c.state, j.c.late, j.c.provider_status, func.count())
+                .where(j.c.alarm_id.in_(in_window))
+                .group_by(j.c.channel, j.c.state, j.c.late, j.c.provider_status)
+            )
+
         overdue = (
             select(j.c.channel, func.count())
             .where(j.c.state.in_(("pending", "sending")), j.c.due_at < now - LATE_AFTER_S)
@@ -106,12 +110,12 @@ class NotifyCollector(Collector):
         )
         with self._engine.connect() as conn:
             firsts = conn.execute(first_sent).all()
-            job_rows = conn.execute(jobs).all()
+            job_rows = {window: conn.execute(jobs(width)).all() for window, width in WINDOWS}
             overdue_rows = conn.execute(overdue).all()
             open_rows = conn.execute(still_open).all()
 
         yield self._latency(firsts, now)
-        yield from self._outcomes(job_rows, now)
+        yield from self._outcomes(job_rows)
         g = GaugeMetricFamily(
             "kotihub_register_notifications_overdue",
             f"Notification jobs due more than {LATE_AFTER_S:.0f} s ago and not yet sent, by channel.",
@@ -134,7 +138,7 @@ class NotifyCollector(Collector):
         yield g
 
     @staticmethod
-    def _latency(firsts: Iterable[tuple[float, float, bool, float]], now: float) -> Metric:
+    def _latency(firsts: Iterable[tuple[float, float, bool, float | None]], now: float) -> Metric:
         g = GaugeHistogramMetricFamily(
             "kotihub_register_alarm_notify_seconds",
             "Alarms received in the window whose first message went out: seconds from the alarm (received by the "
@@ -148,6 +152,8 @@ class NotifyCollector(Collector):
                 for window, _ in WINDOWS:
                     series[(since, urgent, window)] = ([0] * (len(BUCKETS) + 1), [0.0])
         for received_at, raised_at, urgent, sent_at in firsts:
+            if sent_at is None:  # nothing has gone out yet
+                continue
             for since, start in (("received", received_at), ("raised", raised_at)):
                 seconds = max(0.0, float(sent_at) - float(start))
                 slot = next((i for i, b in enumerate(BUCKETS) if seconds <= b), len(BUCKETS))
@@ -165,7 +171,7 @@ class NotifyCollector(Collector):
         return g
 
     @staticmethod
-    def _outcomes(rows: Iterable[tuple[float, str, str, bool, str | None, int]], now: float) -> Iterable[Metric]:
+    def _outcomes(rows: dict[str, Sequence[Row[str, str, bool, str | None, int]]]) -> Iterable[Metric]:
         states = GaugeMetricFamily(
             "kotihub_register_notifications",
             "Notification jobs of the alarms received in the window, by channel and state.",
@@ -184,11 +190,9 @@ class NotifyCollector(Collector):
         by_state = {(c, s, w): 0 for c in (*CHANNELS, OTHER) for s in (*STATES, OTHER) for w, _ in WINDOWS}
         by_late = {(c, w): 0 for c in (*CHANNELS, OTHER) for w, _ in WINDOWS}
         by_delivery: dict[tuple[str, str, str], int] = {}
-        for received_at, channel, state, was_late, status, n in rows:
-            ch = _closed(channel, CHANNELS)
-            for window, width in WINDOWS:
-                if received_at < now - width:
-                    continue
+        for window, window_rows in rows.items():
+            for channel, state, was_late, status, n in window_rows:
+                ch = _closed(channel, CHANNELS)
                 by_state[(ch, _closed(state, STATES), window)] += n
                 if was_late and state == "sent":
                     by_late[(ch, window)] += n
