@@ -519,6 +519,20 @@ class DriverStatus(msgspec.Struct, frozen=True):
     restarts: _Count = 0
 
 
+class AlarmPathHealth(msgspec.Struct, frozen=True):
+    """The alarm lane's connection as the hub sees it (``cloud_sync.uplink.alarmroute``): whether it is held open,
+    pings since the hub started and how many failed, whether the last one failed, the last answered ping's round trip
+    (what an alarm on the kept connection pays on top of the register's own work), and the alarm listener's state
+    (``none``: the register announced none; ``resting``: it failed and alarms go to the main URL for now)."""
+
+    kept_open: bool = False
+    pings: _Count = 0
+    ping_failures: _Count = 0
+    failing: bool = False
+    ping_ms: Annotated[float, msgspec.Meta(ge=0.0, le=600_000.0)] | None = None
+    listener: Literal["none", "serving", "resting"] = "none"
+
+
 class Heartbeat(msgspec.Struct, frozen=True):
     """``PUT /v1/heartbeat`` (client certificate, JSON, at most :data:`MAX_HEARTBEAT_BYTES`): the hub's health on a
     schedule; the register keeps only the latest per hub. No personal data: no device ids, names or addresses.
@@ -537,6 +551,8 @@ class Heartbeat(msgspec.Struct, frozen=True):
         default_factory=dict
     )
     lanes: dict[LaneName, LaneHealth] = msgspec.field(default_factory=dict)
+    alarm_path: AlarmPathHealth | None = None
+    """None from a hub that predates it, or before its alarm lane made its connection."""
 
 
 # ---------------------------------------------------------------------------------------------------- commands

@@ -335,6 +335,9 @@ hub_health = Table(
         Column(f"lag_{lane}", BigInteger, nullable=False, default=0)
         for lane in ("alarm", "events", "readings", "clips", "diagnostics")
     ),
+    # The alarm connection (migration 0009): the last ping's round trip, and whether the alarm path is failing.
+    Column("alarm_ping_ms", Double, nullable=True),
+    Column("alarm_failing", Boolean, nullable=True),
     Column("body", JSON, nullable=False),
 )
 

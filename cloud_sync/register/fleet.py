@@ -64,6 +64,14 @@ _COMMITTED: Final = _committed_query()
 _UPSERTS: dict[str, Insert] = {}
 
 
+def _alarm_failing(path: p.AlarmPathHealth | None) -> bool | None:
+    """The last ping failed, or the listener rests after a failure (alarms then go to the main URL: they still
+    arrive, but the path the operator set up for them does not work). None: a hub that does not say."""
+    if path is None:
+        return None
+    return path.failing or path.listener == "resting"
+
+
 def record_heartbeat(registry: Registry, hub: HubIdentity, hb: p.Heartbeat, *, now: float | None = None) -> None:
     """Keep ``hb`` as the hub's latest health, with the lag per lane the register sees."""
     now = time.time() if now is None else now
@@ -89,6 +97,8 @@ def record_heartbeat(registry: Registry, hub: HubIdentity, hb: p.Heartbeat, *, n
             "written_bytes_per_day": hb.written_bytes_per_day,
             "drivers_down": sum(1 for d in hb.drivers.values() if d.state not in RUNNING_STATES),
             **{f"lag_{lane}": lag for lane, lag in lags.items()},
+            "alarm_ping_ms": hb.alarm_path.ping_ms if hb.alarm_path is not None else None,
+            "alarm_failing": _alarm_failing(hb.alarm_path),
             "body": msgspec.to_builtins(hb),
         }
         upsert = _UPSERTS.get(conn.dialect.name)
@@ -131,6 +141,7 @@ def fleet(
                     "written_bytes_per_day": r["written_bytes_per_day"],
                     "lag": {lane: r[f"lag_{lane}"] for lane in p.LANES} if r["received_at"] is not None else {},
                     "drivers": {k: v.get("state", "") for k, v in body.get("drivers", {}).items()},
+                    "alarm_path": body.get("alarm_path"),
                 }
             )
         write_audit(conn, actor, "fleet.read", None, hubs=len(out))
@@ -193,10 +204,24 @@ def _ago(at: float | None, now: float) -> str:
     return f"{s:.0f}s ago"
 
 
+def _alarm_path(path: dict[str, Any] | None) -> str:
+    """``FAILING`` (the last ping failed), ``main URL`` (the listener rests), or the last ping's round trip, with
+    ``kept`` when the connection is held open between alarms; ``-`` from a hub that does not say."""
+    if not path:
+        return "-"
+    if path.get("failing"):
+        return "FAILING"
+    if path.get("listener") == "resting":
+        return "main URL"
+    ms = path.get("ping_ms")
+    rtt = f"{ms:.0f} ms" if isinstance(ms, int | float) else "no ping"
+    return f"{rtt} kept" if path.get("kept_open") else rtt
+
+
 def table(rows: list[dict[str, Any]], *, now: float | None = None) -> str:
     """The fleet as a fixed-width text table, one hub a line; lag is alarm/events/readings/clips/diagnostics."""
     now = time.time() if now is None else now
-    head = ("HUB", "STATE", "LAST HEARD", "VERSION", "LAG a/e/r/c/d", "DISK FREE", "WRITES/DAY", "DRIVERS")
+    head = ("HUB", "STATE", "LAST HEARD", "VERSION", "LAG a/e/r/c/d", "ALARM", "DISK FREE", "WRITES/DAY", "DRIVERS")
     lines = [head]
     for r in rows:
         lag = "/".join(str(r["lag"].get(lane, 0)) for lane in p.LANES) if r["lag"] else "-"
@@ -209,6 +234,7 @@ def table(rows: list[dict[str, Any]], *, now: float | None = None) -> str:
                 _ago(r["last_heard"], now),
                 r["version"] or "-",
                 lag,
+                _alarm_path(r["alarm_path"]),
                 disk,
                 _size(r["written_bytes_per_day"]),
                 drivers,

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -40,6 +40,7 @@ from cloud_sync.register.registry import Registry
 from cloud_sync.register.rollout_metrics import RolloutCollector
 
 LOW_DISK_FRACTION: Final = 0.10
+ALARM_PING_BUCKETS_MS: Final = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0)
 UNMATCHED: Final = "unmatched"
 """The route label of a request no route matched, so probing random paths cannot add series."""
 MAX_VERSIONS: Final = 20
@@ -85,6 +86,16 @@ class FleetCollector(Collector):
                 .select_from(joined)
                 .where(live, hh.c.disk_free_bytes < hh.c.disk_total_bytes * LOW_DISK_FRACTION)
             ).scalar_one()
+            pinged = conn.execute(
+                select(
+                    func.count().filter(hh.c.alarm_failing.is_(True)),
+                    *(func.count().filter(hh.c.alarm_ping_ms <= b) for b in ALARM_PING_BUCKETS_MS),
+                    func.count(hh.c.alarm_ping_ms),
+                    func.sum(hh.c.alarm_ping_ms),
+                )
+                .select_from(joined)
+                .where(live)
+            ).one()
             writes = conn.execute(
                 select(func.max(hh.c.written_bytes_per_day), func.sum(hh.c.written_bytes_per_day))
                 .select_from(joined)
@@ -133,6 +144,21 @@ class FleetCollector(Collector):
         )
         g.add_metric([], low_disk)
         yield g
+        g = GaugeMetricFamily(
+            "kotihub_register_hubs_alarm_path_failing",
+            "Hubs whose alarm path failed at their last heartbeat: the last ping failed, or the alarm listener rests.",
+        )
+        g.add_metric([], pinged[0])
+        yield g
+        hist = GaugeHistogramMetricFamily(
+            "kotihub_register_hub_alarm_ping_ms",
+            "Hubs by the round trip of their last alarm ping (ms): what an alarm on a kept connection pays on top of "
+            "the register's work.",
+        )
+        counts = pinged[1 : 1 + len(ALARM_PING_BUCKETS_MS)]
+        buckets = [(str(b), float(n)) for b, n in zip(ALARM_PING_BUCKETS_MS, counts, strict=True)]
+        hist.add_metric([], [*buckets, ("+Inf", float(pinged[-2]))], float(pinged[-1] or 0.0))
+        yield hist
         g = GaugeMetricFamily(
             "kotihub_register_hub_written_bytes_per_day",
             "Bytes hubs write to their storage per day (SD-card wear): max over hubs and sum.",

@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from cloud_sync import protocol as p
@@ -139,6 +139,12 @@ class AlarmRoute:
                 log.info("alarms go to the register's alarm listener at %s", url)
                 self.url, self._down_until = url, None
 
+    def state(self) -> Literal["none", "serving", "resting"]:
+        """For the heartbeat: no listener announced, one serving, or one resting after a failure."""
+        if self.url is None:
+            return "none"
+        return "serving" if self.target() is not None else "resting"
+
     def target(self) -> str | None:
         """The listener's URL if one is known and not resting after a failure."""
         with self._lock:
@@ -188,6 +194,8 @@ class AlarmClient:
         """Alarms sent again over a new connection because the kept one gave no answer in time."""
         self.ping_started: float | None = None
         """Monotonic time the ping on the wire now was sent; None when none is."""
+        self.ping_failing = False
+        """The last ping failed (cleared by the next answered one)."""
         self._pinged_at = -math.inf
         self._pings_rest_until = -math.inf
 
@@ -271,11 +279,13 @@ class AlarmClient:
         except RegisterUnavailable as exc:
             client.close()
             self.ping_failures += 1
+            self.ping_failing = True
             log.debug("alarm ping failed: %s", exc)
             if url is not None:
                 self.route.failed(url, exc)
         else:
             self.pings += 1
+            self.ping_failing = False
             self.ping_ms = (time.monotonic() - started) * 1000
             if url is not None:
                 self.route.served(url)
@@ -294,6 +304,18 @@ class AlarmClient:
             "ping_ms": self.ping_ms,
             "reopened": self.reopened,
         }
+
+    def health(self) -> p.AlarmPathHealth:
+        """What the health heartbeat says of the alarm connection (the operator's fleet view and metrics)."""
+        summary = self.summary()
+        return p.AlarmPathHealth(
+            kept_open=bool(summary["kept_open"]),
+            pings=self.pings,
+            ping_failures=self.ping_failures,
+            failing=self.ping_failing,
+            ping_ms=None if self.ping_ms is None else round(min(self.ping_ms, 600_000.0), 1),
+            listener=self.route.state(),
+        )
 
     def close(self) -> None:
         self.main.close()

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from cloud_sync import heartbeat
 from cloud_sync import protocol as p
 from cloud_sync.enroll import renewal_loop
@@ -64,8 +66,15 @@ class Uplink(Link):
             def bulk() -> RegisterClient:
                 return self.client(shared=True)
 
+            async def with_alarm_path() -> p.Heartbeat | None:
+                # The alarm lane's connection is the uplink's to tell, not the hub's health source's.
+                hb = await health()
+                if hb is None or self.alarm is None:
+                    return hb
+                return msgspec.structs.replace(hb, alarm_path=self.alarm.health())
+
             loops["uplink heartbeat"] = lambda: heartbeat.send_forever(
-                bulk, health, interval, call=in_thread, release=self.release
+                bulk, with_alarm_path, interval, call=in_thread, release=self.release
             )
         try:
             async with asyncio.TaskGroup() as tg:

@@ -242,3 +242,42 @@ def test_versions_beyond_the_most_common_are_counted_as_other(register: RunningR
     assert by_version["1.0.0"] == 2  # the most common first
     assert by_version["other"] == 24 - metrics.MAX_VERSIONS  # 24 versions, one hub each beyond the first 20
     assert sum(by_version.values()) == 25
+
+
+def test_the_alarm_path_each_hub_reports_is_in_the_fleet_view_and_metrics(register_any: RunningRegister) -> None:
+    reg = register_any
+    kept, failing, resting, older = (reg.enroll() for _ in range(4))
+    paths = {
+        kept: p.AlarmPathHealth(kept_open=True, pings=12, ping_ms=42.0),
+        failing: p.AlarmPathHealth(kept_open=False, pings=3, ping_failures=2, failing=True, ping_ms=300.0),
+        resting: p.AlarmPathHealth(pings=5, ping_ms=900.0, listener="resting"),
+    }
+    for hub, path in paths.items():
+        hb = msgspec.structs.replace(heartbeat(), alarm_path=path)
+        assert put_heartbeat(reg, hub, hb).status_code == 204
+    assert put_heartbeat(reg, older, heartbeat()).status_code == 204  # a hub that does not report it
+
+    rows = {r["hub_id"]: r for r in fleet.fleet(reg.reg, actor="test:fleet")}
+    assert rows[kept.hub_id]["alarm_path"]["ping_ms"] == 42.0 and rows[older.hub_id]["alarm_path"] is None
+    lines = {line.split()[0]: line for line in fleet.table(list(rows.values())).splitlines()}
+    assert "42 ms kept" in lines[kept.hub_id]
+    assert "FAILING" in lines[failing.hub_id]
+    assert "main URL" in lines[resting.hub_id]
+
+    f = _families(metrics.RegisterMetrics(reg.reg).exposition().decode())
+    assert _value(f, "kotihub_register_hubs_alarm_path_failing") == 2  # the failed ping and the resting listener
+    name = "kotihub_register_hub_alarm_ping_ms"
+    assert _value(f, name, "_bucket", le="25.0") == 0
+    assert _value(f, name, "_bucket", le="50.0") == 1
+    assert _value(f, name, "_bucket", le="500.0") == 2
+    assert _value(f, name, "_bucket", le="1000.0") == 3
+    assert _value(f, name, "_bucket", le="+Inf") == 3  # the older hub is in none
+    assert _value(f, name + "_gsum") == 1242.0  # the text format carries a gauge histogram's sum as a gauge
+
+    # The hub's word, bounded like the rest of the heartbeat: a round trip of days or an unknown state is refused.
+    bad = msgspec.to_builtins(heartbeat())
+    for path in ({"ping_ms": 1e9}, {"listener": "elsewhere"}, {"pings": -1}):
+        resp = put_heartbeat(reg, kept, msgspec.json.encode({**bad, "alarm_path": path}))
+        assert resp.status_code == 422, (path, resp.text)
+    after = {r["hub_id"]: r for r in fleet.fleet(reg.reg, actor="test:fleet")}
+    assert after[kept.hub_id]["alarm_path"] == rows[kept.hub_id]["alarm_path"]  # nothing of them was kept

@@ -69,6 +69,12 @@ def test_daemon_heartbeat_reaches_the_fleet_view_and_metrics(
     assert row["drivers"].get("mqtt") in ("running", "starting")
     assert 0 < row["disk_free_bytes"] <= row["disk_total_bytes"] and row["store_bytes"] > 0
     assert set(row["lag"]) == {"alarm", "events", "readings", "clips", "diagnostics"}
+    # The alarm lane pinged its connection at start: the heartbeat says it is held open, and how long a ping took.
+    path = wait_until(
+        lambda: (a := _mine(register, hub_id)["alarm_path"]) and a["pings"] >= 1 and a, what="the alarm path"
+    )
+    assert path["kept_open"] and not path["failing"] and path["ping_failures"] == 0 and path["listener"] == "none"
+    assert 0 < path["ping_ms"] < 5_000
 
     # Readings flow; a heartbeat collected after all are acknowledged shows no lag on any lane.
     asyncio.run(publish_scene(mosquitto.host, mosquitto.port))
@@ -90,6 +96,9 @@ def test_daemon_heartbeat_reaches_the_fleet_view_and_metrics(
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families["kotihub_register_hubs_online"].samples[0].value == 1
     assert any(s.value == 1 for s in families["kotihub_register_hubs_by_version"].samples)
+    assert families["kotihub_register_hubs_alarm_path_failing"].samples[0].value == 0
+    pinged = [s for s in families["kotihub_register_hub_alarm_ping_ms"].samples if s.labels.get("le") == "+Inf"]
+    assert [s.value for s in pinged] == [1]
 
     # The register unreachable: heartbeats stop arriving, the hub turns offline in a short window, and once the
     # register is back the heartbeat resumes on its own (the daemon keeps running all along).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_sync import protocol as p
 from cloud_sync.uplink.alarmroute import (
     FIRST_ANSWER_PINGS,
     FIRST_ANSWER_S,
@@ -104,3 +105,18 @@ def test_an_alarms_first_answer_on_a_kept_connection_is_bounded_and_longer_on_a_
     assert c._first_answer(c.main) == FIRST_ANSWER_S
     c.ping_ms = 1500.0  # a satellite link's round trip
     assert c._first_answer(c.main) == pytest.approx(FIRST_ANSWER_PINGS * 1.5)
+
+
+def test_the_heartbeat_tells_the_operator_how_the_alarm_path_stands() -> None:
+    c = client()
+    assert c.health() == p.AlarmPathHealth()  # nothing sent yet
+    c.main.answered_at, c.pings, c.ping_ms = time.monotonic(), 3, 41.26
+    health = c.health()
+    assert health.kept_open and health.pings == 3 and health.ping_ms == 41.3
+    assert (health.failing, health.listener) == (False, "none")
+    c.route.announced("https://register.example:8444")
+    assert c.health().listener == "serving"
+    c.route.failed("https://register.example:8444", OSError("connection refused"))
+    assert c.health().listener == "resting"
+    c.ping_failing = True
+    assert c.health().failing
