@@ -42,6 +42,13 @@ that connection open (the register holds a connection whose last request was an 
 ``alarm_keep_alive_s``, and says so in a ``Keep-Alive: timeout=N`` header), so a smoke alarm goes without a TCP
 connect and a TLS handshake first (cloud_sync.uplink.alarmroute)."""
 
+LIVE_HEADER: Final = "Kotihub-Live"
+"""On the command long-poll's answer while a member has the household's app open: the seconds it stays so (a
+number, at most :data:`MAX_LIVE_S`). Meanwhile the hub sends readings within seconds instead of lingering. A hub
+says what it last heard with ``live=0|1`` on the poll, and the register answers at once when that is no longer so
+(cloud_sync.register.watching); a hub that does not say is never answered early."""
+MAX_LIVE_S: Final = 3600.0
+
 # Limits the register enforces; the hub sizes its batches to stay under them.
 MAX_BATCH_ITEMS: Final = 20_000
 MAX_INGEST_COMPRESSED_BYTES: Final = 16 * 1024 * 1024

@@ -189,6 +189,8 @@ def _sync(args: argparse.Namespace) -> int:
         ping = f", last ping {conn['ping_ms']:.0f} ms" if conn.get("ping_ms") is not None else ""
         state = "kept open" if conn["kept_open"] else "not open"
         alarms += f"alarm connection {state} ({conn['pings']} pings, {conn['ping_failures']} failed{ping})\n"
+    if s.get("watched_s"):
+        alarms += f"the household's app is open: readings go at once for {s['watched_s']:.0f} s more\n"
     human = f"register {s['register']}\n{alarms}" + _table(
         rows, ["lane", "waiting", "last success", "last error", "next retry", "dead letters"]
     )

@@ -66,6 +66,9 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     0 sends each store commit's at once. Alarms and events never wait (cloud_sync.uplink.lanes). 20 s: a home's
     readings in about 3 requests a minute, each on the bulk connection the register still holds (it keeps an idle
     one 35 s), so no send pays a TLS handshake (docs/scale.md, "The readings linger")."""
+    readings_live_linger_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 2.0
+    """The linger instead while a member has the household's app open (the register says so on the command
+    long-poll, cloud_sync.register.watching): readings on Home and the charts are then seconds old, not 20."""
     alarm_keepalive_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 120.0
     """Seconds between pings on the alarm lane's idle connection, so a smoke alarm finds it open (no TCP connect and
     TLS handshake first; cloud_sync.uplink.alarmroute). Never longer than the register says it keeps the connection;

@@ -100,7 +100,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     # The hub's sealed copy of its data for the household ("ask the hub" on Näytä tietoni; ciphertext only).
     app.include_router(hubexports.router(reg, hub=callers.hub, read_body=read_body, scoped=callers.scoped))
     # The household's app (server-rendered pages under /app, passkey sessions; not in the API document).
-    app.include_router(webapp.router(WebContext.create(reg, settings)))
+    app.include_router(webapp.router(WebContext.create(reg, settings, wake=notifier.notify)))
     app.mount(webapp.STATIC_PATH, webapp.static_files())
 
     def openapi() -> dict[str, Any]:

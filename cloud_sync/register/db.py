@@ -55,6 +55,9 @@ households = Table(
     # When the household last erased its data: items recorded before it that a hub still delivers afterwards (its
     # outbox is emptied only when it carries out the erase command) are acknowledged but never stored again.
     Column("erased_before", Double, nullable=False, default=0.0, server_default="0"),
+    # Until when a member's open app keeps the household's hubs sending readings at once (cloud_sync.register.
+    # watching, migration 0010); overwritten by each visit, cleared by an erasure.
+    Column("watched_until", Double, nullable=True),
 )
 
 members = Table(

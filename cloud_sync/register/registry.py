@@ -40,6 +40,10 @@ from cloud_sync.register.webapp import schema as _app_tables  # noqa: F401 -- th
 
 log = logging.getLogger(__name__)
 
+_SHOWN_HOUSEHOLD = [c for c in db.households.c if c.name != "watched_until"]
+"""A household's columns as the operator and the API show them: not when a member last had the app open
+(cloud_sync.register.watching), which is the hubs' business only."""
+
 URGENT_POOL = 8
 """PostgreSQL connections of a process kept for the alarm lane alone (:attr:`Registry.urgent_engine`). Under load an
 alarm's transaction waits on PostgreSQL (its commit's WAL flush behind bulk COPYs) some hundreds of ms; eight at
@@ -126,11 +130,11 @@ class Registry:
 
     def list_households(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(db.households).order_by(db.households.c.created_at)).mappings().all()
+            rows = conn.execute(select(*_SHOWN_HOUSEHOLD).order_by(db.households.c.created_at)).mappings().all()
         return [dict(r) for r in rows]
 
     def require_household(self, conn: Connection, household_id: str) -> dict[str, Any]:
-        row = conn.execute(select(db.households).where(db.households.c.id == household_id)).mappings().first()
+        row = conn.execute(select(*_SHOWN_HOUSEHOLD).where(db.households.c.id == household_id)).mappings().first()
         if row is None:
             raise NotFound(f"no household {household_id!r}", code="no_household")
         return dict(row)

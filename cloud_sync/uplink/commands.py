@@ -97,10 +97,11 @@ async def command_loop(
                                 poll.request,
                                 "GET",
                                 "/v1/commands",
-                                params={"wait": wait, "held": flight.held()},
+                                params={"wait": wait, "held": flight.held(), "live": int(link.watched())},
                                 read_timeout=wait + 15,
                             )
                             commands = poll.decode(resp, list[p.Command])
+                            link.heard_watched(resp.headers.get(p.LIVE_HEADER))
                 except RegisterRejected as exc:
                     log.error("could not read commands from the register: %s", exc)
                     await link.pause(backoff.next())

@@ -100,14 +100,15 @@ def backlog(link: Link, lane: str) -> int:
 
 
 async def linger(link: Link, lane: str, waiter: asyncio.Event) -> None:
-    """Returns when the items that woke the lane should go: ``readings_linger_s`` after they did, or as soon as a
-    full batch (``batch_items``) is waiting, a kick (``kotihub sync --now``) comes, or the uplink stops."""
+    """Returns when the items that woke the lane should go: ``readings_linger_s`` after they did (the shorter
+    ``readings_live_linger_s`` while a member has the app open, :meth:`Link.linger_s`), or as soon as a full batch
+    (``batch_items``) is waiting, a kick (``kotihub sync --now``) comes, or the uplink stops."""
     status = link.status[lane]
-    deadline = time.monotonic() + link.config.readings_linger_s
+    woke = time.monotonic()
     kicks = link.kicks
     try:
         while link.lingering and link.kicks == kicks and 0 < backlog(link, lane) < link.config.batch_items:
-            remaining = deadline - time.monotonic()
+            remaining = woke + link.linger_s() - time.monotonic()
             if remaining <= 0:
                 return
             status.lingering = True

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from cloud_sync import protocol as p
 from cloud_sync.uplink.alarmroute import AlarmClient, AlarmRoute
 from cloud_sync.uplink.client import HubIdentity, RegisterClient, RegisterUnavailable, ReplyStats
 from gateway.backoff import Backoff, BackoffPolicy
@@ -61,6 +62,9 @@ class Link:
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     """Set each time a lane's cursor moves (the register acknowledged a batch), a send fails, or a drain ends."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    watched_until: float = 0.0
+    """Monotonic time until which a member has the household's app open, as the register last said (the command
+    long-poll's :data:`~cloud_sync.protocol.LIVE_HEADER`); readings linger ``readings_live_linger_s`` meanwhile."""
     alarm: AlarmClient | None = None
     """The alarm lane's client, once its loop made it (for ``kotihub status``)."""
     _bulk: RegisterClient | None = None
@@ -72,6 +76,24 @@ class Link:
         if self._alarm_route is None:
             self._alarm_route = AlarmRoute(self.config.register_url)
         return self._alarm_route
+
+    def watched(self) -> bool:
+        return time.monotonic() < self.watched_until
+
+    def heard_watched(self, header: str | None) -> None:
+        """The register's word on the app (the header's value; None: nobody has it open). Going live sends what
+        has lingered longer than the live linger now, rather than at the end of its own."""
+        seconds = _live_seconds(header)
+        was = self.watched()
+        self.watched_until = time.monotonic() + seconds if seconds else 0.0
+        if seconds and not was:
+            log.info("the household's app is open: readings go within %.0f s", self.config.readings_live_linger_s)
+            for lane in Lane:  # a lingering lane looks at its deadline again (cloud_sync.uplink.lanes.linger)
+                self.store.lane_waiter(lane).set()
+
+    def linger_s(self) -> float:
+        """How long new readings wait for company now."""
+        return self.config.readings_live_linger_s if self.watched() else self.config.readings_linger_s
 
     @property
     def policy(self) -> BackoffPolicy:
@@ -176,3 +198,12 @@ async def wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+def _live_seconds(header: str | None) -> float:
+    """The header's seconds, or 0 for none and for anything that is not a number in (0, MAX_LIVE_S]."""
+    try:
+        seconds = float(header) if header else 0.0
+    except ValueError:
+        return 0.0
+    return seconds if 0 < seconds <= p.MAX_LIVE_S else 0.0

@@ -103,6 +103,7 @@ class Uplink(Link):
             "register": self.config.register_url,
             "alarm_url": self.alarm_route.url,
             "alarm_connection": self.alarm.summary() if self.alarm is not None else None,
+            "watched_s": max(0.0, self.watched_until - time.monotonic()),
             "lanes": {lane: vars(s).copy() for lane, s in self.status.items()},
             "replies": vars(self.replies).copy(),
         }

@@ -159,6 +159,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "cloud_sync.register.retention",
         "cloud_sync.register.settings",
         "cloud_sync.register.wakeups",
+        "cloud_sync.register.watching",
         "cloud_sync.protocol",
     ),
     # The household is a third party: its own keys and tools, the wire contract, nothing of hub or register.

@@ -10,6 +10,7 @@ from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from cloud_sync import protocol as p
+from cloud_sync.register import watching
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.errors import Forbidden
 from cloud_sync.register.registry import Registry
@@ -31,16 +32,26 @@ def router(reg: Registry, settings: Settings, callers: Callers, notifier: Notifi
         who: Hub,
         wait: Annotated[float, Query(ge=0, le=p.MAX_COMMAND_WAIT_S)] = 0.0,
         held: Annotated[list[CommandId] | None, Query(max_length=p.MAX_HELD_COMMANDS)] = None,
+        live: bool | None = None,
     ) -> Response:
         # ``held``: commands the hub runs now (a long export); left out, so the long-poll waits for new ones only.
+        # ``live``: whether the hub last heard that a member has the app open; answered at once when that changed.
         held_ids = frozenset(held or ())
         deadline = time.monotonic() + wait
+
+        def poll() -> tuple[list[p.Command], float]:
+            return reg.pending_commands(who, held_ids), watching.seconds_left(reg, who.household_id)
+
         while True:
-            pending = await run_in_threadpool(reg.pending_commands, who, held_ids)
+            pending, watched_s = await run_in_threadpool(poll)
             remaining = deadline - time.monotonic()
-            if pending or remaining <= 0 or notifier.closing:
-                return json_response(pending)
-            await notifier.wait(min(remaining, settings.command_poll_interval_s), who.hub_id)
+            changed = live is not None and live != (watched_s > 0)
+            if pending or changed or remaining <= 0 or notifier.closing:
+                resp = json_response(pending)
+                if watched_s > 0:
+                    resp.headers[p.LIVE_HEADER] = str(max(1, min(int(watched_s), int(p.MAX_LIVE_S))))
+                return resp
+            await notifier.wait(min(remaining, settings.command_poll_interval_s, watched_s or remaining), who.hub_id)
 
     @r.post("/v1/commands/{command_id}/result", openapi_extra=doc("CommandResult"))
     async def command_result(command_id: str, request: Request, who: Hub) -> Response:

@@ -11,7 +11,9 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
+from cloud_sync.register import watching
 from cloud_sync.register.ratelimit import Limiter
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
@@ -33,11 +35,28 @@ class WebContext:
     clock: Callable[[], float] = time.time
     limiter: Limiter = field(default_factory=Limiter)
     """Sign-in attempts per source address (and per member for one-time links)."""
+    wake: Callable[[str], None] = lambda hub_id: None
+    """Wakes a hub's command long-poll in this process (the app's :class:`~cloud_sync.register.wakeups.Wakeups`)."""
 
     @classmethod
-    def create(cls, reg: Registry, settings: Settings, *, clock: Callable[[], float] = time.time) -> WebContext:
+    def create(
+        cls,
+        reg: Registry,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        wake: Callable[[str], None] | None = None,
+    ) -> WebContext:
         templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-        return cls(reg=reg, settings=settings, templates=templates, clock=clock)
+        if wake is None:
+            return cls(reg=reg, settings=settings, templates=templates, clock=clock)
+        return cls(reg=reg, settings=settings, templates=templates, clock=clock, wake=wake)
+
+    async def watching(self, household_id: str) -> None:
+        """A page showing the household's readings is open: its hubs send readings within seconds for a while
+        (:mod:`cloud_sync.register.watching`; on the register's own clock, whatever ``clock`` the pages use)."""
+        for hub_id in await run_in_threadpool(watching.watch, self.reg, household_id):
+            self.wake(hub_id)
 
     @property
     def origin(self) -> str:

@@ -135,6 +135,7 @@ def router(ctx: WebContext) -> APIRouter:
         request: Request, session: Member, device: _Device, quantity: _Quantity, span: _Span = "day"
     ) -> HTMLResponse:
         await run_in_threadpool(require_sensor, session.household_id, device, quantity)
+        await ctx.watching(session.household_id)
         found = await run_in_threadpool(
             series.sensors, ctx.reg.engine, session.household_id, since=ctx.clock() - SPANS["6mo"]
         )

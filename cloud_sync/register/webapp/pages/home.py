@@ -43,6 +43,7 @@ def router(ctx: WebContext) -> APIRouter:
 
     @r.get("/home")
     async def home(request: Request, session: Member) -> Response:
+        await ctx.watching(session.household_id)
         now = ctx.clock()
 
         def load() -> homedata.Home:
