@@ -16,7 +16,6 @@ browser does.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Final
 
@@ -25,8 +24,6 @@ from sqlalchemy import select, text, update
 from cloud_sync.register import db
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.wakeups import CHANNEL
-
-log = logging.getLogger(__name__)
 
 WATCH_S: Final = 300.0
 """How long one page view keeps the household watched."""
