@@ -1,0 +1,50 @@
+"""Home keeps itself current in a real browser (static/js/home.js): a reading that arrives while the page is on
+screen shows within one refresh, without a reload, and each refresh keeps the household watched."""
+
+from __future__ import annotations
+
+import time
+
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from cloud_sync.register import db
+from tests.support.appdata import add_device, home, sign_in
+from tests.support.webapp import WebAppServer
+
+DEV = "zigbee:0x00158d00aa"
+
+
+def _reading(server: WebAppServer, household: str, seq: int, value: float) -> None:
+    row = {
+        "hub_id": "hub_x",
+        "seq": seq,
+        "household_id": household,
+        "device_id": DEV,
+        "quantity": "temperature",
+        "value": value,
+        "ts": time.time(),
+        "received_at": time.time(),
+    }
+    with server.register.reg.engine.begin() as conn:
+        db.insert_many_ignore(conn, db.readings, [row])
+
+
+def test_a_new_reading_shows_on_home_without_a_reload(webapp_server: WebAppServer, page: Page) -> None:
+    a = home(webapp_server)
+    add_device(webapp_server, a.household_id, DEV, name="Keittiön anturi", room="Keittiö")
+    _reading(webapp_server, a.household_id, 1, 20.5)
+    sign_in(webapp_server, page, a.member_id)
+    value = page.locator(f'li[data-device="{DEV}"] dd[data-quantity="temperature"]')
+    expect(value).to_contain_text("20,5")
+    marked = page.evaluate("() => performance.timeOrigin")
+    page.evaluate("() => { window.notReloaded = true; }")
+
+    _reading(webapp_server, a.household_id, 2, 23.4)
+    expect(value).to_contain_text("23,4", timeout=25_000)  # within one refresh (10 s)
+    assert page.evaluate("() => window.notReloaded === true && performance.timeOrigin") == marked
+    with webapp_server.register.reg.engine.connect() as conn:
+        until = conn.execute(
+            select(db.households.c.watched_until).where(db.households.c.id == a.household_id)
+        ).scalar_one()
+    assert until is not None and until > time.time() + 200
