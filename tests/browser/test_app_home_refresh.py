@@ -1,5 +1,6 @@
 """Home keeps itself current in a real browser (static/js/home.js): a reading that arrives while the page is on
-screen shows within one refresh, without a reload, and each refresh keeps the household watched."""
+screen shows within one refresh, without a reload; the section the keyboard is in is left alone (its focus kept);
+and each refresh keeps the household watched."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from cloud_sync.register import db
+from cloud_sync.register.notify import schema
 from tests.support.appdata import add_device, home, sign_in
 from tests.support.webapp import WebAppServer
 
@@ -34,15 +36,26 @@ def test_a_new_reading_shows_on_home_without_a_reload(webapp_server: WebAppServe
     a = home(webapp_server)
     add_device(webapp_server, a.household_id, DEV, name="Keittiön anturi", room="Keittiö")
     _reading(webapp_server, a.household_id, 1, 20.5)
+    with webapp_server.register.reg.engine.begin() as conn:
+        conn.execute(
+            schema.alarms.insert().values(
+                id="hub_x.alarm.1", household_id=a.household_id, hub_id="hub_x", device_id=DEV, category="smoke",
+                urgent=True, place="Keittiö", raised_at=time.time(), received_at=time.time(), late=False,
+            )
+        )  # fmt: skip
     sign_in(webapp_server, page, a.member_id)
     value = page.locator(f'li[data-device="{DEV}"] dd[data-quantity="temperature"]')
     expect(value).to_contain_text("20,5")
     marked = page.evaluate("() => performance.timeOrigin")
     page.evaluate("() => { window.notReloaded = true; }")
+    # A keyboard user on the alarm's Acknowledge button: that section stays as it is, the button keeps the focus.
+    page.get_by_role("button", name="Kuittaa").focus()
+    page.evaluate("() => { window.focused = document.activeElement; }")
 
     _reading(webapp_server, a.household_id, 2, 23.4)
     expect(value).to_contain_text("23,4", timeout=25_000)  # within one refresh (10 s)
     assert page.evaluate("() => window.notReloaded === true && performance.timeOrigin") == marked
+    assert page.evaluate("() => document.activeElement === window.focused && window.focused.isConnected")
     with webapp_server.register.reg.engine.connect() as conn:
         until = conn.execute(
             select(db.households.c.watched_until).where(db.households.c.id == a.household_id)

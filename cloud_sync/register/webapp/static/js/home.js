@@ -16,7 +16,8 @@ async function refresh() {
     for (const id of SECTIONS) {
       const now = fresh.querySelector(`section[aria-labelledby="${id}"]`);
       const shown = document.querySelector(`section[aria-labelledby="${id}"]`);
-      if (now && shown) shown.replaceWith(document.adoptNode(now));
+      // Not the section the keyboard is in (an Acknowledge button in focus): replacing it would drop the focus.
+      if (now && shown && !shown.contains(document.activeElement)) shown.replaceWith(document.adoptNode(now));
     }
     document.querySelector("main").dataset.refreshed = String(Date.now());
   } catch {
