@@ -3,9 +3,10 @@
 In one process, :meth:`Wakeups.notify` wakes the long-polls waiting here. Across processes (several workers, the
 CLI) PostgreSQL carries it: a trigger on ``commands`` (migration ``0002_command_notify``) sends ``NOTIFY
 kotihub_commands, '<hub id>'`` when a command is inserted, delivered at commit and only then, and each register
-process LISTENs on one connection of its own and wakes the long-polls of that hub. The long-poll still re-reads
-the database every ``command_poll_interval_s``: that is the bound when the LISTEN connection is down (it is
-re-opened after the same interval) and the only path on SQLite, where nothing crosses processes.
+process LISTENs on one connection of its own and wakes the long-polls of that hub. While LISTEN is in place a
+long-poll reads the database only when woken (and at its start and end: :meth:`Wakeups.reread_s`); it re-reads
+every ``command_poll_interval_s`` while the LISTEN connection is down (it is re-opened after the same interval,
+and every waiter is woken then) and always on SQLite, where nothing crosses processes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 
 from sqlalchemy import Engine
 
@@ -45,19 +47,31 @@ class Wakeups:
             for event in self._waiting.get(key, ()):
                 event.set()
 
-    async def wait(self, timeout: float, hub_id: str = ANY) -> None:
-        """Until a command for ``hub_id`` may have been queued, the stop, or ``timeout`` seconds."""
+    @contextlib.contextmanager
+    def subscription(self, hub_id: str = ANY) -> Iterator[asyncio.Event]:
+        """An event set by the next :meth:`notify` for ``hub_id`` (or the stop). Take it *before* reading the
+        database: a command queued between the read and the wait then still wakes the wait."""
         event = asyncio.Event()
         waiters = self._waiting.setdefault(hub_id, set())
         waiters.add(event)
         try:
-            with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can drop a cancel on Python 3.11
-                async with asyncio.timeout(timeout):
-                    await event.wait()
+            yield event
         finally:
             waiters.discard(event)
             if not waiters:
                 del self._waiting[hub_id]
+
+    def reread_s(self, poll_s: float) -> float | None:
+        """How long a long-poll may wait before reading the database again unwoken: ``poll_s`` where nothing
+        crosses processes (SQLite) or while the LISTEN connection is down; None (until woken) while it is up,
+        since every command and every change a long-poll answers for is then notified (and all waiters are woken
+        when LISTEN comes back, for what was queued while it was down)."""
+        return None if self.listening.is_set() else poll_s
+
+    async def wait(self, timeout: float, hub_id: str = ANY) -> None:
+        """Until a command for ``hub_id`` may have been queued, the stop, or ``timeout`` seconds."""
+        with self.subscription(hub_id) as event:
+            await wait_for(event, timeout)
 
     async def start(self, timeout: float = 10.0) -> None:
         """Start listening (PostgreSQL only), returning once LISTEN is in place or after ``timeout`` seconds (then
@@ -100,3 +114,10 @@ class Wakeups:
 def _dsn(engine: Engine) -> str:
     # psycopg takes the URL form; SQLAlchemy's "+psycopg" driver suffix is not part of it.
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def wait_for(event: asyncio.Event, timeout: float) -> None:
+    """Until ``event`` is set or ``timeout`` seconds passed."""
+    with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can drop a cancel on Python 3.11
+        async with asyncio.timeout(timeout):
+            await event.wait()

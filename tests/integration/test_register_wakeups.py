@@ -4,28 +4,31 @@ LISTEN connection; and the server certificate pair shared by two register proces
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, event, insert, text
 
 from cloud_sync.register import db, workers
 from cloud_sync.register.settings import MIN_BODY_BUDGET, Settings
 from cloud_sync.register.wakeups import Wakeups
 from tests.integration.test_register_certs import _served_cert
-from tests.support.register import start_register
+from tests.support.register import RunningRegister, start_register
 
 
-def _queue(engine: Engine, hub_id: str, n: int) -> None:
+def _queue(engine: Engine, hub_id: str, n: int, household: str = "hh") -> None:
     with engine.begin() as conn:
         conn.execute(
             insert(db.commands).values(
-                id=f"c{n}", household_id="hh", hub_id=hub_id, kind="restrict", args={}, issued_at=0.0, issued_by="t"
+                id=f"c{n}", household_id=household, hub_id=hub_id, kind="restrict", args={}, issued_at=0.0,
+                issued_by="t",
             )
-        )
+        )  # fmt: skip
 
 
 async def _until(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
@@ -146,3 +149,47 @@ def test_two_processes_share_the_server_certificate_and_both_serve_a_renewal(tmp
     finally:
         a.close()
         b.close()
+
+
+def test_an_idle_long_poll_reads_the_database_once_while_listen_is_up(register_any: RunningRegister) -> None:
+    """On PostgreSQL with LISTEN in place an idle hub's long-poll reads ``commands`` once, not every
+    ``command_poll_interval_s`` (2 s): at 50,000 hubs that was 25,000 reads a second for nothing. A command queued
+    by another process (its own engine, as the CLI or another worker) still answers the long-poll at once. On
+    SQLite, where nothing crosses processes, it re-reads as before."""
+    reg = register_any
+    hub = reg.enroll()
+    reads: list[float] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM commands" in statement:
+            reads.append(time.monotonic())
+
+    event.listen(reg.reg.engine, "before_cursor_execute", count)
+    try:
+        started = time.monotonic()
+        resp = hub.session().get(f"{reg.url}/v1/commands", params={"wait": 5, "live": 0}, timeout=30)
+        assert resp.status_code == 200 and resp.json() == [] and time.monotonic() - started >= 4.9
+        postgres = reg.reg.engine.dialect.name == "postgresql"
+        if postgres:
+            assert len(reads) == 2, reads  # when it began and at its end
+        else:
+            assert len(reads) >= 4, reads  # at 0, 2, 4 and 5 s
+        # Queued by another process's engine while the hub waits: answered long before the wait's end.
+        other = db.open_engine(reg.settings.database_url)
+        try:
+            before = len(reads)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(
+                    hub.session().get, f"{reg.url}/v1/commands", params={"wait": 20, "live": 0}, timeout=40
+                )
+                while len(reads) == before:  # until the long-poll's first read
+                    time.sleep(0.02)
+                queued = time.monotonic()
+                _queue(other, hub.hub_id, 1, household=hub.household_id)
+                answer = waiting.result(timeout=40)
+            assert [c["id"] for c in answer.json()] == ["c1"]
+            assert time.monotonic() - queued < (5 if postgres else 10)
+        finally:
+            other.dispose()
+    finally:
+        event.remove(reg.reg.engine, "before_cursor_execute", count)

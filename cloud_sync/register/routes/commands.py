@@ -16,6 +16,7 @@ from cloud_sync.register.errors import Forbidden
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.routes.common import Callers, Notifier, decode_json, doc, json_response, read_body
 from cloud_sync.register.settings import Settings
+from cloud_sync.register.wakeups import wait_for
 
 CommandId = Annotated[str, StringConstraints(pattern=p.COMMAND_ID_PATTERN)]
 
@@ -43,15 +44,20 @@ def router(reg: Registry, settings: Settings, callers: Callers, notifier: Notifi
             return reg.pending_commands(who, held_ids), watching.seconds_left(reg, who.household_id)
 
         while True:
-            pending, watched_s = await run_in_threadpool(poll)
-            remaining = deadline - time.monotonic()
-            changed = live is not None and live != (watched_s > 0)
-            if pending or changed or remaining <= 0 or notifier.closing:
-                resp = json_response(pending)
-                if watched_s > 0:
-                    resp.headers[p.LIVE_HEADER] = str(max(1, min(int(watched_s), int(p.MAX_LIVE_S))))
-                return resp
-            await notifier.wait(min(remaining, settings.command_poll_interval_s, watched_s or remaining), who.hub_id)
+            # Subscribed before the read, so that a command queued meanwhile still wakes the wait below.
+            with notifier.subscription(who.hub_id) as woken:
+                pending, watched_s = await run_in_threadpool(poll)
+                remaining = deadline - time.monotonic()
+                changed = live is not None and live != (watched_s > 0)
+                if pending or changed or remaining <= 0 or notifier.closing:
+                    resp = json_response(pending)
+                    if watched_s > 0:
+                        resp.headers[p.LIVE_HEADER] = str(max(1, min(int(watched_s), int(p.MAX_LIVE_S))))
+                    return resp
+                # While LISTEN is up, only a notification (or the watched window's end) makes the next read: an
+                # idle hub costs one read per long-poll, not one every command_poll_interval_s.
+                reread = notifier.reread_s(settings.command_poll_interval_s) or remaining
+                await wait_for(woken, min(remaining, reread, watched_s or remaining))
 
     @r.post("/v1/commands/{command_id}/result", openapi_extra=doc("CommandResult"))
     async def command_result(command_id: str, request: Request, who: Hub) -> Response:
