@@ -108,6 +108,8 @@ class Wakeups:
                 if failures == 1:  # once per outage, not per retry
                     log.warning("command wake-ups from other processes paused (%s); polling", type(exc).__name__)
             self.listening.clear()
+            # Long-polls waiting for a notification alone would not hear one now: they go back to re-reading.
+            self.notify()
             await asyncio.sleep(self._retry_s)
 
 
