@@ -112,8 +112,9 @@ def populate_alarms(registry: Registry, hubs: list[HubIdentity], per_hub_day: fl
                 "raised_at": received - rng.uniform(0.05, 0.5),
                 "received_at": received,
                 "late": False,
-                "acked_at": received + 60,
-                "cleared_at": None,
+                # Smoke is acknowledged; a device offline is mostly cleared when it comes back, never acknowledged.
+                "acked_at": received + 60 if urgent else None,
+                "cleared_at": None if urgent else received + 600,
             }
         )
         for step, channel in enumerate(("sms", "email", "voice", "desk")):

@@ -129,8 +129,9 @@ def test_alarm_latency_outcomes_and_overdue_jobs_from_the_database(register_any:
     assert _get(got, d, channel="email", status="other", window="1h") == 1  # the provider's own text is not a label
     assert _get(got, n + "_overdue", channel="email") == 1
     assert _get(got, n + "_overdue", channel="sms") == 0  # a5's SMS is due 2 s ago: not overdue yet
-    assert _get(got, "kotihub_register_alarms_open", urgent="false") == 1
-    assert _get(got, "kotihub_register_alarms_open", urgent="true") == 1
+    assert _get(got, "kotihub_register_alarms_open", urgent="false", window="1h") == 1
+    assert _get(got, "kotihub_register_alarms_open", urgent="true", window="1h") == 1  # a5
+    assert _get(got, "kotihub_register_alarms_open", urgent="true", window="24h") == 1
     # The exposition is valid Prometheus text, as a histogram with the gauge's count and sum beside it.
     registry = CollectorRegistry()
     registry.register(NotifyCollector(engine))

@@ -17,7 +17,7 @@ the alarm), not counters since a start:
   :data:`~.dispatch.LATE_AFTER_S` after due, ``…_delivery`` by the provider's last delivery status.
 * ``kotihub_register_notifications_overdue`` — now, not a window: jobs due more than ``LATE_AFTER_S`` ago and not
   yet sent. Above zero means a dispatcher or a provider is not keeping up: the alert that matters most here.
-* ``kotihub_register_alarms_open`` — alarms neither acknowledged nor cleared.
+* ``kotihub_register_alarms_open`` — the window's alarms neither acknowledged nor cleared.
 
 Labels are closed sets (channel, state, a provider status the register knows; anything else is ``other``): a
 provider's callback chooses the status text, and it must not be able to add series.
@@ -103,10 +103,10 @@ class NotifyCollector(Collector):
             .where(j.c.state.in_(("pending", "sending")), j.c.due_at < now - LATE_AFTER_S)
             .group_by(j.c.channel)
         )
-        still_open = (
-            select(a.c.urgent, func.count())
-            .where(and_(a.c.acked_at.is_(None), a.c.cleared_at.is_(None)))
-            .group_by(a.c.urgent)
+        # In the window too: health alarms are mostly cleared, never acknowledged, so "acked_at IS NULL" over six
+        # months would read most of them at every scrape.
+        still_open = select(a.c.received_at, a.c.urgent).where(
+            received_since, and_(a.c.acked_at.is_(None), a.c.cleared_at.is_(None))
         )
         with self._engine.connect() as conn:
             firsts = conn.execute(first_sent).all()
@@ -128,13 +128,17 @@ class NotifyCollector(Collector):
             g.add_metric([channel], n)
         yield g
         g = GaugeMetricFamily(
-            "kotihub_register_alarms_open", "Alarms neither acknowledged nor cleared.", labels=["urgent"]
+            "kotihub_register_alarms_open",
+            "Alarms received in the window and neither acknowledged nor cleared.",
+            labels=["urgent", "window"],
         )
-        by_urgency = {True: 0, False: 0}
-        for urgent, n in open_rows:
-            by_urgency[bool(urgent)] += n
-        for urgent, n in by_urgency.items():
-            g.add_metric([str(urgent).lower()], n)
+        by_urgency = {(u, w): 0 for u in (True, False) for w, _ in WINDOWS}
+        for received_at, urgent in open_rows:
+            for window, width in WINDOWS:
+                if received_at >= now - width:
+                    by_urgency[(bool(urgent), window)] += 1
+        for (urgent, window), n in by_urgency.items():
+            g.add_metric([str(urgent).lower(), window], n)
         yield g
 
     @staticmethod
