@@ -31,7 +31,7 @@ from typing import Final
 
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, Row, Select, and_, func, select
+from sqlalchemy import Engine, Row, Select, func, select
 
 from cloud_sync.register.notify import schema
 from cloud_sync.register.notify.dispatch import LATE_AFTER_S
@@ -103,10 +103,11 @@ class NotifyCollector(Collector):
             .where(j.c.state.in_(("pending", "sending")), j.c.due_at < now - LATE_AFTER_S)
             .group_by(j.c.channel)
         )
-        # In the window too: health alarms are mostly cleared, never acknowledged, so "acked_at IS NULL" over six
-        # months would read most of them at every scrape.
+        # The window's alarms by arrival. The open test is one expression that no index serves: "acked_at IS NULL"
+        # on its own made SQLite take alarms_open and read every alarm never acknowledged, six months of cleared
+        # health alarms (0.9 s a scrape at 50,000 hubs).
         still_open = select(a.c.received_at, a.c.urgent).where(
-            received_since, and_(a.c.acked_at.is_(None), a.c.cleared_at.is_(None))
+            received_since, func.coalesce(a.c.acked_at, a.c.cleared_at).is_(None)
         )
         with self._engine.connect() as conn:
             firsts = conn.execute(first_sent).all()

@@ -1,0 +1,133 @@
+"""What idle command long-polls cost the register and PostgreSQL: ``--hubs`` hubs (real mTLS clients) each holding
+``GET /v1/commands?wait=25`` open, as every real hub does all day, and nothing else, for ``--duration`` seconds.
+
+Two registers in one run, each on a database of its own in one PostgreSQL 15 cluster: this tree's, whose long-polls
+read the database only when woken while LISTEN is up (cloud_sync/register/wakeups.py), and the baseline, the code
+at ``--baseline-rev`` (a git revision; default: the commit before that change), whose long-polls re-read it every
+2 s. Printed for each: register CPU and PostgreSQL CPU per hub per minute, and PostgreSQL transactions per second
+(``pg_stat_database.xact_commit`` of its database), with the ratio.
+
+Run: ``flock /tmp/kotihub-bench.lock .venv/bin/python bench/longpoll_idle.py [--hubs 1000] [--duration 60]``.
+Not a test: it prints figures; the machine's other load is not controlled (the load average is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import aiohttp  # noqa: E402
+import psycopg  # noqa: E402
+from fleet import Hub, enroll_hubs, postgres_cpu_s, tree_cpu_s  # noqa: E402
+from register_proc import RegisterProcess  # noqa: E402
+
+from tests.support.postgres import PostgresCluster, start_cluster  # noqa: E402
+
+BASELINE_REV = "d1f2d06~1"
+
+
+async def hold(hubs: list[Hub], url: str, ca: str, until: float) -> int:
+    """Every hub long-polls until ``until``; returns how many long-polls were answered."""
+    answered = 0
+
+    async def one(hub: Hub) -> None:
+        nonlocal answered
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(hub.cert, hub.key)
+        connector = aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0))
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
+            while time.monotonic() < until:
+                async with s.get(f"{url}/v1/commands", params={"wait": "25"}) as resp:
+                    await resp.read()
+                    answered += 1
+
+    await asyncio.gather(*(one(h) for h in hubs))
+    return answered
+
+
+def commits(cluster: PostgresCluster, dbname: str) -> int:
+    with psycopg.connect(cluster.admin_dsn()) as conn:
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (dbname,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def measure(
+    label: str, tree: Path, cluster: PostgresCluster, hubs_n: int, duration: float, tmp: Path
+) -> dict[str, float]:
+    dbname = cluster.create_database()
+    url = cluster.url(dbname)
+    state = tmp / label
+    hub_dir = tmp / f"{label}-hubs"
+    hub_dir.mkdir()
+    hubs = enroll_hubs(state, url, hubs_n, hub_dir, 50)
+    reg = RegisterProcess(state, "--db", url)
+    # The register's code from ``tree``: PYTHONPATH first, and -P so that the working directory does not come first.
+    reg.program = ["env", f"PYTHONPATH={tree}", sys.executable, "-P", "-m", "cloud_sync.register.cli"]
+    reg.start()
+    try:
+        # Connected and settled: every hub's first long-poll is waiting before the measured time starts.
+        settle = time.monotonic() + 10.0
+        warm = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), settle))
+        assert warm >= len(hubs), "not every hub got an answer"
+        cpu0, pg0, tx0, t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), commits(cluster, dbname), time.monotonic()
+        answered = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), t0 + duration))
+        took = time.monotonic() - t0
+        cpu, pg, tx = tree_cpu_s(reg.pid) - cpu0, postgres_cpu_s(cluster) - pg0, commits(cluster, dbname) - tx0
+    finally:
+        reg.stop()
+    minutes = took / 60
+    return {
+        "register_ms_per_hub_min": cpu * 1000 / hubs_n / minutes,
+        "postgres_ms_per_hub_min": pg * 1000 / hubs_n / minutes,
+        "tx_per_s": tx / took,
+        "answered_per_hub_min": answered / hubs_n / minutes,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hubs", type=int, default=1000)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--baseline-rev", default=BASELINE_REV)
+    args = ap.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        base_tree = tmp / "baseline"
+        add = ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base_tree), args.baseline_rev]
+        subprocess.run(add, check=True)
+        cluster = start_cluster()
+        try:
+            results: dict[str, dict[str, Any]] = {}
+            for label, tree in (("baseline", base_tree), ("now", ROOT)):
+                results[label] = measure(label, tree, cluster, args.hubs, args.duration, tmp)
+        finally:
+            cluster.stop()
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
+    print(f"{args.hubs} hubs, each holding a 25 s command long-poll and nothing else; {args.duration:.0f} s measured")
+    print(f"{'':28}{'baseline (' + args.baseline_rev + ')':>26}{'now':>12}{'ratio':>8}")
+    for key, name in (
+        ("register_ms_per_hub_min", "register CPU ms/hub/min"),
+        ("postgres_ms_per_hub_min", "PostgreSQL CPU ms/hub/min"),
+        ("tx_per_s", "PostgreSQL transactions/s"),
+        ("answered_per_hub_min", "long-polls answered/hub/min"),
+    ):
+        b, n = results["baseline"][key], results["now"][key]
+        print(f"{name:28}{b:26.2f}{n:12.2f}{(n / b if b else float('nan')):8.2f}")
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
