@@ -173,7 +173,7 @@ def test_an_idle_long_poll_reads_the_database_once_while_listen_is_up(register_a
         if postgres:
             assert len(reads) == 2, reads  # when it began and at its end
         else:
-            assert len(reads) >= 4, reads  # at 0, 2, 4 and 5 s
+            assert len(reads) >= 3, reads  # at 0, 2, 4 and 5 s (one fewer if a read ran late under load)
         # Queued by another process's engine while the hub waits: answered long before the wait's end.
         other = db.open_engine(reg.settings.database_url)
         try:
@@ -182,7 +182,9 @@ def test_an_idle_long_poll_reads_the_database_once_while_listen_is_up(register_a
                 waiting = pool.submit(
                     hub.session().get, f"{reg.url}/v1/commands", params={"wait": 20, "live": 0}, timeout=40
                 )
+                deadline = time.monotonic() + 30
                 while len(reads) == before:  # until the long-poll's first read
+                    assert time.monotonic() < deadline, "the long-poll never read the database"
                     time.sleep(0.02)
                 queued = time.monotonic()
                 _queue(other, hub.hub_id, 1, household=hub.household_id)
