@@ -161,7 +161,10 @@ def erase_household(
     summary["blobs"] = registry.blobs.delete_household(household_id)
     summary["hubs_revoked"] = revoked
     summary["audit_targets_blanked"] = _blank_audit_targets(registry, household_id)
-    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.audit], partitions=touched)
+    # ``households`` too: earlier versions of its row (the name, before a closing blanked it) must not outlive the
+    # erasure in dead row versions; ``hubs`` likewise for the hubs' names when closing.
+    rewritten = [db.households, *([db.hubs] if close else [])]
+    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.audit, *rewritten], partitions=touched)
     counts = {k: v for k, v in summary.items() if k != "scrub"}
     receipt = _receipt(registry, household_id, receipt_id, "all", "", actor, asked, counts, summary["scrub"])
     summary["receipt"] = receipt

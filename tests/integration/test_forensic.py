@@ -30,6 +30,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloud_sync import receipts
+from cloud_sync.register import db
 from cloud_sync.register import retention as register_retention
 from cloud_sync.uplink import HubIdentity, Uplink
 from gateway import crypto
@@ -51,6 +52,8 @@ ROOM = "Pörriäisten huone-Z9"
 ATTR = "Räkkiattribuutti-K4"
 MEMBER = "Åsa Merkkinen-V2"
 EMAIL = "asa.merkkinen.v2@example.fi"
+HOUSEHOLD_NAME = "Merkkisten koti-H3"
+HUB_NAME = "Eteisen hubi-N8"
 
 
 def _texts(category: str, text: str) -> dict[str, bytes]:
@@ -387,6 +390,24 @@ async def test_retention_with_the_clock_moved_on_leaves_no_trace(
     # The household's membership and its devices' names outlive retention (they are not tied to a day), and
     # the register still holds them — so the scan above would have seen them had they been in the day data.
     assert scan([register.settings.state_dir] + ([engine.directory / "data"] if engine else []), _texts("m", MEMBER))
+
+
+def test_closing_a_household_leaves_no_trace_of_its_names(
+    register: RunningRegister, engine: PostgresCluster | None, tmp_path: Path
+) -> None:
+    """The household's and its hubs' names are blanked when it leaves the service; no earlier version of either row
+    survives in the database's files (PostgreSQL's dead row versions and WAL, SQLite's freed cells and WAL)."""
+    household = register.create_household(HOUSEHOLD_NAME)
+    hub = register.enroll(household, state_dir=tmp_path / "hub")
+    with register.reg.engine.begin() as conn:  # the name a hub gives itself at enrollment, renamed by its owner
+        conn.execute(sa.update(db.hubs).where(db.hubs.c.id == hub.hub_id).values(name=HUB_NAME))
+    roots = [register.settings.state_dir, *([engine.directory / "data"] if engine else [])]
+    patterns = {**_texts("household", HOUSEHOLD_NAME), **_texts("hub", HUB_NAME)}
+    before = scan(roots, patterns)
+    assert {k.split(":")[0] for k in before} == {"household", "hub"}, before
+    register_retention.erase_household(register.reg, household, actor="test", close=True)
+    hits = scan(roots, patterns)
+    assert hits == {}, "names left behind:\n" + "\n".join(f"{k}: {v}" for k, v in hits.items())
 
 
 def test_the_scan_finds_markers_a_wal_page_header_split(postgres: PostgresCluster) -> None:
