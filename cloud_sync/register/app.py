@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from cloud_sync import protocol as p
-from cloud_sync.register import fleet, hubexports, metrics, releases, wakeups, webapp
+from cloud_sync.register import fleet, hubexports, metrics, releases, wakeups, watching, webapp
 from cloud_sync.register.alarm_listener import AnnounceAlarmURL
 from cloud_sync.register.budget import MemoryBudget
 from cloud_sync.register.lanegate import LaneGate
@@ -60,8 +60,13 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     """The register app. Hub endpoints need the verified client certificate in the ASGI TLS extension
     (``scope["extensions"]["tls"]["client_cert_chain"]``), which :mod:`cloud_sync.register.server` provides."""
     reg = registry or Registry(settings)
-    # Wakes a hub's long-poll when a command is queued, in this process or (PostgreSQL LISTEN/NOTIFY) another.
-    notifier = wakeups.Wakeups(reg.engine, retry_s=settings.command_poll_interval_s)
+    # Which households have the app open (live mode), in memory; other processes hear marks by NOTIFY.
+    watched = watching.Watching(reg.engine)
+    # Wakes a hub's long-poll when a command is queued or its household is watched, in this process or (PostgreSQL
+    # LISTEN/NOTIFY) another.
+    notifier = wakeups.Wakeups(
+        reg.engine, retry_s=settings.command_poll_interval_s, channels={watching.CHANNEL: watched.heard}
+    )
     budget = MemoryBudget(settings.body_budget_bytes)
     callers = Callers(settings, reg)
     app = FastAPI(
@@ -73,6 +78,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     )
     app.state.registry = reg
     app.state.notifier = notifier
+    app.state.watching = watched
     app.state.metrics = fleet_metrics = metrics.instrument(app, reg)
     app.state.budget = budget
     app.add_middleware(BodyBudget, budget=budget)
@@ -91,7 +97,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     app.include_router(hub_ingest.router(reg, callers, fleet_metrics, lanes))
     # Resources both sides reach: hubs with their certificate, households and operators with a bearer token.
     app.include_router(clips.router(reg, callers))
-    app.include_router(commands.router(reg, settings, callers, notifier))
+    app.include_router(commands.router(reg, settings, callers, notifier, watched))
     app.include_router(erasures.router(reg, callers, notifier))
     # Households and operators.
     app.include_router(households.router(reg, callers))
@@ -100,7 +106,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> FastA
     # The hub's sealed copy of its data for the household ("ask the hub" on Näytä tietoni; ciphertext only).
     app.include_router(hubexports.router(reg, hub=callers.hub, read_body=read_body, scoped=callers.scoped))
     # The household's app (server-rendered pages under /app, passkey sessions; not in the API document).
-    app.include_router(webapp.router(WebContext.create(reg, settings, wake=notifier.notify)))
+    app.include_router(webapp.router(WebContext.create(reg, settings, watched=watched, wake=notifier.notify)))
     app.mount(webapp.STATIC_PATH, webapp.static_files())
 
     def openapi() -> dict[str, Any]:

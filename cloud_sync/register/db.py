@@ -55,8 +55,8 @@ households = Table(
     # When the household last erased its data: items recorded before it that a hub still delivers afterwards (its
     # outbox is emptied only when it carries out the erase command) are acknowledged but never stored again.
     Column("erased_before", Double, nullable=False, default=0.0, server_default="0"),
-    # Until when a member's open app keeps the household's hubs sending readings at once (cloud_sync.register.
-    # watching, migration 0010); overwritten by each visit, cleared by an erasure.
+    # Retired (always NULL since migration 0011): live mode's marks were kept here by 0010's release and are now in
+    # the register's memory only (cloud_sync.register.watching). Dropped once no supported release reads it.
     Column("watched_until", Double, nullable=True),
 )
 

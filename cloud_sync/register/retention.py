@@ -140,7 +140,7 @@ def erase_household(
         conn.execute(
             db.households.update()
             .where(db.households.c.id == household_id)
-            .values(erased_before=max(float(current), asked), watched_until=None)
+            .values(erased_before=max(float(current), asked))
         )
         revoked = 0
         if close:

@@ -6,7 +6,8 @@ kotihub_commands, '<hub id>'`` when a command is inserted, delivered at commit a
 process LISTENs on one connection of its own and wakes the long-polls of that hub. While LISTEN is in place a
 long-poll reads the database only when woken (and at its start and end: :meth:`Wakeups.reread_s`); it re-reads
 every ``command_poll_interval_s`` while the LISTEN connection is down (it is re-opened after the same interval,
-and every waiter is woken then) and always on SQLite, where nothing crosses processes.
+and every waiter is woken then) and always on SQLite, where nothing crosses processes. The same connection
+listens on the channels given to :class:`Wakeups` (live mode's marks, :mod:`.watching`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from sqlalchemy import Engine
 
@@ -28,9 +29,18 @@ ANY = ""
 class Wakeups:
     """The notifier of command long-polls: ``notify``, ``wait``, and ``close`` to release every waiter at a stop."""
 
-    def __init__(self, engine: Engine | None = None, *, retry_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        retry_s: float = 2.0,
+        channels: Mapping[str, Callable[[str], str | None]] | None = None,
+    ) -> None:
+        """``channels``: other notification channels to LISTEN on, each with what to do with a payload; it returns
+        the key to wake, if any (:mod:`.watching`'s marks)."""
         self._dsn = _dsn(engine) if engine is not None and engine.dialect.name == "postgresql" else None
         self._retry_s = retry_s
+        self._channels = dict(channels or {})
         self._waiting: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
@@ -40,26 +50,30 @@ class Wakeups:
     def crosses_processes(self) -> bool:
         return self._dsn is not None
 
-    def notify(self, hub_id: str | None = None) -> None:
-        """Wake the long-polls of ``hub_id`` (all of them when None) in this process."""
-        keys = self._waiting.keys() if hub_id is None else (hub_id, ANY)
+    def notify(self, key: str | None = None) -> None:
+        """Wake the long-polls waiting on ``key`` (a hub id; all of them when None) in this process."""
+        keys = self._waiting.keys() if key is None else (key, ANY)
         for key in list(keys):
             for event in self._waiting.get(key, ()):
                 event.set()
 
     @contextlib.contextmanager
-    def subscription(self, hub_id: str = ANY) -> Iterator[asyncio.Event]:
-        """An event set by the next :meth:`notify` for ``hub_id`` (or the stop). Take it *before* reading the
-        database: a command queued between the read and the wait then still wakes the wait."""
+    def subscription(self, *keys: str) -> Iterator[asyncio.Event]:
+        """An event set by the next :meth:`notify` for any of ``keys`` (a hub id; none: every notification) or the
+        stop. Take it *before* reading the database: a command queued between the read and the wait then still
+        wakes the wait."""
         event = asyncio.Event()
-        waiters = self._waiting.setdefault(hub_id, set())
-        waiters.add(event)
+        keys = keys or (ANY,)
+        for key in keys:
+            self._waiting.setdefault(key, set()).add(event)
         try:
             yield event
         finally:
-            waiters.discard(event)
-            if not waiters:
-                del self._waiting[hub_id]
+            for key in keys:
+                waiters = self._waiting[key]
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiting[key]
 
     def reread_s(self, poll_s: float) -> float | None:
         """How long a long-poll may wait before reading the database again unwoken: ``poll_s`` where nothing
@@ -96,13 +110,14 @@ class Wakeups:
         while not self.closing:
             try:
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    for channel in (CHANNEL, *self._channels):
+                        await conn.execute(f"LISTEN {channel}")
                     self.listening.set()
                     failures = 0
                     # Commands queued while nobody listened are found by this re-read, not lost.
                     self.notify()
                     async for note in conn.notifies():
-                        self.notify(note.payload or None)
+                        self._heard(note.channel, note.payload)
             except (psycopg.Error, OSError) as exc:
                 failures += 1
                 if failures == 1:  # once per outage, not per retry
@@ -111,6 +126,12 @@ class Wakeups:
             # Long-polls waiting for a notification alone would not hear one now: they go back to re-reading.
             self.notify()
             await asyncio.sleep(self._retry_s)
+
+    def _heard(self, channel: str, payload: str) -> None:
+        if channel == CHANNEL:
+            self.notify(payload or None)
+        elif (key := self._channels[channel](payload)) is not None:
+            self.notify(key)
 
 
 def _dsn(engine: Engine) -> str:

@@ -3,62 +3,109 @@
 
 A hub lets readings linger (20 s by default) so that a home costs the register few requests; the price is that Home
 and the charts may be that much behind. A page of the app that shows readings marks the household *watched* for
-:data:`WATCH_S` (``households.watched_until``); the hubs learn it on their command long-poll, which answers at once
-when the household's watched state is not what the hub last heard (the wake-up crosses processes as a queued
-command's does, :mod:`.wakeups`), and carries the seconds left in the :data:`~cloud_sync.protocol.LIVE_HEADER`
+:data:`WATCH_S`; the hubs learn it on their command long-poll, which answers at once when the household's watched
+state is not what the hub last heard, and carries the seconds left in the :data:`~cloud_sync.protocol.LIVE_HEADER`
 header. While watched, a hub sends readings every ``uplink.readings_live_linger_s`` (2 s).
 
-What it reveals: the hub learns when someone in its household has the app open, which the household's own devices
-may know; the register's row holds only the end of the last visit's window, overwritten by the next and cleared by
-an erasure. Nothing is written more than once a minute per household (:data:`REFRESH_S`), whatever a member's
-browser does.
+The mark lives in the memory of the register's processes, never in a table: when a member had the app open is
+behaviour, and a table row would leave its history in PostgreSQL's dead row versions, WAL and backups. Other
+processes (workers, other hosts on the same database) hear a mark by ``NOTIFY`` on :data:`CHANNEL` (the payload is
+the household id and the window's end, carried through PostgreSQL's in-memory notification queue, not logged), on
+the LISTEN connection that also carries command wake-ups (:mod:`.wakeups`). A process that was not listening (it
+started later, its LISTEN was down) hears the next mark: a page that stays open marks at least every
+:data:`REFRESH_S`. A register restart forgets every mark, and an erasure leaves one to lapse within :data:`WATCH_S`:
+the hubs go back to lingering until the next page view.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
+from collections.abc import Callable
 from typing import Final
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Engine, text
 
-from cloud_sync.register import db
-from cloud_sync.register.registry import Registry
-from cloud_sync.register.wakeups import CHANNEL
+log = logging.getLogger(__name__)
 
 WATCH_S: Final = 300.0
 """How long one page view keeps the household watched."""
 REFRESH_S: Final = 60.0
-"""A view within this long of the last mark writes nothing: the window is extended at most once a minute."""
+"""A view within this long of the last mark announces nothing: the window is extended at most once a minute."""
+CHANNEL: Final = "kotihub_watched"
+"""The PostgreSQL notification channel of marks (payload ``<household id> <window end, epoch seconds>``)."""
 
 
-def watch(registry: Registry, household_id: str, *, now: float | None = None) -> list[str]:
-    """Marks the household watched for :data:`WATCH_S` from ``now``. Returns the hubs to wake in this process (the
-    household was not watched: its hubs' long-polls should answer now); other processes are woken by PostgreSQL's
-    ``NOTIFY``, sent at commit. Nothing to wake (an empty list) when it was watched already."""
-    now = time.time() if now is None else now
-    h = db.households.c
-    with registry.engine.begin() as conn:
-        until = conn.execute(select(h.watched_until).where(h.id == household_id)).scalar_one_or_none()
-        if until is not None and until - now > WATCH_S - REFRESH_S:
-            return []
-        conn.execute(update(db.households).where(h.id == household_id).values(watched_until=now + WATCH_S))
-        if until is not None and until > now:
-            return []  # watched already: the hubs hear the new end at their next long-poll answer
-        hubs = list(
-            conn.execute(
-                select(db.hubs.c.id).where(db.hubs.c.household_id == household_id, db.hubs.c.revoked.is_(False))
-            ).scalars()
-        )
-        if conn.dialect.name == "postgresql":
-            for hub_id in hubs:
-                conn.execute(text("SELECT pg_notify(:channel, :hub)"), {"channel": CHANNEL, "hub": hub_id})
-    return hubs
+def wake_key(household_id: str) -> str:
+    """The :class:`~cloud_sync.register.wakeups.Wakeups` key of a household's hubs' long-polls (hub ids, the
+    other keys, never contain a space)."""
+    return f"household {household_id}"
 
 
-def seconds_left(registry: Registry, household_id: str, *, now: float | None = None) -> float:
-    """How long the household stays watched (0: it is not)."""
-    now = time.time() if now is None else now
-    h = db.households.c
-    with registry.engine.connect() as conn:
-        until = conn.execute(select(h.watched_until).where(h.id == household_id)).scalar_one_or_none()
-    return max(0.0, (until or 0.0) - now)
+class Watching:
+    """Which households have the app open, in this process: :meth:`mark` on a page view, :meth:`heard` for a mark
+    from another process, :meth:`seconds_left` for a long-poll's answer. Used from the event loop's thread."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        self._marked: dict[str, float] = {}
+        """When this process last announced each household (at most once every REFRESH_S)."""
+        self._next_prune = 0.0
+
+    @property
+    def announces(self) -> bool:
+        """Whether marks cross processes (PostgreSQL); on SQLite the register is one process."""
+        return self._engine.dialect.name == "postgresql"
+
+    def seconds_left(self, household_id: str) -> float:
+        """How long the household stays watched (0: it is not)."""
+        return max(0.0, self._until.get(household_id, 0.0) - self._clock())
+
+    def mark(self, household_id: str) -> tuple[float, str | None] | None:
+        """A page showing the household's readings: ``(window end to announce, key to wake here or None)``, or None
+        when this process announced less than :data:`REFRESH_S` ago (nothing to do)."""
+        now = self._clock()
+        if now - self._marked.get(household_id, -REFRESH_S) < REFRESH_S:
+            return None
+        self._marked[household_id] = now
+        until = now + WATCH_S
+        return until, self._extend(household_id, until, now)
+
+    def heard(self, payload: str) -> str | None:
+        """A mark announced on :data:`CHANNEL` (by any process, this one too): the key to wake when the household
+        was not watched here, else None. A malformed payload is logged and ignored."""
+        household_id, _, end = payload.rpartition(" ")
+        try:
+            until = float(end)
+        except ValueError:
+            until = float("nan")
+        if not household_id or not math.isfinite(until):
+            log.warning("ignored a malformed watched mark on %s", CHANNEL)
+            return None
+        return self._extend(household_id, min(until, self._clock() + WATCH_S), self._clock())
+
+    def announce(self, household_id: str, until: float) -> None:
+        """Tell the other processes (PostgreSQL ``NOTIFY``; nothing on SQLite). Blocking: run it in a thread."""
+        if not self.announces:
+            return
+        with self._engine.begin() as conn:
+            payload = f"{household_id} {until!r}"
+            conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+
+    def _extend(self, household_id: str, until: float, now: float) -> str | None:
+        self._prune(now)
+        was = self._until.get(household_id, 0.0)
+        if until > was:
+            self._until[household_id] = until
+        return wake_key(household_id) if was <= now < until else None
+
+    def _prune(self, now: float) -> None:
+        # Memory stays bounded by the households watched in the last window, without a task of its own.
+        if now < self._next_prune:
+            return
+        self._next_prune = now + REFRESH_S
+        self._until = {h: u for h, u in self._until.items() if u > now}
+        self._marked = {h: t for h, t in self._marked.items() if now - t < REFRESH_S}

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import Engine, event
 
 from cloud_sync import protocol as p
-from cloud_sync.register import db, retention, watching
+from cloud_sync.register import db, watching
+from cloud_sync.register.wakeups import Wakeups
+from cloud_sync.register.watching import Watching
 from cloud_sync.uplink import HubIdentity, Uplink
 from gateway.model import Lane
 from tests.integration.test_uplink import running, until, uplink_config
@@ -32,9 +37,19 @@ def _poll(hub: Any, url: str, wait: float, live: int | None) -> tuple[float, req
     return time.monotonic() - started, resp
 
 
-def _watched_until(server: WebAppServer, household: str) -> float | None:
-    with server.register.reg.engine.connect() as conn:
-        return conn.execute(select(db.households.c.watched_until).where(db.households.c.id == household)).scalar_one()
+@contextlib.contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL the register runs on ``engine`` meanwhile (the server runs in this process, on the same engine)."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_opening_the_app_answers_the_hubs_long_poll_at_once(webapp_server_any: WebAppServer) -> None:
@@ -43,7 +58,8 @@ def test_opening_the_app_answers_the_hubs_long_poll_at_once(webapp_server_any: W
     member = server.member(household)
     hub = server.register.enroll(household)
     url = server.register.url
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    engine = server.register.reg.engine
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, _statements(engine) as first:
         waiting = pool.submit(_poll, hub, url, 20.0, 0)
         assert server.signed_in(member).get("/app/home").status_code == 200
         took, resp = waiting.result(timeout=30)
@@ -57,22 +73,54 @@ def test_opening_the_app_answers_the_hubs_long_poll_at_once(webapp_server_any: W
     # A hub that heard it waits as ever, and hears the seconds left on each answer.
     took, resp = _poll(hub, url, 1.0, 1)
     assert took >= 0.9 and int(resp.headers[p.LIVE_HEADER]) > 0
-    # Another page within the minute writes nothing.
-    first = _watched_until(server, household)
-    assert server.signed_in(member).get("/app/home").status_code == 200
-    assert _watched_until(server, household) == first
+    with _statements(engine) as second:
+        assert server.signed_in(member).get("/app/home").status_code == 200
+    # The mark is never written to the database: PostgreSQL carries it to the other processes by NOTIFY, once for
+    # the first page and not again within the minute.
+    notifies = [sql for sql in first + second if "pg_notify" in sql]
+    assert len(notifies) == (1 if engine.dialect.name == "postgresql" else 0)
+    assert not any("pg_notify" in sql for sql in second)
+    writes = [sql for sql in first + second if sql.lstrip().split()[0].upper() in {"INSERT", "UPDATE", "DELETE"}]
+    assert not [sql for sql in writes if "households" in sql], writes
 
-    # The window ends: a hub still live is answered when it does, without the header.
-    with server.register.reg.engine.begin() as conn:
-        conn.execute(
-            update(db.households).where(db.households.c.id == household).values(watched_until=time.time() + 0.5)
-        )
-    took, resp = _poll(hub, url, 20.0, 1)
-    assert took < 10 and p.LIVE_HEADER not in resp.headers
-    # A household that erases its data is no longer watched.
-    watching.watch(server.register.reg, household)
-    retention.erase_household(server.register.reg, household, actor="test:erase")
-    assert _watched_until(server, household) is None
+
+def test_a_live_hub_is_answered_when_the_window_ends(
+    webapp_server: WebAppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watching, "WATCH_S", 2.0)
+    server = webapp_server
+    household = server.household()
+    member = server.member(household)
+    hub = server.register.enroll(household)
+    assert server.signed_in(member).get("/app/home").status_code == 200
+    took, resp = _poll(hub, server.register.url, 20.0, 1)
+    assert resp.json() == [] and took < 10 and p.LIVE_HEADER not in resp.headers
+    assert server.register.app.state.watching.seconds_left(household) == 0
+
+
+async def test_another_register_process_hears_the_mark(postgres_url: str) -> None:
+    """Two processes on one database (workers, or hosts): a mark made in one wakes the household's long-polls in
+    the other and is answered there, and a malformed payload changes nothing."""
+    engine = db.open_engine(postgres_url)
+    here, there = Watching(engine), Watching(engine)
+    listener = Wakeups(engine, retry_s=0.2, channels={watching.CHANNEL: there.heard})
+    try:
+        await listener.start()
+        assert listener.listening.is_set()
+        with listener.subscription("hub_1", watching.wake_key("hh_1")) as woken:
+            marked = here.mark("hh_1")
+            assert marked is not None and marked[1] == watching.wake_key("hh_1")
+            await asyncio.to_thread(here.announce, "hh_1", marked[0])
+            await asyncio.wait_for(woken.wait(), 5)
+        assert 290 < there.seconds_left("hh_1") <= watching.WATCH_S
+        assert there.seconds_left("hh_2") == 0
+        assert here.mark("hh_1") is None  # within the minute: nothing to announce
+        assert there.heard("hh_1 soon") is None and there.heard("1e300") is None
+        assert there.heard(f"hh_2 {time.time() + 1e9}") == watching.wake_key("hh_2")
+        assert there.seconds_left("hh_2") <= watching.WATCH_S  # a window never runs longer than one mark's
+    finally:
+        listener.close()
+        engine.dispose()
 
 
 def test_someone_on_another_household_does_not_make_this_one_live(webapp_server: WebAppServer) -> None:

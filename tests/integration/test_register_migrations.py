@@ -242,3 +242,23 @@ def test_0008_drops_the_household_time_index_and_its_downgrade_puts_it_back(db_u
         assert _reading_indexes(engine) == before
     finally:
         engine.dispose()
+
+
+def test_0011_clears_the_watched_marks_0010_wrote(db_url: str) -> None:
+    """Live mode's marks move to memory: what 0010's release wrote to ``households.watched_until`` is cleared, and
+    the column stays for that release to run on (the rollback rule)."""
+    engine = db.open_engine(db_url, create=False)
+    try:
+        migrate.upgrade(engine, "0010_households_watched")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO households (id, name, created_at, watched_until) VALUES ('hh', 'K', 1, 2)"))
+            conn.execute(text("INSERT INTO households (id, name, created_at) VALUES ('hh2', 'L', 1)"))
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, name, watched_until FROM households ORDER BY id")).all()
+            assert [tuple(r) for r in rows] == [("hh", "K", None), ("hh2", "L", None)]
+            assert migrate.schema_differences(conn, migrate.full_metadata()) == []
+        migrate.downgrade(engine, "0010_households_watched")
+        assert "watched_until" in {c["name"] for c in inspect(engine).get_columns("households")}
+    finally:
+        engine.dispose()

@@ -75,6 +75,8 @@ class RunningRegister:
         self.registry: Registry | None = None
         self._server: ReadyServer | None = None
         self._thread: threading.Thread | None = None
+        self.app: Any = None
+        """The register's ASGI app while it runs (its ``state`` holds what the process keeps in memory)."""
         self._hubs = 0
         self.members: dict[str, list[member_keys.MemberKeys]] = {}
 
@@ -95,6 +97,7 @@ class RunningRegister:
     def start(self) -> None:
         assert self._server is None, "already running"
         config = build_config(self.settings, port=self.port, registry=self.reg, graceful_s=1)
+        self.app = config.app
         config.app = self.wrap_app(config.app)
         self._server = ReadyServer(config)
         self._thread = threading.Thread(target=self._server.run, name="register", daemon=True)

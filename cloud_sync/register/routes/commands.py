@@ -24,7 +24,9 @@ CommandId = Annotated[str, StringConstraints(pattern=p.COMMAND_ID_PATTERN)]
 API_COMMAND_KINDS = ("erase", "export", "restrict")
 
 
-def router(reg: Registry, settings: Settings, callers: Callers, notifier: Notifier) -> APIRouter:
+def router(
+    reg: Registry, settings: Settings, callers: Callers, notifier: Notifier, watched: watching.Watching
+) -> APIRouter:
     r = APIRouter()
     Hub = Annotated[HubIdentity, Depends(callers.hub)]
 
@@ -40,13 +42,15 @@ def router(reg: Registry, settings: Settings, callers: Callers, notifier: Notifi
         held_ids = frozenset(held or ())
         deadline = time.monotonic() + wait
 
-        def poll() -> tuple[list[p.Command], float]:
-            return reg.pending_commands(who, held_ids), watching.seconds_left(reg, who.household_id)
+        def poll() -> list[p.Command]:
+            return reg.pending_commands(who, held_ids)
 
         while True:
-            # Subscribed before the read, so that a command queued meanwhile still wakes the wait below.
-            with notifier.subscription(who.hub_id) as woken:
-                pending, watched_s = await run_in_threadpool(poll)
+            # Subscribed before the read, so that a command queued (or the household watched) meanwhile still wakes
+            # the wait below.
+            with notifier.subscription(who.hub_id, watching.wake_key(who.household_id)) as woken:
+                pending = await run_in_threadpool(poll)
+                watched_s = watched.seconds_left(who.household_id)
                 remaining = deadline - time.monotonic()
                 changed = live is not None and live != (watched_s > 0)
                 if pending or changed or remaining <= 0 or notifier.closing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from cloud_sync.register import watching
 from cloud_sync.register.ratelimit import Limiter
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
+from cloud_sync.register.watching import Watching
 
 TEMPLATES_DIR: Final = Path(__file__).parent / "templates"
 
@@ -35,8 +35,10 @@ class WebContext:
     clock: Callable[[], float] = time.time
     limiter: Limiter = field(default_factory=Limiter)
     """Sign-in attempts per source address (and per member for one-time links)."""
-    wake: Callable[[str], None] = lambda hub_id: None
-    """Wakes a hub's command long-poll in this process (the app's :class:`~cloud_sync.register.wakeups.Wakeups`)."""
+    watched: Watching | None = None
+    """Which households have the app open (:mod:`cloud_sync.register.watching`); None: pages mark nothing."""
+    wake: Callable[[str], None] = lambda key: None
+    """Wakes long-polls in this process (the app's :class:`~cloud_sync.register.wakeups.Wakeups`)."""
 
     @classmethod
     def create(
@@ -45,18 +47,23 @@ class WebContext:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,
+        watched: Watching | None = None,
         wake: Callable[[str], None] | None = None,
     ) -> WebContext:
         templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-        if wake is None:
-            return cls(reg=reg, settings=settings, templates=templates, clock=clock)
-        return cls(reg=reg, settings=settings, templates=templates, clock=clock, wake=wake)
+        context = cls(reg=reg, settings=settings, templates=templates, clock=clock, watched=watched)
+        return context if wake is None else replace(context, wake=wake)
 
     async def watching(self, household_id: str) -> None:
         """A page showing the household's readings is open: its hubs send readings within seconds for a while
         (:mod:`cloud_sync.register.watching`; on the register's own clock, whatever ``clock`` the pages use)."""
-        for hub_id in await run_in_threadpool(watching.watch, self.reg, household_id):
-            self.wake(hub_id)
+        marked = None if self.watched is None else self.watched.mark(household_id)
+        if marked is None or self.watched is None:
+            return
+        until, wake_here = marked
+        if wake_here is not None:
+            self.wake(wake_here)
+        await run_in_threadpool(self.watched.announce, household_id, until)
 
     @property
     def origin(self) -> str:
