@@ -1,11 +1,15 @@
 """What idle command long-polls cost the register and PostgreSQL: ``--hubs`` hubs (real mTLS clients) each holding
 ``GET /v1/commands?wait=25`` open, as every real hub does all day, and nothing else, for ``--duration`` seconds.
 
-Two registers in one run, each on a database of its own in one PostgreSQL 15 cluster: this tree's, whose long-polls
-read the database only when woken while LISTEN is up (cloud_sync/register/wakeups.py), and the baseline, the code
-at ``--baseline-rev`` (a git revision; default: the commit before that change), whose long-polls re-read it every
-2 s. Printed for each: register CPU and PostgreSQL CPU per hub per minute, and PostgreSQL transactions per second
-(``pg_stat_database.xact_commit`` of its database), with the ratio.
+Two registers in one run, each on a database of its own in one PostgreSQL 15 cluster: this tree's and the
+baseline, the code at ``--baseline-rev`` (a git revision). Printed for each: register CPU and PostgreSQL CPU per hub
+per minute and per answered long-poll, and PostgreSQL transactions per second (``pg_stat_database.xact_commit`` of
+its database), with the ratio.
+
+Baselines measured with it: ``d1f2d06~1`` (long-polls re-read the database every 2 s; this tree's read only when
+woken while LISTEN is up, cloud_sync/register/wakeups.py) and ``faa23b4`` (the default: each answer cost a check of
+the hub on a connection of its own, a read of ``households`` for live mode, and a re-read of ``commands`` at the
+wait's end, each read in a transaction; this tree's is one checkout, the check and one read, no transaction).
 
 Run: ``flock /tmp/kotihub-bench.lock .venv/bin/python bench/longpoll_idle.py [--hubs 1000] [--duration 60]``.
 Not a test: it prints figures; the machine's other load is not controlled (the load average is printed).
@@ -35,7 +39,7 @@ from register_proc import RegisterProcess  # noqa: E402
 
 from tests.support.postgres import PostgresCluster, start_cluster  # noqa: E402
 
-BASELINE_REV = "d1f2d06~1"
+BASELINE_REV = "faa23b4"
 
 
 async def hold(hubs: list[Hub], url: str, ca: str, until: float) -> int:
@@ -93,6 +97,8 @@ def measure(
         "postgres_ms_per_hub_min": pg * 1000 / hubs_n / minutes,
         "tx_per_s": tx / took,
         "answered_per_hub_min": answered / hubs_n / minutes,
+        "register_ms_per_answer": cpu * 1000 / max(answered, 1),
+        "postgres_ms_per_answer": pg * 1000 / max(answered, 1),
     }
 
 
@@ -123,6 +129,8 @@ def main() -> None:
         ("postgres_ms_per_hub_min", "PostgreSQL CPU ms/hub/min"),
         ("tx_per_s", "PostgreSQL transactions/s"),
         ("answered_per_hub_min", "long-polls answered/hub/min"),
+        ("register_ms_per_answer", "register CPU ms/answer"),
+        ("postgres_ms_per_answer", "PostgreSQL CPU ms/answer"),
     ):
         b, n = results["baseline"][key], results["now"][key]
         print(f"{name:28}{b:26.2f}{n:12.2f}{(n / b if b else float('nan')):8.2f}")

@@ -393,6 +393,14 @@ class Registry:
         with engine.begin() as tx:
             self._promote_renewed(tx, hub, current, now)
 
+    def _seen_current(self, conn: Connection, hub: HubIdentity) -> bool:
+        """:meth:`check_hub` for a hub presenting its current certificate (marked seen on ``conn``, to be committed
+        by the caller); False for another certificate, which :meth:`check_hub` promotes or refuses."""
+        if hub.cert_sha256 != self._current_cert(conn, hub):
+            return False
+        self.mark_seen(conn, hub.hub_id, time.time())
+        return True
+
     def _check_hub(self, conn: Connection, hub: HubIdentity) -> None:
         """:meth:`check_hub` in ``conn``'s transaction."""
         current = self._current_cert(conn, hub)
@@ -526,22 +534,36 @@ class Registry:
             write_audit(conn, actor, f"command.{kind}", household_id, ",".join(ids))
         return ids
 
-    def pending_commands(self, hub: HubIdentity, held: Collection[str] = ()) -> list[Command]:
+    def pending_commands(self, hub: HubIdentity, held: Collection[str] = (), *, check: bool = False) -> list[Command]:
         """Commands without a result yet, oldest first; re-sent until the hub reports one (the hub deduplicates by
         id), except those in ``held``: the hub says it runs them now, so resending them would only end its long-poll
-        early."""
+        early. ``check``: the hub is checked first (:meth:`check_hub`), on the same connection.
+
+        A long-poll's read, so it is made cheap: one connection checkout, and on PostgreSQL single statements outside
+        a transaction (each write is one statement), with no BEGIN and COMMIT round trips."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name != "sqlite":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            if not check or self._seen_current(conn, hub):
+                rows = self._pending_commands(conn, hub, held)
+                conn.commit()
+                return rows
+        # A renewed certificate's first use (rare): promoted, or refused, in a transaction of its own first.
+        self.check_hub(hub)
+        return self.pending_commands(hub, held)
+
+    def _pending_commands(self, conn: Connection, hub: HubIdentity, held: Collection[str]) -> list[Command]:
         pending = [db.commands.c.hub_id == hub.hub_id, db.commands.c.status == "pending"]
         if held:
             pending.append(db.commands.c.id.not_in(list(held)))
-        with self.engine.begin() as conn:
-            rows = (
-                conn.execute(select(db.commands).where(*pending).order_by(db.commands.c.issued_at).limit(100))
-                .mappings()
-                .all()
-            )
-            fresh = [r["id"] for r in rows if r["delivered_at"] is None]
-            if fresh:
-                conn.execute(update(db.commands).where(db.commands.c.id.in_(fresh)).values(delivered_at=time.time()))
+        rows = (
+            conn.execute(select(db.commands).where(*pending).order_by(db.commands.c.issued_at).limit(100))
+            .mappings()
+            .all()
+        )
+        fresh = [r["id"] for r in rows if r["delivered_at"] is None]
+        if fresh:
+            conn.execute(update(db.commands).where(db.commands.c.id.in_(fresh)).values(delivered_at=time.time()))
         return [Command(id=r["id"], kind=r["kind"], args=r["args"], issued_at=r["issued_at"]) for r in rows]
 
     def command_result(self, hub: HubIdentity, command_id: str, result: CommandResult) -> None:

@@ -44,6 +44,8 @@ class Wakeups:
         self._waiting: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self._epoch = 0
+        """Moves each time LISTEN comes up or goes down (:meth:`quiet_since`)."""
         self.closing = False
 
     @property
@@ -82,6 +84,15 @@ class Wakeups:
         when LISTEN comes back, for what was queued while it was down)."""
         return None if self.listening.is_set() else poll_s
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def quiet_since(self, epoch: int) -> bool:
+        """Whether LISTEN has been up without a break since :attr:`epoch` was ``epoch``: a waiter not woken since
+        then missed nothing, and need not read the database again."""
+        return self.listening.is_set() and self._epoch == epoch
+
     async def wait(self, timeout: float, hub_id: str = ANY) -> None:
         """Until a command for ``hub_id`` may have been queued, the stop, or ``timeout`` seconds."""
         with self.subscription(hub_id) as event:
@@ -113,6 +124,7 @@ class Wakeups:
                     for channel in (CHANNEL, *self._channels):
                         await conn.execute(f"LISTEN {channel}")
                     self.listening.set()
+                    self._epoch += 1
                     failures = 0
                     # Commands queued while nobody listened are found by this re-read, not lost.
                     self.notify()
@@ -122,7 +134,9 @@ class Wakeups:
                 failures += 1
                 if failures == 1:  # once per outage, not per retry
                     log.warning("command wake-ups from other processes paused (%s); polling", type(exc).__name__)
-            self.listening.clear()
+            if self.listening.is_set():
+                self.listening.clear()
+                self._epoch += 1
             # Long-polls waiting for a notification alone would not hear one now: they go back to re-reading.
             self.notify()
             await asyncio.sleep(self._retry_s)

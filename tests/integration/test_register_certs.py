@@ -63,6 +63,31 @@ def test_renewal_retires_the_old_certificate(register: RunningRegister, tmp_path
     assert _ingest(register, hub.session(), hub, range(4, 5)).status_code == 200
 
 
+def test_renewal_through_the_command_long_poll_retires_the_old_certificate(
+    register_any: RunningRegister, tmp_path: Path
+) -> None:
+    """The long-poll checks the hub with its own read of ``commands`` (one connection): a renewed certificate's
+    first use there is promoted as anywhere else, and the old one is refused from then on."""
+    register = register_any
+    hub = register.enroll()
+    stolen = tmp_path / "stolen"
+    shutil.copytree(hub.state_dir, stolen)
+    thief = requests.Session()
+    thief.trust_env = False
+    thief.cert = (str(stolen / "hub.crt"), str(stolen / "hub.key"))
+    thief.verify = str(stolen / "register-ca.crt")
+    url = f"{register.url}/v1/commands"
+    assert thief.get(url, params={"wait": 0}).status_code == 200
+    renew(register.url, hub.state_dir)
+    assert thief.get(url, params={"wait": 0}).status_code == 200
+    assert hub.session().get(url, params={"wait": 0}).status_code == 200
+    kept = thief.get(url, params={"wait": 0})
+    assert kept.status_code == 401 and error_of(kept) == "cert_retired"
+    actions = [a["action"] for a in register.reg.audit_entries(hub.household_id)]
+    assert actions.count("hub.cert_retired") == 1
+    assert hub.session().get(url, params={"wait": 0}).status_code == 200
+
+
 def test_a_lost_renewal_reply_costs_nothing(register: RunningRegister) -> None:
     hub = register.enroll()
     lost = register.reg.renew(RegHub(hub.hub_id, hub.household_id), _csr())  # issued, but the reply never came

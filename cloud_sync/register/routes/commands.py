@@ -28,11 +28,13 @@ def router(
     reg: Registry, settings: Settings, callers: Callers, notifier: Notifier, watched: watching.Watching
 ) -> APIRouter:
     r = APIRouter()
+    HubCertificate = Annotated[HubIdentity, Depends(callers.hub_certificate)]
     Hub = Annotated[HubIdentity, Depends(callers.hub)]
 
     @r.get("/v1/commands")
     async def get_commands(
-        who: Hub,
+        request: Request,
+        who: HubCertificate,
         wait: Annotated[float, Query(ge=0, le=p.MAX_COMMAND_WAIT_S)] = 0.0,
         held: Annotated[list[CommandId] | None, Query(max_length=p.MAX_HELD_COMMANDS)] = None,
         live: bool | None = None,
@@ -41,15 +43,22 @@ def router(
         # ``live``: whether the hub last heard that a member has the app open; answered at once when that changed.
         held_ids = frozenset(held or ())
         deadline = time.monotonic() + wait
+        source = callers.source(request)
 
-        def poll() -> list[p.Command]:
-            return reg.pending_commands(who, held_ids)
+        def read(check: bool) -> list[p.Command]:
+            # The first read checks the hub on the same connection: an idle long-poll costs one checkout.
+            with callers.refusals_counted(source):
+                return reg.pending_commands(who, held_ids, check=check)
 
+        pending: list[p.Command] = []
+        epoch: int | None = None  # of the last read; None: read now
         while True:
             # Subscribed before the read, so that a command queued (or the household watched) meanwhile still wakes
             # the wait below.
             with notifier.subscription(who.hub_id, watching.wake_key(who.household_id)) as woken:
-                pending = await run_in_threadpool(poll)
+                if epoch is None or not notifier.quiet_since(epoch):
+                    checked, epoch = epoch is not None, notifier.epoch
+                    pending = await run_in_threadpool(read, not checked)
                 watched_s = watched.seconds_left(who.household_id)
                 remaining = deadline - time.monotonic()
                 changed = live is not None and live != (watched_s > 0)
@@ -59,9 +68,11 @@ def router(
                         resp.headers[p.LIVE_HEADER] = str(max(1, min(int(watched_s), int(p.MAX_LIVE_S))))
                     return resp
                 # While LISTEN is up, only a notification (or the watched window's end) makes the next read: an
-                # idle hub costs one read per long-poll, not one every command_poll_interval_s.
+                # idle hub costs one read per long-poll, not one every command_poll_interval_s, and none at its end.
                 reread = notifier.reread_s(settings.command_poll_interval_s) or remaining
                 await wait_for(woken, min(remaining, reread, watched_s or remaining))
+                if woken.is_set():
+                    epoch = -1  # read again: a command may have been queued
 
     @r.post("/v1/commands/{command_id}/result", openapi_extra=doc("CommandResult"))
     async def command_result(command_id: str, request: Request, who: Hub) -> Response:

@@ -5,10 +5,11 @@ Bodies are decoded with msgspec from a size-bounded read, so every error names t
 can make the register buffer more than its limit.
 """
 
+import contextlib
 import hashlib
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -197,8 +198,15 @@ class Callers:
     ) -> None:
         """The database half of :attr:`hub` (enrolled, not revoked, its current certificate), on ``engine``'s pool
         or in ``conn``'s transaction (see :meth:`Registry.check_hub`). Blocking: for a thread."""
-        try:
+        with self.refusals_counted(source):
             self.reg.check_hub(identity, engine=engine, conn=conn)
+
+    @contextlib.contextmanager
+    def refusals_counted(self, source: str) -> Iterator[None]:
+        """A hub refused inside (unknown, revoked, a retired certificate) counts as a failed authentication from
+        ``source``, as :attr:`hub` counts it; for a route that checks the hub with its own read."""
+        try:
+            yield
         except (Unauthenticated, Forbidden):
             self.limiter.spend(("src", source), self.auth_rate)
             raise
