@@ -1,5 +1,6 @@
 """What idle command long-polls cost the register and PostgreSQL: ``--hubs`` hubs (real mTLS clients) each holding
-``GET /v1/commands?wait=25`` open, as every real hub does all day, and nothing else, for ``--duration`` seconds.
+``GET /v1/commands?wait=N`` open, as every real hub does all day, and nothing else, for ``--duration`` seconds: N is
+each side's hub default (``--wait-baseline`` 25, ``--wait-now`` 55; the same for both to compare the code alone).
 
 Two registers in one run, each on a database of its own in one PostgreSQL 15 cluster: this tree's and the
 baseline, the code at ``--baseline-rev`` (a git revision). Printed for each: register CPU and PostgreSQL CPU per hub
@@ -42,7 +43,7 @@ from tests.support.postgres import PostgresCluster, start_cluster  # noqa: E402
 BASELINE_REV = "faa23b4"
 
 
-async def hold(hubs: list[Hub], url: str, ca: str, until: float) -> int:
+async def hold(hubs: list[Hub], url: str, ca: str, until: float, wait: float) -> int:
     """Every hub long-polls until ``until``; returns how many long-polls were answered."""
     answered = 0
 
@@ -53,7 +54,7 @@ async def hold(hubs: list[Hub], url: str, ca: str, until: float) -> int:
         connector = aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0))
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
             while time.monotonic() < until:
-                async with s.get(f"{url}/v1/commands", params={"wait": "25"}) as resp:
+                async with s.get(f"{url}/v1/commands", params={"wait": f"{wait:g}"}) as resp:
                     await resp.read()
                     answered += 1
 
@@ -68,7 +69,7 @@ def commits(cluster: PostgresCluster, dbname: str) -> int:
 
 
 def measure(
-    label: str, tree: Path, cluster: PostgresCluster, hubs_n: int, duration: float, tmp: Path
+    label: str, tree: Path, cluster: PostgresCluster, hubs_n: int, duration: float, tmp: Path, wait: float
 ) -> dict[str, float]:
     dbname = cluster.create_database()
     url = cluster.url(dbname)
@@ -83,10 +84,10 @@ def measure(
     try:
         # Connected and settled: every hub's first long-poll is waiting before the measured time starts.
         settle = time.monotonic() + 10.0
-        warm = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), settle))
+        warm = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), settle, wait))
         assert warm >= len(hubs), "not every hub got an answer"
         cpu0, pg0, tx0, t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), commits(cluster, dbname), time.monotonic()
-        answered = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), t0 + duration))
+        answered = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), t0 + duration, wait))
         took = time.monotonic() - t0
         cpu, pg, tx = tree_cpu_s(reg.pid) - cpu0, postgres_cpu_s(cluster) - pg0, commits(cluster, dbname) - tx0
     finally:
@@ -107,6 +108,8 @@ def main() -> None:
     ap.add_argument("--hubs", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--baseline-rev", default=BASELINE_REV)
+    ap.add_argument("--wait-baseline", type=float, default=25.0, help="the baseline's hubs' wait (its hub default)")
+    ap.add_argument("--wait-now", type=float, default=55.0, help="this tree's hubs' wait (the hub default now)")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -117,12 +120,15 @@ def main() -> None:
         cluster = start_cluster()
         try:
             results: dict[str, dict[str, Any]] = {}
-            for label, tree in (("baseline", base_tree), ("now", ROOT)):
-                results[label] = measure(label, tree, cluster, args.hubs, args.duration, tmp)
+            for label, tree, wait in (("baseline", base_tree, args.wait_baseline), ("now", ROOT, args.wait_now)):
+                results[label] = measure(label, tree, cluster, args.hubs, args.duration, tmp, wait)
         finally:
             cluster.stop()
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
-    print(f"{args.hubs} hubs, each holding a 25 s command long-poll and nothing else; {args.duration:.0f} s measured")
+    print(
+        f"{args.hubs} hubs, each holding a command long-poll (baseline {args.wait_baseline:g} s, now"
+        f" {args.wait_now:g} s) and nothing else; {args.duration:.0f} s measured"
+    )
     print(f"{'':28}{'baseline (' + args.baseline_rev + ')':>26}{'now':>12}{'ratio':>8}")
     for key, name in (
         ("register_ms_per_hub_min", "register CPU ms/hub/min"),

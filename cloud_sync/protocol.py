@@ -57,7 +57,14 @@ MAX_INGEST_DECOMPRESSED_BYTES: Final = 64 * 1024 * 1024
 MAX_JSON_BODY_BYTES: Final = 1024 * 1024
 MAX_CLIP_CHUNK_BYTES: Final = 8 * 1024 * 1024
 MAX_CLIP_SIZE_BYTES: Final = 2 * 1024 * 1024 * 1024
-MAX_COMMAND_WAIT_S: Final = 30.0
+MAX_COMMAND_WAIT_S: Final = 55.0
+"""The longest command long-poll (``wait``) this register accepts, said in :data:`WAIT_MAX_HEADER` on each answer.
+Under the 60 s idle timeout common to proxies and load balancers; an idle hub's long-poll is most of what it costs
+the register, so the longer the better."""
+LEGACY_COMMAND_WAIT_S: Final = 30.0
+"""What a register that does not send :data:`WAIT_MAX_HEADER` accepts (releases before it): a hub waits no longer
+until it is told more."""
+WAIT_MAX_HEADER: Final = "Kotihub-Wait-Max"
 MAX_HELD_COMMANDS: Final = 100
 """How many command ids a hub may name in ``GET /v1/commands?held=...`` (those it runs now); more is 422."""
 COMMAND_ID_PATTERN: Final = "^cmd_[0-9a-f]{1,60}$"

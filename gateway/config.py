@@ -58,7 +58,10 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     backoff_initial: Seconds = 0.5
     backoff_max: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 300.0
     clip_bandwidth_bytes_per_s: Annotated[int, msgspec.Meta(ge=0)] = 0
-    command_poll_wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 25.0
+    command_poll_wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 55.0
+    """Seconds the register may hold a command long-poll open; no longer than the register accepts (it says: 55 s
+    today, 30 s for registers before that). Commands wake it at once either way; an idle hub costs the register one
+    answered long-poll per this many seconds."""
     heartbeat_interval: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
     """Seconds between health heartbeats to the register (disk, write volume, drivers, lanes)."""
     readings_linger_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 20.0

@@ -14,7 +14,7 @@ register's reason.
 
 Every loop runs under the daemon's :class:`~gateway.supervisor.Supervisor`, so a loop that fails for a reason
 nobody foresaw restarts alone. Blocking HTTP runs in threads of its own (:func:`in_thread`), never the shared
-default executor: a 25 s command long-poll neither delays shutdown nor starves the store's reads.
+default executor: a 55 s command long-poll neither delays shutdown nor starves the store's reads.
 
 The parts, one job each: :mod:`.client` (the HTTPS client, the hub's identity, the errors a call ends in),
 :mod:`.link` (what every loop shares: status, retry policy), :mod:`.lanes` (the item lanes), :mod:`.clips` (clip

@@ -1,6 +1,6 @@
 """The hub's HTTPS client for the register: its identity (the files ``kotihub provision`` wrote), the errors a call
 ends in (transient: retried; permanent: the register refused), and blocking calls run in threads of their own
-(:func:`in_thread`), never the shared default executor, so a 25 s long-poll neither delays shutdown nor starves
+(:func:`in_thread`), never the shared default executor, so a 55 s long-poll neither delays shutdown nor starves
 the store's reads."""
 
 from __future__ import annotations

@@ -82,10 +82,9 @@ async def command_loop(
     """Polls for commands and runs each as a task of its own, as :class:`InFlight` allows; ends (cancelling them)
     when cancelled or when a command's task fails unexpectedly (the supervisor starts it again)."""
     # Results go on the bulk lanes' connection (one request at a time, so a result waits at most one batch), not
-    # on the long-poll's, where they would wait up to 25 s; a hub still holds three connections (docs/scale.md).
+    # on the long-poll's, where they would wait up to 55 s; a hub still holds three connections (docs/scale.md).
     poll, answer = link.client(), link.client(shared=True)
     flight = InFlight(touches or {})
-    wait = link.config.command_poll_wait
     backoff = link.backoff()
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -93,6 +92,7 @@ async def command_loop(
                 try:
                     async for attempt in link.retrying("diagnostics"):
                         with attempt:
+                            wait = link.command_wait()
                             resp = await in_thread(
                                 poll.request,
                                 "GET",
@@ -102,6 +102,7 @@ async def command_loop(
                             )
                             commands = poll.decode(resp, list[p.Command])
                             link.heard_watched(resp.headers.get(p.LIVE_HEADER))
+                            link.heard_wait_max(resp.headers.get(p.WAIT_MAX_HEADER))
                 except RegisterRejected as exc:
                     log.error("could not read commands from the register: %s", exc)
                     await link.pause(backoff.next())

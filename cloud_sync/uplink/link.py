@@ -65,6 +65,9 @@ class Link:
     watched_until: float = 0.0
     """Monotonic time until which a member has the household's app open, as the register last said (the command
     long-poll's :data:`~cloud_sync.protocol.LIVE_HEADER`); readings linger ``readings_live_linger_s`` meanwhile."""
+    wait_max: float = p.LEGACY_COMMAND_WAIT_S
+    """The longest command long-poll the register accepts, as it last said (:data:`~cloud_sync.protocol.
+    WAIT_MAX_HEADER`); until it says, what every register accepts."""
     alarm: AlarmClient | None = None
     """The alarm lane's client, once its loop made it (for ``kotihub status``)."""
     _bulk: RegisterClient | None = None
@@ -90,6 +93,19 @@ class Link:
             log.info("the household's app is open: readings go within %.0f s", self.config.readings_live_linger_s)
             for lane in Lane:  # a lingering lane looks at its deadline again (cloud_sync.uplink.lanes.linger)
                 self.store.lane_waiter(lane).set()
+
+    def command_wait(self) -> float:
+        """The next command long-poll's ``wait``: ``uplink.command_poll_wait``, as far as the register accepts."""
+        return min(self.config.command_poll_wait, self.wait_max)
+
+    def heard_wait_max(self, header: str | None) -> None:
+        """The register's longest long-poll (the header's value; None: an older register, which takes 30 s)."""
+        try:
+            seconds = float(header) if header is not None else p.LEGACY_COMMAND_WAIT_S
+        except ValueError:
+            seconds = p.LEGACY_COMMAND_WAIT_S
+        # A value out of reason (not a number, negative, hours) is not the register's word: keep what works anywhere.
+        self.wait_max = seconds if 0 <= seconds <= 3600 else p.LEGACY_COMMAND_WAIT_S
 
     def linger_s(self) -> float:
         """How long new readings wait for company now."""

@@ -637,7 +637,7 @@ def test_command_queue_validation(register: RunningRegister) -> None:
     assert "kind" in r.json()["detail"]
     r = bearer(register, token).post(url, json={"kind": "erase", "hub_id": "hub_other"})
     assert r.status_code == 404
-    r = hub.session().get(f"{register.url}/v1/commands", params={"wait": 31})
+    r = hub.session().get(f"{register.url}/v1/commands", params={"wait": 56})
     assert r.status_code == 422
     assert "wait" in r.json()["detail"]
 

@@ -153,9 +153,9 @@ def test_two_processes_share_the_server_certificate_and_both_serve_a_renewal(tmp
 
 def test_an_idle_long_poll_reads_the_database_once_while_listen_is_up(register_any: RunningRegister) -> None:
     """On PostgreSQL with LISTEN in place an idle hub's long-poll reads ``commands`` once, at its start, not every
-    ``command_poll_interval_s`` (2 s) nor at its end: at 50,000 hubs that was 25,000 reads a second for nothing. A command queued
-    by another process (its own engine, as the CLI or another worker) still answers the long-poll at once. On
-    SQLite, where nothing crosses processes, it re-reads as before."""
+    ``command_poll_interval_s`` (2 s) nor at its end: at 50,000 hubs that was 25,000 reads a second for nothing. A
+    command queued by another process (its own engine, as the CLI or another worker) still answers the long-poll at
+    once. On SQLite, where nothing crosses processes, it re-reads as before."""
     reg = register_any
     hub = reg.enroll()
     reads: list[float] = []

@@ -9,6 +9,7 @@ import io
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pyrage
 import pytest
 import sqlalchemy as sa
 
+from cloud_sync import protocol as p
 from cloud_sync.register import clips
 from cloud_sync.register.server import ReadyServer, build_config
 from cloud_sync.uplink import CommandHandler, HubIdentity, Uplink
@@ -42,6 +44,11 @@ class FaultInjector:
         self.paths: collections.Counter[str] = collections.Counter()
         self.ignore_held = False
         """Plays a register from before ``GET /v1/commands?held=``: the parameter is dropped."""
+        self.older_wait = False
+        """Plays a register from before :data:`~cloud_sync.protocol.WAIT_MAX_HEADER`: it says nothing of its longest
+        long-poll, and refuses one over 30 s (422), as it did."""
+        self.waits: list[float] = []
+        """The ``wait`` of each command long-poll, in order."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -49,6 +56,15 @@ class FaultInjector:
             if self.ignore_held:
                 query = [part for part in scope["query_string"].split(b"&") if not part.startswith(b"held=")]
                 scope = {**scope, "query_string": b"&".join(query)}
+        if scope["type"] == "http" and scope["path"] == "/v1/commands":
+            wait = float(urllib.parse.parse_qs(scope["query_string"].decode()).get("wait", ["0"])[0])
+            self.waits.append(wait)
+            if self.older_wait:
+                if wait > p.LEGACY_COMMAND_WAIT_S:
+                    await send({"type": "http.response.start", "status": 422, "headers": []})
+                    await send({"type": "http.response.body", "body": b'{"error":"invalid","detail":"wait"}'})
+                    return
+                send = _without_header(send, p.WAIT_MAX_HEADER)
         if scope["type"] == "http" and scope["path"].startswith("/v1/ingest") and self.plan:
             status = self.plan.pop(0)
             self.injected += 1
@@ -59,6 +75,16 @@ class FaultInjector:
             await send({"type": "http.response.body", "body": b'{"error":"injected","detail":"test fault"}'})
             return
         await self.app(scope, receive, send)
+
+
+def _without_header(send: Any, name: str) -> Any:
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message["headers"] if k.decode().lower() != name.lower()]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
 
 
 class FaultyRegister(RunningRegister):
@@ -277,6 +303,35 @@ async def test_commands_are_fetched_run_and_reported(tmp_path: Path, register: R
         results = {c["kind"]: c["status"] for c in register.reg.commands(hub.household_id)}
     assert ran == [{"category": "camera", "on": True}]
     assert results == {"restrict": "done", "export": "failed"}
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["says-55", "older-register"])
+async def test_the_long_poll_waits_as_long_as_the_register_says(
+    tmp_path: Path, faulty_register: FaultyRegister, older: bool
+) -> None:
+    """A hub asks for 30 s until the register says how long it takes (55 s), then for that; a register from before
+    the header never gets more than 30 s, so a hub configured longer is not refused by it (422)."""
+    register = faulty_register
+    register.injector.older_wait = older
+    hub = register.enroll()
+    ran: list[str] = []
+
+    async def restrict(command: Any) -> dict[str, Any]:
+        ran.append(command.id)
+        return {}
+
+    config = uplink_config(register.url, command_poll_wait=55.0)
+    async with open_store(hub.state_dir) as store:
+        uplink = Uplink(store, config, HubIdentity(hub.state_dir), command_handlers={"restrict": restrict})
+        async with running(uplink):
+            for n in (1, 2):
+                await until(lambda n=n: len(register.injector.waits) == n, what=f"long-poll {n}")
+                # A command answers the waiting long-poll at once, and the hub polls again.
+                register.queue_command(hub.household_id, "restrict", {"category": "camera", "on": n == 1})
+                await until(lambda n=n: len(ran) == n, what=f"command {n} to run")
+            await until(lambda: len(register.injector.waits) >= 3, what="the third long-poll")
+    assert register.injector.waits[:3] == ([30.0, 30.0, 30.0] if older else [30.0, 55.0, 55.0])
+    assert register.injector.paths["/v1/commands"] == len(register.injector.waits)
 
 
 AFTER_THE_EXPORT: list[tuple[str, dict[str, Any]]] = [

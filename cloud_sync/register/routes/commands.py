@@ -64,6 +64,7 @@ def router(
                 changed = live is not None and live != (watched_s > 0)
                 if pending or changed or remaining <= 0 or notifier.closing:
                     resp = json_response(pending)
+                    resp.headers[p.WAIT_MAX_HEADER] = f"{p.MAX_COMMAND_WAIT_S:g}"
                     if watched_s > 0:
                         resp.headers[p.LIVE_HEADER] = str(max(1, min(int(watched_s), int(p.MAX_LIVE_S))))
                     return resp
