@@ -324,7 +324,9 @@ class SimHub:
 
     async def poll(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            async with self.sessions["poll"].get(f"{self.url}/v1/commands", params={"wait": "25"}) as resp:
+            # The hub's default, which the register takes (it says so in each answer).
+            wait = f"{p.MAX_COMMAND_WAIT_S:g}"
+            async with self.sessions["poll"].get(f"{self.url}/v1/commands", params={"wait": wait}) as resp:
                 await resp.read()
 
     async def alarm(self) -> float:

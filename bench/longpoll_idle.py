@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +44,44 @@ from tests.support.postgres import PostgresCluster, start_cluster  # noqa: E402
 BASELINE_REV = "faa23b4"
 
 
-async def hold(hubs: list[Hub], url: str, ca: str, until: float, wait: float) -> int:
-    """Every hub long-polls until ``until``; returns how many long-polls were answered."""
+async def hold(
+    hubs: list[Hub], url: str, ca: str, wait: float, duration: float, snapshot: Callable[[], tuple[float, ...]]
+) -> tuple[int, float, tuple[float, ...], tuple[float, ...]]:
+    """Every hub connects (one ``wait=0`` request, its handshake), then long-polls; once every hub is connected the
+    measured time starts (``snapshot()``) and lasts ``duration`` seconds plus the end of each hub's last long-poll.
+    Each hub keeps its connection throughout, as a real one does, so no handshake falls in the measured time.
+    Returns long-polls answered in it, its length, and the snapshots at its start and end."""
+    connected = 0
+    all_connected = asyncio.Event()
     answered = 0
+    started: tuple[float, ...] = ()
+    measuring = False
 
     async def one(hub: Hub) -> None:
-        nonlocal answered
+        nonlocal answered, connected
         ctx = ssl.create_default_context(cafile=ca)
         ctx.load_cert_chain(hub.cert, hub.key)
         connector = aiohttp.TCPConnector(limit=1, ssl=ctx, local_addr=(hub.source, 0))
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
-            while time.monotonic() < until:
+        timeout = aiohttp.ClientTimeout(total=wait + 60)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
+            async with s.get(f"{url}/v1/commands", params={"wait": "0"}) as resp:
+                await resp.read()
+            connected += 1
+            if connected == len(hubs):
+                all_connected.set()
+            await all_connected.wait()
+            while time.monotonic() < end:
                 async with s.get(f"{url}/v1/commands", params={"wait": f"{wait:g}"}) as resp:
                     await resp.read()
-                    answered += 1
+                    answered += measuring
 
-    await asyncio.gather(*(one(h) for h in hubs))
-    return answered
+    end = float("inf")
+    hub_tasks = [asyncio.create_task(one(h)) for h in hubs]
+    await all_connected.wait()
+    started, t0, measuring = snapshot(), time.monotonic(), True
+    end = t0 + duration
+    await asyncio.gather(*hub_tasks)
+    return answered, time.monotonic() - t0, started, snapshot()
 
 
 def commits(cluster: PostgresCluster, dbname: str) -> int:
@@ -82,14 +104,12 @@ def measure(
     reg.program = ["env", f"PYTHONPATH={tree}", sys.executable, "-P", "-m", "cloud_sync.register.cli"]
     reg.start()
     try:
-        # Connected and settled: every hub's first long-poll is waiting before the measured time starts.
-        settle = time.monotonic() + 10.0
-        warm = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), settle, wait))
-        assert warm >= len(hubs), "not every hub got an answer"
-        cpu0, pg0, tx0, t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), commits(cluster, dbname), time.monotonic()
-        answered = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), t0 + duration, wait))
-        took = time.monotonic() - t0
-        cpu, pg, tx = tree_cpu_s(reg.pid) - cpu0, postgres_cpu_s(cluster) - pg0, commits(cluster, dbname) - tx0
+
+        def snapshot() -> tuple[float, ...]:
+            return tree_cpu_s(reg.pid), postgres_cpu_s(cluster), commits(cluster, dbname)
+
+        answered, took, before, after = asyncio.run(hold(hubs, reg.url, str(reg.ca_file), wait, duration, snapshot))
+        cpu, pg, tx = (b - a for a, b in zip(before, after, strict=True))
     finally:
         reg.stop()
     minutes = took / 60
