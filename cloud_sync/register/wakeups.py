@@ -4,7 +4,8 @@ In one process, :meth:`Wakeups.notify` wakes the long-polls waiting here. Across
 CLI) PostgreSQL carries it: a trigger on ``commands`` (migration ``0002_command_notify``) sends ``NOTIFY
 kotihub_commands, '<hub id>'`` when a command is inserted, delivered at commit and only then, and each register
 process LISTENs on one connection of its own and wakes the long-polls of that hub. While LISTEN is in place a
-long-poll reads the database only when woken (and at its start and end: :meth:`Wakeups.reread_s`); it re-reads
+long-poll reads the database only when woken (and at its start: :meth:`Wakeups.reread_s`,
+:meth:`Wakeups.quiet_since`); it re-reads
 every ``command_poll_interval_s`` while the LISTEN connection is down (it is re-opened after the same interval,
 and every waiter is woken then) and always on SQLite, where nothing crosses processes. The same connection
 listens on the channels given to :class:`Wakeups` (live mode's marks, :mod:`.watching`).
@@ -55,8 +56,8 @@ class Wakeups:
     def notify(self, key: str | None = None) -> None:
         """Wake the long-polls waiting on ``key`` (a hub id; all of them when None) in this process."""
         keys = self._waiting.keys() if key is None else (key, ANY)
-        for key in list(keys):
-            for event in self._waiting.get(key, ()):
+        for waited_on in list(keys):
+            for event in self._waiting.get(waited_on, ()):
                 event.set()
 
     @contextlib.contextmanager

@@ -61,15 +61,16 @@ class Watching:
         return self._engine.dialect.name == "postgresql"
 
     def seconds_left(self, household_id: str) -> float:
-        """How long the household stays watched (0: it is not)."""
-        return max(0.0, self._until.get(household_id, 0.0) - self._clock())
+        """How long the household stays watched (0: it is not); never more than :data:`WATCH_S`, even after the
+        wall clock stepped back."""
+        return min(WATCH_S, max(0.0, self._until.get(household_id, 0.0) - self._clock()))
 
     def mark(self, household_id: str) -> tuple[float, str | None] | None:
         """A page showing the household's readings: ``(window end to announce, key to wake here or None)``, or None
         when this process announced less than :data:`REFRESH_S` ago (nothing to do)."""
         now = self._clock()
-        if now - self._marked.get(household_id, -REFRESH_S) < REFRESH_S:
-            return None
+        if 0 <= now - self._marked.get(household_id, -REFRESH_S) < REFRESH_S:
+            return None  # (a mark "in the future" is a wall clock that stepped back: announced again)
         self._marked[household_id] = now
         until = now + WATCH_S
         return until, self._extend(household_id, until, now)
@@ -108,4 +109,4 @@ class Watching:
             return
         self._next_prune = now + REFRESH_S
         self._until = {h: u for h, u in self._until.items() if u > now}
-        self._marked = {h: t for h, t in self._marked.items() if now - t < REFRESH_S}
+        self._marked = {h: t for h, t in self._marked.items() if 0 <= now - t < REFRESH_S}

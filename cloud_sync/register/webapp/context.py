@@ -57,9 +57,8 @@ class WebContext:
     async def watching(self, household_id: str) -> None:
         """A page showing the household's readings is open: its hubs send readings within seconds for a while
         (:mod:`cloud_sync.register.watching`; on the register's own clock, whatever ``clock`` the pages use)."""
-        marked = None if self.watched is None else self.watched.mark(household_id)
-        if marked is None or self.watched is None:
-            return
+        if self.watched is None or (marked := self.watched.mark(household_id)) is None:
+            return  # marked less than a minute ago: nothing to announce
         until, wake_here = marked
         if wake_here is not None:
             self.wake(wake_here)
