@@ -27,18 +27,24 @@ from tests.support.stores import open_store
 DAY = 86_400.0
 
 
-def _ingest(reg: RunningRegister, s: requests.Session, hub: EnrolledHub, seqs: range) -> requests.Response:
-    return s.post(f"{reg.url}/v1/ingest/readings", data=batch(hub, "readings", seqs), headers=INGEST_HEADERS)
-
-
-def test_renewal_retires_the_old_certificate(register: RunningRegister, tmp_path: Path) -> None:
-    hub = register.enroll()
+def stolen_copy(hub: EnrolledHub, tmp_path: Path) -> requests.Session:
+    """A session with a copy of the hub's certificate and key, taken before a renewal (a thief's, or a backup's)."""
     stolen = tmp_path / "stolen"
     shutil.copytree(hub.state_dir, stolen)
     thief = requests.Session()
     thief.trust_env = False
     thief.cert = (str(stolen / "hub.crt"), str(stolen / "hub.key"))
     thief.verify = str(stolen / "register-ca.crt")
+    return thief
+
+
+def _ingest(reg: RunningRegister, s: requests.Session, hub: EnrolledHub, seqs: range) -> requests.Response:
+    return s.post(f"{reg.url}/v1/ingest/readings", data=batch(hub, "readings", seqs), headers=INGEST_HEADERS)
+
+
+def test_renewal_retires_the_old_certificate(register: RunningRegister, tmp_path: Path) -> None:
+    hub = register.enroll()
+    thief = stolen_copy(hub, tmp_path)
     # A connection opened with the old certificate before the renewal, kept alive across it.
     assert _ingest(register, thief, hub, range(1, 2)).status_code == 200
 
@@ -70,12 +76,7 @@ def test_renewal_through_the_command_long_poll_retires_the_old_certificate(
     first use there is promoted as anywhere else, and the old one is refused from then on."""
     register = register_any
     hub = register.enroll()
-    stolen = tmp_path / "stolen"
-    shutil.copytree(hub.state_dir, stolen)
-    thief = requests.Session()
-    thief.trust_env = False
-    thief.cert = (str(stolen / "hub.crt"), str(stolen / "hub.key"))
-    thief.verify = str(stolen / "register-ca.crt")
+    thief = stolen_copy(hub, tmp_path)
     url = f"{register.url}/v1/commands"
     assert thief.get(url, params={"wait": 0}).status_code == 200
     renew(register.url, hub.state_dir)

@@ -3,20 +3,19 @@ request, docs/scale.md "Run G"); every promise of the separate check still holds
 
 from __future__ import annotations
 
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import requests
 from sqlalchemy import event, select
 
 from cloud_sync.enroll import renew
 from cloud_sync.register import db, retention
 from tests.integration.test_register import batch, error_of, post
 from tests.integration.test_register import event as smoke
+from tests.integration.test_register_certs import stolen_copy
 from tests.support.register import RunningRegister
 
 
@@ -94,12 +93,7 @@ def test_the_checks_last_seen_commits_with_the_batch(register_pg: RunningRegiste
 
 def test_renewal_through_ingest_retires_the_old_certificate(register_pg: RunningRegister, tmp_path: Path) -> None:
     hub = register_pg.enroll()
-    stolen = tmp_path / "stolen"
-    shutil.copytree(hub.state_dir, stolen)
-    thief = requests.Session()
-    thief.trust_env = False
-    thief.cert = (str(stolen / "hub.crt"), str(stolen / "hub.key"))
-    thief.verify = str(stolen / "register-ca.crt")
+    thief = stolen_copy(hub, tmp_path)
     assert post(register_pg, thief, "readings", batch(hub, "readings", range(1, 2))).status_code == 200
     renew(register_pg.url, hub.state_dir)
     assert post(register_pg, thief, "readings", batch(hub, "readings", range(2, 3))).status_code == 200

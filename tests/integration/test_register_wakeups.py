@@ -195,3 +195,51 @@ def test_an_idle_long_poll_reads_the_database_once_while_listen_is_up(register_a
             other.dispose()
     finally:
         event.remove(reg.reg.engine, "before_cursor_execute", count)
+
+
+def test_a_long_poll_hears_a_command_queued_while_listen_was_down(register_pg: RunningRegister) -> None:
+    """The long-poll skips its read at the end of an unwoken wait only while LISTEN stayed up: when the register's
+    LISTEN connection dies mid-wait (a PostgreSQL restart, a network cut), a command queued while it is down is
+    still answered within seconds (the waiters are woken, re-read every ``command_poll_interval_s`` meanwhile and
+    again when LISTEN is back), not at the end of the 40 s long-poll."""
+    reg = register_pg
+    hub = reg.enroll()
+    notifier = reg.app.state.notifier
+    assert notifier.listening.is_set()
+    epoch = notifier.epoch
+    reads: list[float] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM commands" in statement:
+            reads.append(time.monotonic())
+
+    event.listen(reg.reg.engine, "before_cursor_execute", count)
+    other = db.open_engine(reg.settings.database_url)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(
+                hub.session().get, f"{reg.url}/v1/commands", params={"wait": 40, "live": 0}, timeout=60
+            )
+            deadline = time.monotonic() + 30
+            while not reads:
+                assert time.monotonic() < deadline, "the long-poll never read the database"
+                time.sleep(0.02)
+            with other.begin() as conn:
+                killed = conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN kotihub_%'"
+                        " AND datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+            assert killed == [(True,)]
+            while notifier.epoch == epoch:  # the listener saw its connection go
+                assert time.monotonic() < deadline + 30, "the listener never noticed"
+                time.sleep(0.02)
+            queued = time.monotonic()
+            _queue(other, hub.hub_id, 1, household=hub.household_id)
+            answer = waiting.result(timeout=60)
+        assert [c["id"] for c in answer.json()] == ["c1"]
+        assert time.monotonic() - queued < 10
+    finally:
+        event.remove(reg.reg.engine, "before_cursor_execute", count)
+        other.dispose()
