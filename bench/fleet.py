@@ -323,11 +323,14 @@ class SimHub:
             await asyncio.sleep(self.ping_every)
 
     async def poll(self, stop: asyncio.Event) -> None:
+        # The hub's default wait, which the register takes (it says so in each answer). The first is shorter, by a
+        # random part of it: a fleet's hubs are not in step (they started at different times), so the long-polls
+        # come due spread out, hubs/wait a second, and not all at once as when every hub starts with the bench.
+        wait = random.uniform(0, p.MAX_COMMAND_WAIT_S)
         while not stop.is_set():
-            # The hub's default, which the register takes (it says so in each answer).
-            wait = f"{p.MAX_COMMAND_WAIT_S:g}"
-            async with self.sessions["poll"].get(f"{self.url}/v1/commands", params={"wait": wait}) as resp:
+            async with self.sessions["poll"].get(f"{self.url}/v1/commands", params={"wait": f"{wait:g}"}) as resp:
                 await resp.read()
+            wait = p.MAX_COMMAND_WAIT_S
 
     async def alarm(self) -> float:
         self.alarm_seq += 1

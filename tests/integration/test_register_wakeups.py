@@ -60,6 +60,7 @@ async def test_wakeups_by_hub_at_commit_and_after_the_listen_connection_is_lost(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE query LIKE 'LISTEN kotihub_commands%' AND pid <> pg_backend_pid()"
+                    " AND datname = current_database()"
                 )
             ).all()
         assert killed == [(True,)]

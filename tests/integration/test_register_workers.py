@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.integration.test_register import INGEST_HEADERS, batch
@@ -43,6 +44,22 @@ class Poll:
             self.done.set()
 
 
+def _until_listening(postgres_url: str, processes: int, timeout: float = 60.0) -> None:
+    """Until ``processes`` register processes hold their LISTEN connection on the test's database."""
+    dsn = postgres_url.replace("+psycopg", "")
+    deadline = time.monotonic() + timeout
+    while True:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query LIKE 'LISTEN kotihub_%'"
+            ).fetchone()
+        if row is not None and row[0] >= processes:
+            return
+        assert time.monotonic() < deadline, f"{row} register processes listening, not {processes}"
+        time.sleep(0.1)
+
+
 def test_a_command_queued_through_one_process_wakes_a_long_poll_on_another(
     tmp_path: Path, postgres_url: str, fleet: Fleet
 ) -> None:
@@ -51,6 +68,9 @@ def test_a_command_queued_through_one_process_wakes_a_long_poll_on_another(
     a.start()
     b.start()
     try:
+        # Both listening (each waits up to 10 s for it before it serves, then serves anyway and retries after
+        # --command-poll: on a machine busy enough that may come later).
+        _until_listening(postgres_url, 2)
         hub = fleet.hub(a.url, 1)
         for _ in range(3):  # and again: each wake-up is a notification, none a re-read
             poll = Poll(b.url, hub)
