@@ -104,6 +104,12 @@ async def command_loop(
                             link.heard_watched(resp.headers.get(p.LIVE_HEADER))
                             link.heard_wait_max(resp.headers.get(p.WAIT_MAX_HEADER))
                 except RegisterRejected as exc:
+                    if exc.status == 422 and link.wait_max > p.LEGACY_COMMAND_WAIT_S:
+                        # A register rolled back to a release that takes 30 s at most (and does not say so): ask
+                        # for what every register takes until one says more.
+                        log.warning("the register refused a %.0f s long-poll; waiting 30 s at most", link.wait_max)
+                        link.heard_wait_max(None)
+                        continue
                     log.error("could not read commands from the register: %s", exc)
                     await link.pause(backoff.next())
                     continue
