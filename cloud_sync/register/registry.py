@@ -379,10 +379,7 @@ class Registry:
             return
         engine = engine or self.engine
         with engine.connect() as own:
-            if engine.dialect.name != "sqlite":
-                # Single statements, outside a transaction: no BEGIN and ROLLBACK round trips around the read, each
-                # of which a hub request waits for behind bulk ingest on a busy PostgreSQL.
-                own.execution_options(isolation_level="AUTOCOMMIT")
+            _single_statements(own)
             current = self._current_cert(own, hub)
             now = time.time()
             if hub.cert_sha256 == current:
@@ -542,8 +539,7 @@ class Registry:
         A long-poll's read, so it is made cheap: one connection checkout, and on PostgreSQL single statements outside
         a transaction (each write is one statement), with no BEGIN and COMMIT round trips."""
         with self.engine.connect() as conn:
-            if conn.dialect.name != "sqlite":
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+            _single_statements(conn)
             if not check or self._seen_current(conn, hub):
                 rows = self._pending_commands(conn, hub, held)
                 conn.commit()
@@ -618,3 +614,11 @@ class Registry:
     def audit(self, actor: str, action: str, household_id: str | None, target: str = "", **detail: object) -> None:
         with self.engine.begin() as conn:
             write_audit(conn, actor, action, household_id, target, **detail)
+
+
+def _single_statements(conn: Connection) -> None:
+    """On PostgreSQL, statements on ``conn`` run outside a transaction: no BEGIN and COMMIT round trips around a
+    hub's check or a long-poll's read, each of which a hub request waits for behind bulk ingest on a busy server.
+    Only for work whose every write is one statement. SQLite keeps its transaction (its write lock needs it)."""
+    if conn.dialect.name != "sqlite":
+        conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -46,7 +46,7 @@ class Wakeups:
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         self._epoch = 0
-        """Moves each time LISTEN comes up or goes down (:meth:`quiet_since`)."""
+        """How many times LISTEN has come up (:meth:`quiet_since`)."""
         self.closing = False
 
     @property
@@ -135,9 +135,7 @@ class Wakeups:
                 failures += 1
                 if failures == 1:  # once per outage, not per retry
                     log.warning("command wake-ups from other processes paused (%s); polling", type(exc).__name__)
-            if self.listening.is_set():
-                self.listening.clear()
-                self._epoch += 1
+            self.listening.clear()
             # Long-polls waiting for a notification alone would not hear one now: they go back to re-reading.
             self.notify()
             await asyncio.sleep(self._retry_s)

@@ -89,9 +89,8 @@ class Watching:
         return self._extend(household_id, min(until, self._clock() + WATCH_S), self._clock())
 
     def announce(self, household_id: str, until: float) -> None:
-        """Tell the other processes (PostgreSQL ``NOTIFY``; nothing on SQLite). Blocking: run it in a thread."""
-        if not self.announces:
-            return
+        """Tell the other processes (PostgreSQL ``NOTIFY``; only where :attr:`announces`). Blocking: run it in a
+        thread."""
         with self._engine.begin() as conn:
             payload = f"{household_id} {until!r}"
             conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})

@@ -51,14 +51,16 @@ def router(
                 return reg.pending_commands(who, held_ids, check=check)
 
         pending: list[p.Command] = []
-        epoch: int | None = None  # of the last read; None: read now
+        first = True
+        read_at: int | None = None  # the notifier's epoch at the last read; None: read now
         while True:
             # Subscribed before the read, so that a command queued (or the household watched) meanwhile still wakes
             # the wait below.
             with notifier.subscription(who.hub_id, watching.wake_key(who.household_id)) as woken:
-                if epoch is None or not notifier.quiet_since(epoch):
-                    checked, epoch = epoch is not None, notifier.epoch
-                    pending = await run_in_threadpool(read, not checked)
+                if read_at is None or not notifier.quiet_since(read_at):
+                    read_at = notifier.epoch
+                    pending = await run_in_threadpool(read, first)
+                    first = False
                 watched_s = watched.seconds_left(who.household_id)
                 remaining = deadline - time.monotonic()
                 changed = live is not None and live != (watched_s > 0)
@@ -73,7 +75,7 @@ def router(
                 reread = notifier.reread_s(settings.command_poll_interval_s) or remaining
                 await wait_for(woken, min(remaining, reread, watched_s or remaining))
                 if woken.is_set():
-                    epoch = -1  # read again: a command may have been queued
+                    read_at = None  # read again: a command may have been queued
 
     @r.post("/v1/commands/{command_id}/result", openapi_extra=doc("CommandResult"))
     async def command_result(command_id: str, request: Request, who: Hub) -> Response:

@@ -62,7 +62,8 @@ class WebContext:
         until, wake_here = marked
         if wake_here is not None:
             self.wake(wake_here)
-        await run_in_threadpool(self.watched.announce, household_id, until)
+        if self.watched.announces:  # to other processes (PostgreSQL); on SQLite there are none
+            await run_in_threadpool(self.watched.announce, household_id, until)
 
     @property
     def origin(self) -> str:
