@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--command-poll", type=float, default=2.0, help="seconds between a long-poll's re-reads of the database"
     )
+    s.add_argument(
+        "--readings-chunks",
+        action="store_true",
+        help="store a sensor's many readings in one batch (a hub catching up) as a packed chunk (PostgreSQL;"
+        " docs/scale.md); a release from before 0012 must not run on the database after",
+    )
     s.add_argument("--db-pool", type=int, default=12, help="PostgreSQL connections kept per process (default 12)")
     s.add_argument(
         "--db-overflow", type=int, default=4, help="extra PostgreSQL connections per process under load (default 4)"
@@ -362,6 +368,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         bulk_ingest_limit=args.bulk_ingest,
         bulk_nice=args.bulk_nice,
         alarm_keep_alive_s=args.alarm_keep_alive,
+        readings_chunks=args.readings_chunks,
     )
     if args.workers != 1 or args.alarm_port is not None:
         return workers.serve(settings, workers=args.workers, host=args.host, port=args.port)

@@ -29,12 +29,13 @@ from cloud_sync.protocol import (
     EventsBatch,
     IngestAck,
     ProtocolError,
+    ReadingItem,
     ReadingsBatch,
     TypedBatch,
     decode_batch,
     decompress_bounded,
 )
-from cloud_sync.register import alarm_txn, db, partitions
+from cloud_sync.register import alarm_txn, chunks, db, partitions
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.errors import Forbidden, Invalid
 from cloud_sync.register.notify.alarms import (
@@ -326,7 +327,7 @@ def _ingest_postgres(
         conn.commit()  # what the hub's check wrote
         return _empty_ack(batch)
     if isinstance(batch, ReadingsBatch):
-        erased, stored, raised = _readings_postgres(conn, hub, batch, cutoff)
+        erased, stored, raised = _readings_postgres(registry, conn, hub, batch, cutoff)
         return _acked(registry, batch, erased, stored, raised)
     rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
     kept = _since(rows, cutoff)
@@ -336,22 +337,32 @@ def _ingest_postgres(
     return _acked(registry, batch, len(batch.items) - len(kept), stored, raised)
 
 
-def _readings_postgres(conn: Connection, hub: HubIdentity, batch: ReadingsBatch, cutoff: float) -> tuple[int, int, int]:
+def _readings_postgres(
+    registry: Registry, conn: Connection, hub: HubIdentity, batch: ReadingsBatch, cutoff: float
+) -> tuple[int, int, int]:
     """Stores a readings batch on PostgreSQL in ``conn``'s transaction and commits; returns ``(erased, stored,
     alarms raised)``.
 
     First straight into ``readings`` by ``COPY`` (no stage, no ``ON CONFLICT``): the common case, a batch the
     register holds nothing of. If it holds any of it (a resend after a lost ack, two sends racing), the primary key
     refuses that ``COPY`` whole; the transaction is rolled back and the batch goes through the stage in a new one,
-    which stores each seq at most once. Either way nothing is acked before the commit."""
+    which stores each seq at most once. Where the database has chunks, what they hold is dropped first, and sensors
+    with many readings go as chunks (:func:`_with_chunks`). Either way nothing is acked before the commit."""
     now = time.time()
     for direct in (True, False):
         try:
             items = batch.items if not cutoff else [it for it in batch.items if it.body.ts >= cutoff]
-            rows = partitions.reading_rows(items, hub.hub_id, hub.household_id, now)
-            stored = partitions.copy_readings(conn, rows, direct=direct)
-            low = [r for r in rows if r[4] == "battery" and r[5] < BATTERY_ALERT_MAX]
-            raised = on_battery(conn, hub.hub_id, hub.household_id, [_row_dict(r) for r in low]) if low else 0
+            if chunks.available(conn):
+                stored = _with_chunks(conn, hub, items, now, write=registry.settings.readings_chunks, direct=direct)
+            else:
+                stored = partitions.copy_readings(
+                    conn, partitions.reading_rows(items, hub.hub_id, hub.household_id, now), direct=direct
+                )
+            low = [it for it in items if it.body.quantity == "battery" and it.body.value < BATTERY_ALERT_MAX]
+            raised = 0
+            if low:
+                rows = partitions.reading_rows(low, hub.hub_id, hub.household_id, now)
+                raised = on_battery(conn, hub.hub_id, hub.household_id, [_row_dict(r) for r in rows])
             conn.commit()
             return len(batch.items) - len(items), stored, raised
         except psycopg.errors.UniqueViolation:
@@ -364,6 +375,41 @@ def _readings_postgres(conn: Connection, hub: HubIdentity, batch: ReadingsBatch,
             conn.begin()
             cutoff = _erasure_cutoff(conn, hub.household_id) or 0.0
     raise AssertionError("unreachable: the stage path returns or raises")
+
+
+def _with_chunks(
+    conn: Connection, hub: HubIdentity, items: list[ReadingItem], now: float, *, write: bool, direct: bool
+) -> int:
+    """Stores readings on a database with chunks (cloud_sync/register/chunks.py); returns how many were new.
+
+    With ``write``, sensors with many readings in the batch go as chunks: under the hub's lock held exclusively,
+    whatever the register holds of the batch's seqs (rows or chunks) is dropped first, and the rest written.
+    Otherwise (rows only) under the lock shared: a batch reaching at or below the hub's chunk mark drops what the
+    chunks hold, and the rows go as they always did (their primary key keeps rows once)."""
+    if not items:
+        return 0
+    lo, hi = min(it.seq for it in items), max(it.seq for it in items)
+    packed, rest = chunks.split(items, hub.hub_id, hub.household_id, now) if write else ([], items)
+    if packed:
+        chunks.lock_hub(conn, hub.hub_id, exclusive=True)
+        have = chunks.held(conn, hub.hub_id, lo, hi)
+        if have:
+            fresh = [it for it in items if (it.seq, it.body.ts) not in have]
+            packed, rest = chunks.split(fresh, hub.hub_id, hub.household_id, now)
+        stored = chunks.copy_chunks(conn, packed)
+        if packed:
+            chunks.raise_mark(conn, hub.hub_id, max(c.seq_last for c in packed))
+        # Nothing of the rest is held (looked up above, under the lock every readings batch of this hub takes).
+        return stored + partitions.copy_readings(
+            conn, partitions.reading_rows(rest, hub.hub_id, hub.household_id, now), direct=True
+        )
+    chunks.lock_hub(conn, hub.hub_id, exclusive=False)
+    if chunks.mark(conn, hub.hub_id) >= lo:
+        have = chunks.held(conn, hub.hub_id, lo, hi, rows=False)
+        rest = [it for it in rest if (it.seq, it.body.ts) not in have]
+    return partitions.copy_readings(
+        conn, partitions.reading_rows(rest, hub.hub_id, hub.household_id, now), direct=direct
+    )
 
 
 def _since(rows: _Rows, cutoff: float) -> _Rows:
@@ -475,7 +521,29 @@ def query(
     limit: int = 1000,
 ) -> list[dict[str, Any]]:
     """Readings or events (``kind``) of one household, oldest first, audited when an operator reads them."""
-    table = {"readings": db.readings, "events": db.events}[kind]
+    if since is not None and until is not None and until < since:
+        raise Invalid("until must not be before since")
+    with registry.engine.begin() as conn:
+        table: Any = (
+            chunks.source(conn, household_id=household_id, since=since, until=until)
+            if kind == "readings"
+            else db.events
+        )
+        out = _query(conn, table, household_id, device_id, since, until, limit)
+        if reader.is_operator:
+            write_audit(conn, reader.actor, f"{kind}.read", household_id, rows=len(out))
+    return out
+
+
+def _query(
+    conn: Connection,
+    table: Any,
+    household_id: str,
+    device_id: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     conds = [table.c.household_id == household_id]
     if device_id is not None:
         conds.append(table.c.device_id == device_id)
@@ -483,28 +551,26 @@ def query(
         conds.append(table.c.ts >= since)
     if until is not None:
         conds.append(table.c.ts < until)
-    if since is not None and until is not None and until < since:
-        raise Invalid("until must not be before since")
     cols = [c for c in table.c if c.name not in ("household_id", "received_at")]
-    with registry.engine.begin() as conn:
-        rows = conn.execute(select(*cols).where(and_(*conds)).order_by(table.c.ts).limit(limit)).mappings()
-        out = [dict(r) for r in rows]
-        if reader.is_operator:
-            write_audit(conn, reader.actor, f"{kind}.read", household_id, rows=len(out))
-    return out
+    # Ties on ts in the hub's order (a chunk's readings and rows interleave on the same clock).
+    order = [table.c.ts, table.c.hub_id, table.c.seq] if "seq" in table.c else [table.c.ts]
+    return [dict(r) for r in conn.execute(select(*cols).where(and_(*conds)).order_by(*order).limit(limit)).mappings()]
 
 
 def items(registry: Registry, hub_id: str, lane: str) -> list[tuple[int, dict[str, Any]]]:
     """What the register holds for ``(hub, lane)`` in seq order, as ``(seq, body)`` — for tests and support."""
-    table = db.LANE_TABLES[lane]
-    q = select(table).where(table.c.hub_id == hub_id).order_by(table.c.seq)
-    if table is db.events:
-        q = q.where(table.c.lane == lane)
+    table: Any = db.LANE_TABLES[lane]
     skip = {"hub_id", "seq", "household_id", "received_at", "lane"}
     with registry.engine.connect() as conn:
+        if table is db.readings:
+            table = chunks.source(conn, hub_id=hub_id)
+        order = [table.c.seq, table.c.ts] if lane == "readings" else [table.c.seq]
+        q = select(table).where(table.c.hub_id == hub_id).order_by(*order)
+        if table is db.events:
+            q = q.where(table.c.lane == lane)
         out = []
         for r in conn.execute(q).mappings():
-            if table is db.diagnostics:
+            if lane == "diagnostics":
                 out.append((r["seq"], dict(r["body"])))
             else:
                 body = {k: v for k, v in r.items() if k not in skip}

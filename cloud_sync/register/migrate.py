@@ -40,7 +40,9 @@ BASELINE_REVISION = "0001_baseline"
 ADVISORY_LOCK_KEY = 0x6B6F_7469_6875_6201
 """PostgreSQL advisory lock id of the register's migrations (any constant the database's other users do not use)."""
 VERSION_TABLE = "alembic_version"
-_PARTITION = re.compile(r"readings_(p\d{8}|default)")
+_PARTITION = re.compile(r"(readings|reading_chunks)_(p\d{8}|default)")
+_POSTGRES_ONLY = frozenset({"reading_chunks", "hub_chunk_marks"})
+"""Tables of ``chunks.metadata`` (PostgreSQL only, compared on their own, not with ``db.metadata``)."""
 
 
 TABLE_MODULES = (
@@ -122,6 +124,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
             return at
         command.upgrade(alembic_config(conn), revision)
         now = MigrationContext.configure(conn).get_current_revision()
+    _forget_chunks(engine)  # 0012 makes reading_chunks
     if now != at:
         log.info("register schema upgraded from %s to %s", at or "nothing", now)
     return str(now)
@@ -131,7 +134,9 @@ def downgrade(engine: Engine, revision: str) -> str | None:
     """Undo migrations down to ``revision`` (``base``: all of them); returns the revision it is at."""
     with _locked(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
-        return MigrationContext.configure(conn).get_current_revision()
+        at = MigrationContext.configure(conn).get_current_revision()
+    _forget_chunks(engine)
+    return at
 
 
 def _check_newer(conn: Connection, at: str) -> None:
@@ -158,13 +163,22 @@ def _is_legacy(conn: Connection) -> bool:
 
 def schema_differences(conn: Connection, metadata: Any) -> list[Any]:
     """What Alembic's autogenerate would change to make the database match ``metadata`` (empty: they match)."""
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": _not_a_partition})
+    pg_only = {t.name for t in metadata.sorted_tables} <= _POSTGRES_ONLY
+
+    def include(name: str | None, type_: str, _parent: Any) -> bool:
+        if type_ != "table" or name is None:
+            return True
+        # Readings partitions (cloud_sync.register.partitions) come and go with time; the tables are their parents.
+        return not _PARTITION.fullmatch(name) and (name in _POSTGRES_ONLY) == pg_only
+
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include})
     return [d for d in compare_metadata(ctx, metadata) if not _is_version_table(d)]
 
 
-def _not_a_partition(name: str | None, type_: str, _parent: Any) -> bool:
-    """Readings partitions (cloud_sync.register.partitions) come and go with time; the table is ``readings``."""
-    return not (type_ == "table" and name is not None and _PARTITION.fullmatch(name))
+def _forget_chunks(engine: Engine) -> None:
+    from cloud_sync.register import chunks  # chunks imports db, which imports this module
+
+    chunks.forget(engine)
 
 
 def _is_version_table(diff: Any) -> bool:

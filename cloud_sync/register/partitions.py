@@ -4,7 +4,8 @@
 (:data:`PARTITION_DAYS`), plus a ``DEFAULT`` partition for readings outside every week made so far (a hub whose clock
 was months off); migration ``0003_readings_partitioned`` makes the table. Retention then drops whole weeks
 (:func:`drop_expired`) instead of deleting rows one by one, and the weeks ahead are created by the same job
-(:func:`ensure_partitions`) so that ingest never has to.
+(:func:`ensure_partitions`) so that ingest never has to. ``reading_chunks`` (migration 0012, :mod:`.chunks`) is
+partitioned the same way on ``ts_first``, and both are kept by the same two functions.
 
 PostgreSQL requires every unique key of a partitioned table to contain the partition key, so the primary key is
 ``(hub_id, seq, ts)`` instead of ``(hub_id, seq)``. Deduplication still holds: a hub resends an item exactly as it
@@ -42,7 +43,11 @@ WEEKS_AHEAD = 4
 """Partitions kept ready beyond the current one, so a retention job that fails for weeks still leaves room."""
 _WIDTH_S = PARTITION_DAYS * 86_400
 _EPOCH_MONDAY = 4 * 86_400  # 1970-01-05, a Monday: partitions start on Mondays 00:00 UTC
-_NAME = re.compile(r"readings_p(\d{8})")
+PARENTS = {"readings": "ts", "reading_chunks": "ts_first"}
+"""The tables partitioned by week, and the reading time each is partitioned on."""
+LATE_S = {"readings": 0.0, "reading_chunks": 86_400.0}
+"""How long after its week a partition may still hold a reading: a chunk starting in the week may reach a day past
+it (``chunks.MAX_SPAN_S``)."""
 STAGE = "readings_stage"
 # The order of a row as :func:`reading_rows` builds it; every COPY and INSERT names these columns, so the table's own
 # column order does not matter (tests/unit/test_partitions_columns.py checks they are exactly the table's columns).
@@ -60,12 +65,12 @@ def week_start(t: float) -> float:
     return _EPOCH_MONDAY + math.floor((t - _EPOCH_MONDAY) / _WIDTH_S) * _WIDTH_S
 
 
-def partition_name(start: float) -> str:
-    return "readings_p" + dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y%m%d")
+def partition_name(start: float, parent: str = "readings") -> str:
+    return f"{parent}_p" + dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y%m%d")
 
 
-def _start_of(name: str) -> float | None:
-    m = _NAME.fullmatch(name)
+def _start_of(name: str, parent: str) -> float | None:
+    m = re.fullmatch(rf"{parent}_p(\d{{8}})", name)
     if m is None:
         return None
     return dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC).timestamp()
@@ -81,48 +86,56 @@ def is_partitioned(conn: Connection) -> bool:
     return bool(conn.execute(text("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('readings')")).scalar())
 
 
-def partitions(conn: Connection) -> dict[str, float]:
-    """The weekly partitions of ``readings``: name → start (the default partition is not listed)."""
+def _exists(conn: Connection, table: str) -> bool:
+    return bool(conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar())
+
+
+def partitions(conn: Connection, parent: str = "readings") -> dict[str, float]:
+    """The weekly partitions of ``parent``: name → start (the default partition is not listed)."""
     names = conn.execute(
         text(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = 'readings'::regclass"
-        )
+            " WHERE i.inhparent = to_regclass(:parent)"
+        ),
+        {"parent": parent},
     ).scalars()
     out = {}
     for name in names:
-        start = _start_of(name)
+        start = _start_of(name, parent)
         if start is not None:
             out[name] = start
     return out
 
 
 def ensure_partitions(conn: Connection, now: float, retention_days: int) -> list[str]:
-    """Creates the missing weeks from the retention cutoff to :data:`WEEKS_AHEAD` weeks ahead; returns their names.
+    """Creates the missing weeks of each partitioned table (:data:`PARENTS`) from the retention cutoff to
+    :data:`WEEKS_AHEAD` weeks ahead; returns their names.
 
     A week is made as a plain table, filled with any rows of its range the default partition caught, then attached:
     ``ATTACH`` checks the default partition holds none of the range (which is why they are moved first).
     """
-    have = set(partitions(conn))
     made = []
-    start = week_start(now - retention_days * 86_400)
-    last = week_start(now) + WEEKS_AHEAD * _WIDTH_S
-    while start <= last:
-        name = partition_name(start)
-        if name not in have:
-            end = start + _WIDTH_S
-            conn.execute(text(f"CREATE TABLE {name} (LIKE readings INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
-            # ``name`` is made from a date by partition_name(), never from input.
-            move = f"WITH moved AS (DELETE FROM readings_default WHERE ts >= :lo AND ts < :hi RETURNING *) INSERT INTO {name} SELECT * FROM moved"  # noqa: S608, E501
-            conn.execute(
-                text(move),
-                {"lo": start, "hi": end},
-            )
-            conn.execute(text(f"ALTER TABLE readings ATTACH PARTITION {name} FOR VALUES FROM ({start!r}) TO ({end!r})"))
-            made.append(name)
-        start += _WIDTH_S
+    for parent, key in PARENTS.items():
+        if parent != "readings" and not _exists(conn, parent):
+            continue
+        have = set(partitions(conn, parent))
+        start = week_start(now - retention_days * 86_400)
+        last = week_start(now) + WEEKS_AHEAD * _WIDTH_S
+        while start <= last:
+            name = partition_name(start, parent)
+            if name not in have:
+                end = start + _WIDTH_S
+                conn.execute(text(f"CREATE TABLE {name} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
+                # ``name`` is made from a date by partition_name(), never from input.
+                move = f"WITH moved AS (DELETE FROM {parent}_default WHERE {key} >= :lo AND {key} < :hi RETURNING *) INSERT INTO {name} SELECT * FROM moved"  # noqa: S608, E501
+                conn.execute(text(move), {"lo": start, "hi": end})
+                conn.execute(
+                    text(f"ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({start!r}) TO ({end!r})")
+                )
+                made.append(name)
+            start += _WIDTH_S
     if made:
-        log.info("created readings partitions %s", ", ".join(made))
+        log.info("created partitions %s", ", ".join(made))
     return made
 
 
@@ -130,45 +143,51 @@ def drop_expired(engine: Engine, cutoff: float, *, lock_timeout_ms: int = 10_000
     """Drops every weekly partition whose readings are all older than ``cutoff``; returns their names and how many
     readings each held.
 
-    Detaching takes a brief exclusive lock on ``readings``, so it waits at most ``lock_timeout_ms``: a week left
+    Detaching takes a brief exclusive lock on the parent table, so it waits at most ``lock_timeout_ms``: a week left
     over now is dropped by the next run (retention runs hourly). The week is counted and dropped only once detached,
     so ingest never waits for the count; a detached week a crash left behind is found and dropped by the next run.
     The dropped files are unlinked at the next checkpoint, which :mod:`.scrub` forces.
     """
+    dropped: dict[str, int] = {}
     with engine.connect() as conn:
         if not is_partitioned(conn):
             return {}
-        doomed = sorted(name for name, start in partitions(conn).items() if start + _WIDTH_S <= cutoff)
-        conn.rollback()
-        for name in doomed:
-            try:
+        for parent in PARENTS:
+            if not _exists(conn, parent):
+                continue
+            late = LATE_S[parent]
+            doomed = sorted(n for n, start in partitions(conn, parent).items() if start + _WIDTH_S + late <= cutoff)
+            conn.rollback()
+            for name in doomed:
+                try:
+                    with conn.begin():
+                        conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))
+                        conn.execute(text(f"ALTER TABLE {parent} DETACH PARTITION {name}"))
+                except DBAPIError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                        raise
+                    log.warning("%s is busy; partition %s is dropped at the next retention run", parent, name)
+            count = "count(*)" if parent == "readings" else "coalesce(sum(n), 0)"
+            for name in _detached(conn, parent):
                 with conn.begin():
-                    conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))
-                    conn.execute(text(f"ALTER TABLE readings DETACH PARTITION {name}"))
-            except DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
-                    raise
-                log.warning("readings is busy; partition %s is dropped at the next retention run", name)
-        dropped = {}
-        for name in _detached(conn):
-            with conn.begin():
-                dropped[name] = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())  # noqa: S608
-                conn.execute(text(f"DROP TABLE {name}"))
+                    dropped[name] = int(conn.execute(text(f"SELECT {count} FROM {name}")).scalar_one())  # noqa: S608
+                    conn.execute(text(f"DROP TABLE {name}"))
     if dropped:
-        log.info("dropped expired readings partitions %s", ", ".join(dropped))
+        log.info("dropped expired partitions %s", ", ".join(dropped))
     return dropped
 
 
-def _detached(conn: Connection) -> list[str]:
-    """Weekly tables no longer attached to ``readings``: detached by :func:`drop_expired`, not yet dropped."""
+def _detached(conn: Connection, parent: str = "readings") -> list[str]:
+    """Weekly tables no longer attached to ``parent``: detached by :func:`drop_expired`, not yet dropped."""
     names = conn.execute(
         text(
-            "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE 'readings\\_p%'"
+            "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE :pattern"
             " AND c.relnamespace = current_schema()::regnamespace"
             " AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)"
-        )
+        ),
+        {"pattern": parent.replace("_", "\\_") + "\\_p%"},
     ).scalars()
-    out = sorted(n for n in names if _NAME.fullmatch(n))
+    out = sorted(n for n in names if _start_of(n, parent) is not None)
     conn.rollback()
     return out
 

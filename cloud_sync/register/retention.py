@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Table, delete, false, insert, literal_colu
 
 from cloud_sync.protocol import ERASURE_CATEGORIES, ErasureRequest
 from cloud_sync.receipts import ReceiptInvalid, verify
-from cloud_sync.register import db, hubexports, partitions
+from cloud_sync.register import chunks, db, hubexports, partitions
 from cloud_sync.register.auth import HubIdentity, new_id
 from cloud_sync.register.errors import Invalid
 from cloud_sync.register.notify import schema as notify
@@ -26,13 +26,20 @@ log = logging.getLogger(__name__)
 
 
 def _delete_batched(
-    registry: Registry, table: Table, where: ColumnElement[bool], batch: int, touched: set[str] | None = None
+    registry: Registry,
+    table: Table,
+    where: ColumnElement[bool],
+    batch: int,
+    touched: set[str] | None = None,
+    *,
+    chunk_hint: ColumnElement[bool] | None = None,
 ) -> int:
     """Deletes matching rows ``batch`` at a time; adds to ``touched`` the readings partitions it deleted from (so
-    that the scrub rewrites those and no others)."""
+    that the scrub rewrites those and no others). For ``readings``, the matching readings kept in chunks go too
+    (``chunk_hint``: see :func:`.chunks.erase`)."""
     keys = list(table.primary_key.columns)
     track = touched is not None and table is db.readings and registry.engine.dialect.name == "postgresql"
-    total = 0
+    total = _erase_chunks(registry, where, chunk_hint, touched) if table is db.readings else 0
     while True:
         with registry.engine.begin() as conn:
             chosen = conn.execute(select(*keys).where(where).limit(batch)).all()
@@ -44,6 +51,20 @@ def _delete_batched(
             else:
                 conn.execute(stmt)
             total += len(chosen)
+
+
+def _erase_chunks(
+    registry: Registry, where: ColumnElement[bool], hint: ColumnElement[bool] | None, touched: set[str] | None
+) -> int:
+    with registry.engine.connect() as conn:
+        if not chunks.available(conn):
+            return 0
+    return chunks.erase(registry.engine, where, hint=hint, touched=touched)
+
+
+def _with_chunks(tables: list[Table]) -> list[Table]:
+    """The tables to scrub, with ``reading_chunks`` beside ``readings`` (the scrub skips a table that is not there)."""
+    return [*tables, chunks.reading_chunks] if db.readings in tables else tables
 
 
 def _delete_clips(registry: Registry, where: ColumnElement[bool], batch: int) -> int:
@@ -90,7 +111,10 @@ def purge_expired(registry: Registry, *, now: float | None = None, batch: int = 
             # One clock at a time: each predicate can use its own index (and on partitioned readings, ``ts`` prunes
             # to the few partitions that can still hold an old reading), where their OR would scan every row.
             summary[table.name] = sum(
-                _delete_batched(registry, table, table.c[col] < cutoff, batch, touched) for col in columns
+                _delete_batched(
+                    registry, table, table.c[col] < cutoff, batch, touched, chunk_hint=_chunk_clock(col, cutoff)
+                )
+                for col in columns
             ) + (sum(dropped.values()) if table is db.readings else 0)
     summary["commands"] = _delete_batched(
         registry, db.commands, (db.commands.c.issued_at < cutoff) & (db.commands.c.status != "pending"), batch
@@ -104,10 +128,18 @@ def purge_expired(registry: Registry, *, now: float | None = None, batch: int = 
     summary["audit"] = _delete_batched(registry, db.audit, db.audit.c.at < cutoff, batch)
     # The hub's sealed copies live a week whatever the retention period (docs/app.md).
     summary["hub_exports"] = hubexports.purge_expired(registry, now=now)
-    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.erasure_receipts, db.audit], partitions=touched)
+    summary["scrub"] = scrub(
+        registry.engine, _with_chunks([*db.HOUSEHOLD_TABLES, db.erasure_receipts, db.audit]), partitions=touched
+    )
     registry.audit("register:retention", "retention.purge", None, counts=summary)
     log.info("retention purge done: %s", summary)
     return summary
+
+
+def _chunk_clock(column: str, cutoff: float) -> ColumnElement[bool] | None:
+    """Which chunks can hold a reading older than ``cutoff`` by ``column`` (readings' ``ts`` or ``received_at``)."""
+    c = chunks.reading_chunks.c
+    return {"ts": c.ts_first < cutoff, "received_at": c.received_at < cutoff}.get(column)
 
 
 def erase_household(
@@ -164,7 +196,9 @@ def erase_household(
     # ``households`` too: earlier versions of its row (the name, before a closing blanked it) must not outlive the
     # erasure in dead row versions; ``hubs`` likewise for the hubs' names when closing.
     rewritten = [db.households, *([db.hubs] if close else [])]
-    summary["scrub"] = scrub(registry.engine, [*db.HOUSEHOLD_TABLES, db.audit, *rewritten], partitions=touched)
+    summary["scrub"] = scrub(
+        registry.engine, _with_chunks([*db.HOUSEHOLD_TABLES, db.audit, *rewritten]), partitions=touched
+    )
     counts = {k: v for k, v in summary.items() if k != "scrub"}
     receipt = _receipt(registry, household_id, receipt_id, "all", "", actor, asked, counts, summary["scrub"])
     summary["receipt"] = receipt
@@ -314,6 +348,7 @@ def erase_from_hub(registry: Registry, hub: HubIdentity, req: ErasureRequest, *,
             registry.engine,
             [
                 db.readings,
+                chunks.reading_chunks,
                 db.events,
                 db.clip_records,
                 db.clips,
@@ -374,10 +409,13 @@ def settle_hub_erasure(registry: Registry, hub: HubIdentity, detail: dict[str, A
     touched: set[str] = set()
     for table, column in ((db.readings, "ts"), (db.events, "ts"), (db.clip_records, "started"), (db.diagnostics, "ts")):
         where = (table.c.hub_id == hub.hub_id) & (table.c[column] < asked)
-        counts[table.name] = _delete_batched(registry, table, where, 5000, touched)
+        hint = (chunks.reading_chunks.c.hub_id == hub.hub_id) & (chunks.reading_chunks.c.ts_first < asked)
+        counts[table.name] = _delete_batched(registry, table, where, 5000, touched, chunk_hint=hint)
     counts["clips"] = _delete_clips(registry, (db.clips.c.hub_id == hub.hub_id) & (db.clips.c.started < asked), 5000)
     if any(counts.values()):
         counts["scrub"] = scrub(
-            registry.engine, [db.readings, db.events, db.clip_records, db.diagnostics, db.clips], partitions=touched
+            registry.engine,
+            [db.readings, chunks.reading_chunks, db.events, db.clip_records, db.diagnostics, db.clips],
+            partitions=touched,
         )
     return counts

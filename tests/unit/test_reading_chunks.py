@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud_sync.protocol import ReadingBody, ReadingItem
+from cloud_sync.register import chunks as product
 
 # The bench's helper, loaded from its file: bench/ is not a package, and its folder is not put on sys.path.
 _spec = importlib.util.spec_from_file_location("bench_chunks", Path(__file__).resolve().parents[2] / "bench/chunks.py")
@@ -126,3 +127,29 @@ def test_a_resend_past_the_mark_would_meet_the_key() -> None:
     table.marks.clear()
     with pytest.raises(KeyError):
         table.ingest("hub", items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=streams())
+def test_the_register_splits_a_batch_into_chunks_and_rows_holding_each_reading_once(items: list[ReadingItem]) -> None:
+    """cloud_sync/register/chunks.py: what a batch becomes on a register that writes chunks."""
+    packed, rest = product.split(items, "hub-1", "hh-1", 5.0)
+    back = sorted(ch.unnest(packed) + as_readings(rest))
+    assert back == sorted(as_readings(items))
+    assert (packed, rest) == product.split(items, "hub-1", "hh-1", 5.0)  # a resend cut the same way: the same
+    for c in packed:
+        assert product.CHUNK_MIN <= c.n == len(c.seqs) == len(c.ts) == len(c.vals) <= product.CHUNK_MAX
+        assert c.seqs == sorted(c.seqs) and (c.seq_first, c.seq_last) == (c.seqs[0], c.seqs[-1])
+        assert (c.ts_first, c.ts_last) == (min(c.ts), max(c.ts)) and c.ts_last - c.ts_first <= product.MAX_SPAN_S
+        assert (c.vmin, c.vmax, c.vsum) == (min(c.vals), max(c.vals), math.fsum(c.vals))
+    # A sensor with fewer than CHUNK_MIN readings in the batch stays rows; one whose readings fit one chunk goes whole.
+    per_sensor: dict[tuple[str, str, str], list[ReadingItem]] = {}
+    for it in items:
+        per_sensor.setdefault((it.body.device_id, it.body.quantity, it.body.channel), []).append(it)
+    chunked = {(c.device_id, c.quantity, c.channel): c.n for c in packed}
+    for key, its in per_sensor.items():
+        span = max(i.body.ts for i in its) - min(i.body.ts for i in its)
+        if len(its) < product.CHUNK_MIN:
+            assert key not in chunked
+        elif span <= product.MAX_SPAN_S and len(its) <= product.CHUNK_MAX:
+            assert chunked[key] == len(its)

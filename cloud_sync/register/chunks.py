@@ -1,0 +1,485 @@
+"""Readings stored in packed chunks on PostgreSQL (docs/scale.md, "Readings stored in packed chunks").
+
+A chunk is one sensor's readings ``(device_id, quantity, channel)`` of one batch, in seq order, as one row of
+``reading_chunks`` with the seqs, times and values as arrays. PostgreSQL pays per row (a heap tuple, a primary-key
+entry, a chart-index entry), so a catch-up batch of 5,000 readings of 60 sensors costs it 60 rows instead of 5,000.
+Only sensors with at least :data:`CHUNK_MIN` readings in a batch are chunked; a steady batch (one reading per sensor)
+stays rows of ``readings``, where chunks would cost more (measured).
+
+``seq_first`` and ``seq_last`` are the chunk's own first and last seq, ``ts_first`` and ``ts_last`` its earliest and
+latest reading time; a chunk never spans more than :data:`MAX_SPAN_S`, so a chart finds every chunk reaching its span
+by ``ts_first >= since - MAX_SPAN_S``. The table is partitioned by week on ``ts_first`` like ``readings``
+(:mod:`.partitions`), so retention drops whole weeks.
+
+**Each reading once, across both tables.** A resend may be cut differently from the first send (more items had
+queued), so a reading first stored as a row can come again in a chunk, or the other way round. Deduplication is
+therefore by ``(hub, seq, ts)`` across both tables, under a per-hub advisory lock that every readings transaction
+takes (:func:`lock_hub`): exclusive for a batch that writes chunks, shared for one that writes rows only.
+
+* A batch that writes chunks, holding the lock exclusively, looks up what the register already holds of its seq
+  range in both tables (:func:`held`: one range of ``(hub_id, seq_last)`` in the chunks, one of the primary key in
+  the rows), drops it, writes the rest, and raises the hub's *chunk mark* (``hub_chunk_marks``: the highest seq it has
+  ever stored in a chunk).
+* A batch that writes rows only, holding the lock shared, reads the mark after the lock (so any chunk batch that
+  held it has committed and is seen): a batch wholly above the mark cannot meet a chunk, and goes as it always did
+  (the primary key of ``readings`` takes care of rows); one that reaches below it drops what the chunks hold first.
+
+**Rollback.** A release that does not know chunks would neither show nor erase them, so this release reads, exports
+and erases chunks but writes them only when ``Settings.readings_chunks`` is on (off by default); the next release
+turns it on, when a rollback to this one is safe (docs/register.md, the rollback rule).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    Double,
+    Engine,
+    FromClause,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    true,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import visitors
+
+from cloud_sync.protocol import ReadingItem
+from cloud_sync.register import db
+
+CHUNK_MIN = 5
+"""Fewest readings of one sensor in a batch that go as a chunk; fewer stay rows. From about five readings a chunk,
+chunks cost PostgreSQL and the disk less than rows on every figure measured (bench/readings_chunks.py)."""
+CHUNK_MAX = 1_000
+"""Most readings in one chunk: a chunk's arrays are rewritten whole when an erasure cuts it."""
+MAX_SPAN_S = 86_400.0
+"""Longest time a chunk spans: a sensor's readings further apart in one batch (a hub whose clock was set) start a
+new chunk, and a reader of a time span looks back this much on ``ts_first``."""
+
+metadata = MetaData()
+"""PostgreSQL only (made by migration 0012): not in :data:`cloud_sync.register.db.metadata`, which SQLite builds."""
+
+reading_chunks = Table(
+    "reading_chunks",
+    metadata,
+    Column("hub_id", String(64), nullable=False),
+    Column("seq_first", BigInteger, nullable=False),
+    Column("seq_last", BigInteger, nullable=False),
+    Column("household_id", String(64), nullable=False),
+    Column("device_id", String(128), nullable=False),
+    Column("quantity", String(32), nullable=False),
+    Column("channel", String(64), nullable=False, server_default=""),
+    Column("ts_first", Double, nullable=False),
+    Column("ts_last", Double, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("seqs", ARRAY(BigInteger), nullable=False),
+    Column("ts", ARRAY(Double), nullable=False),
+    Column("vals", ARRAY(Double), nullable=False),
+    Column("vmin", Double, nullable=False),
+    Column("vmax", Double, nullable=False),
+    Column("vsum", Double, nullable=False),
+    Column("received_at", Double, nullable=False),
+    PrimaryKeyConstraint("hub_id", "seq_first", "ts_first", name="reading_chunks_pk"),
+    Index("reading_chunks_hub_seq", "hub_id", "seq_last"),
+    Index("reading_chunks_sensor_ts", "household_id", "device_id", "quantity", "ts_first"),
+    Index("reading_chunks_received", "received_at", postgresql_using="brin", postgresql_with={"autosummarize": "on"}),
+)
+
+hub_chunk_marks = Table(
+    "hub_chunk_marks",
+    metadata,
+    Column("hub_id", String(64), primary_key=True),
+    Column("chunked_to", BigInteger, nullable=False),
+)
+
+COLUMNS = tuple(c.name for c in reading_chunks.columns)
+COPY_TYPES = [
+    "text",
+    "int8",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "float8",
+    "float8",
+    "int4",
+    "int8[]",
+    "float8[]",
+    "float8[]",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+]
+_COPY_SQL = f"COPY reading_chunks ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+
+class Chunk(NamedTuple):
+    """A row of ``reading_chunks`` in :data:`COLUMNS` order."""
+
+    hub_id: str
+    seq_first: int
+    seq_last: int
+    household_id: str
+    device_id: str
+    quantity: str
+    channel: str
+    ts_first: float
+    ts_last: float
+    n: int
+    seqs: list[int]
+    ts: list[float]
+    vals: list[float]
+    vmin: float
+    vmax: float
+    vsum: float
+    """The values' least, greatest and sum, so a chart reads a chunk wholly inside one bucket without its arrays."""
+    received_at: float
+
+
+# --------------------------------------------------------------------------------------------------- where they are
+
+_AVAILABLE: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+
+
+def available(conn: Connection) -> bool:
+    """Whether the database has ``reading_chunks`` (PostgreSQL from migration 0012 on); remembered per engine."""
+    if conn.dialect.name != "postgresql":
+        return False
+    engine = conn.engine
+    known = _AVAILABLE.get(engine)
+    if known is None:
+        known = bool(conn.execute(text("SELECT to_regclass('reading_chunks') IS NOT NULL")).scalar())
+        _AVAILABLE[engine] = known
+    return known
+
+
+def forget(engine: Engine) -> None:
+    """Look again at the next :func:`available` (after a migration in this process)."""
+    _AVAILABLE.pop(engine, None)
+
+
+# --------------------------------------------------------------------------------------------------- writing
+
+
+def split(
+    items: Sequence[ReadingItem], hub_id: str, household_id: str, received_at: float
+) -> tuple[list[Chunk], list[ReadingItem]]:
+    """A batch's readings as chunks (sensors with at least :data:`CHUNK_MIN` of them) and the items left as rows.
+
+    One pass; deterministic, so a resend cut the same way gives the same chunks."""
+    groups: dict[tuple[str, str, str], list[ReadingItem]] = {}
+    for it in items:
+        b = it.body
+        key = (b.device_id, b.quantity, b.channel)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [it]
+        else:
+            group.append(it)
+    chunks: list[Chunk] = []
+    rows: list[ReadingItem] = []
+    for (device_id, quantity, channel), group in groups.items():
+        if len(group) < CHUNK_MIN:
+            rows.extend(group)
+            continue
+        for part in _cut(group):
+            if len(part) < CHUNK_MIN:
+                rows.extend(part)
+                continue
+            seqs = [it.seq for it in part]
+            ts = [it.body.ts for it in part]
+            vals = [it.body.value for it in part]
+            chunks.append(
+                Chunk(
+                    hub_id,
+                    seqs[0],
+                    seqs[-1],
+                    household_id,
+                    device_id,
+                    quantity,
+                    channel,
+                    min(ts),
+                    max(ts),
+                    len(seqs),
+                    seqs,
+                    ts,
+                    vals,
+                    min(vals),
+                    max(vals),
+                    math.fsum(vals),
+                    received_at,
+                )
+            )
+    return chunks, rows
+
+
+def _cut(group: list[ReadingItem]) -> Iterable[list[ReadingItem]]:
+    """One sensor's readings in seq order, cut at :data:`CHUNK_MAX` readings and where the next would stretch the
+    chunk past :data:`MAX_SPAN_S`."""
+    lo = hi = group[0].body.ts
+    start = 0
+    for i in range(1, len(group)):
+        t = group[i].body.ts
+        lo2, hi2 = min(lo, t), max(hi, t)
+        if hi2 - lo2 > MAX_SPAN_S or i - start >= CHUNK_MAX:
+            yield group[start:i]
+            start, lo, hi = i, t, t
+        else:
+            lo, hi = lo2, hi2
+    yield group[start:]
+
+
+def _run(conn: Connection, sql: str, *args: object) -> Any:
+    """One statement through the driver (no SQLAlchemy compile on the ingest path); its first row."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, args)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+def lock_hub(conn: Connection, hub_id: str, *, exclusive: bool) -> None:
+    """The hub's readings lock, until the transaction ends (module docstring: exclusive to write chunks)."""
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    _run(conn, f"SELECT {fn}(hashtextextended(%s, 7))", hub_id)
+
+
+def mark(conn: Connection, hub_id: str) -> int:
+    """The highest seq the hub has stored in a chunk (-1: none). Read after :func:`lock_hub`, in a statement of its
+    own: a statement sees what committed before it began, so a chunk batch the lock waited for is seen."""
+    row = _run(conn, "SELECT chunked_to FROM hub_chunk_marks WHERE hub_id = %s", hub_id)
+    return -1 if row is None else int(row[0])
+
+
+def raise_mark(conn: Connection, hub_id: str, seq: int) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO hub_chunk_marks (hub_id, chunked_to) VALUES (:h, :s)"
+            " ON CONFLICT (hub_id) DO UPDATE SET chunked_to = greatest(hub_chunk_marks.chunked_to, EXCLUDED.chunked_to)"
+        ),
+        {"h": hub_id, "s": seq},
+    )
+
+
+_HELD_CHUNKS = text(
+    "SELECT u.seq, u.ts FROM reading_chunks c, unnest(c.seqs, c.ts) AS u(seq, ts)"
+    " WHERE c.hub_id = :h AND c.seq_last >= :lo AND c.seq_first <= :hi AND u.seq BETWEEN :lo AND :hi"
+)
+_HELD_ROWS = text("SELECT seq, ts FROM readings WHERE hub_id = :h AND seq BETWEEN :lo AND :hi")
+
+
+def held(conn: Connection, hub_id: str, lo: int, hi: int, *, rows: bool = True) -> set[tuple[int, float]]:
+    """``(seq, ts)`` of the hub's readings with ``lo <= seq <= hi`` the register holds: in chunks, and (``rows``) in
+    ``readings``."""
+    args = {"h": hub_id, "lo": lo, "hi": hi}
+    out = {(int(s), float(t)) for s, t in conn.execute(_HELD_CHUNKS, args)}
+    if rows:
+        out |= {(int(s), float(t)) for s, t in conn.execute(_HELD_ROWS, args)}
+    return out
+
+
+def copy_chunks(conn: Connection, chunks: Iterable[Chunk]) -> int:
+    """Writes chunks by binary ``COPY``; returns how many readings they hold."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    n = 0
+    try:
+        with cursor.copy(_COPY_SQL) as copy:
+            copy.set_types(COPY_TYPES)
+            for chunk in chunks:
+                copy.write_row(chunk)
+                n += chunk.n
+    finally:
+        cursor.close()
+    return n
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+READING_COLUMNS = ("hub_id", "seq", "household_id", "device_id", "quantity", "value", "ts", "received_at", "channel")
+"""The columns of :func:`source`: those of ``readings``."""
+
+
+def unnested(*where: ColumnElement[bool]) -> Any:
+    """The readings the chunks hold, one row each, with the columns of ``readings`` (``where``: on the chunks'
+    own columns, e.g. ``reading_chunks.c.household_id == h``, applied before the arrays are unnested)."""
+    c = reading_chunks.c
+    u = func.unnest(c.seqs, c.ts, c.vals).table_valued("seq", "ts", "value").render_derived(name="u")
+    return (
+        select(
+            c.hub_id,
+            u.c.seq,
+            c.household_id,
+            c.device_id,
+            c.quantity,
+            u.c.value,
+            u.c.ts,
+            c.received_at,
+            c.channel,
+        )
+        .select_from(reading_chunks.join(u, true()))
+        .where(*where)
+    )
+
+
+def source(
+    conn: Connection,
+    *,
+    household_id: str | None = None,
+    hub_id: str | None = None,
+    seq_after: int | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> FromClause:
+    """Every reading, wherever it is stored: ``readings`` itself where there are no chunks (SQLite, a database before
+    0012), else ``readings`` and the chunks unnested, as one selectable with the columns of ``readings``.
+
+    The keywords narrow the chunks read (a reader filters the result on the same columns itself): the household, the
+    hub, seqs above ``seq_after``, reading times in ``[since, until)``; each becomes a condition on the chunks'
+    indexed columns, so a chart or a page of the export unnests only the chunks that can hold its readings."""
+    if not available(conn):
+        return db.readings
+    c = reading_chunks.c
+    where: list[ColumnElement[bool]] = []
+    if household_id is not None:
+        where.append(c.household_id == household_id)
+    if hub_id is not None:
+        where.append(c.hub_id == hub_id)
+    if seq_after is not None:
+        where.append(c.seq_last > seq_after)
+    if since is not None:
+        where.append(c.ts_last >= since)
+        where.append(c.ts_first >= since - MAX_SPAN_S)
+    if until is not None:
+        where.append(c.ts_first < until)
+    r = db.readings.c
+    rows = select(*(r[name] for name in READING_COLUMNS))
+    return union_all(rows, unnested(*where)).subquery("readings_all")
+
+
+def tableoid() -> ColumnElement[Any]:
+    """The partition a row of a partitioned table is in, as a name (``RETURNING`` it to know what to scrub)."""
+    return literal_column("tableoid::regclass::text")
+
+
+# --------------------------------------------------------------------------------------------------- erasing
+
+
+def _retarget(where: ColumnElement[bool], onto: Any) -> ColumnElement[bool]:
+    """``where``, a condition on the columns of ``readings``, on the same-named columns of ``onto``."""
+
+    def swap(element: Any, **_: Any) -> Any:
+        if isinstance(element, Column) and element.table is db.readings:
+            return onto.c[element.name]
+        return None
+
+    return visitors.replacement_traverse(where, {}, swap)
+
+
+def erase(
+    engine: Engine,
+    where: ColumnElement[bool],
+    *,
+    hint: ColumnElement[bool] | None = None,
+    batch: int = 500,
+    touched: set[str] | None = None,
+) -> int:
+    """Erases the chunked readings for which ``where`` (a condition on the columns of ``readings``) holds; returns
+    how many. ``hint``: a condition on the chunks' own columns that every chunk holding such a reading meets (e.g.
+    ``ts_first < cutoff`` for ``ts < cutoff``), so that only those chunks are unnested.
+
+    A chunk all of whose readings go is deleted; one that keeps some is deleted and written again without the others,
+    in the same transaction, ``batch`` chunks at a time. Adds to ``touched`` the partitions it deleted from, for the
+    scrub (the old chunk's bytes stay in the partition's pages until it is rewritten)."""
+    c = reading_chunks.c
+    u = func.unnest(c.seqs, c.ts, c.vals).table_valued("seq", "ts", "value").render_derived(name="u")
+    flat = (
+        select(
+            c.hub_id,
+            u.c.seq,
+            c.household_id,
+            c.device_id,
+            c.quantity,
+            u.c.value,
+            u.c.ts,
+            c.received_at,
+            c.channel,
+            c.seq_first.label("k_seq"),
+            c.ts_first.label("k_ts"),
+        )
+        .select_from(reading_chunks.join(u, true()))
+        .where(*([hint] if hint is not None else []))
+        .subquery("flat")
+    )
+    cond = _retarget(where, flat)
+    parts_of_key = (flat.c.hub_id, flat.c.k_seq, flat.c.k_ts)
+    key = tuple_(*parts_of_key)
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            keys = [tuple(k) for k in conn.execute(select(*parts_of_key).where(cond).distinct().limit(batch))]
+            if not keys:
+                return total
+            doomed = {
+                tuple(r) for r in conn.execute(select(*parts_of_key, flat.c.seq, flat.c.ts).where(cond, key.in_(keys)))
+            }
+            which = tuple_(c.hub_id, c.seq_first, c.ts_first).in_(keys)
+            old = conn.execute(select(reading_chunks).where(which)).all()
+            parts = conn.execute(delete(reading_chunks).where(which).returning(tableoid())).scalars().all()
+            if touched is not None:
+                touched.update(parts)
+            kept = []
+            for row in old:
+                rest = [
+                    (s, t, v)
+                    for s, t, v in zip(row.seqs, row.ts, row.vals, strict=True)
+                    if (row.hub_id, row.seq_first, row.ts_first, s, t) not in doomed
+                ]
+                total += row.n - len(rest)
+                if rest:
+                    kept.append(_rebuilt(row, rest))
+            if kept:
+                copy_chunks(conn, kept)
+
+
+def _rebuilt(row: Any, rest: list[tuple[int, float, float]]) -> Chunk:
+    seqs, ts, vals = (list(col) for col in zip(*rest, strict=True))
+    return Chunk(
+        row.hub_id,
+        seqs[0],
+        seqs[-1],
+        row.household_id,
+        row.device_id,
+        row.quantity,
+        row.channel,
+        min(ts),
+        max(ts),
+        len(seqs),
+        seqs,
+        ts,
+        vals,
+        min(vals),
+        max(vals),
+        math.fsum(vals),
+        row.received_at,
+    )

@@ -1,0 +1,236 @@
+"""Readings in packed chunks on PostgreSQL (cloud_sync/register/chunks.py): each reading stored once across rows and
+chunks however batches are cut and resent or race, erasure and retention reaching into chunks, the migration and
+its downgrade."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cloud_sync import protocol as p
+from cloud_sync.register import chunks, ingest, migrate, partitions, retention
+from cloud_sync.register.auth import HubIdentity
+from cloud_sync.register.registry import Registry
+from cloud_sync.register.settings import Settings
+
+DAY = 86_400.0
+NOW = time.time()
+SENSORS = 4
+
+
+@pytest.fixture
+def reg(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
+    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url, readings_chunks=True))
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def _hub(reg: Registry, n: int = 0) -> HubIdentity:
+    household = reg.create_household(f"koti {n}", actor="test")
+    return HubIdentity(hub_id=f"hub-{household}", household_id=household)
+
+
+def _when(s: int) -> float:
+    return NOW - 3 * DAY + s * 7.0
+
+
+def _item(s: int, sensors: int = SENSORS) -> p.ReadingItem:
+    return p.ReadingItem(
+        seq=s, ts=_when(s), body=p.ReadingBody(f"zigbee:{s % sensors}", "temperature", 20.0 + s / 8, _when(s))
+    )
+
+
+def _batch(hub: HubIdentity, seqs: list[int], sensors: int = SENSORS) -> p.ReadingsBatch:
+    return p.ReadingsBatch(hub_id=hub.hub_id, lane="readings", items=[_item(s, sensors) for s in seqs])
+
+
+def _held(reg: Registry, hub: HubIdentity) -> list[tuple[int, float, float]]:
+    return [(seq, body["ts"], body["value"]) for seq, body in ingest.items(reg, hub.hub_id, "readings")]
+
+
+def _expected(seqs: set[int]) -> list[tuple[int, float, float]]:
+    return [(s, _when(s), 20.0 + s / 8) for s in sorted(seqs)]
+
+
+def _counts(reg: Registry, hub: HubIdentity) -> tuple[int, int]:
+    """The hub's readings held as rows, and as chunks (readings in them)."""
+    args = {"h": hub.hub_id}
+    with reg.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT count(*) FROM readings WHERE hub_id = :h"), args).scalar_one()
+        packed = conn.execute(
+            sa.text("SELECT coalesce(sum(n), 0) FROM reading_chunks WHERE hub_id = :h"), args
+        ).scalar_one()
+    return int(rows), int(packed)
+
+
+def test_a_catch_up_batch_goes_as_chunks_and_a_steady_one_as_rows(reg: Registry) -> None:
+    hub = _hub(reg)
+    ack = ingest.ingest(reg, hub, _batch(hub, list(range(1, 401))))  # 100 readings a sensor
+    assert ack == p.IngestAck(lane="readings", acked_seq=400, stored=400, duplicates=0)
+    assert _counts(reg, hub) == (0, 400)
+    with reg.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM reading_chunks")).scalar_one() == SENSORS
+        assert chunks.mark(conn, hub.hub_id) == 400
+    ingest.ingest(reg, hub, _batch(hub, list(range(401, 405))))  # one a sensor
+    assert _counts(reg, hub) == (4, 400)
+    assert _held(reg, hub) == _expected(set(range(1, 405)))
+
+
+def test_with_chunk_writing_off_the_register_writes_rows_only(tmp_path: Path, postgres_url: str) -> None:
+    r = Registry(Settings(state_dir=tmp_path / "off", db_url=postgres_url))
+    try:
+        hub = _hub(r)
+        ingest.ingest(r, hub, _batch(hub, list(range(1, 401))))
+        assert _counts(r, hub) == (400, 0)
+    finally:
+        r.close()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sends=st.lists(
+        st.tuples(st.integers(0, 120), st.integers(1, 80)),  # (first seq, length): cut anyhow, resent, overlapping
+        min_size=1,
+        max_size=7,
+    ),
+    sensors=st.sampled_from([1, 3, 20]),
+)
+def test_each_reading_is_held_once_across_rows_and_chunks_however_batches_are_cut(
+    reg: Registry, sends: list[tuple[int, int]], sensors: int
+) -> None:
+    hub = _hub(reg)
+    held: set[int] = set()
+    for first, length in sends:
+        seqs = list(range(first, first + length))
+        ack = ingest.ingest(reg, hub, _batch(hub, seqs, sensors))
+        new = set(seqs) - held
+        assert ack == p.IngestAck(lane="readings", acked_seq=seqs[-1], stored=len(new), duplicates=len(seqs) - len(new))
+        held |= new
+    got = [(s, t, v) for s, t, v in _held(reg, hub)]
+    assert got == [(s, _when(s), 20.0 + s / 8) for s in sorted(held)]
+    assert sum(_counts(reg, hub)) == len(held)
+
+
+def test_a_resend_cut_smaller_than_its_chunked_first_send_is_not_stored_again(
+    reg: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first send went as chunks; the resend (a smaller batch size pushed meanwhile) would go as rows, which
+    the rows' key cannot see: the chunk mark sends it through the check."""
+    hub = _hub(reg)
+    ingest.ingest(reg, hub, _batch(hub, list(range(1, 41))))
+    ack = ingest.ingest(reg, hub, _batch(hub, [1, 2, 3]))
+    assert (ack.stored, ack.duplicates) == (0, 3)
+    assert _counts(reg, hub) == (0, 40)
+    # Without the mark the rows path would store them again: the test can fail.
+    monkeypatch.setattr(chunks, "mark", lambda conn, hub_id: -1)
+    ingest.ingest(reg, hub, _batch(hub, [4, 5, 6]))
+    assert _counts(reg, hub) == (3, 40)
+
+
+def test_a_resend_cut_larger_than_its_row_first_send_stores_only_what_is_new(reg: Registry) -> None:
+    hub = _hub(reg)
+    ingest.ingest(reg, hub, _batch(hub, list(range(1, 5))))  # rows
+    ack = ingest.ingest(reg, hub, _batch(hub, list(range(1, 101))))  # the same and more: chunks
+    assert (ack.stored, ack.duplicates) == (96, 4)
+    assert _counts(reg, hub) == (4, 96)
+    assert _held(reg, hub) == _expected(set(range(1, 101)))
+
+
+def test_concurrent_sends_of_one_batch_cut_differently_store_it_once(reg: Registry) -> None:
+    hub = _hub(reg)
+    cuts = [list(range(1, 201)), list(range(1, 161)), list(range(41, 201)), list(range(1, 201)), list(range(1, 9))]
+    acks: list[p.IngestAck] = []
+    start = threading.Barrier(len(cuts))
+
+    def send(seqs: list[int]) -> None:
+        start.wait()
+        acks.append(ingest.ingest(reg, hub, _batch(hub, seqs)))
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in cuts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(a.stored for a in acks) == 200
+    assert _held(reg, hub) == _expected(set(range(1, 201)))
+
+
+def test_erasing_a_household_takes_its_chunks_and_a_device_erasure_trims_them(reg: Registry) -> None:
+    hub, other = _hub(reg, 1), _hub(reg, 2)
+    ingest.ingest(reg, hub, _batch(hub, list(range(1, 201))))
+    ingest.ingest(reg, other, _batch(other, list(range(1, 201))))
+    # A device erasure: one sensor's chunk goes whole; the other sensors' stay.
+    removed = retention._delete_batched(
+        reg, retention.db.readings, retention.db.readings.c.device_id == "zigbee:1", 100, set()
+    )
+    assert removed == 100  # 50 a hub
+    assert [s for s, _, _ in _held(reg, hub)] == [s for s in range(1, 201) if s % SENSORS != 1]
+    summary = retention.erase_household(reg, hub.household_id, actor="test", tell_hubs=False)
+    assert summary["readings"] == 150
+    assert _held(reg, hub) == []
+    assert len(_held(reg, other)) == 150
+    scrubbed = summary["scrub"]
+    assert isinstance(scrubbed, dict)
+    assert any(str(name).startswith("reading_chunks_p") for name in scrubbed["vacuumed"])
+
+
+def test_an_erasure_before_a_time_cuts_a_chunk_and_keeps_the_rest(reg: Registry) -> None:
+    hub = _hub(reg)
+    ingest.ingest(reg, hub, _batch(hub, list(range(1, 201))))
+    asked = _when(100) + 0.5
+    where = (retention.db.readings.c.hub_id == hub.hub_id) & (retention.db.readings.c.ts < asked)
+    hint = (chunks.reading_chunks.c.hub_id == hub.hub_id) & (chunks.reading_chunks.c.ts_first < asked)
+    assert retention._delete_batched(reg, retention.db.readings, where, 3, set(), chunk_hint=hint) == 100
+    assert _held(reg, hub) == _expected(set(range(101, 201)))
+    with reg.engine.connect() as conn:
+        firsts = conn.execute(sa.text("SELECT min(ts_first), sum(n) FROM reading_chunks")).one()
+    assert firsts == (_when(101), 100)
+
+
+def test_retention_deletes_old_chunked_readings_by_either_clock_and_drops_old_weeks(reg: Registry) -> None:
+    hub = _hub(reg)
+    old = [
+        p.ReadingItem(seq=s, ts=NOW - 200 * DAY, body=p.ReadingBody("zigbee:0", "temperature", 1.0, NOW - 200 * DAY))
+        for s in range(1, 11)
+    ]
+    ingest.ingest(reg, hub, p.ReadingsBatch(hub_id=hub.hub_id, lane="readings", items=old))
+    ingest.ingest(reg, hub, _batch(hub, list(range(11, 51))))
+    with reg.engine.begin() as conn:
+        partitions.ensure_partitions(conn, NOW, 183)
+    summary = retention.purge_expired(reg)
+    assert [s for s, _, _ in _held(reg, hub)] == list(range(11, 51))
+    assert summary["readings"] == 10
+    # A week of chunks goes whole only once every chunk starting in it is old (a chunk reaches a day past its week).
+    with reg.engine.connect() as conn:
+        weeks = partitions.partitions(conn, "reading_chunks")
+    assert all(start + 8 * DAY > NOW - 183 * DAY for start in weeks.values())
+
+
+def test_the_migration_downgrade_puts_chunked_readings_back_as_rows(postgres_url: str, tmp_path: Path) -> None:
+    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url, readings_chunks=True))
+    try:
+        hub = _hub(r)
+        ingest.ingest(r, hub, _batch(hub, list(range(1, 101))))
+        before = _held(r, hub)
+        assert _counts(r, hub) == (0, 100)
+        migrate.downgrade(r.engine, "0011_households_unwatched")
+        with r.engine.connect() as conn:
+            assert not chunks.available(conn)
+            assert conn.execute(sa.text("SELECT to_regclass('reading_chunks')")).scalar() is None
+        assert _held(r, hub) == before
+        migrate.upgrade(r.engine)
+        with r.engine.connect() as conn:
+            assert chunks.available(conn)
+            assert migrate.schema_differences(conn, chunks.metadata) == []
+            assert migrate.schema_differences(conn, migrate.full_metadata()) == []
+    finally:
+        r.close()
