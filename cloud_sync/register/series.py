@@ -4,17 +4,39 @@ A chart is a few hundred pixels wide, so six months of a sensor reading every mi
 at most :data:`MAX_BUCKETS` buckets. The database does the grouping in one range query on the index
 ``readings_sensor_ts`` (cloud_sync/register/db.py), which covers the value too, so the rows themselves are never
 read, and only the buckets cross the wire. Works the same on SQLite and PostgreSQL.
+
+On PostgreSQL readings may also be stored in packed chunks (cloud_sync/register/chunks.py). Every reader here then
+runs its query on ``readings`` unchanged and a second one on ``reading_chunks``, both in one snapshot, and merges
+the two in Python: a reading is in exactly one of the tables, so the merge is what the query would give if all were
+rows. A chunk wholly inside one bucket is read from its own least, greatest, sum and count without unnesting it
+(:func:`chunk_groups`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Engine, Integer, cast, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Engine,
+    Integer,
+    and_,
+    cast,
+    func,
+    literal,
+    not_,
+    select,
+    text,
+    union_all,
+)
 
-from cloud_sync.register import db
+from cloud_sync.register import chunks, db
 from cloud_sync.register.errors import Invalid
 
 MAX_BUCKETS: Final = 1500
@@ -92,8 +114,12 @@ def downsample(
         .group_by(bucket)
         .order_by(bucket)
     )
-    with engine.connect() as conn:
-        rows = conn.execute(q).all()
+    with _reading(engine) as (conn, packed):
+        rows: list[Any] = [*conn.execute(q)]
+        if packed:
+            # The same bucket number, on PostgreSQL's floor of the same float expression, as the rows' above.
+            key = _bucket_key(since, scale)
+            rows += conn.execute(chunk_groups(household_id, device_id, quantity, key, since=since, until=until)).all()
     merged: dict[int, list[float]] = {}
     for b, lo, hi, total, n in rows:
         k = min(max(int(b), 0), buckets - 1)
@@ -151,8 +177,10 @@ def sensors(engine: Engine, household_id: str, *, since: float) -> list[dict[str
     """The household's sensors (device and quantity) that reported since ``since``, with the device's name and
     room, for the chart page's list: named devices by room and name, then those not in the device list."""
     d = db.devices.c
-    with engine.connect() as conn:
-        found = conn.execute(_SENSORS, {"h": household_id, "since": since}).all()
+    with _reading(engine) as (conn, packed):
+        found: list[Any] = [*conn.execute(_SENSORS, {"h": household_id, "since": since})]
+        if packed:
+            found = _with_chunked_sensors(conn, found, household_id, since)
         names = {
             row.device_id: (row.name, row.room)
             for row in conn.execute(select(d.device_id, d.name, d.room).where(d.household_id == household_id))
@@ -177,4 +205,95 @@ def has_sensor(engine: Engine, household_id: str, device_id: str, quantity: str)
     r = db.readings.c
     q = select(r.ts).where(r.household_id == household_id, r.device_id == device_id, r.quantity == quantity).limit(1)
     with engine.connect() as conn:
-        return conn.execute(q).first() is not None
+        if conn.execute(q).first() is not None:
+            return True
+        if not chunks.available(conn):
+            return False
+        c = chunks.reading_chunks.c
+        chunked = select(c.ts_first).where(
+            c.household_id == household_id, c.device_id == device_id, c.quantity == quantity
+        )
+        return conn.execute(chunked.limit(1)).first() is not None
+
+
+def _with_chunked_sensors(conn: Connection, found: list[Any], household_id: str, since: float) -> list[Any]:
+    """The rows' sensors ``(device, quantity, newest ts since since or None)`` with the chunks' merged in: a plain
+    query of the household's chunks by the chart index (a household has few chunks; none older than ``since`` less
+    a chunk's longest span can reach the span)."""
+    c = chunks.reading_chunks.c
+    q = (
+        select(c.device_id, c.quantity, func.max(c.ts_last))
+        .where(c.household_id == household_id, c.ts_first >= since - chunks.MAX_SPAN_S, c.ts_last >= since)
+        .group_by(c.device_id, c.quantity)
+    )
+    out: dict[tuple[str, str], Any] = {(device_id, quantity): last for device_id, quantity, last in found}
+    for device_id, quantity, last in conn.execute(q):
+        got = out.get((device_id, quantity))
+        out[(device_id, quantity)] = last if got is None else max(got, last)
+    return [(device_id, quantity, last) for (device_id, quantity), last in out.items()]
+
+
+def _bucket_key(since: float, scale: float) -> Callable[[Any], ColumnElement[Any]]:
+    return lambda ts: func.floor((ts - since) * scale)
+
+
+def chunk_groups(
+    household_id: str,
+    device_id: str,
+    quantity: str,
+    key: Callable[[Any], ColumnElement[Any]] | None,
+    *,
+    since: float,
+    until: float | None,
+) -> CompoundSelect[Any]:
+    """``(group, min, max, sum, count)`` of one sensor's readings held in chunks with ``since <= ts < until``
+    (``until`` None: no end), grouped by ``key(ts)`` (PostgreSQL only; ``key`` None: one group, numbered 0).
+
+    ``key`` must not decrease as ``ts`` grows (a floor of a scaled time), so a chunk within the span whose first and
+    last times have the same key has all its readings in that group: such chunks are counted from their ``vmin``,
+    ``vmax``, ``vsum`` and ``n``; only the others are unnested. The key is compared and returned as PostgreSQL
+    computes it, a float (no integer cast to overflow on a chunk outside the span); a group may come once from each
+    kind of chunk, so the caller merges groups with the same key."""
+    c = chunks.reading_chunks.c
+    near: list[ColumnElement[bool]] = [
+        c.household_id == household_id,
+        c.device_id == device_id,
+        c.quantity == quantity,
+        c.ts_first >= since - chunks.MAX_SPAN_S,
+        c.ts_last >= since,
+    ]
+    inside: list[ColumnElement[bool]] = [c.ts_first >= since]
+    if until is not None:
+        near.append(c.ts_first < until)
+        inside.append(c.ts_last < until)
+    if key is not None:
+        inside.append(key(c.ts_first) == key(c.ts_last))
+    # Each key built once and used for both its column and its GROUP BY: built twice, its numbers would be two bound
+    # parameters, and PostgreSQL would not see the grouped expression as the selected one.
+    key_whole = literal(0) if key is None else key(c.ts_first)
+    whole = select(key_whole.label("k"), func.min(c.vmin), func.max(c.vmax), func.sum(c.vsum), func.sum(c.n)).where(
+        *near, *inside
+    )
+    u = chunks.unnested(*near, not_(and_(*inside))).subquery("chunked")
+    key_part = literal(0) if key is None else key(u.c.ts)
+    part = select(
+        key_part.label("k"), func.min(u.c.value), func.max(u.c.value), func.sum(u.c.value), func.count()
+    ).where(u.c.ts >= since, *([] if until is None else [u.c.ts < until]))
+    if key is None:
+        # One group: no GROUP BY, and no row at all rather than one of NULLs when nothing matched.
+        whole, part = whole.having(func.count() > 0), part.having(func.count() > 0)
+    else:
+        whole, part = whole.group_by(key_whole), part.group_by(key_part)
+    return union_all(whole, part)
+
+
+@contextlib.contextmanager
+def _reading(engine: Engine) -> Iterator[tuple[Connection, bool]]:
+    """A connection for a reader, and whether the database has chunks; if it has, the connection reads in one
+    snapshot (repeatable read), so the reader's queries of rows and of chunks see the same readings."""
+    with engine.connect() as conn:
+        packed = chunks.available(conn)
+        if packed:
+            conn.rollback()  # the transaction available() may have begun to look
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn, packed

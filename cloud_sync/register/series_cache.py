@@ -14,6 +14,11 @@ Only memory, never the database: nothing derived from the readings outlives them
   recorded just before its rows go); a different count rebuilds it;
 * the hours at both edges of the span come from the raw rows, so the span is exact too.
 
+On PostgreSQL readings may also be in packed chunks (cloud_sync/register/chunks.py): every query of the rows above
+has its twin on ``reading_chunks`` in the same snapshot (a hub's chunks found after the watermark by
+``(hub_id, seq_last)``, a hub's highest seq the greater of its rows' and its chunks'), so an entry holds the same
+whichever table a reading is in.
+
 A bucket takes the hours that start in it (``series.downsample`` places each reading by its own time instead);
 the cache is used only when buckets are at least :data:`MIN_BUCKET_S` wide, so an hour never strays by more than
 half a bucket. Entries unused for :data:`IDLE_S` go, and at most :data:`MAX_SENSORS` are kept.
@@ -28,12 +33,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Connection, Engine, Integer, cast, func, select
 
-from cloud_sync.register import db
-from cloud_sync.register.series import MAX_BUCKETS, MAX_SPAN_S, MIN_BUCKETS, Buckets, downsample
+from cloud_sync.register import chunks, db
+from cloud_sync.register.series import MAX_BUCKETS, MAX_SPAN_S, MIN_BUCKETS, Buckets, chunk_groups, downsample
 
 HOUR: Final = 3600
 MIN_BUCKET_S: Final = 2 * HOUR
@@ -111,6 +116,7 @@ class HourCache:
             # transaction), so none of them sees a row the others do not.
             with _snapshot(engine) as conn:
                 now = time.monotonic()
+                packed = chunks.available(conn)
                 generation = _generation(conn, household_id)
                 if entry is not None and entry.generation != generation:
                     self._recent_erasure[household_id] = now
@@ -118,19 +124,28 @@ class HourCache:
                 if entry is not None and entry.first_hour > h0:
                     entry = None
                 if entry is not None:
-                    self._fold_new(conn, entry, household_id, device_id, quantity)
+                    self._fold_new(conn, entry, household_id, device_id, quantity, packed)
                     erased_at = self._recent_erasure.get(household_id)
                     recent = erased_at is not None and now - erased_at < GRACE_S
                     if recent or now - entry.counted >= COUNT_EVERY_S:
                         expected = conn.execute(
                             select(func.count()).where(sensor, r.ts >= h0 * HOUR, r.ts < h1 * HOUR)
                         ).scalar_one()
+                        if packed:
+                            expected += sum(
+                                int(row[4])
+                                for row in conn.execute(
+                                    chunk_groups(
+                                        household_id, device_id, quantity, None, since=h0 * HOUR, until=h1 * HOUR
+                                    )
+                                )
+                            )
                         if sum(a[3] for h, a in entry.hours.items() if h0 <= h < h1) != expected:
                             entry = None
                         else:
                             entry.counted = now
                 if entry is None:
-                    entry = self._build(conn, household_id, device_id, quantity, h0, generation)
+                    entry = self._build(conn, household_id, device_id, quantity, h0, generation, packed)
                     entry.counted = now
                     self.rebuilds += 1
                 # Two range queries (an OR of two ranges would not use the index as a range).
@@ -138,6 +153,9 @@ class HourCache:
                     *conn.execute(select(r.ts, r.value).where(sensor, r.ts >= since, r.ts < h0 * HOUR)).all(),
                     *conn.execute(select(r.ts, r.value).where(sensor, r.ts >= h1 * HOUR, r.ts < until)).all(),
                 ]
+                if packed:
+                    edges += _chunk_points(conn, household_id, device_id, quantity, since, h0 * HOUR)
+                    edges += _chunk_points(conn, household_id, device_id, quantity, h1 * HOUR, until)
             scale = buckets / (until - since)
             merged = _buckets(entry.hours, h0, h1, since, scale, buckets)
         with self._lock:
@@ -168,25 +186,40 @@ class HourCache:
         )
 
     def _build(
-        self, conn: Connection, household_id: str, device_id: str, quantity: str, h0: int, generation: tuple[int, int]
+        self,
+        conn: Connection,
+        household_id: str,
+        device_id: str,
+        quantity: str,
+        h0: int,
+        generation: tuple[int, int],
+        packed: bool,
     ) -> _Entry:
         r = db.readings.c
         sensor = (r.household_id == household_id) & (r.device_id == device_id) & (r.quantity == quantity)
-        entry = _Entry(first_hour=h0, generation=generation, watermarks=_hub_watermarks(conn, household_id))
+        entry = _Entry(first_hour=h0, generation=generation, watermarks=_hub_watermarks(conn, household_id, packed))
         hour = _hour_expr(conn)
         rows = conn.execute(
             select(hour, func.min(r.value), func.max(r.value), func.sum(r.value), func.count())
             .where(sensor, r.ts >= h0 * HOUR)
             .group_by(hour)
         ).all()
+        if packed:
+            rows = [
+                *rows,
+                *conn.execute(chunk_groups(household_id, device_id, quantity, _hour_of, since=h0 * HOUR, until=None)),
+            ]
         for h, lo, hi, total, n in rows:
             _fold(entry.hours, int(h), float(lo), float(hi), float(total), float(n))
         return entry
 
-    def _fold_new(self, conn: Connection, entry: _Entry, household_id: str, device_id: str, quantity: str) -> None:
-        """Rows delivered since the entry was last brought up to date: the primary key's range per hub."""
+    def _fold_new(
+        self, conn: Connection, entry: _Entry, household_id: str, device_id: str, quantity: str, packed: bool
+    ) -> None:
+        """Rows delivered since the entry was last brought up to date: the primary key's range per hub (and with
+        ``packed``, the readings of the hub's chunks reaching past the watermark, by ``(hub_id, seq_last)``)."""
         r = db.readings.c
-        current = _hub_watermarks(conn, household_id)
+        current = _hub_watermarks(conn, household_id, packed)
         for hub_id, top in current.items():
             after = entry.watermarks.get(hub_id, -1)
             if top <= after:
@@ -202,6 +235,8 @@ class HourCache:
                     r.ts >= entry.first_hour * HOUR,
                 )
             ).all()
+            if packed:
+                rows = [*rows, *_chunk_points_after(conn, hub_id, after, top, household_id, device_id, quantity, entry)]
             for ts, value in rows:
                 _fold(entry.hours, int(ts // HOUR), value, value, value, 1)
             entry.watermarks[hub_id] = top
@@ -238,14 +273,68 @@ def _generation(conn: Connection, household_id: str) -> tuple[int, int]:
     return (int(mine or 0), int(purge or 0))
 
 
-def _hub_watermarks(conn: Connection, household_id: str) -> dict[str, int]:
-    """The highest reading seq of each of the household's hubs (one primary-key probe each)."""
+def _hub_watermarks(conn: Connection, household_id: str, packed: bool) -> dict[str, int]:
+    """The highest reading seq of each of the household's hubs (one primary-key probe each; with ``packed``, one
+    probe of the chunks' ``(hub_id, seq_last)`` too)."""
     hubs = conn.execute(select(db.hubs.c.id).where(db.hubs.c.household_id == household_id)).scalars().all()
+    c = chunks.reading_chunks.c
     out: dict[str, int] = {}
     for hub_id in hubs:
         top = conn.execute(select(func.max(db.readings.c.seq)).where(db.readings.c.hub_id == hub_id)).scalar()
+        if packed:
+            chunked = conn.execute(select(func.max(c.seq_last)).where(c.hub_id == hub_id)).scalar()
+            if chunked is not None and (top is None or chunked > top):
+                top = chunked
         out[hub_id] = -1 if top is None else int(top)
     return out
+
+
+def _chunk_points(
+    conn: Connection, household_id: str, device_id: str, quantity: str, lo: float, hi: float
+) -> list[Any]:
+    """``(ts, value)`` of the sensor's readings held in chunks with ``lo <= ts < hi`` (an edge of the span)."""
+    c = chunks.reading_chunks.c
+    u = chunks.unnested(
+        c.household_id == household_id,
+        c.device_id == device_id,
+        c.quantity == quantity,
+        c.ts_first >= lo - chunks.MAX_SPAN_S,
+        c.ts_first < hi,
+        c.ts_last >= lo,
+    ).subquery("chunked")
+    return [*conn.execute(select(u.c.ts, u.c.value).where(u.c.ts >= lo, u.c.ts < hi))]
+
+
+def _chunk_points_after(
+    conn: Connection,
+    hub_id: str,
+    after: int,
+    top: int,
+    household_id: str,
+    device_id: str,
+    quantity: str,
+    entry: _Entry,
+) -> list[Any]:
+    """``(ts, value)`` of the sensor's readings held in the hub's chunks with ``after < seq <= top``, from the
+    entry's first hour on: the chunks reaching past the watermark (``seq_last > after``, by that index)."""
+    c = chunks.reading_chunks.c
+    start = entry.first_hour * HOUR
+    u = chunks.unnested(
+        c.hub_id == hub_id,
+        c.seq_last > after,
+        c.seq_first <= top,
+        c.household_id == household_id,
+        c.device_id == device_id,
+        c.quantity == quantity,
+        c.ts_last >= start,
+        c.ts_first >= start - chunks.MAX_SPAN_S,
+    ).subquery("chunked")
+    return [*conn.execute(select(u.c.ts, u.c.value).where(u.c.seq > after, u.c.seq <= top, u.c.ts >= start))]
+
+
+def _hour_of(ts: Any) -> ColumnElement[Any]:
+    """A chunked reading's hour for :func:`chunk_groups`: as :func:`_hour_expr` on PostgreSQL, before its cast."""
+    return func.floor(ts / HOUR)
 
 
 def _hour_expr(conn: Connection) -> ColumnElement[int]:
