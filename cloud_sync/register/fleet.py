@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from cloud_sync import protocol as p
-from cloud_sync.register import db
+from cloud_sync.register import chunks, db
 from cloud_sync.register.auth import HubIdentity, Principal
 from cloud_sync.register.errors import Forbidden, Invalid
 from cloud_sync.register.registry import Registry, write_audit
@@ -47,20 +47,27 @@ def require_operator(who: Principal, what: str) -> None:
         raise Forbidden(f"role {who.role!r} may not read {what}", code="role_forbidden")
 
 
-def _committed_query() -> Select[Any]:
+def _committed_query(*, with_chunks: bool = False) -> Select[Any]:
     """The newest seq the register holds for a hub (``:hub_id``), one column per lane in :data:`p.LANES` order;
-    one statement (five index lookups), built once."""
+    one statement (five index lookups), built once. ``with_chunks``: readings stored in chunks count too
+    (PostgreSQL, :mod:`.chunks`: the hub's greatest ``seq_last``, one more lookup in ``(hub_id, seq_last)``)."""
     columns = []
     for lane in p.LANES:
         table = db.LANE_TABLES[lane]
         q = select(func.max(table.c.seq)).where(table.c.hub_id == bindparam("hub_id"))
         if table is db.events:
             q = q.where(table.c.lane == lane)
-        columns.append(q.scalar_subquery())
+        column: Any = q.scalar_subquery()
+        if table is db.readings and with_chunks:
+            c = chunks.reading_chunks.c
+            in_chunks = select(func.max(c.seq_last)).where(c.hub_id == bindparam("hub_id")).scalar_subquery()
+            column = func.greatest(column, in_chunks)  # NULLs ignored
+        columns.append(column)
     return select(*columns)
 
 
 _COMMITTED: Final = _committed_query()
+_COMMITTED_CHUNKS: Final = _committed_query(with_chunks=True)
 _UPSERTS: dict[str, Insert] = {}
 
 
@@ -77,7 +84,9 @@ def record_heartbeat(registry: Registry, hub: HubIdentity, hb: p.Heartbeat, *, n
     now = time.time() if now is None else now
     lags: dict[str, int] = {}
     with registry.engine.begin() as conn:
-        committed = conn.execute(_COMMITTED, {"hub_id": hub.hub_id}).one()
+        committed = conn.execute(
+            _COMMITTED_CHUNKS if chunks.available(conn) else _COMMITTED, {"hub_id": hub.hub_id}
+        ).one()
         for lane, newest in zip(p.LANES, committed, strict=True):
             reported = hb.lanes.get(lane)  # type: ignore[call-overload]
             if reported is None:

@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
 from cloud_sync import receipts
-from cloud_sync.register import db, retention
+from cloud_sync.register import chunks, db, retention
 from cloud_sync.register.errors import Forbidden, NotFound
 from cloud_sync.register.notify import schema as notify
 from cloud_sync.register.notify.links import load_key
@@ -51,7 +51,8 @@ CATEGORY_OF: Final[dict[str, str]] = {
 
 
 def held(registry: Registry, household_id: str) -> dict[str, int]:
-    """Rows held per kind of data, one indexed count each."""
+    """Rows held per kind of data, one indexed count each; readings count those stored in chunks too (PostgreSQL,
+    :mod:`.chunks`: the chunks' ``n``)."""
     out: dict[str, int] = {}
     with registry.engine.connect() as conn:
         registry.require_household(conn, household_id)
@@ -60,6 +61,11 @@ def held(registry: Registry, household_id: str) -> dict[str, int]:
                 conn.execute(
                     select(func.count()).select_from(table).where(table.c.household_id == household_id)
                 ).scalar_one()
+            )
+        if chunks.available(conn):
+            c = chunks.reading_chunks.c
+            out["readings"] += int(
+                conn.execute(select(func.coalesce(func.sum(c.n), 0)).where(c.household_id == household_id)).scalar_one()
             )
         out["clip_bytes"] = int(
             conn.execute(

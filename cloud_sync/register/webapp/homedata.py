@@ -7,9 +7,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, String, func, literal, select, true, union_all
+from sqlalchemy import Connection, Double, Select, String, func, literal, select, true, union_all
 
-from cloud_sync.register import db
+from cloud_sync.register import chunks, db
 from cloud_sync.register.fleet import ONLINE_WINDOW_S
 from cloud_sync.register.notify import schema as notify
 
@@ -96,14 +96,32 @@ def read(conn: Connection, household_id: str, now: float) -> Home:
     # readings through the sensor index. (A hub is in one household for good: the rows need no household filter,
     # which would make PostgreSQL combine indexes over the hub's whole week instead of reading a range.)
     since = now - UNNAMED_WINDOW_S
+    chunked = chunks.available(conn)
     recent: list[str] = []
     for hub_id in conn.execute(select(h.id).where(h.household_id == household_id)).scalars().all():
         top = select(func.max(r.seq)).where(r.hub_id == hub_id, r.ts >= since).scalar_subquery()
-        recent += conn.execute(
-            select(r.device_id)
-            .where(r.hub_id == hub_id, r.seq > top - UNNAMED_SCAN, r.ts >= since)
-            .order_by(r.seq.desc())
-        ).scalars()
+        in_chunks = _recent_in_chunks(conn, hub_id, since) if chunked else []
+        if not in_chunks:
+            recent += conn.execute(
+                select(r.device_id)
+                .where(r.hub_id == hub_id, r.seq > top - UNNAMED_SCAN, r.ts >= since)
+                .order_by(r.seq.desc())
+            ).scalars()
+            continue
+        # Some of the window's readings are in chunks: the last UNNAMED_SCAN seqs of both, as if all were rows.
+        chunk_top = max(seq for seq, _ in in_chunks)
+        found = [
+            (seq, dev_id)
+            for seq, dev_id in conn.execute(
+                select(r.seq, r.device_id)
+                .where(r.hub_id == hub_id, r.seq > func.greatest(top, chunk_top) - UNNAMED_SCAN, r.ts >= since)
+                .order_by(r.seq.desc())
+            )
+        ]
+        newest = max(chunk_top, found[0][0] if found else chunk_top)
+        found += [(seq, dev_id) for seq, dev_id in in_chunks if seq > newest - UNNAMED_SCAN]
+        found.sort(key=lambda x: x[0], reverse=True)
+        recent += [dev_id for _, dev_id in found]
     unnamed = list(dict.fromkeys(dev_id for dev_id in recent if dev_id not in devices))[:MAX_UNNAMED]
     if unnamed:
         new = {dev_id: Device(dev_id, dev_id, "", "") for dev_id in sorted(unnamed)}
@@ -128,6 +146,29 @@ def read(conn: Connection, household_id: str, now: float) -> Home:
     return Home(hubs=hubs, rooms=ordered, alarms=alarms)
 
 
+def _recent_in_chunks(conn: Connection, hub_id: str, since: float) -> list[tuple[int, str]]:
+    """``(seq, device_id)`` of the hub's readings from ``since`` on that are stored in chunks (:mod:`.chunks`): of
+    its chunks among its last :data:`UNNAMED_SCAN` seqs (as for the rows: a hub's seq follows its time), a range of
+    the index ``(hub_id, seq_last)`` in the weeks where a chunk reaching ``since`` can begin.
+
+    Not "below the newest seq of the window", as for the rows: the chunks cannot find that by an index (their
+    partitions are by ``ts_first``, and a chunk's times are not in the index), and a scan for it would read the whole
+    week before on a week's first day."""
+    c = chunks.reading_chunks.c
+    newest = select(func.max(c.seq_last)).where(c.hub_id == hub_id).scalar_subquery().correlate(None)
+    q = chunks.unnested(
+        c.hub_id == hub_id,
+        c.seq_last > newest - UNNAMED_SCAN,
+        c.ts_last >= since,
+        c.ts_first >= since - chunks.MAX_SPAN_S,
+    )
+    held = q.selected_columns
+    return [
+        (int(seq), str(dev_id))
+        for seq, dev_id in conn.execute(q.with_only_columns(held.seq, held.device_id).where(held.ts >= since))
+    ]
+
+
 def _latest_values(conn: Connection, household_id: str, devices: dict[str, Device], ids: Select[Any]) -> None:
     """Fills ``devices`` (those of ``ids``, a one-column select of device ids) with their newest values."""
     r = db.readings.c
@@ -136,25 +177,58 @@ def _latest_values(conn: Connection, household_id: str, devices: dict[str, Devic
     q = union_all(*(select(literal(x, String).label("quantity")) for x in QUANTITIES)).subquery("q")
     # First the newest time per device and quantity (one seek each in the covering index), then the value only
     # where there is one (most devices report two or three of the quantities).
-    newest = (
+    newest: Any = (
         select(r.ts)
         .where(r.household_id == household_id, r.device_id == dev.c.device_id, r.quantity == q.c.quantity)
         .order_by(r.ts.desc())
         .limit(1)
         .scalar_subquery()
     )
-    pairs = (
-        select(dev.c.device_id.label("device_id"), q.c.quantity.label("quantity"), newest.label("ts"))
-        .select_from(dev.join(q, true()))
-        .subquery("p")
+    chunked = chunks.available(conn)
+    if chunked:
+        # Readings in chunks too (PostgreSQL, chunks.py): a chunk's newest time is its ts_last. The chunk that
+        # begins last (one seek in (household_id, device_id, quantity, ts_first)) ends at most MAX_SPAN_S before
+        # the newest, so only the chunks beginning from MAX_SPAN_S before it are looked at for the greatest ts_last.
+        c = chunks.reading_chunks.c
+        sensor = (c.household_id == household_id, c.device_id == dev.c.device_id, c.quantity == q.c.quantity)
+        b = chunks.reading_chunks.alias("b")
+        began = (
+            select(func.max(b.c.ts_first))
+            .where(b.c.household_id == household_id, b.c.device_id == dev.c.device_id, b.c.quantity == q.c.quantity)
+            .correlate(dev, q)  # two levels up: not found by auto-correlation
+            .scalar_subquery()
+        )
+        ended = select(func.max(c.ts_last)).where(*sensor, c.ts_first >= began - chunks.MAX_SPAN_S).scalar_subquery()
+        newest = func.greatest(newest, ended, type_=Double)  # NULLs ignored: None only without either
+    paired = select(dev.c.device_id.label("device_id"), q.c.quantity.label("quantity"), newest.label("ts")).select_from(
+        dev.join(q, true())
     )
+    if chunked:
+        # OFFSET 0 keeps PostgreSQL from pulling the subquery up into the query below, which would evaluate the
+        # newest time (now also the chunks' probes) once for each of its three uses instead of once.
+        paired = paired.offset(0)
+    pairs = paired.subquery("p")
     p = pairs.c
-    value = (
+    value: Any = (
         select(r.value)
         .where(r.household_id == household_id, r.device_id == p.device_id, r.quantity == p.quantity, r.ts == p.ts)
         .limit(1)
         .scalar_subquery()
     )
+    if chunked:
+        # Not a row: the value at that time in a chunk reaching it (read only where no row has it).
+        c = chunks.reading_chunks.c
+        holding = chunks.unnested(
+            c.household_id == household_id,
+            c.device_id == p.device_id,
+            c.quantity == p.quantity,
+            c.ts_first >= p.ts - chunks.MAX_SPAN_S,
+            c.ts_first <= p.ts,
+            c.ts_last >= p.ts,
+        )
+        held = holding.selected_columns
+        in_chunk = holding.with_only_columns(held.value).where(held.ts == p.ts).limit(1).scalar_subquery()
+        value = func.coalesce(value, in_chunk)
     order = {name: i for i, name in enumerate(QUANTITIES)}
     for row in conn.execute(select(p.device_id, p.quantity, p.ts, value.label("value")).where(p.ts.isnot(None))):
         device = devices[row.device_id]
