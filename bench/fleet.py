@@ -677,7 +677,8 @@ def main() -> None:
             assert pipe.recv() == "ready"
         print(f"{len(fleet)} hubs connected in {time.perf_counter() - t:.1f} s; measuring {args.duration:.0f} s")
         with psycopg.connect(dsn) as conn:
-            rows_before = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
+            rows_before = conn.execute("SELECT (SELECT count(*) FROM readings)"
+                                       " + (SELECT coalesce(sum(n), 0) FROM reading_chunks)").fetchone()[0]  # type: ignore[index]  # fmt: skip
         alarm_cpu0 = tree_cpu_s(alarm_pid) if alarm_pid else 0.0
         reg_cpu0, pg_cpu0, t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
         load_cpu0 = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None)
@@ -693,10 +694,13 @@ def main() -> None:
         for proc in procs:
             proc.join(60)
         with psycopg.connect(dsn) as conn:
-            rows_after = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
-            size = conn.execute("SELECT pg_total_relation_size('readings') + coalesce((SELECT sum("
-                                "pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent ="
-                                " 'readings'::regclass), 0)").fetchone()[0]  # type: ignore[index]  # fmt: skip
+            # Rows and chunks alike (cloud_sync/register/chunks.py; ``--serve-arg=--readings-chunks`` writes them).
+            rows_after = conn.execute("SELECT (SELECT count(*) FROM readings)"
+                                      " + (SELECT coalesce(sum(n), 0) FROM reading_chunks)").fetchone()[0]  # type: ignore[index]  # fmt: skip
+            size = conn.execute("SELECT sum(pg_total_relation_size(t) + coalesce((SELECT sum("
+                                "pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = t), 0))"
+                                " FROM unnest(ARRAY['readings'::regclass, 'reading_chunks'::regclass]) t"
+                                ).fetchone()[0]  # type: ignore[index]  # fmt: skip
         reg.stop()
         reg = None
         copy_rate = raw_copy_rate(dsn, args.copy_rows)

@@ -150,18 +150,22 @@ class Home:
         return roots
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-chunks"])
 def engine(request: pytest.FixtureRequest) -> PostgresCluster | None:
-    return request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    return request.getfixturevalue("postgres") if request.param.startswith("postgresql") else None
 
 
 @pytest.fixture
-def register(engine: PostgresCluster | None, tmp_path: Path) -> Iterator[RunningRegister]:
+def register(
+    engine: PostgresCluster | None, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[RunningRegister]:
     url = name = None
     if engine is not None:
         name = engine.create_database()
         url = engine.url(name)
-    r = start_register(tmp_path / "register", url)
+    # "postgresql-chunks": the hub's readings of one batch arrive as a packed chunk (cloud_sync/register/chunks.py).
+    chunked = request.node.callspec.params.get("engine") == "postgresql-chunks"
+    r = start_register(tmp_path / "register", url, readings_chunks=chunked)
     try:
         yield r
     finally:
@@ -206,6 +210,10 @@ async def home(register: RunningRegister, pg: PostgresCluster | None, tmp_path: 
         async with running(uplink):
             await _plant(h, spool)
             await until(lambda: _synced(h), timeout=30, what="every marker to reach the register")
+            if register.settings.readings_chunks:
+                with register.reg.engine.connect() as conn:
+                    packed = conn.execute(sa.text("SELECT coalesce(sum(n), 0) FROM reading_chunks")).scalar_one()
+                assert packed > 0, "the readings were meant to arrive as a chunk"
             # The household's export ("Näytä tietoni") waits in the runtime directory, in plaintext.
             await store.flush()
             out = exports / "kotihub-export-1.zip"

@@ -1,0 +1,127 @@
+"""Readings ingest on PostgreSQL with packed chunks (cloud_sync/register/chunks.py) against the path before them,
+measured in the same run: register Python CPU, PostgreSQL CPU and bytes on disk per 100,000 readings, readings/s.
+
+Three ways, each on a database of its own in one PostgreSQL 15 cluster, the register's own ``ingest.ingest`` (decode
+excluded: batches are decoded structs, as after the request's decode), a transaction per batch:
+
+* **before**: the database without chunks (``chunks.available`` is False): the path of the release before;
+* **rows**: chunks readable, writing off (this release's default): every batch takes the hub's lock and reads its
+  chunk mark, two statements more;
+* **chunks**: writing on (``--readings-chunks``).
+
+Two shapes: **catch-up** (batches of 5,000 readings of 60 sensors, 83 a sensor) and **steady** (batches of 60, one
+reading a sensor: stays rows). The ways alternate in rounds so the machine's other load falls on all alike.
+
+Run: ``.venv/bin/python bench/chunk_ingest.py [--rounds 4] [--batches 10]``. Not a test: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import psycopg  # noqa: E402
+from fleet import postgres_cpu_s  # noqa: E402
+
+from cloud_sync import protocol as p  # noqa: E402
+from cloud_sync.register import chunks, ingest  # noqa: E402
+from cloud_sync.register.auth import HubIdentity  # noqa: E402
+from cloud_sync.register.registry import Registry  # noqa: E402
+from cloud_sync.register.settings import Settings  # noqa: E402
+from tests.support.postgres import start_cluster  # noqa: E402
+
+SENSORS = 60
+T0 = time.time() - 20 * 86_400
+
+
+def batch(hub: HubIdentity, first: int, n: int) -> p.ReadingsBatch:
+    items = []
+    for s in range(first, first + n):
+        t = T0 + (s // SENSORS) * 30.0
+        body = p.ReadingBody(f"zigbee2mqtt:0x00158d000{s % SENSORS:07x}", "temperature", 20.0 + (s % 97) / 10, t)
+        items.append(p.ReadingItem(seq=s, ts=t, body=body))
+    return p.ReadingsBatch(hub_id=hub.hub_id, lane="readings", items=items)
+
+
+def size(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relkind = 'r'"
+            " AND (c.relname LIKE 'readings%' OR c.relname LIKE 'reading\\_chunks%')"
+        ).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--batches", type=int, default=10, help="catch-up batches of 5,000 per way and round")
+    ap.add_argument("--steady", type=int, default=200, help="steady batches of 60 per way and round")
+    args = ap.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    cluster = start_cluster()
+    figures: dict[tuple[str, str], dict[str, float]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ways: dict[str, Any] = {}
+            for way in ("before", "rows", "chunks"):
+                name = cluster.create_database()
+                reg = Registry(
+                    Settings(state_dir=Path(tmp) / way, db_url=cluster.url(name), readings_chunks=way == "chunks")
+                )
+                household = reg.create_household("koti", actor="bench")
+                ways[way] = (reg, HubIdentity(hub_id=f"hub-{way}", household_id=household), cluster.admin_dsn(name))
+                if way == "before":  # the path of the release before: no chunks in this database
+                    with reg.engine.begin() as conn:
+                        conn.exec_driver_sql("DROP TABLE reading_chunks, hub_chunk_marks")
+                    chunks.forget(reg.engine)
+            seq = dict.fromkeys(ways, 1)
+            for _ in range(args.rounds):
+                for shape, n, count in (("catch-up", 5_000, args.batches), ("steady", SENSORS, args.steady)):
+                    for way, (reg, hub, _dsn) in ways.items():
+                        batches = [batch(hub, seq[way] + i * n, n) for i in range(count)]
+                        seq[way] += n * count
+                        cpu0, pg0, t0 = time.process_time(), postgres_cpu_s(cluster), time.perf_counter()
+                        for b in batches:
+                            ingest.ingest(reg, hub, b)
+                        cpu, pg, wall = (
+                            time.process_time() - cpu0,
+                            postgres_cpu_s(cluster) - pg0,
+                            time.perf_counter() - t0,
+                        )
+                        f = figures.setdefault((shape, way), {"cpu": 0.0, "pg": 0.0, "wall": 0.0, "n": 0.0})
+                        f["cpu"] += cpu
+                        f["pg"] += pg
+                        f["wall"] += wall
+                        f["n"] += n * count
+            sizes = {way: size(dsn) / (seq[way] - 1) for way, (_r, _h, dsn) in ways.items()}
+            for reg, _hub, _dsn in ways.values():
+                reg.close()
+    finally:
+        cluster.stop()
+    print(f"per 100,000 readings; {args.rounds} rounds, the ways alternating")
+    print(f"{'shape':10}{'way':8}{'register CPU s':>16}{'PostgreSQL CPU s':>18}{'readings/s':>12}{'vs before':>22}")
+    for (shape, way), f in figures.items():
+        per = 100_000 / f["n"]
+        b = figures[(shape, "before")]
+        ratio = f"{f['cpu'] / b['cpu']:.2f} / {f['pg'] / b['pg']:.2f}"
+        print(
+            f"{shape:10}{way:8}{f['cpu'] * per:16.3f}{f['pg'] * per:18.3f}{f['n'] / f['wall']:12,.0f}"
+            f"{ratio:>22}  (register / PostgreSQL)"
+        )
+    print("bytes per reading on disk (both shapes, all partitions and indexes): " + ", ".join(
+        f"{way} {b:.0f}" for way, b in sizes.items()))  # fmt: skip
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
