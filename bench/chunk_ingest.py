@@ -1,12 +1,13 @@
 """Readings ingest on PostgreSQL with packed chunks (cloud_sync/register/chunks.py) against the path before them,
 measured in the same run: register Python CPU, PostgreSQL CPU and bytes on disk per 100,000 readings, readings/s.
 
-Three ways, each on a database of its own in one PostgreSQL 15 cluster, the register's own ``ingest.ingest`` (decode
-excluded: batches are decoded structs, as after the request's decode), a transaction per batch:
+Three ways, each on a database of its own in one PostgreSQL 15 cluster, the register's own ``ingest.ingest_body``
+(what a request does after TLS and HTTP: the hub's admission, decompress, decode, store, commit; bodies encoded
+before the clock starts), a transaction per batch:
 
 * **before**: the database without chunks (``chunks.available`` is False): the path of the release before;
-* **rows**: chunks readable, writing off (this release's default): every batch takes the hub's lock and reads its
-  chunk mark, two statements more;
+* **rows**: chunks readable, writing off (this release's default): every batch takes the hub's lock in its admission
+  statement and reads its chunk mark, one statement more;
 * **chunks**: writing on (``--readings-chunks``).
 
 Two shapes: **catch-up** (batches of 5,000 readings of 60 sensors, 83 a sensor) and **steady** (batches of 60, one
@@ -31,9 +32,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import psycopg  # noqa: E402
 from fleet import postgres_cpu_s  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 
 from cloud_sync import protocol as p  # noqa: E402
-from cloud_sync.register import chunks, ingest  # noqa: E402
+from cloud_sync.register import chunks, db, ingest  # noqa: E402
 from cloud_sync.register.auth import HubIdentity  # noqa: E402
 from cloud_sync.register.registry import Registry  # noqa: E402
 from cloud_sync.register.settings import Settings  # noqa: E402
@@ -43,13 +45,13 @@ SENSORS = 60
 T0 = time.time() - 20 * 86_400
 
 
-def batch(hub: HubIdentity, first: int, n: int) -> p.ReadingsBatch:
+def body(hub: HubIdentity, first: int, n: int) -> bytes:
     items = []
     for s in range(first, first + n):
         t = T0 + (s // SENSORS) * 30.0
-        body = p.ReadingBody(f"zigbee2mqtt:0x00158d000{s % SENSORS:07x}", "temperature", 20.0 + (s % 97) / 10, t)
-        items.append(p.ReadingItem(seq=s, ts=t, body=body))
-    return p.ReadingsBatch(hub_id=hub.hub_id, lane="readings", items=items)
+        reading = p.ReadingBody(f"zigbee2mqtt:0x00158d000{s % SENSORS:07x}", "temperature", 20.0 + (s % 97) / 10, t)
+        items.append(p.Item(s, t, reading))
+    return p.encode_batch(p.IngestBatch(hub_id=hub.hub_id, lane="readings", items=items))
 
 
 def size(dsn: str) -> int:
@@ -79,7 +81,14 @@ def main() -> None:
                     Settings(state_dir=Path(tmp) / way, db_url=cluster.url(name), readings_chunks=way == "chunks")
                 )
                 household = reg.create_household("koti", actor="bench")
-                ways[way] = (reg, HubIdentity(hub_id=f"hub-{way}", household_id=household), cluster.admin_dsn(name))
+                hub = HubIdentity(hub_id=f"hub-{way}", household_id=household, cert_sha256="0" * 64)
+                with reg.engine.begin() as conn:
+                    conn.execute(
+                        insert(db.hubs).values(
+                            id=hub.hub_id, household_id=household, cert_sha256=hub.cert_sha256, enrolled_at=T0
+                        )
+                    )
+                ways[way] = (reg, hub, cluster.admin_dsn(name))
                 if way == "before":  # the path of the release before: no chunks in this database
                     with reg.engine.begin() as conn:
                         conn.exec_driver_sql("DROP TABLE reading_chunks, hub_chunk_marks")
@@ -88,11 +97,11 @@ def main() -> None:
             for _ in range(args.rounds):
                 for shape, n, count in (("catch-up", 5_000, args.batches), ("steady", SENSORS, args.steady)):
                     for way, (reg, hub, _dsn) in ways.items():
-                        batches = [batch(hub, seq[way] + i * n, n) for i in range(count)]
+                        bodies = [body(hub, seq[way] + i * n, n) for i in range(count)]
                         seq[way] += n * count
                         cpu0, pg0, t0 = time.process_time(), postgres_cpu_s(cluster), time.perf_counter()
-                        for b in batches:
-                            ingest.ingest(reg, hub, b)
+                        for b in bodies:
+                            ingest.ingest_body(reg, hub, "readings", b)
                         cpu, pg, wall = (
                             time.process_time() - cpu0,
                             postgres_cpu_s(cluster) - pg0,

@@ -14,7 +14,8 @@ by ``ts_first >= since - MAX_SPAN_S``. The table is partitioned by week on ``ts_
 **Each reading once, across both tables.** A resend may be cut differently from the first send (more items had
 queued), so a reading first stored as a row can come again in a chunk, or the other way round. Deduplication is
 therefore by ``(hub, seq, ts)`` across both tables, under a per-hub advisory lock that every readings transaction
-takes (:func:`lock_hub`): exclusive for a batch that writes chunks, shared for one that writes rows only.
+takes (:func:`lock_hub`; a request takes it in its admission statement, cloud_sync/register/ingest.py): exclusive for
+a batch that writes chunks (:func:`packs`), shared for one that writes rows only.
 
 * A batch that writes chunks, holding the lock exclusively, looks up what the register already holds of its seq
   range in both tables (:func:`held`: one range of ``(hub_id, seq_last)`` in the chunks, one of the primary key in
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -259,10 +261,23 @@ def _run(conn: Connection, sql: str, *args: object) -> Any:
         cursor.close()
 
 
+LOCK_SEED = 7
+"""The hub's readings lock is the advisory lock ``hashtextextended(hub_id, LOCK_SEED)`` (ingest takes it in its
+admission statement)."""
+
+
+def packs(items: Sequence[ReadingItem]) -> bool:
+    """Whether :func:`split` could make a chunk of ``items`` (a sensor with :data:`CHUNK_MIN` readings or more)."""
+    if len(items) < CHUNK_MIN:
+        return False
+    counts = Counter((it.body.device_id, it.body.quantity, it.body.channel) for it in items)
+    return max(counts.values()) >= CHUNK_MIN
+
+
 def lock_hub(conn: Connection, hub_id: str, *, exclusive: bool) -> None:
     """The hub's readings lock, until the transaction ends (module docstring: exclusive to write chunks)."""
     fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    _run(conn, f"SELECT {fn}(hashtextextended(%s, 7))", hub_id)
+    _run(conn, f"SELECT {fn}(hashtextextended(%s, {LOCK_SEED}))", hub_id)
 
 
 def mark(conn: Connection, hub_id: str) -> int:

@@ -176,6 +176,16 @@ _ADMIT = (
     "SELECT h.household_id, h.revoked, h.cert_sha256, hh.erased_before FROM hubs h"
     " JOIN households hh ON hh.id = h.household_id WHERE h.id = %s FOR SHARE OF hh"
 )
+# A readings batch on a database with chunks also takes the hub's readings lock (chunks.lock_hub, the same key) in the
+# admission statement: shared for rows, exclusive for a batch that writes chunks, so the lock costs no statement.
+_ADMIT_LOCKING = {
+    exclusive: _ADMIT.replace(
+        " FROM hubs h",
+        f", {'pg_advisory_xact_lock' if exclusive else 'pg_advisory_xact_lock_shared'}"
+        f"(hashtextextended(h.id, {chunks.LOCK_SEED})) FROM hubs h",
+    )
+    for exclusive in (False, True)
+}
 
 
 def ingest_body(
@@ -214,8 +224,19 @@ def ingest_body(
                 return ack
             conn.rollback()  # nothing to roll back on the wire: alarm_txn left the connection idle
             conn.begin()
-        cutoff = _admit(registry, conn, hub, check)
-        return _ingest_postgres(registry, hub, _decode(lane, compressed), conn, cutoff)
+        if lane != "readings" or not chunks.available(conn):
+            cutoff = _admit(registry, conn, hub, check)
+            return _ingest_postgres(registry, hub, _decode(lane, compressed), conn, cutoff)
+        # The batch is decoded first, to know which lock it takes; a body that does not decode is refused only after
+        # the hub's check, as on every other path (a refused hub learns nothing of its body).
+        try:
+            batch: TypedBatch = _decode(lane, compressed)
+        except ProtocolError:
+            _admit(registry, conn, hub, check)
+            raise
+        exclusive = registry.settings.readings_chunks and chunks.packs(batch.items)  # type: ignore[arg-type]
+        cutoff = _admit(registry, conn, hub, check, locking=exclusive)
+        return _ingest_postgres(registry, hub, batch, conn, cutoff, locked=exclusive)
 
 
 def _alarm_pipelined(registry: Registry, hub: HubIdentity, compressed: bytes, conn: Connection) -> IngestAck | None:
@@ -238,16 +259,20 @@ def _alarm_pipelined(registry: Registry, hub: HubIdentity, compressed: bytes, co
     return _acked(registry, batch, done.erased, done.stored, done.raised)
 
 
-def _admit(registry: Registry, conn: Connection, hub: HubIdentity, check: HubCheck | None) -> float:
+def _admit(
+    registry: Registry, conn: Connection, hub: HubIdentity, check: HubCheck | None, *, locking: bool | None = None
+) -> float:
     """The hub's check and the erasure watermark, in ``conn``'s transaction (PostgreSQL); returns the watermark.
 
     A hub its row admits as it is (enrolled in the certificate's household, not revoked, this certificate) costs
     one statement. Any other goes through the full ``check``, which refuses it, or makes its renewed certificate
-    current (in this transaction) after which it is admitted."""
+    current (in this transaction) after which it is admitted. ``locking``: take the hub's readings lock too, shared
+    (False) or exclusive (True)."""
+    sql = _ADMIT if locking is None else _ADMIT_LOCKING[locking]
     for _ in range(2):
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(_ADMIT, (hub.hub_id,))
+            cursor.execute(sql, (hub.hub_id,))
             row = cursor.fetchone()
         finally:
             cursor.close()
@@ -318,16 +343,23 @@ def _acked(registry: Registry, batch: TypedBatch, erased: int, stored: int, rais
 
 
 def _ingest_postgres(
-    registry: Registry, hub: HubIdentity, batch: TypedBatch, conn: Connection, cutoff: float
+    registry: Registry,
+    hub: HubIdentity,
+    batch: TypedBatch,
+    conn: Connection,
+    cutoff: float,
+    *,
+    locked: bool | None = None,
 ) -> IngestAck:
     """Stores a batch on PostgreSQL in ``conn``'s transaction, begun with the watermark ``cutoff`` read FOR SHARE,
-    and commits it; whatever fails leaves the transaction to be rolled back when ``conn`` is closed."""
+    and commits it; whatever fails leaves the transaction to be rolled back when ``conn`` is closed. ``locked``: the
+    admission took the hub's readings lock (exclusive: True)."""
     _own_batch(hub, batch)
     if not batch.items:
         conn.commit()  # what the hub's check wrote
         return _empty_ack(batch)
     if isinstance(batch, ReadingsBatch):
-        erased, stored, raised = _readings_postgres(registry, conn, hub, batch, cutoff)
+        erased, stored, raised = _readings_postgres(registry, conn, hub, batch, cutoff, locked)
         return _acked(registry, batch, erased, stored, raised)
     rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
     kept = _since(rows, cutoff)
@@ -338,7 +370,12 @@ def _ingest_postgres(
 
 
 def _readings_postgres(
-    registry: Registry, conn: Connection, hub: HubIdentity, batch: ReadingsBatch, cutoff: float
+    registry: Registry,
+    conn: Connection,
+    hub: HubIdentity,
+    batch: ReadingsBatch,
+    cutoff: float,
+    locked: bool | None = None,
 ) -> tuple[int, int, int]:
     """Stores a readings batch on PostgreSQL in ``conn``'s transaction and commits; returns ``(erased, stored,
     alarms raised)``.
@@ -353,7 +390,8 @@ def _readings_postgres(
         try:
             items = batch.items if not cutoff else [it for it in batch.items if it.body.ts >= cutoff]
             if chunks.available(conn):
-                stored = _with_chunks(conn, hub, items, now, write=registry.settings.readings_chunks, direct=direct)
+                write = registry.settings.readings_chunks
+                stored = _with_chunks(conn, hub, items, now, write=write, direct=direct, locked=locked)
             else:
                 stored = partitions.copy_readings(
                     conn, partitions.reading_rows(items, hub.hub_id, hub.household_id, now), direct=direct
@@ -374,11 +412,19 @@ def _readings_postgres(
                 raise
             conn.begin()
             cutoff = _erasure_cutoff(conn, hub.household_id) or 0.0
+            locked = None  # the rollback let the lock go
     raise AssertionError("unreachable: the stage path returns or raises")
 
 
 def _with_chunks(
-    conn: Connection, hub: HubIdentity, items: list[ReadingItem], now: float, *, write: bool, direct: bool
+    conn: Connection,
+    hub: HubIdentity,
+    items: list[ReadingItem],
+    now: float,
+    *,
+    write: bool,
+    direct: bool,
+    locked: bool | None = None,
 ) -> int:
     """Stores readings on a database with chunks (cloud_sync/register/chunks.py); returns how many were new.
 
@@ -391,7 +437,10 @@ def _with_chunks(
     lo, hi = min(it.seq for it in items), max(it.seq for it in items)
     packed, rest = chunks.split(items, hub.hub_id, hub.household_id, now) if write else ([], items)
     if packed:
-        chunks.lock_hub(conn, hub.hub_id, exclusive=True)
+        # A batch that packs took the lock exclusively in its admission (chunks.packs), or none (a retry).
+        assert locked is not False, "chunks written under the shared lock"
+        if locked is None:
+            chunks.lock_hub(conn, hub.hub_id, exclusive=True)
         have = chunks.held(conn, hub.hub_id, lo, hi)
         if have:
             fresh = [it for it in items if (it.seq, it.body.ts) not in have]
@@ -403,7 +452,8 @@ def _with_chunks(
         return stored + partitions.copy_readings(
             conn, partitions.reading_rows(rest, hub.hub_id, hub.household_id, now), direct=True
         )
-    chunks.lock_hub(conn, hub.hub_id, exclusive=False)
+    if locked is None:
+        chunks.lock_hub(conn, hub.hub_id, exclusive=False)
     if chunks.mark(conn, hub.hub_id) >= lo:
         have = chunks.held(conn, hub.hub_id, lo, hi, rows=False)
         rest = [it for it in rest if (it.seq, it.body.ts) not in have]

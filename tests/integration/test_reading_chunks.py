@@ -164,6 +164,58 @@ def test_concurrent_sends_of_one_batch_cut_differently_store_it_once(reg: Regist
     assert _held(reg, hub) == _expected(set(range(1, 201)))
 
 
+def _enrolled(reg: Registry, n: int = 0) -> HubIdentity:
+    hub = _hub(reg, n)
+    with reg.engine.begin() as conn:
+        conn.execute(
+            sa.insert(retention.db.hubs).values(
+                id=hub.hub_id, household_id=hub.household_id, cert_sha256="0" * 64, enrolled_at=NOW
+            )
+        )
+    return HubIdentity(hub_id=hub.hub_id, household_id=hub.household_id, cert_sha256="0" * 64)
+
+
+def _encoded(hub: HubIdentity, seqs: list[int], sensors: int = SENSORS) -> bytes:
+    b = _batch(hub, seqs, sensors)
+    return p.encode_batch(
+        p.IngestBatch(hub_id=b.hub_id, lane="readings", items=[p.Item(i.seq, i.ts, i.body) for i in b.items])
+    )
+
+
+def test_through_the_request_path_the_admission_takes_the_lock_and_sends_race_safely(reg: Registry) -> None:
+    """ingest_body takes the hub's lock in its admission statement (one statement fewer than ingest()): concurrent
+    sends cut differently, as chunks and as rows, still store each reading once."""
+    hub = _enrolled(reg)
+    cuts = [list(range(1, 201)), list(range(1, 161)), list(range(41, 201)), list(range(1, 4)), list(range(150, 153))]
+    acks: list[p.IngestAck] = []
+    start = threading.Barrier(len(cuts))
+
+    def send(seqs: list[int]) -> None:
+        body = _encoded(hub, seqs)
+        start.wait()
+        acks.append(ingest.ingest_body(reg, hub, "readings", body))
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in cuts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(a.stored for a in acks) == 200
+    assert _held(reg, hub) == _expected(set(range(1, 201)))
+    # A smaller resend after the chunks, through the same path: the mark sends it through the check.
+    ack = ingest.ingest_body(reg, hub, "readings", _encoded(hub, [5, 6, 7]))
+    assert (ack.stored, ack.duplicates) == (0, 3)
+
+
+def test_a_body_that_does_not_decode_is_refused_after_the_hubs_check(reg: Registry) -> None:
+    hub = _enrolled(reg)
+    with pytest.raises(p.ProtocolError):
+        ingest.ingest_body(reg, hub, "readings", b"not zstd")
+    stranger = HubIdentity(hub_id="hub-nobody", household_id=hub.household_id, cert_sha256="0" * 64)
+    with pytest.raises(ingest.Forbidden):
+        ingest.ingest_body(reg, stranger, "readings", b"not zstd")
+
+
 def test_erasing_a_household_takes_its_chunks_and_a_device_erasure_trims_them(reg: Registry) -> None:
     hub, other = _hub(reg, 1), _hub(reg, 2)
     ingest.ingest(reg, hub, _batch(hub, list(range(1, 201))))
