@@ -19,7 +19,6 @@ and were it to reach the table it would meet its first copy's primary key.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -27,7 +26,7 @@ from cloud_sync.protocol import ReadingItem
 
 # The table's layout is the product's (cloud_sync/register/chunks.py); what is the bench's own is the mark-based
 # dedup it measured before the product chose a lock and a lookup of what is held.
-from cloud_sync.register.chunks import COLUMNS, COPY_TYPES, MAX_SPAN_S, Chunk  # noqa: F401
+from cloud_sync.register.chunks import COLUMNS, COPY_TYPES, MAX_SPAN_S, Chunk, by_sensor, pack  # noqa: F401
 
 
 class Reading(NamedTuple):
@@ -47,43 +46,13 @@ def encode(
     """The chunks of a batch's readings above ``mark`` (the hub's highest stored seq; -1: none), one pass.
 
     Deterministic: the same items and mark give the same chunks, so a resend cut the same way meets its keys."""
-    groups: dict[tuple[str, str, str], list[ReadingItem]] = {}
-    for it in items:
-        if it.seq > mark:
-            b = it.body
-            key = (b.device_id, b.quantity, b.channel)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [it]
-            else:
-                group.append(it)
     out = []
-    for (device_id, quantity, channel), group in groups.items():
+    for sensor, group in by_sensor(it for it in items if it.seq > mark).items():
         for part in _cut(group):
             seqs = [it.seq for it in part]
             ts = [it.body.ts for it in part]
             vals = [it.body.value for it in part]
-            out.append(
-                Chunk(
-                    hub_id,
-                    seqs[0],
-                    seqs[-1],
-                    household_id,
-                    device_id,
-                    quantity,
-                    channel,
-                    min(ts),
-                    max(ts),
-                    len(seqs),
-                    seqs,
-                    ts,
-                    vals,
-                    min(vals),
-                    max(vals),
-                    math.fsum(vals),
-                    received_at,
-                )
-            )
+            out.append(pack(hub_id, household_id, sensor, seqs, ts, vals, received_at))
     return out
 
 

@@ -189,18 +189,9 @@ def split(
     """A batch's readings as chunks (sensors with at least :data:`CHUNK_MIN` of them) and the items left as rows.
 
     One pass; deterministic, so a resend cut the same way gives the same chunks."""
-    groups: dict[tuple[str, str, str], list[ReadingItem]] = {}
-    for it in items:
-        b = it.body
-        key = (b.device_id, b.quantity, b.channel)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [it]
-        else:
-            group.append(it)
     chunks: list[Chunk] = []
     rows: list[ReadingItem] = []
-    for (device_id, quantity, channel), group in groups.items():
+    for (device_id, quantity, channel), group in by_sensor(items).items():
         if len(group) < CHUNK_MIN:
             rows.extend(group)
             continue
@@ -211,28 +202,54 @@ def split(
             seqs = [it.seq for it in part]
             ts = [it.body.ts for it in part]
             vals = [it.body.value for it in part]
-            chunks.append(
-                Chunk(
-                    hub_id,
-                    seqs[0],
-                    seqs[-1],
-                    household_id,
-                    device_id,
-                    quantity,
-                    channel,
-                    min(ts),
-                    max(ts),
-                    len(seqs),
-                    seqs,
-                    ts,
-                    vals,
-                    min(vals),
-                    max(vals),
-                    math.fsum(vals),
-                    received_at,
-                )
-            )
+            chunks.append(pack(hub_id, household_id, (device_id, quantity, channel), seqs, ts, vals, received_at))
     return chunks, rows
+
+
+def pack(
+    hub_id: str,
+    household_id: str,
+    sensor: tuple[str, str, str],
+    seqs: list[int],
+    ts: list[float],
+    vals: list[float],
+    received_at: float,
+) -> Chunk:
+    """One sensor's readings ``(device_id, quantity, channel)`` in seq order as a chunk, its bounds and sums made."""
+    device_id, quantity, channel = sensor
+    return Chunk(
+        hub_id,
+        seqs[0],
+        seqs[-1],
+        household_id,
+        device_id,
+        quantity,
+        channel,
+        min(ts),
+        max(ts),
+        len(seqs),
+        seqs,
+        ts,
+        vals,
+        min(vals),
+        max(vals),
+        math.fsum(vals),
+        received_at,
+    )
+
+
+def by_sensor(items: Iterable[ReadingItem]) -> dict[tuple[str, str, str], list[ReadingItem]]:
+    """The items per sensor ``(device_id, quantity, channel)``, each sensor's in the items' order."""
+    groups: dict[tuple[str, str, str], list[ReadingItem]] = {}
+    for it in items:
+        b = it.body
+        key = (b.device_id, b.quantity, b.channel)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [it]
+        else:
+            group.append(it)
+    return groups
 
 
 def _cut(group: list[ReadingItem]) -> Iterable[list[ReadingItem]]:
@@ -335,26 +352,15 @@ READING_COLUMNS = ("hub_id", "seq", "household_id", "device_id", "quantity", "va
 """The columns of :func:`source`: those of ``readings``."""
 
 
-def unnested(*where: ColumnElement[bool]) -> Any:
+def unnested(*where: ColumnElement[bool], keyed: bool = False) -> Any:
     """The readings the chunks hold, one row each, with the columns of ``readings`` (``where``: on the chunks'
-    own columns, e.g. ``reading_chunks.c.household_id == h``, applied before the arrays are unnested)."""
+    own columns, e.g. ``reading_chunks.c.household_id == h``, applied before the arrays are unnested). ``keyed``:
+    with the chunk's own key beside, ``k_seq`` and ``k_ts`` (its ``seq_first`` and ``ts_first``)."""
     c = reading_chunks.c
     u = func.unnest(c.seqs, c.ts, c.vals).table_valued("seq", "ts", "value").render_derived(name="u")
-    return (
-        select(
-            c.hub_id,
-            u.c.seq,
-            c.household_id,
-            c.device_id,
-            c.quantity,
-            u.c.value,
-            u.c.ts,
-            c.received_at,
-            c.channel,
-        )
-        .select_from(reading_chunks.join(u, true()))
-        .where(*where)
-    )
+    key = [c.seq_first.label("k_seq"), c.ts_first.label("k_ts")] if keyed else []
+    columns = (c.hub_id, u.c.seq, c.household_id, c.device_id, c.quantity, u.c.value, u.c.ts, c.received_at, c.channel)
+    return select(*columns, *key).select_from(reading_chunks.join(u, true())).where(*where)
 
 
 def source(
@@ -427,25 +433,7 @@ def erase(
     in the same transaction, ``batch`` chunks at a time. Adds to ``touched`` the partitions it deleted from, for the
     scrub (the old chunk's bytes stay in the partition's pages until it is rewritten)."""
     c = reading_chunks.c
-    u = func.unnest(c.seqs, c.ts, c.vals).table_valued("seq", "ts", "value").render_derived(name="u")
-    flat = (
-        select(
-            c.hub_id,
-            u.c.seq,
-            c.household_id,
-            c.device_id,
-            c.quantity,
-            u.c.value,
-            u.c.ts,
-            c.received_at,
-            c.channel,
-            c.seq_first.label("k_seq"),
-            c.ts_first.label("k_ts"),
-        )
-        .select_from(reading_chunks.join(u, true()))
-        .where(*([hint] if hint is not None else []))
-        .subquery("flat")
-    )
+    flat = unnested(*([hint] if hint is not None else []), keyed=True).subquery("flat")
     cond = _retarget(where, flat)
     parts_of_key = (flat.c.hub_id, flat.c.k_seq, flat.c.k_ts)
     key = tuple_(*parts_of_key)
@@ -479,22 +467,5 @@ def erase(
 
 def _rebuilt(row: Any, rest: list[tuple[int, float, float]]) -> Chunk:
     seqs, ts, vals = (list(col) for col in zip(*rest, strict=True))
-    return Chunk(
-        row.hub_id,
-        seqs[0],
-        seqs[-1],
-        row.household_id,
-        row.device_id,
-        row.quantity,
-        row.channel,
-        min(ts),
-        max(ts),
-        len(seqs),
-        seqs,
-        ts,
-        vals,
-        min(vals),
-        max(vals),
-        math.fsum(vals),
-        row.received_at,
-    )
+    sensor = (row.device_id, row.quantity, row.channel)
+    return pack(row.hub_id, row.household_id, sensor, seqs, ts, vals, row.received_at)

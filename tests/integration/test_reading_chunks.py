@@ -4,19 +4,22 @@ its downgrade."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloud_sync import protocol as p
-from cloud_sync.register import chunks, ingest, migrate, partitions, retention
+from cloud_sync.register import chunks, db, ingest, migrate, partitions, retention
 from cloud_sync.register.auth import HubIdentity
+from cloud_sync.register.errors import Forbidden
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -70,6 +73,24 @@ def _counts(reg: Registry, hub: HubIdentity) -> tuple[int, int]:
             sa.text("SELECT coalesce(sum(n), 0) FROM reading_chunks WHERE hub_id = :h"), args
         ).scalar_one()
     return int(rows), int(packed)
+
+
+def _race(sends: list[Callable[[], p.IngestAck]]) -> list[p.IngestAck]:
+    """Runs the sends at once, each in a thread of its own released by one barrier; their acks."""
+    acks: list[p.IngestAck] = []
+    start = threading.Barrier(len(sends))
+
+    def run(send: Callable[[], p.IngestAck]) -> None:
+        start.wait()
+        acks.append(send())
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in sends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(acks) == len(sends), "a send failed"
+    return acks
 
 
 def test_a_catch_up_batch_goes_as_chunks_and_a_steady_one_as_rows(reg: Registry) -> None:
@@ -148,18 +169,7 @@ def test_a_resend_cut_larger_than_its_row_first_send_stores_only_what_is_new(reg
 def test_concurrent_sends_of_one_batch_cut_differently_store_it_once(reg: Registry) -> None:
     hub = _hub(reg)
     cuts = [list(range(1, 201)), list(range(1, 161)), list(range(41, 201)), list(range(1, 201)), list(range(1, 9))]
-    acks: list[p.IngestAck] = []
-    start = threading.Barrier(len(cuts))
-
-    def send(seqs: list[int]) -> None:
-        start.wait()
-        acks.append(ingest.ingest(reg, hub, _batch(hub, seqs)))
-
-    threads = [threading.Thread(target=send, args=(c,)) for c in cuts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    acks = _race([functools.partial(ingest.ingest, reg, hub, _batch(hub, c)) for c in cuts])
     assert sum(a.stored for a in acks) == 200
     assert _held(reg, hub) == _expected(set(range(1, 201)))
 
@@ -168,7 +178,7 @@ def _enrolled(reg: Registry, n: int = 0) -> HubIdentity:
     hub = _hub(reg, n)
     with reg.engine.begin() as conn:
         conn.execute(
-            sa.insert(retention.db.hubs).values(
+            sa.insert(db.hubs).values(
                 id=hub.hub_id, household_id=hub.household_id, cert_sha256="0" * 64, enrolled_at=NOW
             )
         )
@@ -178,7 +188,9 @@ def _enrolled(reg: Registry, n: int = 0) -> HubIdentity:
 def _encoded(hub: HubIdentity, seqs: list[int], sensors: int = SENSORS) -> bytes:
     b = _batch(hub, seqs, sensors)
     return p.encode_batch(
-        p.IngestBatch(hub_id=b.hub_id, lane="readings", items=[p.Item(i.seq, i.ts, i.body) for i in b.items])
+        p.IngestBatch(
+            hub_id=b.hub_id, lane="readings", items=[p.Item(i.seq, i.ts, msgspec.to_builtins(i.body)) for i in b.items]
+        )
     )
 
 
@@ -187,19 +199,8 @@ def test_through_the_request_path_the_admission_takes_the_lock_and_sends_race_sa
     sends cut differently, as chunks and as rows, still store each reading once."""
     hub = _enrolled(reg)
     cuts = [list(range(1, 201)), list(range(1, 161)), list(range(41, 201)), list(range(1, 4)), list(range(150, 153))]
-    acks: list[p.IngestAck] = []
-    start = threading.Barrier(len(cuts))
-
-    def send(seqs: list[int]) -> None:
-        body = _encoded(hub, seqs)
-        start.wait()
-        acks.append(ingest.ingest_body(reg, hub, "readings", body))
-
-    threads = [threading.Thread(target=send, args=(c,)) for c in cuts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    bodies = [_encoded(hub, c) for c in cuts]
+    acks = _race([functools.partial(ingest.ingest_body, reg, hub, "readings", b) for b in bodies])
     assert sum(a.stored for a in acks) == 200
     assert _held(reg, hub) == _expected(set(range(1, 201)))
     # A smaller resend after the chunks, through the same path: the mark sends it through the check.
@@ -212,7 +213,7 @@ def test_a_body_that_does_not_decode_is_refused_after_the_hubs_check(reg: Regist
     with pytest.raises(p.ProtocolError):
         ingest.ingest_body(reg, hub, "readings", b"not zstd")
     stranger = HubIdentity(hub_id="hub-nobody", household_id=hub.household_id, cert_sha256="0" * 64)
-    with pytest.raises(ingest.Forbidden):
+    with pytest.raises(Forbidden):
         ingest.ingest_body(reg, stranger, "readings", b"not zstd")
 
 
@@ -221,9 +222,7 @@ def test_erasing_a_household_takes_its_chunks_and_a_device_erasure_trims_them(re
     ingest.ingest(reg, hub, _batch(hub, list(range(1, 201))))
     ingest.ingest(reg, other, _batch(other, list(range(1, 201))))
     # A device erasure: one sensor's chunk goes whole; the other sensors' stay.
-    removed = retention._delete_batched(
-        reg, retention.db.readings, retention.db.readings.c.device_id == "zigbee:1", 100, set()
-    )
+    removed = retention._delete_batched(reg, db.readings, db.readings.c.device_id == "zigbee:1", 100, set())
     assert removed == 100  # 50 a hub
     assert [s for s, _, _ in _held(reg, hub)] == [s for s in range(1, 201) if s % SENSORS != 1]
     summary = retention.erase_household(reg, hub.household_id, actor="test", tell_hubs=False)
@@ -239,9 +238,9 @@ def test_an_erasure_before_a_time_cuts_a_chunk_and_keeps_the_rest(reg: Registry)
     hub = _hub(reg)
     ingest.ingest(reg, hub, _batch(hub, list(range(1, 201))))
     asked = _when(100) + 0.5
-    where = (retention.db.readings.c.hub_id == hub.hub_id) & (retention.db.readings.c.ts < asked)
+    where = (db.readings.c.hub_id == hub.hub_id) & (db.readings.c.ts < asked)
     hint = (chunks.reading_chunks.c.hub_id == hub.hub_id) & (chunks.reading_chunks.c.ts_first < asked)
-    assert retention._delete_batched(reg, retention.db.readings, where, 3, set(), chunk_hint=hint) == 100
+    assert retention._delete_batched(reg, db.readings, where, 3, set(), chunk_hint=hint) == 100
     assert _held(reg, hub) == _expected(set(range(101, 201)))
     with reg.engine.connect() as conn:
         firsts = conn.execute(sa.text("SELECT min(ts_first), sum(n) FROM reading_chunks")).one()
