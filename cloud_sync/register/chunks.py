@@ -33,6 +33,7 @@ turns it on, when a rollback to this one is safe (docs/register.md, the rollback
 from __future__ import annotations
 
 import math
+import struct
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -133,6 +134,10 @@ COPY_TYPES = [
     "float8",
 ]
 _COPY_SQL = f"COPY reading_chunks ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+# What copy_chunks sends: the three arrays already in PostgreSQL's binary array format (:func:`binary_array`), given
+# to psycopg as bytes, which it passes through; the server reads them with the columns' own types.
+_WIRE_TYPES = [*COPY_TYPES[:10], "bytea", "bytea", "bytea", *COPY_TYPES[13:]]
+_INT8_OID, _FLOAT8_OID = 20, 701
 
 
 class Chunk(NamedTuple):
@@ -331,16 +336,36 @@ def held(conn: Connection, hub_id: str, lo: int, hi: int, *, rows: bool = True) 
     return out
 
 
+def binary_array(oid: int, code: str, values: Sequence[float]) -> bytes:
+    """``values`` as a one-dimensional PostgreSQL array of 8-byte elements (``int8``: ``code`` "q", ``float8``: "d")
+    in the binary format ``COPY`` reads: a 20-byte header, then each element as its length (8) and its bytes.
+
+    Built with a few slice assignments, not a Python step per element: psycopg's own list dumper is Python and cost
+    the chunk path more register CPU than PostgreSQL saved on small chunks (docs/scale.md)."""
+    n = len(values)
+    if not n:
+        return struct.pack(">iii", 0, 0, oid)  # as array_send gives an empty array: no dimension at all
+    packed = struct.pack(f">{n}{code}", *values)
+    out = bytearray(20 + 12 * n)
+    struct.pack_into(">iiiii", out, 0, 1, 0, oid, n, 1)
+    out[23::12] = b"\x08" * n  # each element's length, big-endian: three zero bytes, then 8
+    for k in range(8):
+        out[24 + k :: 12] = packed[k::8]
+    return bytes(out)
+
+
 def copy_chunks(conn: Connection, chunks: Iterable[Chunk]) -> int:
     """Writes chunks by binary ``COPY``; returns how many readings they hold."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     n = 0
     try:
         with cursor.copy(_COPY_SQL) as copy:
-            copy.set_types(COPY_TYPES)
-            for chunk in chunks:
-                copy.write_row(chunk)
-                n += chunk.n
+            copy.set_types(_WIRE_TYPES)
+            for c in chunks:
+                seqs = binary_array(_INT8_OID, "q", c.seqs)
+                ts, vals = binary_array(_FLOAT8_OID, "d", c.ts), binary_array(_FLOAT8_OID, "d", c.vals)
+                copy.write_row((*c[:10], seqs, ts, vals, *c[13:]))
+                n += c.n
     finally:
         cursor.close()
     return n

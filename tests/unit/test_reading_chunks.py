@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import struct
 import sys
 from pathlib import Path
 
@@ -153,3 +154,34 @@ def test_the_register_splits_a_batch_into_chunks_and_rows_holding_each_reading_o
             assert key not in chunked
         elif span <= product.MAX_SPAN_S and len(its) <= product.CHUNK_MAX:
             assert chunked[key] == len(its)
+
+
+def test_a_binary_array_is_postgresql_s_array_send_format() -> None:
+    """Golden vectors: ``SELECT array_send(ARRAY[1, -2]::int8[])`` and ``array_send(ARRAY[]::float8[])`` on
+    PostgreSQL 15.18 (arrayfuncs.c, array_send: ndim, has-nulls flag, element type oid, then per dimension its length
+    and lower bound, then each element's length and bytes; an empty array has no dimension)."""
+    want = bytes.fromhex(
+        "00000001" "00000000" "00000014" "00000002" "00000001"
+        "00000008" "0000000000000001" "00000008" "fffffffffffffffe"
+    )  # fmt: skip
+    assert product.binary_array(20, "q", [1, -2]) == want
+    assert product.binary_array(701, "d", []) == bytes.fromhex("0000000000000000000002bd")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.floats(allow_nan=False), max_size=300),
+    seqs=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=300),
+)
+def test_a_binary_array_holds_exactly_its_values(values: list[float], seqs: list[int]) -> None:
+    for oid, code, xs in ((701, "d", values), (20, "q", seqs)):
+        raw = product.binary_array(oid, code, xs)
+        if not xs:
+            assert raw == struct.pack(">iii", 0, 0, oid)
+            continue
+        ndim, flags, elem, n, lower = struct.unpack_from(">iiiii", raw)
+        assert (ndim, flags, elem, n, lower) == (1, 0, oid, len(xs), 1)
+        assert len(raw) == 20 + 12 * len(xs)
+        got = [struct.unpack_from(f">i{code}", raw, 20 + 12 * i) for i in range(len(xs))]
+        assert [length for length, _ in got] == [8] * len(xs)
+        assert [x for _, x in got] == xs
