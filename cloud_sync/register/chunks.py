@@ -55,7 +55,6 @@ from sqlalchemy import (
     Table,
     delete,
     func,
-    literal_column,
     select,
     text,
     true,
@@ -66,7 +65,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import visitors
 
 from cloud_sync.protocol import ReadingItem
-from cloud_sync.register import db
+from cloud_sync.register import db, partitions
 
 CHUNK_MIN = 5
 """Fewest readings of one sensor in a batch that go as a chunk; fewer stay rows. From about five readings a chunk,
@@ -373,9 +372,6 @@ def copy_chunks(conn: Connection, chunks: Iterable[Chunk]) -> int:
 
 # --------------------------------------------------------------------------------------------------- reading
 
-READING_COLUMNS = ("hub_id", "seq", "household_id", "device_id", "quantity", "value", "ts", "received_at", "channel")
-"""The columns of :func:`source`: those of ``readings``."""
-
 
 def unnested(*where: ColumnElement[bool], keyed: bool = False) -> Any:
     """The readings the chunks hold, one row each, with the columns of ``readings`` (``where``: on the chunks'
@@ -419,13 +415,8 @@ def source(
     if until is not None:
         where.append(c.ts_first < until)
     r = db.readings.c
-    rows = select(*(r[name] for name in READING_COLUMNS))
+    rows = select(*(r[name] for name in partitions.COLUMNS))
     return union_all(rows, unnested(*where)).subquery("readings_all")
-
-
-def tableoid() -> ColumnElement[Any]:
-    """The partition a row of a partitioned table is in, as a name (``RETURNING`` it to know what to scrub)."""
-    return literal_column("tableoid::regclass::text")
 
 
 # --------------------------------------------------------------------------------------------------- erasing
@@ -473,7 +464,7 @@ def erase(
             }
             which = tuple_(c.hub_id, c.seq_first, c.ts_first).in_(keys)
             old = conn.execute(select(reading_chunks).where(which)).all()
-            parts = conn.execute(delete(reading_chunks).where(which).returning(tableoid())).scalars().all()
+            parts = conn.execute(delete(reading_chunks).where(which).returning(partitions.PARTITION_OF)).scalars().all()
             if touched is not None:
                 touched.update(parts)
             kept = []

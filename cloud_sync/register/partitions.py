@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import ColumnClause, Connection, Engine, event, literal_column, text
 from sqlalchemy.exc import DBAPIError
 
 from cloud_sync.protocol import ReadingItem
@@ -48,6 +48,8 @@ PARENTS = {"readings": "ts", "reading_chunks": "ts_first"}
 LATE_S = {"readings": 0.0, "reading_chunks": 86_400.0}
 """How long after its week a partition may still hold a reading: a chunk starting in the week may reach a day past
 it (``chunks.MAX_SPAN_S``)."""
+PARTITION_OF: ColumnClause[str] = literal_column("tableoid::regclass::text")
+"""The partition a row of a partitioned table is in, by name: ``RETURNING`` it from a delete to know what to scrub."""
 STAGE = "readings_stage"
 # The order of a row as :func:`reading_rows` builds it; every COPY and INSERT names these columns, so the table's own
 # column order does not matter (tests/unit/test_partitions_columns.py checks they are exactly the table's columns).

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, false, insert, literal_column, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Table, delete, false, insert, or_, select, true, tuple_
 
 from cloud_sync.protocol import ERASURE_CATEGORIES, ErasureRequest
 from cloud_sync.receipts import ReceiptInvalid, verify
@@ -47,7 +47,7 @@ def _delete_batched(
                 return total
             stmt = delete(table).where(tuple_(*keys).in_([tuple(r) for r in chosen]))
             if track and touched is not None:
-                touched.update(conn.execute(stmt.returning(literal_column("tableoid::regclass::text"))).scalars())
+                touched.update(conn.execute(stmt.returning(partitions.PARTITION_OF)).scalars())
             else:
                 conn.execute(stmt)
             total += len(chosen)

@@ -288,12 +288,25 @@ def chunk_groups(
 
 
 @contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose reads all see one snapshot (PostgreSQL: repeatable read; SQLite: one read transaction), so
+    that a reader's several queries — of rows and of chunks, or a count and a fold — see the same readings."""
+    conn = engine.connect()
+    try:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        conn.begin()
+        if conn.dialect.name == "sqlite":
+            # pysqlite starts no transaction for reads by itself: without one each SELECT has its own snapshot.
+            conn.exec_driver_sql("BEGIN")
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+@contextlib.contextmanager
 def _reading(engine: Engine) -> Iterator[tuple[Connection, bool]]:
-    """A connection for a reader, and whether the database has chunks; if it has, the connection reads in one
-    snapshot (repeatable read), so the reader's queries of rows and of chunks see the same readings."""
-    with engine.connect() as conn:
-        packed = chunks.available(conn)
-        if packed:
-            conn.rollback()  # the transaction available() may have begun to look
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        yield conn, packed
+    """A connection for a reader in one :func:`snapshot`, and whether the database has chunks."""
+    with snapshot(engine) as conn:
+        yield conn, chunks.available(conn)

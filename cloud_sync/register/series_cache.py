@@ -26,19 +26,25 @@ half a bucket. Entries unused for :data:`IDLE_S` go, and at most :data:`MAX_SENS
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Connection, Engine, Integer, cast, func, select
 
 from cloud_sync.register import chunks, db
-from cloud_sync.register.series import MAX_BUCKETS, MAX_SPAN_S, MIN_BUCKETS, Buckets, chunk_groups, downsample
+from cloud_sync.register.series import (
+    MAX_BUCKETS,
+    MAX_SPAN_S,
+    MIN_BUCKETS,
+    Buckets,
+    chunk_groups,
+    downsample,
+    snapshot,
+)
 
 HOUR: Final = 3600
 MIN_BUCKET_S: Final = 2 * HOUR
@@ -114,7 +120,7 @@ class HourCache:
         with lock:
             # One snapshot for the count, the fold and a rebuild (PostgreSQL: repeatable read; SQLite: one read
             # transaction), so none of them sees a row the others do not.
-            with _snapshot(engine) as conn:
+            with snapshot(engine) as conn:
                 now = time.monotonic()
                 packed = chunks.available(conn)
                 generation = _generation(conn, household_id)
@@ -343,19 +349,3 @@ def _hour_expr(conn: Connection) -> ColumnElement[int]:
     if conn.dialect.name == "postgresql":
         return cast(func.floor(r.ts / HOUR), Integer).label("h")
     return cast(r.ts / HOUR, Integer).label("h")
-
-
-@contextlib.contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
-    conn = engine.connect()
-    try:
-        if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        conn.begin()
-        if conn.dialect.name == "sqlite":
-            # pysqlite starts no transaction for reads by itself: without one each SELECT has its own snapshot.
-            conn.exec_driver_sql("BEGIN")
-        yield conn
-    finally:
-        conn.rollback()
-        conn.close()

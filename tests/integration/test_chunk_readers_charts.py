@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ from cloud_sync.register import chunks, db, ingest, series, series_cache
 from cloud_sync.register.auth import HubIdentity
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.series_cache import HourCache
-from cloud_sync.register.settings import Settings
+from tests.support.register import hub_row
 
 DAY = 86_400.0
 NOW = time.time()
@@ -58,21 +56,15 @@ def _items(readings: list[_Reading], first_seq: int, seed: int) -> list[p.Readin
 
 
 @pytest.fixture
-def reg(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
-    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url))
-    try:
-        yield r
-    finally:
-        r.close()
+def reg(registry_pg: Registry) -> Registry:
+    return registry_pg
 
 
 def _household(reg: Registry, name: str) -> HubIdentity:
     household = reg.create_household(name, actor="test")
     hub = HubIdentity(hub_id=f"hub-{household}", household_id=household)
+    hub_row(reg, hub.hub_id, household, NOW)
     with reg.engine.begin() as conn:
-        conn.execute(
-            insert(db.hubs).values(id=hub.hub_id, household_id=household, cert_sha256="0" * 64, enrolled_at=NOW)
-        )
         conn.execute(
             insert(db.devices),
             [

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +17,8 @@ from cloud_sync import protocol as p
 from cloud_sync.register import chunks, db, export, fleet, ingest, mydata
 from cloud_sync.register.auth import HubIdentity
 from cloud_sync.register.registry import Registry
-from cloud_sync.register.settings import Settings
 from cloud_sync.register.webapp import homedata
+from tests.support.register import hub_row
 
 DAY = 86_400.0
 NOW = time.time()
@@ -64,22 +62,16 @@ def _items(readings: list[_Reading], seed: int) -> list[p.ReadingItem]:
 
 
 @pytest.fixture
-def reg(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
-    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url))
-    try:
-        yield r
-    finally:
-        r.close()
+def reg(registry_pg: Registry) -> Registry:
+    return registry_pg
 
 
 def _household(reg: Registry, name: str) -> tuple[HubIdentity, HubIdentity]:
     household = reg.create_household(name, actor="test")
     hubs = (HubIdentity(f"hub-{household}-1", household), HubIdentity(f"hub-{household}-2", household))
+    for hub in hubs:
+        hub_row(reg, hub.hub_id, household, NOW)
     with reg.engine.begin() as conn:
-        for hub in hubs:
-            conn.execute(
-                insert(db.hubs).values(id=hub.hub_id, household_id=household, cert_sha256="0" * 64, enrolled_at=NOW)
-            )
         conn.execute(
             insert(db.devices),
             [

@@ -22,6 +22,7 @@ from cloud_sync.register.auth import HubIdentity
 from cloud_sync.register.errors import Forbidden
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
+from tests.support.register import hub_row
 
 DAY = 86_400.0
 NOW = time.time()
@@ -176,13 +177,8 @@ def test_concurrent_sends_of_one_batch_cut_differently_store_it_once(reg: Regist
 
 def _enrolled(reg: Registry, n: int = 0) -> HubIdentity:
     hub = _hub(reg, n)
-    with reg.engine.begin() as conn:
-        conn.execute(
-            sa.insert(db.hubs).values(
-                id=hub.hub_id, household_id=hub.household_id, cert_sha256="0" * 64, enrolled_at=NOW
-            )
-        )
-    return HubIdentity(hub_id=hub.hub_id, household_id=hub.household_id, cert_sha256="0" * 64)
+    cert = hub_row(reg, hub.hub_id, hub.household_id, NOW)
+    return HubIdentity(hub_id=hub.hub_id, household_id=hub.household_id, cert_sha256=cert)
 
 
 def _encoded(hub: HubIdentity, seqs: list[int], sensors: int = SENSORS) -> bytes:
@@ -249,21 +245,28 @@ def test_an_erasure_before_a_time_cuts_a_chunk_and_keeps_the_rest(reg: Registry)
 
 def test_retention_deletes_old_chunked_readings_by_either_clock_and_drops_old_weeks(reg: Registry) -> None:
     hub = _hub(reg)
+    # Weeks reaching back past the cutoff, so that the old chunk lands in a week of its own, not the default one.
+    with reg.engine.begin() as conn:
+        partitions.ensure_partitions(conn, NOW - 40 * DAY, 183)
+    old_week = partitions.partition_name(partitions.week_start(NOW - 200 * DAY), "reading_chunks")
+    with reg.engine.connect() as conn:
+        assert old_week in partitions.partitions(conn, "reading_chunks")
     old = [
         p.ReadingItem(seq=s, ts=NOW - 200 * DAY, body=p.ReadingBody("zigbee:0", "temperature", 1.0, NOW - 200 * DAY))
         for s in range(1, 11)
     ]
     ingest.ingest(reg, hub, p.ReadingsBatch(hub_id=hub.hub_id, lane="readings", items=old))
     ingest.ingest(reg, hub, _batch(hub, list(range(11, 51))))
-    with reg.engine.begin() as conn:
-        partitions.ensure_partitions(conn, NOW, 183)
     summary = retention.purge_expired(reg)
     assert [s for s, _, _ in _held(reg, hub)] == list(range(11, 51))
     assert summary["readings"] == 10
+    assert old_week in summary["readings_partitions_dropped"]  # type: ignore[operator]
     # A week of chunks goes whole only once every chunk starting in it is old (a chunk reaches a day past its week).
+    cutoff = NOW - 183 * DAY
     with reg.engine.connect() as conn:
         weeks = partitions.partitions(conn, "reading_chunks")
-    assert all(start + 8 * DAY > NOW - 183 * DAY for start in weeks.values())
+    assert old_week not in weeks
+    assert all(start + 8 * DAY > cutoff for start in weeks.values())
 
 
 def test_the_migration_downgrade_puts_chunked_readings_back_as_rows(postgres_url: str, tmp_path: Path) -> None:

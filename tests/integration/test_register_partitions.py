@@ -27,12 +27,8 @@ NOW = time.time()
 
 
 @pytest.fixture
-def reg(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
-    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url))
-    try:
-        yield r
-    finally:
-        r.close()
+def reg(registry_pg: Registry) -> Registry:
+    return registry_pg
 
 
 def _hub(reg: Registry, n: int = 0) -> HubIdentity:

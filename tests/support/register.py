@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_sync import memberlist as ml
 from cloud_sync.enroll import enroll as hub_enroll
-from cloud_sync.register import ingest, memberlog
+from cloud_sync.register import db, ingest, memberlog
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.server import ReadyServer, build_config
 from cloud_sync.register.settings import Settings
@@ -206,6 +206,25 @@ def register_pg(tmp_path: Path, postgres_url: str) -> Iterator[RunningRegister]:
         yield r
     finally:
         r.close()
+
+
+@pytest.fixture
+def registry_pg(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
+    """The register's registry alone (no server) on a PostgreSQL database of its own."""
+    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url))
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def hub_row(reg: Registry, hub_id: str, household_id: str, at: float) -> str:
+    """Enrolls a hub by its row alone, with a certificate hash of zeros and no certificate (for tests calling the
+    register's functions directly, as a hub whose certificate hashes so); returns that hash."""
+    cert = "0" * 64
+    with reg.engine.begin() as conn:
+        conn.execute(db.hubs.insert().values(id=hub_id, household_id=household_id, cert_sha256=cert, enrolled_at=at))
+    return cert
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
