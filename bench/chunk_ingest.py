@@ -6,9 +6,9 @@ Three ways, each on a database of its own in one PostgreSQL 15 cluster, the regi
 before the clock starts), a transaction per batch:
 
 * **before**: the database without chunks (``chunks.available`` is False): the path of the release before;
-* **rows**: chunks readable, writing off (this release's default): every batch takes the hub's lock in its admission
-  statement and reads its chunk mark, one statement more;
-* **chunks**: writing on (``--readings-chunks``).
+* **rows**: chunks readable, writing off (``--no-readings-chunks``): every batch takes the hub's lock in its
+  admission statement and reads its chunk mark, one statement more;
+* **chunks**: writing on (the default since the release after 0012).
 
 Two shapes: **catch-up** (batches of 5,000 readings of 60 sensors, 83 a sensor) and **steady** (batches of 60, one
 reading a sensor: stays rows). The ways alternate in rounds so the machine's other load falls on all alike.

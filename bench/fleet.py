@@ -694,7 +694,8 @@ def main() -> None:
         for proc in procs:
             proc.join(60)
         with psycopg.connect(dsn) as conn:
-            # Rows and chunks alike (cloud_sync/register/chunks.py; ``--serve-arg=--readings-chunks`` writes them).
+            # Rows and chunks alike (cloud_sync/register/chunks.py: written by default, rows only with
+            # ``--serve-arg=--no-readings-chunks``).
             rows_after = conn.execute("SELECT (SELECT count(*) FROM readings)"
                                       " + (SELECT coalesce(sum(n), 0) FROM reading_chunks)").fetchone()[0]  # type: ignore[index]  # fmt: skip
             size = conn.execute("SELECT sum(pg_total_relation_size(t) + coalesce((SELECT sum("

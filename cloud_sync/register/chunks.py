@@ -25,9 +25,10 @@ a batch that writes chunks (:func:`packs`), shared for one that writes rows only
   held it has committed and is seen): a batch wholly above the mark cannot meet a chunk, and goes as it always did
   (the primary key of ``readings`` takes care of rows); one that reaches below it drops what the chunks hold first.
 
-**Rollback.** A release that does not know chunks would neither show nor erase them, so this release reads, exports
-and erases chunks but writes them only when ``Settings.readings_chunks`` is on (off by default); the next release
-turns it on, when a rollback to this one is safe (docs/register.md, the rollback rule).
+**Rollback.** A release that does not know chunks would neither show nor erase them, so the release that brought
+migration 0012 read, exported and erased chunks but wrote them only when told to; from the release after it,
+``Settings.readings_chunks`` is on by default, and a rollback to that release is safe (docs/register.md, the rollback
+rule). A rollback to a release before 0012 needs ``db downgrade 0011_households_unwatched`` first.
 """
 
 from __future__ import annotations

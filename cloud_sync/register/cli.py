@@ -105,9 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--readings-chunks",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="store a sensor's many readings in one batch (a hub catching up) as a packed chunk (PostgreSQL;"
-        " docs/scale.md); a release from before 0012 must not run on the database after",
+        " docs/scale.md; default on); a release from before 0012 must not run on the database after",
     )
     s.add_argument("--db-pool", type=int, default=12, help="PostgreSQL connections kept per process (default 12)")
     s.add_argument(

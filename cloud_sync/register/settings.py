@@ -65,10 +65,11 @@ class Settings:
     bulk_nice: int = 10
     """With an alarm listener: how much the other register processes lower their own CPU priority (``os.nice``), so
     the listener runs ahead of bulk ingest when the CPU is short. 0 leaves them as they are."""
-    readings_chunks: bool = False
+    readings_chunks: bool = True
     """Store readings that come many to a sensor in one batch (a hub catching up) as packed chunks (PostgreSQL;
-    cloud_sync/register/chunks.py). Off in this release, which reads and erases chunks whether or not it writes them,
-    so that a rollback to it from the next (which turns it on) loses sight of nothing (docs/scale.md)."""
+    cloud_sync/register/chunks.py). On by default since the release after migration 0012: that release reads and
+    erases chunks whether or not it writes them, so a rollback to it loses sight of nothing (docs/scale.md). Off
+    (``serve --no-readings-chunks``) writes every reading as a row of ``readings``, as registers before."""
     public_url: str = ""
     """The register's URL as browsers see it (the app's WebAuthn origin; its host is the relying party id).
     Empty: ``KOTIHUB_REGISTER_PUBLIC_URL``, else ``https://localhost:8443``."""

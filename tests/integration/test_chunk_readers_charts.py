@@ -56,8 +56,9 @@ def _items(readings: list[_Reading], first_seq: int, seed: int) -> list[p.Readin
 
 
 @pytest.fixture
-def reg(registry_pg: Registry) -> Registry:
-    return registry_pg
+def reg(registry_pg_rows: Registry) -> Registry:
+    """Chunk writing off, so that ``_as_rows`` stores rows; ``_as_chunks`` writes the chunks itself."""
+    return registry_pg_rows
 
 
 def _household(reg: Registry, name: str) -> HubIdentity:

@@ -62,8 +62,9 @@ def _items(readings: list[_Reading], seed: int) -> list[p.ReadingItem]:
 
 
 @pytest.fixture
-def reg(registry_pg: Registry) -> Registry:
-    return registry_pg
+def reg(registry_pg_rows: Registry) -> Registry:
+    """Chunk writing off, so that ``_as_rows`` stores rows; ``_as_chunks`` writes the chunks itself."""
+    return registry_pg_rows
 
 
 def _household(reg: Registry, name: str) -> tuple[HubIdentity, HubIdentity]:

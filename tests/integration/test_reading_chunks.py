@@ -108,7 +108,7 @@ def test_a_catch_up_batch_goes_as_chunks_and_a_steady_one_as_rows(reg: Registry)
 
 
 def test_with_chunk_writing_off_the_register_writes_rows_only(tmp_path: Path, postgres_url: str) -> None:
-    r = Registry(Settings(state_dir=tmp_path / "off", db_url=postgres_url))
+    r = Registry(Settings(state_dir=tmp_path / "off", db_url=postgres_url, readings_chunks=False))
     try:
         hub = _hub(r)
         ingest.ingest(r, hub, _batch(hub, list(range(1, 401))))

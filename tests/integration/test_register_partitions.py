@@ -27,8 +27,10 @@ NOW = time.time()
 
 
 @pytest.fixture
-def reg(registry_pg: Registry) -> Registry:
-    return registry_pg
+def reg(registry_pg_rows: Registry) -> Registry:
+    """Chunk writing off: this file is about the rows of ``readings`` and their weeks (chunks:
+    test_reading_chunks.py)."""
+    return registry_pg_rows
 
 
 def _hub(reg: Registry, n: int = 0) -> HubIdentity:

@@ -209,9 +209,11 @@ def register_pg(tmp_path: Path, postgres_url: str) -> Iterator[RunningRegister]:
 
 
 @pytest.fixture
-def registry_pg(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
-    """The register's registry alone (no server) on a PostgreSQL database of its own."""
-    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url))
+def registry_pg_rows(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
+    """The register's registry alone (no server) on a PostgreSQL database of its own, with chunk writing off: every
+    reading it takes is a row of ``readings``, as a register before chunks (tests of the rows, or comparing them
+    with chunks)."""
+    r = Registry(Settings(state_dir=tmp_path / "register", db_url=postgres_url, readings_chunks=False))
     try:
         yield r
     finally:

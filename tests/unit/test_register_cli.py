@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cloud_sync.protocol import EnrollRequest
 from cloud_sync.register import memberlog
 from cloud_sync.register.auth import hash_token
-from cloud_sync.register.cli import main
+from cloud_sync.register.cli import _parser, main
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.settings import Settings
 
@@ -179,3 +179,12 @@ def test_people_read_times_as_iso_dates(tmp_path: Path, capsys: pytest.CaptureFi
     assert re.search(r"\bat=20\d\d-\d\d-\d\d \d\d:\d\d:\d\dZ", out)
     _, out, _ = run(capsys, state, "--json", "household", "list")
     assert isinstance(json.loads(out)[0]["created_at"], float)  # machines keep the number
+
+
+def test_serve_writes_chunks_unless_told_not_to() -> None:
+    """Chunk writing is on by default from this release (its predecessor reads and erases chunks, so a rollback to it
+    loses sight of nothing); ``--no-readings-chunks`` turns it off, ``--readings-chunks`` is still accepted."""
+    assert _parser().parse_args(["serve"]).readings_chunks is True
+    assert _parser().parse_args(["serve", "--readings-chunks"]).readings_chunks is True
+    assert _parser().parse_args(["serve", "--no-readings-chunks"]).readings_chunks is False
+    assert Settings(state_dir=Path("/nonexistent")).readings_chunks is True
