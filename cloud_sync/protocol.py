@@ -10,7 +10,8 @@ Transport, in short:
   at enrollment whose subject carries its hub id (CN) and household id (O), and the SAN URI :func:`hub_uri`;
 * ``POST /v1/ingest/{lane}`` takes an :class:`IngestBatch` as msgpack compressed with zstd
   (``Content-Type: application/msgpack``, ``Content-Encoding: zstd``; see :func:`encode_batch`) and answers an
-  :class:`IngestAck` as JSON, sent only after the batch is committed;
+  :class:`IngestAck` as JSON, sent only after the batch is committed; the readings lane also takes
+  :class:`ReadingColumns` (:data:`READING_COLUMNS_CONTENT_TYPE`) from a hub the register told it does;
 * everything else is JSON; errors are :class:`ErrorBody` with a 4xx/5xx status.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
@@ -330,6 +331,66 @@ class DiagnosticsBatch(msgspec.Struct, frozen=True):
     items: Annotated[list[DiagnosticsItem], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
 
 
+class SensorReadings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):  # numbers only: no cycles
+    """One sensor's readings of a :class:`ReadingColumns` batch, in ascending seq: ``seqs[i]``, ``ts[i]`` and
+    ``values[i]`` are one reading (its outbox seq, reading time and value). The strings follow
+    :data:`READING_STRING_RULES`, checked once per distinct combination as in a :class:`ReadingsBatch`."""
+
+    device_id: str
+    quantity: str
+    channel: str
+    seqs: Annotated[list[_Seq], msgspec.Meta(min_length=1, max_length=MAX_BATCH_ITEMS)]
+    ts: Annotated[list[_Ts], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
+    values: Annotated[list[_Finite], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
+
+
+class ReadingColumns(msgspec.Struct, frozen=True):
+    """A readings batch as columns (``Content-Type`` :data:`READING_COLUMNS_CONTENT_TYPE`, zstd as every batch):
+    each sensor's readings as three arrays, sent by a hub once the register has said it takes them
+    (:data:`READING_COLUMNS_HEADER`). Holds what a :class:`ReadingsBatch` holds but the outbox time of each item,
+    which the register does not keep for readings. The register decodes the arrays in C and packs a sensor's readings
+    into a chunk without a Python step per reading (docs/scale.md, "Readings as columns")."""
+
+    hub_id: _Id
+    lane: LaneName
+    sensors: Annotated[list[SensorReadings], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
+
+    def items(self) -> list[ReadingItem]:
+        """The readings as the items of a :class:`ReadingsBatch`, in ascending seq (an item's outbox time is its
+        reading time: not sent, and not kept for readings)."""
+        out = [
+            ReadingItem(seq, ts, ReadingBody(s.device_id, s.quantity, value, ts, s.channel))
+            for s in self.sensors
+            for seq, ts, value in zip(s.seqs, s.ts, s.values, strict=True)
+        ]
+        out.sort(key=_SEQ)
+        return out
+
+    def as_batch(self) -> ReadingsBatch:
+        return ReadingsBatch(hub_id=self.hub_id, lane=self.lane, items=self.items())
+
+    @property
+    def last_seq(self) -> int:
+        return max((s.seqs[-1] for s in self.sensors), default=-1)
+
+    def __len__(self) -> int:
+        return sum(len(s.seqs) for s in self.sensors)
+
+
+COLUMNS_FROM: Final = 5
+"""A hub sends a readings batch as columns when a sensor has at least this many readings in it (a hub catching up):
+a steady batch, one reading a sensor, costs the register less as items (bench/chunk_ingest.py)."""
+
+
+def columns_pay(columns: ReadingColumns) -> bool:
+    return any(len(s.seqs) >= COLUMNS_FROM for s in columns.sensors)
+
+
+READING_COLUMNS_CONTENT_TYPE: Final = "application/vnd.kotihub.reading-columns+msgpack"
+READING_COLUMNS_HEADER: Final = "Kotihub-Reading-Columns"
+"""On an ingest ack of a register that takes :class:`ReadingColumns` on the readings lane: ``1``. A hub sends its
+readings as columns only after it has heard this (a register before it answers 415), and as items otherwise."""
+
 TypedBatch = ReadingsBatch | EventsBatch | ClipsBatch | DiagnosticsBatch
 
 _BATCH_TYPES: Final[dict[str, type[TypedBatch]]] = {
@@ -345,9 +406,29 @@ _DECODERS: Final[dict[str, msgspec.msgpack.Decoder[Any]]] = {
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
 
-def encode_batch(batch: IngestBatch, *, level: int = 3) -> bytes:
+def encode_batch(batch: IngestBatch | ReadingColumns, *, level: int = 3) -> bytes:
     """The ingest request body: msgpack of ``batch``, zstd-compressed (with the content size in the frame)."""
     return zstandard.ZstdCompressor(level=level).compress(_ENCODER.encode(batch))
+
+
+def reading_columns(hub_id: str, items: Sequence[Item]) -> ReadingColumns:
+    """A readings batch's items (bodies as :class:`ReadingBody` fields) as columns, each sensor's in the items'
+    order (the hub's side of :class:`ReadingColumns`)."""
+    groups: dict[tuple[str, str, str], tuple[list[int], list[float], list[float]]] = {}
+    for it in items:
+        b = it.body
+        key = (b["device_id"], b["quantity"], b.get("channel", ""))
+        cols = groups.get(key)
+        if cols is None:
+            cols = groups[key] = ([], [], [])
+        cols[0].append(it.seq)
+        cols[1].append(b["ts"])
+        cols[2].append(b["value"])
+    return ReadingColumns(
+        hub_id=hub_id,
+        lane="readings",
+        sensors=[SensorReadings(d, q, c, seqs, ts, values) for (d, q, c), (seqs, ts, values) in groups.items()],
+    )
 
 
 def decompress_bounded(data: bytes, limit: int = MAX_INGEST_DECOMPRESSED_BYTES) -> bytes:
@@ -421,6 +502,95 @@ def decode_batch(lane: str, payload: bytes) -> TypedBatch:
     raise AssertionError("unreachable: the seqs were not strictly ascending")
 
 
+class _SensorRaw(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A :class:`SensorReadings` with its arrays not yet decoded (their lengths are checked first)."""
+
+    device_id: str
+    quantity: str
+    channel: str
+    seqs: msgspec.Raw
+    ts: msgspec.Raw
+    values: msgspec.Raw
+
+
+class _ColumnsRaw(msgspec.Struct, frozen=True):
+    hub_id: _Id
+    lane: LaneName
+    sensors: Annotated[list[_SensorRaw], msgspec.Meta(max_length=MAX_BATCH_ITEMS)]
+
+
+_COLUMNS_DECODER: Final = msgspec.msgpack.Decoder(_ColumnsRaw)
+_ARRAY_DECODERS: Final[dict[str, msgspec.msgpack.Decoder[Any]]] = {
+    "seqs": msgspec.msgpack.Decoder(list[_Seq]),
+    "ts": msgspec.msgpack.Decoder(list[_Ts]),
+    "values": msgspec.msgpack.Decoder(list[_Finite]),
+}
+
+
+def _array_length(raw: bytes) -> int:
+    """The element count a msgpack array's header says, or -1 if ``raw`` is not an array."""
+    head = raw[0] if raw else 0
+    if 0x90 <= head <= 0x9F:
+        return head & 0x0F
+    if head == 0xDC and len(raw) >= 3:
+        return int.from_bytes(raw[1:3], "big")
+    if head == 0xDD and len(raw) >= 5:
+        return int.from_bytes(raw[1:5], "big")
+    return -1
+
+
+def decode_columns(lane: str, payload: bytes) -> ReadingColumns:
+    """Decode an uncompressed :class:`ReadingColumns` batch, or raise :class:`ProtocolError` (422 naming the
+    offending field, as :func:`decode_batch`): the readings lane only; each sensor's three arrays of one length and
+    its seqs strictly ascending; no seq twice in the batch; at most :data:`MAX_BATCH_ITEMS` readings.
+
+    The arrays' lengths are read from their headers and checked before any is decoded, so a body claiming more
+    readings than a batch may hold costs no memory for them (a 64 MiB body of floats would be some 7 million Python
+    objects)."""
+    if lane != "readings":
+        raise ProtocolError(
+            f"only the readings lane takes {READING_COLUMNS_CONTENT_TYPE}", status=415, code="content_type"
+        )
+    try:
+        raw = _COLUMNS_DECODER.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid batch: {exc}", status=422, code="invalid") from exc
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"body is not msgpack: {exc}", status=400, code="bad_encoding") from exc
+    if raw.lane != lane:
+        raise ProtocolError(f"batch lane {raw.lane!r} does not match URL lane {lane!r}", status=422, code="invalid")
+    total = 0
+    for i, s in enumerate(raw.sensors):
+        lengths = [_array_length(bytes(memoryview(getattr(s, field))[:5])) for field in _ARRAY_DECODERS]
+        if min(lengths) < 0 or len(set(lengths)) != 1 or not lengths[0]:
+            raise ProtocolError(
+                f"invalid batch: sensors[{i}] has {lengths[0]} seqs, {lengths[1]} ts and {lengths[2]} values"
+                " (-1: not an array); each must have as many, at least one",
+                status=422,
+                code="invalid",
+            )
+        total += lengths[0]
+    if total > MAX_BATCH_ITEMS:
+        raise ProtocolError(f"invalid batch: {total} readings, more than {MAX_BATCH_ITEMS}", status=422, code="invalid")
+    sensors = []
+    for i, s in enumerate(raw.sensors):
+        arrays = []
+        for field, decoder in _ARRAY_DECODERS.items():
+            try:
+                arrays.append(decoder.decode(getattr(s, field)))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                where = str(exc).replace("`$", f"`$.sensors[{i}].{field}")
+                raise ProtocolError(f"invalid batch: {where}", status=422, code="invalid") from exc
+        seqs, ts, values = arrays
+        if seqs != sorted(set(seqs)):
+            raise ProtocolError(f"invalid batch: sensors[{i}].seqs do not strictly ascend", status=422, code="invalid")
+        sensors.append(SensorReadings(s.device_id, s.quantity, s.channel, seqs, ts, values))
+    if len(set().union(*(s.seqs for s in sensors))) != total:
+        raise ProtocolError("invalid batch: a seq appears under two sensors", status=422, code="invalid")
+    _check_strings([(s.device_id, s.quantity, s.channel) for s in sensors], lambda i, field: f"$.sensors[{i}].{field}")
+    return ReadingColumns(hub_id=raw.hub_id, lane=raw.lane, sensors=sensors)
+
+
 _RULE_CHECKS: Final[list[tuple[str, re.Pattern[str], int, int]]] = [
     (field, re.compile(str(rule.pattern)), rule.min_length or 0, rule.max_length or 0)
     for field, rule in READING_STRING_RULES.items()
@@ -440,15 +610,21 @@ def _check_reading_strings(items: list[ReadingItem]) -> None:
     """Applies :data:`READING_STRING_RULES` to each distinct combination of the batch's strings once (one C-level
     pass collects them), and not again to a combination an earlier batch passed; the first item holding a refused
     one is named, as msgspec names a field (``$.items[i].body.device_id``)."""
-    fresh = set(map(_READING_STRINGS, items)) - _accepted
+    _check_strings(list(map(_READING_STRINGS, items)), lambda i, field: f"$.items[{i}].body.{field}")
+
+
+def _check_strings(combos: list[tuple[str, ...]], where: Callable[[int, str], str]) -> None:
+    """:func:`_check_reading_strings` over ``combos`` (one per reading or sensor); ``where(i, field)`` names the
+    path of the ``i``-th one's field."""
+    fresh = set(combos) - _accepted
     for strings in fresh:
-        for (field, pattern, lo, hi), value in zip(_RULE_CHECKS, strings, strict=True):
+        for k, ((field, pattern, lo, hi), value) in enumerate(zip(_RULE_CHECKS, strings, strict=True)):
             if lo <= len(value) <= hi and pattern.match(value):
                 continue
-            i = next(i for i, it in enumerate(items) if getattr(it.body, field) == value)
+            i = next(i for i, combo in enumerate(combos) if combo[k] == value)
             raise ProtocolError(
                 f"invalid batch: {field} {value!r} is not {lo} to {hi} characters matching {pattern.pattern!r}"
-                f" - at `$.items[{i}].body.{field}`",
+                f" - at `{where(i, field)}`",
                 status=422,
                 code="invalid",
             )

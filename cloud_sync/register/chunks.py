@@ -65,7 +65,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import visitors
 
-from cloud_sync.protocol import ReadingItem
+from cloud_sync.protocol import ReadingItem, SensorReadings
 from cloud_sync.register import db, partitions
 
 CHUNK_MIN = 5
@@ -196,19 +196,54 @@ def split(
     One pass; deterministic, so a resend cut the same way gives the same chunks."""
     chunks: list[Chunk] = []
     rows: list[ReadingItem] = []
-    for (device_id, quantity, channel), group in by_sensor(items).items():
+    for sensor, group in by_sensor(items).items():
         if len(group) < CHUNK_MIN:
             rows.extend(group)
             continue
-        for part in _cut(group):
-            if len(part) < CHUNK_MIN:
-                rows.extend(part)
+        ts = [it.body.ts for it in group]
+        for a, b in _cuts(ts):
+            if b - a < CHUNK_MIN:
+                rows.extend(group[a:b])
                 continue
-            seqs = [it.seq for it in part]
-            ts = [it.body.ts for it in part]
-            vals = [it.body.value for it in part]
-            chunks.append(pack(hub_id, household_id, (device_id, quantity, channel), seqs, ts, vals, received_at))
+            seqs = [it.seq for it in group[a:b]]
+            vals = [it.body.value for it in group[a:b]]
+            chunks.append(pack(hub_id, household_id, sensor, seqs, ts[a:b], vals, received_at))
     return chunks, rows
+
+
+def split_columns(
+    sensors: Sequence[SensorReadings], hub_id: str, household_id: str, received_at: float
+) -> tuple[list[Chunk], list[partitions.ReadingRow]]:
+    """:func:`split` for a batch sent as columns: the same chunks for the same readings, and the rest as rows of
+    ``readings``. A sensor's arrays are sliced, not walked, unless they must be cut (more than :data:`CHUNK_MAX`
+    readings, or more than :data:`MAX_SPAN_S` between them)."""
+    chunks: list[Chunk] = []
+    rows: list[partitions.ReadingRow] = []
+    for s in sensors:
+        n = len(s.seqs)
+        if n < CHUNK_MIN:
+            rows += column_rows([s], hub_id, household_id, received_at)
+            continue
+        whole = n <= CHUNK_MAX and max(s.ts) - min(s.ts) <= MAX_SPAN_S
+        for a, b in [(0, n)] if whole else _cuts(s.ts):
+            part = SensorReadings(s.device_id, s.quantity, s.channel, s.seqs[a:b], s.ts[a:b], s.values[a:b])
+            if b - a < CHUNK_MIN:
+                rows += column_rows([part], hub_id, household_id, received_at)
+                continue
+            sensor = (s.device_id, s.quantity, s.channel)
+            chunks.append(pack(hub_id, household_id, sensor, part.seqs, part.ts, part.values, received_at))
+    return chunks, rows
+
+
+def column_rows(
+    sensors: Iterable[SensorReadings], hub_id: str, household_id: str, now: float
+) -> list[partitions.ReadingRow]:
+    """The rows of ``readings`` for sensors' readings sent as columns (:func:`partitions.reading_rows` for items)."""
+    return [
+        (hub_id, seq, household_id, s.device_id, s.quantity, value, ts, now, s.channel)
+        for s in sensors
+        for seq, ts, value in zip(s.seqs, s.ts, s.values, strict=True)
+    ]
 
 
 def pack(
@@ -257,20 +292,20 @@ def by_sensor(items: Iterable[ReadingItem]) -> dict[tuple[str, str, str], list[R
     return groups
 
 
-def _cut(group: list[ReadingItem]) -> Iterable[list[ReadingItem]]:
-    """One sensor's readings in seq order, cut at :data:`CHUNK_MAX` readings and where the next would stretch the
-    chunk past :data:`MAX_SPAN_S`."""
-    lo = hi = group[0].body.ts
+def _cuts(ts: Sequence[float]) -> Iterable[tuple[int, int]]:
+    """Where one sensor's readings in seq order (their times ``ts``) are cut into chunks, as ``[a, b)`` index
+    bounds: at :data:`CHUNK_MAX` readings and where the next would stretch the chunk past :data:`MAX_SPAN_S`."""
+    lo = hi = ts[0]
     start = 0
-    for i in range(1, len(group)):
-        t = group[i].body.ts
+    for i in range(1, len(ts)):
+        t = ts[i]
         lo2, hi2 = min(lo, t), max(hi, t)
         if hi2 - lo2 > MAX_SPAN_S or i - start >= CHUNK_MAX:
-            yield group[start:i]
+            yield start, i
             start, lo, hi = i, t, t
         else:
             lo, hi = lo2, hi2
-    yield group[start:]
+    yield start, len(ts)
 
 
 def _run(conn: Connection, sql: str, *args: object) -> Any:

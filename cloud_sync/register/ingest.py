@@ -29,10 +29,13 @@ from cloud_sync.protocol import (
     EventsBatch,
     IngestAck,
     ProtocolError,
+    ReadingColumns,
     ReadingItem,
     ReadingsBatch,
+    SensorReadings,
     TypedBatch,
     decode_batch,
+    decode_columns,
     decompress_bounded,
 )
 from cloud_sync.register import alarm_txn, chunks, db, partitions
@@ -48,6 +51,8 @@ from cloud_sync.register.notify.alarms import (
 from cloud_sync.register.registry import Registry, write_audit
 
 _Rows = list[dict[str, Any]]
+Batch = TypedBatch | ReadingColumns
+"""A decoded batch: a lane's items, or a readings batch sent as columns."""
 SQLITE_CHUNK = 1000
 
 DECODE_SLOTS = 2
@@ -197,8 +202,10 @@ def ingest_body(
     engine: Engine | None = None,
     check: HubCheck | None = None,
     pipelined: bool = True,
+    columns: bool = False,
 ) -> IngestAck:
     """Check the hub (``check``), decompress (bounded), decode and store one batch; returns the ack after commit.
+    ``columns``: a readings batch sent as :class:`ReadingColumns`.
     ``engine``: another pool than the registry's (the alarm lane's). ``pipelined``: an alarm batch on the alarm
     lane's pool goes through :mod:`.alarm_txn` (two round trips); False keeps it on the Python path (benches, the
     test that compares the two).
@@ -213,7 +220,7 @@ def ingest_body(
         if check is not None:
             with eng.begin() as conn:
                 check(conn)
-        return ingest(registry, hub, _decode(lane, compressed), engine=engine)
+        return ingest(registry, hub, _decode(lane, compressed, columns), engine=engine)
     with eng.connect() as conn:
         # Begun for SQLAlchemy (nothing is sent): a connection PostgreSQL dropped under alarm_txn then fails the
         # rollback here, which SQLAlchemy takes as a disconnect and replaces the pool's connections, as for its own.
@@ -226,15 +233,15 @@ def ingest_body(
             conn.begin()
         if lane != "readings" or not chunks.available(conn):
             cutoff = _admit(registry, conn, hub, check)
-            return _ingest_postgres(registry, hub, _decode(lane, compressed), conn, cutoff)
+            return _ingest_postgres(registry, hub, _decode(lane, compressed, columns), conn, cutoff)
         # The batch is decoded first, to know which lock it takes; a body that does not decode is refused only after
         # the hub's check, as on every other path (a refused hub learns nothing of its body).
         try:
-            batch: TypedBatch = _decode(lane, compressed)
+            batch = _decode(lane, compressed, columns)
         except ProtocolError:
             _admit(registry, conn, hub, check)
             raise
-        exclusive = registry.settings.readings_chunks and chunks.packs(batch.items)  # type: ignore[arg-type]
+        exclusive = registry.settings.readings_chunks and _packs(batch)
         cutoff = _admit(registry, conn, hub, check, locking=exclusive)
         return _ingest_postgres(registry, hub, batch, conn, cutoff, locked=exclusive)
 
@@ -286,20 +293,30 @@ def _admit(
     raise Forbidden("this hub is not enrolled", code="hub_unknown")
 
 
-def _decode(lane: str, compressed: bytes) -> TypedBatch:
+def _decode(lane: str, compressed: bytes, columns: bool = False) -> Batch:
     if lane == "alarm":
         return decode_batch(lane, decompress_bounded(compressed))
     with _decoding:
-        return decode_batch(lane, decompress_bounded(compressed))
+        payload = decompress_bounded(compressed)
+        return decode_columns(lane, payload) if columns else decode_batch(lane, payload)
 
 
-def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch, *, engine: Engine | None = None) -> IngestAck:
+def _packs(batch: Batch) -> bool:
+    """Whether the readings batch has a sensor with enough readings for a chunk (:func:`chunks.packs`)."""
+    if isinstance(batch, ReadingColumns):
+        return any(len(s.seqs) >= chunks.CHUNK_MIN for s in batch.sensors)
+    return chunks.packs(batch.items)  # type: ignore[arg-type]
+
+
+def ingest(registry: Registry, hub: HubIdentity, batch: Batch, *, engine: Engine | None = None) -> IngestAck:
     """Store a decoded batch (the hub already checked); returns the ack after commit."""
     eng = engine or registry.engine
     if eng.dialect.name != "sqlite":
         with eng.connect() as conn:
             conn.begin()
             return _ingest_postgres(registry, hub, batch, conn, _erasure_cutoff(conn, hub.household_id) or 0.0)
+    if isinstance(batch, ReadingColumns):
+        batch = batch.as_batch()  # the pilot's SQLite stores rows only
     _own_batch(hub, batch)
     if not batch.items:
         return _empty_ack(batch)
@@ -324,28 +341,33 @@ def ingest(registry: Registry, hub: HubIdentity, batch: TypedBatch, *, engine: E
     return _acked(registry, batch, erased, stored, raised)
 
 
-def _own_batch(hub: HubIdentity, batch: TypedBatch) -> None:
+def _own_batch(hub: HubIdentity, batch: Batch) -> None:
     if batch.hub_id != hub.hub_id:
         raise Forbidden("batch hub_id does not match the client certificate", code="wrong_hub")
 
 
-def _empty_ack(batch: TypedBatch) -> IngestAck:
+def _empty_ack(batch: Batch) -> IngestAck:
     return IngestAck(lane=batch.lane, acked_seq=-1, stored=0, duplicates=0)
 
 
-def _acked(registry: Registry, batch: TypedBatch, erased: int, stored: int, raised: int) -> IngestAck:
+def _size(batch: Batch) -> int:
+    return len(batch) if isinstance(batch, ReadingColumns) else len(batch.items)
+
+
+def _acked(registry: Registry, batch: Batch, erased: int, stored: int, raised: int) -> IngestAck:
     """The ack of a committed batch (and the dispatchers woken for the alarms it raised)."""
     if raised:
         notify_dispatchers(registry.engine)  # the dispatchers' key is the registry's engine, whichever pool stored
     # All items of the batch are now held (stored just now, or by an earlier send) or were erased by the household.
-    total = len(batch.items)
-    return IngestAck(lane=batch.lane, acked_seq=batch.items[-1].seq, stored=stored, duplicates=total - erased - stored)
+    total = _size(batch)
+    last = batch.last_seq if isinstance(batch, ReadingColumns) else batch.items[-1].seq
+    return IngestAck(lane=batch.lane, acked_seq=last, stored=stored, duplicates=total - erased - stored)
 
 
 def _ingest_postgres(
     registry: Registry,
     hub: HubIdentity,
-    batch: TypedBatch,
+    batch: Batch,
     conn: Connection,
     cutoff: float,
     *,
@@ -355,10 +377,10 @@ def _ingest_postgres(
     and commits it; whatever fails leaves the transaction to be rolled back when ``conn`` is closed. ``locked``: the
     admission took the hub's readings lock (exclusive: True)."""
     _own_batch(hub, batch)
-    if not batch.items:
+    if not _size(batch):
         conn.commit()  # what the hub's check wrote
         return _empty_ack(batch)
-    if isinstance(batch, ReadingsBatch):
+    if isinstance(batch, ReadingsBatch | ReadingColumns):
         erased, stored, raised = _readings_postgres(registry, conn, hub, batch, cutoff, locked)
         return _acked(registry, batch, erased, stored, raised)
     rows = _ROWS[type(batch)](batch, hub.household_id, time.time())
@@ -373,7 +395,7 @@ def _readings_postgres(
     registry: Registry,
     conn: Connection,
     hub: HubIdentity,
-    batch: ReadingsBatch,
+    batch: ReadingsBatch | ReadingColumns,
     cutoff: float,
     locked: bool | None = None,
 ) -> tuple[int, int, int]:
@@ -386,8 +408,25 @@ def _readings_postgres(
     which stores each seq at most once. Where the database has chunks, what they hold is dropped first, and sensors
     with many readings go as chunks (:func:`_with_chunks`). Either way nothing is acked before the commit."""
     now = time.time()
+    if isinstance(batch, ReadingColumns) and not chunks.available(conn):
+        batch = batch.as_batch()
     for direct in (True, False):
         try:
+            if isinstance(batch, ReadingColumns):
+                sensors = _since_columns(batch.sensors, cutoff)
+                write = registry.settings.readings_chunks
+                stored = _with_columns(conn, hub, sensors, now, write=write, direct=direct, locked=locked)
+                battery = [s for s in sensors if s.quantity == "battery"]
+                low_rows = [
+                    r
+                    for r in chunks.column_rows(battery, hub.hub_id, hub.household_id, now)
+                    if r[5] < BATTERY_ALERT_MAX
+                ]
+                raised = (
+                    on_battery(conn, hub.hub_id, hub.household_id, [_row_dict(r) for r in low_rows]) if low_rows else 0
+                )
+                conn.commit()
+                return len(batch) - sum(len(s.seqs) for s in sensors), stored, raised
             items = batch.items if not cutoff else [it for it in batch.items if it.body.ts >= cutoff]
             if chunks.available(conn):
                 write = registry.settings.readings_chunks
@@ -460,6 +499,65 @@ def _with_chunks(
     return partitions.copy_readings(
         conn, partitions.reading_rows(rest, hub.hub_id, hub.household_id, now), direct=direct
     )
+
+
+def _with_columns(
+    conn: Connection,
+    hub: HubIdentity,
+    sensors: list[SensorReadings],
+    now: float,
+    *,
+    write: bool,
+    direct: bool,
+    locked: bool | None = None,
+) -> int:
+    """:func:`_with_chunks` for a batch sent as columns: the same locks, lookups and chunks, without a Python step
+    per reading unless some of the batch is held already or a sensor's readings must be cut."""
+    if not sensors:
+        return 0
+    lo, hi = min(s.seqs[0] for s in sensors), max(s.seqs[-1] for s in sensors)
+    if write and any(len(s.seqs) >= chunks.CHUNK_MIN for s in sensors):
+        assert locked is not False, "chunks written under the shared lock"
+        if locked is None:
+            chunks.lock_hub(conn, hub.hub_id, exclusive=True)
+        have = chunks.held(conn, hub.hub_id, lo, hi)
+        if have:
+            sensors = _kept(sensors, lambda seq, ts: (seq, ts) not in have)
+        packed, rows = chunks.split_columns(sensors, hub.hub_id, hub.household_id, now)
+        stored = chunks.copy_chunks(conn, packed)
+        if packed:
+            chunks.raise_mark(conn, hub.hub_id, max(c.seq_last for c in packed))
+        # Nothing of the rest is held (looked up above, under the lock every readings batch of this hub takes).
+        return stored + partitions.copy_readings(conn, rows, direct=True)
+    if locked is None:
+        chunks.lock_hub(conn, hub.hub_id, exclusive=False)
+    if chunks.mark(conn, hub.hub_id) >= lo:
+        have = chunks.held(conn, hub.hub_id, lo, hi, rows=False)
+        sensors = _kept(sensors, lambda seq, ts: (seq, ts) not in have)
+    return partitions.copy_readings(conn, chunks.column_rows(sensors, hub.hub_id, hub.household_id, now), direct=direct)
+
+
+def _kept(sensors: list[SensorReadings], keep: Callable[[int, float], bool]) -> list[SensorReadings]:
+    """The sensors' readings ``(seq, ts)`` that ``keep`` keeps, each sensor's in its order; sensors left with none
+    are dropped."""
+    out = []
+    for s in sensors:
+        kept = [(seq, ts, v) for seq, ts, v in zip(s.seqs, s.ts, s.values, strict=True) if keep(seq, ts)]
+        if len(kept) == len(s.seqs):
+            out.append(s)
+        elif kept:
+            seqs, ts, values = map(list, zip(*kept, strict=True))
+            out.append(SensorReadings(s.device_id, s.quantity, s.channel, seqs, ts, values))
+    return out
+
+
+def _since_columns(sensors: list[SensorReadings], cutoff: float) -> list[SensorReadings]:
+    """The readings at or after the erasure watermark ``cutoff`` (a sensor wholly after it is kept as it is)."""
+    if not cutoff:
+        return sensors
+    if all(min(s.ts) >= cutoff for s in sensors):
+        return sensors
+    return _kept(sensors, lambda _seq, ts: ts >= cutoff)
 
 
 def _since(rows: _Rows, cutoff: float) -> _Rows:

@@ -288,3 +288,92 @@ def test_the_migration_downgrade_puts_chunked_readings_back_as_rows(postgres_url
             assert migrate.schema_differences(conn, migrate.full_metadata()) == []
     finally:
         r.close()
+
+
+# ------------------------------------------------------------------------------------------- readings as columns
+
+
+def _wire_items(hub: HubIdentity, seqs: list[int], sensors: int = SENSORS) -> list[p.Item]:
+    return [p.Item(i.seq, i.ts, msgspec.to_builtins(i.body)) for i in _batch(hub, seqs, sensors).items]
+
+
+def _columns(hub: HubIdentity, seqs: list[int], sensors: int = SENSORS) -> bytes:
+    """A readings batch as the hub sends it once the register takes columns (cloud_sync.uplink.client)."""
+    return p.encode_batch(p.reading_columns(hub.hub_id, _wire_items(hub, seqs, sensors)))
+
+
+def _chunk_layout(reg: Registry, hub: HubIdentity) -> list[tuple[object, ...]]:
+    """The hub's chunks as stored (the hub id aside), and its rows' seqs."""
+    with reg.engine.connect() as conn:
+        packed = conn.execute(
+            sa.text("SELECT seq_first, seq_last, device_id, n, seqs, ts, vals, vmin, vmax, vsum FROM reading_chunks"
+                    " WHERE hub_id = :h ORDER BY seq_first, device_id"), {"h": hub.hub_id}
+        ).all()  # fmt: skip
+        rows = conn.execute(sa.text("SELECT seq FROM readings WHERE hub_id = :h ORDER BY seq"), {"h": hub.hub_id})
+        return [tuple(c) for c in packed] + [("row", r) for (r,) in rows]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sends=st.lists(
+        st.tuples(st.integers(0, 120), st.integers(1, 80), st.booleans()),  # (first seq, length, as columns)
+        min_size=1,
+        max_size=6,
+    ),
+    sensors=st.sampled_from([1, 3, 20]),
+)
+def test_readings_sent_as_columns_are_stored_as_the_same_sends_as_items(
+    reg: Registry, sends: list[tuple[int, int, bool]], sensors: int
+) -> None:
+    """The same sends, one hub's all as items and another's as columns or items (a hub switches after its first
+    ack, and back when a register is rolled back): the same acks, the same readings held once, and the same chunks
+    and rows, value for value."""
+    a, b = _enrolled(reg, 1), _enrolled(reg, 2)
+    for first, length, as_columns in sends:
+        seqs = list(range(first, first + length))
+        want = ingest.ingest_body(reg, a, "readings", _encoded(a, seqs, sensors))
+        body = _columns(b, seqs, sensors) if as_columns else _encoded(b, seqs, sensors)
+        assert ingest.ingest_body(reg, b, "readings", body, columns=as_columns) == want
+    assert _held(reg, b) == _held(reg, a)
+    assert _chunk_layout(reg, b) == _chunk_layout(reg, a)
+
+
+def test_columns_keep_a_households_erasure_and_raise_a_battery_alert(reg: Registry) -> None:
+    hub = _enrolled(reg)
+    ingest.ingest_body(reg, hub, "readings", _columns(hub, list(range(1, 101))), columns=True)
+    with reg.engine.begin() as conn:
+        households = db.households
+        conn.execute(
+            sa.update(households).where(households.c.id == hub.household_id).values(erased_before=_when(150) + 0.5)
+        )
+    # Readings 101..200, of which those before the household's erasure (up to 150) are dropped on arrival.
+    ack = ingest.ingest_body(reg, hub, "readings", _columns(hub, list(range(101, 201))), columns=True)
+    assert ack == p.IngestAck(lane="readings", acked_seq=200, stored=50, duplicates=0)
+    assert _held(reg, hub) == _expected(set(range(1, 101)) | set(range(151, 201)))
+    # A battery running low, in a chunk: the household's alert is raised once.
+    items = [p.Item(s, _when(s), {"device_id": "zigbee:lock", "quantity": "battery", "value": 9.0 - s / 100,
+                                  "ts": _when(s)}) for s in range(201, 211)]  # fmt: skip
+    body = p.encode_batch(p.reading_columns(hub.hub_id, items))
+    assert ingest.ingest_body(reg, hub, "readings", body, columns=True).stored == 10
+    assert _counts(reg, hub)[1] >= 10
+    with reg.engine.connect() as conn:
+        kinds = conn.execute(sa.text("SELECT category, device_id FROM alarms WHERE household_id = :h"),
+                             {"h": hub.household_id}).all()  # fmt: skip
+    assert [tuple(k) for k in kinds] == [("battery_low", "zigbee:lock")]
+
+
+@pytest.mark.parametrize("step_s", [7.0, 200.0], ids=["cut-at-most-readings", "cut-at-a-day"])
+def test_a_long_run_of_one_sensor_sent_as_columns_is_cut_as_items_are(reg: Registry, step_s: float) -> None:
+    """2,500 readings of one sensor: cut at CHUNK_MAX readings (7 s apart) or at a day (200 s apart), the same
+    way whichever form they came in."""
+    a, b = _enrolled(reg, 1), _enrolled(reg, 2)
+    items = [p.Item(s, NOW - 6 * DAY + s * step_s, {"device_id": "zigbee:0", "quantity": "temperature",
+                                                     "value": s / 4, "ts": NOW - 6 * DAY + s * step_s})
+             for s in range(1, 2501)]  # fmt: skip
+    as_items = p.encode_batch(p.IngestBatch(a.hub_id, "readings", items))
+    ingest.ingest_body(reg, a, "readings", as_items)
+    ingest.ingest_body(reg, b, "readings", p.encode_batch(p.reading_columns(b.hub_id, items)), columns=True)
+    layout = _chunk_layout(reg, b)
+    assert layout == _chunk_layout(reg, a)
+    assert len(layout) == (3 if step_s == 7.0 else 6)
+    assert all(row[0] != "row" for row in layout)

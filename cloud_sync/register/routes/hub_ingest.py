@@ -31,8 +31,16 @@ def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lane
         if encoding != p.ZSTD_ENCODING:
             raise Invalid("ingest bodies must be sent with 'Content-Encoding: zstd'", status=415, code="encoding")
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != p.MSGPACK_CONTENT_TYPE:
-            raise Invalid(f"ingest bodies must be {p.MSGPACK_CONTENT_TYPE}", status=415, code="content_type")
+        columns = ctype == p.READING_COLUMNS_CONTENT_TYPE
+        if columns and lane != "readings":
+            raise Invalid(f"only the readings lane takes {ctype}", status=415, code="content_type")
+        if ctype != p.MSGPACK_CONTENT_TYPE and not columns:
+            raise Invalid(
+                f"ingest bodies must be {p.MSGPACK_CONTENT_TYPE} (or {p.READING_COLUMNS_CONTENT_TYPE} on the"
+                " readings lane)",
+                status=415,
+                code="content_type",
+            )
         body = await read_body(request, p.MAX_INGEST_COMPRESSED_BYTES)
         # The memory inflating may take is held before inflating: the size the frame declares (inflating stops
         # there), or twice the per-request limit for a frame that declares none (honest hubs always declare it).
@@ -46,11 +54,13 @@ def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lane
             callers.check_hub(source, who, conn=conn)
 
         def checked_ingest() -> p.IngestAck:
-            return ingest.ingest_body(reg, who, lane, body, engine=engine, check=check)
+            return ingest.ingest_body(reg, who, lane, body, engine=engine, check=check, columns=columns)
 
         ack = await lanes.run(lane, checked_ingest)
         fleet_metrics.ingested(ack)
-        return json_response(ack)
+        resp = json_response(ack)
+        resp.headers[p.READING_COLUMNS_HEADER] = "1"  # the hub may send its readings as columns from now on
+        return resp
 
     @r.get(p.ALARM_PING_PATH, status_code=204)
     async def alarm_ping(who: HubCertificate) -> Response:
