@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ import requests
 from cloud_sync import protocol as p
 from gateway.errors import PermanentError, TransientError
 from gateway.store import OutboxItem
+
+log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -210,6 +213,9 @@ class RegisterClient:
         """Monotonic time of the last reply on this client's connection; None before the first or after a close."""
         self.kept_s: float | None = None
         """How long the register last said it keeps the idle connection (``Keep-Alive: timeout=N``), if it said."""
+        self.takes_columns = False
+        """Whether the register's last ingest ack said it takes readings as columns
+        (:data:`~cloud_sync.protocol.READING_COLUMNS_HEADER`); until then readings go as items."""
 
     def close(self) -> None:
         self.session.close()
@@ -290,17 +296,33 @@ class RegisterClient:
     def ingest(
         self, hub_id: str, lane: str, items: list[OutboxItem], *, read_timeout: float | None = None
     ) -> p.IngestAck:
-        batch = p.IngestBatch(
-            hub_id=hub_id, lane=cast(p.LaneName, lane), items=[p.Item(i.seq, i.ts, i.body) for i in items]
-        )
+        wire = [p.Item(i.seq, i.ts, i.body) for i in items]
+        columns = p.reading_columns(hub_id, wire) if lane == "readings" and self.takes_columns else None
+        if columns is not None and p.columns_pay(columns):
+            try:
+                return self._send(lane, columns, p.READING_COLUMNS_CONTENT_TYPE, read_timeout)
+            except RegisterRejected as exc:
+                if exc.status != 415:
+                    raise
+                # A register that does not take columns (rolled back to a release before them): items, from now on.
+                self.takes_columns = False
+                log.info("the register does not take readings as columns; sending items")
+        batch = p.IngestBatch(hub_id=hub_id, lane=cast(p.LaneName, lane), items=wire)
+        return self._send(lane, batch, p.MSGPACK_CONTENT_TYPE, read_timeout)
+
+    def _send(
+        self, lane: str, batch: p.IngestBatch | p.ReadingColumns, ctype: str, read_timeout: float | None
+    ) -> p.IngestAck:
         resp = self.request(
             "POST",
             f"/v1/ingest/{lane}",
             read_timeout=read_timeout,
             data=p.encode_batch(batch),
-            headers={"Content-Type": p.MSGPACK_CONTENT_TYPE, "Content-Encoding": p.ZSTD_ENCODING},
+            headers={"Content-Type": ctype, "Content-Encoding": p.ZSTD_ENCODING},
         )
-        return self.decode(resp, p.IngestAck)
+        ack = self.decode(resp, p.IngestAck)
+        self.takes_columns = resp.headers.get(p.READING_COLUMNS_HEADER) == "1"
+        return ack
 
 
 def _endpoint(path_url: str) -> str:

@@ -49,6 +49,11 @@ class FaultInjector:
         long-poll, and refuses one over 30 s (422), as it did."""
         self.waits: list[float] = []
         """The ``wait`` of each command long-poll, in order."""
+        self.older_columns = False
+        """Plays a register from before :class:`~cloud_sync.protocol.ReadingColumns`: it says nothing of them on its
+        acks, and refuses a batch sent as columns (415), as it did."""
+        self.readings_sent_as: list[str] = []
+        """The content type of each readings batch, in order."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -65,6 +70,16 @@ class FaultInjector:
                     await send({"type": "http.response.body", "body": b'{"error":"invalid","detail":"wait"}'})
                     return
                 send = _without_header(send, p.WAIT_MAX_HEADER)
+        if scope["type"] == "http" and scope["path"] == "/v1/ingest/readings":
+            ctype = dict(scope["headers"]).get(b"content-type", b"").decode()
+            self.readings_sent_as.append(ctype)
+            if self.older_columns:
+                if ctype == p.READING_COLUMNS_CONTENT_TYPE:
+                    headers = [(b"content-type", b"application/json")]
+                    await send({"type": "http.response.start", "status": 415, "headers": headers})
+                    await send({"type": "http.response.body", "body": b'{"error":"content_type","detail":"msgpack"}'})
+                    return
+                send = _without_header(send, p.READING_COLUMNS_HEADER)
         if scope["type"] == "http" and scope["path"].startswith("/v1/ingest") and self.plan:
             status = self.plan.pop(0)
             self.injected += 1
@@ -198,6 +213,31 @@ async def test_everything_arrives_exactly_once_and_the_cursor_follows(
     assert_exactly_once(register, hub.hub_id, "alarm", list(range(1, 6)))
     bodies = [b for _, b in register.items(hub.hub_id, "readings")]
     assert bodies[41]["value"] == 41.0
+
+
+async def test_readings_go_as_columns_once_the_register_says_it_takes_them(
+    tmp_path: Path, faulty_register: FaultyRegister
+) -> None:
+    """The first readings batch goes as items; the register's ack says it takes columns, and the rest go so. A
+    register rolled back to a release before columns refuses them (415) and says nothing of them: the hub sends
+    the same batch again as items at once, and items from then on. Every reading arrives once either way."""
+    register, injector = faulty_register, faulty_register.injector
+    hub = register.enroll()
+    async with open_store(hub.state_dir) as store:
+        await produce(store, 3000, 0)
+        uplink = Uplink(store, uplink_config(register.url, batch_items=700), HubIdentity(hub.state_dir))
+        async with running(uplink):
+            await until(lambda: len(register.items(hub.hub_id, "readings")) == 3000, what="readings")
+            columns, items = p.READING_COLUMNS_CONTENT_TYPE, p.MSGPACK_CONTENT_TYPE
+            assert injector.readings_sent_as == [items] + [columns] * 4  # 700 + 4 x 700 (the last 200)
+            injector.older_columns = True
+            await store.add_readings(readings(1000, 3000))
+            await until(lambda: len(register.items(hub.hub_id, "readings")) == 4000, what="readings after rollback")
+            assert injector.readings_sent_as[5:] == [columns, items, items]  # refused, sent again, and the rest
+    assert_exactly_once(register, hub.hub_id, "readings", list(range(1, 4001)))
+    bodies = {seq: b for seq, b in register.items(hub.hub_id, "readings")}
+    assert bodies[1]["value"] == 0.0 and bodies[2000]["value"] == 1999.0 and bodies[4000]["value"] == 3999.0
+    assert bodies[2000]["ts"] == T0 + 1999
 
 
 async def test_register_down_then_back(tmp_path: Path, register: RunningRegister) -> None:
