@@ -8,7 +8,11 @@ before the clock starts), a transaction per batch:
 * **before**: the database without chunks (``chunks.available`` is False): the path of the release before;
 * **rows**: chunks readable, writing off (``--no-readings-chunks``): every batch takes the hub's lock in its
   admission statement and reads its chunk mark, one statement more;
-* **chunks**: writing on (the default since the release after 0012).
+* **chunks**: writing on (the default since the release after 0012);
+* **columns**: writing on, the batches sent as a hub sends them once the register says it takes columns
+  (``protocol.ReadingColumns`` where a sensor has several readings: the catch-up; the steady batches as items).
+
+It also prints what encoding a batch costs the hub, as items and as columns (``encode_batch`` and its grouping).
 
 Two shapes: **catch-up** (batches of 5,000 readings of 60 sensors, 83 a sensor) and **steady** (batches of 60, one
 reading a sensor: stays rows). The ways alternate in rounds so the machine's other load falls on all alike.
@@ -45,13 +49,40 @@ SENSORS = 60
 T0 = time.time() - 20 * 86_400
 
 
-def body(hub: HubIdentity, first: int, n: int) -> bytes:
+def wire_items(first: int, n: int) -> list[p.Item]:
+    """Items as the hub's uplink has them: bodies as dicts."""
     items = []
     for s in range(first, first + n):
         t = T0 + (s // SENSORS) * 30.0
-        reading = p.ReadingBody(f"zigbee2mqtt:0x00158d000{s % SENSORS:07x}", "temperature", 20.0 + (s % 97) / 10, t)
+        reading = {"device_id": f"zigbee2mqtt:0x00158d000{s % SENSORS:07x}", "quantity": "temperature",
+                   "value": 20.0 + (s % 97) / 10, "ts": t}  # fmt: skip
         items.append(p.Item(s, t, reading))
-    return p.encode_batch(p.IngestBatch(hub_id=hub.hub_id, lane="readings", items=items))
+    return items
+
+
+def body(hub: HubIdentity, first: int, n: int, *, columns: bool = False) -> tuple[bytes, bool]:
+    """The body, and whether it went as columns: with ``columns``, where they pay, as the hub's client decides
+    (``protocol.columns_pay``: a steady batch still goes as items)."""
+    items = wire_items(first, n)
+    as_columns = p.reading_columns(hub.hub_id, items)
+    if columns and p.columns_pay(as_columns):
+        return p.encode_batch(as_columns), True
+    return p.encode_batch(p.IngestBatch(hub_id=hub.hub_id, lane="readings", items=items)), False
+
+
+def hub_encoding_ms(n: int = 5_000, times: int = 20) -> tuple[float, float]:
+    """CPU ms to encode one batch of ``n`` readings as items and as columns, on this machine."""
+    items = wire_items(1, n)
+    out = []
+    for columns in (False, True):
+        t0 = time.process_time()
+        for _ in range(times):
+            if columns:
+                p.encode_batch(p.reading_columns("hub", items))
+            else:
+                p.encode_batch(p.IngestBatch(hub_id="hub", lane="readings", items=items))
+        out.append((time.process_time() - t0) / times * 1000)
+    return out[0], out[1]
 
 
 def size(dsn: str) -> int:
@@ -75,11 +106,10 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             ways: dict[str, Any] = {}
-            for way in ("before", "rows", "chunks"):
+            for way in ("before", "rows", "chunks", "columns"):
                 name = cluster.create_database()
-                reg = Registry(
-                    Settings(state_dir=Path(tmp) / way, db_url=cluster.url(name), readings_chunks=way == "chunks")
-                )
+                writes = way in ("chunks", "columns")
+                reg = Registry(Settings(state_dir=Path(tmp) / way, db_url=cluster.url(name), readings_chunks=writes))
                 household = reg.create_household("koti", actor="bench")
                 hub = HubIdentity(hub_id=f"hub-{way}", household_id=household, cert_sha256="0" * 64)
                 with reg.engine.begin() as conn:
@@ -97,11 +127,12 @@ def main() -> None:
             for _ in range(args.rounds):
                 for shape, n, count in (("catch-up", 5_000, args.batches), ("steady", SENSORS, args.steady)):
                     for way, (reg, hub, _dsn) in ways.items():
-                        bodies = [body(hub, seq[way] + i * n, n) for i in range(count)]
+                        columns = way == "columns"
+                        bodies = [body(hub, seq[way] + i * n, n, columns=columns) for i in range(count)]
                         seq[way] += n * count
                         cpu0, pg0, t0 = time.process_time(), postgres_cpu_s(cluster), time.perf_counter()
-                        for b in bodies:
-                            ingest.ingest_body(reg, hub, "readings", b)
+                        for b, as_columns in bodies:
+                            ingest.ingest_body(reg, hub, "readings", b, columns=as_columns)
                         cpu, pg, wall = (
                             time.process_time() - cpu0,
                             postgres_cpu_s(cluster) - pg0,
@@ -129,6 +160,9 @@ def main() -> None:
         )
     print("bytes per reading on disk (both shapes, all partitions and indexes): " + ", ".join(
         f"{way} {b:.0f}" for way, b in sizes.items()))  # fmt: skip
+    as_items, as_columns = hub_encoding_ms()
+    print(f"the hub's encoding of a batch of 5,000: items {as_items:.2f} ms, columns {as_columns:.2f} ms CPU"
+          f" ({as_columns / as_items:.2f})")  # fmt: skip
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 

@@ -176,6 +176,24 @@ def announced_alarm_url(url: str, ca: str) -> str | None:
 # ------------------------------------------------------------------------------------------------------ the hubs
 
 
+COLUMNS = True
+"""Readings go as columns (``protocol.ReadingColumns``), as a hub sends them to a register that takes them; False
+(``--wire items``): as items, the baseline. Set in each process from the arguments."""
+COLUMNS_HEADERS = {**p.INGEST_HEADERS, "Content-Type": p.READING_COLUMNS_CONTENT_TYPE}
+
+
+class ColumnsBody(bytes):
+    """A readings body sent as columns (its ``Content-Type`` differs)."""
+
+
+def readings_encoded(hub_id: str, items: list[p.Item]) -> bytes:
+    """The body as the hub's client makes it: columns where they pay (``protocol.columns_pay``), else items."""
+    columns = p.reading_columns(hub_id, items)
+    if COLUMNS and p.columns_pay(columns):
+        return ColumnsBody(p.encode_batch(columns))
+    return p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items))
+
+
 def readings_body(hub_id: str, first: int, n: int, t: float) -> bytes:
     items = [
         p.Item(
@@ -185,7 +203,7 @@ def readings_body(hub_id: str, first: int, n: int, t: float) -> bytes:
         )
         for i in range(n)
     ]
-    return p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items))
+    return readings_encoded(hub_id, items)
 
 
 def backlog_items(first: int, n: int, start: float) -> list[p.Item]:
@@ -211,7 +229,7 @@ def catchup_bodies(hub_id: str, backlog: int, start: float) -> list[tuple[int, b
     for first in range(0, backlog, BATCH):
         n = min(BATCH, backlog - first)
         items = backlog_items(first, n, start)
-        out.append((n, p.encode_batch(p.IngestBatch(hub_id=hub_id, lane="readings", items=items))))
+        out.append((n, readings_encoded(hub_id, items)))
     return out
 
 
@@ -276,7 +294,9 @@ class SimHub:
         for attempt in range(3):
             try:
                 async with self.sessions[conn].post(
-                    f"{self.urls.get(conn, self.url)}/v1/ingest/{lane}", data=body, headers=p.INGEST_HEADERS
+                    f"{self.urls.get(conn, self.url)}/v1/ingest/{lane}",
+                    data=body,
+                    headers=COLUMNS_HEADERS if isinstance(body, ColumnsBody) else p.INGEST_HEADERS,
                 ) as resp:
                     data = await resp.read()
                     if resp.status != 200:
@@ -472,6 +492,8 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
 
 
 def load_process(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, Any], pipe: Connection) -> None:
+    global COLUMNS
+    COLUMNS = args["wire"] == "columns"
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if role == "alarms" and args["alarm_sender_nice"]:
@@ -608,7 +630,15 @@ def main() -> None:
         help="half the hubs sending alarms to the listener do not ping: the baseline in the same run",
     )
     ap.add_argument("--serve-arg", action="append", default=[], help="one more argument for kotihub-register serve")
+    ap.add_argument(
+        "--wire",
+        choices=("columns", "items"),
+        default="columns",
+        help="how the hubs send their readings: as columns (a hub's way with a register that takes them) or items",
+    )
     args = ap.parse_args()
+    global COLUMNS
+    COLUMNS = args.wire == "columns"
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the register
 
@@ -660,6 +690,7 @@ def main() -> None:
             "compare_main": alarm_url is not None and not args.no_compare_main,
             "alarm_keepalive": args.alarm_keepalive,
             "compare_keepalive": args.compare_keepalive,
+            "wire": args.wire,
         }
         ctx = multiprocessing.get_context("spawn")
         half = len(fleet) // 2
@@ -724,7 +755,10 @@ def main() -> None:
     print()
     held = "2 connections (alarm, bulk)" if args.no_commands else "3 connections (alarm, bulk, command long-poll)"
     print(f"load average during the run: {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores (other work included)")
-    print(f"hubs: {len(fleet)} x {held}; {per_s:.1f} readings/s each steady, sent every {args.send_every:g} s")
+    print(
+        f"hubs: {len(fleet)} x {held}; {per_s:.1f} readings/s each steady, sent every {args.send_every:g} s"
+        f" as {args.wire}"
+    )
     print(f"stored in {wall:.1f} s: {stored:,} readings ({steady:,} steady, {catchup:,} catch-up acked)")
     print(f"sustained ingest:            {rate:12,.0f} readings/s   (target {TARGET_RATE:,})")
     print(f"raw binary COPY, 1 conn:     {copy_rate:12,.0f} rows/s")
