@@ -33,6 +33,7 @@ rule). A rollback to a release before 0012 needs ``db downgrade 0011_households_
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import weakref
@@ -76,6 +77,13 @@ CHUNK_MAX = 1_000
 MAX_SPAN_S = 86_400.0
 """Longest time a chunk spans: a sensor's readings further apart in one batch (a hub whose clock was set) start a
 new chunk, and a reader of a time span looks back this much on ``ts_first``."""
+MAX_SEQ_SPAN = 40_000
+"""Widest seq range a chunk covers (``seq_last - seq_first``), written so since the release after 0012: twice the
+most readings a batch holds, so an honest hub's sensor is cut only across a gap its erasures left. It bounds where
+:func:`held` looks for the chunks that can hold a seq."""
+RUN_GAP = 64
+""":func:`held` looks up a batch's seqs as runs split where two are more than this apart, so what it reads is
+bounded by the batch's size, never by the hub's history (a hostile hub sending seqs 1 and 2^62)."""
 
 metadata = MetaData()
 """PostgreSQL only (made by migration 0012): not in :data:`cloud_sync.register.db.metadata`, which SQLite builds."""
@@ -201,7 +209,7 @@ def split(
             rows.extend(group)
             continue
         ts = [it.body.ts for it in group]
-        for a, b in _cuts(ts):
+        for a, b in _cuts(ts, [it.seq for it in group]):
             if b - a < CHUNK_MIN:
                 rows.extend(group[a:b])
                 continue
@@ -224,8 +232,8 @@ def split_columns(
         if n < CHUNK_MIN:
             rows += column_rows([s], hub_id, household_id, received_at)
             continue
-        whole = n <= CHUNK_MAX and max(s.ts) - min(s.ts) <= MAX_SPAN_S
-        for a, b in [(0, n)] if whole else _cuts(s.ts):
+        whole = n <= CHUNK_MAX and s.seqs[-1] - s.seqs[0] <= MAX_SEQ_SPAN and max(s.ts) - min(s.ts) <= MAX_SPAN_S
+        for a, b in [(0, n)] if whole else _cuts(s.ts, s.seqs):
             part = SensorReadings(s.device_id, s.quantity, s.channel, s.seqs[a:b], s.ts[a:b], s.values[a:b])
             if b - a < CHUNK_MIN:
                 rows += column_rows([part], hub_id, household_id, received_at)
@@ -292,15 +300,16 @@ def by_sensor(items: Iterable[ReadingItem]) -> dict[tuple[str, str, str], list[R
     return groups
 
 
-def _cuts(ts: Sequence[float]) -> Iterable[tuple[int, int]]:
-    """Where one sensor's readings in seq order (their times ``ts``) are cut into chunks, as ``[a, b)`` index
-    bounds: at :data:`CHUNK_MAX` readings and where the next would stretch the chunk past :data:`MAX_SPAN_S`."""
+def _cuts(ts: Sequence[float], seqs: Sequence[int]) -> Iterable[tuple[int, int]]:
+    """Where one sensor's readings in seq order (their times ``ts`` and ``seqs``) are cut into chunks, as ``[a, b)``
+    index bounds: at :data:`CHUNK_MAX` readings, and where the next would stretch the chunk past :data:`MAX_SPAN_S`
+    or :data:`MAX_SEQ_SPAN`."""
     lo = hi = ts[0]
     start = 0
     for i in range(1, len(ts)):
         t = ts[i]
         lo2, hi2 = min(lo, t), max(hi, t)
-        if hi2 - lo2 > MAX_SPAN_S or i - start >= CHUNK_MAX:
+        if hi2 - lo2 > MAX_SPAN_S or i - start >= CHUNK_MAX or seqs[i] - seqs[start] > MAX_SEQ_SPAN:
             yield start, i
             start, lo, hi = i, t, t
         else:
@@ -354,20 +363,56 @@ def raise_mark(conn: Connection, hub_id: str, seq: int) -> None:
     )
 
 
-_HELD_CHUNKS = text(
-    "SELECT u.seq, u.ts FROM reading_chunks c, unnest(c.seqs, c.ts) AS u(seq, ts)"
-    " WHERE c.hub_id = :h AND c.seq_last >= :lo AND c.seq_first <= :hi AND u.seq BETWEEN :lo AND :hi"
+# A chunk holding a seq of the run [lo, hi] ends at or after lo and, its seqs spanning at most MAX_SEQ_SPAN, at most
+# that far after hi: one bounded range of the index (hub_id, seq_last) per run. One run (an honest batch) is asked
+# with constants, which PostgreSQL plans once and well; several through a lateral join over the runs.
+_HELD_CHUNKS_RUN = text(
+    "SELECT u.seq, u.ts FROM reading_chunks c, unnest(c.seqs, c.ts) AS u(seq, ts) WHERE c.hub_id = :h"
+    " AND c.seq_last BETWEEN :lo AND :hi + :span AND c.seq_first <= :hi AND u.seq BETWEEN :lo AND :hi"
 )
-_HELD_ROWS = text("SELECT seq, ts FROM readings WHERE hub_id = :h AND seq BETWEEN :lo AND :hi")
+_HELD_ROWS_RUN = text("SELECT seq, ts FROM readings WHERE hub_id = :h AND seq BETWEEN :lo AND :hi")
+_HELD_CHUNKS = text(
+    "SELECT u.seq, u.ts FROM unnest(CAST(:los AS bigint[]), CAST(:his AS bigint[])) AS r(lo, hi)"
+    " JOIN LATERAL (SELECT c.seqs, c.ts FROM reading_chunks c WHERE c.hub_id = :h"
+    " AND c.seq_last BETWEEN r.lo AND r.hi + :span AND c.seq_first <= r.hi) AS c ON true,"
+    " unnest(c.seqs, c.ts) AS u(seq, ts) WHERE u.seq BETWEEN r.lo AND r.hi"
+)
+_HELD_ROWS = text(
+    "SELECT x.seq, x.ts FROM unnest(CAST(:los AS bigint[]), CAST(:his AS bigint[])) AS r(lo, hi)"
+    " JOIN LATERAL (SELECT seq, ts FROM readings WHERE hub_id = :h AND seq BETWEEN r.lo AND r.hi) AS x ON true"
+)
 
 
-def held(conn: Connection, hub_id: str, lo: int, hi: int, *, rows: bool = True) -> set[tuple[int, float]]:
-    """``(seq, ts)`` of the hub's readings with ``lo <= seq <= hi`` the register holds: in chunks, and (``rows``) in
-    ``readings``."""
-    args = {"h": hub_id, "lo": lo, "hi": hi}
-    out = {(int(s), float(t)) for s, t in conn.execute(_HELD_CHUNKS, args)}
+def runs(seqs: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The seqs as ranges ``[lo, hi]`` (two lists) split where two seqs are more than :data:`RUN_GAP` apart: one
+    range when the seqs lie that close on the whole (an honest batch), so no Python step per seq then."""
+    lo, hi = min(seqs), max(seqs)
+    if hi - lo <= RUN_GAP * len(seqs):
+        return [lo], [hi]
+    ordered = sorted(seqs)
+    los, his = [ordered[0]], []
+    for prev, seq in itertools.pairwise(ordered):
+        if seq - prev > RUN_GAP:
+            his.append(prev)
+            los.append(seq)
+    his.append(ordered[-1])
+    return los, his
+
+
+def held(conn: Connection, hub_id: str, seqs: Sequence[int], *, rows: bool = True) -> set[tuple[int, float]]:
+    """``(seq, ts)`` the register holds of the hub's readings with a seq among ``seqs`` or near them: in chunks, and
+    (``rows``) in ``readings``. It reads only the seq ranges of :func:`runs`, so at most about :data:`RUN_GAP` seqs
+    per seq of the batch, wherever they lie, and chunks that can hold those (:data:`MAX_SEQ_SPAN`)."""
+    los, his = runs(seqs)
+    if len(los) == 1:
+        args: dict[str, Any] = {"h": hub_id, "lo": los[0], "hi": his[0], "span": MAX_SEQ_SPAN}
+        queries = (_HELD_CHUNKS_RUN, _HELD_ROWS_RUN)
+    else:
+        args = {"h": hub_id, "los": los, "his": his, "span": MAX_SEQ_SPAN}
+        queries = (_HELD_CHUNKS, _HELD_ROWS)
+    out = {(int(s), float(t)) for s, t in conn.execute(queries[0], args)}
     if rows:
-        out |= {(int(s), float(t)) for s, t in conn.execute(_HELD_ROWS, args)}
+        out |= {(int(s), float(t)) for s, t in conn.execute(queries[1], args)}
     return out
 
 

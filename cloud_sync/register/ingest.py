@@ -473,14 +473,14 @@ def _with_chunks(
     chunks hold, and the rows go as they always did (their primary key keeps rows once)."""
     if not items:
         return 0
-    lo, hi = min(it.seq for it in items), max(it.seq for it in items)
+    seqs = [it.seq for it in items]
     packed, rest = chunks.split(items, hub.hub_id, hub.household_id, now) if write else ([], items)
     if packed:
         # A batch that packs took the lock exclusively in its admission (chunks.packs), or none (a retry).
         assert locked is not False, "chunks written under the shared lock"
         if locked is None:
             chunks.lock_hub(conn, hub.hub_id, exclusive=True)
-        have = chunks.held(conn, hub.hub_id, lo, hi)
+        have = chunks.held(conn, hub.hub_id, seqs)
         if have:
             fresh = [it for it in items if (it.seq, it.body.ts) not in have]
             packed, rest = chunks.split(fresh, hub.hub_id, hub.household_id, now)
@@ -493,8 +493,8 @@ def _with_chunks(
         )
     if locked is None:
         chunks.lock_hub(conn, hub.hub_id, exclusive=False)
-    if chunks.mark(conn, hub.hub_id) >= lo:
-        have = chunks.held(conn, hub.hub_id, lo, hi, rows=False)
+    if chunks.mark(conn, hub.hub_id) >= min(seqs):
+        have = chunks.held(conn, hub.hub_id, seqs, rows=False)
         rest = [it for it in rest if (it.seq, it.body.ts) not in have]
     return partitions.copy_readings(
         conn, partitions.reading_rows(rest, hub.hub_id, hub.household_id, now), direct=direct
@@ -515,12 +515,12 @@ def _with_columns(
     per reading unless some of the batch is held already or a sensor's readings must be cut."""
     if not sensors:
         return 0
-    lo, hi = min(s.seqs[0] for s in sensors), max(s.seqs[-1] for s in sensors)
+    seqs = [seq for s in sensors for seq in s.seqs]
     if write and any(len(s.seqs) >= chunks.CHUNK_MIN for s in sensors):
         assert locked is not False, "chunks written under the shared lock"
         if locked is None:
             chunks.lock_hub(conn, hub.hub_id, exclusive=True)
-        have = chunks.held(conn, hub.hub_id, lo, hi)
+        have = chunks.held(conn, hub.hub_id, seqs)
         if have:
             sensors = _kept(sensors, lambda seq, ts: (seq, ts) not in have)
         packed, rows = chunks.split_columns(sensors, hub.hub_id, hub.household_id, now)
@@ -531,8 +531,8 @@ def _with_columns(
         return stored + partitions.copy_readings(conn, rows, direct=True)
     if locked is None:
         chunks.lock_hub(conn, hub.hub_id, exclusive=False)
-    if chunks.mark(conn, hub.hub_id) >= lo:
-        have = chunks.held(conn, hub.hub_id, lo, hi, rows=False)
+    if chunks.mark(conn, hub.hub_id) >= min(seqs):
+        have = chunks.held(conn, hub.hub_id, seqs, rows=False)
         sensors = _kept(sensors, lambda seq, ts: (seq, ts) not in have)
     return partitions.copy_readings(conn, chunks.column_rows(sensors, hub.hub_id, hub.household_id, now), direct=direct)
 

@@ -125,14 +125,15 @@ def test_with_chunk_writing_off_the_register_writes_rows_only(tmp_path: Path, po
         max_size=7,
     ),
     sensors=st.sampled_from([1, 3, 20]),
+    stride=st.sampled_from([1, 1, chunks.RUN_GAP + 1]),  # or every seq a run of its own in the held lookup
 )
 def test_each_reading_is_held_once_across_rows_and_chunks_however_batches_are_cut(
-    reg: Registry, sends: list[tuple[int, int]], sensors: int
+    reg: Registry, sends: list[tuple[int, int]], sensors: int, stride: int
 ) -> None:
     hub = _hub(reg)
     held: set[int] = set()
     for first, length in sends:
-        seqs = list(range(first, first + length))
+        seqs = list(range(first * stride, (first + length) * stride, stride))
         ack = ingest.ingest(reg, hub, _batch(hub, seqs, sensors))
         new = set(seqs) - held
         assert ack == p.IngestAck(lane="readings", acked_seq=seqs[-1], stored=len(new), duplicates=len(seqs) - len(new))
@@ -377,3 +378,45 @@ def test_a_long_run_of_one_sensor_sent_as_columns_is_cut_as_items_are(reg: Regis
     assert layout == _chunk_layout(reg, a)
     assert len(layout) == (3 if step_s == 7.0 else 6)
     assert all(row[0] != "row" for row in layout)
+
+
+def _unnested_by_lookup(reg: Registry, hub: HubIdentity, seqs: list[int]) -> int:
+    """How many readings PostgreSQL unpacked from chunks to look up ``seqs`` (chunks.held's chunk query, run under
+    EXPLAIN ANALYZE: the rows its unnest of the chunks' arrays gave, before and after its filter, over its loops)."""
+    los, his = chunks.runs(seqs)
+    if len(los) == 1:  # as chunks.held asks
+        query, args = chunks._HELD_CHUNKS_RUN, {"lo": los[0], "hi": his[0]}
+    else:
+        query, args = chunks._HELD_CHUNKS, {"los": los, "his": his}
+    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + str(query)
+    args |= {"h": hub.hub_id, "span": chunks.MAX_SEQ_SPAN}
+    with reg.engine.connect() as conn:
+        plan = conn.execute(sa.text(sql), args).scalar_one()[0]["Plan"]
+
+    def walk(node: dict[str, object]) -> int:
+        own = 0
+        if node.get("Node Type") == "Function Scan" and node.get("Alias") == "u":
+            own = (int(node["Actual Rows"]) + int(node.get("Rows Removed by Filter", 0))) * int(node["Actual Loops"])  # type: ignore[call-overload]
+        return own + sum(walk(child) for child in node.get("Plans", []))  # type: ignore[attr-defined]
+
+    return walk(plan)
+
+
+def test_a_batch_of_far_apart_seqs_unpacks_only_the_chunks_near_them(reg: Registry) -> None:
+    """A hostile hub's batch with seqs far apart (1 and 2^62) makes the register look up what it holds of them: only
+    the chunks whose seqs reach near those are unpacked, not every chunk of the hub's in between (its history)."""
+    hub = _enrolled(reg)
+    for first in range(1, 30_001, 5_000):  # 30,000 readings of 10 sensors: 60 chunks of 500
+        ingest.ingest_body(reg, hub, "readings", _columns(hub, list(range(first, first + 5_000)), 10), columns=True)
+    assert _counts(reg, hub) == (0, 30_000)
+    far = [1, 11, 21, 31, 41, 10**9, 10**12, 2**62]  # sensor 1's first five, and three far beyond
+    assert _unnested_by_lookup(reg, hub, list(range(1, 30_001))) == 30_000  # a whole resend unpacks them all
+    # Only the chunks whose seq range reaches 1..41 (the first batch's ten) are unpacked, the far seqs none.
+    assert _unnested_by_lookup(reg, hub, far) == 10 * 500
+    items = _wire_items(hub, far[:5], 10) + [
+        p.Item(seq, NOW, {"device_id": "zigbee:far", "quantity": "temperature", "value": 1.0, "ts": NOW})
+        for seq in far[5:]
+    ]
+    ack = ingest.ingest_body(reg, hub, "readings", p.encode_batch(p.reading_columns(hub.hub_id, items)), columns=True)
+    assert ack == p.IngestAck(lane="readings", acked_seq=2**62, stored=3, duplicates=5)
+    assert _counts(reg, hub) == (3, 30_000)

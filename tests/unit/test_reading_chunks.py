@@ -12,12 +12,14 @@ import struct
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud_sync.protocol import ReadingBody, ReadingItem
+from cloud_sync.protocol import Item, ReadingBody, ReadingItem, reading_columns
 from cloud_sync.register import chunks as product
+from cloud_sync.register.partitions import reading_rows
 
 # The bench's helper, loaded from its file: bench/ is not a package, and its folder is not put on sys.path.
 _spec = importlib.util.spec_from_file_location("bench_chunks", Path(__file__).resolve().parents[2] / "bench/chunks.py")
@@ -141,6 +143,7 @@ def test_the_register_splits_a_batch_into_chunks_and_rows_holding_each_reading_o
     for c in packed:
         assert product.CHUNK_MIN <= c.n == len(c.seqs) == len(c.ts) == len(c.vals) <= product.CHUNK_MAX
         assert c.seqs == sorted(c.seqs) and (c.seq_first, c.seq_last) == (c.seqs[0], c.seqs[-1])
+        assert c.seq_last - c.seq_first <= product.MAX_SEQ_SPAN
         assert (c.ts_first, c.ts_last) == (min(c.ts), max(c.ts)) and c.ts_last - c.ts_first <= product.MAX_SPAN_S
         assert (c.vmin, c.vmax, c.vsum) == (min(c.vals), max(c.vals), math.fsum(c.vals))
     # A sensor with fewer than CHUNK_MIN readings in the batch stays rows; one whose readings fit one chunk goes whole.
@@ -150,10 +153,29 @@ def test_the_register_splits_a_batch_into_chunks_and_rows_holding_each_reading_o
     chunked = {(c.device_id, c.quantity, c.channel): c.n for c in packed}
     for key, its in per_sensor.items():
         span = max(i.body.ts for i in its) - min(i.body.ts for i in its)
+        seq_span = its[-1].seq - its[0].seq
         if len(its) < product.CHUNK_MIN:
             assert key not in chunked
-        elif span <= product.MAX_SPAN_S and len(its) <= product.CHUNK_MAX:
+        elif span <= product.MAX_SPAN_S and len(its) <= product.CHUNK_MAX and seq_span <= product.MAX_SEQ_SPAN:
             assert chunked[key] == len(its)
+    # The same readings sent as columns (protocol.ReadingColumns) make the same chunks and the same rows.
+    columns = reading_columns("hub-1", [Item(it.seq, it.ts, msgspec.to_builtins(it.body)) for it in items])
+    packed_c, rows_c = product.split_columns(columns.sensors, "hub-1", "hh-1", 5.0)
+    assert sorted(packed_c) == sorted(packed)
+    assert sorted(rows_c) == sorted(reading_rows(rest, "hub-1", "hh-1", 5.0))
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(0, 2**62), min_size=1, max_size=200, unique=True))
+def test_the_held_lookups_runs_cover_every_seq_and_read_a_width_bounded_by_the_batch(seqs: list[int]) -> None:
+    """chunks.runs: each seq in exactly one run, the runs apart by more than RUN_GAP (unless there is one), and the
+    seq range they cover at most RUN_GAP per seq: bounded by the batch, however far apart its seqs lie."""
+    los, his = product.runs(seqs)
+    assert len(los) == len(his) >= 1 and all(lo <= hi for lo, hi in zip(los, his, strict=True))
+    assert all(his[k] + product.RUN_GAP < los[k + 1] for k in range(len(los) - 1))
+    assert all(sum(lo <= s <= hi for lo, hi in zip(los, his, strict=True)) == 1 for s in seqs)
+    assert sum(hi - lo for lo, hi in zip(los, his, strict=True)) <= product.RUN_GAP * len(seqs)
+    assert (los, his) == product.runs(list(reversed(seqs)))
 
 
 def test_a_binary_array_is_postgresql_s_array_send_format() -> None:
