@@ -334,7 +334,8 @@ class DiagnosticsBatch(msgspec.Struct, frozen=True):
 class SensorReadings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):  # numbers only: no cycles
     """One sensor's readings of a :class:`ReadingColumns` batch, in ascending seq: ``seqs[i]``, ``ts[i]`` and
     ``values[i]`` are one reading (its outbox seq, reading time and value). The strings follow
-    :data:`READING_STRING_RULES`, checked once per distinct combination as in a :class:`ReadingsBatch`."""
+    :data:`READING_STRING_RULES`, checked once per distinct combination as in a :class:`ReadingsBatch`. The schema
+    as the hub sends it; :func:`decode_columns` checks the arrays' lengths before it decodes them with these types."""
 
     device_id: str
     quantity: str

@@ -19,8 +19,8 @@ a batch that writes chunks (:func:`packs`), shared for one that writes rows only
 
 * A batch that writes chunks, holding the lock exclusively, looks up what the register already holds near its seqs
   in both tables (:func:`held`: per run of them, one range of ``(hub_id, seq_last)`` in the chunks and one of the
-  primary key in the rows), drops it, writes the rest, and raises the hub's *chunk mark* (``hub_chunk_marks``: the highest seq it has
-  ever stored in a chunk).
+  primary key in the rows), drops it, writes the rest, and raises the hub's *chunk mark* (``hub_chunk_marks``: the
+  highest seq it has ever stored in a chunk).
 * A batch that writes rows only, holding the lock shared, reads the mark after the lock (so any chunk batch that
   held it has committed and is seen): a batch wholly above the mark cannot meet a chunk, and goes as it always did
   (the primary key of ``readings`` takes care of rows); one that reaches below it drops what the chunks hold first.

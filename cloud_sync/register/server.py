@@ -294,6 +294,10 @@ def build_config(
         # Off: it is one pool for everyone, and 503s every request once idle connections fill it. ConnectionGate
         # caps connections per source and anonymous ones apart from hubs instead.
         limit_concurrency=None,
+        # Off: the register terminates TLS itself and no HTTP proxy may stand in front of it (docs/register.md,
+        # "Hostile connections"), so an X-Forwarded-For comes from the client; uvicorn's default would believe one
+        # from 127.0.0.1 and let it name any source for the per-source limits. One middleware fewer per request too.
+        proxy_headers=False,
     )
 
 

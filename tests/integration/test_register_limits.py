@@ -99,6 +99,19 @@ def test_failed_bearer_tokens_are_rate_limited_per_source(register: RunningRegis
     assert from_source(bearer(register, good), 2).get(f"{register.url}/v1/households/{h}").status_code == 200
 
 
+def test_a_forwarded_for_header_does_not_change_the_source_that_is_limited(register: RunningRegister) -> None:
+    """No proxy stands in front of the register, so X-Forwarded-For is the client's own claim: guesses from
+    127.0.0.1 (the address uvicorn would trust it from) each naming another address are all counted against
+    127.0.0.1."""
+    h = register.create_household()
+    attacker = bearer(register, "kh_api_guess")
+    codes = [
+        attacker.get(f"{register.url}/v1/households/{h}", headers={"X-Forwarded-For": f"203.0.113.{k}"}).status_code
+        for k in range(21)
+    ]
+    assert codes == [401] * 20 + [429]
+
+
 def test_failed_bearer_tokens_are_rate_limited_per_household(register: RunningRegister) -> None:
     h, other = register.create_household(), register.create_household()
     for i in range(5):  # five addresses, each within its own allowance: a distributed guess at one household
