@@ -479,14 +479,7 @@ def decode_batch(lane: str, payload: bytes) -> TypedBatch:
     decoder = _DECODERS.get(lane)
     if decoder is None:
         raise ProtocolError(f"unknown lane {lane!r}; expected one of {', '.join(LANES)}", status=404, code="no_lane")
-    try:
-        batch: TypedBatch = decoder.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise ProtocolError(f"invalid batch: {exc}", status=422, code="invalid") from exc
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"body is not msgpack: {exc}", status=400, code="bad_encoding") from exc
-    if batch.lane != lane:
-        raise ProtocolError(f"batch lane {batch.lane!r} does not match URL lane {lane!r}", status=422, code="invalid")
+    batch: TypedBatch = _decoded(decoder, payload, lane)
     if isinstance(batch, ReadingsBatch):
         _check_reading_strings(batch.items)
     items: Sequence[ReadingItem | EventItem | ClipItem | DiagnosticsItem] = batch.items
@@ -552,14 +545,7 @@ def decode_columns(lane: str, payload: bytes) -> ReadingColumns:
         raise ProtocolError(
             f"only the readings lane takes {READING_COLUMNS_CONTENT_TYPE}", status=415, code="content_type"
         )
-    try:
-        raw = _COLUMNS_DECODER.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise ProtocolError(f"invalid batch: {exc}", status=422, code="invalid") from exc
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"body is not msgpack: {exc}", status=400, code="bad_encoding") from exc
-    if raw.lane != lane:
-        raise ProtocolError(f"batch lane {raw.lane!r} does not match URL lane {lane!r}", status=422, code="invalid")
+    raw: _ColumnsRaw = _decoded(_COLUMNS_DECODER, payload, lane)
     total = 0
     for i, s in enumerate(raw.sensors):
         lengths = [_array_length(bytes(memoryview(getattr(s, field))[:5])) for field in _ARRAY_DECODERS]
@@ -590,6 +576,20 @@ def decode_columns(lane: str, payload: bytes) -> ReadingColumns:
         raise ProtocolError("invalid batch: a seq appears under two sensors", status=422, code="invalid")
     _check_strings([(s.device_id, s.quantity, s.channel) for s in sensors], lambda i, field: f"$.sensors[{i}].{field}")
     return ReadingColumns(hub_id=raw.hub_id, lane=raw.lane, sensors=sensors)
+
+
+def _decoded(decoder: msgspec.msgpack.Decoder[Any], payload: bytes, lane: str) -> Any:
+    """``payload`` decoded, for the URL's ``lane``, or :class:`ProtocolError`: 422 naming the field msgspec refused,
+    or a batch saying another lane; 400 for bytes that are not msgpack."""
+    try:
+        batch = decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid batch: {exc}", status=422, code="invalid") from exc
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"body is not msgpack: {exc}", status=400, code="bad_encoding") from exc
+    if batch.lane != lane:
+        raise ProtocolError(f"batch lane {batch.lane!r} does not match URL lane {lane!r}", status=422, code="invalid")
+    return batch
 
 
 _RULE_CHECKS: Final[list[tuple[str, re.Pattern[str], int, int]]] = [
