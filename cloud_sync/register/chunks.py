@@ -224,7 +224,7 @@ def split_columns(
 ) -> tuple[list[Chunk], list[partitions.ReadingRow]]:
     """:func:`split` for a batch sent as columns: the same chunks for the same readings, and the rest as rows of
     ``readings``. A sensor's arrays are sliced, not walked, unless they must be cut (more than :data:`CHUNK_MAX`
-    readings, or more than :data:`MAX_SPAN_S` between them)."""
+    readings, or more than :data:`MAX_SPAN_S` or :data:`MAX_SEQ_SPAN` between them)."""
     chunks: list[Chunk] = []
     rows: list[partitions.ReadingRow] = []
     for s in sensors:
