@@ -30,6 +30,7 @@ _SCHEMA_TYPES: tuple[Any, ...] = (
     p.RenewRequest,
     p.RenewResponse,
     p.IngestBatch,
+    p.ReadingColumns,
     p.IngestAck,
     p.DeviceRecord,
     p.DevicesAck,

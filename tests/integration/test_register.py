@@ -835,8 +835,13 @@ def test_health_and_openapi(register: RunningRegister) -> None:
     assert "/v1/ingest/{lane}" in doc["paths"]
     assert "/v1/households/{h}/members" in doc["paths"]
     assert {"IngestBatch", "IngestAck", "EnrollRequest", "ClipRecord", "Command"} <= set(doc["components"]["schemas"])
-    body = doc["paths"]["/v1/ingest/{lane}"]["post"]["requestBody"]["content"]
+    ingest = doc["paths"]["/v1/ingest/{lane}"]["post"]
+    body = ingest["requestBody"]["content"]
     assert p.MSGPACK_CONTENT_TYPE in body
+    # The readings lane's columns, their schema, and the ack's header that says the register takes them.
+    assert body[p.READING_COLUMNS_CONTENT_TYPE]["schema"] == {"$ref": "#/components/schemas/ReadingColumns"}
+    assert {"ReadingColumns", "SensorReadings"} <= set(doc["components"]["schemas"])
+    assert p.READING_COLUMNS_HEADER in ingest["responses"]["200"]["headers"]
 
 
 def test_export_streams_everything_of_the_household(register_any: RunningRegister) -> None:

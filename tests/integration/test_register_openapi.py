@@ -24,7 +24,7 @@ EXAMPLES = int(os.environ.get("KOTIHUB_OPENAPI_EXAMPLES", "6"))
 """Per operation and phase: enough to reach every status the operation documents, few enough for CI (< 2 min)."""
 
 
-@schemathesis.serializer("application/msgpack")
+@schemathesis.serializer("application/msgpack", "application/vnd.kotihub.reading-columns+msgpack")
 def _msgpack_zstd(ctx: object, value: object) -> bytes:
     # Ingest bodies are msgpack, sent zstd-compressed (the documented Content-Encoding header says so).
     return zstandard.ZstdCompressor().compress(msgspec.msgpack.encode(_fit(value)))

@@ -23,7 +23,19 @@ def router(reg: Registry, callers: Callers, fleet_metrics: RegisterMetrics, lane
     Hub = Annotated[HubIdentity, Depends(callers.hub)]
     HubCertificate = Annotated[HubIdentity, Depends(callers.hub_certificate)]
 
-    @r.post("/v1/ingest/{lane}", openapi_extra=doc("IngestBatch", "IngestAck", media=p.MSGPACK_CONTENT_TYPE))
+    ingest_doc = doc("IngestBatch", "IngestAck", media=p.MSGPACK_CONTENT_TYPE)
+    # The readings lane's other body: a catch-up as columns (protocol.ReadingColumns), and the ack that says so.
+    ingest_doc["requestBody"]["content"][p.READING_COLUMNS_CONTENT_TYPE] = {
+        "schema": {"$ref": "#/components/schemas/ReadingColumns"}
+    }
+    ingest_doc["responses"]["200"]["headers"] = {
+        p.READING_COLUMNS_HEADER: {
+            "description": f"1: this register takes readings batches as {p.READING_COLUMNS_CONTENT_TYPE}",
+            "schema": {"type": "string", "enum": ["1"]},
+        }
+    }
+
+    @r.post("/v1/ingest/{lane}", openapi_extra=ingest_doc)
     async def ingest_lane(lane: str, request: Request, who: HubCertificate) -> Response:
         if lane not in p.LANES:
             raise Invalid(f"unknown lane {lane!r}; expected one of {', '.join(p.LANES)}", status=404, code="no_lane")
