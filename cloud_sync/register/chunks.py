@@ -199,24 +199,22 @@ def forget(engine: Engine) -> None:
 def split(
     items: Sequence[ReadingItem], hub_id: str, household_id: str, received_at: float
 ) -> tuple[list[Chunk], list[ReadingItem]]:
-    """A batch's readings as chunks (sensors with at least :data:`CHUNK_MIN` of them) and the items left as rows.
+    """A batch's readings as chunks (sensors with at least :data:`CHUNK_MIN` of them) and the items left as rows:
+    :func:`split_columns` for items. Deterministic, so a resend cut the same way gives the same chunks."""
+    packed, _rows = split_columns(columns_of(items), hub_id, household_id, received_at)
+    chunked = {seq for c in packed for seq in c.seqs}  # a batch's seqs are unique
+    return packed, [it for it in items if it.seq not in chunked]
 
-    One pass; deterministic, so a resend cut the same way gives the same chunks."""
-    chunks: list[Chunk] = []
-    rows: list[ReadingItem] = []
-    for sensor, group in by_sensor(items).items():
-        if len(group) < CHUNK_MIN:
-            rows.extend(group)
-            continue
-        ts = [it.body.ts for it in group]
-        for a, b in _cuts(ts, [it.seq for it in group]):
-            if b - a < CHUNK_MIN:
-                rows.extend(group[a:b])
-                continue
-            seqs = [it.seq for it in group[a:b]]
-            vals = [it.body.value for it in group[a:b]]
-            chunks.append(pack(hub_id, household_id, sensor, seqs, ts[a:b], vals, received_at))
-    return chunks, rows
+
+def columns_of(items: Iterable[ReadingItem]) -> list[SensorReadings]:
+    """Items as each sensor's columns, each sensor's readings in the items' order (the register's side of
+    :func:`cloud_sync.protocol.reading_columns`, for a batch a hub sent as items)."""
+    return [
+        SensorReadings(
+            device_id, quantity, channel, [it.seq for it in g], [it.body.ts for it in g], [it.body.value for it in g]
+        )
+        for (device_id, quantity, channel), g in by_sensor(items).items()
+    ]
 
 
 def split_columns(

@@ -402,46 +402,40 @@ def _readings_postgres(
     """Stores a readings batch on PostgreSQL in ``conn``'s transaction and commits; returns ``(erased, stored,
     alarms raised)``.
 
-    First straight into ``readings`` by ``COPY`` (no stage, no ``ON CONFLICT``): the common case, a batch the
-    register holds nothing of. If it holds any of it (a resend after a lost ack, two sends racing), the primary key
-    refuses that ``COPY`` whole; the transaction is rolled back and the batch goes through the stage in a new one,
-    which stores each seq at most once. Where the database has chunks, what they hold is dropped first, and sensors
-    with many readings go as chunks (:func:`_with_chunks`). Either way nothing is acked before the commit."""
+    A batch that writes chunks goes as columns (:func:`_store_packed`; a hub sends columns only for such a batch,
+    and one it sent as items is turned into them); any other as rows (:func:`_store_rows`): first straight into
+    ``readings`` by ``COPY`` (no stage, no ``ON CONFLICT``), the common case, a batch the register holds nothing of.
+    If it holds any of it (a resend after a lost ack, two sends racing), the primary key refuses that ``COPY`` whole;
+    the transaction is rolled back and the batch goes through the stage in a new one, which stores each seq at most
+    once. Either way nothing is acked before the commit."""
     now = time.time()
-    if isinstance(batch, ReadingColumns) and not chunks.available(conn):
-        batch = batch.as_batch()
+    total = _size(batch)
+    # The admission decided it already when it took the hub's lock (ingest_body): exclusive to write chunks.
+    packing = (
+        locked if locked is not None else chunks.available(conn) and registry.settings.readings_chunks and _packs(batch)
+    )
+    if packing:
+        sensors = batch.sensors if isinstance(batch, ReadingColumns) else chunks.columns_of(batch.items)
+    else:
+        items = batch.items() if isinstance(batch, ReadingColumns) else batch.items
     for direct in (True, False):
         try:
-            if isinstance(batch, ReadingColumns):
-                sensors = _since_columns(batch.sensors, cutoff)
-                write = registry.settings.readings_chunks
-                stored = _with_columns(conn, hub, sensors, now, write=write, direct=direct, locked=locked)
-                battery = [s for s in sensors if s.quantity == "battery"]
-                low_rows = [
-                    r
-                    for r in chunks.column_rows(battery, hub.hub_id, hub.household_id, now)
-                    if r[5] < BATTERY_ALERT_MAX
-                ]
-                raised = (
-                    on_battery(conn, hub.hub_id, hub.household_id, [_row_dict(r) for r in low_rows]) if low_rows else 0
-                )
-                conn.commit()
-                return len(batch) - sum(len(s.seqs) for s in sensors), stored, raised
-            items = batch.items if not cutoff else [it for it in batch.items if it.body.ts >= cutoff]
-            if chunks.available(conn):
-                write = registry.settings.readings_chunks
-                stored = _with_chunks(conn, hub, items, now, write=write, direct=direct, locked=locked)
+            if packing:
+                kept = _since_columns(sensors, cutoff)
+                stored = _store_packed(conn, hub, kept, now, locked=locked)
+                kept_n = sum(len(s.seqs) for s in kept)
+                batteries = [s for s in kept if s.quantity == "battery"]
+                battery = chunks.column_rows(batteries, hub.hub_id, hub.household_id, now)
             else:
-                stored = partitions.copy_readings(
-                    conn, partitions.reading_rows(items, hub.hub_id, hub.household_id, now), direct=direct
-                )
-            low = [it for it in items if it.body.quantity == "battery" and it.body.value < BATTERY_ALERT_MAX]
-            raised = 0
-            if low:
-                rows = partitions.reading_rows(low, hub.hub_id, hub.household_id, now)
-                raised = on_battery(conn, hub.hub_id, hub.household_id, [_row_dict(r) for r in rows])
+                fresh = items if not cutoff else [it for it in items if it.body.ts >= cutoff]
+                stored = _store_rows(conn, hub, fresh, now, direct=direct, locked=locked)
+                kept_n = len(fresh)
+                of_batteries = [it for it in fresh if it.body.quantity == "battery"]
+                battery = partitions.reading_rows(of_batteries, hub.hub_id, hub.household_id, now)
+            low = [_row_dict(r) for r in battery if r[5] < BATTERY_ALERT_MAX]
+            raised = on_battery(conn, hub.hub_id, hub.household_id, low) if low else 0
             conn.commit()
-            return len(batch.items) - len(items), stored, raised
+            return total - kept_n, stored, raised
         except psycopg.errors.UniqueViolation:
             # The hub's check (done in this transaction) is not repeated: the request was admitted; a last-seen it
             # wrote is lost with the rollback, which only delays that coarse figure by a minute. The watermark is
@@ -455,86 +449,49 @@ def _readings_postgres(
     raise AssertionError("unreachable: the stage path returns or raises")
 
 
-def _with_chunks(
-    conn: Connection,
-    hub: HubIdentity,
-    items: list[ReadingItem],
-    now: float,
-    *,
-    write: bool,
-    direct: bool,
-    locked: bool | None = None,
+def _store_packed(
+    conn: Connection, hub: HubIdentity, sensors: list[SensorReadings], now: float, *, locked: bool | None
 ) -> int:
-    """Stores readings on a database with chunks (cloud_sync/register/chunks.py); returns how many were new.
-
-    With ``write``, sensors with many readings in the batch go as chunks: under the hub's lock held exclusively,
-    whatever the register holds of the batch's seqs (rows or chunks) is dropped first, and the rest written.
-    Otherwise (rows only) under the lock shared: a batch reaching at or below the hub's chunk mark drops what the
-    chunks hold, and the rows go as they always did (their primary key keeps rows once)."""
-    if not items:
-        return 0
-    seqs = [it.seq for it in items]
-    packed, rest = chunks.split(items, hub.hub_id, hub.household_id, now) if write else ([], items)
-    if packed:
-        # A batch that packs took the lock exclusively in its admission (chunks.packs), or none (a retry).
-        assert locked is not False, "chunks written under the shared lock"
-        if locked is None:
-            chunks.lock_hub(conn, hub.hub_id, exclusive=True)
-        have = chunks.held(conn, hub.hub_id, seqs)
-        if have:
-            fresh = [it for it in items if (it.seq, it.body.ts) not in have]
-            packed, rest = chunks.split(fresh, hub.hub_id, hub.household_id, now)
-        stored = chunks.copy_chunks(conn, packed)
-        if packed:
-            chunks.raise_mark(conn, hub.hub_id, max(c.seq_last for c in packed))
-        # Nothing of the rest is held (looked up above, under the lock every readings batch of this hub takes).
-        return stored + partitions.copy_readings(
-            conn, partitions.reading_rows(rest, hub.hub_id, hub.household_id, now), direct=True
-        )
-    if locked is None:
-        chunks.lock_hub(conn, hub.hub_id, exclusive=False)
-    if chunks.mark(conn, hub.hub_id) >= min(seqs):
-        have = chunks.held(conn, hub.hub_id, seqs, rows=False)
-        rest = [it for it in rest if (it.seq, it.body.ts) not in have]
-    return partitions.copy_readings(
-        conn, partitions.reading_rows(rest, hub.hub_id, hub.household_id, now), direct=direct
-    )
-
-
-def _with_columns(
-    conn: Connection,
-    hub: HubIdentity,
-    sensors: list[SensorReadings],
-    now: float,
-    *,
-    write: bool,
-    direct: bool,
-    locked: bool | None = None,
-) -> int:
-    """:func:`_with_chunks` for a batch sent as columns: the same locks, lookups and chunks, without a Python step
-    per reading unless some of the batch is held already or a sensor's readings must be cut."""
+    """Stores a batch that writes chunks (cloud_sync/register/chunks.py); returns how many readings were new. Under
+    the hub's lock held exclusively, whatever the register holds of the batch's seqs (rows or chunks) is dropped
+    first; sensors with many readings go as chunks, the rest as rows. No Python step per reading unless some of the
+    batch is held already or a sensor's readings must be cut."""
     if not sensors:
         return 0
-    seqs = [seq for s in sensors for seq in s.seqs]
-    if write and any(len(s.seqs) >= chunks.CHUNK_MIN for s in sensors):
-        assert locked is not False, "chunks written under the shared lock"
-        if locked is None:
-            chunks.lock_hub(conn, hub.hub_id, exclusive=True)
-        have = chunks.held(conn, hub.hub_id, seqs)
-        if have:
-            sensors = _kept(sensors, lambda seq, ts: (seq, ts) not in have)
-        packed, rows = chunks.split_columns(sensors, hub.hub_id, hub.household_id, now)
-        stored = chunks.copy_chunks(conn, packed)
-        if packed:
-            chunks.raise_mark(conn, hub.hub_id, max(c.seq_last for c in packed))
-        # Nothing of the rest is held (looked up above, under the lock every readings batch of this hub takes).
-        return stored + partitions.copy_readings(conn, rows, direct=True)
+    # The admission took the lock exclusively (_packs), or none (a retry).
+    assert locked is not False, "chunks written under the shared lock"
     if locked is None:
-        chunks.lock_hub(conn, hub.hub_id, exclusive=False)
-    if chunks.mark(conn, hub.hub_id) >= min(seqs):
-        have = chunks.held(conn, hub.hub_id, seqs, rows=False)
+        chunks.lock_hub(conn, hub.hub_id, exclusive=True)
+    have = chunks.held(conn, hub.hub_id, [seq for s in sensors for seq in s.seqs])
+    if have:
         sensors = _kept(sensors, lambda seq, ts: (seq, ts) not in have)
-    return partitions.copy_readings(conn, chunks.column_rows(sensors, hub.hub_id, hub.household_id, now), direct=direct)
+    packed, rows = chunks.split_columns(sensors, hub.hub_id, hub.household_id, now)
+    stored = chunks.copy_chunks(conn, packed)
+    if packed:
+        chunks.raise_mark(conn, hub.hub_id, max(c.seq_last for c in packed))
+    # Nothing of the rest is held (looked up above, under the lock every readings batch of this hub takes).
+    return stored + partitions.copy_readings(conn, rows, direct=True)
+
+
+def _store_rows(
+    conn: Connection, hub: HubIdentity, items: list[ReadingItem], now: float, *, direct: bool, locked: bool | None
+) -> int:
+    """Stores readings as rows; returns how many were new (``direct``: see :func:`partitions.copy_readings`). Where
+    the database has chunks, under the hub's lock held shared (or the exclusive one the admission took): a batch
+    reaching at or below the hub's chunk mark drops what the chunks hold first; the rows' primary key keeps rows
+    once."""
+    if not items:
+        return 0
+    if chunks.available(conn):
+        if locked is None:
+            chunks.lock_hub(conn, hub.hub_id, exclusive=False)
+        seqs = [it.seq for it in items]
+        if chunks.mark(conn, hub.hub_id) >= min(seqs):
+            have = chunks.held(conn, hub.hub_id, seqs, rows=False)
+            items = [it for it in items if (it.seq, it.body.ts) not in have]
+    return partitions.copy_readings(
+        conn, partitions.reading_rows(items, hub.hub_id, hub.household_id, now), direct=direct
+    )
 
 
 def _kept(sensors: list[SensorReadings], keep: Callable[[int, float], bool]) -> list[SensorReadings]:
