@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import insert, update
 
 from cloud_sync import protocol as p
-from cloud_sync.register import chunks, db, ingest, series, series_cache
+from cloud_sync.register import chunks, db, series, series_cache
 from cloud_sync.register.auth import HubIdentity
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.series_cache import HourCache
-from tests.support.register import hub_row
+from tests.support.register import hub_row, store_as_chunks, store_as_rows
 
 DAY = 86_400.0
 NOW = time.time()
@@ -57,7 +57,7 @@ def _items(readings: list[_Reading], first_seq: int, seed: int) -> list[p.Readin
 
 @pytest.fixture
 def reg(registry_pg_rows: Registry) -> Registry:
-    """Chunk writing off, so that ``_as_rows`` stores rows; ``_as_chunks`` writes the chunks itself."""
+    """Chunk writing off, so that ``store_as_rows`` stores rows; ``store_as_chunks`` writes the chunks itself."""
     return registry_pg_rows
 
 
@@ -77,27 +77,12 @@ def _household(reg: Registry, name: str) -> HubIdentity:
     return hub
 
 
-def _as_rows(reg: Registry, hub: HubIdentity, items: list[p.ReadingItem]) -> None:
-    ingest.ingest(reg, hub, p.ReadingsBatch(hub_id=hub.hub_id, lane="readings", items=items))
-
-
-def _as_chunks(reg: Registry, hub: HubIdentity, items: list[p.ReadingItem]) -> tuple[list[chunks.Chunk], int]:
-    """Sensors with many readings as chunks, the rest as rows; returns the chunks and how many went as rows."""
-    packed, rest = chunks.split(items, hub.hub_id, hub.household_id, time.time())
-    with reg.engine.begin() as conn:
-        assert chunks.available(conn)
-        chunks.copy_chunks(conn, packed)
-    if rest:
-        _as_rows(reg, hub, sorted(rest, key=lambda it: it.seq))
-    return packed, len(rest)
-
-
 def _two(reg: Registry, items_seed: int = 5) -> tuple[HubIdentity, HubIdentity]:
     """Household A with every reading a row, B with the same readings mostly in chunks."""
     a, b = _household(reg, "rows"), _household(reg, "chunks")
     items = _items(_readings(), 0, items_seed)
-    _as_rows(reg, a, items)
-    packed, rows = _as_chunks(reg, b, items)
+    store_as_rows(reg, a, items)
+    packed, rows = store_as_chunks(reg, b, items)
     by_sensor = {(c.device_id, c.quantity) for c in packed}
     assert {("d-kitchen", "temperature"), ("d-hall", "co2"), ("d-burst", "pm25")} <= by_sensor
     assert len([c for c in packed if c.device_id == "d-kitchen"]) >= 5, "five days in chunks of at most a day"
@@ -214,8 +199,8 @@ def test_the_chart_cache_is_the_same_from_chunks(reg: Registry, monkeypatch: pyt
         1000,
         6,
     )
-    _as_rows(reg, a, more)
-    packed, rows = _as_chunks(reg, b, more)
+    store_as_rows(reg, a, more)
+    packed, rows = store_as_chunks(reg, b, more)
     assert len(packed) == 2 and rows == 0
     check(NOW - 1.5 * DAY + 17.25)
     check(NOW - 17.25)
@@ -229,8 +214,8 @@ def test_the_chart_cache_is_the_same_from_chunks(reg: Registry, monkeypatch: pyt
         2000,
         7,
     )
-    _as_rows(reg, a, mixed)
-    packed, rows = _as_chunks(reg, b, mixed)
+    store_as_rows(reg, a, mixed)
+    packed, rows = store_as_chunks(reg, b, mixed)
     assert len(packed) == 1 and rows == 2
     check(NOW - 17.25)
     check(NOW + 3600.0)

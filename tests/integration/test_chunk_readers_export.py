@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import insert, select
 
 from cloud_sync import protocol as p
-from cloud_sync.register import chunks, db, export, fleet, ingest, mydata
+from cloud_sync.register import chunks, db, export, fleet, mydata
 from cloud_sync.register.auth import HubIdentity
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.webapp import homedata
-from tests.support.register import hub_row
+from tests.support.register import hub_row, store_as_chunks, store_as_rows
 
 DAY = 86_400.0
 NOW = time.time()
@@ -63,7 +63,7 @@ def _items(readings: list[_Reading], seed: int) -> list[p.ReadingItem]:
 
 @pytest.fixture
 def reg(registry_pg_rows: Registry) -> Registry:
-    """Chunk writing off, so that ``_as_rows`` stores rows; ``_as_chunks`` writes the chunks itself."""
+    """Chunk writing off, so that ``store_as_rows`` stores rows; ``store_as_chunks`` writes the chunks itself."""
     return registry_pg_rows
 
 
@@ -89,29 +89,14 @@ def _household(reg: Registry, name: str) -> tuple[HubIdentity, HubIdentity]:
     return hubs
 
 
-def _as_rows(reg: Registry, hub: HubIdentity, items: list[p.ReadingItem]) -> None:
-    ingest.ingest(reg, hub, p.ReadingsBatch(hub_id=hub.hub_id, lane="readings", items=items))
-
-
-def _as_chunks(reg: Registry, hub: HubIdentity, items: list[p.ReadingItem]) -> list[chunks.Chunk]:
-    """Sensors with many readings as chunks, the rest as rows; returns the chunks."""
-    packed, rest = chunks.split(items, hub.hub_id, hub.household_id, time.time())
-    with reg.engine.begin() as conn:
-        assert chunks.available(conn)
-        chunks.copy_chunks(conn, packed)
-    if rest:
-        _as_rows(reg, hub, sorted(rest, key=lambda it: it.seq))
-    return packed
-
-
 def _two(reg: Registry) -> tuple[tuple[HubIdentity, ...], tuple[HubIdentity, ...]]:
     """Household A with every reading a row, B with the same readings mostly in chunks; two hubs each."""
     a, b = _household(reg, "rows"), _household(reg, "chunks")
     packed: list[chunks.Chunk] = []
     for k, readings in enumerate((_readings_hub1(), _readings_hub2())):
         items = _items(readings, seed=k)
-        _as_rows(reg, a[k], items)
-        packed += _as_chunks(reg, b[k], items)
+        store_as_rows(reg, a[k], items)
+        packed += store_as_chunks(reg, b[k], items)[0]
     in_chunks = {(c.device_id, c.quantity) for c in packed}
     assert {("d-kitchen", "temperature"), ("d-hall", "co2"), ("d-new", "pm25"), ("d-clock", "voltage")} <= in_chunks
     assert {("d-garage", "temperature"), ("d-garage", "battery")} & in_chunks == {("d-garage", "temperature")}

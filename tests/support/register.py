@@ -19,6 +19,7 @@ Typical use::
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,10 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_sync import memberlist as ml
+from cloud_sync import protocol as p
 from cloud_sync.enroll import enroll as hub_enroll
-from cloud_sync.register import db, ingest, memberlog
+from cloud_sync.register import chunks, db, ingest, memberlog
+from cloud_sync.register.auth import HubIdentity as Caller
 from cloud_sync.register.registry import Registry
 from cloud_sync.register.server import ReadyServer, build_config
 from cloud_sync.register.settings import Settings
@@ -237,3 +240,20 @@ def register_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run
         yield r
     finally:
         r.close()
+
+
+def store_as_rows(reg: Registry, hub: Caller, items: list[p.ReadingItem]) -> None:
+    """``items`` ingested as a batch: rows on a register with chunk writing off (:func:`registry_pg_rows`)."""
+    ingest.ingest(reg, hub, p.ReadingsBatch(hub_id=hub.hub_id, lane="readings", items=items))
+
+
+def store_as_chunks(reg: Registry, hub: Caller, items: list[p.ReadingItem]) -> tuple[list[chunks.Chunk], int]:
+    """Sensors with many readings of ``items`` written as chunks, the rest ingested as rows; returns the chunks and
+    how many went as rows."""
+    packed, rest = chunks.split(items, hub.hub_id, hub.household_id, time.time())
+    with reg.engine.begin() as conn:
+        assert chunks.available(conn)
+        chunks.copy_chunks(conn, packed)
+    if rest:
+        store_as_rows(reg, hub, sorted(rest, key=lambda it: it.seq))
+    return packed, len(rest)
