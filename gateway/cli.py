@@ -181,6 +181,7 @@ def _sync(args: argparse.Namespace) -> int:
             (u["last_error"] or "-")[:60],
             humanize.when(u["next_retry"]),
             str(u["dead_lettered"]),
+            f"{u['batch_items']:,}" if u.get("batch_items") else "-",
         ]
         for lane, u in s["lanes"].items()
     ]
@@ -192,7 +193,7 @@ def _sync(args: argparse.Namespace) -> int:
     if s.get("watched_s"):
         alarms += f"the household's app is open: readings go at once for {s['watched_s']:.0f} s more\n"
     human = f"register {s['register']}\n{alarms}" + _table(
-        rows, ["lane", "waiting", "last success", "last error", "next retry", "dead letters"]
+        rows, ["lane", "waiting", "last success", "last error", "next retry", "dead letters", "batch"]
     )
     _emit(args, s, human)
     return 0

@@ -53,6 +53,10 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     register_url: str = ""
     batch_items: Annotated[int, msgspec.Meta(ge=1, le=20_000)] = 5_000
     batch_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    batch_items_max: Annotated[int, msgspec.Meta(ge=1, le=20_000)] = 20_000
+    """The most items a bulk lane's batch grows to, doubling after each full batch the register acknowledged within a
+    quarter of ``read_timeout`` (a hub catching up; ``batch_bytes`` grows in proportion); back to ``batch_items`` at
+    a failed attempt (cloud_sync.uplink.batchsize). Equal to ``batch_items``: batches never grow."""
     connect_timeout: Seconds = 5.0
     read_timeout: Seconds = 30.0
     backoff_initial: Seconds = 0.5
@@ -80,6 +84,8 @@ class UplinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def __post_init__(self) -> None:
         if self.enabled and not re.match(r"^https://[^\s/]+", self.register_url):
             raise ValueError("register_url must be an https:// URL when the uplink is enabled")
+        if self.batch_items_max < self.batch_items:
+            raise ValueError(f"batch_items_max ({self.batch_items_max}) is less than batch_items ({self.batch_items})")
 
 
 class SupervisionSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -119,19 +119,27 @@ async def linger(link: Link, lane: str, waiter: asyncio.Event) -> None:
 
 
 async def _drain(link: Link, client: RegisterClient | AlarmClient, hub_id: str, lane: str) -> None:
-    """Sends batches until the lane is empty, reading the next batch from the store while one is on the wire."""
+    """Sends batches until the lane is empty, reading the next batch from the store while one is on the wire. A bulk
+    lane's batches grow while the register acknowledges full ones quickly (:mod:`cloud_sync.uplink.batchsize`); the
+    page read meanwhile has the size from before that ack."""
     status = link.status[lane]
-    limit = link.config.batch_items
+    size = link.batch_size(lane)
+    limit = size.items
     items = await link.store.pending(lane, after=status.cursor, limit=limit)
     while items:
+        asked, limit = limit, size.items
         prefetch = asyncio.create_task(link.store.pending(lane, after=items[-1].seq, limit=limit))
+        started = time.monotonic()
         try:
             await deliver(link, client, hub_id, lane, items)
         except BaseException:
+            size.failed()
             prefetch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await prefetch
             raise
+        size.sent(full=len(items) >= asked, took_s=time.monotonic() - started)
+        status.batch_items = size.items
         items = await prefetch
 
 
@@ -140,13 +148,18 @@ async def deliver(
 ) -> None:
     """Sends ``items`` until acknowledged; isolates and dead-letters what the register refuses for good."""
     status = link.status[lane]
-    chunks = await asyncio.to_thread(split_by_bytes, items, link.config.batch_bytes)
+    size = link.batch_size(lane)
+    # Bounded by the size now, not the one the page was read at: after a failed attempt, a large page read
+    # meanwhile goes in batches of the smaller size.
+    chunks = await asyncio.to_thread(split_by_bytes, items, size.bytes, size.items)
     for chunk in chunks:
         started = time.monotonic()
         try:
             async for attempt in link.retrying(lane):
                 with attempt:
                     ack = await in_thread(client.ingest, hub_id, lane, chunk)
+                if attempt.retry_state.attempt_number > 1:
+                    size.failed()
         except RegisterRejected as exc:
             if len(chunk) > 1:
                 half = len(chunk) // 2
@@ -173,14 +186,16 @@ async def deliver(
             link.on_server_time(at + (time.monotonic() - seen))
 
 
-def split_by_bytes(items: list[OutboxItem], limit: int) -> list[list[OutboxItem]]:
-    """Batches under ``limit`` bytes of (uncompressed) body; one oversized item still goes alone."""
+def split_by_bytes(items: list[OutboxItem], limit: int, most: int | None = None) -> list[list[OutboxItem]]:
+    """Batches under ``limit`` bytes of (uncompressed) body, and of at most ``most`` items; one oversized item still
+    goes alone."""
     out: list[list[OutboxItem]] = []
     current: list[OutboxItem] = []
     size = 0
+    most = most or len(items)
     for item in items:
         estimate = 16 + len(_size_encoder.encode(item.body))
-        if current and size + estimate > limit:
+        if current and (size + estimate > limit or len(current) >= most):
             out.append(current)
             current, size = [], 0
         current.append(item)

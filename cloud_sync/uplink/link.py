@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from cloud_sync import protocol as p
 from cloud_sync.uplink.alarmroute import AlarmClient, AlarmRoute
+from cloud_sync.uplink.batchsize import GROW_WITHIN, BatchSize
 from cloud_sync.uplink.client import HubIdentity, RegisterClient, RegisterUnavailable, ReplyStats
 from gateway.backoff import Backoff, BackoffPolicy
 from gateway.config import UplinkSection
@@ -40,6 +41,8 @@ class LaneStatus:
     """New items wait for company (``readings_linger_s``, :func:`cloud_sync.uplink.lanes.linger`)."""
     draining: bool = False
     """The lane is sending what it holds."""
+    batch_items: int = 0
+    """The most items the lane's next batch holds (:mod:`cloud_sync.uplink.batchsize`); 0 until it sent one."""
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Link:
     WAIT_MAX_HEADER`); until it says, what every register accepts."""
     alarm: AlarmClient | None = None
     """The alarm lane's client, once its loop made it (for ``kotihub status``)."""
+    _sizes: dict[str, BatchSize] = field(default_factory=dict)
     _bulk: RegisterClient | None = None
     _alarm_route: AlarmRoute | None = None
 
@@ -117,6 +121,17 @@ class Link:
 
     def backoff(self) -> Backoff:
         return self.policy.backoff(rng=self.rng)
+
+    def batch_size(self, lane: str) -> BatchSize:
+        """The lane's batch bounds, kept across drains. The alarm lane's never grow: an alarm goes as it comes."""
+        size = self._sizes.get(lane)
+        if size is None:
+            c = self.config
+            grows_to = c.batch_items if lane == Lane.ALARM.value else c.batch_items_max
+            size = self._sizes[lane] = BatchSize(
+                c.batch_items, grows_to, c.batch_bytes, grow_within_s=GROW_WITHIN * c.read_timeout
+            )
+        return size
 
     def client(self, *, shared: bool = False) -> RegisterClient:
         """A client of its own, or (``shared``) the one connection the bulk lanes take turns on."""

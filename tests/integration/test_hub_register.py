@@ -80,7 +80,11 @@ def test_readings_alarms_devices_and_commands_reach_the_register(
     wait_until(lambda: [b for _, b in register.items(hub_id, "alarm") if b["kind"] == "smoke"], what="alarms")
     sync = hub.cli_json("sync")
     assert sync["lanes"]["readings"]["last_success"] is not None
-    assert hub.cli("sync", "--now").returncode == 0
+    assert sync["lanes"]["readings"]["batch_items"] == 5000  # a few readings: a page not full, so it did not grow
+    now = hub.cli("sync", "--now")
+    assert now.returncode == 0
+    [readings_row] = [line.split() for line in now.stdout.splitlines() if line.startswith("readings ")]
+    assert readings_row[-1] == "5,000"  # the table's last column: the lane's batch
     register.queue_command(household, "restrict", {"category": "presence", "on": True})
     wait_until(lambda: "presence" in hub.cli_json("status")["restricted"], what="the restrict command")
     wait_until(lambda: all(c["status"] == "done" for c in register.reg.commands(household)), what="the command result")

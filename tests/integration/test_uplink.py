@@ -54,6 +54,11 @@ class FaultInjector:
         acks, and refuses a batch sent as columns (415), as it did."""
         self.readings_sent_as: list[str] = []
         """The content type of each readings batch, in order."""
+        self.readings_sizes: list[int] = []
+        """How many readings each readings batch held, in order (counted while ``count_readings``)."""
+        self.count_readings = False
+        self.fail_readings: set[int] = set()
+        """Readings batches (1: the first) answered 503 instead of the register."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -73,6 +78,12 @@ class FaultInjector:
         if scope["type"] == "http" and scope["path"] == "/v1/ingest/readings":
             ctype = dict(scope["headers"]).get(b"content-type", b"").decode()
             self.readings_sent_as.append(ctype)
+            if self.count_readings:
+                receive = await self._counted(ctype, receive)
+            if len(self.readings_sent_as) in self.fail_readings:
+                await send({"type": "http.response.start", "status": 503, "headers": []})
+                await send({"type": "http.response.body", "body": b'{"error":"injected","detail":"test fault"}'})
+                return
             if self.older_columns:
                 if ctype == p.READING_COLUMNS_CONTENT_TYPE:
                     headers = [(b"content-type", b"application/json")]
@@ -90,6 +101,30 @@ class FaultInjector:
             await send({"type": "http.response.body", "body": b'{"error":"injected","detail":"test fault"}'})
             return
         await self.app(scope, receive, send)
+
+    async def _counted(self, ctype: str, receive: Any) -> Any:
+        """Reads the whole body to count its readings; returns a ``receive`` that gives the app the same body."""
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        payload = p.decompress_bounded(body)
+        if ctype == p.READING_COLUMNS_CONTENT_TYPE:
+            self.readings_sizes.append(sum(len(s.seqs) for s in p.decode_columns("readings", payload).sensors))
+        else:
+            self.readings_sizes.append(len(p.decode_batch("readings", payload).items))
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()  # the disconnect, when it comes
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
 
 
 def _without_header(send: Any, name: str) -> Any:
@@ -225,7 +260,8 @@ async def test_readings_go_as_columns_once_the_register_says_it_takes_them(
     hub = register.enroll()
     async with open_store(hub.state_dir) as store:
         await produce(store, 3000, 0)
-        uplink = Uplink(store, uplink_config(register.url, batch_items=700), HubIdentity(hub.state_dir))
+        config = uplink_config(register.url, batch_items=700, batch_items_max=700)  # batches that never grow
+        uplink = Uplink(store, config, HubIdentity(hub.state_dir))
         async with running(uplink):
             await until(lambda: len(register.items(hub.hub_id, "readings")) == 3000, what="readings")
             columns, items = p.READING_COLUMNS_CONTENT_TYPE, p.MSGPACK_CONTENT_TYPE
@@ -238,6 +274,29 @@ async def test_readings_go_as_columns_once_the_register_says_it_takes_them(
     bodies = {seq: b for seq, b in register.items(hub.hub_id, "readings")}
     assert bodies[1]["value"] == 0.0 and bodies[2000]["value"] == 1999.0 and bodies[4000]["value"] == 3999.0
     assert bodies[2000]["ts"] == T0 + 1999
+
+
+async def test_catch_up_batches_grow_while_acks_are_quick_and_fall_back_at_a_failure(
+    tmp_path: Path, faulty_register: FaultyRegister
+) -> None:
+    """A backlog goes in batches that double from ``batch_items`` to ``batch_items_max`` while the register
+    acknowledges full ones quickly; a failed attempt (503 on the fifth batch) brings them back to ``batch_items``,
+    including the page read while it was on the wire. Every reading arrives once."""
+    register, injector = faulty_register, faulty_register.injector
+    injector.count_readings = True
+    injector.fail_readings = {5}
+    hub = register.enroll()
+    async with open_store(hub.state_dir) as store:
+        await produce(store, 22_000, 0)
+        # A long read timeout: every ack comes in time to grow the next batch, whatever this machine's load.
+        config = uplink_config(register.url, batch_items=1000, batch_items_max=4000, read_timeout=240.0)
+        uplink = Uplink(store, config, HubIdentity(hub.state_dir))
+        async with running(uplink):
+            await until(lambda: len(register.items(hub.hub_id, "readings")) == 22_000, what="readings")
+            # Each page is read while the one before is on the wire, so it has the size from before that one's ack.
+            assert injector.readings_sizes == [1000, 1000, 2000, 4000, 4000, 4000] + [1000] * 5 + [2000, 3000]
+            assert uplink.status["readings"].batch_items == 4000
+    assert_exactly_once(register, hub.hub_id, "readings", list(range(1, 22_001)))
 
 
 async def test_register_down_then_back(tmp_path: Path, register: RunningRegister) -> None:

@@ -68,6 +68,13 @@ def test_every_problem_of_a_table_is_reported_not_only_the_first() -> None:
     ]
 
 
+def test_a_batch_that_would_grow_smaller_is_named() -> None:
+    assert problems({"uplink": {"batch_items": 8000, "batch_items_max": 6000}}) == [
+        ("uplink", "batch_items_max (6000) is less than batch_items (8000)")
+    ]
+    assert config.parse({"uplink": {"batch_items": 8000, "batch_items_max": 8000}}).uplink.batch_items_max == 8000
+
+
 def test_every_problem_inside_a_driver_table_and_its_lists() -> None:
     found = dict(
         problems(
