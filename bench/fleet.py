@@ -15,8 +15,12 @@ What runs:
 * two load processes holding the bulk connections (and long-polls) of half the hubs each. Every hub sends its
   readings at a home's rate: ``--sensors`` (60) sensors every ``--period`` (30 s), sent as the hub's store commits
   them (once a second). Process B also plays a region coming back from an outage: ``--catchup-hubs`` hubs each drain
-  a backlog of ``--backlog`` readings in batches of 5,000 (the uplink's ``batch_items``), one batch in flight per
-  hub, as the uplink does;
+  a backlog of ``--backlog`` readings in batches as the uplink sends them: 5,000 (``batch_items``) at first, doubling
+  to ``--batch-max`` (``batch_items_max``, 20,000) while acks come within the uplink's growth bound (a quarter of
+  ``read_timeout``)
+  (cloud_sync/uplink/batchsize.py; each page read while the one before is on the wire, as the uplink's drain reads
+  it), one batch in flight per hub. The catch-up acks' times are printed against that bound: a real hub would have
+  grown its batches only if they were within it;
 * a third load process holding every hub's alarm connection, and nothing else: it sends smoke alarms from random
   hubs at Poisson times (``--alarm-rate`` per second), each on its own without waiting for the one before, and times
   each from just before its request is written to its acknowledgement (after commit). Its own event loop has
@@ -67,9 +71,12 @@ from register_proc import TICK, RegisterProcess, cpu_s, free_port  # noqa: E402
 
 from cloud_sync import protocol as p  # noqa: E402
 from cloud_sync.uplink.alarmroute import check_alarm_url  # noqa: E402
+from cloud_sync.uplink.batchsize import GROW_WITHIN, BatchSize  # noqa: E402
+from gateway.config import UplinkSection  # noqa: E402
 from tests.support.postgres import PostgresCluster, start_cluster  # noqa: E402
 
-BATCH = 5_000  # the uplink's default batch_items
+BATCH = UplinkSection().batch_items  # 5,000
+GROW_S = GROW_WITHIN * UplinkSection().read_timeout  # how soon an ack lets the uplink's next batch double
 TARGET_RATE = 300_000
 TARGET_SHARE = 0.30
 TARGET_ALARM_P99_MS = 100.0
@@ -223,13 +230,29 @@ def backlog_items(first: int, n: int, start: float) -> list[p.Item]:
     ]
 
 
-def catchup_bodies(hub_id: str, backlog: int, start: float) -> list[tuple[int, bytes]]:
-    """A backlog as the hub's outbox holds it: a reading of each sensor every period, oldest first."""
+def page_sizes(backlog: int, most: int) -> list[int]:
+    """The batches the uplink's drain sends for ``backlog`` readings when every full batch is acknowledged within
+    its growth bound: its own :class:`BatchSize`, each page asked at the size from before the ack of the one on the
+    wire (cloud_sync.uplink.lanes._drain)."""
+    size = BatchSize(BATCH, most, UplinkSection().batch_bytes, grow_within_s=GROW_S)
+    sizes: list[int] = []
+    asked = size.items
+    while sum(sizes) < backlog:
+        sizes.append(min(asked, backlog - sum(sizes)))
+        nxt = size.items  # the next page is read now, while this one is on the wire
+        size.sent(full=sizes[-1] >= asked, took_s=0.0)
+        asked = nxt
+    return sizes
+
+
+def catchup_bodies(hub_id: str, backlog: int, start: float, most: int) -> list[tuple[int, bytes]]:
+    """A backlog as the hub's outbox holds it (a reading of each sensor every period, oldest first), in the batches
+    its uplink sends (:func:`page_sizes`)."""
     out = []
-    for first in range(0, backlog, BATCH):
-        n = min(BATCH, backlog - first)
-        items = backlog_items(first, n, start)
-        out.append((n, readings_encoded(hub_id, items)))
+    first = 0
+    for n in page_sizes(backlog, most):
+        out.append((n, readings_encoded(hub_id, backlog_items(first, n, start))))
+        first += n
     return out
 
 
@@ -372,11 +395,19 @@ class SimHub:
             await s.close()
 
 
-async def drain(sim: SimHub, bodies: list[tuple[int, bytes]], stop: asyncio.Event, counts: dict[str, int]) -> None:
-    for _n, body in bodies:
+async def drain(
+    sim: SimHub,
+    bodies: list[tuple[int, bytes]],
+    stop: asyncio.Event,
+    counts: dict[str, int],
+    acks: list[tuple[int, float]],
+) -> None:
+    for n, body in bodies:
         if stop.is_set():
             return
+        start = time.monotonic()
         ack = await sim.post("bulk", "readings", body)
+        acks.append((n, time.monotonic() - start))
         counts["catchup"] += ack["stored"]
         counts["requests"] += 1
 
@@ -404,7 +435,7 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     bodies: dict[int, list[tuple[int, bytes]]] = {}
     if role == "B":
         for i in range(args["catchup_hubs"]):
-            bodies[i] = catchup_bodies(hubs[i].hub_id, args["backlog"], T0 - 30 * 86_400)
+            bodies[i] = catchup_bodies(hubs[i].hub_id, args["backlog"], T0 - 30 * 86_400, args["batch_max"])
     # Connect every hub: one reading on the bulk connection, or one empty alarm batch on the alarm connection.
     sem = asyncio.Semaphore(200)
 
@@ -432,6 +463,7 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     latencies: list[float] = []
     latencies_main: list[float] = []
     lags: list[float] = []
+    catchup_acks: list[tuple[int, float]] = []  # (readings, seconds to the ack)
     connected: list[float] = []
     reused: list[float] = []
     pinged: list[float] = []
@@ -439,7 +471,7 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     start = time.monotonic()
     base = dict(counts)
     if role == "B":
-        tasks += [asyncio.create_task(drain(sims[i], bodies[i], stop, counts)) for i in bodies]
+        tasks += [asyncio.create_task(drain(sims[i], bodies[i], stop, counts, catchup_acks)) for i in bodies]
     if alarms and args["alarm_rate"] > 0:
 
         async def one(sim: SimHub, due: float) -> None:
@@ -477,6 +509,7 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
             "latencies": latencies,
             "latencies_main": latencies_main,
             "lags": lags,
+            "catchup_acks": catchup_acks,
             "connected": connected,
             "reused": reused,
             "pinged": pinged,
@@ -503,10 +536,10 @@ def load_process(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, 
     asyncio.run(_load(role, hubs, url, ca, args, pipe))
 
 
-async def one_hub_catchup(hub: Hub, url: str, ca: str, backlog: int) -> float:
+async def one_hub_catchup(hub: Hub, url: str, ca: str, backlog: int, most: int) -> float:
     sim = SimHub(hub, url, ca)
     try:
-        bodies = catchup_bodies(hub.hub_id, backlog, T0 - 60 * 86_400)
+        bodies = catchup_bodies(hub.hub_id, backlog, T0 - 60 * 86_400, most)
         await sim.post("bulk", "readings", readings_body(hub.hub_id, 2_000_000_000, 1, time.time()))  # connected
         start = time.perf_counter()
         stored = 0
@@ -636,6 +669,12 @@ def main() -> None:
         default="columns",
         help="how the hubs send their readings: as columns (a hub's way with a register that takes them) or items",
     )
+    ap.add_argument(
+        "--batch-max",
+        type=int,
+        default=UplinkSection().batch_items_max,
+        help=f"uplink.batch_items_max: the most a catch-up batch grows to ({BATCH}: batches that never grow)",
+    )
     args = ap.parse_args()
     global COLUMNS
     COLUMNS = args.wire == "columns"
@@ -673,7 +712,7 @@ def main() -> None:
 
         per_send = max(1, round(args.sensors / args.period * args.send_every))
         per_request = asyncio.run(small_requests(loner, url, ca, reg.pid, args.small_requests, per_send))
-        one_hub = asyncio.run(one_hub_catchup(loner, url, ca, args.one_hub_backlog))
+        one_hub = asyncio.run(one_hub_catchup(loner, url, ca, args.one_hub_backlog, args.batch_max))
         idle = asyncio.run(idle_alarms(alarmer, url, ca, 200, alarm_url))
 
         per_s = args.sensors / args.period
@@ -691,6 +730,7 @@ def main() -> None:
             "alarm_keepalive": args.alarm_keepalive,
             "compare_keepalive": args.compare_keepalive,
             "wire": args.wire,
+            "batch_max": args.batch_max,
         }
         ctx = multiprocessing.get_context("spawn")
         half = len(fleet) // 2
@@ -760,6 +800,20 @@ def main() -> None:
         f" as {args.wire}"
     )
     print(f"stored in {wall:.1f} s: {stored:,} readings ({steady:,} steady, {catchup:,} catch-up acked)")
+    acks: list[tuple[int, float]] = [a for r in results for a in r["catchup_acks"]]
+    sizes = page_sizes(args.backlog, args.batch_max)
+    # The batches whose ack let the next one double (those under the most; the most's own acks decide nothing).
+    growing = [took for n, took in acks if n < args.batch_max]
+    print(
+        f"catch-up batches: {', '.join(f'{n:,}' for n in sizes[:4])}, ... readings (batch_items {BATCH:,},"
+        f" batch_items_max {args.batch_max:,}); acks p99 {p99([t for _n, t in acks]):.2f} s (n={len(acks)})"
+    )
+    if growing and args.batch_max > BATCH:
+        verdict = "so a hub grows them as sent here" if max(growing) < GROW_S else "NOT all: a hub would not grow all"
+        print(
+            f"  acks of the batches under the most: max {max(growing):.2f} s (n={len(growing)}); the uplink doubles"
+            f" the next batch after an ack within {GROW_S:g} s: {verdict}"
+        )
     print(f"sustained ingest:            {rate:12,.0f} readings/s   (target {TARGET_RATE:,})")
     print(f"raw binary COPY, 1 conn:     {copy_rate:12,.0f} rows/s")
     print(f"share of raw COPY:           {rate / copy_rate:12.1%}        (target {TARGET_SHARE:.0%})")
