@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--bulk-ingest",
         type=int,
-        help="bulk ingest batches each process runs in PostgreSQL at once (default: --db-pool - 2)",
+        default=Settings.bulk_ingest_limit,
+        help=f"bulk ingest batches each process runs in PostgreSQL at once (default {Settings.bulk_ingest_limit})",
     )
     s.add_argument(
         "--alarm-port",

@@ -55,10 +55,13 @@ class Settings:
     """Failed authentications allowed at once per source address (5x per household), refilled over 10 minutes."""
     enroll_burst: int = 10
     """Enrollment attempts allowed at once per source address (5x per household), refilled over 10 minutes."""
-    bulk_ingest_limit: int | None = None
+    bulk_ingest_limit: int = 2
     """Bulk ingest batches (events, readings, clips, diagnostics) a process runs in PostgreSQL at once; more wait
-    their turn without holding a connection. None: ``db_pool_size - 2`` (never the overflow). Each one more is one more
-    PostgreSQL backend a smoke alarm's statements share the CPU with (docs/scale.md)."""
+    their turn without holding a connection (never more than ``db_pool_size - 2``). Two let a process's own Python
+    and its batches' database time overlap; each one more is one more PostgreSQL backend a smoke alarm's statements
+    share the CPU with, and in every pair of fleet runs two gave both the shorter alarm p99 and at least as many
+    readings stored as the pool's share did (docs/scale.md, "Two bulk batches a process"). Raise it for a database
+    far enough away that its round trips, not its CPU, bound a batch."""
     alarm_port: int | None = None
     """The alarm listener's TCP port (``serve --alarm-port``): a process of its own serving only the alarm lane, which
     the main port announces to hubs (``Kotihub-Alarm-Url``). None: alarms go to the main port with everything."""
@@ -87,7 +90,7 @@ class Settings:
             raise ValueError("db_pool_size must be at least 1 and db_max_overflow at least 0")
         if min(self.max_connections_per_source, self.max_anonymous_connections) < 1:
             raise ValueError("connection caps must be at least 1")
-        if self.bulk_ingest_limit is not None and self.bulk_ingest_limit < 1:
+        if self.bulk_ingest_limit < 1:
             raise ValueError("bulk_ingest_limit must be at least 1")
         if self.alarm_port is not None and not 1 <= self.alarm_port <= 65_535:
             raise ValueError("alarm_port must be a TCP port (1-65535)")

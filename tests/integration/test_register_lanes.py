@@ -30,7 +30,8 @@ def test_an_alarm_is_committed_while_bulk_ingest_holds_all_it_may(register_pg: R
     reg = register_pg
     hub = reg.enroll()
     url = str(reg.reg.engine.url.render_as_string(hide_password=False)).replace("postgresql+psycopg", "postgresql")
-    limit = reg.settings.db_pool_size - SHARED_RESERVE
+    limit = min(reg.settings.db_pool_size - SHARED_RESERVE, reg.settings.bulk_ingest_limit)
+    assert limit == 2  # the default (Settings.bulk_ingest_limit): fewer than the pool would allow
     sessions = [hub.session() for _ in range(STUCK)]
 
     def send(i: int) -> requests.Response:
