@@ -14,8 +14,10 @@ before the clock starts), a transaction per batch:
 
 It also prints what encoding a batch costs the hub, as items and as columns (``encode_batch`` and its grouping).
 
-Two shapes: **catch-up** (batches of 5,000 readings of 60 sensors, 83 a sensor) and **steady** (batches of 60, one
-reading a sensor: stays rows). The ways alternate in rounds so the machine's other load falls on all alike.
+Three shapes: **catch-up** (batches of 5,000 readings of 60 sensors, 83 a sensor: the uplink's ``batch_items``),
+**catch-up 20k** (batches of 20,000, 333 a sensor: what the uplink's batches grow to, ``batch_items_max``) and
+**steady** (batches of 60, one reading a sensor: stays rows). The ways alternate in rounds so the machine's other
+load falls on all alike.
 
 Run: ``.venv/bin/python bench/chunk_ingest.py [--rounds 4] [--batches 10]``. Not a test: it prints figures.
 """
@@ -97,7 +99,12 @@ def size(dsn: str) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--batches", type=int, default=10, help="catch-up batches of 5,000 per way and round")
+    ap.add_argument(
+        "--batches",
+        type=int,
+        default=10,
+        help="catch-up batches of 5,000 per way and round (a quarter as many of 20,000)",
+    )
     ap.add_argument("--steady", type=int, default=200, help="steady batches of 60 per way and round")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
@@ -125,7 +132,12 @@ def main() -> None:
                     chunks.forget(reg.engine)
             seq = dict.fromkeys(ways, 1)
             for _ in range(args.rounds):
-                for shape, n, count in (("catch-up", 5_000, args.batches), ("steady", SENSORS, args.steady)):
+                shapes = (
+                    ("catch-up", 5_000, args.batches),
+                    ("catch-up 20k", 20_000, max(1, args.batches // 4)),
+                    ("steady", SENSORS, args.steady),
+                )
+                for shape, n, count in shapes:
                     for way, (reg, hub, _dsn) in ways.items():
                         columns = way == "columns"
                         bodies = [body(hub, seq[way] + i * n, n, columns=columns) for i in range(count)]
@@ -149,13 +161,13 @@ def main() -> None:
     finally:
         cluster.stop()
     print(f"per 100,000 readings; {args.rounds} rounds, the ways alternating")
-    print(f"{'shape':10}{'way':8}{'register CPU s':>16}{'PostgreSQL CPU s':>18}{'readings/s':>12}{'vs before':>22}")
+    print(f"{'shape':14}{'way':8}{'register CPU s':>16}{'PostgreSQL CPU s':>18}{'readings/s':>12}{'vs before':>22}")
     for (shape, way), f in figures.items():
         per = 100_000 / f["n"]
         b = figures[(shape, "before")]
         ratio = f"{f['cpu'] / b['cpu']:.2f} / {f['pg'] / b['pg']:.2f}"
         print(
-            f"{shape:10}{way:8}{f['cpu'] * per:16.3f}{f['pg'] * per:18.3f}{f['n'] / f['wall']:12,.0f}"
+            f"{shape:14}{way:8}{f['cpu'] * per:16.3f}{f['pg'] * per:18.3f}{f['n'] / f['wall']:12,.0f}"
             f"{ratio:>22}  (register / PostgreSQL)"
         )
     print("bytes per reading on disk (both shapes, all partitions and indexes): " + ", ".join(

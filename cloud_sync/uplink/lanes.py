@@ -120,7 +120,7 @@ async def linger(link: Link, lane: str, waiter: asyncio.Event) -> None:
 
 async def _drain(link: Link, client: RegisterClient | AlarmClient, hub_id: str, lane: str) -> None:
     """Sends batches until the lane is empty, reading the next batch from the store while one is on the wire. A bulk
-    lane's batches grow while the register acknowledges full ones quickly (:mod:`cloud_sync.uplink.batchsize`); the
+    lane's batches grow while the register acknowledges full ones in time (:mod:`cloud_sync.uplink.batchsize`); the
     page read meanwhile has the size from before that ack."""
     status = link.status[lane]
     size = link.batch_size(lane)
@@ -134,6 +134,7 @@ async def _drain(link: Link, client: RegisterClient | AlarmClient, hub_id: str, 
             await deliver(link, client, hub_id, lane, items)
         except BaseException:
             size.failed()
+            status.batch_items = size.items
             prefetch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await prefetch
