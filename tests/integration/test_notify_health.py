@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 
 from cloud_sync import protocol as p
 from cloud_sync.register import cli, export, retention
@@ -73,17 +74,41 @@ def test_a_flapping_device_pages_nobody_and_a_device_that_stays_offline_does(reg
 
 
 def test_a_silent_hub_raises_one_alert_per_silence(register: RunningRegister) -> None:
-    hub, _ = household(register, HEALTH)
+    """Each hub against its own household's limit: silent an hour (limit 30 min), 1,000 s (limit 600 s), 1,000 s
+    (limit 30 min), 200 s (under any limit a policy may set), or revoked. Read in one statement, whatever the fleet."""
+    hubs = {
+        "hour": (household(register, HEALTH)[0], 3600),
+        "short limit": (household(register, {**HEALTH, "hub_silent_after_s": 600})[0], 1000),
+        "within limit": (household(register, HEALTH)[0], 1000),
+        "just heard": (household(register, {**HEALTH, "hub_silent_after_s": 300})[0], 200),
+        "revoked": (household(register, HEALTH)[0], 3600),
+    }
+    table = schema.metadata.tables["hubs"]
+    now = time.time()
     with register.reg.engine.begin() as conn:
-        conn.execute(
-            schema.metadata.tables["hubs"]
-            .update()
-            .where(schema.metadata.tables["hubs"].c.id == hub.hub_id)
-            .values(last_seen=time.time() - 3600)
-        )
-        assert alarms.check_silent_hubs(conn, time.time()) == 1
-        assert alarms.check_silent_hubs(conn, time.time()) == 0
-    assert [a["category"] for a in _alarms(register, hub.household_id)] == ["hub_silent"]
+        for name, (hub, silent_s) in hubs.items():
+            values = {"last_seen": now - silent_s, "revoked": name == "revoked"}
+            conn.execute(table.update().where(table.c.id == hub.hub_id).values(**values))
+        reads: list[str] = []
+        listen = (conn, "before_cursor_execute")
+
+        def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT"):
+                reads.append(statement)
+
+        sa_event.listen(*listen, count)
+        try:
+            assert alarms.check_silent_hubs(conn, now) == 2
+        finally:
+            sa_event.remove(*listen, count)
+        assert alarms.check_silent_hubs(conn, now) == 0  # once per silence
+    read_from = [s.split("FROM", 1)[1].split()[0] for s in reads]
+    # One read of the hubs with their policies; the rest is the two alerts' planning (devices, members): no read
+    # per hub, nor a policy read per hub.
+    assert read_from.count("hubs") == 1 and "escalation_policies" not in read_from, read_from
+    for name, (hub, _silent_s) in hubs.items():
+        expected = ["hub_silent"] if name in ("hour", "short limit") else []
+        assert [a["category"] for a in _alarms(register, hub.household_id)] == expected, name
 
 
 def test_desk_is_role_scoped_and_audited_and_cli_acknowledges(

@@ -48,6 +48,10 @@ class Step(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     repeat_every_s: Annotated[int, msgspec.Meta(ge=30, le=86_400)] = 300
 
 
+MIN_HUB_SILENT_S: Final = 300
+"""The shortest silence a household's policy may ask to be told of (``Policy.hub_silent_after_s``)."""
+
+
 class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     smoke: Annotated[tuple[Step, ...], msgspec.Meta(min_length=1, max_length=10)] = (
         Step(after_s=0, channels=("sms", "email")),
@@ -66,7 +70,7 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         default_factory=lambda: {"smoke_detector": 600, "gateway": 300, "other": 1800}
     )
     """A device offline this long (per kind) before anyone is told, so a flapping device pages nobody."""
-    hub_silent_after_s: Annotated[int, msgspec.Meta(ge=300, le=7 * 86_400)] = 1800
+    hub_silent_after_s: Annotated[int, msgspec.Meta(ge=MIN_HUB_SILENT_S, le=7 * 86_400)] = 1800
     battery_low_percent: Annotated[float, msgspec.Meta(ge=0, le=50)] = 15.0
     """A battery reading below this (%) raises ``battery_low``, at most once per device a week."""
 
