@@ -29,6 +29,9 @@ What runs:
   connection every ``--alarm-keepalive`` seconds (120, the hub's default; 0: no pings, and every alarm on a new
   connection, as a real hub's alarms, minutes to months apart, met it); ``--compare-keepalive`` makes half the hubs
   sending to the listener not ping, the baseline in the same run;
+* the steady fleet alone for ``--steady-window`` seconds (20) before the catch-up and the alarms begin: what homes
+  cost the register and PostgreSQL at their own rate (sends, long-polls, pings), the base of the extrapolation to
+  50,000 and 500,000 homes; a catch-up reading's cost is the measured window's CPU less the steady fleet's share;
 * before the fleet: one hub's steady sends alone, one after another (the register's CPU per request, without the
   fleet's connections and queues), its catch-up alone (the rate of one hub) and the alarm latency with the register
   idle;
@@ -459,7 +462,8 @@ async def _load(role: str, hubs: list[Hub], url: str, ca: str, args: dict[str, A
     # closed by the register and are open again), so the measured time holds no reconnect storm of the bench's own.
     await asyncio.sleep(2.0 if alarms else args["every"] + 2.0)
     pipe.send("ready")
-    pipe.recv()  # go
+    # The hubs go on meanwhile (the main process first measures the steady fleet alone): waited for in a thread.
+    await asyncio.to_thread(pipe.recv)  # go
     latencies: list[float] = []
     latencies_main: list[float] = []
     lags: list[float] = []
@@ -581,6 +585,16 @@ async def idle_alarms(hub: Hub, url: str, ca: str, n: int, alarm_url: str | None
 # ------------------------------------------------------------------------------------------------------ raw COPY
 
 
+def stored_readings(dsn: str) -> int:
+    """Readings stored, in rows and chunks alike (cloud_sync/register/chunks.py: written by default, rows only with
+    ``--serve-arg=--no-readings-chunks``)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM readings) + (SELECT coalesce(sum(n), 0) FROM reading_chunks)"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def raw_copy_rate(dsn: str, n: int) -> float:
     """Rows per second of binary COPY of the readings' narrow rows from Python on one connection, into a table with
     no index (the ceiling the register's ingest is compared with)."""
@@ -632,6 +646,9 @@ def main() -> None:
     ap.add_argument("--backlog", type=int, default=100_000, help="readings each catching-up hub holds")
     ap.add_argument("--alarm-rate", type=float, default=20.0, help="smoke alarms per second over the fleet")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds measured")
+    ap.add_argument(
+        "--steady-window", type=float, default=20.0, help="seconds the steady fleet alone is measured first"
+    )
     ap.add_argument(
         "--alarm-sender-nice",
         type=int,
@@ -747,9 +764,17 @@ def main() -> None:
                 raise SystemExit("a load process did not get its hubs connected within 10 minutes")
             assert pipe.recv() == "ready"
         print(f"{len(fleet)} hubs connected in {time.perf_counter() - t:.1f} s; measuring {args.duration:.0f} s")
-        with psycopg.connect(dsn) as conn:
-            rows_before = conn.execute("SELECT (SELECT count(*) FROM readings)"
-                                       " + (SELECT coalesce(sum(n), 0) FROM reading_chunks)").fetchone()[0]  # type: ignore[index]  # fmt: skip
+        # The steady fleet alone first (every hub's sends, long-polls and pings; no catch-up, no alarms yet): what
+        # homes cost the register per second, the extrapolation's base. A catch-up's readings come 20,000 to a
+        # request and a home's 40, so the run's cost per reading says nothing of it.
+        steady_rows0 = stored_readings(dsn)
+        steady_reg0, steady_pg0, steady_t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
+        time.sleep(args.steady_window)
+        steady_wall = time.monotonic() - steady_t0
+        steady_reg = tree_cpu_s(reg.pid) - steady_reg0
+        steady_pg = postgres_cpu_s(cluster) - steady_pg0
+        steady_rows = stored_readings(dsn) - steady_rows0
+        rows_before = stored_readings(dsn)
         alarm_cpu0 = tree_cpu_s(alarm_pid) if alarm_pid else 0.0
         reg_cpu0, pg_cpu0, t0 = tree_cpu_s(reg.pid), postgres_cpu_s(cluster), time.monotonic()
         load_cpu0 = sum(cpu_s(proc.pid) for proc in procs if proc.pid is not None)
@@ -764,11 +789,8 @@ def main() -> None:
         load1 = os.getloadavg()[0]
         for proc in procs:
             proc.join(60)
+        rows_after = stored_readings(dsn)
         with psycopg.connect(dsn) as conn:
-            # Rows and chunks alike (cloud_sync/register/chunks.py: written by default, rows only with
-            # ``--serve-arg=--no-readings-chunks``).
-            rows_after = conn.execute("SELECT (SELECT count(*) FROM readings)"
-                                      " + (SELECT coalesce(sum(n), 0) FROM reading_chunks)").fetchone()[0]  # type: ignore[index]  # fmt: skip
             size = conn.execute("SELECT sum(pg_total_relation_size(t) + coalesce((SELECT sum("
                                 "pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = t), 0))"
                                 " FROM unnest(ARRAY['readings'::regclass, 'reading_chunks'::regclass]) t"
@@ -859,14 +881,33 @@ def main() -> None:
     )
     print(f"PostgreSQL bytes per reading (table + indexes): {bytes_per:.0f}")
     print()
-    print("extrapolation (60 sensors / 30 s per home; CPU from this run's per-reading cost; 183 days kept)")
+    homes_here = len(fleet)
+    home_reg, home_pg = steady_reg / steady_wall / homes_here, steady_pg / steady_wall / homes_here
+    print(
+        f"steady fleet alone ({steady_wall:.0f} s before the catch-up): {steady_rows / steady_wall:,.0f} readings/s,"
+        f" register {steady_reg / steady_wall:.2f} cores, PostgreSQL {steady_pg / steady_wall:.2f} cores"
+        f" ({home_reg * 1e6:.0f} / {home_pg * 1e6:.0f} micro-cores a home: sends, long-polls, pings)"
+    )
+    # A catch-up reading's cost: the measured window's CPU less the steady fleet's share of it, over what caught up.
+    catch_reg = max(0.0, reg_cpu - steady_reg / steady_wall * wall) / max(catchup, 1)
+    catch_pg = max(0.0, pg_cpu - steady_pg / steady_wall * wall) / max(catchup, 1)
+    print(
+        f"a catch-up reading: register {catch_reg * 1e5:.2f} s, PostgreSQL {catch_pg * 1e5:.2f} s per 100,000"
+        " (the window's CPU less the steady fleet's)"
+    )
+    print()
+    print(
+        "extrapolation (60 sensors / 30 s per home, 183 days kept; steady: this run's steady fleet alone per home;"
+        " x5 burst: that plus catch-up at four times the steady rate, at this run's catch-up cost per reading)"
+    )
     head = ("homes", "steady r/s", "reg cores", "pg cores", "x5 burst cores", "PG size", "conns")
     print("{:>9} {:>11} {:>10} {:>9} {:>15} {:>9} {:>9}".format(*head))
     for homes in (50_000, 500_000):
         r = homes * per_s
-        rc, pc = r * reg_cpu / max(stored, 1), r * pg_cpu / max(stored, 1)
+        rc, pc = homes * home_reg, homes * home_pg
+        burst = rc + pc + 4 * r * (catch_reg + catch_pg)
         tb = r * 86_400 * 183 * bytes_per / 1e12
-        print(f"{homes:>9,} {r:>11,.0f} {rc:>10.1f} {pc:>9.1f} {5 * (rc + pc):>15.1f} {tb:>7.1f}TB {3 * homes:>9,}")
+        print(f"{homes:>9,} {r:>11,.0f} {rc:>10.1f} {pc:>9.1f} {burst:>15.1f} {tb:>7.1f}TB {3 * homes:>9,}")
 
 
 if __name__ == "__main__":
