@@ -346,7 +346,7 @@ def check_silent_hubs(conn: Connection, now: float) -> int:
 
     One statement, whatever the fleet: only hubs silent for longer than any policy may allow are read, each with its
     household's policy. Every register process runs this each minute; reading every hub and then each one's policy
-    was 2,000 statements a minute per process for 2,000 homes, and 8 % of a register's time with a steady fleet
+    was 2,000 statements a minute per process for 2,000 homes, and 8 % of a worker's Python time with a steady fleet
     (docs/scale.md)."""
     opened = 0
     h, pol = db.hubs.c, schema.escalation_policies.c
