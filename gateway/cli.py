@@ -181,7 +181,7 @@ def _sync(args: argparse.Namespace) -> int:
             (u["last_error"] or "-")[:60],
             humanize.when(u["next_retry"]),
             str(u["dead_lettered"]),
-            f"{u['batch_items']:,}" if u.get("batch_items") else "-",
+            f"{u['batch_items']:,}",
         ]
         for lane, u in s["lanes"].items()
     ]

@@ -134,13 +134,11 @@ async def _drain(link: Link, client: RegisterClient | AlarmClient, hub_id: str, 
             await deliver(link, client, hub_id, lane, items)
         except BaseException:
             size.failed()
-            status.batch_items = size.items
             prefetch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await prefetch
             raise
         size.sent(full=len(items) >= asked, took_s=time.monotonic() - started)
-        status.batch_items = size.items
         items = await prefetch
 
 

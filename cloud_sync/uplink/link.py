@@ -41,8 +41,6 @@ class LaneStatus:
     """New items wait for company (``readings_linger_s``, :func:`cloud_sync.uplink.lanes.linger`)."""
     draining: bool = False
     """The lane is sending what it holds."""
-    batch_items: int = 0
-    """The most items the lane's next batch holds (:mod:`cloud_sync.uplink.batchsize`); 0 until it sent one."""
 
 
 @dataclass

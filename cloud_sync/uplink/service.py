@@ -104,7 +104,8 @@ class Uplink(Link):
             "alarm_url": self.alarm_route.url,
             "alarm_connection": self.alarm.summary() if self.alarm is not None else None,
             "watched_s": max(0.0, self.watched_until - time.monotonic()),
-            "lanes": {lane: vars(s).copy() for lane, s in self.status.items()},
+            # Each lane's status, and the most items its next batch holds (cloud_sync.uplink.batchsize).
+            "lanes": {lane: {**vars(s), "batch_items": self.batch_size(lane).items} for lane, s in self.status.items()},
             "replies": vars(self.replies).copy(),
         }
 
